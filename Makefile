@@ -1,0 +1,58 @@
+# hanat — Makefile. `make test` is what CI runs (via .ci/run); `make demo`
+# runs the simulated VPC with a NAT pair (root).
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+PKGS     := ./...
+# Brief fuzzing in CI; run longer by hand: make fuzz FUZZTIME=5m
+FUZZTIME ?= 10s
+# package:FuzzTarget pairs
+FUZZ_TARGETS := \
+	./config:FuzzParse \
+	./admin:FuzzDecodeReloadRequest
+
+.PHONY: all build test unit lint vet fmt generate check-generate fuzz bench demo clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanatd ./cmd/hanatd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanatctl ./cmd/hanatctl
+
+# Everything CI checks: formatting, vet, committed BPF objects current,
+# all tests (root ones run in network namespaces the tests create), fuzzing.
+test: lint check-generate
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) fuzz
+
+# Unit tests only (no root needed; root-only tests skip themselves).
+unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+lint: fmt vet
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Rebuild the BPF objects with clang (bpf2go).
+generate:
+	$(GO) generate ./bpf/...
+
+# Fails when the committed bpf2go output differs from a fresh build.
+check-generate: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed objects are stale; run 'make generate' and commit"; exit 1; }
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME); \
+	done
+
+clean:
+	rm -rf $(BIN)
