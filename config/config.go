@@ -1,0 +1,352 @@
+// Package config is hanatd's configuration file: the schema, its defaults,
+// and a strict parser that reports every mistake with file, line, key path
+// and value, e.g.
+//
+//	hanat.yaml:12: port_forwards[1].to: "10.0.11.5:70000": port out of range 1-65535
+//
+// An empty file is valid and yields Default(): on a stock EC2 instance the
+// outside interface, private CIDRs and SNAT address are discovered at run
+// time (by other packages), not here.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where hanatd looks for its configuration file.
+const DefaultPath = "/etc/hanat/hanat.yaml"
+
+// Config is the whole hanatd configuration. The JSON form (served by the
+// admin socket as the effective config) uses the same keys as the YAML file.
+type Config struct {
+	// Interfaces names the NAT's interfaces.
+	Interfaces Interfaces `yaml:"interfaces" json:"interfaces"`
+	// PrivateCIDRs are the prefixes whose sources are NATed. Empty means
+	// discovered at run time (the VPC CIDRs from IMDS; outside EC2 the
+	// RFC 1918 ranges). IPv4 only for now, canonical (no host bits).
+	PrivateCIDRs []netip.Prefix `yaml:"private_cidrs" json:"private_cidrs"`
+	// SNAT is what private sources are rewritten to.
+	SNAT SNAT `yaml:"snat" json:"snat"`
+	// PortForwards are inbound DNAT rules from the NAT address to private hosts.
+	PortForwards []PortForward `yaml:"port_forwards" json:"port_forwards"`
+	// Sysctl controls the kernel settings hanatd manages.
+	Sysctl Sysctl `yaml:"sysctl" json:"sysctl"`
+	// Fastpath controls the XDP fast path.
+	Fastpath Fastpath `yaml:"fastpath" json:"fastpath"`
+	// Admin is the admin unix socket.
+	Admin Admin `yaml:"admin" json:"admin"`
+	// Log is the daemon's logging.
+	Log Log `yaml:"log" json:"log"`
+	// StateDir holds hanatd's state across restarts (absolute path).
+	StateDir string `yaml:"state_dir" json:"state_dir"`
+}
+
+// Interfaces names the NAT's interfaces.
+type Interfaces struct {
+	// Outside is the ENI NAT traffic leaves through. "" means the interface
+	// holding the IPv4 default route, discovered at run time.
+	Outside string `yaml:"outside" json:"outside"`
+}
+
+// SNAT is the source NAT applied to private sources going out.
+type SNAT struct {
+	// Addresses are the SNAT addresses. Empty means the primary IPv4
+	// address of the outside interface. IPv4 unicast, no duplicates.
+	Addresses []netip.Addr `yaml:"addresses" json:"addresses"`
+	// Ports is the source port range used for SNAT (default 1024-65535,
+	// as the NAT gateway uses).
+	Ports PortRange `yaml:"ports" json:"ports"`
+}
+
+// PortForward forwards Protocol/Port on the NAT address to a private host.
+type PortForward struct {
+	// Name is an optional label: [a-z0-9-_.], at most 63 characters.
+	Name string `yaml:"name" json:"name"`
+	// Protocol is "tcp" or "udp".
+	Protocol string `yaml:"protocol" json:"protocol"`
+	// Port is the listen port on the NAT address, 1-65535.
+	Port uint16 `yaml:"port" json:"port"`
+	// To is the private host and port. In the file the port may be left
+	// out ("10.0.11.5"), meaning the same port as Port; the parsed value
+	// always carries the port.
+	To netip.AddrPort `yaml:"to" json:"to"`
+	// Sources is an optional allow-list of client prefixes; empty = any.
+	Sources []netip.Prefix `yaml:"sources" json:"sources"`
+}
+
+// Sysctl is the kernel settings hanatd manages for the NAT.
+type Sysctl struct {
+	// Manage makes hanatd set the NAT sysctls (default true).
+	Manage bool `yaml:"manage" json:"manage"`
+	// ConntrackMax is nf_conntrack_max. 0 = sized from the instance
+	// memory; otherwise 1024..67108864.
+	ConntrackMax int `yaml:"conntrack_max" json:"conntrack_max"`
+	// TCPEstablishedTimeout is nf_conntrack_tcp_timeout_established
+	// (default 350s, the NAT gateway's idle timeout; 10s..5d).
+	TCPEstablishedTimeout Duration `yaml:"tcp_established_timeout" json:"tcp_established_timeout"`
+	// UDPTimeout is nf_conntrack_udp_timeout (default 30s; 1s..1d).
+	UDPTimeout Duration `yaml:"udp_timeout" json:"udp_timeout"`
+	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (default 120s; 1s..1d).
+	UDPStreamTimeout Duration `yaml:"udp_stream_timeout" json:"udp_stream_timeout"`
+}
+
+// Fastpath controls the XDP fast path.
+type Fastpath struct {
+	// Enabled turns the XDP fast path on (default true).
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Mode is the XDP attach mode: auto, native or generic (default auto).
+	Mode string `yaml:"mode" json:"mode"`
+}
+
+// Admin is the admin unix socket.
+type Admin struct {
+	// Socket is the socket path (absolute; default /run/hanat/admin.sock).
+	Socket string `yaml:"socket" json:"socket"`
+	// Group may write through the socket besides root (default "hanat").
+	Group string `yaml:"group" json:"group"`
+}
+
+// Log is the daemon's logging.
+type Log struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level" json:"level"`
+	// Format is text or json (default text).
+	Format string `yaml:"format" json:"format"`
+}
+
+// Enumerations accepted by the schema.
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
+
+	FastpathAuto    = "auto"
+	FastpathNative  = "native"
+	FastpathGeneric = "generic"
+)
+
+// Default returns the configuration an empty file yields.
+func Default() *Config {
+	return &Config{
+		SNAT: SNAT{Ports: PortRange{Min: 1024, Max: 65535}},
+		Sysctl: Sysctl{
+			Manage:                true,
+			ConntrackMax:          0,
+			TCPEstablishedTimeout: Duration{350 * time.Second},
+			UDPTimeout:            Duration{30 * time.Second},
+			UDPStreamTimeout:      Duration{120 * time.Second},
+		},
+		Fastpath: Fastpath{Enabled: true, Mode: FastpathAuto},
+		Admin:    Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
+		Log:      Log{Level: "info", Format: "text"},
+		StateDir: "/var/lib/hanat",
+	}
+}
+
+// Clone returns a deep copy of c (nil for nil).
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return nil
+	}
+	n := *c
+	n.PrivateCIDRs = slices.Clone(c.PrivateCIDRs)
+	n.SNAT.Addresses = slices.Clone(c.SNAT.Addresses)
+	if c.PortForwards != nil {
+		n.PortForwards = make([]PortForward, len(c.PortForwards))
+		for i, pf := range c.PortForwards {
+			pf.Sources = slices.Clone(pf.Sources)
+			n.PortForwards[i] = pf
+		}
+	}
+	return &n
+}
+
+// Equal reports whether c and o configure the same thing. A nil list and
+// an empty one are equal (both mean "not given").
+func (c *Config) Equal(o *Config) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	return c.Interfaces == o.Interfaces &&
+		slices.Equal(c.PrivateCIDRs, o.PrivateCIDRs) &&
+		slices.Equal(c.SNAT.Addresses, o.SNAT.Addresses) &&
+		c.SNAT.Ports == o.SNAT.Ports &&
+		slices.EqualFunc(c.PortForwards, o.PortForwards, PortForward.Equal) &&
+		c.Sysctl == o.Sysctl &&
+		c.Fastpath == o.Fastpath &&
+		c.Admin == o.Admin &&
+		c.Log == o.Log &&
+		c.StateDir == o.StateDir
+}
+
+// Equal reports whether p and o are the same port forward.
+func (p PortForward) Equal(o PortForward) bool {
+	return p.Name == o.Name && p.Protocol == o.Protocol && p.Port == o.Port &&
+		p.To == o.To && slices.Equal(p.Sources, o.Sources)
+}
+
+// PortRange is an inclusive range of ports, written "1024-65535".
+type PortRange struct {
+	Min uint16
+	Max uint16
+}
+
+// String returns the range as written in the file, "min-max".
+func (r PortRange) String() string {
+	return strconv.Itoa(int(r.Min)) + "-" + strconv.Itoa(int(r.Max))
+}
+
+// MarshalText implements encoding.TextMarshaler ("1024-65535").
+func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler. It parses the syntax
+// only; Config.Validate checks min >= 1 and min <= max.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	v, err := ParsePortRange(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// ParsePortRange parses "min-max" (spaces around '-' allowed). Each end
+// must be a decimal 0..65535; range checks are left to validation.
+func ParsePortRange(s string) (PortRange, error) {
+	r, msg := parsePortRange(s)
+	if msg != "" {
+		return PortRange{}, fmt.Errorf("parse port range %q: %s", s, msg)
+	}
+	return r, nil
+}
+
+func parsePortRange(s string) (PortRange, string) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return PortRange{}, "expected a port range min-max, e.g. 1024-65535"
+	}
+	first, msg := parsePort(strings.TrimSpace(lo))
+	if msg != "" {
+		return PortRange{}, msg
+	}
+	last, msg := parsePort(strings.TrimSpace(hi))
+	if msg != "" {
+		return PortRange{}, msg
+	}
+	return PortRange{Min: first, Max: last}, ""
+}
+
+// parsePort parses a decimal port. 0 is returned as is: validation rejects
+// it with a message that knows the context.
+func parsePort(s string) (uint16, string) {
+	if !isDecimal(s) {
+		return 0, fmt.Sprintf("invalid port %q: not a decimal number", s)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > 65535 {
+		return 0, msgPortRange
+	}
+	return uint16(n), ""
+}
+
+// isDecimal reports whether s is a non-empty run of ASCII digits.
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written in the file as "350s", "5m50s",
+// "1d12h" or a bare integer meaning seconds. It marshals to JSON and text
+// as the time.Duration string form ("5m50s").
+type Duration struct {
+	time.Duration
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseDuration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// ParseDuration parses a Go duration ("350s", "5m50s"), a duration with a
+// leading days part ("5d", "1d12h"), or a bare integer meaning seconds.
+func ParseDuration(s string) (time.Duration, error) {
+	d, msg := parseDuration(s)
+	if msg != "" {
+		return 0, fmt.Errorf("parse duration %q: %s", s, msg)
+	}
+	return d, nil
+}
+
+const msgDurationSyntax = "invalid duration: write e.g. 350s, 5m50s, 1d or a number of seconds"
+
+func parseDuration(s string) (time.Duration, string) {
+	const tooLarge = "duration too large"
+	body := s
+	neg := false
+	if body != "" && (body[0] == '-' || body[0] == '+') {
+		neg = body[0] == '-'
+		body = body[1:]
+	}
+	if body == "" {
+		return 0, msgDurationSyntax
+	}
+	if isDecimal(body) {
+		n, err := strconv.ParseInt(body, 10, 64)
+		if err != nil || n > int64(maxDuration/time.Second) {
+			return 0, tooLarge
+		}
+		return sign(neg, time.Duration(n)*time.Second), ""
+	}
+	var days time.Duration
+	if i := strings.IndexByte(body, 'd'); i > 0 && isDecimal(body[:i]) {
+		n, err := strconv.ParseInt(body[:i], 10, 64)
+		if err != nil || n > int64(maxDuration/(24*time.Hour)) {
+			return 0, tooLarge
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		body = body[i+1:]
+		if body == "" {
+			return sign(neg, days), ""
+		}
+	}
+	if c := body[0]; (c < '0' || c > '9') && c != '.' {
+		// time.ParseDuration would accept a second sign here.
+		return 0, msgDurationSyntax
+	}
+	rest, err := time.ParseDuration(body)
+	if err != nil {
+		return 0, msgDurationSyntax
+	}
+	if rest > maxDuration-days {
+		return 0, tooLarge
+	}
+	return sign(neg, days+rest), ""
+}
+
+func sign(neg bool, d time.Duration) time.Duration {
+	if neg {
+		return -d
+	}
+	return d
+}
+
+const maxDuration = time.Duration(1<<63 - 1)
