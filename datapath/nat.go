@@ -1,0 +1,161 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Default SNAT source port range, the one the AWS NAT gateway uses.
+const (
+	DefaultPortMin uint16 = 1024
+	DefaultPortMax uint16 = 65535
+)
+
+// NAT is the desired slow path: which sources are NATed, to which SNAT
+// addresses, and which ports are forwarded inwards.
+type NAT struct {
+	// PrivateCIDRs are the sources that are allowed through the NAT and
+	// SNATed on the way out. At least one; IPv4 only.
+	PrivateCIDRs []netip.Prefix
+	// SNATAddrs are the NAT's own addresses that private sources are
+	// translated to. At least one; IPv4 only. With several, each private
+	// source is mapped to one of them by a hash of its address, so a host
+	// keeps the same public address for all its flows.
+	SNATAddrs []netip.Addr
+	// PortMin and PortMax bound the SNAT source ports of TCP and UDP flows.
+	// Both zero means DefaultPortMin-DefaultPortMax.
+	PortMin, PortMax uint16
+	// OutsideIface restricts SNAT to packets leaving through this interface.
+	// Empty means SNAT whatever the output interface.
+	OutsideIface string
+	// PortForwards are DNAT rules from a port on the SNAT addresses to a
+	// private host.
+	PortForwards []PortForward
+}
+
+// PortForward sends new connections to Port (on any SNAT address) on to To.
+type PortForward struct {
+	Protocol string // "tcp" or "udp"
+	Port     uint16 // on the SNAT addresses; 1-65535
+	// To is the private host and port. A zero port means the same as Port.
+	To netip.AddrPort
+	// Sources restricts who may use the forward; empty means anyone.
+	Sources []netip.Prefix
+}
+
+// Name is the forward's rule name, e.g. "dnat_tcp_8080"; Counters uses it.
+func (pf PortForward) Name() string {
+	return fmt.Sprintf("dnat_%s_%d", pf.Protocol, pf.Port)
+}
+
+// maxIfaceLen is IFNAMSIZ-1.
+const maxIfaceLen = 15
+
+// normalize validates n and returns a copy with defaults filled in and
+// prefixes masked. Errors name the field and the value.
+func (n NAT) normalize() (NAT, error) {
+	var errs []error
+	out := NAT{OutsideIface: n.OutsideIface}
+
+	if len(n.PrivateCIDRs) == 0 {
+		errs = append(errs, errors.New("PrivateCIDRs: at least one private CIDR is required"))
+	}
+	for i, p := range n.PrivateCIDRs {
+		if !p.IsValid() || !p.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("PrivateCIDRs[%d] %q: not an IPv4 prefix", i, p))
+			continue
+		}
+		out.PrivateCIDRs = append(out.PrivateCIDRs, p.Masked())
+	}
+
+	if len(n.SNATAddrs) == 0 {
+		errs = append(errs, errors.New("SNATAddrs: at least one SNAT address is required"))
+	}
+	seen := make(map[netip.Addr]bool)
+	for i, a := range n.SNATAddrs {
+		switch {
+		case !a.Is4():
+			errs = append(errs, fmt.Errorf("SNATAddrs[%d] %q: not an IPv4 address", i, a))
+		case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			errs = append(errs, fmt.Errorf("SNATAddrs[%d] %q: not a unicast address", i, a))
+		case seen[a]:
+			errs = append(errs, fmt.Errorf("SNATAddrs[%d] %q: duplicate", i, a))
+		default:
+			seen[a] = true
+			out.SNATAddrs = append(out.SNATAddrs, a)
+		}
+	}
+
+	out.PortMin, out.PortMax = n.PortMin, n.PortMax
+	if out.PortMin == 0 && out.PortMax == 0 {
+		out.PortMin, out.PortMax = DefaultPortMin, DefaultPortMax
+	}
+	switch {
+	case out.PortMin == 0:
+		errs = append(errs, fmt.Errorf("PortMin 0 (PortMax %d): ports start at 1", out.PortMax))
+	case out.PortMin > out.PortMax:
+		errs = append(errs, fmt.Errorf("PortMin %d > PortMax %d", out.PortMin, out.PortMax))
+	}
+
+	if err := validIfaceName(n.OutsideIface); n.OutsideIface != "" && err != nil {
+		errs = append(errs, fmt.Errorf("OutsideIface %q: %w", n.OutsideIface, err))
+	}
+
+	fwdSeen := make(map[string]int)
+	for i, pf := range n.PortForwards {
+		npf, err := pf.normalize()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PortForwards[%d]: %w", i, err))
+			continue
+		}
+		if j, dup := fwdSeen[npf.Name()]; dup {
+			errs = append(errs, fmt.Errorf("PortForwards[%d] %s/%d: duplicates PortForwards[%d]", i, npf.Protocol, npf.Port, j))
+			continue
+		}
+		fwdSeen[npf.Name()] = i
+		out.PortForwards = append(out.PortForwards, npf)
+	}
+	if len(errs) > 0 {
+		return NAT{}, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (pf PortForward) normalize() (PortForward, error) {
+	out := PortForward{Protocol: strings.ToLower(pf.Protocol), Port: pf.Port}
+	if out.Protocol != "tcp" && out.Protocol != "udp" {
+		return out, fmt.Errorf("Protocol %q: want tcp or udp", pf.Protocol)
+	}
+	if pf.Port == 0 {
+		return out, fmt.Errorf("%s Port 0: want 1-65535", out.Protocol)
+	}
+	if !pf.To.Addr().Is4() {
+		return out, fmt.Errorf("%s/%d To %q: not an IPv4 address and port", out.Protocol, pf.Port, pf.To)
+	}
+	if a := pf.To.Addr(); a.IsUnspecified() || a.IsMulticast() {
+		return out, fmt.Errorf("%s/%d To %q: not a unicast address", out.Protocol, pf.Port, pf.To)
+	}
+	out.To = pf.To
+	if out.To.Port() == 0 {
+		out.To = netip.AddrPortFrom(pf.To.Addr(), pf.Port)
+	}
+	for i, p := range pf.Sources {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return out, fmt.Errorf("%s/%d Sources[%d] %q: not an IPv4 prefix", out.Protocol, pf.Port, i, p)
+		}
+		out.Sources = append(out.Sources, p.Masked())
+	}
+	return out, nil
+}
+
+func validIfaceName(name string) error {
+	if name == "" || len(name) > maxIfaceLen {
+		return fmt.Errorf("interface name must be 1-%d bytes", maxIfaceLen)
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00*") {
+		return errors.New("invalid characters in interface name")
+	}
+	return nil
+}

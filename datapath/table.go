@@ -1,0 +1,526 @@
+package datapath
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the one nftables table hanat owns, in family inet.
+const TableName = "hanat"
+
+// Chain and set names inside table inet hanat.
+const (
+	SetPrivateV4 = "private_v4"
+	// MapSNATAddrs maps jhash(ip saddr) mod N to a SNAT address; present
+	// only with several SNAT addresses.
+	MapSNATAddrs    = "snat_addrs"
+	ChainForward    = "forward"
+	ChainPrerouting = "prerouting"
+	ChainPostroute  = "postrouting"
+	// ChainConfig is a regular chain that nothing jumps to. Its single rule
+	// (`return`) carries the hash of the table as a comment, the marker
+	// Apply compares to decide whether anything must change.
+	ChainConfig = "config"
+)
+
+// Rule names: the comment of each rule, and the keys of Slowpath.Counters.
+// Port forwards are named by PortForward.Name ("dnat_tcp_8080").
+const (
+	RuleDropInvalid        = "drop_invalid"
+	RuleForwardEstablished = "forward_established"
+	RuleForwardNewPrivate  = "forward_new_private"
+	RuleForwardDNAT        = "forward_dnat"
+	RuleDropUnsolicited    = "drop_unsolicited"
+	RuleSNAT               = "snat"       // TCP and UDP, with the port range
+	RuleSNATOther          = "snat_other" // ICMP and other protocols, no ports
+)
+
+// markerPrefix starts the comment of the marker rule in ChainConfig.
+const markerPrefix = "config "
+
+// Table is the desired nftables table as data: what Apply sends to the
+// kernel in one batch, in this order.
+type Table struct {
+	Table  *nftables.Table
+	Sets   []Set // named and anonymous sets and maps, before the rules using them
+	Chains []*nftables.Chain
+	Rules  []*nftables.Rule // in chain order; each Rule.Chain points into Chains
+	// Hash is "sha256:<hex>" over everything above except the marker rule;
+	// the marker rule's comment is "config " + Hash.
+	Hash string
+}
+
+// Set is a set or map with its elements.
+type Set struct {
+	Set      *nftables.Set
+	Elements []nftables.SetElement
+}
+
+// Rule returns the rule whose comment is name, or nil.
+func (t Table) Rule(name string) *nftables.Rule {
+	for _, r := range t.Rules {
+		if c, _ := ruleComment(r); c == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// BuildTable validates n and returns the table that implements it. It is
+// pure: no kernel, no root.
+func BuildTable(n NAT) (Table, error) {
+	n, err := n.normalize()
+	if err != nil {
+		return Table{}, fmt.Errorf("datapath.BuildTable: %w", err)
+	}
+	b := &builder{
+		t: Table{Table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}},
+	}
+	tbl := b.t.Table
+
+	private := b.addSet(&nftables.Set{
+		Table:    tbl,
+		Name:     SetPrivateV4,
+		KeyType:  nftables.TypeIPAddr,
+		Interval: true,
+	}, ipv4IntervalElements(n.PrivateCIDRs))
+
+	var snatMap *nftables.Set
+	if len(n.SNATAddrs) > 1 {
+		elems := make([]nftables.SetElement, 0, len(n.SNATAddrs))
+		for i, a := range n.SNATAddrs {
+			elems = append(elems, nftables.SetElement{
+				Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+				Val: a.AsSlice(),
+			})
+		}
+		// A named map, not an anonymous one: google/nftables marks anonymous
+		// sets' keys big-endian, and nft would then list the hash values
+		// byte-swapped. The jhash result is a host-endian u32, like a mark.
+		snatMap = b.addSet(&nftables.Set{
+			Table:        tbl,
+			Name:         MapSNATAddrs,
+			KeyType:      nftables.TypeMark,
+			KeyByteOrder: binaryutil.NativeEndian,
+			DataType:     nftables.TypeIPAddr,
+			IsMap:        true,
+		}, elems)
+	}
+
+	forward := b.addChain(&nftables.Chain{
+		Name:     ChainForward,
+		Table:    tbl,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityFilter,
+		Policy:   policyRef(nftables.ChainPolicyDrop),
+	})
+	prerouting := b.addChain(&nftables.Chain{
+		Name:     ChainPrerouting,
+		Table:    tbl,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPrerouting,
+		Priority: nftables.ChainPriorityNATDest,
+		Policy:   policyRef(nftables.ChainPolicyAccept),
+	})
+	postrouting := b.addChain(&nftables.Chain{
+		Name:     ChainPostroute,
+		Table:    tbl,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+		Policy:   policyRef(nftables.ChainPolicyAccept),
+	})
+
+	// forward: filter hook forward priority filter; policy drop.
+	// ct state invalid counter drop comment "drop_invalid"
+	b.addRule(forward, RuleDropInvalid, concat(
+		ctStateAny(expr.CtStateBitINVALID),
+		counterVerdict(expr.VerdictDrop),
+	))
+	// ct state established,related counter accept comment "forward_established"
+	b.addRule(forward, RuleForwardEstablished, concat(
+		ctStateAny(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// ip saddr @private_v4 ct state new counter accept comment "forward_new_private"
+	b.addRule(forward, RuleForwardNewPrivate, concat(
+		ipSaddrIn(private),
+		ctStateAny(expr.CtStateBitNEW),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// ct status dnat ct state new counter accept comment "forward_dnat"
+	b.addRule(forward, RuleForwardDNAT, concat(
+		ctStatusAny(ctStatusDstNAT),
+		ctStateAny(expr.CtStateBitNEW),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// counter drop comment "drop_unsolicited"
+	b.addRule(forward, RuleDropUnsolicited, counterVerdict(expr.VerdictDrop))
+
+	// prerouting: nat hook prerouting priority dstnat; one dnat per forward.
+	for _, pf := range n.PortForwards {
+		b.addRule(prerouting, pf.Name(), b.dnatExprs(n.SNATAddrs, pf))
+	}
+
+	// postrouting: nat hook postrouting priority srcnat.
+	// ip saddr @private_v4 [oifname X] meta l4proto { tcp, udp } counter
+	//   snat ip to A:PortMin-PortMax comment "snat"
+	// (several SNAT addresses: snat ip to jhash ip saddr mod N map { 0 : A0, 1 : A1 }:PortMin-PortMax)
+	b.addRule(postrouting, RuleSNAT, concat(
+		ipSaddrIn(private),
+		oifnameIs(n.OutsideIface),
+		b.l4protoTCPUDP(),
+		[]expr.Any{&expr.Counter{}},
+		snatTo(n.SNATAddrs, snatMap, n.PortMin, n.PortMax),
+	))
+	// ip saddr @private_v4 [oifname X] counter snat ip to A comment "snat_other"
+	b.addRule(postrouting, RuleSNATOther, concat(
+		ipSaddrIn(private),
+		oifnameIs(n.OutsideIface),
+		[]expr.Any{&expr.Counter{}},
+		snatTo(n.SNATAddrs, snatMap, 0, 0),
+	))
+
+	if b.t.Hash, err = hashTable(b.t); err != nil {
+		return Table{}, fmt.Errorf("datapath.BuildTable: %w", err)
+	}
+
+	// config: no hook, never jumped to.
+	// return comment "config sha256:…"
+	config := b.addChain(&nftables.Chain{Name: ChainConfig, Table: tbl})
+	b.addRule(config, markerPrefix+b.t.Hash, []expr.Any{
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	})
+	return b.t, nil
+}
+
+// builder accumulates a Table; set IDs are local to one table so BuildTable
+// stays pure (nftables.Conn.AddSet only allocates IDs when ID is 0).
+type builder struct {
+	t         Table
+	nextSetID uint32
+}
+
+func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) *nftables.Set {
+	b.nextSetID++
+	s.ID = b.nextSetID
+	b.t.Sets = append(b.t.Sets, Set{Set: s, Elements: elems})
+	return s
+}
+
+// anonSet adds a constant anonymous set (or map) bound to the next rule.
+func (b *builder) anonSet(s *nftables.Set, elems []nftables.SetElement) *nftables.Set {
+	s.Table = b.t.Table
+	s.Anonymous = true
+	s.Constant = true
+	s.Name = "__set%d"
+	if s.IsMap {
+		s.Name = "__map%d"
+	}
+	return b.addSet(s, elems)
+}
+
+func (b *builder) addChain(c *nftables.Chain) *nftables.Chain {
+	b.t.Chains = append(b.t.Chains, c)
+	return c
+}
+
+func (b *builder) addRule(c *nftables.Chain, name string, exprs []expr.Any) {
+	b.t.Rules = append(b.t.Rules, &nftables.Rule{
+		Table:    b.t.Table,
+		Chain:    c,
+		Exprs:    exprs,
+		UserData: userdata.AppendString(nil, userdata.TypeComment, name),
+	})
+}
+
+// dnatExprs is one port forward:
+// ip daddr { SNAT addrs } <proto> dport P [ip saddr { sources }] counter dnat ip to To
+func (b *builder) dnatExprs(snat []netip.Addr, pf PortForward) []expr.Any {
+	proto := byte(unix.IPPROTO_TCP)
+	if pf.Protocol == "udp" {
+		proto = unix.IPPROTO_UDP
+	}
+	var daddr []expr.Any
+	if len(snat) == 1 {
+		daddr = ipDaddrIs(snat[0])
+	} else {
+		elems := make([]nftables.SetElement, 0, len(snat))
+		for _, a := range sortedAddrs(snat) {
+			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+		}
+		daddr = ipDaddrIn(b.anonSet(&nftables.Set{KeyType: nftables.TypeIPAddr}, elems))
+	}
+	var saddr []expr.Any
+	if len(pf.Sources) > 0 {
+		saddr = ipSaddrIn(b.anonSet(&nftables.Set{KeyType: nftables.TypeIPAddr, Interval: true},
+			ipv4IntervalElements(pf.Sources)))
+	}
+	return concat(
+		daddr,
+		thDportIs(proto, pf.Port),
+		saddr,
+		[]expr.Any{
+			&expr.Counter{},
+			&expr.Immediate{Register: 1, Data: pf.To.Addr().AsSlice()},
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(pf.To.Port())},
+			&expr.NAT{
+				Type:        expr.NATTypeDestNAT,
+				Family:      unix.NFPROTO_IPV4,
+				RegAddrMin:  1,
+				RegProtoMin: 2,
+				Specified:   true,
+			},
+		},
+	)
+}
+
+// l4protoTCPUDP is: meta l4proto { tcp, udp }
+func (b *builder) l4protoTCPUDP() []expr.Any {
+	s := b.anonSet(&nftables.Set{KeyType: nftables.TypeInetProto}, []nftables.SetElement{
+		{Key: []byte{unix.IPPROTO_TCP}},
+		{Key: []byte{unix.IPPROTO_UDP}},
+	})
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	}
+}
+
+// snatTo is: snat ip to A[:min-max], or with several addresses
+// snat ip to jhash ip saddr mod N map @snat_addrs[:min-max]
+// where snat_addrs is { 0x00000000 : A0, 0x00000001 : A1, … }.
+// m is the snat_addrs map, nil with a single address; portMin 0 means no
+// port range.
+func snatTo(addrs []netip.Addr, m *nftables.Set, portMin, portMax uint16) []expr.Any {
+	var out []expr.Any
+	if m == nil {
+		out = append(out, &expr.Immediate{Register: 1, Data: addrs[0].AsSlice()})
+	} else {
+		out = append(out,
+			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: uint32(len(addrs)), Type: expr.HashTypeJenkins},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+		)
+	}
+	nat := &expr.NAT{
+		Type:       expr.NATTypeSourceNAT,
+		Family:     unix.NFPROTO_IPV4,
+		RegAddrMin: 1,
+	}
+	if portMin != 0 {
+		out = append(out,
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(portMin)},
+			&expr.Immediate{Register: 3, Data: binaryutil.BigEndian.PutUint16(portMax)},
+		)
+		nat.RegProtoMin, nat.RegProtoMax, nat.Specified = 2, 3, true
+	}
+	return append(out, nat)
+}
+
+// IPS_DST_NAT from linux/netfilter/nf_conntrack_common.h: `ct status dnat`.
+const ctStatusDstNAT uint32 = 1 << 5
+
+// ipv4Only is the dependency nft adds before an ip header match in an inet
+// table: meta nfproto ipv4
+func ipv4Only() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+// ipSaddrIn is: ip saddr @set
+func ipSaddrIn(s *nftables.Set) []expr.Any {
+	return append(ipv4Only(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	)
+}
+
+// ipDaddrIn is: ip daddr @set
+func ipDaddrIn(s *nftables.Set) []expr.Any {
+	return append(ipv4Only(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	)
+}
+
+// ipDaddrIs is: ip daddr A
+func ipDaddrIs(a netip.Addr) []expr.Any {
+	return append(ipv4Only(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+	)
+}
+
+// thDportIs is: tcp dport P (or udp dport P)
+func thDportIs(proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// oifnameIs is: oifname "X" (nothing when X is empty)
+func oifnameIs(name string) []expr.Any {
+	if name == "" {
+		return nil
+	}
+	data := make([]byte, unix.IFNAMSIZ)
+	copy(data, name)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
+	}
+}
+
+// ctStateAny is: ct state s1,s2 (any of the bits)
+func ctStateAny(bits uint32) []expr.Any {
+	return ctBitsAny(expr.CtKeySTATE, bits)
+}
+
+// ctStatusAny is: ct status s
+func ctStatusAny(bits uint32) []expr.Any {
+	return ctBitsAny(expr.CtKeySTATUS, bits)
+}
+
+func ctBitsAny(key expr.CtKey, bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: key},
+		&expr.Bitwise{
+			SourceRegister: 1,
+			DestRegister:   1,
+			Len:            4,
+			Mask:           binaryutil.NativeEndian.PutUint32(bits),
+			Xor:            binaryutil.NativeEndian.PutUint32(0),
+		},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// counterVerdict is: counter accept / counter drop
+func counterVerdict(kind expr.VerdictKind) []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: kind}}
+}
+
+func concat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func policyRef(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
+
+func sortedAddrs(addrs []netip.Addr) []netip.Addr {
+	out := slices.Clone(addrs)
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// ipv4IntervalElements encodes IPv4 prefixes as an interval set the way nft
+// does: sorted, prefixes contained in another dropped, each range as a start
+// element and an interval-end element one past its last address, and a
+// leading interval end at 0.0.0.0 when the first range does not start there.
+func ipv4IntervalElements(prefixes []netip.Prefix) []nftables.SetElement {
+	ps := slices.Clone(prefixes)
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Bits(), b.Bits()) // shorter (wider) first
+	})
+	var kept []netip.Prefix
+	for _, p := range ps {
+		if len(kept) > 0 && kept[len(kept)-1].Overlaps(p) {
+			continue // sorted by start, wider first: p is inside the previous prefix
+		}
+		kept = append(kept, p)
+	}
+	var elems []nftables.SetElement
+	if len(kept) > 0 && kept[0].Addr() != netip.IPv4Unspecified() {
+		elems = append(elems, nftables.SetElement{Key: netip.IPv4Unspecified().AsSlice(), IntervalEnd: true})
+	}
+	for _, p := range kept {
+		elems = append(elems, nftables.SetElement{Key: p.Addr().AsSlice()})
+		if end := lastAddr(p).Next(); end.IsValid() {
+			elems = append(elems, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return elems
+}
+
+// lastAddr is the highest address in the (masked) IPv4 prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	if p.Bits() == 0 {
+		host = ^uint32(0)
+	}
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// ruleComment extracts the nft comment of a rule.
+func ruleComment(r *nftables.Rule) (string, bool) {
+	return userdata.GetString(r.UserData, userdata.TypeComment)
+}
+
+// hashTable digests the table's content in a canonical text form: the same
+// NAT always gives the same hash, and any change to sets, chains or rule
+// expressions (including a new hanat version building different rules)
+// gives another.
+func hashTable(t Table) (string, error) {
+	h := sha256.New()
+	fam := byte(t.Table.Family)
+	fmt.Fprintf(h, "hanat table v1 family=%d name=%s\n", fam, t.Table.Name)
+	for _, s := range t.Sets {
+		x := s.Set
+		fmt.Fprintf(h, "set %s id=%d anon=%t const=%t interval=%t map=%t key=%s/%d data=%s/%d\n",
+			x.Name, x.ID, x.Anonymous, x.Constant, x.Interval, x.IsMap,
+			x.KeyType.Name, x.KeyType.Bytes, x.DataType.Name, x.DataType.Bytes)
+		for _, e := range s.Elements {
+			fmt.Fprintf(h, " elem %x %x end=%t\n", e.Key, e.Val, e.IntervalEnd)
+		}
+	}
+	for _, c := range t.Chains {
+		fmt.Fprintf(h, "chain %s type=%s", c.Name, c.Type)
+		if c.Hooknum != nil {
+			fmt.Fprintf(h, " hook=%d", *c.Hooknum)
+		}
+		if c.Priority != nil {
+			fmt.Fprintf(h, " prio=%d", *c.Priority)
+		}
+		if c.Policy != nil {
+			fmt.Fprintf(h, " policy=%d", *c.Policy)
+		}
+		fmt.Fprintln(h)
+	}
+	for _, r := range t.Rules {
+		fmt.Fprintf(h, "rule %s udata=%x\n", r.Chain.Name, r.UserData)
+		for i, e := range r.Exprs {
+			b, err := expr.Marshal(fam, e)
+			if err != nil {
+				return "", fmt.Errorf("marshal expression %d (%T) of rule %x in chain %s: %w", i, e, r.UserData, r.Chain.Name, err)
+			}
+			fmt.Fprintf(h, " expr %x\n", b)
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
