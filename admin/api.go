@@ -1,0 +1,171 @@
+// Package admin is hanatd's admin API: plain HTTP/1.1 over a unix socket
+// (default /run/hanat/admin.sock), versioned paths under /v1/, JSON bodies
+// and peer-credential authorization.
+//
+// Any process that can connect to the socket (mode 0660, root:hanat) may
+// read; only root and members of the admin group may call mutating routes.
+// The package knows nothing of the datapath, conntrack or the cloud: it
+// defines its own API types and the daemon adapts itself to [Backend].
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+const (
+	// APIVersion is the version of the admin API spoken by this package.
+	// It is sent in every response in the [VersionHeader] header and is the
+	// first element of every path (/v1/...).
+	APIVersion = "1"
+	// VersionHeader is the response header carrying [APIVersion].
+	VersionHeader = "Hanat-Api-Version"
+	// DefaultSocketPath is where hanatd listens unless configured otherwise.
+	DefaultSocketPath = "/run/hanat/admin.sock"
+	// DefaultGroup is the group whose members may use mutating routes.
+	DefaultGroup = "hanat"
+	// MaxRequestBody is the largest request body the server accepts.
+	MaxRequestBody = 64 << 10
+)
+
+// Backend is what the daemon provides to the admin server. Every method
+// gets the request's context and must return when it is done.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+	Flows(ctx context.Context, q FlowsQuery) (FlowsResponse, error)
+	// Config returns the effective configuration as a JSON object.
+	Config(ctx context.Context) (json.RawMessage, error)
+	Reload(ctx context.Context, req ReloadRequest) (ReloadResponse, error)
+}
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	Version        string    `json:"version"`
+	Node           string    `json:"node"` // hostname
+	StartedAt      time.Time `json:"started_at,omitzero"`
+	ConfigLoadedAt time.Time `json:"config_loaded_at,omitzero"`
+	ConfigPath     string    `json:"config_path"`
+	// Ready reports whether the datapath has been applied from the
+	// current configuration.
+	Ready       bool           `json:"ready"`
+	NAT         NATStatus      `json:"nat"`
+	Datapath    DatapathStatus `json:"datapath"`
+	Sysctls     []Sysctl       `json:"sysctls"`
+	Connections Connections    `json:"connections"`
+	// Cloud is free text about the cloud integration, e.g.
+	// "no IMDS: running from config only".
+	Cloud string `json:"cloud"`
+}
+
+// NATStatus is the NAT the datapath implements.
+type NATStatus struct {
+	OutsideInterface string        `json:"outside_interface"`
+	PrivateCIDRs     []string      `json:"private_cidrs"`
+	SNATAddrs        []string      `json:"snat_addrs"`
+	Ports            string        `json:"ports"` // SNAT source port range, e.g. "1024-65535"
+	PortForwards     []PortForward `json:"port_forwards"`
+}
+
+// PortForward is one DNAT rule: Protocol/Port on the NAT to To (addr:port).
+type PortForward struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"`
+	Port     int    `json:"port"`
+	To       string `json:"to"`
+}
+
+// DatapathStatus describes the nftables slow path (and later the fast path).
+type DatapathStatus struct {
+	Table       string    `json:"table"` // e.g. "inet hanat"
+	Present     bool      `json:"present"`
+	LastApplied time.Time `json:"last_applied,omitzero"`
+	LastError   string    `json:"last_error"`
+	// Counters are the table's named counters (e.g. dropped traffic).
+	Counters map[string]Counter `json:"counters"`
+	// Fastpath is the XDP fast path state; "off" until it exists.
+	Fastpath string `json:"fastpath"`
+}
+
+// Counter is a packet and byte count.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Sysctl is one kernel setting the NAT needs, as wanted and as found.
+type Sysctl struct {
+	Key     string `json:"key"`
+	Want    string `json:"want"`
+	Now     string `json:"now"`
+	Applied bool   `json:"applied"`
+	Note    string `json:"note"`
+}
+
+// Connections counts the flows NATed by hanat.
+type Connections struct {
+	Active         int `json:"active"`
+	TCP            int `json:"tcp"`
+	UDP            int `json:"udp"`
+	ICMP           int `json:"icmp"`
+	Other          int `json:"other"`
+	TCPEstablished int `json:"tcp_established"`
+}
+
+// Flow is one NATed connection as the kernel's conntrack table sees it.
+type Flow struct {
+	ID       uint32 `json:"id"`
+	Protocol string `json:"protocol"`
+	State    string `json:"state"` // TCP state; empty for other protocols
+	// Src and Dst are the original direction (private host → internet),
+	// as addr:port (addr for ICMP).
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+	// NATSrc is the source after SNAT (where replies are addressed).
+	NATSrc string `json:"nat_src"`
+	// ReplySrc is the source of the reply direction.
+	ReplySrc       string `json:"reply_src"`
+	TimeoutSeconds int    `json:"timeout_seconds"`
+	Assured        bool   `json:"assured"`
+	PacketsOut     uint64 `json:"packets_out"`
+	BytesOut       uint64 `json:"bytes_out"`
+	PacketsIn      uint64 `json:"packets_in"`
+	BytesIn        uint64 `json:"bytes_in"`
+	Offloaded      bool   `json:"offloaded"`
+}
+
+// FlowsQuery selects flows for GET /v1/flows. It travels as query
+// parameters: ?limit=N&protocol=tcp|udp|icmp&src=IP.
+type FlowsQuery struct {
+	// Limit is the most flows returned; 0 means no limit.
+	Limit int `json:"limit"`
+	// Protocol is "", "tcp", "udp" or "icmp".
+	Protocol string `json:"protocol"`
+	// Src is a private source address ("" for all).
+	Src string `json:"src"`
+}
+
+// FlowsResponse is the answer to GET /v1/flows. Total counts every flow
+// matching the query; Truncated is set when Limit cut the list short.
+type FlowsResponse struct {
+	Flows     []Flow `json:"flows"`
+	Total     int    `json:"total"`
+	Truncated bool   `json:"truncated"`
+}
+
+// ReloadRequest is the body of POST /v1/reload. ConfigPath is optional and
+// must equal the path hanatd runs from when set.
+type ReloadRequest struct {
+	ConfigPath string `json:"config_path,omitempty"`
+}
+
+// ReloadResponse is the answer to POST /v1/reload.
+type ReloadResponse struct {
+	Changed bool   `json:"changed"`
+	Message string `json:"message"`
+}
+
+// ErrorResponse is the body of every non-2xx response.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
