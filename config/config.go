@@ -36,6 +36,8 @@ type Config struct {
 	PortForwards []PortForward `yaml:"port_forwards" json:"port_forwards"`
 	// Sysctl controls the kernel settings hanatd manages.
 	Sysctl Sysctl `yaml:"sysctl" json:"sysctl"`
+	// HostInput filters unsolicited traffic to the NAT instance itself.
+	HostInput HostInput `yaml:"host_input" json:"host_input"`
 	// Fastpath controls the XDP fast path.
 	Fastpath Fastpath `yaml:"fastpath" json:"fastpath"`
 	// Admin is the admin unix socket.
@@ -95,6 +97,19 @@ type Sysctl struct {
 	UDPStreamTimeout Duration `yaml:"udp_stream_timeout" json:"udp_stream_timeout"`
 }
 
+// HostInput filters traffic addressed to the NAT instance itself, as the
+// NAT gateway accepts no unsolicited inbound. Replies, loopback, ICMP and
+// sources inside the private CIDRs (the VPC: peers, health checks) always
+// pass; from elsewhere only the listed ports are open.
+type HostInput struct {
+	// Filter turns the filter on (default true).
+	Filter bool `yaml:"filter" json:"filter"`
+	// TCPPorts open to any source (default [22] for SSH).
+	TCPPorts []uint16 `yaml:"tcp_ports" json:"tcp_ports"`
+	// UDPPorts open to any source (default none).
+	UDPPorts []uint16 `yaml:"udp_ports" json:"udp_ports"`
+}
+
 // Fastpath controls the XDP fast path.
 type Fastpath struct {
 	// Enabled turns the XDP fast path on (default true).
@@ -140,7 +155,8 @@ func Default() *Config {
 			UDPTimeout:            Duration{30 * time.Second},
 			UDPStreamTimeout:      Duration{120 * time.Second},
 		},
-		Fastpath: Fastpath{Enabled: true, Mode: FastpathAuto},
+		HostInput: HostInput{Filter: true, TCPPorts: []uint16{22}},
+		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto},
 		Admin:    Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
 		Log:      Log{Level: "info", Format: "text"},
 		StateDir: "/var/lib/hanat",
@@ -155,6 +171,8 @@ func (c *Config) Clone() *Config {
 	n := *c
 	n.PrivateCIDRs = slices.Clone(c.PrivateCIDRs)
 	n.SNAT.Addresses = slices.Clone(c.SNAT.Addresses)
+	n.HostInput.TCPPorts = slices.Clone(c.HostInput.TCPPorts)
+	n.HostInput.UDPPorts = slices.Clone(c.HostInput.UDPPorts)
 	if c.PortForwards != nil {
 		n.PortForwards = make([]PortForward, len(c.PortForwards))
 		for i, pf := range c.PortForwards {
@@ -177,6 +195,9 @@ func (c *Config) Equal(o *Config) bool {
 		c.SNAT.Ports == o.SNAT.Ports &&
 		slices.EqualFunc(c.PortForwards, o.PortForwards, PortForward.Equal) &&
 		c.Sysctl == o.Sysctl &&
+		c.HostInput.Filter == o.HostInput.Filter &&
+		slices.Equal(c.HostInput.TCPPorts, o.HostInput.TCPPorts) &&
+		slices.Equal(c.HostInput.UDPPorts, o.HostInput.UDPPorts) &&
 		c.Fastpath == o.Fastpath &&
 		c.Admin == o.Admin &&
 		c.Log == o.Log &&

@@ -356,6 +356,10 @@ sysctl:
   tcp_established_timeout: 5m50s
   udp_timeout: 45
   udp_stream_timeout: 1d
+host_input:
+  filter: false
+  tcp_ports: [2200]
+  udp_ports: [51821]
 fastpath:
   enabled: false
   mode: generic
@@ -391,10 +395,11 @@ state_dir: /srv/hanat
 			UDPTimeout:            Duration{45 * time.Second},
 			UDPStreamTimeout:      Duration{24 * time.Hour},
 		},
-		Fastpath: Fastpath{Enabled: false, Mode: "generic"},
-		Admin:    Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
-		Log:      Log{Level: "debug", Format: "json"},
-		StateDir: "/srv/hanat",
+		HostInput: HostInput{Filter: false, TCPPorts: []uint16{2200}, UDPPorts: []uint16{51821}},
+		Fastpath:  Fastpath{Enabled: false, Mode: "generic"},
+		Admin:     Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
+		Log:       Log{Level: "debug", Format: "json"},
+		StateDir:  "/srv/hanat",
 	}
 	if !c.Equal(want) || !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
@@ -749,5 +754,26 @@ func TestParseLimits(t *testing.T) {
 	c, err := Parse("big.yaml", []byte(b.String()))
 	if err != nil || len(c.PortForwards) != 1000 || c.PortForwards[999].To.Port() != 1000 {
 		t.Fatalf("1000 forwards: %v", err)
+	}
+}
+
+func TestHostInput(t *testing.T) {
+	c, err := Parse("h.yaml", []byte("host_input:\n  tcp_ports: [22, 2222]\n  udp_ports: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HostInput.Filter || len(c.HostInput.TCPPorts) != 2 || c.HostInput.TCPPorts[1] != 2222 || len(c.HostInput.UDPPorts) != 0 {
+		t.Fatalf("host_input = %+v", c.HostInput)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"host_input:\n  tcp_ports: [22, 22]\n", `h.yaml:2: host_input.tcp_ports[1]: "22": duplicate port`},
+		{"host_input:\n  udp_ports: [0]\n", `h.yaml:2: host_input.udp_ports[0]: "0"`},
+		{"host_input:\n  udp_ports: [65536]\n", `h.yaml:2: host_input.udp_ports[0]: "65536"`},
+		{"host_input:\n  filtr: true\n", `h.yaml:2: host_input.filtr`},
+	} {
+		_, err := Parse("h.yaml", []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) error = %v, want it to contain %q", tc.in, err, tc.want)
+		}
 	}
 }

@@ -732,6 +732,13 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 				"udp_stream_timeout":      d.duration(&s.UDPStreamTimeout),
 			})
 		},
+		"host_input": func(path string, v *yaml.Node) {
+			d.mapping(path, v, map[string]field{
+				"filter":    d.boolean(&c.HostInput.Filter),
+				"tcp_ports": d.ports(&c.HostInput.TCPPorts),
+				"udp_ports": d.ports(&c.HostInput.UDPPorts),
+			})
+		},
 		"fastpath": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
 				"enabled": d.boolean(&c.Fastpath.Enabled),
@@ -752,6 +759,20 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 		},
 		"state_dir": d.str(&c.StateDir),
 	})
+}
+
+// ports decodes a list of ports (1-65535); an empty list is allowed and
+// means "none".
+func (d *decoder) ports(dst *[]uint16) field {
+	return func(path string, v *yaml.Node) {
+		out := []uint16{}
+		d.sequence(path, v, func(path string, _ int, v *yaml.Node) {
+			var p uint16
+			d.port(&p)(path, v)
+			out = append(out, p)
+		})
+		*dst = out
+	}
 }
 
 // prefixes decodes a list of prefixes. Entries that fail keep their index

@@ -72,6 +72,9 @@ func validate(c *Config, d *decoder) {
 	snat := validateSNAT(k, &c.SNAT)
 	validatePortForwards(k, c.PortForwards, private, snat)
 
+	validateHostPorts(k, "host_input.tcp_ports", c.HostInput.TCPPorts)
+	validateHostPorts(k, "host_input.udp_ports", c.HostInput.UDPPorts)
+
 	s := &c.Sysctl
 	if v := s.ConntrackMax; v != 0 && (v < conntrackMaxLo || v > conntrackMaxHi) {
 		k.report("sysctl.conntrack_max", strconv.Itoa(v), "%s", msgConntrackMax)
@@ -423,4 +426,19 @@ func checkAbsPath(s string) string {
 		return "must be an absolute path"
 	}
 	return ""
+}
+
+// validateHostPorts rejects port 0 and duplicates in a host_input list.
+func validateHostPorts(k checker, path string, ports []uint16) {
+	seen := map[uint16]bool{}
+	for i, p := range ports {
+		ip := path + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case p == 0:
+			k.report(ip, "0", "%s", msgPortRange)
+		case seen[p]:
+			k.report(ip, strconv.Itoa(int(p)), "duplicate port")
+		}
+		seen[p] = true
+	}
 }
