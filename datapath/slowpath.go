@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -54,7 +55,9 @@ func hanatTable() *nftables.Table {
 }
 
 // Apply makes table inet hanat implement n. When the live table already
-// carries the hash of the desired one it does nothing and returns false.
+// carries the hash of the desired one (and the same rules by name; edits of
+// set elements or rule bodies by hand are not detected) it does nothing and
+// returns false.
 // Otherwise it replaces the table in one atomic batch (add, delete, add the
 // whole table): packets see either the old table or the new one, never a
 // half-built one, and no other table is touched.
@@ -73,11 +76,11 @@ func (s *Slowpath) Apply(ctx context.Context, n NAT) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	live, present, err := liveMarker(c)
+	live, err := readLive(c, want)
 	if err != nil {
 		return false, err
 	}
-	if present && live == want.Hash {
+	if live.upToDate(want) {
 		s.log.Debug("nftables table up to date", "table", "inet "+TableName, "hash", want.Hash)
 		return false, nil
 	}
@@ -88,7 +91,7 @@ func (s *Slowpath) Apply(ctx context.Context, n NAT) (changed bool, err error) {
 		return false, fmt.Errorf("nftables apply table inet %s (%s): %w", TableName, want.Hash, err)
 	}
 	s.log.Info("nftables table applied", "table", "inet "+TableName,
-		"hash", want.Hash, "previous", live, "replaced", present,
+		"hash", want.Hash, "previous", live.marker, "replaced", live.present,
 		"private_cidrs", len(n.PrivateCIDRs), "snat_addrs", len(n.SNATAddrs),
 		"port_forwards", len(n.PortForwards))
 	return true, nil
@@ -154,8 +157,9 @@ func (s *Slowpath) Present(ctx context.Context) (bool, error) {
 }
 
 // Counters returns the counter of every named rule of table inet hanat,
-// keyed by rule name (RuleDropInvalid, RuleSNAT, PortForward.Name, …). An
-// absent table gives an empty map.
+// keyed by rule name (RuleDropInvalid, RuleSNAT, PortForward.Name, …);
+// rules sharing a name (RuleSNAT with several SNAT addresses) are summed.
+// An absent table gives an empty map.
 func (s *Slowpath) Counters(ctx context.Context) (map[string]Counter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nftables counters of table inet %s: %w", TableName, err)
@@ -185,7 +189,10 @@ func (s *Slowpath) Counters(ctx context.Context) (map[string]Counter, error) {
 			}
 			for _, e := range r.Exprs {
 				if ctr, ok := e.(*expr.Counter); ok {
-					out[name] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
+					sum := out[name]
+					sum.Packets += ctr.Packets
+					sum.Bytes += ctr.Bytes
+					out[name] = sum
 					break
 				}
 			}
@@ -206,27 +213,60 @@ func tablePresent(c *nftables.Conn) (bool, error) {
 	}
 }
 
-// liveMarker returns the hash recorded in the live table's config chain;
-// "" when the table exists without a marker (then it is replaced).
-func liveMarker(c *nftables.Conn) (hash string, present bool, err error) {
-	present, err = tablePresent(c)
-	if err != nil || !present {
-		return "", present, err
+// liveTable is what Apply reads back: the marker hash in the config chain
+// ("" when missing) and the rule names of every chain of the desired table.
+type liveTable struct {
+	present bool
+	marker  string
+	rules   map[string][]string // chain -> rule comments, in order
+}
+
+func readLive(c *nftables.Conn, want Table) (liveTable, error) {
+	var lt liveTable
+	var err error
+	if lt.present, err = tablePresent(c); err != nil || !lt.present {
+		return lt, err
 	}
+	lt.rules = make(map[string][]string)
 	t := hanatTable()
-	rules, err := c.GetRules(t, &nftables.Chain{Name: ChainConfig, Table: t})
-	if err != nil {
-		if isNotExist(err) {
-			return "", true, nil
+	for _, ch := range want.Chains {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch.Name, Table: t})
+		if err != nil {
+			if isNotExist(err) {
+				continue
+			}
+			return lt, fmt.Errorf("nftables list rules of inet %s %s: %w", TableName, ch.Name, err)
 		}
-		return "", true, fmt.Errorf("nftables list rules of inet %s %s: %w", TableName, ChainConfig, err)
+		names := make([]string, 0, len(rules))
+		for _, r := range rules {
+			cm, _ := ruleComment(r)
+			names = append(names, cm)
+			if ch.Name == ChainConfig && lt.marker == "" && strings.HasPrefix(cm, markerPrefix) {
+				lt.marker = strings.TrimPrefix(cm, markerPrefix)
+			}
+		}
+		lt.rules[ch.Name] = names
 	}
-	for _, r := range rules {
-		if cm, ok := ruleComment(r); ok && strings.HasPrefix(cm, markerPrefix) {
-			return strings.TrimPrefix(cm, markerPrefix), true, nil
+	return lt, nil
+}
+
+// upToDate: the live table carries want's marker and the same rules by
+// name in every chain (so a rule added or deleted by hand is repaired).
+func (lt liveTable) upToDate(want Table) bool {
+	if !lt.present || lt.marker != want.Hash {
+		return false
+	}
+	wantRules := make(map[string][]string)
+	for _, r := range want.Rules {
+		cm, _ := ruleComment(r)
+		wantRules[r.Chain.Name] = append(wantRules[r.Chain.Name], cm)
+	}
+	for _, ch := range want.Chains {
+		if !slices.Equal(lt.rules[ch.Name], wantRules[ch.Name]) {
+			return false
 		}
 	}
-	return "", true, nil
+	return true
 }
 
 // isNotExist reports whether a netlink error means "no such table/chain".

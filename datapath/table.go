@@ -20,10 +20,7 @@ const TableName = "hanat"
 
 // Chain and set names inside table inet hanat.
 const (
-	SetPrivateV4 = "private_v4"
-	// MapSNATAddrs maps jhash(ip saddr) mod N to a SNAT address; present
-	// only with several SNAT addresses.
-	MapSNATAddrs    = "snat_addrs"
+	SetPrivateV4    = "private_v4"
 	ChainForward    = "forward"
 	ChainPrerouting = "prerouting"
 	ChainPostroute  = "postrouting"
@@ -41,8 +38,11 @@ const (
 	RuleForwardNewPrivate  = "forward_new_private"
 	RuleForwardDNAT        = "forward_dnat"
 	RuleDropUnsolicited    = "drop_unsolicited"
-	RuleSNAT               = "snat"       // TCP and UDP, with the port range
-	RuleSNATOther          = "snat_other" // ICMP and other protocols, no ports
+	// RuleSNAT is TCP and UDP, with the port range; RuleSNATOther is ICMP
+	// and other protocols, without ports. With several SNAT addresses there
+	// is one rule of each per address, all with the same name.
+	RuleSNAT      = "snat"
+	RuleSNATOther = "snat_other"
 )
 
 // markerPrefix starts the comment of the marker rule in ChainConfig.
@@ -66,14 +66,23 @@ type Set struct {
 	Elements []nftables.SetElement
 }
 
-// Rule returns the rule whose comment is name, or nil.
+// Rule returns the first rule whose comment is name, or nil.
 func (t Table) Rule(name string) *nftables.Rule {
-	for _, r := range t.Rules {
-		if c, _ := ruleComment(r); c == name {
-			return r
-		}
+	if rs := t.RulesNamed(name); len(rs) > 0 {
+		return rs[0]
 	}
 	return nil
+}
+
+// RulesNamed returns the rules whose comment is name, in order.
+func (t Table) RulesNamed(name string) []*nftables.Rule {
+	var out []*nftables.Rule
+	for _, r := range t.Rules {
+		if c, _ := ruleComment(r); c == name {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // BuildTable validates n and returns the table that implements it. It is
@@ -94,28 +103,6 @@ func BuildTable(n NAT) (Table, error) {
 		KeyType:  nftables.TypeIPAddr,
 		Interval: true,
 	}, ipv4IntervalElements(n.PrivateCIDRs))
-
-	var snatMap *nftables.Set
-	if len(n.SNATAddrs) > 1 {
-		elems := make([]nftables.SetElement, 0, len(n.SNATAddrs))
-		for i, a := range n.SNATAddrs {
-			elems = append(elems, nftables.SetElement{
-				Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-				Val: a.AsSlice(),
-			})
-		}
-		// A named map, not an anonymous one: google/nftables marks anonymous
-		// sets' keys big-endian, and nft would then list the hash values
-		// byte-swapped. The jhash result is a host-endian u32, like a mark.
-		snatMap = b.addSet(&nftables.Set{
-			Table:        tbl,
-			Name:         MapSNATAddrs,
-			KeyType:      nftables.TypeMark,
-			KeyByteOrder: binaryutil.NativeEndian,
-			DataType:     nftables.TypeIPAddr,
-			IsMap:        true,
-		}, elems)
-	}
 
 	forward := b.addChain(&nftables.Chain{
 		Name:     ChainForward,
@@ -173,24 +160,33 @@ func BuildTable(n NAT) (Table, error) {
 		b.addRule(prerouting, pf.Name(), b.dnatExprs(n.SNATAddrs, pf))
 	}
 
-	// postrouting: nat hook postrouting priority srcnat.
-	// ip saddr @private_v4 [oifname X] meta l4proto { tcp, udp } counter
-	//   snat ip to A:PortMin-PortMax comment "snat"
-	// (several SNAT addresses: snat ip to jhash ip saddr mod N map { 0 : A0, 1 : A1 }:PortMin-PortMax)
-	b.addRule(postrouting, RuleSNAT, concat(
-		ipSaddrIn(private),
-		oifnameIs(n.OutsideIface),
-		b.l4protoTCPUDP(),
-		[]expr.Any{&expr.Counter{}},
-		snatTo(n.SNATAddrs, snatMap, n.PortMin, n.PortMax),
-	))
+	// postrouting: nat hook postrouting priority srcnat. With one SNAT
+	// address:
+	// ip saddr @private_v4 [oifname X] meta l4proto { tcp, udp } counter snat ip to A:PortMin-PortMax comment "snat"
 	// ip saddr @private_v4 [oifname X] counter snat ip to A comment "snat_other"
-	b.addRule(postrouting, RuleSNATOther, concat(
-		ipSaddrIn(private),
-		oifnameIs(n.OutsideIface),
-		[]expr.Any{&expr.Counter{}},
-		snatTo(n.SNATAddrs, snatMap, 0, 0),
-	))
+	// With N addresses, each pair of rules exists once per address i and
+	// also matches `jhash ip saddr mod N i`, so a private host always gets
+	// the same address. (Not one rule with an anonymous jhash map: nft
+	// lists such a map's keys byte-swapped and cannot reload the listing.)
+	for i, a := range n.SNATAddrs {
+		b.addRule(postrouting, RuleSNAT, concat(
+			ipSaddrIn(private),
+			oifnameIs(n.OutsideIface),
+			b.l4protoTCPUDP(),
+			pickByHash(len(n.SNATAddrs), i),
+			[]expr.Any{&expr.Counter{}},
+			snatTo(a, n.PortMin, n.PortMax),
+		))
+	}
+	for i, a := range n.SNATAddrs {
+		b.addRule(postrouting, RuleSNATOther, concat(
+			ipSaddrIn(private),
+			oifnameIs(n.OutsideIface),
+			pickByHash(len(n.SNATAddrs), i),
+			[]expr.Any{&expr.Counter{}},
+			snatTo(a, 0, 0),
+		))
+	}
 
 	if b.t.Hash, err = hashTable(b.t); err != nil {
 		return Table{}, fmt.Errorf("datapath.BuildTable: %w", err)
@@ -298,22 +294,22 @@ func (b *builder) l4protoTCPUDP() []expr.Any {
 	}
 }
 
-// snatTo is: snat ip to A[:min-max], or with several addresses
-// snat ip to jhash ip saddr mod N map @snat_addrs[:min-max]
-// where snat_addrs is { 0x00000000 : A0, 0x00000001 : A1, … }.
-// m is the snat_addrs map, nil with a single address; portMin 0 means no
-// port range.
-func snatTo(addrs []netip.Addr, m *nftables.Set, portMin, portMax uint16) []expr.Any {
-	var out []expr.Any
-	if m == nil {
-		out = append(out, &expr.Immediate{Register: 1, Data: addrs[0].AsSlice()})
-	} else {
-		out = append(out,
-			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-			&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: uint32(len(addrs)), Type: expr.HashTypeJenkins},
-			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
-		)
+// pickByHash is: jhash ip saddr mod n i (nothing when n is 1). It follows
+// an ip saddr match, which already implies meta nfproto ipv4.
+func pickByHash(n, i int) []expr.Any {
+	if n <= 1 {
+		return nil
 	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: uint32(n), Type: expr.HashTypeJenkins},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(uint32(i))},
+	}
+}
+
+// snatTo is: snat ip to A[:min-max]; portMin 0 means no port range.
+func snatTo(a netip.Addr, portMin, portMax uint16) []expr.Any {
+	out := []expr.Any{&expr.Immediate{Register: 1, Data: a.AsSlice()}}
 	nat := &expr.NAT{
 		Type:       expr.NATTypeSourceNAT,
 		Family:     unix.NFPROTO_IPV4,

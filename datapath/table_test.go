@@ -1,0 +1,440 @@
+package datapath
+
+import (
+	"bytes"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+func ruleNames(t Table, chain string) []string {
+	var out []string
+	for _, r := range t.Rules {
+		if r.Chain.Name != chain {
+			continue
+		}
+		c, _ := ruleComment(r)
+		out = append(out, c)
+	}
+	return out
+}
+
+func findSet(t Table, name string) *Set {
+	for i := range t.Sets {
+		if t.Sets[i].Set.Name == name {
+			return &t.Sets[i]
+		}
+	}
+	return nil
+}
+
+// exprOf returns the first expression of type E in r.
+func exprOf[E expr.Any](r *nftables.Rule) (E, bool) {
+	for _, e := range r.Exprs {
+		if x, ok := e.(E); ok {
+			return x, true
+		}
+	}
+	var zero E
+	return zero, false
+}
+
+func TestBuildTableRepresentative(t *testing.T) {
+	tbl, err := BuildTable(representativeNAT())
+	if err != nil {
+		t.Fatalf("BuildTable: %v", err)
+	}
+	if tbl.Table.Name != TableName || tbl.Table.Family != nftables.TableFamilyINet {
+		t.Errorf("table = %s family %d, want inet %s", tbl.Table.Name, tbl.Table.Family, TableName)
+	}
+
+	// Chains: hooks, priorities, policies.
+	type chainWant struct {
+		typ    nftables.ChainType
+		hook   *nftables.ChainHook
+		prio   *nftables.ChainPriority
+		policy nftables.ChainPolicy
+	}
+	wantChains := map[string]chainWant{
+		ChainForward:    {nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainPolicyDrop},
+		ChainPrerouting: {nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, nftables.ChainPolicyAccept},
+		ChainPostroute:  {nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, nftables.ChainPolicyAccept},
+	}
+	var gotChains []string
+	for _, c := range tbl.Chains {
+		gotChains = append(gotChains, c.Name)
+		w, ok := wantChains[c.Name]
+		if !ok {
+			if c.Name != ChainConfig || c.Hooknum != nil {
+				t.Errorf("unexpected chain %q (hook %v)", c.Name, c.Hooknum)
+			}
+			continue
+		}
+		if c.Type != w.typ || *c.Hooknum != *w.hook || *c.Priority != *w.prio || *c.Policy != w.policy {
+			t.Errorf("chain %s = type %s hook %d prio %d policy %d, want %s %d %d %d",
+				c.Name, c.Type, *c.Hooknum, *c.Priority, *c.Policy, w.typ, *w.hook, *w.prio, w.policy)
+		}
+	}
+	if want := []string{ChainForward, ChainPrerouting, ChainPostroute, ChainConfig}; !slices.Equal(gotChains, want) {
+		t.Errorf("chains = %v, want %v", gotChains, want)
+	}
+
+	// Rule names, in order.
+	for chain, want := range map[string][]string{
+		ChainForward:    {RuleDropInvalid, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT, RuleDropUnsolicited},
+		ChainPrerouting: {"dnat_tcp_8080", "dnat_udp_5353"},
+		ChainPostroute:  {RuleSNAT, RuleSNAT, RuleSNATOther, RuleSNATOther},
+		ChainConfig:     {markerPrefix + tbl.Hash},
+	} {
+		if got := ruleNames(tbl, chain); !slices.Equal(got, want) {
+			t.Errorf("chain %s rules = %q, want %q", chain, got, want)
+		}
+	}
+	if !strings.HasPrefix(tbl.Hash, "sha256:") || len(tbl.Hash) != len("sha256:")+64 {
+		t.Errorf("Hash = %q, want sha256:<64 hex>", tbl.Hash)
+	}
+
+	// Every rule except the marker counts.
+	for _, r := range tbl.Rules {
+		name, _ := ruleComment(r)
+		if _, ok := exprOf[*expr.Counter](r); !ok && r.Chain.Name != ChainConfig {
+			t.Errorf("rule %s has no counter", name)
+		}
+	}
+
+	// Verdicts of the forward chain.
+	wantVerdict := map[string]expr.VerdictKind{
+		RuleDropInvalid:        expr.VerdictDrop,
+		RuleForwardEstablished: expr.VerdictAccept,
+		RuleForwardNewPrivate:  expr.VerdictAccept,
+		RuleForwardDNAT:        expr.VerdictAccept,
+		RuleDropUnsolicited:    expr.VerdictDrop,
+	}
+	for name, want := range wantVerdict {
+		v, ok := exprOf[*expr.Verdict](tbl.Rule(name))
+		if !ok || v.Kind != want {
+			t.Errorf("rule %s verdict = %v, want %v", name, v, want)
+		}
+	}
+	// drop_unsolicited is exactly "counter drop": it matches everything.
+	if got := tbl.Rule(RuleDropUnsolicited).Exprs; len(got) != 2 {
+		t.Errorf("drop_unsolicited has %d expressions, want counter+drop", len(got))
+	}
+	// ct state masks.
+	for name, bits := range map[string]uint32{
+		RuleDropInvalid:        expr.CtStateBitINVALID,
+		RuleForwardEstablished: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED,
+	} {
+		bw, ok := exprOf[*expr.Bitwise](tbl.Rule(name))
+		if !ok || !bytes.Equal(bw.Mask, binaryutil.NativeEndian.PutUint32(bits)) {
+			t.Errorf("rule %s ct state mask = %v, want %#x", name, bw, bits)
+		}
+	}
+	// forward_new_private looks up ip saddr in private_v4.
+	if lk, ok := exprOf[*expr.Lookup](tbl.Rule(RuleForwardNewPrivate)); !ok || lk.SetName != SetPrivateV4 {
+		t.Errorf("forward_new_private lookup = %+v, want set %s", lk, SetPrivateV4)
+	}
+
+	// private_v4: interval set with nft's element encoding.
+	ps := findSet(tbl, SetPrivateV4)
+	if ps == nil || !ps.Set.Interval || ps.Set.KeyType != nftables.TypeIPAddr {
+		t.Fatalf("set private_v4 = %+v, want ipv4_addr interval set", ps)
+	}
+	wantElems := []nftables.SetElement{
+		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
+		{Key: []byte{10, 0, 11, 0}},
+		{Key: []byte{10, 0, 12, 0}, IntervalEnd: true},
+		{Key: []byte{10, 0, 12, 0}},
+		{Key: []byte{10, 0, 13, 0}, IntervalEnd: true},
+	}
+	if !reflect.DeepEqual(ps.Elements, wantElems) {
+		t.Errorf("private_v4 elements = %v, want %v", ps.Elements, wantElems)
+	}
+
+	// snat: one rule per SNAT address, picked by jhash ip saddr mod 2,
+	// oifname eth0, port range 1024-65535.
+	snats := tbl.RulesNamed(RuleSNAT)
+	if len(snats) != 2 {
+		t.Fatalf("%d snat rules, want one per SNAT address", len(snats))
+	}
+	for i, snat := range snats {
+		cmpIface, cmpHash := false, false
+		var hashReg uint32
+		for _, e := range snat.Exprs {
+			switch x := e.(type) {
+			case *expr.Hash:
+				if x.Modulus != 2 || x.Type != expr.HashTypeJenkins {
+					t.Errorf("snat[%d] hash = %+v, want jhash mod 2", i, x)
+				}
+				hashReg = x.DestRegister
+			case *expr.Cmp:
+				if bytes.HasPrefix(x.Data, []byte("eth0\x00")) && len(x.Data) == unix.IFNAMSIZ {
+					cmpIface = true
+				}
+				if hashReg != 0 && x.Register == hashReg && bytes.Equal(x.Data, binaryutil.NativeEndian.PutUint32(uint32(i))) {
+					cmpHash = true
+				}
+			}
+		}
+		if !cmpIface || !cmpHash {
+			t.Errorf("snat[%d]: oifname eth0 %t, jhash == %d %t; want both", i, cmpIface, i, cmpHash)
+		}
+		nat, ok := exprOf[*expr.NAT](snat)
+		if !ok || nat.Type != expr.NATTypeSourceNAT || nat.Family != unix.NFPROTO_IPV4 || nat.RegProtoMin == 0 || nat.RegProtoMax == 0 {
+			t.Fatalf("snat[%d] nat = %+v, want snat ip with port range", i, nat)
+		}
+		var addr []byte
+		var ports [][]byte
+		for _, e := range snat.Exprs {
+			if im, ok := e.(*expr.Immediate); ok {
+				switch im.Register {
+				case nat.RegAddrMin:
+					addr = im.Data
+				case nat.RegProtoMin, nat.RegProtoMax:
+					ports = append(ports, im.Data)
+				}
+			}
+		}
+		if want := representativeNAT().SNATAddrs[i].AsSlice(); !bytes.Equal(addr, want) {
+			t.Errorf("snat[%d] to %v, want %v", i, addr, want)
+		}
+		if want := [][]byte{{0x04, 0x00}, {0xff, 0xff}}; !reflect.DeepEqual(ports, want) {
+			t.Errorf("snat[%d] ports = %x, want 1024-65535 %x", i, ports, want)
+		}
+	}
+	// snat_other has no port range (ICMP and others).
+	if nat, _ := exprOf[*expr.NAT](tbl.Rule(RuleSNATOther)); nat == nil || nat.RegProtoMin != 0 {
+		t.Errorf("snat_other nat = %+v, want no port range", nat)
+	}
+
+	// dnat_tcp_8080: tcp dport 8080, dnat to 10.0.11.9:80, source set.
+	dn := tbl.Rule("dnat_tcp_8080")
+	var sawPort, sawTo, sawToPort bool
+	for _, e := range dn.Exprs {
+		switch x := e.(type) {
+		case *expr.Cmp:
+			if bytes.Equal(x.Data, []byte{0x1f, 0x90}) {
+				sawPort = true
+			}
+		case *expr.Immediate:
+			if bytes.Equal(x.Data, []byte{10, 0, 11, 9}) {
+				sawTo = true
+			}
+			if bytes.Equal(x.Data, []byte{0, 80}) {
+				sawToPort = true
+			}
+		}
+	}
+	if !sawPort || !sawTo || !sawToPort {
+		t.Errorf("dnat_tcp_8080: dport 8080 %t, to 10.0.11.9 %t, port 80 %t; want all", sawPort, sawTo, sawToPort)
+	}
+	if nat, _ := exprOf[*expr.NAT](dn); nat == nil || nat.Type != expr.NATTypeDestNAT {
+		t.Errorf("dnat_tcp_8080 nat = %+v, want dnat", nat)
+	}
+	lookups := 0
+	for _, e := range dn.Exprs {
+		if _, ok := e.(*expr.Lookup); ok {
+			lookups++
+		}
+	}
+	if lookups != 2 {
+		t.Errorf("dnat_tcp_8080 has %d set lookups, want 2 (daddr set, saddr set)", lookups)
+	}
+
+	// Every lookup refers to a set of the table by name and ID.
+	for _, r := range tbl.Rules {
+		for _, e := range r.Exprs {
+			lk, ok := e.(*expr.Lookup)
+			if !ok {
+				continue
+			}
+			found := false
+			for _, s := range tbl.Sets {
+				if s.Set.ID == lk.SetID && s.Set.Name == lk.SetName {
+					found = true
+				}
+			}
+			if !found {
+				name, _ := ruleComment(r)
+				t.Errorf("rule %s looks up unknown set %s/%d", name, lk.SetName, lk.SetID)
+			}
+		}
+	}
+}
+
+func TestBuildTableSingleAddressDefaults(t *testing.T) {
+	tbl, err := BuildTable(NAT{
+		PrivateCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/16"), mustPrefix("10.0.11.0/24")},
+		SNATAddrs:    []netip.Addr{mustAddr("10.0.1.5")},
+	})
+	if err != nil {
+		t.Fatalf("BuildTable: %v", err)
+	}
+	if got := ruleNames(tbl, ChainPostroute); !slices.Equal(got, []string{RuleSNAT, RuleSNATOther}) {
+		t.Errorf("postrouting rules = %q, want snat, snat_other", got)
+	}
+	if got := ruleNames(tbl, ChainPrerouting); len(got) != 0 {
+		t.Errorf("prerouting rules = %q, want none", got)
+	}
+	snat := tbl.Rule(RuleSNAT)
+	if _, ok := exprOf[*expr.Hash](snat); ok {
+		t.Errorf("single SNAT address uses jhash")
+	}
+	for _, e := range snat.Exprs {
+		if m, ok := e.(*expr.Meta); ok && m.Key == expr.MetaKeyOIFNAME {
+			t.Errorf("snat matches oifname although OutsideIface is empty")
+		}
+	}
+	// 10.0.11.0/24 lies inside 10.0.0.0/16: one range.
+	want := []nftables.SetElement{
+		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
+		{Key: []byte{10, 0, 0, 0}},
+		{Key: []byte{10, 1, 0, 0}, IntervalEnd: true},
+	}
+	if got := findSet(tbl, SetPrivateV4).Elements; !reflect.DeepEqual(got, want) {
+		t.Errorf("private_v4 elements = %v, want %v", got, want)
+	}
+}
+
+func TestBuildTableHash(t *testing.T) {
+	a, err := BuildTable(representativeNAT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := BuildTable(representativeNAT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Hash != b.Hash {
+		t.Errorf("same NAT, different hashes %s %s", a.Hash, b.Hash)
+	}
+	changes := map[string]func(*NAT){
+		"port range":   func(n *NAT) { n.PortMin, n.PortMax = 2048, 60000 },
+		"iface":        func(n *NAT) { n.OutsideIface = "ens5" },
+		"cidr":         func(n *NAT) { n.PrivateCIDRs = n.PrivateCIDRs[:1] },
+		"snat order":   func(n *NAT) { slices.Reverse(n.SNATAddrs) },
+		"forward port": func(n *NAT) { n.PortForwards[1].To = netip.MustParseAddrPort("10.0.11.10:53") },
+		"no forwards":  func(n *NAT) { n.PortForwards = nil },
+	}
+	for name, change := range changes {
+		n := representativeNAT()
+		change(&n)
+		c, err := BuildTable(n)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.Hash == a.Hash {
+			t.Errorf("%s: hash unchanged", name)
+		}
+	}
+}
+
+func TestBuildTableBadInput(t *testing.T) {
+	good := func() NAT {
+		return NAT{
+			PrivateCIDRs: []netip.Prefix{mustPrefix("10.0.11.0/24")},
+			SNATAddrs:    []netip.Addr{mustAddr("10.0.1.5")},
+		}
+	}
+	tests := []struct {
+		name    string
+		change  func(*NAT)
+		wantErr string
+	}{
+		{"no SNAT address", func(n *NAT) { n.SNATAddrs = nil }, "SNATAddrs"},
+		{"IPv6 SNAT address", func(n *NAT) { n.SNATAddrs = []netip.Addr{mustAddr("2001:db8::1")} }, `SNATAddrs[0] "2001:db8::1"`},
+		{"zero SNAT address", func(n *NAT) { n.SNATAddrs = []netip.Addr{{}} }, "SNATAddrs[0]"},
+		{"duplicate SNAT address", func(n *NAT) { n.SNATAddrs = append(n.SNATAddrs, mustAddr("10.0.1.5")) }, "duplicate"},
+		{"4in6 SNAT address", func(n *NAT) { n.SNATAddrs = []netip.Addr{mustAddr("::ffff:10.0.1.5")} }, "not an IPv4 address"},
+		{"no private CIDR", func(n *NAT) { n.PrivateCIDRs = nil }, "PrivateCIDRs"},
+		{"IPv6 private CIDR", func(n *NAT) { n.PrivateCIDRs = []netip.Prefix{mustPrefix("2001:db8::/64")} }, `PrivateCIDRs[0] "2001:db8::/64"`},
+		{"invalid private CIDR", func(n *NAT) { n.PrivateCIDRs = []netip.Prefix{{}} }, "PrivateCIDRs[0]"},
+		{"PortMin > PortMax", func(n *NAT) { n.PortMin, n.PortMax = 3000, 2000 }, "PortMin 3000 > PortMax 2000"},
+		{"PortMin 0", func(n *NAT) { n.PortMax = 2000 }, "PortMin 0"},
+		{"iface too long", func(n *NAT) { n.OutsideIface = "abcdefghijklmnop" }, "OutsideIface"},
+		{"iface with slash", func(n *NAT) { n.OutsideIface = "eth/0" }, "OutsideIface"},
+		{"forward bad protocol", func(n *NAT) {
+			n.PortForwards = []PortForward{{Protocol: "sctp", Port: 80, To: netip.MustParseAddrPort("10.0.11.9:80")}}
+		}, `Protocol "sctp"`},
+		{"forward port 0", func(n *NAT) {
+			n.PortForwards = []PortForward{{Protocol: "tcp", To: netip.MustParseAddrPort("10.0.11.9:80")}}
+		}, "Port 0"},
+		{"forward IPv6 target", func(n *NAT) {
+			n.PortForwards = []PortForward{{Protocol: "tcp", Port: 80, To: netip.MustParseAddrPort("[2001:db8::1]:80")}}
+		}, "To"},
+		{"forward no target", func(n *NAT) { n.PortForwards = []PortForward{{Protocol: "tcp", Port: 80}} }, "To"},
+		{"forward IPv6 source", func(n *NAT) {
+			n.PortForwards = []PortForward{{Protocol: "udp", Port: 53, To: netip.MustParseAddrPort("10.0.11.9:53"),
+				Sources: []netip.Prefix{mustPrefix("2001:db8::/32")}}}
+		}, "Sources[0]"},
+		{"duplicate forward", func(n *NAT) {
+			n.PortForwards = []PortForward{
+				{Protocol: "tcp", Port: 80, To: netip.MustParseAddrPort("10.0.11.9:80")},
+				{Protocol: "TCP", Port: 80, To: netip.MustParseAddrPort("10.0.11.10:80")},
+			}
+		}, "PortForwards[1] tcp/80: duplicates PortForwards[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := good()
+			tt.change(&n)
+			_, err := BuildTable(n)
+			if err == nil {
+				t.Fatalf("BuildTable(%+v) = nil error, want one containing %q", n, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %q does not contain %q", err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := BuildTable(good()); err != nil {
+		t.Errorf("good NAT: %v", err)
+	}
+}
+
+func TestIPv4IntervalElementsEdges(t *testing.T) {
+	got := ipv4IntervalElements([]netip.Prefix{mustPrefix("0.0.0.0/0")})
+	if want := []nftables.SetElement{{Key: []byte{0, 0, 0, 0}}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("0.0.0.0/0 = %v, want %v", got, want)
+	}
+	got = ipv4IntervalElements([]netip.Prefix{mustPrefix("255.255.255.255/32"), mustPrefix("192.0.2.0/24")})
+	want := []nftables.SetElement{
+		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
+		{Key: []byte{192, 0, 2, 0}},
+		{Key: []byte{192, 0, 3, 0}, IntervalEnd: true},
+		{Key: []byte{255, 255, 255, 255}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestPortForwardName(t *testing.T) {
+	n := representativeNAT()
+	n.PortForwards[0].Protocol = "TCP"
+	n.PortForwards[1].To = netip.AddrPortFrom(mustAddr("10.0.11.9"), 0)
+	tbl, err := BuildTable(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl.Rule("dnat_tcp_8080") == nil {
+		t.Errorf("upper-case protocol not normalised: rules %q", ruleNames(tbl, ChainPrerouting))
+	}
+	// A zero target port means the same port.
+	found := false
+	for _, e := range tbl.Rule("dnat_udp_5353").Exprs {
+		if im, ok := e.(*expr.Immediate); ok && bytes.Equal(im.Data, binaryutil.BigEndian.PutUint16(5353)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("dnat_udp_5353 with To port 0 does not forward to port 5353")
+	}
+}
