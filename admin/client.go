@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,6 +70,9 @@ type dialError struct {
 }
 
 func (e *dialError) Error() string {
+	if errors.Is(e.err, fs.ErrPermission) {
+		return fmt.Sprintf("dial %s: %v (the admin socket is for root and the admin group, %q by default)", e.path, e.err, DefaultGroup)
+	}
 	return fmt.Sprintf("hanatd not running? dial %s: %v", e.path, e.err)
 }
 

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hanat/hanat/admin"
+)
+
+// clean makes a string from the daemon safe for a terminal table: control
+// characters (including tabs, which would break the columns) become '?'.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return clean(s)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = clean(x)
+	}
+	return strings.Join(out, ", ")
+}
+
+// when prints a time with how long ago it was.
+func when(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	ago := now.Sub(t)
+	if ago < 0 {
+		return t.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Format(time.RFC3339), age(ago))
+}
+
+// age is a duration rounded for humans: 42s, 5m3s, 3h12m, 4d2h.
+func age(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		days := d / (24 * time.Hour)
+		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	case d >= time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+}
+
+// writeStatus prints st as aligned key/value sections.
+func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(w, "hanatd %s on %s: %s\n", orDash(st.Version), orDash(st.Node), ready)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  started:\t%s\n", when(st.StartedAt, now))
+	fmt.Fprintf(tw, "  config:\t%s\n", orDash(st.ConfigPath))
+	fmt.Fprintf(tw, "  config loaded:\t%s\n", when(st.ConfigLoadedAt, now))
+	fmt.Fprintf(tw, "  cloud:\t%s\n", orDash(st.Cloud))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nNAT\n")
+	tw = newTable(w)
+	fmt.Fprintf(tw, "  outside interface:\t%s\n", orDash(st.NAT.OutsideInterface))
+	fmt.Fprintf(tw, "  private CIDRs:\t%s\n", list(st.NAT.PrivateCIDRs))
+	fmt.Fprintf(tw, "  SNAT addresses:\t%s\n", list(st.NAT.SNATAddrs))
+	fmt.Fprintf(tw, "  SNAT ports:\t%s\n", orDash(st.NAT.Ports))
+	if len(st.NAT.PortForwards) == 0 {
+		fmt.Fprintf(tw, "  port forwards:\tnone\n")
+	}
+	for i, pf := range st.NAT.PortForwards {
+		key := ""
+		if i == 0 {
+			key = "port forwards:"
+		}
+		name := ""
+		if pf.Name != "" {
+			name = " (" + clean(pf.Name) + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s/%d -> %s%s\n", key, clean(pf.Protocol), pf.Port, clean(pf.To), name)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	d := st.Datapath
+	fmt.Fprintf(w, "\nDatapath\n")
+	tw = newTable(w)
+	present := "present"
+	if !d.Present {
+		present = "MISSING"
+	}
+	fmt.Fprintf(tw, "  table:\t%s (%s)\n", orDash(d.Table), present)
+	fmt.Fprintf(tw, "  last applied:\t%s\n", when(d.LastApplied, now))
+	fmt.Fprintf(tw, "  last error:\t%s\n", orDash(d.LastError))
+	fmt.Fprintf(tw, "  fast path:\t%s\n", orDash(d.Fastpath))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(d.Counters) > 0 {
+		names := make([]string, 0, len(d.Counters))
+		for n := range d.Counters {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		tw = newTable(w)
+		fmt.Fprintf(tw, "  COUNTER\tPACKETS\tBYTES\n")
+		for _, n := range names {
+			c := d.Counters[n]
+			fmt.Fprintf(tw, "  %s\t%d\t%d\n", clean(n), c.Packets, c.Bytes)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(w, "\nSysctls\n")
+	if len(st.Sysctls) == 0 {
+		fmt.Fprintf(w, "  none reported\n")
+	} else {
+		tw = newTable(w)
+		fmt.Fprintf(tw, "  KEY\tWANT\tNOW\tAPPLIED\tNOTE\n")
+		for _, s := range st.Sysctls {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", clean(s.Key), orDash(s.Want), orDash(s.Now), yesNo(s.Applied), orDash(s.Note))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	c := st.Connections
+	fmt.Fprintf(w, "\nConnections\n")
+	tw = newTable(w)
+	fmt.Fprintf(tw, "  active:\t%d\n", c.Active)
+	fmt.Fprintf(tw, "  tcp:\t%d (%d established)\n", c.TCP, c.TCPEstablished)
+	fmt.Fprintf(tw, "  udp:\t%d\n", c.UDP)
+	fmt.Fprintf(tw, "  icmp:\t%d\n", c.ICMP)
+	fmt.Fprintf(tw, "  other:\t%d\n", c.Other)
+	return tw.Flush()
+}
+
+// writeFlows prints the flows as a table.
+func writeFlows(w io.Writer, fr admin.FlowsResponse) error {
+	if len(fr.Flows) == 0 {
+		_, err := fmt.Fprintf(w, "no NATed flows\n")
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintf(tw, "PROTO\tSTATE\tSRC\tDST\tNAT-SRC\tPKTS-OUT\tBYTES-OUT\tPKTS-IN\tBYTES-IN\tTIMEOUT\tOFFLOADED\n")
+	for _, f := range fr.Flows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+			orDash(f.Protocol), orDash(f.State), orDash(f.Src), orDash(f.Dst), orDash(f.NATSrc),
+			f.PacketsOut, f.BytesOut, f.PacketsIn, f.BytesIn,
+			strconv.Itoa(f.TimeoutSeconds)+"s", yesNo(f.Offloaded))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var err error
+	if fr.Truncated || fr.Total > len(fr.Flows) {
+		_, err = fmt.Fprintf(w, "showing %d of %d flows (raise --limit, 0 for all)\n", len(fr.Flows), fr.Total)
+	} else {
+		_, err = fmt.Fprintf(w, "%d flows\n", len(fr.Flows))
+	}
+	return err
+}
