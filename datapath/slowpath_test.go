@@ -99,10 +99,10 @@ var wantListing = []string{
 	`ip daddr { 10.0.1.5, 10.0.1.6 } tcp dport 8080 ip saddr { 198.51.100.0/24, 203.0.113.7 } counter dnat ip to 10.0.11.9:80 comment "dnat_tcp_8080"`,
 	`ip daddr { 10.0.1.5, 10.0.1.6 } udp dport 5353 counter dnat ip to 10.0.11.9:53 comment "dnat_udp_5353"`,
 	"type nat hook postrouting priority srcnat; policy accept;",
-	`ip saddr @private_v4 oifname "eth0" meta l4proto { tcp, udp } jhash ip saddr mod 2 0 counter snat ip to 10.0.1.5:1024-65535 comment "snat"`,
-	`ip saddr @private_v4 oifname "eth0" meta l4proto { tcp, udp } jhash ip saddr mod 2 1 counter snat ip to 10.0.1.6:1024-65535 comment "snat"`,
-	`ip saddr @private_v4 oifname "eth0" jhash ip saddr mod 2 0 counter snat ip to 10.0.1.5 comment "snat_other"`,
-	`ip saddr @private_v4 oifname "eth0" jhash ip saddr mod 2 1 counter snat ip to 10.0.1.6 comment "snat_other"`,
+	`ip saddr @private_v4 oifname "eth0" meta l4proto { tcp, udp } jhash ip saddr mod 2 seed 0x68616e61 0 counter snat ip to 10.0.1.5:1024-65535 comment "snat"`,
+	`ip saddr @private_v4 oifname "eth0" meta l4proto { tcp, udp } jhash ip saddr mod 2 seed 0x68616e61 1 counter snat ip to 10.0.1.6:1024-65535 comment "snat"`,
+	`ip saddr @private_v4 oifname "eth0" jhash ip saddr mod 2 seed 0x68616e61 0 counter snat ip to 10.0.1.5 comment "snat_other"`,
+	`ip saddr @private_v4 oifname "eth0" jhash ip saddr mod 2 seed 0x68616e61 1 counter snat ip to 10.0.1.6 comment "snat_other"`,
 	`return comment "config sha256:`,
 }
 

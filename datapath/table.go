@@ -294,15 +294,21 @@ func (b *builder) l4protoTCPUDP() []expr.Any {
 	}
 }
 
-// pickByHash is: jhash ip saddr mod n i (nothing when n is 1). It follows
-// an ip saddr match, which already implies meta nfproto ipv4.
+// snatHashSeed is the jhash seed of pickByHash. It must be explicit: without
+// one the kernel draws a random seed per expression, so the N rules would
+// disagree (a source could match none of them) and a table replacement
+// would move sources to other SNAT addresses. "hana" in ASCII.
+const snatHashSeed = 0x68616e61
+
+// pickByHash is: jhash ip saddr mod n seed 0x68616e61 i (nothing when n is
+// 1). It follows an ip saddr match, which already implies meta nfproto ipv4.
 func pickByHash(n, i int) []expr.Any {
 	if n <= 1 {
 		return nil
 	}
 	return []expr.Any{
 		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: uint32(n), Type: expr.HashTypeJenkins},
+		&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: 4, Modulus: uint32(n), Seed: snatHashSeed, Type: expr.HashTypeJenkins},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(uint32(i))},
 	}
 }

@@ -170,8 +170,8 @@ func TestBuildTableRepresentative(t *testing.T) {
 		for _, e := range snat.Exprs {
 			switch x := e.(type) {
 			case *expr.Hash:
-				if x.Modulus != 2 || x.Type != expr.HashTypeJenkins {
-					t.Errorf("snat[%d] hash = %+v, want jhash mod 2", i, x)
+				if x.Modulus != 2 || x.Type != expr.HashTypeJenkins || x.Seed == 0 {
+					t.Errorf("snat[%d] hash = %+v, want jhash mod 2 with an explicit seed", i, x)
 				}
 				hashReg = x.DestRegister
 			case *expr.Cmp:
