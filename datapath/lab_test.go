@@ -188,6 +188,7 @@ func TestSlowpathTraffic(t *testing.T) {
 		SNATAddrs:    []netip.Addr{mustAddr("203.0.113.1"), mustAddr("203.0.113.3")},
 		OutsideIface: outside,
 		PortForwards: []PortForward{{Protocol: "tcp", Port: 8081, To: netip.MustParseAddrPort("10.0.11.2:8080")}},
+		HostInput:    &HostInput{TCPPorts: []uint16{2222}},
 	}
 	sp := NewSlowpath(testLogger(t), nat.FD())
 	if _, err := sp.Apply(ctx, n); err != nil {
@@ -257,6 +258,23 @@ func TestSlowpathTraffic(t *testing.T) {
 		t.Errorf("private host saw %v through the port forward, want 203.0.113.100", remote)
 	}
 
+	// Host input: the NAT itself is open on 2222 to anyone, on 2223 only
+	// to private sources; ICMP always passes.
+	natOpen := listenIn(t, nat, "0.0.0.0:2222")
+	natClosed := listenIn(t, nat, "0.0.0.0:2223")
+	if _, err := roundTrip(ctx, inet, "203.0.113.1:2222", natOpen); err != nil {
+		t.Errorf("internet -> NAT open port 2222: %v", err)
+	}
+	if _, err := roundTripFrom(ctx, inet, netip.Addr{}, "203.0.113.1:2223", natClosed, 700*time.Millisecond); err == nil {
+		t.Errorf("internet -> NAT closed port 2223 connected")
+	}
+	if _, err := roundTrip(ctx, priv, "10.0.11.1:2223", natClosed); err != nil {
+		t.Errorf("private -> NAT port 2223: %v", err)
+	}
+	if err := inet.Do(func() error { return icmpEcho(mustAddr("203.0.113.1"), 2*time.Second) }); err != nil {
+		t.Errorf("ICMP echo internet -> NAT: %v", err)
+	}
+
 	// Unsolicited: even with a route to the private subnet, the internet
 	// host cannot reach the private host, nor a port that is not forwarded.
 	if err := hi.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: net.IP{10, 0, 11, 0}, Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("203.0.113.1")}); err != nil {
@@ -276,7 +294,8 @@ func TestSlowpathTraffic(t *testing.T) {
 	if after[RuleDropUnsolicited].Packets <= before[RuleDropUnsolicited].Packets {
 		t.Errorf("drop_unsolicited did not count: before %v after %v", before[RuleDropUnsolicited], after[RuleDropUnsolicited])
 	}
-	for _, name := range []string{RuleForwardNewPrivate, RuleForwardEstablished, RuleSNAT, RuleSNATOther, RuleForwardDNAT, "dnat_tcp_8081"} {
+	for _, name := range []string{RuleForwardNewPrivate, RuleForwardEstablished, RuleSNAT, RuleSNATOther, RuleForwardDNAT, "dnat_tcp_8081",
+		RuleInputTCP, RuleInputPrivate, RuleInputICMP, RuleInputEstablished, RuleInputDrop} {
 		if after[name].Packets == 0 {
 			t.Errorf("counter %s = 0, want traffic (all: %v)", name, after)
 		}

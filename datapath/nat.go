@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -33,6 +34,18 @@ type NAT struct {
 	// PortForwards are DNAT rules from a port on the SNAT addresses to a
 	// private host.
 	PortForwards []PortForward
+	// HostInput, when set, filters IPv4 traffic addressed to the NAT
+	// itself (chain input); nil leaves input traffic alone.
+	HostInput *HostInput
+}
+
+// HostInput opens the NAT instance itself only to what it needs, as the NAT
+// gateway accepts no unsolicited inbound. Loopback, replies, ICMP, IPv6
+// (not filtered by hanat), port-forwarded flows and sources inside
+// PrivateCIDRs always pass; from elsewhere only these ports are open.
+type HostInput struct {
+	TCPPorts []uint16
+	UDPPorts []uint16
 }
 
 // PortForward sends new connections to Port (on any SNAT address) on to To.
@@ -116,6 +129,25 @@ func (n NAT) normalize() (NAT, error) {
 		}
 		fwdSeen[npf.Name()] = i
 		out.PortForwards = append(out.PortForwards, npf)
+	}
+	if n.HostInput != nil {
+		hi := &HostInput{}
+		for _, l := range []struct {
+			name string
+			in   []uint16
+			out  *[]uint16
+		}{{"TCPPorts", n.HostInput.TCPPorts, &hi.TCPPorts}, {"UDPPorts", n.HostInput.UDPPorts, &hi.UDPPorts}} {
+			for i, p := range l.in {
+				if p == 0 {
+					errs = append(errs, fmt.Errorf("HostInput.%s[%d] 0: want 1-65535", l.name, i))
+					continue
+				}
+				*l.out = append(*l.out, p)
+			}
+			slices.Sort(*l.out)
+			*l.out = slices.Compact(*l.out)
+		}
+		out.HostInput = hi
 	}
 	if len(errs) > 0 {
 		return NAT{}, errors.Join(errs...)

@@ -174,7 +174,7 @@ func (s *Slowpath) Counters(ctx context.Context) (map[string]Counter, error) {
 		return out, err
 	}
 	t := hanatTable()
-	for _, chain := range []string{ChainForward, ChainPrerouting, ChainPostroute} {
+	for _, chain := range []string{ChainForward, ChainInput, ChainPrerouting, ChainPostroute} {
 		rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
 		if err != nil {
 			if isNotExist(err) {

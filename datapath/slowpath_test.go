@@ -296,10 +296,22 @@ func TestSlowpathListingReloads(t *testing.T) {
 	ns := newTestNS(t)
 	ctx := testContext(t)
 	sp := NewSlowpath(testLogger(t), ns.FD())
-	if _, err := sp.Apply(ctx, representativeNAT()); err != nil {
+	n := representativeNAT()
+	n.HostInput = &HostInput{TCPPorts: []uint16{22, 443}, UDPPorts: []uint16{4789}}
+	if _, err := sp.Apply(ctx, n); err != nil {
 		t.Fatal(err)
 	}
 	listing := nftList(t, ctx, ns, "table", "inet", TableName)
+	for _, line := range []string{
+		"type filter hook input priority filter; policy drop;",
+		`iifname "lo" counter packets 0 bytes 0 accept comment "input_loopback"`,
+		`tcp dport { 22, 443 } counter packets 0 bytes 0 accept comment "input_tcp"`,
+		`udp dport 4789 counter packets 0 bytes 0 accept comment "input_udp"`,
+	} {
+		if !strings.Contains(listing, line) {
+			t.Errorf("listing lacks %q:\n%s", line, listing)
+		}
+	}
 	f := filepath.Join(t.TempDir(), "hanat.nft")
 	if err := os.WriteFile(f, []byte(listing), 0o600); err != nil {
 		t.Fatal(err)
@@ -314,7 +326,7 @@ func TestSlowpathListingReloads(t *testing.T) {
 		t.Errorf("reloaded listing differs:\n--- listed\n%s\n--- reloaded\n%s", listing, again)
 	}
 	// The marker survived the round trip, so Apply sees nothing to do.
-	if changed, err := sp.Apply(ctx, representativeNAT()); err != nil || changed {
+	if changed, err := sp.Apply(ctx, n); err != nil || changed {
 		t.Errorf("Apply after reload = %t, %v; want false", changed, err)
 	}
 }

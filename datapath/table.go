@@ -24,6 +24,7 @@ const (
 	ChainForward    = "forward"
 	ChainPrerouting = "prerouting"
 	ChainPostroute  = "postrouting"
+	ChainInput      = "input" // only with NAT.HostInput
 	// ChainConfig is a regular chain that nothing jumps to. Its single rule
 	// (`return`) carries the hash of the table as a comment, the marker
 	// Apply compares to decide whether anything must change.
@@ -43,6 +44,18 @@ const (
 	// is one rule of each per address, all with the same name.
 	RuleSNAT      = "snat"
 	RuleSNATOther = "snat_other"
+
+	// Chain input, with NAT.HostInput.
+	RuleInputLoopback    = "input_loopback"
+	RuleInputIPv6        = "input_ipv6"
+	RuleInputInvalid     = "input_drop_invalid"
+	RuleInputEstablished = "input_established"
+	RuleInputICMP        = "input_icmp"
+	RuleInputPrivate     = "input_private"
+	RuleInputDNAT        = "input_dnat"
+	RuleInputTCP         = "input_tcp"
+	RuleInputUDP         = "input_udp"
+	RuleInputDrop        = "input_drop_unsolicited"
 )
 
 // markerPrefix starts the comment of the marker rule in ChainConfig.
@@ -188,6 +201,10 @@ func BuildTable(n NAT) (Table, error) {
 		))
 	}
 
+	if n.HostInput != nil {
+		b.hostInput(private, *n.HostInput)
+	}
+
 	if b.t.Hash, err = hashTable(b.t); err != nil {
 		return Table{}, fmt.Errorf("datapath.BuildTable: %w", err)
 	}
@@ -199,6 +216,87 @@ func BuildTable(n NAT) (Table, error) {
 		&expr.Verdict{Kind: expr.VerdictReturn},
 	})
 	return b.t, nil
+}
+
+// hostInput is chain input: filter hook input priority filter; policy drop.
+func (b *builder) hostInput(private *nftables.Set, hi HostInput) {
+	input := b.addChain(&nftables.Chain{
+		Name:     ChainInput,
+		Table:    b.t.Table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookInput,
+		Priority: nftables.ChainPriorityFilter,
+		Policy:   policyRef(nftables.ChainPolicyDrop),
+	})
+	// iifname "lo" counter accept comment "input_loopback"
+	b.addRule(input, RuleInputLoopback, concat(
+		ifnameIs(expr.MetaKeyIIFNAME, "lo"),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// meta nfproto ipv6 counter accept comment "input_ipv6"
+	b.addRule(input, RuleInputIPv6, concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+		},
+		counterVerdict(expr.VerdictAccept),
+	))
+	// ct state invalid counter drop comment "input_drop_invalid"
+	b.addRule(input, RuleInputInvalid, concat(
+		ctStateAny(expr.CtStateBitINVALID),
+		counterVerdict(expr.VerdictDrop),
+	))
+	// ct state established,related counter accept comment "input_established"
+	b.addRule(input, RuleInputEstablished, concat(
+		ctStateAny(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// meta l4proto icmp counter accept comment "input_icmp"
+	b.addRule(input, RuleInputICMP, concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMP}},
+		},
+		counterVerdict(expr.VerdictAccept),
+	))
+	// ip saddr @private_v4 counter accept comment "input_private"
+	b.addRule(input, RuleInputPrivate, concat(
+		ipSaddrIn(private),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// ct status dnat counter accept comment "input_dnat"
+	b.addRule(input, RuleInputDNAT, concat(
+		ctStatusAny(ctStatusDstNAT),
+		counterVerdict(expr.VerdictAccept),
+	))
+	// tcp dport { P… } counter accept comment "input_tcp"
+	if len(hi.TCPPorts) > 0 {
+		b.addRule(input, RuleInputTCP, concat(b.thDportIn(unix.IPPROTO_TCP, hi.TCPPorts), counterVerdict(expr.VerdictAccept)))
+	}
+	// udp dport { P… } counter accept comment "input_udp"
+	if len(hi.UDPPorts) > 0 {
+		b.addRule(input, RuleInputUDP, concat(b.thDportIn(unix.IPPROTO_UDP, hi.UDPPorts), counterVerdict(expr.VerdictAccept)))
+	}
+	// counter drop comment "input_drop_unsolicited"
+	b.addRule(input, RuleInputDrop, counterVerdict(expr.VerdictDrop))
+}
+
+// thDportIn is: tcp dport P, or tcp dport { P1, P2 } (udp likewise).
+func (b *builder) thDportIn(proto byte, ports []uint16) []expr.Any {
+	if len(ports) == 1 {
+		return thDportIs(proto, ports[0])
+	}
+	elems := make([]nftables.SetElement, 0, len(ports))
+	for _, p := range ports {
+		elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+	}
+	s := b.anonSet(&nftables.Set{KeyType: nftables.TypeInetService}, elems)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	}
 }
 
 // builder accumulates a Table; set IDs are local to one table so BuildTable
@@ -379,13 +477,18 @@ func thDportIs(proto byte, port uint16) []expr.Any {
 
 // oifnameIs is: oifname "X" (nothing when X is empty)
 func oifnameIs(name string) []expr.Any {
+	return ifnameIs(expr.MetaKeyOIFNAME, name)
+}
+
+// ifnameIs is: iifname "X" or oifname "X" (nothing when X is empty)
+func ifnameIs(key expr.MetaKey, name string) []expr.Any {
 	if name == "" {
 		return nil
 	}
 	data := make([]byte, unix.IFNAMSIZ)
 	copy(data, name)
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Meta{Key: key, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
 	}
 }

@@ -438,3 +438,49 @@ func TestPortForwardName(t *testing.T) {
 		t.Errorf("dnat_udp_5353 with To port 0 does not forward to port 5353")
 	}
 }
+
+func TestBuildTableHostInput(t *testing.T) {
+	n := representativeNAT()
+	tbl, err := BuildTable(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ruleNames(tbl, ChainInput); len(got) != 0 {
+		t.Errorf("input rules without HostInput = %q, want none", got)
+	}
+	n.HostInput = &HostInput{TCPPorts: []uint16{443, 22, 22}, UDPPorts: []uint16{5000}}
+	tbl, err = BuildTable(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{RuleInputLoopback, RuleInputIPv6, RuleInputInvalid, RuleInputEstablished, RuleInputICMP,
+		RuleInputPrivate, RuleInputDNAT, RuleInputTCP, RuleInputUDP, RuleInputDrop}
+	if got := ruleNames(tbl, ChainInput); !slices.Equal(got, want) {
+		t.Errorf("input rules = %q, want %q", got, want)
+	}
+	for _, c := range tbl.Chains {
+		if c.Name == ChainInput && (*c.Hooknum != *nftables.ChainHookInput || *c.Policy != nftables.ChainPolicyDrop) {
+			t.Errorf("chain input hook %d policy %d, want input/drop", *c.Hooknum, *c.Policy)
+		}
+	}
+	lk, ok := exprOf[*expr.Lookup](tbl.Rule(RuleInputTCP))
+	if !ok {
+		t.Fatalf("input_tcp has no port set")
+	}
+	var ports []nftables.SetElement
+	for _, s := range tbl.Sets {
+		if s.Set.ID == lk.SetID {
+			ports = s.Elements
+		}
+	}
+	if want := []nftables.SetElement{{Key: []byte{0, 22}}, {Key: []byte{1, 187}}}; !reflect.DeepEqual(ports, want) {
+		t.Errorf("input_tcp ports = %v, want 22, 443 (sorted, deduplicated)", ports)
+	}
+	if _, ok := exprOf[*expr.Lookup](tbl.Rule(RuleInputUDP)); ok {
+		t.Errorf("a single UDP port should be a plain comparison")
+	}
+	n.HostInput = &HostInput{TCPPorts: []uint16{0}}
+	if _, err := BuildTable(n); err == nil || !strings.Contains(err.Error(), "HostInput.TCPPorts[0]") {
+		t.Errorf("port 0 in HostInput: err = %v", err)
+	}
+}
