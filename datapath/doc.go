@@ -8,4 +8,9 @@
 // description into the desired table as data, Slowpath.Apply replaces the
 // live table atomically only when it differs, and applying the same NAT again
 // changes nothing.
+//
+// Order at start-up: Slowpath.Apply first (its ct expressions load
+// nf_conntrack, whose sysctls do not exist before), then Sysctls.Apply with
+// DesiredSysctls. Both survive the daemon; Slowpath.Remove and
+// Sysctls.Restore undo them.
 package datapath

@@ -28,7 +28,7 @@ type SysctlSettings struct {
 	// only, e.g. a DNS query); default 30 s, the kernel's.
 	UDPTimeout time.Duration
 	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (UDP seen both
-	// ways); default 350 s, the NAT gateway's idle timeout.
+	// ways); default 120 s, the kernel's and config's default.
 	UDPStreamTimeout time.Duration
 }
 
@@ -36,7 +36,7 @@ type SysctlSettings struct {
 const (
 	DefaultTCPEstablishedTimeout = 350 * time.Second
 	DefaultUDPTimeout            = 30 * time.Second
-	DefaultUDPStreamTimeout      = 350 * time.Second
+	DefaultUDPStreamTimeout      = 120 * time.Second
 
 	ConntrackMaxFloor    = 65536
 	ConntrackMaxCeiling  = 4 << 20 // 4194304

@@ -35,7 +35,7 @@ func TestDesiredSysctls(t *testing.T) {
 				"net.netfilter.nf_conntrack_max":                     "131072",
 				"net.netfilter.nf_conntrack_tcp_timeout_established": "350",
 				"net.netfilter.nf_conntrack_udp_timeout":             "30",
-				"net.netfilter.nf_conntrack_udp_timeout_stream":      "350",
+				"net.netfilter.nf_conntrack_udp_timeout_stream":      "120",
 				"net.netfilter.nf_conntrack_acct":                    "1",
 			},
 		},
