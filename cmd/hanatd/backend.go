@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/datapath"
+)
+
+// backend adapts the daemon to the admin API. The admin package knows
+// nothing of the datapath or conntrack; this is the translation.
+type backend struct {
+	d *daemon
+}
+
+func (b *backend) Status(ctx context.Context) (admin.Status, error) {
+	s := b.d.snapshot()
+	host, _ := os.Hostname()
+	st := admin.Status{
+		Version:        version,
+		Node:           host,
+		StartedAt:      b.d.startedAt,
+		ConfigLoadedAt: s.configLoadedAt,
+		ConfigPath:     b.d.configPath,
+		Ready:          s.ready,
+		NAT: admin.NATStatus{
+			OutsideInterface: s.nat.OutsideIface,
+			PrivateCIDRs:     stringsOf(s.nat.PrivateCIDRs),
+			SNATAddrs:        stringsOf(s.nat.SNATAddrs),
+			Ports:            fmt.Sprintf("%d-%d", s.nat.PortMin, s.nat.PortMax),
+		},
+		Datapath: admin.DatapathStatus{
+			Table:       "inet " + datapath.TableName,
+			LastApplied: s.lastApplied,
+			LastError:   s.lastError,
+			Fastpath:    "off",
+		},
+		Cloud: "not on EC2 discovery yet: running from the config file and the default route",
+	}
+	for i, pf := range s.nat.PortForwards {
+		name := ""
+		if i < len(s.cfg.PortForwards) {
+			name = s.cfg.PortForwards[i].Name
+		}
+		st.NAT.PortForwards = append(st.NAT.PortForwards, admin.PortForward{
+			Name: name, Protocol: pf.Protocol, Port: int(pf.Port), To: pf.To.String(),
+		})
+	}
+	for _, r := range s.sysctls {
+		st.Sysctls = append(st.Sysctls, admin.Sysctl{Key: r.Key, Want: r.Want, Now: r.Now, Applied: r.Applied, Note: r.Note})
+	}
+	var errs []string
+	present, err := b.d.slow.Present(ctx)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	st.Datapath.Present = present
+	if present {
+		counters, err := b.d.slow.Counters(ctx)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		st.Datapath.Counters = make(map[string]admin.Counter, len(counters))
+		for name, c := range counters {
+			st.Datapath.Counters[name] = admin.Counter{Packets: c.Packets, Bytes: c.Bytes}
+		}
+	}
+	if len(s.nat.SNATAddrs) > 0 {
+		if stats, err := b.connStats(ctx, s.nat); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			st.Connections = stats
+		}
+	}
+	if len(errs) > 0 && st.Datapath.LastError == "" {
+		st.Datapath.LastError = strings.Join(errs, "; ")
+	}
+	return st, nil
+}
+
+func (b *backend) connStats(ctx context.Context, nat datapath.NAT) (admin.Connections, error) {
+	t, err := conntrack.Open(b.d.log, -1)
+	if err != nil {
+		return admin.Connections{}, err
+	}
+	defer t.Close()
+	s, err := t.Stats(ctx, conntrackFilter(nat))
+	if err != nil {
+		return admin.Connections{}, err
+	}
+	return admin.Connections{Active: s.Active, TCP: s.TCP, UDP: s.UDP, ICMP: s.ICMP, Other: s.Other, TCPEstablished: s.TCPEstablished}, nil
+}
+
+func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsResponse, error) {
+	s := b.d.snapshot()
+	if len(s.nat.SNATAddrs) == 0 {
+		return admin.FlowsResponse{}, fmt.Errorf("datapath not configured yet: %s", s.lastError)
+	}
+	var src netip.Addr
+	if q.Src != "" {
+		a, err := netip.ParseAddr(q.Src)
+		if err != nil {
+			return admin.FlowsResponse{}, fmt.Errorf("src %q: %w", q.Src, err)
+		}
+		src = a
+	}
+	t, err := conntrack.Open(b.d.log, -1)
+	if err != nil {
+		return admin.FlowsResponse{}, err
+	}
+	defer t.Close()
+	flows, err := t.Flows(ctx, conntrackFilter(s.nat))
+	if err != nil {
+		return admin.FlowsResponse{}, err
+	}
+	sort.Slice(flows, func(i, j int) bool { return flows[i].ID < flows[j].ID })
+	resp := admin.FlowsResponse{Flows: []admin.Flow{}}
+	for _, f := range flows {
+		if q.Protocol != "" && q.Protocol != f.ProtoName {
+			continue
+		}
+		if src.IsValid() && f.Original.Src.Addr() != src {
+			continue
+		}
+		resp.Total++
+		if q.Limit > 0 && len(resp.Flows) >= q.Limit {
+			resp.Truncated = true
+			continue
+		}
+		resp.Flows = append(resp.Flows, admin.Flow{
+			ID:             f.ID,
+			Protocol:       f.ProtoName,
+			State:          f.TCPState,
+			Src:            f.Original.Src.String(),
+			Dst:            f.Original.Dst.String(),
+			NATSrc:         f.Reply.Dst.String(),
+			ReplySrc:       f.Reply.Src.String(),
+			TimeoutSeconds: int(f.Timeout.Seconds()),
+			Assured:        f.Assured,
+			PacketsOut:     f.OrigPackets,
+			BytesOut:       f.OrigBytes,
+			PacketsIn:      f.ReplyPackets,
+			BytesIn:        f.ReplyBytes,
+		})
+	}
+	return resp, nil
+}
+
+func (b *backend) Config(ctx context.Context) (json.RawMessage, error) {
+	cfg := b.d.config()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return raw, nil
+}
+
+func (b *backend) Reload(ctx context.Context, req admin.ReloadRequest) (admin.ReloadResponse, error) {
+	if req.ConfigPath != "" && req.ConfigPath != b.d.configPath {
+		return admin.ReloadResponse{}, fmt.Errorf("config_path %q: hanatd reads %q; change --config and restart to use another file", req.ConfigPath, b.d.configPath)
+	}
+	r := reloadRequest{reply: make(chan reloadResult, 1)}
+	select {
+	case b.d.reloads <- r:
+	case <-ctx.Done():
+		return admin.ReloadResponse{}, ctx.Err()
+	}
+	select {
+	case res := <-r.reply:
+		if res.err != nil {
+			return admin.ReloadResponse{}, res.err
+		}
+		msg := "configuration unchanged; datapath reconciled"
+		if res.changed {
+			msg = "configuration changed; datapath reconciled"
+		}
+		return admin.ReloadResponse{Changed: res.changed, Message: msg}, nil
+	case <-ctx.Done():
+		return admin.ReloadResponse{}, ctx.Err()
+	}
+}
+
+func stringsOf[T fmt.Stringer](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = x.String()
+	}
+	return out
+}

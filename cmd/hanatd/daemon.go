@@ -1,0 +1,315 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/datapath"
+)
+
+// reconcileInterval bounds how long the datapath can drift (a table deleted
+// by hand, an address change) before hanatd puts it back.
+const reconcileInterval = 10 * time.Second
+
+// daemon wires config, datapath, conntrack and the admin socket. It is the
+// only place that knows all of them.
+type daemon struct {
+	log            *slog.Logger
+	configPath     string
+	configExplicit bool
+	startedAt      time.Time
+
+	slow    *datapath.Slowpath
+	sysctls *datapath.Sysctls
+
+	reloads  chan reloadRequest
+	memBytes uint64 // instance memory, sizes nf_conntrack_max
+
+	mu    sync.Mutex
+	state state // guarded by mu
+}
+
+// state is what the daemon last decided and applied, for status.
+type state struct {
+	cfg            *config.Config
+	configLoadedAt time.Time
+	nat            datapath.NAT
+	natNotes       []string
+	lastApplied    time.Time
+	lastError      string
+	sysctls        []datapath.SysctlResult
+	ready          bool
+}
+
+type reloadRequest struct {
+	reply chan reloadResult
+}
+
+type reloadResult struct {
+	changed bool
+	err     error
+}
+
+func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.Config) (*daemon, error) {
+	d := &daemon{
+		log:            log,
+		configPath:     configPath,
+		configExplicit: explicit,
+		startedAt:      time.Now(),
+		slow:           datapath.NewSlowpath(log, -1),
+		sysctls: &datapath.Sysctls{
+			ProcRoot:  "/proc/sys",
+			StatePath: filepath.Join(cfg.StateDir, "sysctl.json"),
+		},
+		reloads: make(chan reloadRequest),
+	}
+	mem, err := datapath.MemTotalBytes()
+	if err != nil {
+		log.Warn("cannot read the instance memory; nf_conntrack_max gets the minimum", "err", err)
+	}
+	d.memBytes = mem
+	d.state.cfg = cfg
+	d.state.configLoadedAt = time.Now()
+	return d, nil
+}
+
+// Run reconciles the datapath, serves the admin socket and reacts to
+// SIGHUP, admin reloads and a periodic resync until ctx is done. On return
+// the datapath is left in place: NAT keeps forwarding without the daemon.
+func (d *daemon) Run(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
+	if err := d.reconcile(ctx); err != nil {
+		// Keep running: the admin socket tells the operator what is wrong
+		// and the periodic reconcile retries.
+		d.log.Error("initial reconcile failed; will retry", "err", err)
+	}
+
+	cfg := d.config()
+	srv := admin.NewServer(d.log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
+		SocketPath: cfg.Admin.Socket,
+		Group:      cfg.Admin.Group,
+		Version:    version,
+	})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Run(gctx); err != nil {
+			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		ticker := time.NewTicker(reconcileInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				d.log.Info("SIGHUP: reloading configuration")
+				if _, err := d.reload(gctx); err != nil {
+					d.log.Error("reload failed; keeping the running configuration", "err", err)
+				}
+			case req := <-d.reloads:
+				changed, err := d.reload(gctx)
+				req.reply <- reloadResult{changed: changed, err: err}
+			case <-ticker.C:
+				if err := d.reconcile(gctx); err != nil {
+					d.log.Error("reconcile failed", "err", err)
+				}
+			}
+		}
+	})
+	err := g.Wait()
+	d.log.Info("hanatd stopped; the datapath stays in place (hanatd --cleanup removes it)")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (d *daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state.cfg
+}
+
+// reload re-reads the config file; an invalid file leaves the running
+// configuration in place. It reports whether the configuration changed.
+func (d *daemon) reload(ctx context.Context) (bool, error) {
+	cfg, _, err := loadConfig(d.configPath, d.configExplicit)
+	if err != nil {
+		return false, fmt.Errorf("reload %s: %w", d.configPath, err)
+	}
+	d.mu.Lock()
+	old := d.state.cfg
+	changed := !old.Equal(cfg)
+	if changed {
+		d.state.cfg = cfg
+		d.state.configLoadedAt = time.Now()
+	}
+	d.mu.Unlock()
+	if changed {
+		if old.Admin != cfg.Admin {
+			d.log.Warn("admin socket settings change only on restart", "socket", old.Admin.Socket)
+		}
+		if old.Log != cfg.Log {
+			d.log.Warn("log settings change only on restart")
+		}
+	}
+	d.log.Info("configuration reloaded", "changed", changed)
+	return changed, d.reconcile(ctx)
+}
+
+// reconcile computes the desired datapath from the current config and the
+// instance, and applies it. Applying an unchanged state is a no-op.
+func (d *daemon) reconcile(ctx context.Context) error {
+	cfg := d.config()
+	disc, err := discover(ctx)
+	if err != nil {
+		d.log.Warn("interface discovery", "err", err)
+	}
+	nat, notes, err := resolveNAT(cfg, disc)
+	if err != nil {
+		d.setError(err)
+		return err
+	}
+	// The filter goes in before forwarding is switched on, so there is no
+	// moment where the box forwards without the no-open-relay rules.
+	changed, err := d.slow.Apply(ctx, nat)
+	if err != nil {
+		d.setError(err)
+		return err
+	}
+	if changed {
+		d.log.Info("nftables table applied", "table", "inet "+datapath.TableName,
+			"private_cidrs", nat.PrivateCIDRs, "snat", nat.SNATAddrs, "outside", nat.OutsideIface,
+			"port_forwards", len(nat.PortForwards))
+		for _, n := range notes {
+			d.log.Info(n)
+		}
+	}
+	var results []datapath.SysctlResult
+	if cfg.Sysctl.Manage {
+		want := datapath.DesiredSysctls(datapath.SysctlSettings{
+			ConntrackMax:          cfg.Sysctl.ConntrackMax,
+			TCPEstablishedTimeout: cfg.Sysctl.TCPEstablishedTimeout.Duration,
+			UDPTimeout:            cfg.Sysctl.UDPTimeout.Duration,
+			UDPStreamTimeout:      cfg.Sysctl.UDPStreamTimeout.Duration,
+		}, d.memBytes, nat.OutsideIface)
+		results, err = d.sysctls.Apply(ctx, want)
+		if err != nil {
+			d.setError(err)
+			return err
+		}
+		for _, r := range results {
+			if r.Applied && r.Old != r.Now {
+				d.log.Info("sysctl set", "key", r.Key, "old", r.Old, "now", r.Now)
+			}
+		}
+	}
+	d.mu.Lock()
+	d.state.nat = nat
+	d.state.natNotes = notes
+	d.state.lastApplied = time.Now()
+	d.state.lastError = ""
+	if cfg.Sysctl.Manage {
+		d.state.sysctls = results
+	}
+	d.state.ready = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *daemon) setError(err error) {
+	d.mu.Lock()
+	d.state.lastError = err.Error()
+	d.mu.Unlock()
+}
+
+func (d *daemon) snapshot() state {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state
+	s.sysctls = append([]datapath.SysctlResult(nil), d.state.sysctls...)
+	return s
+}
+
+// discover finds the interface holding the IPv4 default route and its
+// primary address. IMDS discovery (VPC CIDRs) plugs in here.
+func discover(ctx context.Context) (discovered, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return discovered{}, fmt.Errorf("netlink handle: %w", err)
+	}
+	defer h.Close()
+	d := discovered{
+		IfaceAddr: func(name string) (netip.Addr, error) {
+			h2, err := netlink.NewHandle()
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			defer h2.Close()
+			pfx, err := datapath.InterfaceIPv4s(h2, name)
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if len(pfx) == 0 {
+				return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", name)
+			}
+			return pfx[0].Addr(), nil
+		},
+	}
+	iface, addr, err := datapath.DefaultRoute(ctx, h)
+	if err != nil {
+		return d, err
+	}
+	d.OutsideIface, d.OutsideAddr = iface, addr
+	return d, nil
+}
+
+// runCleanup removes exactly what hanat created: its nftables table and the
+// sysctl changes it recorded.
+func runCleanup(ctx context.Context, log *slog.Logger, cfg *config.Config) error {
+	var errs []error
+	removed, err := datapath.NewSlowpath(log, -1).Remove(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	} else if removed {
+		log.Info("removed nftables table", "table", "inet "+datapath.TableName)
+	} else {
+		log.Info("no nftables table to remove", "table", "inet "+datapath.TableName)
+	}
+	s := &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")}
+	results, err := s.Restore(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range results {
+		log.Info("sysctl restored", "key", r.Key, "now", r.Now)
+	}
+	return errors.Join(errs...)
+}
+
+// conntrackFilter selects the flows hanat NATs.
+func conntrackFilter(n datapath.NAT) conntrack.Filter {
+	return conntrack.Filter{PrivateCIDRs: n.PrivateCIDRs, NATAddrs: n.SNATAddrs}
+}
