@@ -29,20 +29,23 @@ type Table struct {
 	sem    chan struct{} // one dump at a time; holds d
 	d      dumper        // nil after a failed dump until redialled
 	closed bool
+	nsFD   int // our duplicate of the namespace fd, -1 for the current netns
 }
 
 // ErrClosed is returned by dumps on a closed Table.
 var ErrClosed = errors.New("conntrack table closed")
 
 // Open dials ctnetlink in the network namespace netnsFD (-1 = the caller's
-// current namespace). The socket is made in that namespace and stays there;
-// the fd is not kept and may be closed after Open returns. Reading the
-// table needs CAP_NET_ADMIN in that namespace.
+// current namespace). The socket is made in that namespace and stays there.
+// Open keeps its own duplicate of the fd (to redial after a failed dump), so
+// the caller may close netnsFD afterwards. Reading the table needs
+// CAP_NET_ADMIN in that namespace.
 func Open(log *slog.Logger, netnsFD int) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	where := "current netns"
+	nsFD := -1
 	switch {
 	case netnsFD == 0:
 		// The netlink library reads NetNS 0 as "current namespace", so fd 0
@@ -50,12 +53,21 @@ func Open(log *slog.Logger, netnsFD int) (*Table, error) {
 		return nil, fmt.Errorf("conntrack.Open(netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
 	case netnsFD > 0:
 		where = fmt.Sprintf("netns fd %d", netnsFD)
+		fd, err := unix.FcntlInt(uintptr(netnsFD), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return nil, fmt.Errorf("conntrack.Open(%s): dup namespace fd: %w", where, err)
+		}
+		nsFD = fd
 	}
-	dial := func() (dumper, error) { return dialNetfilter(netnsFD) }
+	dial := func() (dumper, error) { return dialNetfilter(nsFD) }
 	t, err := newTable(log, where, dial)
 	if err != nil {
+		if nsFD >= 0 {
+			unix.Close(nsFD)
+		}
 		return nil, fmt.Errorf("conntrack.Open(%s): %w", where, err)
 	}
+	t.nsFD = nsFD
 	return t, nil
 }
 
@@ -64,7 +76,7 @@ func newTable(log *slog.Logger, where string, dial func() (dumper, error)) (*Tab
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{log: log, where: where, dial: dial, sem: make(chan struct{}, 1), d: d}
+	t := &Table{log: log, where: where, dial: dial, sem: make(chan struct{}, 1), d: d, nsFD: -1}
 	return t, nil
 }
 
@@ -72,12 +84,21 @@ func newTable(log *slog.Logger, where string, dial func() (dumper, error)) (*Tab
 func (t *Table) Close() error {
 	t.sem <- struct{}{}
 	defer func() { <-t.sem }()
-	t.closed = true
-	if t.d == nil {
+	if t.closed {
 		return nil
 	}
-	err := t.d.close()
-	t.d = nil
+	t.closed = true
+	var err error
+	if t.d != nil {
+		err = t.d.close()
+		t.d = nil
+	}
+	if t.nsFD >= 0 {
+		if cerr := unix.Close(t.nsFD); cerr != nil && err == nil {
+			err = fmt.Errorf("close namespace fd: %w", cerr)
+		}
+		t.nsFD = -1
+	}
 	if err != nil {
 		return fmt.Errorf("conntrack table (%s): close: %w", t.where, err)
 	}
