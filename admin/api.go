@@ -37,6 +37,8 @@ type Backend interface {
 	// Config returns the effective configuration as a JSON object.
 	Config(ctx context.Context) (json.RawMessage, error)
 	Reload(ctx context.Context, req ReloadRequest) (ReloadResponse, error)
+	// Doctor runs the NAT troubleshooting checklist.
+	Doctor(ctx context.Context) (DoctorReport, error)
 }
 
 // Status is the answer to GET /v1/status.
@@ -53,9 +55,8 @@ type Status struct {
 	Datapath    DatapathStatus `json:"datapath"`
 	Sysctls     []Sysctl       `json:"sysctls"`
 	Connections Connections    `json:"connections"`
-	// Cloud is free text about the cloud integration, e.g.
-	// "no IMDS: running from config only".
-	Cloud string `json:"cloud"`
+	// Cloud is what hanatd knows of the EC2 instance it runs on.
+	Cloud CloudStatus `json:"cloud"`
 }
 
 // NATStatus is the NAT the datapath implements.
@@ -163,6 +164,39 @@ type ReloadRequest struct {
 type ReloadResponse struct {
 	Changed bool   `json:"changed"`
 	Message string `json:"message"`
+}
+
+// CloudStatus describes the EC2 integration. OnEC2 is false off EC2 (no
+// IMDS), where Message says hanatd runs from its config file alone.
+type CloudStatus struct {
+	OnEC2            bool   `json:"on_ec2"`
+	Message          string `json:"message,omitempty"`
+	InstanceID       string `json:"instance_id,omitempty"`
+	Region           string `json:"region,omitempty"`
+	AvailabilityZone string `json:"availability_zone,omitempty"`
+	VPCID            string `json:"vpc_id,omitempty"`
+	SubnetID         string `json:"subnet_id,omitempty"`
+	ENIID            string `json:"eni_id,omitempty"`
+	PublicIP         string `json:"public_ip,omitempty"`
+	// SourceDestCheck is "disabled", "enabled" or "unknown: <why>".
+	SourceDestCheck string `json:"source_dest_check,omitempty"`
+}
+
+// DoctorReport is the answer to GET /v1/doctor: the seed's troubleshooting
+// checklist, each check pass/fail/warn/skip with the fix. OK is false when
+// any check failed.
+type DoctorReport struct {
+	OK     bool          `json:"ok"`
+	Checks []DoctorCheck `json:"checks"`
+}
+
+// DoctorCheck is one line of the checklist.
+type DoctorCheck struct {
+	ID     string `json:"id"`
+	Title  string `json:"title"`
+	Status string `json:"status"` // pass, fail, warn, skip
+	Detail string `json:"detail,omitempty"`
+	Fix    string `json:"fix,omitempty"`
 }
 
 // ErrorResponse is the body of every non-2xx response.

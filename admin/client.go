@@ -106,6 +106,11 @@ func (c *Client) Config(ctx context.Context) (json.RawMessage, error) {
 	return c.Raw(ctx, http.MethodGet, "/v1/config", nil)
 }
 
+// Doctor runs the troubleshooting checklist (GET /v1/doctor).
+func (c *Client) Doctor(ctx context.Context) (DoctorReport, error) {
+	return getJSON[DoctorReport](ctx, c, "/v1/doctor")
+}
+
 // Reload asks the daemon to reread its configuration and reconcile
 // (POST /v1/reload). It needs root or the admin group.
 func (c *Client) Reload(ctx context.Context, req ReloadRequest) (ReloadResponse, error) {

@@ -86,6 +86,7 @@ func NewServer(log *slog.Logger, b Backend, opts ServerOptions) *Server {
 		"/v1/flows":  {method: http.MethodGet, serve: s.serveFlows},
 		"/v1/config": {method: http.MethodGet, serve: s.serveConfig},
 		"/v1/reload": {method: http.MethodPost, write: true, serve: s.serveReload},
+		"/v1/doctor": {method: http.MethodGet, serve: s.serveDoctor},
 	}
 	return s
 }
@@ -375,6 +376,18 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin reload", "changed", resp.Changed, "message", resp.Message)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) serveDoctor(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.b.Doctor(r.Context())
+	if err != nil {
+		s.backendError(w, r, err)
+		return
+	}
+	if rep.Checks == nil {
+		rep.Checks = []DoctorCheck{}
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error) {

@@ -92,6 +92,16 @@ func (b *fakeBackend) Reload(ctx context.Context, req ReloadRequest) (ReloadResp
 	return ReloadResponse{Changed: true, Message: "configuration changed; datapath reconciled"}, nil
 }
 
+func (b *fakeBackend) Doctor(ctx context.Context) (DoctorReport, error) {
+	if err := b.fail(); err != nil {
+		return DoctorReport{}, err
+	}
+	return DoctorReport{OK: false, Checks: []DoctorCheck{
+		{ID: "ip-forward", Title: "IPv4 forwarding is on", Status: "pass"},
+		{ID: "source-dest-check", Title: "source/destination check is disabled", Status: "fail", Detail: "enabled on eni-1", Fix: "--no-source-dest-check"},
+	}}, nil
+}
+
 func (b *fakeBackend) reloadCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -117,7 +127,7 @@ func testStatus() Status {
 			{Key: "net.netfilter.nf_conntrack_tcp_timeout_established", Want: "350", Now: "350", Applied: true, Note: "like the NAT gateway"},
 		},
 		Connections: Connections{Active: 3, TCP: 2, UDP: 1, TCPEstablished: 1},
-		Cloud:       "no IMDS: running from config only",
+		Cloud:       CloudStatus{Message: "no IMDS: running from config only"},
 	}
 }
 

@@ -40,6 +40,8 @@ type Config struct {
 	HostInput HostInput `yaml:"host_input" json:"host_input"`
 	// Fastpath controls the XDP fast path.
 	Fastpath Fastpath `yaml:"fastpath" json:"fastpath"`
+	// Cloud is the EC2 integration (IMDSv2 discovery, EC2 API).
+	Cloud Cloud `yaml:"cloud" json:"cloud"`
 	// Admin is the admin unix socket.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// Log is the daemon's logging.
@@ -95,6 +97,23 @@ type Sysctl struct {
 	UDPTimeout Duration `yaml:"udp_timeout" json:"udp_timeout"`
 	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (default 120s; 1s..1d).
 	UDPStreamTimeout Duration `yaml:"udp_stream_timeout" json:"udp_stream_timeout"`
+}
+
+// Cloud configures the EC2 integration.
+type Cloud struct {
+	// Discover turns on IMDSv2 discovery and the EC2 calls (default true).
+	// Off EC2 hanatd notices the missing IMDS by itself; false skips even
+	// the attempt.
+	Discover bool `yaml:"discover" json:"discover"`
+	// IMDSEndpoint overrides http://169.254.169.254 (the SDK's
+	// AWS_EC2_METADATA_SERVICE_ENDPOINT works too).
+	IMDSEndpoint string `yaml:"imds_endpoint" json:"imds_endpoint"`
+	// EC2Endpoint overrides the regional EC2 endpoint, e.g. a VPC interface
+	// endpoint (the SDK's AWS_ENDPOINT_URL_EC2 works too).
+	EC2Endpoint string `yaml:"ec2_endpoint" json:"ec2_endpoint"`
+	// ManageSourceDestCheck lets hanatd disable the source/destination
+	// check on the ENIs it forwards through (default true).
+	ManageSourceDestCheck bool `yaml:"manage_source_dest_check" json:"manage_source_dest_check"`
 }
 
 // HostInput filters traffic addressed to the NAT instance itself, as the
@@ -157,9 +176,10 @@ func Default() *Config {
 		},
 		HostInput: HostInput{Filter: true, TCPPorts: []uint16{22}},
 		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto},
-		Admin:    Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
-		Log:      Log{Level: "info", Format: "text"},
-		StateDir: "/var/lib/hanat",
+		Cloud:     Cloud{Discover: true, ManageSourceDestCheck: true},
+		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
+		Log:       Log{Level: "info", Format: "text"},
+		StateDir:  "/var/lib/hanat",
 	}
 }
 
@@ -199,6 +219,7 @@ func (c *Config) Equal(o *Config) bool {
 		slices.Equal(c.HostInput.TCPPorts, o.HostInput.TCPPorts) &&
 		slices.Equal(c.HostInput.UDPPorts, o.HostInput.UDPPorts) &&
 		c.Fastpath == o.Fastpath &&
+		c.Cloud == o.Cloud &&
 		c.Admin == o.Admin &&
 		c.Log == o.Log &&
 		c.StateDir == o.StateDir

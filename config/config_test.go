@@ -66,7 +66,7 @@ var badCases = []badCase{
 
 	// Unknown keys.
 	{"unknown top key", "snta: {}\n", 1, "snta", `unknown key (did you mean "snat"?)`},
-	{"unknown key lists valid ones", "zzzzzzzzz: 1\n", 1, "zzzzzzzzz", "valid keys: admin, fastpath"},
+	{"unknown key lists valid ones", "zzzzzzzzz: 1\n", 1, "zzzzzzzzz", "valid keys: admin, cloud, fastpath"},
 	{"unknown nested key", "snat:\n  adresses: []\n", 2, "snat.adresses", `did you mean "addresses"?`},
 	{"unknown forward key", "port_forwards:\n  - protocol: tcp\n    port: 22\n    to: 10.0.11.5\n    source: [10.0.0.0/8]\n", 5, "port_forwards[0].source", `did you mean "sources"?`},
 	{"key in wrong case", "Log: {}\n", 1, "Log", `did you mean "log"?`},
@@ -356,6 +356,11 @@ sysctl:
   tcp_established_timeout: 5m50s
   udp_timeout: 45
   udp_stream_timeout: 1d
+cloud:
+  discover: false
+  imds_endpoint: http://127.0.0.1:1338
+  ec2_endpoint: https://ec2.example.test
+  manage_source_dest_check: false
 host_input:
   filter: false
   tcp_ports: [2200]
@@ -395,6 +400,7 @@ state_dir: /srv/hanat
 			UDPTimeout:            Duration{45 * time.Second},
 			UDPStreamTimeout:      Duration{24 * time.Hour},
 		},
+		Cloud:     Cloud{IMDSEndpoint: "http://127.0.0.1:1338", EC2Endpoint: "https://ec2.example.test"},
 		HostInput: HostInput{Filter: false, TCPPorts: []uint16{2200}, UDPPorts: []uint16{51821}},
 		Fastpath:  Fastpath{Enabled: false, Mode: "generic"},
 		Admin:     Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
@@ -770,6 +776,7 @@ func TestHostInput(t *testing.T) {
 		{"host_input:\n  udp_ports: [0]\n", `h.yaml:2: host_input.udp_ports[0]: "0"`},
 		{"host_input:\n  udp_ports: [65536]\n", `h.yaml:2: host_input.udp_ports[0]: "65536"`},
 		{"host_input:\n  filtr: true\n", `h.yaml:2: host_input.filtr`},
+		{"cloud:\n  ec2_endpoint: ftp://x\n", `h.yaml:2: cloud.ec2_endpoint: "ftp://x": must be an http:// or https:// URL`},
 	} {
 		_, err := Parse("h.yaml", []byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

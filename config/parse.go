@@ -757,6 +757,14 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 				"format": d.str(&c.Log.Format),
 			})
 		},
+		"cloud": func(path string, v *yaml.Node) {
+			d.mapping(path, v, map[string]field{
+				"discover":                 d.boolean(&c.Cloud.Discover),
+				"imds_endpoint":            d.str(&c.Cloud.IMDSEndpoint),
+				"ec2_endpoint":             d.str(&c.Cloud.EC2Endpoint),
+				"manage_source_dest_check": d.boolean(&c.Cloud.ManageSourceDestCheck),
+			})
+		},
 		"state_dir": d.str(&c.StateDir),
 	})
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,6 +83,15 @@ func validate(c *Config, d *decoder) {
 	checkDuration(k, "sysctl.tcp_established_timeout", s.TCPEstablishedTimeout, 10*time.Second, 5*24*time.Hour, "10s-5d")
 	checkDuration(k, "sysctl.udp_timeout", s.UDPTimeout, time.Second, 24*time.Hour, "1s-1d")
 	checkDuration(k, "sysctl.udp_stream_timeout", s.UDPStreamTimeout, time.Second, 24*time.Hour, "1s-1d")
+
+	for _, e := range []struct{ key, val string }{
+		{"cloud.imds_endpoint", c.Cloud.IMDSEndpoint},
+		{"cloud.ec2_endpoint", c.Cloud.EC2Endpoint},
+	} {
+		if msg := checkEndpoint(e.val); msg != "" {
+			k.report(e.key, e.val, "%s", msg)
+		}
+	}
 
 	checkEnum(k, "fastpath.mode", c.Fastpath.Mode, FastpathAuto, FastpathNative, FastpathGeneric)
 
@@ -441,4 +451,21 @@ func validateHostPorts(k checker, path string, ports []uint16) {
 		}
 		seen[p] = true
 	}
+}
+
+// checkEndpoint accepts "" (the default) or an absolute http(s) URL.
+func checkEndpoint(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "not a URL: " + err.Error()
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an http:// or https:// URL"
+	case u.Host == "":
+		return "URL has no host"
+	}
+	return ""
 }

@@ -88,7 +88,25 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "  started:\t%s\n", when(st.StartedAt, now))
 	fmt.Fprintf(tw, "  config:\t%s\n", orDash(st.ConfigPath))
 	fmt.Fprintf(tw, "  config loaded:\t%s\n", when(st.ConfigLoadedAt, now))
-	fmt.Fprintf(tw, "  cloud:\t%s\n", orDash(st.Cloud))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	cl := st.Cloud
+	fmt.Fprintf(w, "\nCloud\n")
+	tw = newTable(w)
+	if !cl.OnEC2 {
+		fmt.Fprintf(tw, "  on EC2:\tno\n")
+	} else {
+		fmt.Fprintf(tw, "  instance:\t%s (%s, %s)\n", orDash(cl.InstanceID), orDash(cl.Region), orDash(cl.AvailabilityZone))
+		fmt.Fprintf(tw, "  VPC / subnet:\t%s / %s\n", orDash(cl.VPCID), orDash(cl.SubnetID))
+		fmt.Fprintf(tw, "  ENI:\t%s\n", orDash(cl.ENIID))
+		fmt.Fprintf(tw, "  public IP:\t%s\n", orDash(cl.PublicIP))
+		fmt.Fprintf(tw, "  source/dest check:\t%s\n", orDash(cl.SourceDestCheck))
+	}
+	if cl.Message != "" {
+		fmt.Fprintf(tw, "  note:\t%s\n", clean(cl.Message))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -196,5 +214,27 @@ func writeFlows(w io.Writer, fr admin.FlowsResponse) error {
 	} else {
 		_, err = fmt.Fprintf(w, "%d flows\n", len(fr.Flows))
 	}
+	return err
+}
+
+// writeDoctor prints one line per check and, under a failing or warning
+// check, what is wrong and how to fix it.
+func writeDoctor(w io.Writer, rep admin.DoctorReport) error {
+	var b strings.Builder
+	for _, c := range rep.Checks {
+		fmt.Fprintf(&b, "%-4s  %s\n", strings.ToUpper(clean(c.Status)), clean(c.Title))
+		if c.Detail != "" {
+			fmt.Fprintf(&b, "      %s\n", clean(c.Detail))
+		}
+		if c.Fix != "" && c.Status != "pass" {
+			fmt.Fprintf(&b, "      fix: %s\n", clean(c.Fix))
+		}
+	}
+	if rep.OK {
+		b.WriteString("\nno check failed\n")
+	} else {
+		b.WriteString("\nsome checks failed: see the fixes above\n")
+	}
+	_, err := io.WriteString(w, b.String())
 	return err
 }

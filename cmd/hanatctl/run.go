@@ -53,6 +53,7 @@ var commands = []command{
 		run: cmdFlows,
 	},
 	{name: "config", summary: "the configuration hanatd runs with (JSON)", run: cmdConfig},
+	{name: "doctor", summary: "the NAT troubleshooting checklist: IGW, public subnet, EIP, source/dest check, private routes, forwarding, rules (exit 1 when a check fails)", run: cmdDoctor},
 	{name: "reload", summary: "reread the configuration file and reconcile the datapath (root or group hanat)", run: cmdReload},
 	{name: "help", args: "[COMMAND]", summary: "this text, or the flags of COMMAND"},
 }
@@ -299,6 +300,31 @@ func cmdConfig(ctx context.Context, e *env) error {
 		return err
 	}
 	return printRaw(e.stdout, raw)
+}
+
+// errChecksFailed makes doctor exit 1 after printing its report.
+var errChecksFailed = errors.New("doctor: some checks failed")
+
+func cmdDoctor(ctx context.Context, e *env) error {
+	rep, err := e.client.Doctor(ctx)
+	if err != nil {
+		return err
+	}
+	if e.opts.json {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		if err := printRaw(e.stdout, b); err != nil {
+			return err
+		}
+	} else if err := writeDoctor(e.stdout, rep); err != nil {
+		return err
+	}
+	if !rep.OK {
+		return errChecksFailed
+	}
+	return nil
 }
 
 func cmdReload(ctx context.Context, e *env) error {

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	err     error
 	queries []admin.FlowsQuery
 	reloads int
+	doctor  admin.DoctorReport
 }
 
 func (b *fakeBackend) failure() error {
@@ -55,7 +56,7 @@ func (b *fakeBackend) Status(ctx context.Context) (admin.Status, error) {
 			{Key: "net.ipv4.conf.all.send_redirects", Want: "0", Now: "1", Note: "read-only\tin a\x1b[31m container"},
 		},
 		Connections: admin.Connections{Active: 3, TCP: 2, UDP: 1, TCPEstablished: 1},
-		Cloud:       "no IMDS: running from config only",
+		Cloud:       admin.CloudStatus{Message: "no IMDS: running from config only"},
 	}, nil
 }
 
@@ -100,6 +101,13 @@ func (b *fakeBackend) Reload(ctx context.Context, req admin.ReloadRequest) (admi
 	b.reloads++
 	b.mu.Unlock()
 	return admin.ReloadResponse{Changed: false, Message: "configuration unchanged; datapath reconciled"}, nil
+}
+
+func (b *fakeBackend) Doctor(ctx context.Context) (admin.DoctorReport, error) {
+	if err := b.failure(); err != nil {
+		return admin.DoctorReport{}, err
+	}
+	return b.doctor, nil
 }
 
 // startDaemon runs a real admin server on a socket in a temp dir, with the
@@ -425,4 +433,29 @@ func TestAge(t *testing.T) {
 			t.Errorf("age(%v) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+func TestDoctor(t *testing.T) {
+	b := &fakeBackend{doctor: admin.DoctorReport{OK: false, Checks: []admin.DoctorCheck{
+		{ID: "igw-attached", Title: "an internet gateway is attached to the VPC", Status: "pass", Detail: "igw-1 attached to vpc-1"},
+		{ID: "source-dest-check", Title: "source/destination check is disabled on the NAT's ENI", Status: "fail",
+			Detail: "enabled on eni-1", Fix: "aws ec2 modify-network-interface-attribute --network-interface-id eni-1 --no-source-dest-check"},
+	}}}
+	sock := startDaemon(t, b)
+	o := hanatctl(t, "--socket", sock, "doctor")
+	o.want(t, 1)
+	for _, want := range []string{"PASS  an internet gateway", "FAIL  source/destination check", "fix: aws ec2 modify-network-interface-attribute", "some checks failed"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, o.stdout)
+		}
+	}
+	o = hanatctl(t, "--socket", sock, "--json", "doctor")
+	o.want(t, 1)
+	var rep admin.DoctorReport
+	if err := json.Unmarshal([]byte(o.stdout), &rep); err != nil || len(rep.Checks) != 2 || rep.OK {
+		t.Errorf("doctor --json: %v\n%s", err, o.stdout)
+	}
+	b.doctor.OK = true
+	b.doctor.Checks = b.doctor.Checks[:1]
+	hanatctl(t, "--socket", sock, "doctor").want(t, 0)
 }
