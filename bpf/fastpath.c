@@ -1,0 +1,251 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * hanat XDP fast path for established, NATed IPv4 flows.
+ *
+ * The kernel (nftables + conntrack) decides every new flow; userspace
+ * (conntrack/) writes both directions of an established flow into `flows`.
+ * On a hit this program rewrites addresses and ports, fixes the IPv4 and
+ * TCP/UDP checksums incrementally from precomputed deltas, decrements the
+ * TTL, sets the MACs and sends the frame: XDP_TX when the egress interface is
+ * the ingress one (the single-ENI NAT instance), else bpf_redirect_map
+ * through `tx_ports`. Everything else goes XDP_PASS to the slow path with a
+ * per-CPU counter naming the reason. It never returns XDP_DROP or XDP_ABORTED.
+ */
+#include "hanat_kernel.h"
+#include "csum.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+/*
+ * Flow key: the packet's pre-NAT 5-tuple as it arrives, plus the ingress
+ * interface. Addresses are 16 bytes so IPv6 (NAT64) fits later without a map
+ * layout change: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) with
+ * family = AF_INET. All fields in network byte order except ifindex. No
+ * implicit padding: the key is hashed byte for byte.
+ */
+struct flow_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad;
+	__be32 saddr[4];
+	__be32 daddr[4];
+};
+
+/*
+ * Flow value: what to write and where to send it, plus counters.
+ *
+ * l3_csum_delta is the one's-complement sum of (~old + new) over the IPv4
+ * header words that change (source and destination address and the TTL
+ * decrement); l4_csum_delta covers the pseudo-header addresses and the ports.
+ * Both are stored in network byte order. vlan is reserved and must be 0 (the
+ * frame's own tag, if any, is kept). mtu is the egress L3 MTU: frames whose
+ * IPv4 total length exceeds it go to the slow path (which fragments or sends
+ * ICMP). packets/bytes (IPv4 total length, as conntrack counts) are updated
+ * with atomic adds on the shared value; last_seen is bpf_ktime_get_ns()
+ * (CLOCK_MONOTONIC) of the latest hit, a plain store.
+ */
+struct flow_value {
+	__be32 new_saddr[4];
+	__be32 new_daddr[4];
+	__be16 new_sport;
+	__be16 new_dport;
+	__be16 l3_csum_delta;
+	__be16 l4_csum_delta;
+	__u32 egress_ifindex;
+	__u8 src_mac[ETH_ALEN];
+	__u8 dst_mac[ETH_ALEN];
+	__u16 vlan;
+	__u16 mtu;
+	__u32 flags;
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_seen;
+};
+
+/* Index into `counters`. Keep in sync with Counters in fastpath.go. */
+enum counter_id {
+	COUNTER_HIT = 0,
+	COUNTER_MISS,
+	COUNTER_PASS_SYN,
+	COUNTER_PASS_FIN,
+	COUNTER_PASS_RST,
+	COUNTER_PASS_FRAGMENT,
+	COUNTER_PASS_IP_OPTIONS,
+	COUNTER_PASS_TTL,
+	COUNTER_PASS_NOT_TCP_UDP,
+	COUNTER_PASS_TOO_BIG,
+	COUNTER_PASS_NOT_IPV4,
+	COUNTER_PASS_PARSE,
+	COUNTER_PASS_REDIRECT,
+	COUNTER_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* overridden by LoadOptions.MaxFlows */
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} flows SEC(".maps");
+
+/* Egress interfaces other than the ingress one: key and value = ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, enum counter_id);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(enum counter_id id)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &id);
+
+	if (c)
+		*c += 1; /* per-CPU slot: no atomic needed */
+}
+
+static __always_inline int pass(enum counter_id id)
+{
+	count(id);
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int hanat_fastpath(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct flow_key key = {};
+	struct flow_value *v;
+	struct tcphdr *th = 0;
+	struct udphdr *uh = 0;
+	struct iphdr *ip;
+	__be16 h_proto;
+	__u32 tot_len, in_ifindex, out_ifindex;
+	__u16 sum;
+
+	if ((void *)(eth + 1) > data_end)
+		return pass(COUNTER_PASS_PARSE);
+	h_proto = eth->h_proto;
+	ip = (void *)(eth + 1);
+	if (h_proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_hdr *vh = (void *)(eth + 1);
+
+		if ((void *)(vh + 1) > data_end)
+			return pass(COUNTER_PASS_PARSE);
+		h_proto = vh->h_vlan_encapsulated_proto;
+		ip = (void *)(vh + 1);
+	}
+	/* Anything else, including a second (QinQ) tag, is not ours. */
+	if (h_proto != bpf_htons(ETH_P_IP))
+		return pass(COUNTER_PASS_NOT_IPV4);
+
+	if ((void *)(ip + 1) > data_end)
+		return pass(COUNTER_PASS_PARSE);
+	if (ip->version != 4 || ip->ihl < 5)
+		return pass(COUNTER_PASS_PARSE);
+	if (ip->ihl != 5)
+		return pass(COUNTER_PASS_IP_OPTIONS);
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
+		return pass(COUNTER_PASS_PARSE);
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return pass(COUNTER_PASS_FRAGMENT);
+	if (ip->ttl <= 1)
+		return pass(COUNTER_PASS_TTL);
+
+	if (ip->protocol == IPPROTO_TCP) {
+		th = (void *)(ip + 1);
+		if ((void *)(th + 1) > data_end ||
+		    tot_len < sizeof(*ip) + sizeof(*th) || (th->doff_res >> 4) < 5)
+			return pass(COUNTER_PASS_PARSE);
+		/* conntrack must see every state change. */
+		if (th->flags & TCP_FLAG_RST)
+			return pass(COUNTER_PASS_RST);
+		if (th->flags & TCP_FLAG_FIN)
+			return pass(COUNTER_PASS_FIN);
+		if (th->flags & TCP_FLAG_SYN)
+			return pass(COUNTER_PASS_SYN);
+		key.sport = th->source;
+		key.dport = th->dest;
+	} else if (ip->protocol == IPPROTO_UDP) {
+		uh = (void *)(ip + 1);
+		if ((void *)(uh + 1) > data_end ||
+		    tot_len < sizeof(*ip) + sizeof(*uh))
+			return pass(COUNTER_PASS_PARSE);
+		key.sport = uh->source;
+		key.dport = uh->dest;
+	} else {
+		return pass(COUNTER_PASS_NOT_TCP_UDP);
+	}
+
+	in_ifindex = ctx->ingress_ifindex;
+	key.ifindex = in_ifindex;
+	key.family = AF_INET;
+	key.proto = ip->protocol;
+	key.saddr[2] = bpf_htonl(0xffff);
+	key.saddr[3] = ip->saddr;
+	key.daddr[2] = bpf_htonl(0xffff);
+	key.daddr[3] = ip->daddr;
+
+	v = bpf_map_lookup_elem(&flows, &key);
+	if (!v)
+		return pass(COUNTER_MISS);
+	if (tot_len > v->mtu)
+		return pass(COUNTER_PASS_TOO_BIG);
+	out_ifindex = v->egress_ifindex;
+	/* Check the devmap before touching the frame, so a flow whose egress
+	 * port is missing reaches the slow path unmodified. */
+	if (out_ifindex != in_ifindex &&
+	    !bpf_map_lookup_elem(&tx_ports, &out_ifindex))
+		return pass(COUNTER_PASS_REDIRECT);
+
+	ip->saddr = v->new_saddr[3];
+	ip->daddr = v->new_daddr[3];
+	ip->ttl--;
+	ip->check = csum_apply(ip->check, v->l3_csum_delta);
+	if (th) {
+		th->source = v->new_sport;
+		th->dest = v->new_dport;
+		th->check = csum_apply(th->check, v->l4_csum_delta);
+	} else if (uh) {
+		uh->source = v->new_sport;
+		uh->dest = v->new_dport;
+		/* 0 means "no checksum" and stays 0; a computed 0 is sent as
+		 * 0xffff (RFC 768). */
+		if (uh->check) {
+			sum = csum_apply(uh->check, v->l4_csum_delta);
+			uh->check = sum ? sum : 0xffff;
+		}
+	}
+	__builtin_memcpy(eth->h_dest, v->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, v->src_mac, ETH_ALEN);
+
+	if (out_ifindex != in_ifindex) {
+		/* Fallback action XDP_PASS if the entry vanished since the
+		 * lookup above (a race with userspace deleting it). */
+		int act = bpf_redirect_map(&tx_ports, out_ifindex, XDP_PASS);
+
+		if (act != XDP_REDIRECT)
+			return pass(COUNTER_PASS_REDIRECT);
+	}
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, tot_len);
+	v->last_seen = bpf_ktime_get_ns();
+	count(COUNTER_HIT);
+	return out_ifindex == in_ifindex ? XDP_TX : XDP_REDIRECT;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,562 @@
+//go:build linux
+
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// IP protocol numbers accepted in FlowKey.Proto.
+const (
+	ProtoTCP uint8 = unix.IPPROTO_TCP
+	ProtoUDP uint8 = unix.IPPROTO_UDP
+)
+
+// DefaultMaxFlows is the flow map size when LoadOptions.MaxFlows is 0. Each
+// direction of a connection is one entry.
+const DefaultMaxFlows = 65536
+
+// minMTU is the smallest IPv4 MTU (RFC 791).
+const minMTU = 68
+
+// Names under LoadOptions.PinPath of the maps this package pins.
+var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapCounters}
+
+// ErrFlowNotFound is wrapped by LookupFlow and DeleteFlow when the flow is
+// not in the map (it may have been evicted by the LRU).
+var ErrFlowNotFound = errors.New("flow not in the fast-path map")
+
+// FlowKey is one direction of a flow as the packet arrives, before NAT.
+type FlowKey struct {
+	Ifindex  uint32 // ingress interface
+	Proto    uint8  // ProtoTCP or ProtoUDP
+	Src, Dst netip.AddrPort
+}
+
+// FlowAction is what the fast path does with a packet of the flow.
+type FlowAction struct {
+	NewSrc, NewDst netip.AddrPort // the packet's addresses and ports after NAT
+	EgressIfindex  uint32         // == FlowKey.Ifindex: XDP_TX; else redirect (AddTxPort first)
+	SrcMAC, DstMAC net.HardwareAddr
+	MTU            uint16 // egress L3 MTU; longer packets go to the slow path
+}
+
+// FlowStats are the fast path's counters of one flow direction.
+type FlowStats struct {
+	Packets, Bytes uint64 // bytes are IPv4 total lengths, as conntrack counts
+	// LastSeen is CLOCK_MONOTONIC (bpf_ktime_get_ns) of the last fast-path
+	// hit, or of the PutFlow that created the entry; compare with KtimeNow.
+	LastSeen time.Duration
+}
+
+// RawFlowKey and RawFlowValue are the map's binary layouts (struct flow_key
+// and struct flow_value in fastpath.c).
+type (
+	RawFlowKey   = FastpathFlowKey
+	RawFlowValue = FastpathFlowValue
+)
+
+// Counters are the fast path's per-CPU counters summed over CPUs. Every
+// packet the program sees adds one to exactly one of them.
+type Counters struct {
+	Hits          uint64 // rewritten and sent (XDP_TX or XDP_REDIRECT)
+	Misses        uint64 // TCP/UDP packet of a flow not in the map
+	PassSYN       uint64
+	PassFIN       uint64
+	PassRST       uint64
+	PassFragment  uint64 // MF set or fragment offset != 0
+	PassIPOptions uint64 // IHL > 5
+	PassTTL       uint64 // TTL <= 1
+	PassNotTCPUDP uint64 // IPv4 but not TCP or UDP (ICMP, ...)
+	PassTooBig    uint64 // IPv4 total length > the flow's egress MTU
+	PassNotIPv4   uint64 // other ethertype (ARP, IPv6, QinQ, ...)
+	PassParse     uint64 // truncated or malformed headers
+	PassRedirect  uint64 // egress ifindex not in tx_ports, or redirect failed
+}
+
+// field returns the Counters field of a counter id, nil for an unknown id.
+func (c *Counters) field(id FastpathCounterId) *uint64 {
+	switch id {
+	case FastpathCounterIdCOUNTER_HIT:
+		return &c.Hits
+	case FastpathCounterIdCOUNTER_MISS:
+		return &c.Misses
+	case FastpathCounterIdCOUNTER_PASS_SYN:
+		return &c.PassSYN
+	case FastpathCounterIdCOUNTER_PASS_FIN:
+		return &c.PassFIN
+	case FastpathCounterIdCOUNTER_PASS_RST:
+		return &c.PassRST
+	case FastpathCounterIdCOUNTER_PASS_FRAGMENT:
+		return &c.PassFragment
+	case FastpathCounterIdCOUNTER_PASS_IP_OPTIONS:
+		return &c.PassIPOptions
+	case FastpathCounterIdCOUNTER_PASS_TTL:
+		return &c.PassTTL
+	case FastpathCounterIdCOUNTER_PASS_NOT_TCP_UDP:
+		return &c.PassNotTCPUDP
+	case FastpathCounterIdCOUNTER_PASS_TOO_BIG:
+		return &c.PassTooBig
+	case FastpathCounterIdCOUNTER_PASS_NOT_IPV4:
+		return &c.PassNotIPv4
+	case FastpathCounterIdCOUNTER_PASS_PARSE:
+		return &c.PassParse
+	case FastpathCounterIdCOUNTER_PASS_REDIRECT:
+		return &c.PassRedirect
+	}
+	return nil
+}
+
+// Passed is the number of packets sent to the slow path for any reason,
+// misses included.
+func (c Counters) Passed() uint64 {
+	return c.Misses + c.PassSYN + c.PassFIN + c.PassRST + c.PassFragment +
+		c.PassIPOptions + c.PassTTL + c.PassNotTCPUDP + c.PassTooBig +
+		c.PassNotIPv4 + c.PassParse + c.PassRedirect
+}
+
+// be16 returns the native-endian value whose memory holds v in network
+// byte order (a __be16 field of a map struct).
+func be16(v uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
+}
+
+// fromBE16 is the inverse of be16.
+func fromBE16(v uint16) uint16 {
+	return binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, v))
+}
+
+// addrWords is a 16-byte address as four native-endian words whose memory
+// holds the address bytes (a __be32[4] field). IPv4 is stored IPv4-mapped.
+func addrWords(a netip.Addr) [4]uint32 {
+	b := a.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+// wordsAddr is the inverse of addrWords; IPv4-mapped addresses come back as
+// IPv4.
+func wordsAddr(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[4*i:], w[i])
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
+func checkAddr(what string, ap netip.AddrPort) (netip.Addr, error) {
+	a := ap.Addr().Unmap()
+	if !ap.IsValid() || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("%s %v: not an IPv4 address and port", what, ap)
+	}
+	return a, nil
+}
+
+// newRawKey validates k and returns its map layout.
+func newRawKey(k FlowKey) (RawFlowKey, error) {
+	if k.Ifindex == 0 {
+		return RawFlowKey{}, fmt.Errorf("flow key %v: ingress ifindex 0", k)
+	}
+	if k.Proto != ProtoTCP && k.Proto != ProtoUDP {
+		return RawFlowKey{}, fmt.Errorf("flow key %v: protocol %d is not TCP or UDP", k, k.Proto)
+	}
+	src, err := checkAddr("flow key source", k.Src)
+	if err != nil {
+		return RawFlowKey{}, err
+	}
+	dst, err := checkAddr("flow key destination", k.Dst)
+	if err != nil {
+		return RawFlowKey{}, err
+	}
+	return RawFlowKey{
+		Ifindex: k.Ifindex,
+		Family:  unix.AF_INET,
+		Proto:   k.Proto,
+		Sport:   be16(k.Src.Port()),
+		Dport:   be16(k.Dst.Port()),
+		Saddr:   addrWords(src),
+		Daddr:   addrWords(dst),
+	}, nil
+}
+
+// NewFlowEntry validates a flow direction and returns its map key and value,
+// with the checksum deltas precomputed and zero counters.
+func NewFlowEntry(k FlowKey, a FlowAction) (RawFlowKey, RawFlowValue, error) {
+	rk, err := newRawKey(k)
+	if err != nil {
+		return RawFlowKey{}, RawFlowValue{}, err
+	}
+	newSrc, err := checkAddr("flow action new source", a.NewSrc)
+	if err != nil {
+		return RawFlowKey{}, RawFlowValue{}, err
+	}
+	newDst, err := checkAddr("flow action new destination", a.NewDst)
+	if err != nil {
+		return RawFlowKey{}, RawFlowValue{}, err
+	}
+	if a.EgressIfindex == 0 {
+		return RawFlowKey{}, RawFlowValue{}, fmt.Errorf("flow %v: egress ifindex 0", k)
+	}
+	if len(a.SrcMAC) != 6 || len(a.DstMAC) != 6 {
+		return RawFlowKey{}, RawFlowValue{}, fmt.Errorf("flow %v: MACs %q and %q must be 6-byte Ethernet addresses", k, a.SrcMAC, a.DstMAC)
+	}
+	if a.MTU < minMTU {
+		return RawFlowKey{}, RawFlowValue{}, fmt.Errorf("flow %v: egress MTU %d below %d", k, a.MTU, minMTU)
+	}
+	oldSrc, oldDst := k.Src.Addr().Unmap().As4(), k.Dst.Addr().Unmap().As4()
+	rv := RawFlowValue{
+		NewSaddr:      addrWords(newSrc),
+		NewDaddr:      addrWords(newDst),
+		NewSport:      be16(a.NewSrc.Port()),
+		NewDport:      be16(a.NewDst.Port()),
+		L3CsumDelta:   be16(l3CsumDelta(oldSrc, oldDst, newSrc.As4(), newDst.As4())),
+		L4CsumDelta:   be16(l4CsumDelta(oldSrc, oldDst, newSrc.As4(), newDst.As4(), k.Src.Port(), k.Dst.Port(), a.NewSrc.Port(), a.NewDst.Port())),
+		EgressIfindex: a.EgressIfindex,
+		Mtu:           a.MTU,
+	}
+	copy(rv.SrcMac[:], a.SrcMAC)
+	copy(rv.DstMac[:], a.DstMAC)
+	return rk, rv, nil
+}
+
+// decodeFlow turns map entries back into the Go view.
+func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats) {
+	k := FlowKey{
+		Ifindex: rk.Ifindex,
+		Proto:   rk.Proto,
+		Src:     netip.AddrPortFrom(wordsAddr(rk.Saddr), fromBE16(rk.Sport)),
+		Dst:     netip.AddrPortFrom(wordsAddr(rk.Daddr), fromBE16(rk.Dport)),
+	}
+	a := FlowAction{
+		NewSrc:        netip.AddrPortFrom(wordsAddr(rv.NewSaddr), fromBE16(rv.NewSport)),
+		NewDst:        netip.AddrPortFrom(wordsAddr(rv.NewDaddr), fromBE16(rv.NewDport)),
+		EgressIfindex: rv.EgressIfindex,
+		SrcMAC:        bytes.Clone(rv.SrcMac[:]),
+		DstMAC:        bytes.Clone(rv.DstMac[:]),
+		MTU:           rv.Mtu,
+	}
+	s := FlowStats{Packets: rv.Packets, Bytes: rv.Bytes, LastSeen: time.Duration(rv.LastSeen)}
+	return k, a, s
+}
+
+// sameAction reports whether two values rewrite and send identically.
+func sameAction(a, b RawFlowValue) bool {
+	a.Packets, a.Bytes, a.LastSeen = 0, 0, 0
+	b.Packets, b.Bytes, b.LastSeen = 0, 0, 0
+	return a == b
+}
+
+// KtimeNow returns CLOCK_MONOTONIC, the clock of FlowStats.LastSeen.
+func KtimeNow() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("clock_gettime(CLOCK_MONOTONIC): %w", err)
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
+// LoadOptions configure Load.
+type LoadOptions struct {
+	// MaxFlows is the flow map size (entries, one per flow direction);
+	// 0 means DefaultMaxFlows. The map is an LRU: when full, inserting
+	// evicts the least recently used flow (which then takes the slow path).
+	MaxFlows uint32
+	// PinPath, when set, is a directory on a bpffs (e.g. /sys/fs/bpf/hanat)
+	// where the maps are pinned by name, so they outlive the process. Maps
+	// already pinned there are reused when compatible (same type, sizes and
+	// MaxFlows) and replaced, with a warning, when not.
+	PinPath string
+	// Logger receives warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// Objects is the loaded fast-path program and its maps.
+type Objects struct {
+	objs     FastpathObjects
+	maxFlows uint32
+}
+
+// Load loads the fast-path program and its maps into the kernel. It does not
+// attach the program.
+func Load(opts LoadOptions) (*Objects, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	maxFlows := opts.MaxFlows
+	if maxFlows == 0 {
+		maxFlows = DefaultMaxFlows
+	}
+	spec, err := LoadFastpath()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: load fast-path spec: %w", err)
+	}
+	fm, ok := spec.Maps[FastpathMapFlows]
+	if !ok {
+		return nil, fmt.Errorf("bpf: fast-path spec has no map %q", FastpathMapFlows)
+	}
+	fm.MaxEntries = maxFlows
+
+	copts := &ebpf.CollectionOptions{}
+	if opts.PinPath != "" {
+		if err := os.MkdirAll(opts.PinPath, 0o700); err != nil {
+			return nil, fmt.Errorf("bpf: create pin directory %q: %w", opts.PinPath, err)
+		}
+		for _, name := range pinnedMaps {
+			ms, ok := spec.Maps[name]
+			if !ok {
+				return nil, fmt.Errorf("bpf: fast-path spec has no map %q", name)
+			}
+			ms.Pinning = ebpf.PinByName
+		}
+		copts.Maps.PinPath = opts.PinPath
+	}
+
+	o := &Objects{maxFlows: maxFlows}
+	err = spec.LoadAndAssign(&o.objs, copts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) && opts.PinPath != "" {
+		if uerr := unpinIncompatible(spec, opts.PinPath, log); uerr != nil {
+			return nil, fmt.Errorf("bpf: load fast path with maps pinned under %q: %w (and %w)", opts.PinPath, err, uerr)
+		}
+		err = spec.LoadAndAssign(&o.objs, copts)
+	}
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("bpf: load fast path: %+v", verr)
+		}
+		return nil, fmt.Errorf("bpf: load fast path (pin path %q): %w", opts.PinPath, err)
+	}
+	return o, nil
+}
+
+// unpinIncompatible removes pinned maps that do not match spec, so the next
+// load creates fresh ones. Programs still attached keep the old maps.
+func unpinIncompatible(spec *ebpf.CollectionSpec, pinPath string, log *slog.Logger) error {
+	for _, name := range pinnedMaps {
+		path := filepath.Join(pinPath, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open pinned map %q: %w", path, err)
+		}
+		cerr := spec.Maps[name].Compatible(m)
+		if cerr != nil {
+			log.Warn("replacing incompatible pinned fast-path map; its entries are lost", "path", path, "reason", cerr)
+			if err := m.Unpin(); err != nil {
+				m.Close()
+				return fmt.Errorf("unpin map %q: %w", path, err)
+			}
+		}
+		m.Close()
+	}
+	return nil
+}
+
+// RemovePins deletes the map pins Load creates under pinPath (for
+// `hanatd --cleanup`); missing pins are not an error. Other files in the
+// directory (e.g. a pinned link) are left alone.
+func RemovePins(pinPath string) error {
+	var errs []error
+	for _, name := range pinnedMaps {
+		path := filepath.Join(pinPath, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pinned map %q: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Program is the XDP program, for attaching.
+func (o *Objects) Program() *ebpf.Program { return o.objs.HanatFastpath }
+
+// MaxFlows is the flow map's size.
+func (o *Objects) MaxFlows() uint32 { return o.maxFlows }
+
+// Close releases the program and maps. Pinned maps and attached programs
+// stay in the kernel.
+func (o *Objects) Close() error {
+	if err := o.objs.Close(); err != nil {
+		return fmt.Errorf("bpf: close fast-path objects: %w", err)
+	}
+	return nil
+}
+
+// PutFlow writes one flow direction. Rewriting an existing flow with the
+// same action is a no-op; a changed action keeps the flow's counters
+// (increments racing with the update may be lost). A new entry's LastSeen
+// is now.
+func (o *Objects) PutFlow(k FlowKey, a FlowAction) error {
+	rk, rv, err := NewFlowEntry(k, a)
+	if err != nil {
+		return fmt.Errorf("bpf: put flow: %w", err)
+	}
+	var old RawFlowValue
+	switch err := o.objs.Flows.Lookup(&rk, &old); {
+	case err == nil:
+		if sameAction(old, rv) {
+			return nil
+		}
+		rv.Packets, rv.Bytes, rv.LastSeen = old.Packets, old.Bytes, old.LastSeen
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		now, err := KtimeNow()
+		if err != nil {
+			return fmt.Errorf("bpf: put flow %v: %w", k, err)
+		}
+		rv.LastSeen = uint64(now)
+	default:
+		return fmt.Errorf("bpf: put flow %v: lookup: %w", k, err)
+	}
+	if err := o.objs.Flows.Update(&rk, &rv, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: put flow %v: update: %w", k, err)
+	}
+	return nil
+}
+
+// DeleteFlow removes one flow direction; the error wraps ErrFlowNotFound
+// when it was not there.
+func (o *Objects) DeleteFlow(k FlowKey) error {
+	rk, err := newRawKey(k)
+	if err != nil {
+		return fmt.Errorf("bpf: delete flow: %w", err)
+	}
+	if err := o.objs.Flows.Delete(&rk); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("bpf: delete flow %v: %w", k, ErrFlowNotFound)
+		}
+		return fmt.Errorf("bpf: delete flow %v: %w", k, err)
+	}
+	return nil
+}
+
+// LookupFlow returns one flow direction's action and counters; the error
+// wraps ErrFlowNotFound when it is not in the map.
+func (o *Objects) LookupFlow(k FlowKey) (FlowAction, FlowStats, error) {
+	rk, err := newRawKey(k)
+	if err != nil {
+		return FlowAction{}, FlowStats{}, fmt.Errorf("bpf: lookup flow: %w", err)
+	}
+	var rv RawFlowValue
+	if err := o.objs.Flows.Lookup(&rk, &rv); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return FlowAction{}, FlowStats{}, fmt.Errorf("bpf: lookup flow %v: %w", k, ErrFlowNotFound)
+		}
+		return FlowAction{}, FlowStats{}, fmt.Errorf("bpf: lookup flow %v: %w", k, err)
+	}
+	_, a, s := decodeFlow(rk, rv)
+	return a, s, nil
+}
+
+// iterateBatch is the number of entries read per BPF_MAP_LOOKUP_BATCH call.
+const iterateBatch = 1024
+
+// IterateFlows calls fn for every flow direction in the map until fn returns
+// false. Flows added or removed meanwhile may or may not be seen; none is
+// seen twice.
+func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) error {
+	keys := make([]RawFlowKey, iterateBatch)
+	vals := make([]RawFlowValue, iterateBatch)
+	var cursor ebpf.MapBatchCursor
+	// Each call consumes at least one hash bucket; there are at most
+	// 2*MaxFlows buckets, so this bound is never reached in practice.
+	for calls := uint64(0); calls <= 2*uint64(o.maxFlows)+1; calls++ {
+		n, err := o.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			k, a, s := decodeFlow(keys[i], vals[i])
+			if !fn(k, a, s) {
+				return nil
+			}
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported) && calls == 0 && n == 0:
+			return o.iterateFlowsOneByOne(fn)
+		case err != nil:
+			return fmt.Errorf("bpf: iterate flows: %w", err)
+		}
+	}
+	return fmt.Errorf("bpf: iterate flows: batch lookup did not finish")
+}
+
+// iterateFlowsOneByOne is IterateFlows for kernels without batch lookups.
+func (o *Objects) iterateFlowsOneByOne(fn func(FlowKey, FlowAction, FlowStats) bool) error {
+	var rk RawFlowKey
+	var rv RawFlowValue
+	it := o.objs.Flows.Iterate()
+	for it.Next(&rk, &rv) {
+		k, a, s := decodeFlow(rk, rv)
+		if !fn(k, a, s) {
+			return nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("bpf: iterate flows: %w", err)
+	}
+	return nil
+}
+
+// AddTxPort allows redirecting to ifindex (an egress interface other than
+// the ingress one). The interface must exist in the caller's network
+// namespace and, for native XDP redirect, support ndo_xdp_xmit.
+func (o *Objects) AddTxPort(ifindex uint32) error {
+	if err := o.objs.TxPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: add tx port ifindex %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// RemoveTxPort removes ifindex from the redirect ports; flows to it then
+// take the slow path. Removing a missing port is not an error.
+func (o *Objects) RemoveTxPort(ifindex uint32) error {
+	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// Counters returns the program's counters summed over all CPUs.
+func (o *Objects) Counters() (Counters, error) {
+	var c Counters
+	var perCPU []uint64
+	for id := FastpathCounterId(0); id < FastpathCounterIdCOUNTER_MAX; id++ {
+		if err := o.objs.Counters.Lookup(id, &perCPU); err != nil {
+			return Counters{}, fmt.Errorf("bpf: read counter %d: %w", id, err)
+		}
+		f := c.field(id)
+		if f == nil {
+			continue
+		}
+		for _, v := range perCPU {
+			*f += v
+		}
+	}
+	return c, nil
+}
+
+// LoadFloorProgram loads the benchmark floor program (swap MACs, XDP_TX). The
+// caller closes it.
+func LoadFloorProgram() (*ebpf.Program, error) {
+	var objs FloorObjects
+	if err := LoadFloorObjects(&objs, nil); err != nil {
+		return nil, fmt.Errorf("bpf: load floor program: %w", err)
+	}
+	return objs.HanatFloor, nil
+}
