@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -36,12 +37,13 @@ var actions = map[string]actionFunc{
 	"CreateTags":                      (*Model).createTags,
 }
 
-// Actions lists the EC2 actions the handler implements.
+// Actions lists the EC2 actions the handler implements, sorted.
 func Actions() []string {
 	out := make([]string, 0, len(actions))
 	for a := range actions {
 		out = append(out, a)
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -1,13 +1,3 @@
-// Package ec2sim is the in-memory model of the simulated VPC (VPCs, subnets,
-// route tables, instances, ENIs, Elastic IPs, tags) and the two HTTP faces
-// that hanat sees of AWS: the EC2 Query API (SigV4-verified, XML in the
-// 2016-11-15 namespace, AWS's error codes) and IMDSv2.
-//
-// The model creates no network state itself: every accepted mutation is
-// applied first through a Fabric (the real, namespace-backed network in
-// internal/vpcsim, or NopFabric in pure HTTP tests) and committed to the
-// model only when the Fabric call succeeded, so the model and the network
-// never disagree.
 package ec2sim
 
 import (

@@ -156,12 +156,12 @@ func headerValue(r *http.Request, name string) (string, bool) {
 		vals = []string{r.Host}
 	case "content-length":
 		if v := r.Header.Values("Content-Length"); len(v) > 0 {
-			vals = v
+			vals = slices.Clone(v)
 		} else if r.ContentLength >= 0 {
 			vals = []string{strconv.FormatInt(r.ContentLength, 10)}
 		}
 	default:
-		vals = r.Header.Values(name)
+		vals = slices.Clone(r.Header.Values(name))
 	}
 	if len(vals) == 0 {
 		return "", false

@@ -19,18 +19,21 @@ type Snapshot struct {
 	Addresses         []Address          `json:"addresses"`
 }
 
+// VPC is a VPC in a Snapshot.
 type VPC struct {
 	ID   string            `json:"id"`
 	CIDR netip.Prefix      `json:"cidr"`
 	Tags map[string]string `json:"tags,omitempty"`
 }
 
+// InternetGateway is an internet gateway in a Snapshot (VPCID empty when detached).
 type InternetGateway struct {
 	ID    string            `json:"id"`
 	VPCID string            `json:"vpc_id,omitempty"`
 	Tags  map[string]string `json:"tags,omitempty"`
 }
 
+// Subnet is a subnet in a Snapshot.
 type Subnet struct {
 	ID    string            `json:"id"`
 	VPCID string            `json:"vpc_id"`
@@ -39,6 +42,7 @@ type Subnet struct {
 	Tags  map[string]string `json:"tags,omitempty"`
 }
 
+// RouteTable is a route table in a Snapshot, with its routes in order (the local route first).
 type RouteTable struct {
 	ID                string                  `json:"id"`
 	VPCID             string                  `json:"vpc_id"`
@@ -49,11 +53,13 @@ type RouteTable struct {
 	Tags              map[string]string       `json:"tags,omitempty"`
 }
 
+// RouteTableAssociation is an explicit subnet association of a route table.
 type RouteTableAssociation struct {
 	ID       string `json:"id"`
 	SubnetID string `json:"subnet_id"`
 }
 
+// Route is one route; NextHop is the target ENI's primary private IP.
 type Route struct {
 	Destination        netip.Prefix `json:"destination"`
 	GatewayID          string       `json:"gateway_id,omitempty"`
@@ -64,6 +70,7 @@ type Route struct {
 	Origin             string       `json:"origin"`
 }
 
+// Instance is an instance in a Snapshot; its ENIs by device index.
 type Instance struct {
 	ID                  string            `json:"id"`
 	AZ                  string            `json:"availability_zone"`
@@ -74,6 +81,7 @@ type Instance struct {
 	Tags                map[string]string `json:"tags,omitempty"`
 }
 
+// NetworkInterface is an ENI in a Snapshot.
 type NetworkInterface struct {
 	ID              string            `json:"id"`
 	SubnetID        string            `json:"subnet_id"`
@@ -88,6 +96,7 @@ type NetworkInterface struct {
 	Tags            map[string]string `json:"tags,omitempty"`
 }
 
+// Address is an Elastic IP in a Snapshot (association fields empty when not associated).
 type Address struct {
 	AllocationID       string            `json:"allocation_id"`
 	PublicIP           netip.Addr        `json:"public_ip"`
