@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
@@ -161,5 +162,31 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 	if r, _ := l.route(t, l.rtbA, "0.0.0.0/0"); r.NetworkInterfaceId == nil {
 		t.Fatalf("route lost: %+v", r)
+	}
+}
+
+// TestThrottlingDefaultRetryer: the SDK's retryer exactly as hanat gets it
+// by default (real jittered backoff, at most one retry here: ~1s).
+func TestThrottlingDefaultRetryer(t *testing.T) {
+	l := newTestLab(t)
+	var seed int64
+	for s := int64(1); s < 1000 && seed == 0; s++ {
+		var fs faultState
+		fs.reset(Faults{ThrottleRate: 0.5, Seed: s})
+		if fs.inject(context.Background(), "X") != nil && fs.inject(context.Background(), "X") == nil {
+			seed = s
+		}
+	}
+	l.m.SetFaults(Faults{ThrottleRate: 0.5, Seed: seed})
+	c := ec2.NewFromConfig(aws.Config{
+		Region:      testRegion,
+		Credentials: credentials.NewStaticCredentialsProvider(testCreds.AccessKeyID, testCreds.SecretAccessKey, ""),
+		HTTPClient:  l.srv.Client(),
+	}, func(o *ec2.Options) { o.BaseEndpoint = aws.String(l.srv.URL) })
+	if _, err := c.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{}); err != nil {
+		t.Fatalf("default retryer did not get past one RequestLimitExceeded: %v", err)
+	}
+	if st := l.m.Stats(); st.Throttled != 1 || st.ByAction["DescribeInstances"] != 2 {
+		t.Fatalf("stats: %+v", st)
 	}
 }
