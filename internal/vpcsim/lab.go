@@ -309,7 +309,7 @@ func (l *Lab) EC2Endpoint() string { return l.hostEC2URL }
 func (l *Lab) VPCEndpoint() string { return "http://" + VPCEC2Addr + "/" }
 
 // IMDSEndpoint is IMDS's URL for use inside instances.
-func (l *Lab) IMDSEndpoint() string { return "http://" + IMDSAddr + "/" }
+func (l *Lab) IMDSEndpoint() string { return "http://" + imdsIP.String() + "/" }
 
 // Internet is the namespace behind the IGW with its test servers.
 func (l *Lab) Internet() *Internet { return l.internet }
