@@ -235,7 +235,9 @@ int hanat_fastpath(struct xdp_md *ctx)
 
 	if (out_ifindex != in_ifindex) {
 		/* Fallback action XDP_PASS if the entry vanished since the
-		 * lookup above (a race with userspace deleting it). */
+		 * lookup above (a race with userspace removing the port); the
+		 * frame is already rewritten then, so the slow path likely
+		 * drops it. Rare, and counted. */
 		int act = bpf_redirect_map(&tx_ports, out_ifindex, XDP_PASS);
 
 		if (act != XDP_REDIRECT)

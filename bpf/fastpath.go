@@ -468,8 +468,10 @@ func (o *Objects) LookupFlow(k FlowKey) (FlowAction, FlowStats, error) {
 const iterateBatch = 1024
 
 // IterateFlows calls fn for every flow direction in the map until fn returns
-// false. Flows added or removed meanwhile may or may not be seen; none is
-// seen twice.
+// false. It reads the map in batches (BPF_MAP_LOOKUP_BATCH), so a sweep of
+// a large map costs few syscalls. Flows added or removed meanwhile may or
+// may not be seen; on kernels without batch lookups (before 5.6), where it
+// walks key by key, a concurrent delete can also make it see a flow twice.
 func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) error {
 	keys := make([]RawFlowKey, iterateBatch)
 	vals := make([]RawFlowValue, iterateBatch)

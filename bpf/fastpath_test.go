@@ -819,3 +819,29 @@ func FuzzFastpath(f *testing.F) {
 		}
 	})
 }
+
+// TestFastpathUDPComputedZero: when the rewritten UDP checksum computes to
+// 0 the program sends 0xffff (0 would mean "no checksum").
+func TestFastpathUDPComputedZero(t *testing.T) {
+	e := newEnv(t, noSuchPort)
+	o := packet(udpOut, 0, []byte("zero sum"))
+	act := udpOutAct
+	found := false
+	for port := 1; port <= 0xffff && !found; port++ {
+		act.NewSrc = netip.AddrPortFrom(act.NewSrc.Addr(), uint16(port))
+		found = binary.BigEndian.Uint16(rewritten(o, act).build()[14+20+6:]) == 0xffff
+	}
+	if !found {
+		t.Fatal("no source port gives a computed UDP checksum of 0")
+	}
+	if err := e.objs.PutFlow(udpOut, act); err != nil {
+		t.Fatal(err)
+	}
+	verdict, out, err := e.run(o.build(), loIfindex)
+	if err != nil || verdict != xdpTX {
+		t.Fatalf("verdict %d err %v, want XDP_TX", verdict, err)
+	}
+	if want := rewritten(o, act).build(); !bytes.Equal(out, want) {
+		t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
+	}
+}
