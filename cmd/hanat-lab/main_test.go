@@ -193,7 +193,7 @@ func TestCLILifecycle(t *testing.T) {
 	}
 	sleepDone := make(chan struct{})
 	go func() { _ = sleeper.Wait(); close(sleepDone) }()
-	time.Sleep(200 * time.Millisecond)
+	waitForProcessIn(t, prefix+"-app-a")
 	mustCLI(t, "stop", "--prefix", prefix, "app-a")
 	select {
 	case <-sleepDone:
@@ -215,7 +215,7 @@ func TestCLILifecycle(t *testing.T) {
 	}
 	strayDone := make(chan struct{})
 	go func() { _ = stray.Wait(); close(strayDone) }()
-	time.Sleep(200 * time.Millisecond)
+	waitForProcessIn(t, prefix+"-app-c")
 	mustCLI(t, "down", "--prefix", prefix)
 	select {
 	case <-strayDone:
@@ -223,6 +223,18 @@ func TestCLILifecycle(t *testing.T) {
 		t.Fatal("a process in app-c survived `down`")
 	}
 	assertGone(t, prefix)
+}
+
+// waitForProcessIn waits until some process runs inside the namespace.
+func waitForProcessIn(t *testing.T, ns string) {
+	t.Helper()
+	for range 250 {
+		if pids, _ := vpcsim.NSProcesses(ns); len(pids) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no process entered %s", ns)
 }
 
 func status(t *testing.T, prefix string) vpcsim.Status {

@@ -92,6 +92,9 @@ type Options struct {
 	// PointPrivateRoutesAtNATs adds 0.0.0.0/0 → the same AZ's NAT ENI (or
 	// the first NAT when that AZ has none) to each private route table.
 	PointPrivateRoutesAtNATs bool
+	// NATSecondENI gives each NAT instance a second ENI, eth1, in the
+	// private subnet of its AZ (10.0.11.20…, 10.0.12.20…): a two-armed NAT.
+	NATSecondENI bool
 	// SpareEIPs allocates this many unassociated EIPs (198.51.100.100…).
 	SpareEIPs int
 	// Region defaults to DefaultRegion; the AZs are <region>a and <region>c.
@@ -118,8 +121,8 @@ func RandomPrefix() string {
 }
 
 // Instance is one simulated EC2 instance. ENIID, PrivateIP and MAC are its
-// primary ENI's; PublicIP is the EIP currently mapped to PrivateIP at the
-// IGW (invalid when none).
+// primary ENI's (eth0); PublicIP is the EIP currently mapped to PrivateIP at
+// the IGW (invalid when none). ENIs lists all of them by device index.
 type Instance struct {
 	Name      string
 	ID        string
@@ -130,6 +133,20 @@ type Instance struct {
 	Subnet    string // e.g. "public-a"
 	AZ        string
 	NS        *netns.NS
+	ENIs      []ENI
+}
+
+// ENI is one network interface of an instance as it is now.
+type ENI struct {
+	ID              string
+	Device          string // inside the instance: eth0, eth1 …
+	RouterPort      string // the bridge port in the router namespace
+	Subnet          string
+	MAC             net.HardwareAddr
+	PrimaryIP       netip.Addr
+	SecondaryIPs    []netip.Addr
+	PublicIP        netip.Addr // mapped to PrimaryIP at the IGW, if any
+	SourceDestCheck bool
 }
 
 // Internet is the namespace behind the IGW and its test servers, all on
@@ -220,6 +237,7 @@ type Lab struct {
 	rtbs         []*rtbInfo
 	insts        []*instState
 	eips         []eipInfo
+	ports        int // router-side ENI ports created (names <prefix>-e<n>)
 	internet     *Internet
 
 	hostEC2URL string
@@ -389,11 +407,17 @@ func (l *Lab) Instance(name string) *Instance {
 	e := in.enis[0]
 	out := &Instance{Name: in.name, ID: in.id, ENIID: e.id, PrivateIP: e.primary, MAC: slices.Clone(e.mac),
 		Subnet: in.subnet.name, AZ: in.subnet.az, NS: in.ns}
-	for pub, priv := range l.maps {
-		if priv == e.primary {
-			out.PublicIP = pub
+	for _, e := range in.enis {
+		x := ENI{ID: e.id, Device: e.dev, RouterPort: e.port, Subnet: e.subnet.name, MAC: slices.Clone(e.mac),
+			PrimaryIP: e.primary, SecondaryIPs: slices.Clone(e.secondaries), SourceDestCheck: e.check}
+		for pub, priv := range l.maps {
+			if priv == e.primary {
+				x.PublicIP = pub
+			}
 		}
+		out.ENIs = append(out.ENIs, x)
 	}
+	out.PublicIP = out.ENIs[0].PublicIP
 	return out
 }
 

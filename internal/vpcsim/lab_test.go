@@ -115,6 +115,26 @@ func eventuallySees(t *testing.T, lab *Lab, instance string, want netip.Addr) {
 	t.Fatalf("from %s the internet server sees %v (err %v), want %v", instance, got, err, want)
 }
 
+// waitInNS waits until pid has entered the named namespace (`ip netns
+// exec` forks before it switches).
+func waitInNS(t *testing.T, name string, pid int) {
+	t.Helper()
+	for range 250 {
+		if pids, _ := NSProcesses(name); slices.Contains(pids, pid) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("process %d never entered namespace %s", pid, name)
+}
+
+func verify(t *testing.T, lab *Lab) {
+	t.Helper()
+	if err := lab.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustFail(t *testing.T, lab *Lab, instance, why string) {
 	t.Helper()
 	if got, err := fetch(lab, instance, 1500*time.Millisecond); err == nil {
@@ -147,6 +167,7 @@ func setupNAT(t *testing.T, ns *netns.NS) {
 
 func TestUpReachability(t *testing.T) {
 	lab := upLab(t, Options{})
+	verify(t, lab)
 	natA, natC, appA := lab.Instance("nat-a"), lab.Instance("nat-c"), lab.Instance("app-a")
 	if natA.PublicIP != netip.MustParseAddr("198.51.100.10") || natC.PublicIP != netip.MustParseAddr("198.51.100.11") {
 		t.Fatalf("NAT public IPs %v %v", natA.PublicIP, natC.PublicIP)
@@ -255,6 +276,7 @@ func TestRealityFollowsAPI(t *testing.T) {
 		t.Fatalf("ReplaceRoute: %v", err)
 	}
 	eventuallySees(t, lab, "app-a", natC.PublicIP)
+	verify(t, lab)
 	out, err := api.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{RouteTableIds: []string{rtb}})
 	if err != nil {
 		t.Fatalf("DescribeRouteTables: %v", err)
@@ -277,12 +299,14 @@ func TestRealityFollowsAPI(t *testing.T) {
 	if got := lab.Instance("nat-c").PublicIP; got != pubs[0] {
 		t.Errorf("Instance(nat-c).PublicIP = %v, want %v", got, pubs[0])
 	}
+	verify(t, lab)
 
 	// DeleteRoute: the private host has no way out again.
 	if _, err := api.DeleteRoute(ctx, &ec2.DeleteRouteInput{RouteTableId: aws.String(rtb), DestinationCidrBlock: aws.String("0.0.0.0/0")}); err != nil {
 		t.Fatalf("DeleteRoute: %v", err)
 	}
 	mustFail(t, lab, "app-a", "route deleted")
+	verify(t, lab)
 }
 
 func TestSecondaryIPMoves(t *testing.T) {
@@ -345,6 +369,7 @@ func TestSecondaryIPMoves(t *testing.T) {
 	if got, err := who(); err != nil || got != "nat-a2" {
 		t.Fatalf("floating IP answered %q (err %v), want nat-a2", got, err)
 	}
+	verify(t, lab)
 	// The address left nat-a: it can no longer bind it.
 	err = a.NS.Do(func() error {
 		ln, err := net.Listen("tcp4", floating+":7001")
@@ -528,6 +553,7 @@ func TestStopStartInstance(t *testing.T) {
 	}) {
 		t.Errorf("route to stopped nat-a not blackhole: %+v", out.RouteTables[0].Routes)
 	}
+	verify(t, lab)
 	if err := lab.StartInstance(ctx, "nat-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -573,6 +599,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 	strayDone := make(chan struct{})
 	go func() { _ = stray.Wait(); close(strayDone) }()
+	waitInNS(t, lab.Instance("app-c").NS.Name, stray.Process.Pid)
 	if names, _ := Namespaces(prefix); len(names) != 6 {
 		t.Fatalf("namespaces = %v, want router, igw, internet and 3 instances", names)
 	}
@@ -610,6 +637,7 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { _ = orphan.Wait(); close(done) }()
+	waitInNS(t, ns.Name, orphan.Process.Pid)
 	lab := upLab(t, Options{Prefix: prefix, NATInstances: -1})
 	select {
 	case <-done:
@@ -618,5 +646,43 @@ func TestCleanupAfterCrash(t *testing.T) {
 	}
 	if got := lab.Instances(); !slices.Equal(got, []string{"app-a", "app-c"}) {
 		t.Errorf("instances = %v", got)
+	}
+}
+
+// A two-armed NAT: private traffic enters on eth1 (private subnet) and
+// leaves on eth0; only eth1's source/dest check is in the way.
+func TestTwoArmedNAT(t *testing.T) {
+	lab := upLab(t, Options{NATInstances: 1, NATSecondENI: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	api := ec2Client(lab)
+	nat := lab.Instance("nat-a")
+	if len(nat.ENIs) != 2 || nat.ENIs[1].Device != "eth1" || nat.ENIs[1].Subnet != "private-a" ||
+		nat.ENIs[1].PrimaryIP != netip.MustParseAddr("10.0.11.20") {
+		t.Fatalf("nat-a ENIs = %+v", nat.ENIs)
+	}
+	setupNAT(t, nat.NS)
+	inside := nat.ENIs[1].ID
+	_, err := api.CreateRoute(ctx, &ec2.CreateRouteInput{RouteTableId: aws.String(lab.RouteTableID("private-a")),
+		DestinationCidrBlock: aws.String("0.0.0.0/0"), NetworkInterfaceId: aws.String(inside)})
+	if err != nil {
+		t.Fatalf("CreateRoute: %v", err)
+	}
+	mustFail(t, lab, "app-a", "eth1 check on")
+	// ModifyInstanceAttribute cannot change an instance with several ENIs.
+	_, err = api.ModifyInstanceAttribute(ctx, &ec2.ModifyInstanceAttributeInput{
+		InstanceId: aws.String(nat.ID), SourceDestCheck: &types.AttributeBooleanValue{Value: aws.Bool(false)}})
+	if err == nil {
+		t.Fatal("ModifyInstanceAttribute on a two-ENI instance succeeded")
+	}
+	_, err = api.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{
+		NetworkInterfaceId: aws.String(inside), SourceDestCheck: &types.AttributeBooleanValue{Value: aws.Bool(false)}})
+	if err != nil {
+		t.Fatalf("ModifyNetworkInterfaceAttribute: %v", err)
+	}
+	eventuallySees(t, lab, "app-a", nat.PublicIP)
+	verify(t, lab)
+	if e := lab.Instance("nat-a").ENIs; e[0].SourceDestCheck != true || e[1].SourceDestCheck != false {
+		t.Errorf("checks after the change: %+v", e)
 	}
 }

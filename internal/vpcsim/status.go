@@ -70,6 +70,7 @@ type StatusInstance struct {
 type StatusENI struct {
 	ID              string       `json:"id"`
 	Device          string       `json:"device"`
+	Subnet          string       `json:"subnet"`
 	RouterPort      string       `json:"router_port"`
 	MAC             string       `json:"mac"`
 	PrimaryIP       netip.Addr   `json:"primary_ip"`
@@ -147,7 +148,7 @@ func (l *Lab) Status() Status {
 	for _, in := range l.insts {
 		si := StatusInstance{Name: in.name, ID: in.id, Namespace: in.ns.Name, AZ: in.subnet.az, Subnet: in.subnet.name, State: state[in.id]}
 		for _, e := range in.enis {
-			si.ENIs = append(si.ENIs, StatusENI{ID: e.id, Device: e.dev, RouterPort: e.port, MAC: e.mac.String(),
+			si.ENIs = append(si.ENIs, StatusENI{ID: e.id, Device: e.dev, Subnet: e.subnet.name, RouterPort: e.port, MAC: e.mac.String(),
 				PrimaryIP: e.primary, SecondaryIPs: slices.Clone(e.secondaries), PublicIP: pubOf[e.primary], SourceDestCheck: e.check})
 		}
 		st.Instances = append(st.Instances, si)

@@ -27,6 +27,12 @@ type instanceSpec struct {
 	subnet string
 	ip     netip.Addr
 	eip    netip.Addr // invalid: no public IP
+	extra  []eniSpec  // ENIs after eth0
+}
+
+type eniSpec struct {
+	subnet string
+	ip     netip.Addr
 }
 
 // layout returns the instances of the seed's layout for opts.
@@ -43,12 +49,16 @@ func layout(opts Options) []instanceSpec {
 		if k > 0 {
 			name += strconv.Itoa(k + 1)
 		}
-		specs = append(specs, instanceSpec{
+		spec := instanceSpec{
 			name:   name,
 			subnet: "public-" + az,
 			ip:     netip.AddrFrom4([4]byte{10, 0, third, byte(10 + k)}),
 			eip:    netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)}),
-		})
+		}
+		if opts.NATSecondENI {
+			spec.extra = []eniSpec{{subnet: "private-" + az, ip: netip.AddrFrom4([4]byte{10, 0, third + 10, byte(20 + k)})}}
+		}
+		specs = append(specs, spec)
 	}
 	specs = append(specs,
 		instanceSpec{name: "app-a", subnet: "private-a", ip: netip.MustParseAddr("10.0.11.10")},
@@ -357,8 +367,8 @@ func (l *Lab) subnet(name string) *subnetInfo {
 	return nil
 }
 
-// addInstance creates the instance's namespace and primary ENI, registers
-// both in the model and maps its EIP.
+// addInstance creates the instance's namespace and ENIs, registers them
+// in the model and maps its EIP.
 func (l *Lab) addInstance(ctx context.Context, spec instanceSpec) error {
 	s := l.subnet(spec.subnet)
 	in := &instState{name: spec.name, subnet: s}
@@ -377,10 +387,36 @@ func (l *Lab) addInstance(ctx context.Context, spec instanceSpec) error {
 	if in.id == "" {
 		return errors.New("model refused the instance")
 	}
-	e := &eniState{inst: in, dev: "eth0", subnet: s, mac: macFor(spec.ip), primary: spec.ip, check: true}
-	l.mu.Lock()
-	e.port = fmt.Sprintf("%s-e%d", l.prefix, len(l.enis))
-	l.mu.Unlock()
+	enis := append([]eniSpec{{subnet: spec.subnet, ip: spec.ip}}, spec.extra...)
+	for i, es := range enis {
+		if err := l.addENI(in, i, l.subnet(es.subnet), es.ip); err != nil {
+			return fmt.Errorf("ENI eth%d: %w", i, err)
+		}
+	}
+	if spec.eip.IsValid() {
+		e := in.enis[0]
+		alloc := l.model.AllocateAddress(spec.eip)
+		if alloc == "" || l.model.AssociateAddressNoFabric(alloc, e.id, e.primary) == "" {
+			return fmt.Errorf("model refused EIP %s", spec.eip)
+		}
+		l.eips = append(l.eips, eipInfo{allocID: alloc, public: spec.eip})
+		l.mu.Lock()
+		l.maps[spec.eip] = e.primary
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// addENI creates ENI eth<index> of the instance in subnet s: a veth whose
+// router side is a port of the subnet's bridge. Only eth0 gets the default
+// route.
+func (l *Lab) addENI(in *instState, index int, s *subnetInfo, ip netip.Addr) error {
+	if s == nil || !s.cidr.Contains(ip) {
+		return fmt.Errorf("address %s outside its subnet", ip)
+	}
+	e := &eniState{inst: in, dev: fmt.Sprintf("eth%d", index), subnet: s, mac: macFor(ip), primary: ip, check: true}
+	e.port = fmt.Sprintf("%s-e%d", l.prefix, l.ports)
+	l.ports++
 	if err := veth(l.rtrH, e.port, in.ns, e.dev, e.mac); err != nil {
 		return err
 	}
@@ -398,10 +434,12 @@ func (l *Lab) addInstance(ctx context.Context, spec instanceSpec) error {
 	if err != nil {
 		return err
 	}
-	if err := defaultRoute(in.h, link, s.gw); err != nil {
-		return fmt.Errorf("%s: %w", in.ns.Name, err)
+	if index == 0 {
+		if err := defaultRoute(in.h, link, s.gw); err != nil {
+			return fmt.Errorf("%s: %w", in.ns.Name, err)
+		}
 	}
-	e.id = l.model.AddNetworkInterface(s.id, in.id, 0, e.mac, e.primary, nil)
+	e.id = l.model.AddNetworkInterface(s.id, in.id, index, e.mac, e.primary, nil)
 	if e.id == "" {
 		return errors.New("model refused the ENI")
 	}
@@ -409,16 +447,6 @@ func (l *Lab) addInstance(ctx context.Context, spec instanceSpec) error {
 	l.mu.Lock()
 	l.enis[e.id] = e
 	l.mu.Unlock()
-	if spec.eip.IsValid() {
-		alloc := l.model.AllocateAddress(spec.eip)
-		if alloc == "" || l.model.AssociateAddressNoFabric(alloc, e.id, e.primary) == "" {
-			return fmt.Errorf("model refused EIP %s", spec.eip)
-		}
-		l.eips = append(l.eips, eipInfo{allocID: alloc, public: spec.eip})
-		l.mu.Lock()
-		l.maps[spec.eip] = e.primary
-		l.mu.Unlock()
-	}
 	return nil
 }
 
