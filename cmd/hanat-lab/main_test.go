@@ -147,6 +147,9 @@ func TestCLILifecycle(t *testing.T) {
 	if out := mustCLI(t, "exec", "--prefix", prefix, "app-a", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.0.11.10/24") {
 		t.Errorf("exec ip addr in app-a: %q", out)
 	}
+	if out := mustCLI(t, "exec", "--prefix", prefix, "app-a", "--", "sh", "-c", "echo $AWS_ENDPOINT_URL_EC2"); strings.TrimSpace(out) != st.VPCEndpoint {
+		t.Errorf("exec: AWS_ENDPOINT_URL_EC2 = %q, want %q", out, st.VPCEndpoint)
+	}
 	if _, _, code := cli(t, "exec", "--prefix", prefix, "app-a", "--", "sh", "-c", "exit 3"); code != 3 {
 		t.Errorf("exec exit code = %d, want 3", code)
 	}

@@ -30,7 +30,8 @@ usage:
   hanat-lab up [--prefix P] [--nat-instances N] [--point-routes] [--spare-eips N] [--config FILE] [--json]
   hanat-lab down [--prefix P]
   hanat-lab status [--prefix P] [--json]
-  hanat-lab exec [--prefix P] NAME -- CMD [ARG…]    (NAME: an instance, router, igw or internet)
+  hanat-lab exec [--prefix P] NAME -- CMD [ARG…]    (NAME: an instance, router, igw or internet;
+                                                   AWS_* variables for the lab's EC2 API are set)
   hanat-lab stop|start [--prefix P] INSTANCE
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
@@ -457,6 +458,14 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, rest...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	// Like an instance role: the SDK inside finds credentials, region and
+	// the in-VPC EC2 endpoint (when the lab's serve process answers).
+	cmd.Env = os.Environ()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if st, err := newClient(p).status(sctx); err == nil {
+		cmd.Env = append(cmd.Env, st.Env...)
+	}
+	cancel()
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() > 0 {

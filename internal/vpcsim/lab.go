@@ -329,6 +329,18 @@ func (l *Lab) VPCEndpoint() string { return "http://" + VPCEC2Addr + "/" }
 // IMDSEndpoint is IMDS's URL for use inside instances.
 func (l *Lab) IMDSEndpoint() string { return "http://" + imdsIP.String() + "/" }
 
+// Env is the environment a process inside an instance needs to reach the
+// lab's EC2 API with the AWS SDK (standing in for an instance role):
+// credentials, region and the in-VPC EC2 endpoint.
+func (l *Lab) Env() []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=" + l.creds.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + l.creds.SecretAccessKey,
+		"AWS_REGION=" + l.region,
+		"AWS_ENDPOINT_URL_EC2=" + l.VPCEndpoint(),
+	}
+}
+
 // Internet is the namespace behind the IGW with its test servers.
 func (l *Lab) Internet() *Internet { return l.internet }
 

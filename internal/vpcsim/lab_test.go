@@ -421,6 +421,23 @@ func TestIMDSAnswersAsCaller(t *testing.T) {
 	if err != nil || !strings.Contains(body, "<Response><Errors>") {
 		t.Errorf("unsigned EC2 call from inside the VPC: %q, %v", body, err)
 	}
+	// … and a signed one through the SDK, from inside app-c.
+	c := lab.Credentials()
+	vpcAPI := ec2.New(ec2.Options{Region: lab.Region(), BaseEndpoint: aws.String(lab.VPCEndpoint()),
+		HTTPClient:  lab.HTTPClient("app-c"),
+		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
+	vpcs, err := vpcAPI.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+	if err != nil || len(vpcs.Vpcs) != 1 || aws.ToString(vpcs.Vpcs[0].VpcId) != lab.VPCID() {
+		t.Errorf("DescribeVpcs through the VPC endpoint from app-c: %+v, %v", vpcs, err)
+	}
+	// Processes started by the lab get the SDK environment.
+	p, err := lab.Start(ctx, "app-c", "sh", "-c", "echo $AWS_ENDPOINT_URL_EC2 $AWS_REGION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil || strings.TrimSpace(p.Output()) != lab.VPCEndpoint()+" "+lab.Region() {
+		t.Errorf("env inside the instance: %q, %v", p.Output(), err)
+	}
 }
 
 func TestPartitionAndHeal(t *testing.T) {

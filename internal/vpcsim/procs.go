@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -83,8 +84,8 @@ func (p *Process) waitBounded(ctx context.Context) {
 }
 
 // Start runs argv inside the instance's namespace (through `ip netns
-// exec`) in its own process group, tracked by the lab. ctx cancellation
-// kills it.
+// exec`) in its own process group, tracked by the lab, with the caller's
+// environment plus Env(). ctx cancellation kills it.
 func (l *Lab) Start(ctx context.Context, instance string, argv ...string) (*Process, error) {
 	in := l.inst(instance)
 	if in == nil {
@@ -96,6 +97,7 @@ func (l *Lab) Start(ctx context.Context, instance string, argv ...string) (*Proc
 	p := &Process{Instance: instance, done: make(chan struct{})}
 	cmd := in.ns.Command(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), l.Env()...)
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	cmd.Cancel = func() error { p.Kill(); return nil }
 	cmd.WaitDelay = 5 * time.Second

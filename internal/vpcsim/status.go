@@ -25,6 +25,8 @@ type Status struct {
 	Internet     StatusInternet   `json:"internet"`
 	Partitions   []StatusPart     `json:"partitions,omitempty"`
 	APIFaults    StatusFaults     `json:"api_faults"`
+	// Env is what a process inside an instance needs for the SDK.
+	Env []string `json:"instance_env"`
 }
 
 type StatusCreds struct {
@@ -118,6 +120,7 @@ func (l *Lab) Status() Status {
 		Credentials: StatusCreds{AccessKeyID: l.creds.AccessKeyID, SecretAccessKey: l.creds.SecretAccessKey},
 		VPCID:       l.vpcID, IGWID: l.igwID,
 		Namespaces: StatusNamespaces{Router: l.router.Name, IGW: l.igw.Name, Internet: l.inet.Name},
+		Env:        l.Env(),
 		APIFaults:  StatusFaults{Latency: f.Latency.String(), ErrorRate: f.ErrorRate, ThrottleRate: f.ThrottleRate, Actions: f.Actions},
 	}
 	if in := l.internet; in != nil {
