@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
@@ -115,8 +116,12 @@ func (l *lab) options() EC2Options {
 		CallTimeout: 5 * time.Second,
 		MaxAttempts: 8,
 		MaxBackoff:  2 * time.Millisecond,
-		Credentials: credentials.NewStaticCredentialsProvider(labCreds.AccessKeyID, labCreds.SecretAccessKey, ""),
+		Credentials: staticCreds(labCreds.AccessKeyID, labCreds.SecretAccessKey),
 	}
+}
+
+func staticCreds(id, secret string) aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(id, secret, "")
 }
 
 func (l *lab) client(t *testing.T) *EC2 {
