@@ -278,26 +278,27 @@ func alive(pid int) bool {
 	return true
 }
 
-// servePID returns the pid of the lab's live serve process, if any.
+// servePID returns the pid of the lab's live serve process, if any: the one
+// in the pid file, else one found by its command line.
 func servePID(prefix string) (int, bool) {
 	b, err := os.ReadFile(filepath.Join(labDir(prefix), "pid"))
-	if err != nil {
-		return 0, false
+	if err == nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && pid > 1 && alive(pid) && isServe(pid, prefix) {
+			return pid, true
+		}
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 || !alive(pid) || !isServe(pid, prefix) {
-		return 0, false
+	if pids := findServes(prefix); len(pids) > 0 {
+		return pids[0], true
 	}
-	return pid, true
+	return 0, false
 }
 
-// killServe SIGKILLs every serve process of the prefix (found by its
-// command line, so also one whose pid file was never written) and waits
-// for them to go (bounded).
-func killServe(prefix string) {
+// findServes returns the live `hanat-lab serve --prefix prefix` processes.
+func findServes(prefix string) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return
+		return nil
 	}
 	var pids []int
 	for _, e := range ents {
@@ -305,10 +306,20 @@ func killServe(prefix string) {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if isServe(pid, prefix) {
+		if isServe(pid, prefix) && alive(pid) {
 			pids = append(pids, pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+	return pids
+}
+
+// killServe SIGKILLs every serve process of the prefix (found by its
+// command line, so also one whose pid file was never written) and waits
+// for them to go (bounded).
+func killServe(prefix string) {
+	pids := findServes(prefix)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for range 100 {
 		if !slices.ContainsFunc(pids, alive) {
