@@ -12,6 +12,7 @@ import (
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/doctor"
 )
 
 // backend adapts the daemon to the admin API. The admin package knows
@@ -42,7 +43,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			LastError:   s.lastError,
 			Fastpath:    "off",
 		},
-		Cloud: "not on EC2 discovery yet: running from the config file and the default route",
+		Cloud: b.d.ec2.status(),
 	}
 	for i, pf := range s.nat.PortForwards {
 		name := ""
@@ -193,4 +194,19 @@ func stringsOf[T fmt.Stringer](xs []T) []string {
 		out[i] = x.String()
 	}
 	return out
+}
+
+func (b *backend) Doctor(ctx context.Context) (admin.DoctorReport, error) {
+	f := b.d.ec2.doctorFacts(ctx)
+	f.IPForward = readIPForward()
+	if present, err := b.d.slow.Present(ctx); err == nil {
+		f.TablePresent = &present
+	}
+	f.TableName = "inet " + datapath.TableName
+	checks := doctor.Run(f)
+	rep := admin.DoctorReport{OK: doctor.OK(checks), Checks: make([]admin.DoctorCheck, len(checks))}
+	for i, c := range checks {
+		rep.Checks[i] = admin.DoctorCheck{ID: c.ID, Title: c.Title, Status: string(c.Status), Detail: c.Detail, Fix: c.Fix}
+	}
+	return rep, nil
 }

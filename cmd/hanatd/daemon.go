@@ -38,7 +38,8 @@ type daemon struct {
 	sysctls *datapath.Sysctls
 
 	reloads  chan reloadRequest
-	memBytes uint64 // instance memory, sizes nf_conntrack_max
+	ec2      *ec2Node // set once in Run, before the first reconcile
+	memBytes uint64   // instance memory, sizes nf_conntrack_max
 
 	mu    sync.Mutex
 	state state // guarded by mu
@@ -97,6 +98,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 
 	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
+	d.ec2 = discoverEC2(ctx, d.log.With("component", "cloud"), d.config().Cloud)
 	if err := d.reconcile(ctx); err != nil {
 		// Keep running: the admin socket tells the operator what is wrong
 		// and the periodic reconcile retries.
@@ -116,6 +118,12 @@ func (d *daemon) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if cfg.Cloud.ManageSourceDestCheck {
+		g.Go(func() error {
+			d.ec2.keepSourceDestCheckOff(gctx)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		ticker := time.NewTicker(reconcileInterval)
 		defer ticker.Stop()
@@ -187,10 +195,16 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	if err != nil {
 		d.log.Warn("interface discovery", "err", err)
 	}
+	disc.VPCCIDRs = d.ec2.vpcCIDRs()
 	nat, notes, err := resolveNAT(cfg, disc)
 	if err != nil {
 		d.setError(err)
 		return err
+	}
+	if d.ec2.onEC2() {
+		if _, err := d.ec2.bindOutside(nat.OutsideIface); err != nil {
+			d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)
+		}
 	}
 	// The filter goes in before forwarding is switched on, so there is no
 	// moment where the box forwards without the no-open-relay rules.
