@@ -134,13 +134,17 @@ func (c *EC2) call(ctx context.Context, action, resource string, fn func(ctx con
 		// (and so in packaging/iam-policy.json).
 		return &CallError{Action: action, Resource: resource, Err: errNotInActions(action)}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
-	err := fn(ctx)
+	err := fn(callCtx)
 	if err == nil {
 		return nil
 	}
-	return &CallError{Action: action, Resource: resource, Err: err, timeout: c.callTimeout}
+	ce := &CallError{Action: action, Resource: resource, Err: err}
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		ce.timeout = c.callTimeout // our deadline, not the caller's
+	}
+	return ce
 }
 
 // addActionGuard refuses, before anything is sent, an operation that is

@@ -107,7 +107,8 @@ func TestCallTimeout(t *testing.T) {
 	c = l.clientWith(t, o)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := c.RouteTables(ctx, RouteTableFilter{VPCID: l.vpc}); !errors.Is(err, context.DeadlineExceeded) {
+	_, err = c.RouteTables(ctx, RouteTableFilter{VPCID: l.vpc})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "ec2 DescribeRouteTables vpc="+l.vpc+": the caller's context deadline exceeded") {
 		t.Fatalf("caller deadline: %v", err)
 	}
 }

@@ -21,7 +21,7 @@ type CallError struct {
 	Resource string // e.g. "rtb-0a1b 0.0.0.0/0 -> eni-2c3d"
 	Err      error
 
-	timeout time.Duration // the call's deadline, for the message
+	timeout time.Duration // the call's own deadline when that is what ended it
 }
 
 // Error reads "ec2 ReplaceRoute rtb-… 0.0.0.0/0 -> eni-…: InternalError: …
@@ -39,6 +39,8 @@ func (e *CallError) Error() string {
 	switch {
 	case errors.Is(e.Err, context.DeadlineExceeded) && e.timeout > 0:
 		fmt.Fprintf(&b, "no answer within the call's deadline (%s): %v", e.timeout, context.DeadlineExceeded)
+	case errors.Is(e.Err, context.DeadlineExceeded):
+		b.WriteString("the caller's " + context.DeadlineExceeded.Error())
 	case errors.Is(e.Err, context.Canceled):
 		b.WriteString(context.Canceled.Error())
 	case errors.As(e.Err, &api):
