@@ -253,9 +253,18 @@ func isNotFound(err error) bool {
 }
 
 // isUnreachable reports a transport failure: nothing answers at the IMDS
-// address (off EC2, or IMDS disabled on the instance).
+// address (off EC2, or IMDS disabled on the instance). The SDK wraps the
+// network error in a retry error that does not unwrap, so "no HTTP status
+// anywhere in the chain" is the reliable sign that no IMDS answered.
 func isUnreachable(err error) bool {
 	var netErr net.Error
-	var opErr *net.OpError
-	return errors.As(err, &netErr) || errors.As(err, &opErr) || errors.Is(err, context.DeadlineExceeded)
+	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) {
+		return false
+	}
+	// The token path loses the typed error too but keeps its text.
+	return !strings.Contains(err.Error(), "StatusCode:")
 }

@@ -137,3 +137,14 @@ func TestDiscoverFailures(t *testing.T) {
 		})
 	}
 }
+
+// The SDK gives up on a refused connection long before a generous
+// discovery deadline; that must still read as "not on EC2".
+func TestDiscoverConnectionRefusedIsNoIMDS(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	_, err := discover(t, closed.URL, 10*time.Second)
+	if !errors.Is(err, ErrNoIMDS) {
+		t.Fatalf("refused connection: %v, want ErrNoIMDS", err)
+	}
+}

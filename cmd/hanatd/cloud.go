@@ -152,7 +152,7 @@ func (n *ec2Node) keepSourceDestCheckOff(ctx context.Context) {
 			case denied:
 				n.setSrcDst("unknown: IAM refused " + action)
 				if !loggedDenied {
-					n.log.Error("IAM refused the source/dest check call; add the action to the instance role (packaging/iam-policy.json). NAT keeps running, but EC2 drops forwarded packets while the check is on",
+					n.log.Error("IAM refused the source/dest check call: allow the action in the instance role and tag the ENI with key \"hanat\" (packaging/iam-policy.json scopes changes to tagged resources). NAT keeps running, but EC2 drops forwarded packets while the check is on",
 						"action", action, "eni", eni.ID, "err", err)
 					loggedDenied = true
 				}
@@ -220,52 +220,40 @@ func (n *ec2Node) doctorFacts(ctx context.Context) doctor.Facts {
 		f.IGWErr, f.SubnetRouteTableErr, f.PublicIPErr, f.SourceDestCheckErr, f.PrivateRouteTablesErr = why, why, why, why, why
 		return f
 	}
-	partial := strings.Join(facts.Errors, "; ")
-	azOf := map[string]string{}
-	for _, s := range facts.Subnets {
-		azOf[s.ID] = s.AZ
-	}
 	toDoctor := func(rt cloud.RouteTable) doctor.RouteTable {
-		d := doctor.RouteTable{ID: rt.ID}
-		seen := map[string]bool{}
-		for _, s := range rt.SubnetIDs {
-			if az := azOf[s]; az != "" && !seen[az] {
-				seen[az] = true
-				d.AZs = append(d.AZs, az)
-			}
-		}
+		d := doctor.RouteTable{ID: rt.ID, AZs: facts.AZsOf(rt)}
 		if r, ok := rt.DefaultRoute(); ok {
 			d.DefaultExists = true
-			d.DefaultGateway = firstOf(r.GatewayID, r.NATGatewayID, r.InstanceID)
+			d.DefaultGateway = firstOf(r.GatewayID, r.NATGatewayID, r.InstanceID, r.OtherTarget)
 			d.DefaultENI = r.NetworkInterfaceID
 			d.Blackhole = r.State == "blackhole"
 		}
 		return d
 	}
-	if facts.IGWID != "" || partial == "" {
+	if facts.IGWErr == "" {
 		f.IGWAttached = &facts.IGWAttached
 		f.IGWID = facts.IGWID
 	} else {
-		f.IGWErr = partial
+		f.IGWErr = facts.IGWErr
 	}
-	if facts.SubnetRouteTable.ID != "" {
+	if facts.RouteTablesErr == "" && facts.SubnetsErr == "" {
 		rt := toDoctor(facts.SubnetRouteTable)
 		f.SubnetRouteTable = &rt
+		for _, rt := range facts.PrivateRouteTables {
+			f.PrivateRouteTables = append(f.PrivateRouteTables, toDoctor(rt))
+		}
 	} else {
-		f.SubnetRouteTableErr = firstOf(partial, "no route table found for "+eni.SubnetID)
+		why := firstOf(facts.RouteTablesErr, facts.SubnetsErr)
+		f.SubnetRouteTableErr, f.PrivateRouteTablesErr = why, why
 	}
-	if facts.NATENI.ID != "" {
+	if facts.NATENIErr == "" {
 		sdc := facts.NATENI.SourceDestCheck
 		f.SourceDestCheck = &sdc
 		if facts.NATENI.PublicIP.IsValid() {
 			f.PublicIP = facts.NATENI.PublicIP.String()
 		}
 	} else {
-		why := firstOf(partial, "ENI "+eni.ID+" not found")
-		f.SourceDestCheckErr, f.PublicIPErr = why, why
-	}
-	for _, rt := range facts.PrivateRouteTables {
-		f.PrivateRouteTables = append(f.PrivateRouteTables, toDoctor(rt))
+		f.SourceDestCheckErr, f.PublicIPErr = facts.NATENIErr, facts.NATENIErr
 	}
 	return f
 }
