@@ -56,8 +56,9 @@ type FlowAction struct {
 // FlowStats are the fast path's counters of one flow direction.
 type FlowStats struct {
 	Packets, Bytes uint64 // bytes are IPv4 total lengths, as conntrack counts
-	// LastSeen is CLOCK_MONOTONIC (bpf_ktime_get_ns) of the last fast-path
-	// hit, or of the PutFlow that created the entry; compare with KtimeNow.
+	// LastSeen is CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns, jiffy
+	// resolution) of the last fast-path hit, or of the PutFlow that created
+	// the entry; compare with KtimeNow.
 	LastSeen time.Duration
 }
 
@@ -261,11 +262,11 @@ func sameAction(a, b RawFlowValue) bool {
 	return a == b
 }
 
-// KtimeNow returns CLOCK_MONOTONIC, the clock of FlowStats.LastSeen.
+// KtimeNow returns CLOCK_MONOTONIC_COARSE, the clock of FlowStats.LastSeen.
 func KtimeNow() (time.Duration, error) {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("clock_gettime(CLOCK_MONOTONIC): %w", err)
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("clock_gettime(CLOCK_MONOTONIC_COARSE): %w", err)
 	}
 	return time.Duration(ts.Nano()), nil
 }

@@ -55,11 +55,14 @@ struct xdp_md {
 #define ETH_P_IP 0x0800
 #define ETH_P_8021Q 0x8100
 
+/* The kernel declares this packed; without it the layout is the same (14
+ * bytes, no padding) and clang may assume 2-byte alignment, so MAC copies
+ * become halfword moves. Frames start at least 2-byte aligned. */
 struct ethhdr {
 	__u8 h_dest[ETH_ALEN];
 	__u8 h_source[ETH_ALEN];
 	__be16 h_proto;
-} __attribute__((packed));
+};
 
 /* include/uapi/linux/if_vlan.h has no UAPI struct; this is the tag after h_proto. */
 struct vlan_hdr {
