@@ -10,7 +10,10 @@ FUZZTIME ?= 10s
 # package:FuzzTarget pairs
 FUZZ_TARGETS := \
 	./config:FuzzParse \
-	./admin:FuzzDecodeReloadRequest
+	./admin:FuzzDecodeReloadRequest \
+	./conntrack:FuzzHandleDatagram \
+	./bpf:FuzzFastpath \
+	./internal/vpcsim/ec2sim:FuzzParseQuery
 
 .PHONY: all build test unit lint vet fmt generate check-generate fuzz bench demo clean
 
@@ -20,6 +23,13 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanatd ./cmd/hanatd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanatctl ./cmd/hanatctl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanat-lab ./cmd/hanat-lab
+
+# The main job: the seed's VPC simulated on this machine (root), a hanat NAT
+# instance per AZ with an empty config, shown working, then torn down.
+# DEMO_ARGS=--hold keeps it up until Ctrl-C.
+demo: build
+	$(BIN)/hanat-lab demo --hanatd $(BIN)/hanatd --hanatctl $(BIN)/hanatctl $(DEMO_ARGS)
 
 # Everything CI checks: formatting, vet, committed BPF objects current,
 # all tests (root ones run in network namespaces the tests create), fuzzing.

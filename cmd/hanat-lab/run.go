@@ -36,6 +36,9 @@ usage:
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
   hanat-lab faults heal [--prefix P] [A B [--proto …] [--port N]]
+  hanat-lab demo [--hanatd bin/hanatd] [--hanatctl bin/hanatctl] [--hold]
+                                                  (make demo: a NAT per AZ running hanatd, shown
+                                                   end to end, then torn down)
 
 Without --prefix, commands act on the only lab that is up. The background
 process, its log (serve.log) and control socket live in ` + runRoot + `/<prefix>/.
@@ -77,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStopStart(ctx, args[0], args[1:], stdout)
 	case "faults":
 		err = cmdFaults(ctx, args[1:], stdout)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout)
 	default:
 		err = usagef("unknown command %q", args[0])
 	}
