@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -24,7 +25,9 @@ const MaxNameLen = 32
 
 // NS is a named network namespace under /run/netns.
 type NS struct {
-	Name   string
+	Name string
+
+	mu     sync.RWMutex // guards handle: Close may race with a late Do
 	handle vnetns.NsHandle
 }
 
@@ -88,10 +91,14 @@ func Open(name string) (*NS, error) {
 
 // Handle is the namespace's file descriptor, for netlink.NewHandleAt and
 // nftables.Conn{NetNS: int(h)}.
-func (n *NS) Handle() vnetns.NsHandle { return n.handle }
+func (n *NS) Handle() vnetns.NsHandle {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.handle
+}
 
 // FD is the namespace's file descriptor as an int.
-func (n *NS) FD() int { return int(n.handle) }
+func (n *NS) FD() int { return int(n.Handle()) }
 
 // Do runs fn on a locked OS thread inside the namespace and switches back.
 // If switching back fails the thread stays locked, so the Go runtime
@@ -107,7 +114,10 @@ func (n *NS) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := vnetns.Set(n.handle); err != nil {
+		n.mu.RLock()
+		err = vnetns.Set(n.handle)
+		n.mu.RUnlock()
+		if err != nil {
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netns %s: enter: %w", n.Name, err)
 			return
@@ -143,10 +153,12 @@ func (n *NS) Run(ctx context.Context, name string, args ...string) (string, erro
 // Close deletes the namespace. Processes still inside keep it alive until
 // they exit, but its name is gone.
 func (n *NS) Close() error {
+	n.mu.Lock()
 	if n.handle >= 0 {
 		n.handle.Close()
 		n.handle = -1
 	}
+	n.mu.Unlock()
 	if err := vnetns.DeleteNamed(n.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("netns.Close(%q): %w", n.Name, err)
 	}
