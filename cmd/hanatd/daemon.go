@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,8 +39,10 @@ type daemon struct {
 	sysctls *datapath.Sysctls
 
 	reloads  chan reloadRequest
-	ec2      *ec2Node // set once in Run, before the first reconcile
-	memBytes uint64   // instance memory, sizes nf_conntrack_max
+	notify   sdNotify
+	loopBeat atomic.Int64 // unix nanos of the main loop's last turn, for the watchdog
+	ec2      *ec2Node     // set once in Run, before the first reconcile
+	memBytes uint64       // instance memory, sizes nf_conntrack_max
 
 	mu    sync.Mutex
 	state state // guarded by mu
@@ -78,6 +81,7 @@ func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.C
 			StatePath: filepath.Join(cfg.StateDir, "sysctl.json"),
 		},
 		reloads: make(chan reloadRequest),
+		notify:  sdNotify{log: log},
 	}
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
@@ -125,6 +129,13 @@ func (d *daemon) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
+		d.notify.watchdog(gctx, func() bool {
+			return time.Since(time.Unix(0, d.loopBeat.Load())) < 3*reconcileInterval
+		})
+		return nil
+	})
+	d.loopBeat.Store(time.Now().UnixNano())
+	g.Go(func() error {
 		ticker := time.NewTicker(reconcileInterval)
 		defer ticker.Stop()
 		for {
@@ -140,6 +151,7 @@ func (d *daemon) Run(ctx context.Context) error {
 				changed, err := d.reload(gctx)
 				req.reply <- reloadResult{changed: changed, err: err}
 			case <-ticker.C:
+				d.loopBeat.Store(time.Now().UnixNano())
 				if err := d.reconcile(gctx); err != nil {
 					d.log.Error("reconcile failed", "err", err)
 				}
@@ -147,6 +159,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		}
 	})
 	err := g.Wait()
+	d.notify.stopping()
 	d.log.Info("hanatd stopped; the datapath stays in place (hanatd --cleanup removes it)")
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -248,8 +261,13 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	if cfg.Sysctl.Manage {
 		d.state.sysctls = results
 	}
+	wasReady := d.state.ready
 	d.state.ready = true
 	d.mu.Unlock()
+	if !wasReady {
+		d.notify.ready()
+		d.notify.status(fmt.Sprintf("NAT %v -> %v via %s", nat.PrivateCIDRs, nat.SNATAddrs, nat.OutsideIface))
+	}
 	return nil
 }
 
