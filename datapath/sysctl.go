@@ -30,6 +30,13 @@ type SysctlSettings struct {
 	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (UDP seen both
 	// ways); default 120 s, the kernel's and config's default.
 	UDPStreamTimeout time.Duration
+	// FastPath is set when the XDP fast path forwards established flows.
+	// The kernel then never sees their mid-connection TCP segments, so its
+	// window tracking falls behind and would mark the closing FIN/RST
+	// INVALID (dropped by the forward chain): nf_conntrack_tcp_be_liberal=1
+	// turns that window check off. Leaving the fast path off later keeps
+	// the key as it is (harmless); --cleanup restores it.
+	FastPath bool
 }
 
 // Defaults for SysctlSettings.
@@ -107,6 +114,9 @@ func DesiredSysctls(s SysctlSettings, memBytes uint64, outsideIface string) []Sy
 		// Per-flow byte and packet counters, for `hanatctl flows`.
 		Sysctl{"net.netfilter.nf_conntrack_acct", "1"},
 	)
+	if s.FastPath {
+		out = append(out, Sysctl{"net.netfilter.nf_conntrack_tcp_be_liberal", "1"})
+	}
 	return out
 }
 

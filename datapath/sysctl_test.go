@@ -38,6 +38,17 @@ func TestDesiredSysctls(t *testing.T) {
 				"net.netfilter.nf_conntrack_udp_timeout_stream":      "120",
 				"net.netfilter.nf_conntrack_acct":                    "1",
 			},
+			absent: []string{"net.netfilter.nf_conntrack_tcp_be_liberal"},
+		},
+		{
+			name:  "fast path on: liberal TCP window tracking",
+			s:     SysctlSettings{FastPath: true},
+			mem:   2 * GiB,
+			iface: "eth0",
+			want: map[string]string{
+				"net.netfilter.nf_conntrack_tcp_be_liberal": "1",
+				"net.netfilter.nf_conntrack_acct":           "1",
+			},
 		},
 		{
 			name:   "small instance gets the floor, no iface",

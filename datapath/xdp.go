@@ -1,0 +1,671 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hanat/hanat/bpf"
+)
+
+// The XDP fast path: the program from package bpf attached to the NAT's
+// interfaces, its maps and links pinned on a bpffs so that forwarding
+// survives a daemon restart.
+//
+// Attach mode. "auto" tries driver (native) mode first and falls back to
+// generic (skb) mode with a warning; "native" and "generic" try only that
+// mode. When nothing attaches, the NAT runs on the slow path alone and
+// FastpathState says why. Native mode is the point of the fast path, but
+// drivers refuse it in common EC2 setups: ENA rejects native XDP when the
+// MTU is above 3498 bytes (EC2's default MTU inside a VPC is 9001), so on
+// such an instance either lower the MTU (`ip link set dev ens5 mtu 3498`)
+// or accept generic mode, which still skips nftables and conntrack but not
+// the skb allocation. "auto" picks generic there rather than failing.
+//
+// veth is the exception to "native first": a veth forwards XDP_TX and
+// redirected frames only when its peer runs NAPI (GRO or an XDP program on
+// the peer) and the frames carry full checksums (locally generated traffic
+// carries partial ones), neither of which hanatd can see or fix from its
+// side of the pair. "auto" therefore uses generic mode on veth (labs,
+// containers); "native" forces driver mode there for benchmarks whose
+// peers are set up for it.
+
+// DefaultPinPath is where the fast path's maps and links are pinned.
+const DefaultPinPath = "/sys/fs/bpf/hanat"
+
+// XDP attach modes as FastpathState reports them.
+const (
+	XDPNative  = "native"
+	XDPGeneric = "generic"
+	XDPOff     = "off"
+)
+
+// Requested attach modes (config fastpath.mode).
+const (
+	XDPModeAuto    = "auto"
+	XDPModeNative  = "native"
+	XDPModeGeneric = "generic"
+)
+
+// linkPinPrefix names a pinned XDP link: <pin path>/xdp_link_<ifname>.
+const linkPinPrefix = "xdp_link_"
+
+// bpffsMagic is BPF_FS_MAGIC (statfs f_type of a bpffs).
+const bpffsMagic = 0xcafe4a11
+
+// FastpathOptions configure OpenFastpath.
+type FastpathOptions struct {
+	// Mode is XDPModeAuto (default), XDPModeNative or XDPModeGeneric.
+	Mode string
+	// PinPath is a directory on a bpffs; DefaultPinPath when empty. If
+	// its bpffs is not mounted (the usual /sys/fs/bpf missing), it is
+	// mounted.
+	PinPath string
+	// MaxFlows is the flow map size; 0 means bpf.DefaultMaxFlows.
+	MaxFlows uint32
+}
+
+// InterfaceXDP is the fast path's state on one interface.
+type InterfaceXDP struct {
+	Name    string `json:"name"`
+	Ifindex int    `json:"ifindex"`
+	Mode    string `json:"mode"`            // XDPNative, XDPGeneric or XDPOff
+	Error   string `json:"error,omitempty"` // why not native (auto) or why off
+	Note    string `json:"note,omitempty"`  // e.g. why auto chose generic
+}
+
+// FastpathState is what the fast path does: Mode is XDPNative when every
+// interface runs the program in driver mode, XDPGeneric when at least one
+// runs it in generic mode, XDPOff when none runs it (Reason says why).
+type FastpathState struct {
+	Mode       string         `json:"mode"`
+	Reason     string         `json:"reason,omitempty"`
+	Interfaces []InterfaceXDP `json:"interfaces"`
+}
+
+// attachment is the program on one interface.
+type attachment struct {
+	name    string
+	ifindex int
+	mode    string
+	err     string
+	note    string
+	lnk     link.Link // nil when off
+}
+
+// Fastpath owns the loaded XDP program and its attachments. Its methods are
+// safe for concurrent use.
+type Fastpath struct {
+	log     *slog.Logger
+	mode    string
+	pinPath string
+	objs    *bpf.Objects
+
+	mu       sync.Mutex
+	attached map[string]*attachment // by interface name
+}
+
+// OpenFastpath mounts the bpffs if needed and loads the program, reusing
+// the maps pinned by an earlier run so that offloaded flows survive a
+// restart. It attaches nothing; call Sync.
+func OpenFastpath(log *slog.Logger, opts FastpathOptions) (*Fastpath, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mode := opts.Mode
+	if mode == "" {
+		mode = XDPModeAuto
+	}
+	if mode != XDPModeAuto && mode != XDPModeNative && mode != XDPModeGeneric {
+		return nil, fmt.Errorf("fast path mode %q: want %s, %s or %s", mode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	}
+	pinPath := opts.PinPath
+	if pinPath == "" {
+		pinPath = DefaultPinPath
+	}
+	if err := ensureBPFFS(log, pinPath); err != nil {
+		return nil, err
+	}
+	objs, err := bpf.Load(bpf.LoadOptions{MaxFlows: opts.MaxFlows, PinPath: pinPath, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("fast path: %w", err)
+	}
+	return &Fastpath{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment)}, nil
+}
+
+// ensureBPFFS makes sure pinPath's parent directory is on a bpffs. When
+// the parent is the standard /sys/fs/bpf and is not a bpffs yet, a bpffs is
+// mounted there (as systemd does at boot); any other path must already be
+// on a bpffs.
+func ensureBPFFS(log *slog.Logger, pinPath string) error {
+	parent := filepath.Dir(filepath.Clean(pinPath))
+	if onBPFFS(parent) {
+		return nil
+	}
+	if parent != "/sys/fs/bpf" {
+		return fmt.Errorf("fast path pin path %q: %s is not on a bpffs (mount -t bpf bpf %s)", pinPath, parent, parent)
+	}
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return fmt.Errorf("fast path: create %s: %w", parent, err)
+	}
+	if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("fast path: mount bpffs on %s: %w", parent, err)
+	}
+	log.Info("mounted bpffs for the fast path's pinned maps", "path", parent)
+	return nil
+}
+
+func onBPFFS(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return uint32(st.Type) == bpffsMagic
+}
+
+// Objects is the loaded program and maps (the flow map the offload engine
+// fills, the counters).
+func (f *Fastpath) Objects() *bpf.Objects { return f.objs }
+
+// PinPath is where the maps and links are pinned.
+func (f *Fastpath) PinPath() string { return f.pinPath }
+
+// Sync attaches the program to exactly the named interfaces (idempotent):
+// attachments pinned by an earlier run are taken over and switched to the
+// freshly loaded program without a gap, new interfaces are attached, and
+// attachments of interfaces no longer named are removed. Every attached
+// interface is registered as a redirect port. Failure to attach is not an
+// error: the interface is reported off and its traffic takes the slow path.
+func (f *Fastpath) Sync(ctx context.Context, ifaces []string) FastpathState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := slices.Clone(ifaces)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	for _, name := range want {
+		if ctx.Err() != nil {
+			break
+		}
+		f.syncOne(name)
+	}
+	// Remove the attachments of interfaces no longer wanted, including
+	// pins left by an earlier run under another configuration.
+	for _, name := range f.pinnedNames() {
+		if slices.Contains(want, name) {
+			continue
+		}
+		if a, ok := f.attached[name]; ok && a.lnk != nil {
+			f.detach(a)
+		} else {
+			f.removePinnedLink(name)
+		}
+		delete(f.attached, name)
+	}
+	for name, a := range f.attached {
+		if !slices.Contains(want, name) {
+			if a.lnk != nil {
+				f.detach(a)
+			}
+			delete(f.attached, name)
+		}
+	}
+	return f.stateLocked()
+}
+
+// syncOne makes sure the program runs on one interface.
+func (f *Fastpath) syncOne(name string) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		f.setOff(name, 0, fmt.Sprintf("interface %s: %v", name, err))
+		return
+	}
+	ifindex := l.Attrs().Index
+	a := f.attached[name]
+	if a != nil && a.lnk != nil && a.ifindex == ifindex {
+		// Still attached by us (the interface could have been
+		// recreated under the same name: then ifindex differs).
+		if cur := currentXDPMode(l); cur == a.mode {
+			return
+		}
+		f.log.Warn("XDP program no longer attached as expected; re-attaching", "interface", name)
+		f.detach(a)
+	}
+	if a == nil || a.lnk == nil {
+		if lnk, mode, ok := f.adoptPinned(name, l); ok {
+			f.attached[name] = &attachment{name: name, ifindex: ifindex, mode: mode, lnk: lnk}
+			f.addTxPort(name, ifindex)
+			return
+		}
+	}
+	prevErr := ""
+	if a != nil {
+		prevErr = a.err
+	}
+	a = f.attach(name, ifindex, l.Type(), prevErr)
+	f.attached[name] = a
+	if a.lnk != nil {
+		f.addTxPort(name, ifindex)
+	}
+}
+
+func (f *Fastpath) addTxPort(name string, ifindex int) {
+	if err := f.objs.AddTxPort(uint32(ifindex)); err != nil {
+		// Flows leaving through this interface from another one then
+		// take the slow path (counted as pass_redirect).
+		f.log.Warn("cannot register fast-path redirect port", "interface", name, "err", err)
+	}
+}
+
+// adoptPinned takes over a link pinned by an earlier run when it still
+// holds this interface in an acceptable mode, and points it at the new
+// program (an atomic replace: no packet sees no program).
+func (f *Fastpath) adoptPinned(name string, l netlink.Link) (link.Link, string, bool) {
+	path := f.linkPin(name)
+	lnk, err := link.LoadPinnedLink(path, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", false
+	}
+	if err != nil {
+		f.log.Warn("cannot open pinned XDP link; attaching afresh", "path", path, "err", err)
+		f.removePin(path)
+		return nil, "", false
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			// Unpin, then close: the last reference goes and the old
+			// attachment (if any) is detached before we attach anew.
+			_ = lnk.Unpin()
+			_ = lnk.Close()
+		}
+	}()
+	info, err := lnk.Info()
+	if err != nil || info.XDP() == nil || int(info.XDP().Ifindex) != l.Attrs().Index {
+		f.log.Info("pinned XDP link is stale (interface recreated?); attaching afresh", "interface", name)
+		return nil, "", false
+	}
+	mode := currentXDPMode(l)
+	if mode == XDPOff || !f.modeAcceptable(mode) {
+		f.log.Info("pinned XDP link has another attach mode than configured; re-attaching", "interface", name, "pinned", mode, "want", f.mode)
+		return nil, "", false
+	}
+	if err := lnk.Update(f.objs.Program()); err != nil {
+		f.log.Warn("cannot switch pinned XDP link to the new program; re-attaching", "interface", name, "err", err)
+		return nil, "", false
+	}
+	ok = true
+	f.log.Info("fast path kept attached across restart", "interface", name, "mode", mode)
+	return lnk, mode, true
+}
+
+func (f *Fastpath) modeAcceptable(mode string) bool {
+	switch f.mode {
+	case XDPModeNative:
+		return mode == XDPNative
+	case XDPModeGeneric:
+		return mode == XDPGeneric
+	}
+	return mode == XDPNative || mode == XDPGeneric
+}
+
+// attach attaches the program in the configured mode, falling back from
+// native to generic in auto mode, and pins the link.
+func (f *Fastpath) attach(name string, ifindex int, linkType string, prevErr string) *attachment {
+	a := &attachment{name: name, ifindex: ifindex, mode: XDPOff}
+	type try struct {
+		mode  string
+		flags link.XDPAttachFlags
+	}
+	var tries []try
+	if f.mode == XDPModeAuto && linkType == "veth" {
+		a.note = "veth: auto uses generic mode (native XDP_TX/redirect on veth needs NAPI on the peer and full checksums; set fastpath.mode native to force)"
+	} else if f.mode == XDPModeAuto || f.mode == XDPModeNative {
+		tries = append(tries, try{XDPNative, link.XDPDriverMode})
+	}
+	if f.mode == XDPModeAuto || f.mode == XDPModeGeneric {
+		tries = append(tries, try{XDPGeneric, link.XDPGenericMode})
+	}
+	var errs []string
+	for _, tr := range tries {
+		lnk, err := link.AttachXDP(link.XDPOptions{Program: f.objs.Program(), Interface: ifindex, Flags: tr.flags})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", tr.mode, err))
+			if tr.mode == XDPNative && f.mode == XDPModeAuto {
+				f.log.Warn("native XDP refused; trying generic mode (slower, still skips nftables and conntrack)",
+					"interface", name, "err", err)
+			}
+			continue
+		}
+		path := f.linkPin(name)
+		f.removePin(path) // a stale pin of a dead link
+		if err := lnk.Pin(path); err != nil {
+			// Still attached while hanatd runs; a restart re-attaches.
+			f.log.Warn("cannot pin XDP link; a restart of hanatd will briefly detach the fast path", "path", path, "err", err)
+		}
+		a.lnk, a.mode = lnk, tr.mode
+		if len(errs) > 0 {
+			a.err = strings.Join(errs, "; ")
+		}
+		f.log.Info("fast path attached", "interface", name, "mode", tr.mode, "note", a.note)
+		return a
+	}
+	a.err = strings.Join(errs, "; ")
+	f.logOff(name, a.err, prevErr)
+	return a
+}
+
+// logOff says loudly that an interface runs on the slow path only, once
+// per distinct reason (Sync retries every reconcile).
+func (f *Fastpath) logOff(name, why, prevErr string) {
+	if why == prevErr {
+		f.log.Debug("fast path still not attached", "interface", name, "err", why)
+		return
+	}
+	f.log.Error("fast path NOT attached: this interface runs on the slow path only", "interface", name, "err", why)
+}
+
+func (f *Fastpath) setOff(name string, ifindex int, why string) {
+	prev := ""
+	if a, ok := f.attached[name]; ok {
+		prev = a.err
+		if a.lnk != nil {
+			f.detach(a)
+		}
+	}
+	f.attached[name] = &attachment{name: name, ifindex: ifindex, mode: XDPOff, err: why}
+	f.logOff(name, why, prev)
+}
+
+// detach removes one attachment and its pin.
+func (f *Fastpath) detach(a *attachment) {
+	if err := a.lnk.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.log.Warn("unpin XDP link", "interface", a.name, "err", err)
+	}
+	if err := a.lnk.Close(); err != nil {
+		f.log.Warn("close XDP link", "interface", a.name, "err", err)
+	}
+	if err := f.objs.RemoveTxPort(uint32(a.ifindex)); err != nil {
+		f.log.Warn("remove fast-path redirect port", "interface", a.name, "err", err)
+	}
+	a.lnk, a.mode = nil, XDPOff
+	f.log.Info("fast path detached", "interface", a.name)
+}
+
+func (f *Fastpath) removePinnedLink(name string) {
+	path := f.linkPin(name)
+	lnk, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		f.removePin(path)
+		return
+	}
+	_ = lnk.Unpin()
+	_ = lnk.Close()
+	f.log.Info("fast path detached from an interface no longer used", "interface", name)
+}
+
+func (f *Fastpath) removePin(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.log.Warn("remove stale pin", "path", path, "err", err)
+	}
+}
+
+func (f *Fastpath) linkPin(name string) string {
+	return filepath.Join(f.pinPath, linkPinPrefix+name)
+}
+
+// pinnedNames lists the interfaces with a pinned link.
+func (f *Fastpath) pinnedNames() []string {
+	return pinnedLinkNames(f.pinPath)
+}
+
+func pinnedLinkNames(pinPath string) []string {
+	ents, err := os.ReadDir(pinPath)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutPrefix(e.Name(), linkPinPrefix); ok && n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// currentXDPMode reads the attach mode of the program on l from the kernel.
+func currentXDPMode(l netlink.Link) string {
+	x := l.Attrs().Xdp
+	if x == nil || !x.Attached {
+		return XDPOff
+	}
+	switch x.AttachMode {
+	case xdpAttachedDrv, xdpAttachedHW:
+		return XDPNative
+	case xdpAttachedSKB:
+		return XDPGeneric
+	}
+	if x.Flags&unix.XDP_FLAGS_SKB_MODE != 0 {
+		return XDPGeneric
+	}
+	return XDPNative
+}
+
+// XDP_ATTACHED_* (include/uapi/linux/if_link.h).
+const (
+	xdpAttachedDrv = 1
+	xdpAttachedSKB = 2
+	xdpAttachedHW  = 3
+)
+
+// State reports the current attachments.
+func (f *Fastpath) State() FastpathState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stateLocked()
+}
+
+func (f *Fastpath) stateLocked() FastpathState {
+	st := FastpathState{Mode: XDPOff}
+	names := make([]string, 0, len(f.attached))
+	for n := range f.attached {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	on, generic := 0, 0
+	vethOnly := true
+	var offReasons []string
+	for _, n := range names {
+		a := f.attached[n]
+		st.Interfaces = append(st.Interfaces, InterfaceXDP{Name: a.name, Ifindex: a.ifindex, Mode: a.mode, Error: a.err, Note: a.note})
+		switch a.mode {
+		case XDPNative:
+			on++
+		case XDPGeneric:
+			on++
+			generic++
+			if a.note == "" {
+				vethOnly = false
+			}
+		default:
+			offReasons = append(offReasons, a.name+": "+a.err)
+		}
+	}
+	switch {
+	case on == 0 && len(names) == 0:
+		st.Reason = "no interface to attach to"
+	case on == 0:
+		st.Reason = "XDP could not attach (" + strings.Join(offReasons, "; ") + "); slow path only"
+	case generic > 0:
+		st.Mode = XDPGeneric
+		st.Reason = "generic (skb) mode: the driver refused native XDP"
+		switch {
+		case f.mode == XDPModeGeneric:
+			st.Reason = "generic (skb) mode as configured"
+		case vethOnly:
+			st.Reason = "generic (skb) mode: auto picks it on veth"
+		}
+	default:
+		st.Mode = XDPNative
+	}
+	if on > 0 && len(offReasons) > 0 {
+		st.Reason = strings.TrimPrefix(st.Reason+"; slow path only on "+strings.Join(offReasons, "; "), "; ")
+	}
+	return st
+}
+
+// Attached reports whether the program runs on ifindex; the offload
+// engine only offloads flows whose both ends it runs on.
+func (f *Fastpath) Attached(ifindex int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.attached {
+		if a.ifindex == ifindex && a.lnk != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Close releases the program, maps and links held by this process. Pinned
+// links keep the program attached and pinned maps keep their flows, so the
+// NAT keeps forwarding on the fast path; RemoveFastpath takes them away.
+func (f *Fastpath) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, a := range f.attached {
+		if a.lnk != nil {
+			if err := a.lnk.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close XDP link on %s: %w", a.name, err))
+			}
+			a.lnk = nil
+		}
+	}
+	if err := f.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveFastpath detaches every XDP link pinned under pinPath
+// (DefaultPinPath when empty), removes the pinned maps and the directory,
+// for `hanatd --cleanup`. It reports whether anything was there. A missing
+// bpffs or directory is not an error.
+func RemoveFastpath(log *slog.Logger, pinPath string) (bool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if pinPath == "" {
+		pinPath = DefaultPinPath
+	}
+	if _, err := os.Stat(pinPath); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	var errs []error
+	for _, name := range pinnedLinkNames(pinPath) {
+		path := filepath.Join(pinPath, linkPinPrefix+name)
+		lnk, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			// A pin that is not a link (or a dead one): remove the file.
+			if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove pinned XDP link %q: %w (open: %w)", path, rerr, err))
+			}
+			continue
+		}
+		uerr := lnk.Unpin()
+		cerr := lnk.Close()
+		if err := errors.Join(uerr, cerr); err != nil {
+			errs = append(errs, fmt.Errorf("detach pinned XDP link %q: %w", path, err))
+			continue
+		}
+		log.Info("fast path detached", "interface", name)
+	}
+	if err := bpf.RemovePins(pinPath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(pinPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove fast path pin directory %q: %w", pinPath, err))
+	}
+	return true, errors.Join(errs...)
+}
+
+// FastpathInterfaces lists the interfaces the fast path runs on for n: the
+// outside interface and every interface holding a route (main table) into
+// one of the private CIDRs. On the usual single-ENI NAT instance that is
+// just the ENI. h selects the namespace; nil means the calling thread's.
+func FastpathInterfaces(h *netlink.Handle, n NAT) ([]string, error) {
+	if h == nil {
+		var err error
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return nil, fmt.Errorf("netlink.NewHandle: %w", err)
+		}
+		defer h.Close()
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink route list (main, ipv4): %w", err)
+	}
+	set := map[int]bool{}
+	for i := range routes {
+		r := &routes[i]
+		if r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if r.Dst != nil {
+			a, ok := netip.AddrFromSlice(r.Dst.IP)
+			ones, bits := r.Dst.Mask.Size()
+			if !ok || bits != 32 {
+				continue
+			}
+			dst = netip.PrefixFrom(a.Unmap(), ones)
+		}
+		if dst.Bits() == 0 {
+			continue // the default route: that is the outside interface
+		}
+		for _, p := range n.PrivateCIDRs {
+			if p.Overlaps(dst) {
+				if idx := routeLinkIndex(r); idx != 0 {
+					set[idx] = true
+				}
+				for _, nh := range r.MultiPath {
+					if nh.LinkIndex != 0 {
+						set[nh.LinkIndex] = true
+					}
+				}
+			}
+		}
+	}
+	var out []string
+	if n.OutsideIface != "" {
+		out = append(out, n.OutsideIface)
+	}
+	for idx := range set {
+		l, err := h.LinkByIndex(idx)
+		if err != nil {
+			return nil, fmt.Errorf("netlink link by index %d: %w", idx, err)
+		}
+		name := l.Attrs().Name
+		if l.Attrs().EncapType == "loopback" {
+			continue
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
