@@ -34,8 +34,11 @@ type SysctlSettings struct {
 	// The kernel then never sees their mid-connection TCP segments, so its
 	// window tracking falls behind and would mark the closing FIN/RST
 	// INVALID (dropped by the forward chain): nf_conntrack_tcp_be_liberal=1
-	// turns that window check off. Leaving the fast path off later keeps
-	// the key as it is (harmless); --cleanup restores it.
+	// turns that window check off. And nf_conntrack_events=1 makes every
+	// entry report its events: with the default (2) entries created while
+	// no one listens (hanatd restarting) never report their FIN or
+	// DESTROY. Leaving the fast path off later keeps the keys as they are
+	// (harmless); --cleanup restores them.
 	FastPath bool
 }
 
@@ -115,7 +118,10 @@ func DesiredSysctls(s SysctlSettings, memBytes uint64, outsideIface string) []Sy
 		Sysctl{"net.netfilter.nf_conntrack_acct", "1"},
 	)
 	if s.FastPath {
-		out = append(out, Sysctl{"net.netfilter.nf_conntrack_tcp_be_liberal", "1"})
+		out = append(out,
+			Sysctl{"net.netfilter.nf_conntrack_tcp_be_liberal", "1"},
+			Sysctl{"net.netfilter.nf_conntrack_events", "1"},
+		)
 	}
 	return out
 }

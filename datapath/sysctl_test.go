@@ -38,7 +38,7 @@ func TestDesiredSysctls(t *testing.T) {
 				"net.netfilter.nf_conntrack_udp_timeout_stream":      "120",
 				"net.netfilter.nf_conntrack_acct":                    "1",
 			},
-			absent: []string{"net.netfilter.nf_conntrack_tcp_be_liberal"},
+			absent: []string{"net.netfilter.nf_conntrack_tcp_be_liberal", "net.netfilter.nf_conntrack_events"},
 		},
 		{
 			name:  "fast path on: liberal TCP window tracking",
@@ -47,6 +47,7 @@ func TestDesiredSysctls(t *testing.T) {
 			iface: "eth0",
 			want: map[string]string{
 				"net.netfilter.nf_conntrack_tcp_be_liberal": "1",
+				"net.netfilter.nf_conntrack_events":         "1",
 				"net.netfilter.nf_conntrack_acct":           "1",
 			},
 		},

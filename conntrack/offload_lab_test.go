@@ -1,0 +1,143 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hanat/hanat/bpf"
+)
+
+// TestOffloadEngineInNamespace runs the engine against a real kernel: the
+// conntrack events and table of a NAT namespace and a real (unattached)
+// fast-path flow map. A connection open before the engine starts is taken
+// over by the initial resync, one opened later arrives by event; closing a
+// connection (FIN) and deleting an entry (DESTROY) take them out of the
+// map; the timeout refresh really changes the kernel entry.
+func TestOffloadEngineInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and loads BPF maps")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab := newNATLab(t, ctx)
+	// Events for every entry, not only those created while someone
+	// listens (the default, 2, would leave the early connection silent).
+	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_events=1")
+	serveTCPEcho(t, lab.inet, "198.51.100.100:7")
+
+	objs, err := bpf.Load(bpf.LoadOptions{MaxFlows: 1024})
+	if err != nil {
+		t.Fatalf("load fast path: %v", err)
+	}
+	defer objs.Close()
+
+	early := tcpRoundTrip(t, lab.private, "198.51.100.100:7")
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o, err := NewOffloader(log, lab.nat.FD(), objs, &fakePaths{}, OffloadConfig{
+		Filter:        Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{tNatOut}},
+		SweepInterval: 250 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- o.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	origOf := func(local netip.AddrPort) Tuple {
+		return Tuple{Proto: protoTCP, Src: local, Dst: netip.MustParseAddrPort("198.51.100.100:7")}
+	}
+	inMap := func(local netip.AddrPort) bool {
+		_, _, err := objs.LookupFlow(bpf.FlowKey{Ifindex: eniIfindex, Proto: bpf.ProtoTCP, Src: local, Dst: netip.MustParseAddrPort("198.51.100.100:7")})
+		return err == nil
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for i := 0; i < 200; i++ {
+			if cond() {
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("timed out waiting for %s; stats %+v", what, o.Stats())
+	}
+	waitFor("the early connection (resync)", func() bool { return inMap(early) })
+
+	var late net.Conn
+	if err := lab.private.Do(func() (err error) {
+		late, err = net.DialTimeout("tcp4", "198.51.100.100:7", 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lateAddr := late.LocalAddr().(*net.TCPAddr).AddrPort()
+	if _, err := late.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	_ = late.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := late.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the late connection (event)", func() bool { return inMap(lateAddr) })
+	if c, ok := o.Lookup(origOf(lateAddr)); !ok || !c.Offloaded {
+		t.Errorf("Lookup(late) = %+v, %v", c, ok)
+	}
+
+	// The refresh path: set the kernel timeout and read it back.
+	k, err := openKernel(log, lab.nat.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.close()
+	if err := k.setTimeout(origOf(early), 77*time.Second); err != nil {
+		t.Fatalf("setTimeout: %v", err)
+	}
+	if ev, err := k.lookup(origOf(early)); err != nil || ev.flow.Timeout < 75*time.Second || ev.flow.Timeout > 77*time.Second ||
+		!ev.plain || ev.flow.TCPState != "ESTABLISHED" {
+		t.Errorf("kernel entry after setting a 77s timeout: %+v, %v", ev, err)
+	}
+	gone := origOf(netip.MustParseAddrPort("10.0.11.10:9"))
+	if err := k.setTimeout(gone, time.Second); !errors.Is(err, errFlowGone) {
+		t.Errorf("setTimeout on a missing entry: %v, want errFlowGone", err)
+	}
+	if _, err := k.lookup(gone); !errors.Is(err, errFlowGone) {
+		t.Errorf("lookup of a missing entry: %v, want errFlowGone", err)
+	}
+
+	// FIN: the kernel leaves ESTABLISHED and the flow leaves the map.
+	late.Close()
+	waitFor("the closed connection to leave the map", func() bool { return !inMap(lateAddr) })
+
+	// DESTROY: deleting the kernel entry takes the flow out.
+	if out, err := lab.nat.Run(ctx, "conntrack", "-D", "-p", "tcp", "--orig-port-src", strconv.Itoa(int(early.Port()))); err != nil {
+		t.Fatalf("conntrack -D: %v: %s", err, out)
+	}
+	waitFor("the deleted entry to leave the map", func() bool { return !inMap(early) })
+	s := o.Stats()
+	if s.Events == 0 || s.Resyncs == 0 || s.Offloads < 2 || s.Removals < 2 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,131 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
+
+// The event socket is a NETLINK_NETFILTER socket joined to the conntrack
+// NEW, UPDATE and DESTROY groups, decoded with ti-mo/conntrack's
+// Event.Unmarshal. It is dialled here rather than through ti-mo's
+// Conn.Listen for two reasons: the receive buffer must be set with
+// SO_RCVBUFFORCE (a storm of events overruns anything net.core.rmem_max
+// allows, 208 KiB by default), which needs the socket's fd; and Listen's
+// workers stop at the first ENOBUFS, while an overflow is a normal event
+// here: the socket keeps working, the engine resyncs.
+
+// conntrack multicast groups (enum nfnetlink_groups).
+var ctGroups = []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
+
+type nlEvents struct {
+	log  *slog.Logger
+	conn *netlink.Conn
+}
+
+func dialEvents(netnsFD, readBuffer int, log *slog.Logger) (*nlEvents, error) {
+	cfg := &netlink.Config{}
+	if netnsFD > 0 {
+		cfg.NetNS = netnsFD
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("netlink.Dial(NETLINK_NETFILTER, netns fd %d): %w", netnsFD, err)
+	}
+	if err := setReadBuffer(c, readBuffer); err != nil {
+		log.Warn("conntrack events: cannot force a large socket buffer; a connection storm may overflow it (then hanat resyncs)", "bytes", readBuffer, "err", err)
+	}
+	for _, g := range ctGroups {
+		if err := c.JoinGroup(uint32(g)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("join conntrack event group %d: %w", g, err)
+		}
+	}
+	return &nlEvents{log: log, conn: c}, nil
+}
+
+// setReadBuffer sets SO_RCVBUFFORCE (CAP_NET_ADMIN), falling back to
+// SO_RCVBUF, which the kernel caps at net.core.rmem_max.
+func setReadBuffer(c *netlink.Conn, n int) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil {
+		return err
+	}
+	if serr == nil {
+		return nil
+	}
+	if err := c.SetReadBuffer(n); err != nil {
+		return fmt.Errorf("SO_RCVBUFFORCE: %w; SO_RCVBUF: %w", serr, err)
+	}
+	return fmt.Errorf("SO_RCVBUFFORCE: %w (SO_RCVBUF set, capped by net.core.rmem_max)", serr)
+}
+
+// run reads events until ctx is done. Cancelling ctx moves the read
+// deadline to the past, which wakes the blocked read.
+func (e *nlEvents) run(ctx context.Context, emit func(ctEvent), overflow func()) error {
+	stop := context.AfterFunc(ctx, func() { _ = e.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var decodeErrs uint64
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		msgs, err := e.conn.Receive()
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.Is(err, unix.ENOBUFS):
+				overflow()
+				continue
+			case errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN):
+				continue
+			}
+			return fmt.Errorf("receive conntrack events: %w", err)
+		}
+		for _, m := range msgs {
+			var ev ct.Event
+			if err := ev.Unmarshal(m); err != nil {
+				decodeErrs++
+				if decodeErrs == 1 || decodeErrs%1000 == 0 {
+					e.log.Warn("conntrack events: cannot decode event; skipped", "err", err, "skipped", decodeErrs)
+				}
+				continue
+			}
+			if cev, ok := eventFrom(&ev); ok {
+				emit(cev)
+			}
+		}
+	}
+}
+
+func (e *nlEvents) close() error { return e.conn.Close() }
+
+// dialCT opens the ti-mo/conntrack connection used for entry updates and
+// lookups.
+func dialCT(netnsFD int) (*ct.Conn, error) {
+	cfg := &netlink.Config{}
+	if netnsFD > 0 {
+		cfg.NetNS = netnsFD
+	}
+	c, err := ct.Dial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack dial (netns fd %d): %w", netnsFD, err)
+	}
+	return c, nil
+}

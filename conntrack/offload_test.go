@@ -1,0 +1,841 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	ct "github.com/ti-mo/conntrack"
+
+	"github.com/hanat/hanat/bpf"
+)
+
+// Unit tests of the offload engine with a fake flow map, path resolver,
+// kernel table and clock: no root needed.
+
+var (
+	macNAT    = net.HardwareAddr{0x02, 0, 0x0a, 0, 0x01, 0x0a}
+	macRouter = net.HardwareAddr{0x02, 0, 0x0a, 0, 0x01, 0x01}
+	macHost   = net.HardwareAddr{0x02, 0, 0x0a, 0, 0x0b, 0x05}
+
+	offFilter = Filter{
+		PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")},
+		NATAddrs:     []netip.Addr{netip.MustParseAddr("10.0.1.10")},
+	}
+)
+
+const eniIfindex = 2
+
+type fakeEntry struct {
+	act   bpf.FlowAction
+	stats bpf.FlowStats
+}
+
+type fakeMap struct {
+	mu      sync.Mutex
+	now     *time.Duration
+	m       map[bpf.FlowKey]*fakeEntry
+	puts    int
+	failPut error
+}
+
+func newFakeMap(now *time.Duration) *fakeMap {
+	return &fakeMap{now: now, m: make(map[bpf.FlowKey]*fakeEntry)}
+}
+
+func (f *fakeMap) PutFlow(k bpf.FlowKey, a bpf.FlowAction) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failPut != nil {
+		return f.failPut
+	}
+	if _, _, err := bpf.NewFlowEntry(k, a); err != nil {
+		return err
+	}
+	f.puts++
+	if e, ok := f.m[k]; ok {
+		e.act = a // counters kept, as bpf.Objects does
+		return nil
+	}
+	f.m[k] = &fakeEntry{act: a, stats: bpf.FlowStats{LastSeen: *f.now}}
+	return nil
+}
+
+func (f *fakeMap) DeleteFlow(k bpf.FlowKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[k]; !ok {
+		return fmt.Errorf("fake: %w", bpf.ErrFlowNotFound)
+	}
+	delete(f.m, k)
+	return nil
+}
+
+func (f *fakeMap) IterateFlows(fn func(bpf.FlowKey, bpf.FlowAction, bpf.FlowStats) bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, e := range f.m {
+		if !fn(k, e.act, e.stats) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// hit simulates n fast-path packets of key at the current time.
+func (f *fakeMap) hit(t *testing.T, k bpf.FlowKey, n, size uint64) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.m[k]
+	if !ok {
+		t.Fatalf("hit on %v: not in the map", k)
+	}
+	e.stats.Packets += n
+	e.stats.Bytes += n * size
+	e.stats.LastSeen = *f.now
+}
+
+func (f *fakeMap) has(k bpf.FlowKey) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.m[k]
+	return ok
+}
+
+func (f *fakeMap) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.m)
+}
+
+type fakePaths struct {
+	mu    sync.Mutex
+	calls int
+	err   error
+}
+
+func (p *fakePaths) Resolve(_ context.Context, src, dst netip.Addr) (Path, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.err != nil {
+		return Path{}, p.err
+	}
+	// Single ENI: everything arrives and leaves on eniIfindex; the
+	// next hop toward the internet is the router, toward private hosts
+	// the private subnet's router.
+	dstMAC := macRouter
+	if offFilter.private(dst) {
+		dstMAC = macHost
+	}
+	return Path{InIfindex: eniIfindex, OutIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: dstMAC, MTU: 9001}, nil
+}
+
+type fakeKernel struct {
+	mu       sync.Mutex
+	flows    []*ct.Flow              // what a dump returns
+	known    map[Tuple]Flow          // what a lookup returns …
+	timeouts map[Tuple]time.Duration // … with this remaining timeout; absent: gone
+	sets     []time.Duration
+	dumpErr  error
+}
+
+func (k *fakeKernel) dump(ctx context.Context, reset func(), visit func(*ct.Flow)) error {
+	k.mu.Lock()
+	flows := append([]*ct.Flow(nil), k.flows...)
+	err := k.dumpErr
+	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	reset()
+	for _, f := range flows {
+		visit(f)
+	}
+	return nil
+}
+
+func (k *fakeKernel) setTimeout(orig Tuple, d time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.timeouts[orig]; !ok {
+		return fmt.Errorf("fake update %s: %w", orig, errFlowGone)
+	}
+	k.timeouts[orig] = d
+	k.sets = append(k.sets, d)
+	return nil
+}
+
+func (k *fakeKernel) timeout(orig Tuple) (time.Duration, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	d, ok := k.timeouts[orig]
+	if !ok {
+		return 0, errFlowGone
+	}
+	return d, nil
+}
+
+func (k *fakeKernel) lookup(orig Tuple) (ctEvent, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	d, ok := k.timeouts[orig]
+	if !ok {
+		return ctEvent{}, errFlowGone
+	}
+	f := k.known[orig]
+	f.Timeout = d
+	return ctEvent{kind: evUpdate, flow: f, plain: true}, nil
+}
+
+// has makes the kernel table hold f (for lookups).
+func (k *fakeKernel) has(f Flow) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.known[f.Original] = f
+	k.timeouts[f.Original] = f.Timeout
+}
+
+func (k *fakeKernel) close() error { return nil }
+
+type engineEnv struct {
+	now    time.Duration
+	fm     *fakeMap
+	paths  *fakePaths
+	kernel *fakeKernel
+	o      *Offloader
+}
+
+func newEngineEnv(t *testing.T, cfg OffloadConfig) *engineEnv {
+	t.Helper()
+	e := &engineEnv{now: 1000 * time.Second, paths: &fakePaths{}, kernel: &fakeKernel{timeouts: map[Tuple]time.Duration{}, known: map[Tuple]Flow{}}}
+	e.fm = newFakeMap(&e.now)
+	if cfg.Filter.PrivateCIDRs == nil {
+		cfg.Filter = offFilter
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	cfg.Clock = func() (time.Duration, error) { return e.now, nil }
+	e.o = newOffloader(nil, e.fm, e.paths, e.kernel, cfg)
+	return e
+}
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// snatTCP is private host :port → 203.0.113.10:443, SNATed to
+// 10.0.1.10:natPort.
+func snatTCP(id uint32, port, natPort uint16, state string, assured bool) Flow {
+	return Flow{
+		ID:        id,
+		Original:  Tuple{Proto: protoTCP, Src: netip.AddrPortFrom(netip.MustParseAddr("10.0.11.5"), port), Dst: ap("203.0.113.10:443")},
+		Reply:     Tuple{Proto: protoTCP, Src: ap("203.0.113.10:443"), Dst: netip.AddrPortFrom(netip.MustParseAddr("10.0.1.10"), natPort)},
+		ProtoName: "tcp", TCPState: state, Assured: assured, SNAT: true,
+		Timeout: 350 * time.Second,
+	}
+}
+
+func snatUDP(id uint32, assured bool) Flow {
+	return Flow{
+		ID:        id,
+		Original:  Tuple{Proto: protoUDP, Src: ap("10.0.11.5:5353"), Dst: ap("198.51.100.7:53")},
+		Reply:     Tuple{Proto: protoUDP, Src: ap("198.51.100.7:53"), Dst: ap("10.0.1.10:5353")},
+		ProtoName: "udp", Assured: assured, SNAT: true, Timeout: 120 * time.Second,
+	}
+}
+
+func keysOf(f Flow) [2]bpf.FlowKey {
+	return [2]bpf.FlowKey{
+		{Ifindex: eniIfindex, Proto: f.Original.Proto, Src: f.Original.Src, Dst: f.Original.Dst},
+		{Ifindex: eniIfindex, Proto: f.Original.Proto, Src: f.Reply.Src, Dst: f.Reply.Dst},
+	}
+}
+
+func (e *engineEnv) event(kind evKind, f Flow) {
+	if kind != evDestroy {
+		e.kernel.has(f)
+	} else {
+		e.kernel.mu.Lock()
+		delete(e.kernel.timeouts, f.Original)
+		e.kernel.mu.Unlock()
+	}
+	e.o.apply(context.Background(), []ctEvent{{kind: kind, flow: f, plain: true}})
+}
+
+func TestOffloadAssuredTCPBothDirections(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := snatTCP(1, 40000, 61000, "SYN_RECV", false)
+	e.event(evNew, f)
+	if e.fm.len() != 0 {
+		t.Fatalf("a flow that is not established was offloaded")
+	}
+	f.TCPState, f.Assured = "ESTABLISHED", true
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	out, ok := e.fm.m[k[0]]
+	if !ok {
+		t.Fatalf("original direction %v not in the map: %v", k[0], e.fm.m)
+	}
+	wantOut := bpf.FlowAction{NewSrc: ap("10.0.1.10:61000"), NewDst: ap("203.0.113.10:443"), EgressIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: macRouter, MTU: 9001}
+	if !sameActions([2]bpf.FlowAction{out.act, out.act}, [2]bpf.FlowAction{wantOut, wantOut}) {
+		t.Errorf("original action %+v, want %+v", out.act, wantOut)
+	}
+	in, ok := e.fm.m[k[1]]
+	if !ok {
+		t.Fatalf("reply direction %v not in the map", k[1])
+	}
+	wantIn := bpf.FlowAction{NewSrc: ap("203.0.113.10:443"), NewDst: ap("10.0.11.5:40000"), EgressIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: macHost, MTU: 9001}
+	if !sameActions([2]bpf.FlowAction{in.act, in.act}, [2]bpf.FlowAction{wantIn, wantIn}) {
+		t.Errorf("reply action %+v, want %+v", in.act, wantIn)
+	}
+	if s := e.o.Stats(); s.Offloaded != 1 || s.Offloads != 1 {
+		t.Errorf("stats %+v", s)
+	}
+	// Repeated updates (timeouts, our own refreshes) change nothing.
+	puts := e.fm.puts
+	e.event(evUpdate, f)
+	if e.fm.puts != puts {
+		t.Errorf("an update of an offloaded flow rewrote the map")
+	}
+}
+
+func TestOffloadDNATPortForward(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := Flow{
+		ID:       9,
+		Original: Tuple{Proto: protoTCP, Src: ap("198.51.100.9:50000"), Dst: ap("10.0.1.10:8080")},
+		Reply:    Tuple{Proto: protoTCP, Src: ap("10.0.11.5:80"), Dst: ap("198.51.100.9:50000")},
+		TCPState: "ESTABLISHED", Assured: true, DNAT: true, Timeout: 350 * time.Second,
+	}
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	if a := e.fm.m[k[0]]; a == nil || a.act.NewDst != ap("10.0.11.5:80") || a.act.NewSrc != ap("198.51.100.9:50000") {
+		t.Errorf("inbound (DNAT) entry %+v", a)
+	}
+	if a := e.fm.m[k[1]]; a == nil || a.act.NewSrc != ap("10.0.1.10:8080") || a.act.NewDst != ap("198.51.100.9:50000") {
+		t.Errorf("reply (un-DNAT) entry %+v", a)
+	}
+}
+
+func TestOffloadNotOffloadable(t *testing.T) {
+	cases := map[string]ctEvent{
+		"not assured":      {kind: evUpdate, flow: snatUDP(1, false), plain: true},
+		"helper or seqadj": {kind: evUpdate, flow: snatTCP(2, 1, 2, "ESTABLISHED", true), plain: false},
+		"TCP closing":      {kind: evUpdate, flow: snatTCP(3, 1, 2, "TIME_WAIT", true), plain: true},
+		"not hanat's": {kind: evUpdate, plain: true, flow: func() Flow {
+			f := snatTCP(4, 1, 2, "ESTABLISHED", true)
+			f.Reply.Dst = ap("192.0.2.1:2")
+			return f
+		}()},
+		"ICMP": {kind: evUpdate, plain: true, flow: Flow{ID: 5, Assured: true, SNAT: true,
+			Original: Tuple{Proto: protoICMP, Src: ap("10.0.11.5:0"), Dst: ap("198.51.100.7:0"), ICMPID: 7},
+			Reply:    Tuple{Proto: protoICMP, Src: ap("198.51.100.7:0"), Dst: ap("10.0.1.10:0"), ICMPID: 7}}},
+	}
+	for name, ev := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEngineEnv(t, OffloadConfig{})
+			e.o.apply(context.Background(), []ctEvent{ev})
+			if e.fm.len() != 0 || e.o.Stats().Offloaded != 0 {
+				t.Errorf("offloaded: %v", e.fm.m)
+			}
+		})
+	}
+}
+
+func TestOffloadFINMovesToSlowPathAndKeepsCounters(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	e.now += time.Second
+	e.fm.hit(t, k[0], 100, 1500)
+	e.fm.hit(t, k[1], 50, 60)
+	e.o.sweep(context.Background())
+	c, ok := e.o.Lookup(f.Original)
+	if !ok || !c.Offloaded || c.OrigPackets != 100 || c.OrigBytes != 150000 || c.ReplyPackets != 50 {
+		t.Fatalf("Lookup = %+v, %v", c, ok)
+	}
+	e.fm.hit(t, k[0], 10, 1500) // after the sweep, before the FIN
+	f.TCPState = "FIN_WAIT"
+	e.event(evUpdate, f)
+	if e.fm.has(k[0]) || e.fm.has(k[1]) {
+		t.Fatalf("FIN_WAIT flow still in the map")
+	}
+	c, ok = e.o.Lookup(f.Original)
+	if !ok || c.Offloaded || c.OrigPackets != 100 || c.ReplyPackets != 50 {
+		t.Errorf("after FIN: Lookup = %+v, %v; want the swept counters kept, not offloaded", c, ok)
+	}
+	if s := e.o.Stats(); s.Offloaded != 0 || s.Removals != 1 || s.Pending != 0 {
+		t.Errorf("stats %+v", s)
+	}
+	e.event(evDestroy, f)
+	if _, ok := e.o.Lookup(f.Original); ok {
+		t.Errorf("destroyed flow still known")
+	}
+}
+
+func TestOffloadDestroyRemoves(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := snatUDP(7, true)
+	e.event(evUpdate, f)
+	if e.fm.len() != 2 {
+		t.Fatalf("map has %d entries, want 2", e.fm.len())
+	}
+	e.event(evDestroy, f)
+	if e.fm.len() != 0 {
+		t.Fatalf("map has %d entries after DESTROY", e.fm.len())
+	}
+	if s := e.o.Stats(); s.Offloaded != 0 || s.Removals != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// A tuple reused by a new connection (DESTROY lost): the old entries go,
+// the new connection is offloaded afresh.
+func TestOffloadTupleReuse(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	old := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	e.event(evUpdate, old)
+	nu := snatTCP(2, 40000, 62000, "ESTABLISHED", true)
+	e.event(evUpdate, nu)
+	if e.fm.has(keysOf(old)[1]) || !e.fm.has(keysOf(nu)[1]) {
+		t.Errorf("map after reuse: %v", e.fm.m)
+	}
+	if s := e.o.Stats(); s.Offloaded != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestOffloadBatchLastEventWins(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	g := f
+	g.TCPState = "FIN_WAIT"
+	e.o.apply(context.Background(), []ctEvent{
+		{kind: evNew, flow: snatTCP(1, 40000, 61000, "SYN_SENT", false), plain: true},
+		{kind: evUpdate, flow: f, plain: true},
+		{kind: evUpdate, flow: g, plain: true},
+	})
+	if e.fm.puts != 0 || e.fm.len() != 0 {
+		t.Errorf("a flow that closed within the batch was written to the map (%d puts)", e.fm.puts)
+	}
+}
+
+func TestOffloadUnresolvedPathRetries(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{RetryInterval: time.Second})
+	e.paths.err = errors.New("neighbour not resolved")
+	f := snatUDP(1, true)
+	e.event(evUpdate, f)
+	if e.fm.len() != 0 {
+		t.Fatal("offloaded without a path")
+	}
+	if s := e.o.Stats(); s.Pending != 1 || s.PathErrors == 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Not before the retry time, and a failed lookup is cached briefly.
+	calls := e.paths.calls
+	e.o.retry(context.Background())
+	if e.paths.calls != calls {
+		t.Errorf("retried before RetryInterval")
+	}
+	e.paths.err = nil
+	e.now += 1100 * time.Millisecond
+	e.o.retry(context.Background())
+	if e.fm.len() != 2 {
+		t.Fatalf("not offloaded after the path resolved: %v", e.fm.m)
+	}
+	if s := e.o.Stats(); s.Pending != 0 || s.Offloaded != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestOffloadSweepRefreshesActiveFlows: an offloaded flow the fast path
+// keeps busy gets its kernel timeout pushed to one idle timeout after its
+// last packet; an idle one is left to expire and is removed when the kernel
+// drops it, even if the DESTROY event was lost.
+func TestOffloadSweepRefreshesActiveFlows(t *testing.T) {
+	const timeout = 20 * time.Second
+	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: time.Second})
+	busy := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	busy.Timeout = timeout
+	idle := snatTCP(2, 40001, 61001, "ESTABLISHED", true)
+	idle.Timeout = timeout
+	e.event(evUpdate, busy)
+	e.event(evUpdate, idle)
+	kb := keysOf(busy)
+	ctx := context.Background()
+
+	// 60 s of traffic on busy, none on idle, sweeping every second.
+	start := e.now
+	for e.now < start+60*time.Second {
+		e.now += time.Second
+		e.fm.hit(t, kb[0], 10, 1000)
+		e.fm.hit(t, kb[1], 10, 100)
+		// The kernel's own timer.
+		e.kernel.mu.Lock()
+		for tu, left := range e.kernel.timeouts {
+			if left -= time.Second; left <= 0 {
+				delete(e.kernel.timeouts, tu) // expired; the event is "lost"
+			} else {
+				e.kernel.timeouts[tu] = left
+			}
+		}
+		e.kernel.mu.Unlock()
+		e.o.sweep(ctx)
+	}
+	if _, err := e.kernel.timeout(busy.Original); err != nil {
+		t.Fatalf("busy flow expired in the kernel although the fast path carried it: %v", err)
+	}
+	if !e.fm.has(kb[0]) {
+		t.Errorf("busy flow left the map")
+	}
+	for _, d := range e.kernel.sets {
+		if d > timeout {
+			t.Errorf("set a kernel timeout of %v, above the idle timeout %v", d, timeout)
+		}
+	}
+	if s := e.o.Stats(); s.Refreshes == 0 || s.Expired != 1 || s.Offloaded != 1 {
+		t.Errorf("stats %+v; want refreshes, the idle flow expired, one left", s)
+	}
+	if e.fm.has(keysOf(idle)[0]) {
+		t.Errorf("idle flow still in the map after its kernel entry expired")
+	}
+	// The refreshes are spaced, not one per sweep.
+	if n := len(e.kernel.sets); n > 30 {
+		t.Errorf("%d refreshes in 60 sweeps; want them spaced out", n)
+	}
+
+	// Busy goes idle: after its last packet it lives one timeout more
+	// (within a sweep's slack), then the kernel drops it.
+	last := e.now
+	for e.now < last+timeout+5*time.Second {
+		e.now += time.Second
+		e.kernel.mu.Lock()
+		if left, ok := e.kernel.timeouts[busy.Original]; ok {
+			if left -= time.Second; left <= 0 {
+				delete(e.kernel.timeouts, busy.Original)
+				t.Logf("kernel entry expired %v after the last packet", e.now-last)
+				if d := e.now - last; d < timeout-2*time.Second {
+					t.Errorf("expired %v after the last packet, want about %v", d, timeout)
+				}
+			} else {
+				e.kernel.timeouts[busy.Original] = left
+			}
+		}
+		e.kernel.mu.Unlock()
+		e.o.sweep(ctx)
+	}
+	if e.fm.len() != 0 || e.o.Stats().Offloaded != 0 {
+		t.Errorf("after both flows went idle: map %v, stats %+v", e.fm.m, e.o.Stats())
+	}
+}
+
+// A slow-path packet kept an idle-on-the-fast-path flow alive in the
+// kernel: the sweep believes the kernel and keeps the flow.
+func TestOffloadSweepKeepsKernelKeptFlows(t *testing.T) {
+	const timeout = 10 * time.Second
+	e := newEngineEnv(t, OffloadConfig{UDPTimeout: timeout, SweepInterval: time.Second})
+	f := snatUDP(1, true)
+	f.Timeout = timeout
+	e.event(evUpdate, f)
+	e.now += 15 * time.Second
+	e.kernel.timeouts[f.Original] = 8 * time.Second // refreshed by the kernel itself
+	e.o.sweep(context.Background())
+	if e.fm.len() != 2 || e.o.Stats().Expired != 0 {
+		t.Errorf("flow alive in the kernel was removed: map %d entries, stats %+v", e.fm.len(), e.o.Stats())
+	}
+}
+
+// The LRU map evicted one direction: the other goes too, and the flow is
+// offloaded again on a later tick.
+func TestOffloadEvictionReoffloads(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{RetryInterval: time.Second})
+	f := snatUDP(1, true)
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	if err := e.fm.DeleteFlow(k[1]); err != nil {
+		t.Fatal(err)
+	}
+	e.o.sweep(context.Background())
+	if e.fm.has(k[0]) {
+		t.Errorf("half a flow left in the map")
+	}
+	if s := e.o.Stats(); s.Evicted != 1 || s.Pending != 1 {
+		t.Errorf("stats %+v", s)
+	}
+	e.now += 2 * time.Second
+	e.o.sweep(context.Background())
+	if !e.fm.has(k[0]) || !e.fm.has(k[1]) {
+		t.Errorf("not offloaded again: %v", e.fm.m)
+	}
+}
+
+func ctFlowOf(f Flow) *ct.Flow {
+	c := &ct.Flow{ID: f.ID, Timeout: uint32(f.Timeout / time.Second), TupleOrig: ctTupleOf(f.Original), TupleReply: ctTupleOf(f.Reply)}
+	if f.Assured {
+		c.Status |= ct.StatusAssured
+	}
+	if f.SNAT {
+		c.Status |= ct.StatusSrcNAT
+	}
+	if f.DNAT {
+		c.Status |= ct.StatusDstNAT
+	}
+	if f.Original.Proto == protoTCP {
+		st := uint8(3) // ESTABLISHED
+		if f.TCPState != "ESTABLISHED" {
+			st = 7 // TIME_WAIT
+		}
+		c.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: st}
+	}
+	return c
+}
+
+// TestOffloadResync: at start (a restarted daemon), the dump takes over
+// the flows already in the pinned map without rewriting them or losing
+// their counters, offloads the others, and the first sweep deletes map
+// entries no live flow owns.
+func TestOffloadResync(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	kept := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	fresh := snatUDP(2, true)
+	closing := snatTCP(3, 40002, 61002, "TIME_WAIT", true)
+	gone := snatTCP(4, 40003, 61003, "ESTABLISHED", true)
+	// The previous daemon's map: kept (with traffic) and gone.
+	for _, f := range []Flow{kept, gone} {
+		var keys [2]bpf.FlowKey = keysOf(f)
+		rec := &record{orig: f.Original, reply: f.Reply}
+		_, acts, _ := e.o.entries(context.Background(), e.now, rec)
+		for i := range keys {
+			if err := e.fm.PutFlow(keys[i], acts[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.fm.hit(t, keysOf(kept)[0], 500, 1000)
+	puts := e.fm.puts
+	e.kernel.flows = []*ct.Flow{ctFlowOf(kept), ctFlowOf(fresh), ctFlowOf(closing)}
+	for _, f := range []Flow{kept, fresh, closing} {
+		e.kernel.has(f)
+	}
+	if err := e.o.resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.o.Stats(); s.Offloaded != 2 || s.Resyncs != 1 {
+		t.Errorf("stats after resync %+v, want 2 offloaded", s)
+	}
+	e.o.sweep(context.Background())
+	if e.fm.has(keysOf(gone)[0]) || e.fm.has(keysOf(gone)[1]) {
+		t.Errorf("entries of a flow the kernel no longer has survived the sweep")
+	}
+	if c, _ := e.o.Lookup(kept.Original); c.OrigPackets != 500 {
+		t.Errorf("kept flow's counters %+v, want the 500 packets from before the restart", c)
+	}
+	if e.fm.puts-puts != 4 { // kept rewritten with the same action (no-op in bpf), fresh new
+		t.Logf("puts during resync: %d", e.fm.puts-puts)
+	}
+	if s := e.o.Stats(); s.StaleEntries != 2 {
+		t.Errorf("stale entries removed = %d, want 2", s.StaleEntries)
+	}
+
+	// The kernel forgot fresh while events were lost: the next resync
+	// takes it out.
+	e.kernel.flows = []*ct.Flow{ctFlowOf(kept)}
+	if err := e.o.resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.fm.has(keysOf(fresh)[0]) || e.o.Stats().Offloaded != 1 {
+		t.Errorf("after second resync: map %v, stats %+v", e.fm.m, e.o.Stats())
+	}
+}
+
+func TestOffloadFilterChange(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	f := snatUDP(1, true)
+	e.kernel.flows = []*ct.Flow{ctFlowOf(f)}
+	e.event(evUpdate, f)
+	if e.fm.len() != 2 {
+		t.Fatal("not offloaded")
+	}
+	e.o.SetFilter(Filter{PrivateCIDRs: offFilter.PrivateCIDRs, NATAddrs: []netip.Addr{netip.MustParseAddr("10.0.1.99")}})
+	e.o.maybeResync(context.Background())
+	if e.fm.len() != 0 {
+		t.Errorf("a flow hanat no longer NATs stayed offloaded")
+	}
+}
+
+func TestOffloadMaxFlows(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{MaxFlows: 3})
+	for i := range 5 {
+		e.event(evUpdate, snatTCP(uint32(i+1), uint16(40000+i), uint16(61000+i), "ESTABLISHED", true))
+	}
+	if s := e.o.Stats(); s.Offloaded != 3 || s.Full != 2 || e.fm.len() != 6 {
+		t.Errorf("stats %+v, map %d entries; want 3 offloaded, 2 refused", s, e.fm.len())
+	}
+}
+
+func TestOffloadMapWriteFailure(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	e.fm.failPut = errors.New("map full")
+	e.event(evUpdate, snatUDP(1, true))
+	if s := e.o.Stats(); s.MapErrors != 1 || s.Pending != 1 || s.Offloaded != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestOffloadStormDoesNotBlock: a reader faster than the engine never
+// blocks; what does not fit the queue is counted and triggers a resync,
+// after which the engine agrees with the kernel again.
+func TestOffloadStormDoesNotBlock(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{QueueLen: 1000, BatchSize: 64})
+	const n = 20000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			f := snatTCP(uint32(i+1), uint16(1024+i%60000), uint16(1024+i%60000), "ESTABLISHED", true)
+			e.o.enqueue(ctEvent{kind: evUpdate, flow: f, plain: true})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("enqueue blocked")
+	}
+	s := e.o.Stats()
+	if s.Events != n || s.EventsDropped != n-1000 {
+		t.Errorf("events %d dropped %d; want %d and %d", s.Events, s.EventsDropped, n, n-1000)
+	}
+	if !e.o.needResync.Load() {
+		t.Errorf("no resync requested after dropping events")
+	}
+	// Run the engine over the queue: it drains the batch and resyncs.
+	var flows []*ct.Flow
+	for i := range 100 {
+		f := snatTCP(uint32(100000+i), uint16(2000+i), uint16(2000+i), "ESTABLISHED", true)
+		flows = append(flows, ctFlowOf(f))
+		e.kernel.has(f)
+	}
+	e.kernel.flows = flows
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- e.o.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := e.o.Stats(); s.Resyncs > 0 && len(e.o.events) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	s = e.o.Stats()
+	if s.Resyncs == 0 {
+		t.Fatalf("no resync: %+v", s)
+	}
+	// The resync ran first (Run starts with one) and the queued events
+	// (flows the kernel does not list) were applied; the next resync
+	// would clear them. Bounded by MaxFlows either way.
+	if uint64(s.Offloaded) > s.Offloads || s.Offloaded < 100 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// Lost events and flows the kernel dropped meanwhile: a resync after the
+// overflow makes the engine agree with the kernel.
+func TestOffloadOverflowResyncs(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	a, b := snatUDP(1, true), snatTCP(2, 40000, 61000, "ESTABLISHED", true)
+	e.event(evUpdate, a)
+	e.event(evUpdate, b)
+	e.kernel.flows = []*ct.Flow{ctFlowOf(b)} // a was destroyed; its event lost
+	e.o.overflowed()
+	e.o.maybeResync(context.Background())
+	if e.fm.has(keysOf(a)[0]) || !e.fm.has(keysOf(b)[0]) {
+		t.Errorf("after overflow resync: %v", e.fm.m)
+	}
+	if s := e.o.Stats(); s.Overflows != 1 || s.Resyncs != 1 {
+		t.Errorf("stats %+v", s)
+	}
+	// A second overflow right away waits for the minimum gap.
+	e.o.overflowed()
+	e.o.maybeResync(context.Background())
+	if s := e.o.Stats(); s.Resyncs != 1 {
+		t.Errorf("resynced again within %v", minResyncGap)
+	}
+	e.now += minResyncGap
+	e.o.maybeResync(context.Background())
+	if s := e.o.Stats(); s.Resyncs != 2 {
+		t.Errorf("pending resync did not run after the gap: %+v", s)
+	}
+}
+
+func TestOffloadEventFrom(t *testing.T) {
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	c := ctFlowOf(f)
+	ev, ok := eventFrom(&ct.Event{Type: ct.EventUpdate, Flow: c})
+	if !ok || ev.kind != evUpdate || !ev.plain || ev.flow.Original != f.Original || !ev.flow.Assured || ev.flow.TCPState != "ESTABLISHED" {
+		t.Errorf("eventFrom = %+v, %v", ev, ok)
+	}
+	c.Helper.Name = "ftp"
+	if ev, _ := eventFrom(&ct.Event{Type: ct.EventNew, Flow: c}); ev.plain {
+		t.Errorf("flow with a helper is plain")
+	}
+	c.Helper.Name = ""
+	c.SeqAdjOrig = ct.SequenceAdjust{Position: 1}
+	if ev, _ := eventFrom(&ct.Event{Type: ct.EventNew, Flow: c}); ev.plain {
+		t.Errorf("flow with sequence adjustment is plain")
+	}
+	if _, ok := eventFrom(&ct.Event{Type: ct.EventExpNew}); ok {
+		t.Errorf("expectation event accepted")
+	}
+}
+
+func TestOffloadConfigDefaults(t *testing.T) {
+	c := OffloadConfig{}.withDefaults()
+	if c.TCPTimeout != 350*time.Second || c.UDPTimeout != 120*time.Second || c.SweepInterval != 5*time.Second {
+		t.Errorf("defaults %+v", c)
+	}
+	c = OffloadConfig{TCPTimeout: 2 * time.Second, UDPTimeout: 2 * time.Second}.withDefaults()
+	if c.SweepInterval != 500*time.Millisecond {
+		t.Errorf("sweep interval for 2 s timeouts = %v", c.SweepInterval)
+	}
+}
+
+// An offloaded flow whose FIN event never came (entries created before the
+// listener carry no events): the sweep reads the entry before refreshing
+// it and takes the flow out instead of keeping it alive.
+func TestOffloadSweepNoticesMissedStateChange(t *testing.T) {
+	const timeout = 10 * time.Second
+	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: time.Second})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	f.Timeout = timeout
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	g := f
+	g.TCPState, g.Timeout = "TIME_WAIT", 5*time.Second
+	e.kernel.has(g) // changed in the kernel, no event
+	for range 8 {
+		e.now += time.Second
+		if e.fm.has(k[0]) {
+			e.fm.hit(t, k[0], 1, 60)
+		}
+		e.o.sweep(context.Background())
+	}
+	if e.fm.has(k[0]) || e.fm.has(k[1]) {
+		t.Errorf("a flow the kernel moved to TIME_WAIT is still offloaded")
+	}
+	if len(e.kernel.sets) != 0 {
+		t.Errorf("refreshed the timeout of a closing flow: %v", e.kernel.sets)
+	}
+}
