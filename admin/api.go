@@ -84,8 +84,44 @@ type DatapathStatus struct {
 	LastError   string    `json:"last_error"`
 	// Counters are the table's named counters (e.g. dropped traffic).
 	Counters map[string]Counter `json:"counters"`
-	// Fastpath is the XDP fast path state; "off" until it exists.
+	// Fastpath is the XDP fast path's mode: "native", "generic" or "off".
 	Fastpath string `json:"fastpath"`
+	// FastpathDetail says why the fast path is off or generic, where it
+	// runs, what it offloaded and how its packets went.
+	FastpathDetail FastpathStatus `json:"fastpath_detail"`
+}
+
+// FastpathStatus is the XDP fast path and its conntrack offload engine.
+type FastpathStatus struct {
+	Mode       string              `json:"mode"` // native, generic or off
+	Reason     string              `json:"reason,omitempty"`
+	Interfaces []FastpathInterface `json:"interfaces,omitempty"`
+	// OffloadedFlows are connections in the fast path now; PendingFlows
+	// are offloadable ones waiting for a path (e.g. an unresolved
+	// neighbour); MaxFlows bounds OffloadedFlows.
+	OffloadedFlows int `json:"offloaded_flows"`
+	PendingFlows   int `json:"pending_flows"`
+	MaxFlows       int `json:"max_flows"`
+	// Hits are packets the fast path forwarded; Misses TCP/UDP packets of
+	// flows not in its map (the slow path took them); Pass counts the
+	// other packets it sent to the slow path, by reason (syn, fin, rst,
+	// fragment, ip_options, ttl, not_tcp_udp, too_big, not_ipv4, parse,
+	// redirect).
+	Hits   uint64            `json:"hits"`
+	Misses uint64            `json:"misses"`
+	Pass   map[string]uint64 `json:"pass,omitempty"`
+	// Offload counts what the offload engine did (events, events_dropped,
+	// overflows, resyncs, offloads, removals, refreshes, expired, evicted,
+	// full, path_errors, map_errors, stale_entries).
+	Offload map[string]uint64 `json:"offload,omitempty"`
+}
+
+// FastpathInterface is the fast path on one interface.
+type FastpathInterface struct {
+	Name  string `json:"name"`
+	Mode  string `json:"mode"` // native, generic or off
+	Error string `json:"error,omitempty"`
+	Note  string `json:"note,omitempty"`
 }
 
 // Counter is a packet and byte count.
@@ -132,7 +168,15 @@ type Flow struct {
 	BytesOut       uint64 `json:"bytes_out"`
 	PacketsIn      uint64 `json:"packets_in"`
 	BytesIn        uint64 `json:"bytes_in"`
+	// Offloaded is set while the flow is in the XDP fast path. The Fast*
+	// counters are the packets and bytes the fast path forwarded for it
+	// (the kernel's conntrack never sees those); they are included in
+	// PacketsOut/BytesOut/PacketsIn/BytesIn. Updated every few seconds.
 	Offloaded      bool   `json:"offloaded"`
+	FastPacketsOut uint64 `json:"fast_packets_out,omitempty"`
+	FastBytesOut   uint64 `json:"fast_bytes_out,omitempty"`
+	FastPacketsIn  uint64 `json:"fast_packets_in,omitempty"`
+	FastBytesIn    uint64 `json:"fast_bytes_in,omitempty"`
 }
 
 // FlowsQuery selects flows for GET /v1/flows. It travels as query

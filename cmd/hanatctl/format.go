@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,8 +146,15 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "  table:\t%s (%s)\n", orDash(d.Table), present)
 	fmt.Fprintf(tw, "  last applied:\t%s\n", when(d.LastApplied, now))
 	fmt.Fprintf(tw, "  last error:\t%s\n", orDash(d.LastError))
-	fmt.Fprintf(tw, "  fast path:\t%s\n", orDash(d.Fastpath))
+	fp := orDash(d.Fastpath)
+	if d.FastpathDetail.Reason != "" {
+		fp += " (" + clean(d.FastpathDetail.Reason) + ")"
+	}
+	fmt.Fprintf(tw, "  fast path:\t%s\n", fp)
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeFastpath(w, d.FastpathDetail); err != nil {
 		return err
 	}
 	if len(d.Counters) > 0 {
@@ -203,7 +211,7 @@ func writeFlows(w io.Writer, fr admin.FlowsResponse) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
 			orDash(f.Protocol), orDash(f.State), orDash(f.Src), orDash(f.Dst), orDash(f.NATSrc),
 			f.PacketsOut, f.BytesOut, f.PacketsIn, f.BytesIn,
-			strconv.Itoa(f.TimeoutSeconds)+"s", yesNo(f.Offloaded))
+			strconv.Itoa(f.TimeoutSeconds)+"s", offloaded(f))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -215,6 +223,79 @@ func writeFlows(w io.Writer, fr admin.FlowsResponse) error {
 		_, err = fmt.Fprintf(w, "%d flows\n", len(fr.Flows))
 	}
 	return err
+}
+
+// offloaded is the OFFLOADED column: yes or no, and how many packets (out
+// / in) the XDP fast path forwarded for the flow when it did any.
+func offloaded(f admin.Flow) string {
+	s := yesNo(f.Offloaded)
+	if f.FastPacketsOut+f.FastPacketsIn > 0 {
+		s += fmt.Sprintf(" (fast %d/%d pkts)", f.FastPacketsOut, f.FastPacketsIn)
+	}
+	return s
+}
+
+// passReasons is the order the fast path's pass reasons are printed in.
+var passReasons = []string{"syn", "fin", "rst", "fragment", "ip_options", "ttl", "not_tcp_udp", "too_big", "not_ipv4", "parse", "redirect"}
+
+// writeFastpath prints the fast path's section of status; nothing when the
+// daemon reported none.
+func writeFastpath(w io.Writer, fp admin.FastpathStatus) error {
+	if fp.Mode == "" {
+		return nil
+	}
+	fmt.Fprintf(w, "\nFast path (XDP)\n")
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  mode:\t%s\n", clean(fp.Mode))
+	if fp.Reason != "" {
+		fmt.Fprintf(tw, "  why:\t%s\n", clean(fp.Reason))
+	}
+	for i, in := range fp.Interfaces {
+		key := ""
+		if i == 0 {
+			key = "interfaces:"
+		}
+		line := clean(in.Name) + " " + clean(in.Mode)
+		if in.Error != "" {
+			line += ": " + clean(in.Error)
+		}
+		if in.Note != "" {
+			line += " (" + clean(in.Note) + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", key, line)
+	}
+	fmt.Fprintf(tw, "  offloaded flows:\t%d (%d pending, max %d)\n", fp.OffloadedFlows, fp.PendingFlows, fp.MaxFlows)
+	fmt.Fprintf(tw, "  hits / misses:\t%d / %d\n", fp.Hits, fp.Misses)
+	fmt.Fprintf(tw, "  passed to the slow path:\t%s\n", counts(fp.Pass, passReasons))
+	fmt.Fprintf(tw, "  offload engine:\t%s\n", counts(fp.Offload, nil))
+	return tw.Flush()
+}
+
+// counts prints the non-zero counters of m, in order first and then the
+// rest sorted, as "name n, name n"; "none" when all are zero.
+func counts(m map[string]uint64, order []string) string {
+	var names []string
+	for _, n := range order {
+		if m[n] > 0 {
+			names = append(names, n)
+		}
+	}
+	var rest []string
+	for n, v := range m {
+		if v > 0 && !slices.Contains(order, n) {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	names = append(names, rest...)
+	if len(names) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", clean(n), m[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeDoctor prints one line per check and, under a failing or warning
