@@ -175,6 +175,29 @@ func onBPFFS(path string) bool {
 	return uint32(st.Type) == bpffsMagic
 }
 
+// SetMode changes the requested attach mode; the next Sync re-attaches the
+// interfaces whose mode no longer fits.
+func (f *Fastpath) SetMode(mode string) error {
+	if mode == "" {
+		mode = XDPModeAuto
+	}
+	if mode != XDPModeAuto && mode != XDPModeNative && mode != XDPModeGeneric {
+		return fmt.Errorf("fast path mode %q: want %s, %s or %s", mode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if mode == f.mode {
+		return nil
+	}
+	f.mode = mode
+	for _, a := range f.attached {
+		if a.lnk != nil && !f.modeAcceptable(a.mode) {
+			f.detach(a)
+		}
+	}
+	return nil
+}
+
 // Objects is the loaded program and maps (the flow map the offload engine
 // fills, the counters).
 func (f *Fastpath) Objects() *bpf.Objects { return f.objs }

@@ -41,10 +41,11 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			Table:       "inet " + datapath.TableName,
 			LastApplied: s.lastApplied,
 			LastError:   s.lastError,
-			Fastpath:    "off",
 		},
 		Cloud: b.d.ec2.status(),
 	}
+	st.Datapath.FastpathDetail = b.d.fast.status()
+	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode
 	for i, pf := range s.nat.PortForwards {
 		name := ""
 		if i < len(s.cfg.PortForwards) {
@@ -135,7 +136,7 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 			resp.Truncated = true
 			continue
 		}
-		resp.Flows = append(resp.Flows, admin.Flow{
+		fl := admin.Flow{
 			ID:             f.ID,
 			Protocol:       f.ProtoName,
 			State:          f.TCPState,
@@ -149,7 +150,18 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 			BytesOut:       f.OrigBytes,
 			PacketsIn:      f.ReplyPackets,
 			BytesIn:        f.ReplyBytes,
-		})
+		}
+		// The fast path forwards what the kernel never counts.
+		if c, ok := b.d.fast.lookup(f.Original); ok {
+			fl.Offloaded = c.Offloaded
+			fl.FastPacketsOut, fl.FastBytesOut = c.OrigPackets, c.OrigBytes
+			fl.FastPacketsIn, fl.FastBytesIn = c.ReplyPackets, c.ReplyBytes
+			fl.PacketsOut += c.OrigPackets
+			fl.BytesOut += c.OrigBytes
+			fl.PacketsIn += c.ReplyPackets
+			fl.BytesIn += c.ReplyBytes
+		}
+		resp.Flows = append(resp.Flows, fl)
 	}
 	return resp, nil
 }

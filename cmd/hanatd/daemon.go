@@ -37,6 +37,7 @@ type daemon struct {
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
+	fast    *fastpath // XDP fast path and conntrack offload
 
 	reloads  chan reloadRequest
 	notify   sdNotify
@@ -82,6 +83,7 @@ func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.C
 		},
 		reloads: make(chan reloadRequest),
 		notify:  sdNotify{log: log},
+		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
 	}
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
@@ -128,6 +130,7 @@ func (d *daemon) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	g.Go(func() error { return d.fast.run(gctx) })
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
 			return time.Since(time.Unix(0, d.loopBeat.Load())) < 3*reconcileInterval
@@ -241,6 +244,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 			TCPEstablishedTimeout: cfg.Sysctl.TCPEstablishedTimeout.Duration,
 			UDPTimeout:            cfg.Sysctl.UDPTimeout.Duration,
 			UDPStreamTimeout:      cfg.Sysctl.UDPStreamTimeout.Duration,
+			FastPath:              cfg.Fastpath.Enabled,
 		}, d.memBytes, nat.OutsideIface)
 		results, err = d.sysctls.Apply(ctx, want)
 		if err != nil {
@@ -253,6 +257,8 @@ func (d *daemon) reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	// After the sysctls: offloaded TCP needs liberal window tracking.
+	d.fast.apply(ctx, cfg, nat)
 	d.mu.Lock()
 	d.state.nat = nat
 	d.state.natNotes = notes

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/datapath"
 )
 
 const usage = `hanatd — the hanat NAT daemon
@@ -18,7 +19,7 @@ const usage = `hanatd — the hanat NAT daemon
 SYNOPSIS
   hanatd [--config FILE]
   hanatd --check-config FILE
-  hanatd --cleanup [--config FILE]
+  hanatd --cleanup [--config FILE] [--pin-path DIR]
   hanatd --version
 
 DESCRIPTION
@@ -33,9 +34,13 @@ OPTIONS
                        a missing default file means "all defaults")
   --check-config FILE  validate FILE, print every problem with its line, and
                        exit 0 (valid) or 1 (invalid)
-  --cleanup            remove exactly what hanat created (its nftables table,
-                       the sysctls it changed, restored to the recorded
-                       values) and exit
+  --cleanup            remove exactly what hanat created (its XDP fast path,
+                       its nftables table, the sysctls it changed, restored
+                       to the recorded values) and exit
+  --pin-path DIR       where the XDP fast path pins its maps and links so
+                       they outlive the daemon (default /sys/fs/bpf/hanat;
+                       its parent must be a bpffs, /sys/fs/bpf is mounted
+                       when missing)
   --version            print the version and exit
 
 SIGNALS
@@ -54,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	checkPath := fset.String("check-config", "", "validate a configuration file and exit")
 	cleanup := fset.Bool("cleanup", false, "remove everything hanat installed and exit")
 	showVersion := fset.Bool("version", false, "print the version and exit")
+	pinPath := fset.String("pin-path", datapath.DefaultPinPath, "where the XDP fast path pins its maps and links")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -92,7 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info(note, "path", *configPath)
 	}
 	if *cleanup {
-		if err := runCleanup(ctx, log, cfg); err != nil {
+		// The fast path first: it would keep forwarding offloaded flows
+		// without the table.
+		ferr := cleanupFastpath(log, *pinPath)
+		if err := errors.Join(ferr, runCleanup(ctx, log, cfg)); err != nil {
 			log.Error("cleanup failed", "err", err)
 			return 1
 		}
@@ -103,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("start failed", "err", err)
 		return 1
 	}
+	d.fast.pinPath = *pinPath
 	if err := d.Run(ctx); err != nil {
 		log.Error("hanatd stopped with an error", "err", err)
 		return 1
