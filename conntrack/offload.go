@@ -55,6 +55,7 @@ import (
 type FlowMap interface {
 	PutFlow(bpf.FlowKey, bpf.FlowAction) error
 	DeleteFlow(bpf.FlowKey) error
+	LookupFlow(bpf.FlowKey) (bpf.FlowAction, bpf.FlowStats, error)
 	IterateFlows(func(bpf.FlowKey, bpf.FlowAction, bpf.FlowStats) bool) error
 }
 
@@ -701,6 +702,10 @@ func (o *Offloader) unoffload(rec *record) {
 		return
 	}
 	for i, k := range rec.keys {
+		// The entry's final counters, newer than the last sweep's.
+		if _, st, err := o.fm.LookupFlow(k); err == nil && st.Packets >= rec.fast[i].Packets {
+			rec.fast[i] = st
+		}
 		if err := o.fm.DeleteFlow(k); err != nil && !errors.Is(err, bpf.ErrFlowNotFound) {
 			o.stats.MapErrors++
 			o.log.Warn("conntrack offload: flow map delete failed", "flow", rec.orig.String(), "err", err)
