@@ -254,6 +254,9 @@ func TestFastpathHit(t *testing.T) {
 			if err := verifyChecksums(out, tc.in.udpNoCsum); err != nil {
 				t.Fatal(err)
 			}
+			if err := verifyWithGopacket(out, tc.in.udpNoCsum); err != nil {
+				t.Fatal(err)
+			}
 			if tc.in.udpNoCsum && binary.BigEndian.Uint16(out[14+20+6:]) != 0 {
 				t.Fatal("UDP checksum 0 was changed")
 			}

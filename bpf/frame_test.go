@@ -78,7 +78,9 @@ func pseudoSum(src, dst [4]byte, proto uint8, l4len int) uint32 {
 	return s + uint32(proto) + uint32(l4len)
 }
 
-func (o frameOpts) build() []byte {
+// buildByHand is the hand-written encoder; build (gopacket_test.go) is
+// checked against it.
+func (o frameOpts) buildByHand() []byte {
 	b := make([]byte, 0, 128+len(o.payload))
 	b = append(b, o.dstMAC[:]...)
 	b = append(b, o.srcMAC[:]...)
