@@ -34,6 +34,7 @@ type fastpath struct {
 	lastErr  string
 	filter   conntrack.Filter
 	disabled bool
+	warned   bool // about sysctl.manage false
 }
 
 func newFastpath(log *slog.Logger, pinPath string) *fastpath {
@@ -53,6 +54,10 @@ func (f *fastpath) apply(ctx context.Context, cfg *config.Config, nat datapath.N
 		return
 	}
 	f.disabled = false
+	if !cfg.Sysctl.Manage && !f.warned {
+		f.warned = true
+		f.log.Warn("fast path on with sysctl.manage false: set net.netfilter.nf_conntrack_tcp_be_liberal=1 and net.netfilter.nf_conntrack_events=1 yourself, or offloaded TCP flows may end with INVALID FIN/RST and miss their events")
+	}
 	if f.fp == nil {
 		fp, err := datapath.OpenFastpath(f.log.With("component", "xdp"), datapath.FastpathOptions{
 			Mode:    cfg.Fastpath.Mode,
