@@ -372,14 +372,21 @@ func (o *Offloader) requestResync() {
 // ctx is done. It closes the engine's sockets when it returns; the flow map
 // keeps its entries, so the fast path keeps forwarding them.
 func (o *Offloader) Run(ctx context.Context) error {
-	defer o.closeSockets()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	readerDone := make(chan error, 1)
+	var reader sync.WaitGroup
+	defer func() {
+		cancel()
+		reader.Wait() // the reader returns once ctx is done
+		o.closeSockets()
+	}()
+	var readerDone chan error // nil (never ready) without a source
 	if o.source != nil {
-		go func() { readerDone <- o.source.run(ctx, o.enqueue, o.overflowed) }()
-	} else {
-		readerDone = nil
+		readerDone = make(chan error, 1)
+		reader.Add(1)
+		go func() {
+			defer reader.Done()
+			readerDone <- o.source.run(ctx, o.enqueue, o.overflowed)
+		}()
 	}
 	o.requestResync()
 	tick := time.NewTicker(min(o.cfg.SweepInterval, o.cfg.RetryInterval))
