@@ -1,0 +1,379 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hanat/hanat/bpf"
+)
+
+// Options configure Run. Zero values mean the defaults of a full run.
+type Options struct {
+	Modes []Mode // default AllModes, in that order
+
+	// Rounds: every round sets up each mode in turn, warms its flows up
+	// and takes one sample of each figure; the report has the medians. So
+	// background load drifting during a run hits all modes alike.
+	Rounds int // default 3
+
+	Flows       int           // UDP flows of the packet-rate test; default 1024
+	PPSDuration time.Duration // one packet-rate sample; default 2s
+
+	SkipTCP      bool          // skip iperf3 and the connection rate
+	TCPDuration  time.Duration // one iperf3 sample (after a 1 s warm-up iperf3 omits when >= 2s); default 3s
+	ConnDuration time.Duration // one short-connection sample; default 2s
+	ConnWorkers  int           // concurrent clients; default 4
+
+	CostRounds int   // BPF_PROG_TEST_RUN rounds per cost figure (median); default 7
+	ScaleFlows []int // flow-map sizes of the scale test; default 1k, 100k, 1M
+
+	Iperf3 string // iperf3 binary; default "iperf3"
+}
+
+func (o *Options) defaults() {
+	if len(o.Modes) == 0 {
+		o.Modes = AllModes
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
+	if o.Flows == 0 {
+		o.Flows = 1024
+	}
+	if o.PPSDuration == 0 {
+		o.PPSDuration = 2 * time.Second
+	}
+	if o.TCPDuration == 0 {
+		o.TCPDuration = 3 * time.Second
+	}
+	if o.ConnDuration == 0 {
+		o.ConnDuration = 2 * time.Second
+	}
+	if o.ConnWorkers == 0 {
+		o.ConnWorkers = 4
+	}
+	if o.CostRounds == 0 {
+		o.CostRounds = 7
+	}
+	if o.ScaleFlows == nil {
+		o.ScaleFlows = []int{1000, 100_000, 1_000_000}
+	}
+	if o.Iperf3 == "" {
+		o.Iperf3 = "iperf3"
+	}
+}
+
+// Measurement names in the report.
+const (
+	MUDPPPS       = "udp_64b_pps"
+	MUDPOffered   = "udp_64b_offered_pps"
+	MFastShare    = "udp_fastpath_hit_share"
+	MTCPBulk      = "tcp_bulk_throughput"
+	MTCPRetrans   = "tcp_bulk_retransmits"
+	MConnRate     = "tcp_new_conn_per_s"
+	MProgHit      = "prog_cost_nat_hit"
+	MProgFloor    = "prog_cost_xdp_tx_floor"
+	MScalePrefix  = "fastpath_cost_flows_"
+	MMemPerFlow   = "flow_map_bytes_per_flow"
+	MMemPerConn   = "flow_map_bytes_per_connection"
+	scaleRawInfix = "_raw"
+)
+
+// Run builds the topology, measures every mode and the program costs, and
+// tears everything down (also on error or cancellation). Failures of one
+// mode or measurement are recorded in the report's notes and leave its
+// figures empty; Run's error is for what stops the whole benchmark.
+func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
+	opts.defaults()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench: needs root (network namespaces, XDP, nftables)")
+	}
+	tools := []string{"ethtool", "conntrack", "sysctl"}
+	if !opts.SkipTCP {
+		tools = append(tools, opts.Iperf3)
+	}
+	if slices.Contains(opts.Modes, ModeIptablesLegacy) {
+		tools = append(tools, "iptables-legacy")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("bench: %s not found: %w", tool, err)
+		}
+	}
+	rep := newReport()
+
+	dir, err := os.MkdirTemp("", "hanat-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	// A private bpffs for the fast path's pins: the host's /sys/fs/bpf
+	// is left alone.
+	bpffs := filepath.Join(dir, "bpffs")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		return nil, fmt.Errorf("bench: mount bpffs on %s: %w", bpffs, err)
+	}
+	defer func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) }()
+
+	t, err := newTopo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := t.close(); err != nil {
+			log.Error("bench: topology cleanup", "err", err)
+		}
+	}()
+	log.Info("bench topology up", "priv", t.priv.Name, "nat", t.nat.Name, "inet", t.inet.Name)
+	// Many short connections: a wide ephemeral port range on the client.
+	if _, err := t.priv.Run(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000"); err != nil {
+		return nil, err
+	}
+
+	tr, err := newTraffic(log, t, opts.Flows)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.close()
+
+	var iperf *iperfServer
+	var conns *connServer
+	if !opts.SkipTCP {
+		if iperf, err = startIperf(ctx, t, opts.Iperf3); err != nil {
+			return nil, err
+		}
+		defer iperf.stop()
+		if conns, err = startConnServer(t); err != nil {
+			return nil, err
+		}
+		defer conns.stop()
+	}
+
+	samples := map[Mode][]modeSample{}
+	for r := 0; r < opts.Rounds; r++ {
+		for _, m := range opts.Modes {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			s, err := runMode(ctx, log.With("mode", m, "round", r+1), t, tr, m, opts, bpffs, dir)
+			for _, n := range s.notes {
+				rep.note(fmt.Sprintf("%s round %d: %s", m, r+1, n))
+			}
+			if err != nil {
+				log.Error("bench mode failed", "mode", m, "round", r+1, "err", err)
+				rep.note(fmt.Sprintf("%s round %d: %v", m, r+1, err))
+				continue
+			}
+			samples[m] = append(samples[m], s)
+		}
+	}
+	for _, m := range opts.Modes {
+		summarize(rep, m, samples[m])
+	}
+
+	// Program costs: no traffic leaves (BPF_PROG_TEST_RUN without live
+	// frames); run on a thread in priv all the same, whose loopback is
+	// the ingress interface.
+	if err := t.priv.Do(func() error { return runCosts(log, opts, rep) }); err != nil {
+		log.Error("bench program costs failed", "err", err)
+		rep.note(fmt.Sprintf("program costs: %v", err))
+	}
+	return rep, ctx.Err()
+}
+
+// modeSample is one round's figures of one mode; NaN where not measured.
+type modeSample struct {
+	pps, offered, fastShare float64
+	bulkGbps, retrans       float64
+	connPerS                float64
+	notes                   []string
+}
+
+// runMode configures one mode, takes one sample of each figure and tears
+// the mode down.
+func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode, opts Options, bpffs, dir string) (s modeSample, err error) {
+	nan := math.NaN()
+	s = modeSample{pps: nan, offered: nan, fastShare: nan, bulkGbps: nan, retrans: nan, connPerS: nan}
+	log.Info("bench: configuring")
+	nm, err := setupMode(ctx, log, t, m, bpffs, dir)
+	if err != nil {
+		return s, err
+	}
+	defer func() {
+		if terr := nm.teardown(context.WithoutCancel(ctx)); terr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
+		}
+	}()
+	// Resolve the neighbours both ways before any flow is offloaded.
+	if err := t.resolveNeighbours(ctx); err != nil {
+		return s, err
+	}
+
+	var offloaded func() (int, error)
+	if m == ModeFastpath {
+		offloaded = nm.offloaded
+	}
+	log.Info("bench: warming up flows", "flows", opts.Flows)
+	if err := tr.warmUp(ctx, offloaded); err != nil {
+		return s, err
+	}
+	var before bpf.Counters
+	if nm.fp != nil {
+		if before, err = nm.fp.Objects().Counters(); err != nil {
+			return s, err
+		}
+	}
+	ps, err := tr.measure(ctx, opts.PPSDuration)
+	if err != nil {
+		return s, err
+	}
+	s.pps, s.offered = ps.pps(), ps.offered()
+	log.Info("bench: udp", "pps", int(s.pps), "offered_pps", int(s.offered))
+	if ps.untranslated > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("%d datagrams arrived untranslated", ps.untranslated))
+	}
+	if nm.fp != nil && ps.arrived > 0 {
+		after, err := nm.fp.Objects().Counters()
+		if err != nil {
+			return s, err
+		}
+		s.fastShare = 100 * float64(after.Hits-before.Hits) / float64(ps.arrived)
+	}
+
+	if opts.SkipTCP {
+		return s, nil
+	}
+	bps, retrans, err := tcpBulk(ctx, t, opts.Iperf3, opts.TCPDuration)
+	if err != nil {
+		s.notes = append(s.notes, fmt.Sprintf("tcp bulk: %v", err))
+	} else {
+		s.bulkGbps, s.retrans = bps/1e9, float64(retrans)
+		log.Info("bench: iperf3", "gbps", s.bulkGbps, "retransmits", retrans)
+	}
+	cr, err := connRate(ctx, t, opts.ConnWorkers, opts.ConnDuration)
+	if err != nil {
+		s.notes = append(s.notes, fmt.Sprintf("connection rate: %v", err))
+	} else {
+		s.connPerS = cr.perSecond()
+		log.Info("bench: short connections", "per_s", int(s.connPerS), "failed", cr.failed)
+		if cr.failed > 0 {
+			s.notes = append(s.notes, fmt.Sprintf("%d of %d short connections failed", cr.failed, cr.ok+cr.failed))
+		}
+	}
+	return s, nil
+}
+
+// summarize puts the medians of a mode's samples in the report, and the
+// spread of the packet rate in a note.
+func summarize(rep *Report, m Mode, ss []modeSample) {
+	fields := []struct {
+		name string
+		get  func(modeSample) float64
+	}{
+		{MUDPPPS, func(s modeSample) float64 { return s.pps }},
+		{MUDPOffered, func(s modeSample) float64 { return s.offered }},
+		{MFastShare, func(s modeSample) float64 { return s.fastShare }},
+		{MTCPBulk, func(s modeSample) float64 { return s.bulkGbps }},
+		{MTCPRetrans, func(s modeSample) float64 { return s.retrans }},
+		{MConnRate, func(s modeSample) float64 { return s.connPerS }},
+	}
+	for _, f := range fields {
+		var vs []float64
+		for _, s := range ss {
+			if v := f.get(s); !math.IsNaN(v) {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) == 0 {
+			continue
+		}
+		slices.Sort(vs)
+		rep.set(f.name, m, vs[len(vs)/2])
+		if len(vs) > 1 && (f.name == MUDPPPS || f.name == MTCPBulk || f.name == MConnRate) {
+			rep.note(fmt.Sprintf("%s %s: %d samples from %s to %s", m, f.name, len(vs), fmtVal(&vs[0]), fmtVal(&vs[len(vs)-1])))
+		}
+	}
+}
+
+// runCosts measures the NAT program's cost next to the floor program and
+// with many flows in the map (fast path only).
+func runCosts(log *slog.Logger, opts Options, rep *Report) error {
+	floorProg, err := bpf.LoadFloorProgram()
+	if err != nil {
+		return fmt.Errorf("program costs: %w", err)
+	}
+	defer floorProg.Close()
+	log.Info("bench: program cost, one flow (BPF_PROG_TEST_RUN)")
+	one, err := measureSpray(1, 1, opts.CostRounds, floorProg)
+	if err != nil {
+		return err
+	}
+	if one.other > 0 {
+		return fmt.Errorf("program cost: %d of %d packets were not hits", one.other, one.other+one.hits)
+	}
+	rep.set(MProgHit, ModeFastpath, ns(one.raw))
+	rep.set(MProgFloor, ModeFastpath, ns(one.floor))
+	log.Info("bench: program cost", "nat_ns", ns(one.raw), "floor_ns", ns(one.floor))
+
+	for _, n := range opts.ScaleFlows {
+		log.Info("bench: fast path with many flows", "flows", n)
+		sc, err := measureSpray(n, 1, opts.CostRounds, floorProg)
+		if err != nil {
+			rep.note(err.Error())
+			continue
+		}
+		name := scaleName(n)
+		rep.set(name, ModeFastpath, ns(sc.net()))
+		rep.set(name+scaleRawInfix, ModeFastpath, ns(sc.raw))
+		if sc.other > 0 {
+			rep.note(fmt.Sprintf("%d flows: %d of %d packets were not hits (LRU evictions?)", n, sc.other, sc.other+sc.hits))
+		}
+		if n == slices.Max(opts.ScaleFlows) {
+			// Context for the memory-bound case: the same flows, each
+			// sending a burst of packets in a row as TCP windows and
+			// NAPI batches do.
+			b, err := measureSpray(n, scaleBurst, opts.CostRounds, floorProg)
+			if err != nil {
+				rep.note(err.Error())
+			} else {
+				rep.set(fmt.Sprintf("%s_burst%d", name, scaleBurst), ModeFastpath, ns(b.net()))
+			}
+			rep.set(MMemPerFlow, ModeFastpath, sc.bytesPerEntry())
+			rep.set(MMemPerConn, ModeFastpath, 2*sc.bytesPerEntry())
+			rep.note(fmt.Sprintf("flow map of %d entries: %d bytes of kernel memory (fdinfo memlock); a connection is two entries",
+				sc.maxEntries, sc.memlock))
+		}
+		log.Info("bench: scale", "flows", n, "net_ns", ns(sc.net()), "raw_ns", ns(sc.raw), "floor_ns", ns(sc.floor))
+	}
+	return nil
+}
+
+// scaleBurst is the packets per flow in a row of the burst figure.
+const scaleBurst = 8
+
+func scaleName(n int) string { return MScalePrefix + humanCount(n) }
+
+func humanCount(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+func ns(d time.Duration) float64 { return float64(d.Nanoseconds()) }

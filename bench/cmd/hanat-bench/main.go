@@ -1,0 +1,92 @@
+// Command hanat-bench runs hanat's benchmark (make bench, root): nftables
+// slow path, XDP fast path and an iptables-legacy MASQUERADE NAT side by
+// side in network namespaces it creates and removes. It prints a table;
+// with BENCH_JSON=PATH it also writes the figures as JSON.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanat/hanat/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "hanat-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var opts bench.Options
+	modes := flag.String("modes", "nftables,fastpath,iptables_legacy", "modes to measure, in order")
+	flag.IntVar(&opts.Flows, "flows", 1024, "UDP flows of the packet-rate test")
+	flag.DurationVar(&opts.PPSDuration, "pps-duration", 2*time.Second, "one packet-rate sample")
+	flag.IntVar(&opts.Rounds, "rounds", 3, "rounds over all modes, one sample of each figure per round (medians reported)")
+	flag.DurationVar(&opts.TCPDuration, "tcp-duration", 3*time.Second, "one iperf3 sample")
+	flag.DurationVar(&opts.ConnDuration, "conn-duration", 2*time.Second, "one short-connection sample")
+	flag.BoolVar(&opts.SkipTCP, "skip-tcp", false, "skip iperf3 and the connection rate")
+	scale := flag.String("scale-flows", "1000,100000,1000000", "flow-map sizes of the scale test")
+	timeout := flag.Duration("timeout", 10*time.Minute, "give up (and clean up) after this long")
+	verbose := flag.Bool("v", false, "debug logging")
+	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
+	flag.Parse()
+
+	for _, s := range strings.Split(*modes, ",") {
+		m, err := bench.ParseMode(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		opts.Modes = append(opts.Modes, m)
+	}
+	opts.ScaleFlows = []int{}
+	for _, s := range strings.Split(*scale, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+			return fmt.Errorf("-scale-flows: bad size %q", s)
+		}
+		opts.ScaleFlows = append(opts.ScaleFlows, n)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	rep, err := bench.Run(ctx, log, opts)
+	if rep != nil {
+		if werr := rep.WriteTable(os.Stdout); werr != nil {
+			return werr
+		}
+		if *jsonPath != "" {
+			f, ferr := os.Create(*jsonPath)
+			if ferr != nil {
+				return fmt.Errorf("BENCH_JSON: %w", ferr)
+			}
+			werr := rep.WriteJSON(f)
+			if cerr := f.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr != nil {
+				return fmt.Errorf("BENCH_JSON %s: %w", *jsonPath, werr)
+			}
+		}
+	}
+	return err
+}

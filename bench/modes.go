@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/datapath"
+)
+
+// Mode is one NAT configuration under test.
+type Mode string
+
+// The modes, in the order a run measures them. iptables-legacy comes last:
+// its nat table, once registered in the namespace, stays hooked in until
+// the namespace goes.
+const (
+	ModeNftables       Mode = "nftables"
+	ModeFastpath       Mode = "fastpath"
+	ModeIptablesLegacy Mode = "iptables_legacy"
+)
+
+// AllModes are the modes of a full run.
+var AllModes = []Mode{ModeNftables, ModeFastpath, ModeIptablesLegacy}
+
+// ParseMode accepts a mode name.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range AllModes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown mode %q (want nftables, fastpath or iptables_legacy)", s)
+}
+
+// natMode is a configured NAT in the topology's nat namespace.
+type natMode struct {
+	mode Mode
+	log  *slog.Logger
+	t    *topo
+
+	slow    *datapath.Slowpath
+	sysctls *datapath.Sysctls
+	fp      *datapath.Fastpath
+	pinPath string
+	eng     *conntrack.Offloader
+	engStop context.CancelFunc
+	engDone chan error
+	nl      *netlink.Handle
+}
+
+// hanatNAT is the slow path's configuration: the private subnet behind in0,
+// SNAT to the NAT's outside address on out0.
+func hanatNAT() datapath.NAT {
+	return datapath.NAT{
+		PrivateCIDRs: []netip.Prefix{privCIDR},
+		SNATAddrs:    []netip.Addr{natOut},
+		OutsideIface: natOutX,
+	}
+}
+
+// setupMode configures the NAT for m. bpffs is a directory on a bpffs for
+// the fast path's pins; stateDir a scratch directory.
+func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, stateDir string) (_ *natMode, err error) {
+	nm := &natMode{mode: m, log: log, t: t}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, nm.teardown(ctx))
+		}
+	}()
+	switch m {
+	case ModeNftables, ModeFastpath:
+		return nm, nm.setupHanat(ctx, m == ModeFastpath, bpffs, stateDir)
+	case ModeIptablesLegacy:
+		// fck-nat's setup: forwarding on, redirects off on the outside
+		// interface, one MASQUERADE rule, no filtering.
+		for _, args := range [][]string{
+			{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+			{"sysctl", "-q", "-w", "net.ipv4.conf." + natOutX + ".send_redirects=0"},
+			{"iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-o", natOutX, "-j", "MASQUERADE"},
+		} {
+			if _, err := t.nat.Run(ctx, args[0], args[1:]...); err != nil {
+				return nil, fmt.Errorf("mode %s: %w", m, err)
+			}
+		}
+		return nm, nil
+	}
+	return nil, fmt.Errorf("unknown mode %q", m)
+}
+
+func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir string) error {
+	nat := hanatNAT()
+	nm.slow = datapath.NewSlowpath(nm.log, nm.t.nat.FD())
+	if _, err := nm.slow.Apply(ctx, nat); err != nil {
+		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	// hanatd's sysctls, except nf_conntrack_max: it is global (read-only
+	// outside the initial namespace anyway) and this is not the host.
+	mem, err := datapath.MemTotalBytes()
+	if err != nil {
+		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	var want []datapath.Sysctl
+	for _, s := range datapath.DesiredSysctls(datapath.SysctlSettings{FastPath: fast}, mem, natOutX) {
+		if s.Key != "net.netfilter.nf_conntrack_max" {
+			want = append(want, s)
+		}
+	}
+	nm.sysctls = &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(stateDir, "sysctl-"+string(nm.mode)+".json")}
+	if err := nm.t.nat.Do(func() error {
+		_, err := nm.sysctls.Apply(ctx, want)
+		return err
+	}); err != nil {
+		return fmt.Errorf("mode %s: sysctls: %w", nm.mode, err)
+	}
+	if !fast {
+		return nil
+	}
+
+	nm.pinPath = filepath.Join(bpffs, "hanat")
+	fp, err := datapath.OpenFastpath(nm.log, datapath.FastpathOptions{Mode: datapath.XDPModeNative, PinPath: nm.pinPath})
+	if err != nil {
+		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	nm.fp = fp
+	var st datapath.FastpathState
+	if err := nm.t.nat.Do(func() error {
+		ifaces, err := datapath.FastpathInterfaces(nil, nat)
+		if err != nil {
+			return err
+		}
+		st = fp.Sync(ctx, ifaces)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("mode %s: attach: %w", nm.mode, err)
+	}
+	if st.Mode != datapath.XDPNative || len(st.Interfaces) != 2 {
+		return fmt.Errorf("mode %s: fast path is %q on %+v, want native on %s and %s", nm.mode, st.Mode, st.Interfaces, natIn, natOutX)
+	}
+	nm.nl, err = netlink.NewHandleAt(nm.t.nat.Handle())
+	if err != nil {
+		return fmt.Errorf("mode %s: netlink handle in %s: %w", nm.mode, nm.t.nat.Name, err)
+	}
+	eng, err := conntrack.NewOffloader(nm.log.With("component", "offload"), nm.t.nat.FD(), fp.Objects(),
+		pathResolver{datapath.NewPathResolver(nm.nl, fp.Attached)},
+		conntrack.OffloadConfig{
+			Filter:   conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.SNATAddrs},
+			MaxFlows: int(fp.Objects().MaxFlows() / 2),
+		})
+	if err != nil {
+		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	nm.eng, nm.engStop, nm.engDone = eng, stop, make(chan error, 1)
+	go func() { nm.engDone <- eng.Run(runCtx) }()
+	return nil
+}
+
+// offloaded reports the engine's offloaded connections (fast path only).
+func (nm *natMode) offloaded() (int, error) {
+	select {
+	case err := <-nm.engDone:
+		nm.engDone <- err
+		return 0, fmt.Errorf("offload engine stopped: %v", err)
+	default:
+	}
+	return nm.eng.Stats().Offloaded, nil
+}
+
+// teardown undoes the mode and flushes the NAT's conntrack table, so the
+// next mode starts from the same empty state.
+func (nm *natMode) teardown(ctx context.Context) error {
+	var errs []error
+	if nm.engStop != nil {
+		nm.engStop()
+		select {
+		case err := <-nm.engDone:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("offload engine: %w", err))
+			}
+		case <-time.After(10 * time.Second):
+			errs = append(errs, errors.New("offload engine did not stop within 10s"))
+		}
+		nm.engStop = nil
+	}
+	if nm.fp != nil {
+		if err := nm.fp.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		nm.fp = nil
+	}
+	if nm.pinPath != "" {
+		if _, err := datapath.RemoveFastpath(nm.log, nm.pinPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if nm.nl != nil {
+		nm.nl.Close()
+		nm.nl = nil
+	}
+	if nm.slow != nil {
+		if _, err := nm.slow.Remove(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		nm.slow = nil
+	}
+	if nm.sysctls != nil {
+		if err := nm.t.nat.Do(func() error {
+			_, err := nm.sysctls.Restore(ctx)
+			return err
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("restore sysctls: %w", err))
+		}
+		nm.sysctls = nil
+	}
+	if nm.mode == ModeIptablesLegacy {
+		if _, err := nm.t.nat.Run(ctx, "iptables-legacy", "-t", "nat", "-F", "POSTROUTING"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if out, err := nm.t.nat.Run(ctx, "conntrack", "-F"); err != nil && !strings.Contains(out, "flow entries have been deleted") {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// pathResolver adapts datapath's resolver to the engine's interface, as
+// hanatd does.
+type pathResolver struct{ r *datapath.PathResolver }
+
+func (p pathResolver) Resolve(ctx context.Context, src, dst netip.Addr) (conntrack.Path, error) {
+	path, err := p.r.Resolve(ctx, src, dst)
+	return conntrack.Path(path), err
+}

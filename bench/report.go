@@ -1,0 +1,231 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// Measurement is one row: a figure per mode, null where it does not apply
+// or was not measured.
+type Measurement struct {
+	Name  string            `json:"name"`
+	Unit  string            `json:"unit"`
+	Modes map[Mode]*float64 `json:"modes"`
+	Help  string            `json:"help,omitempty"`
+}
+
+// Target is one of issue 5's goals, evaluated on the measured figures.
+type Target struct {
+	Name  string   `json:"name"`
+	Want  string   `json:"want"`
+	Ratio *float64 `json:"ratio"` // nil when a figure is missing
+	Met   *bool    `json:"met"`
+}
+
+// Report is a run's result. Its JSON form is
+// {"measurements":[{"name","unit","modes":{"nftables","fastpath","iptables_legacy"}}...],"targets":[...],"notes":[...]}.
+type Report struct {
+	Measurements []*Measurement `json:"measurements"`
+	Targets      []Target       `json:"targets"`
+	Notes        []string       `json:"notes,omitempty"`
+}
+
+// rows are the measurements in report order with unit and help text.
+var rows = []struct{ name, unit, help string }{
+	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, 1024 flows (median sample)"},
+	{MUDPOffered, "pps", "frames/s the XDP live-frames generator offered meanwhile"},
+	{MFastShare, "%", "arrivals forwarded as XDP fast-path hits"},
+	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
+	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
+	{MConnRate, "conn/s", "short TCP connections (offload on with fastpath, off otherwise)"},
+	{MProgHit, "ns/pkt", "NAT program on a hit, one flow (BPF_PROG_TEST_RUN via the header-writing driver)"},
+	{MProgFloor, "ns/pkt", "floor: swap MACs + XDP_TX, same driver"},
+}
+
+func newReport() *Report {
+	r := &Report{}
+	for _, row := range rows {
+		r.row(row.name, row.unit, row.help)
+	}
+	return r
+}
+
+// row returns the measurement called name, adding it (with every mode
+// present and null) when it is new.
+func (r *Report) row(name, unit, help string) *Measurement {
+	for _, m := range r.Measurements {
+		if m.Name == name {
+			return m
+		}
+	}
+	m := &Measurement{Name: name, Unit: unit, Help: help, Modes: map[Mode]*float64{}}
+	for _, mode := range AllModes {
+		m.Modes[mode] = nil
+	}
+	r.Measurements = append(r.Measurements, m)
+	return m
+}
+
+// set records a figure; rows not declared in rows are added on first use
+// (the scale and memory figures).
+func (r *Report) set(name string, mode Mode, v float64) {
+	unit, help := "ns/pkt", ""
+	switch {
+	case name == MMemPerFlow:
+		unit, help = "bytes", "flow map kernel memory per entry (one direction)"
+	case name == MMemPerConn:
+		unit, help = "bytes", "two entries"
+	case strings.HasPrefix(name, MScalePrefix) && strings.Contains(name, "_burst"):
+		unit, help = "ns/pkt", "same flows, 8 packets per flow in a row (context, not a target)"
+	case strings.HasPrefix(name, MScalePrefix) && strings.HasSuffix(name, scaleRawInfix):
+		unit, help = "ns/pkt", "same, driver included"
+	case strings.HasPrefix(name, MScalePrefix):
+		unit, help = "ns/pkt", "NAT program's own cost, traffic spread over all flows (driver+floor subtracted)"
+	}
+	m := r.row(name, unit, help)
+	m.Modes[mode] = &v
+	r.evalTargets()
+}
+
+func (r *Report) note(s string) { r.Notes = append(r.Notes, s) }
+
+// Get returns a figure, if measured.
+func (r *Report) Get(name string, mode Mode) (float64, bool) {
+	for _, m := range r.Measurements {
+		if m.Name == name && m.Modes[mode] != nil {
+			return *m.Modes[mode], true
+		}
+	}
+	return 0, false
+}
+
+// evalTargets recomputes issue 5's targets from the figures.
+func (r *Report) evalTargets() {
+	ratio := func(an string, am Mode, bn string, bm Mode) *float64 {
+		x, ok1 := r.Get(an, am)
+		y, ok2 := r.Get(bn, bm)
+		if !ok1 || !ok2 || y == 0 {
+			return nil
+		}
+		v := x / y
+		return &v
+	}
+	type tgt struct {
+		name, want string
+		r          *float64
+		atLeast    bool
+		bound      float64
+	}
+	scaleLo, scaleHi := r.scaleBounds()
+	ts := []tgt{
+		{"fastpath/nftables small-packet pps", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
+		{"NAT program / XDP_TX floor", "<= 1.5", ratio(MProgHit, ModeFastpath, MProgFloor, ModeFastpath), false, 1.5},
+		{"fast path cost " + scaleHi + " / " + scaleLo + " flows", "<= 1.2", ratio(MScalePrefix+scaleHi, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath), false, 1.2},
+		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},
+		{"new conn/s offload on/off", ">= 0.95", ratio(MConnRate, ModeFastpath, MConnRate, ModeNftables), true, 0.95},
+	}
+	r.Targets = r.Targets[:0]
+	for _, t := range ts {
+		out := Target{Name: t.name, Want: t.want, Ratio: t.r}
+		if t.r != nil {
+			met := *t.r <= t.bound
+			if t.atLeast {
+				met = *t.r >= t.bound
+			}
+			out.Met = &met
+		}
+		r.Targets = append(r.Targets, out)
+	}
+}
+
+// scaleBounds names the smallest and largest scale figures present.
+func (r *Report) scaleBounds() (lo, hi string) {
+	var names []string
+	for _, m := range r.Measurements {
+		if strings.HasPrefix(m.Name, MScalePrefix) && !strings.HasSuffix(m.Name, scaleRawInfix) && !strings.Contains(m.Name, "_burst") {
+			names = append(names, strings.TrimPrefix(m.Name, MScalePrefix))
+		}
+	}
+	if len(names) == 0 {
+		return "1k", "1M"
+	}
+	return names[0], names[len(names)-1]
+}
+
+// WriteJSON writes the report as JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	r.evalTargets()
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("bench report JSON: %w", err)
+	}
+	return nil
+}
+
+// WriteTable prints the figures with the fastpath/nftables and
+// iptables_legacy/nftables ratios, then the targets and notes.
+func (r *Report) WriteTable(w io.Writer) error {
+	r.evalTargets()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measurement\tunit\tnftables\tfastpath\tiptables_legacy\tfast/nft\tipt/nft\t")
+	for _, m := range r.Measurements {
+		nft, fast, ipt := m.Modes[ModeNftables], m.Modes[ModeFastpath], m.Modes[ModeIptablesLegacy]
+		if nft == nil && fast == nil && ipt == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Name, m.Unit,
+			fmtVal(nft), fmtVal(fast), fmtVal(ipt), fmtRatio(fast, nft), fmtRatio(ipt, nft))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "targets (issue 5):")
+	for _, t := range r.Targets {
+		state := "not measured"
+		if t.Met != nil {
+			state = "MISSED"
+			if *t.Met {
+				state = "met"
+			}
+			state = fmt.Sprintf("%.2f  %s", *t.Ratio, state)
+		}
+		fmt.Fprintf(w, "  %-42s want %-7s got %s\n", t.Name, t.Want, state)
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "notes:")
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
+	}
+	return nil
+}
+
+func fmtVal(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	x := *v
+	switch a := math.Abs(x); {
+	case a >= 1e6:
+		return fmt.Sprintf("%.3fM", x/1e6)
+	case a >= 1e4:
+		return fmt.Sprintf("%.1fk", x/1e3)
+	case a >= 100 || x == math.Trunc(x):
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func fmtRatio(a, b *float64) string {
+	if a == nil || b == nil || *b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *a / *b)
+}

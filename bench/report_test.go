@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestReportJSONHasEveryModeKey(t *testing.T) {
+	r := newReport()
+	r.set(MUDPPPS, ModeNftables, 400_000)
+	r.set(MUDPPPS, ModeFastpath, 2_400_000)
+	r.set(MProgHit, ModeFastpath, 60)
+	r.set(MProgFloor, ModeFastpath, 40)
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Measurements []struct {
+			Name  string              `json:"name"`
+			Unit  string              `json:"unit"`
+			Modes map[string]*float64 `json:"modes"`
+		} `json:"measurements"`
+		Targets []Target `json:"targets"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, buf.String())
+	}
+	if len(doc.Measurements) == 0 {
+		t.Fatal("no measurements")
+	}
+	for _, m := range doc.Measurements {
+		if m.Name == "" || m.Unit == "" {
+			t.Errorf("measurement without name or unit: %+v", m)
+		}
+		for _, mode := range []string{"nftables", "fastpath", "iptables_legacy"} {
+			if _, ok := m.Modes[mode]; !ok {
+				t.Errorf("%s: modes has no %q key (want a value or null)", m.Name, mode)
+			}
+		}
+	}
+	pps := doc.Measurements[0]
+	if pps.Name != MUDPPPS || pps.Modes["fastpath"] == nil || *pps.Modes["fastpath"] != 2_400_000 || pps.Modes["iptables_legacy"] != nil {
+		t.Errorf("first measurement %+v", pps)
+	}
+	got := map[string]Target{}
+	for _, tg := range doc.Targets {
+		got[tg.Name] = tg
+	}
+	if tg := got["fastpath/nftables small-packet pps"]; tg.Ratio == nil || *tg.Ratio != 6 || tg.Met == nil || !*tg.Met {
+		t.Errorf("pps target %+v, want ratio 6 met", tg)
+	}
+	if tg := got["NAT program / XDP_TX floor"]; tg.Ratio == nil || *tg.Ratio != 1.5 || tg.Met == nil || !*tg.Met {
+		t.Errorf("program target %+v, want ratio 1.5 met (bound inclusive)", tg)
+	}
+	if tg := got["fastpath/nftables TCP bulk"]; tg.Ratio != nil || tg.Met != nil {
+		t.Errorf("unmeasured target %+v, want null ratio and met", tg)
+	}
+}
+
+func TestReportTable(t *testing.T) {
+	r := newReport()
+	r.set(MConnRate, ModeNftables, 4000)
+	r.set(MConnRate, ModeFastpath, 3000)
+	r.set(MConnRate, ModeIptablesLegacy, 4400)
+	r.set(scaleName(1000), ModeFastpath, 80)
+	r.set(scaleName(1_000_000), ModeFastpath, 400)
+	r.note("a note")
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"tcp_new_conn_per_s", "0.75x", "1.10x",
+		"new conn/s offload on/off", "0.75  MISSED",
+		"fast path cost 1M / 1k flows", "5.00  MISSED",
+		"fastpath/nftables small-packet pps", "not measured",
+		"- a note",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, MTCPBulk) {
+		t.Errorf("table shows a row with no figures:\n%s", out)
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, m := range AllModes {
+		if got, err := ParseMode(string(m)); err != nil || got != m {
+			t.Errorf("ParseMode(%q) = %q, %v", m, got, err)
+		}
+	}
+	if _, err := ParseMode("nft"); err == nil {
+		t.Error("ParseMode accepted an unknown mode")
+	}
+}
+
+func TestCoprimeStrideVisitsEveryFlow(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 1000, 1024, 4096, 100_000} {
+		s := coprimeStride(n)
+		if s < 1 || (n > 1 && s >= n) {
+			t.Fatalf("n=%d: stride %d out of range", n, s)
+		}
+		seen := make([]bool, n)
+		f := 0
+		for i := 0; i < n; i++ {
+			if seen[f] {
+				t.Fatalf("n=%d stride %d: flow %d visited twice within %d steps", n, s, f, i)
+			}
+			seen[f] = true
+			// The spray program's step.
+			f += s
+			if f >= n {
+				f -= n
+			}
+		}
+	}
+}
+
+func TestIPv4Checksum(t *testing.T) {
+	// RFC 1071 style check: the header with its checksum sums to 0xffff.
+	src, dst := netip.MustParseAddr("10.0.11.10"), netip.MustParseAddr("198.51.100.100")
+	c := ipv4Checksum(src, dst, 46, 64, 17)
+	h := []byte{0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, byte(c >> 8), byte(c), 10, 0, 11, 10, 198, 51, 100, 100}
+	if s := onesSum(h); s != 0xffff {
+		t.Fatalf("header with checksum %#04x sums to %#04x, want 0xffff", c, s)
+	}
+}
+
+func TestHumanCount(t *testing.T) {
+	for n, want := range map[int]string{1000: "1k", 100_000: "100k", 1_000_000: "1M", 1500: "1500", 2_000_000: "2M"} {
+		if got := humanCount(n); got != want {
+			t.Errorf("humanCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/hanat/hanat/internal/netns"
+)
+
+// Addresses of the benchmark topology (TEST-NET and 10.0.0.0/16, inside
+// namespaces the benchmark creates).
+var (
+	privAddr  = netip.MustParseAddr("10.0.11.10")
+	natInAddr = netip.MustParseAddr("10.0.11.1")
+	natOut    = netip.MustParseAddr("198.51.100.2")
+	inetAddr  = netip.MustParseAddr("198.51.100.100")
+	privCIDR  = netip.MustParsePrefix("10.0.11.0/24")
+)
+
+// Interface names inside the namespaces.
+const (
+	natIn   = "in0"
+	natOutX = "out0"
+	hostDev = "eth0" // the veth of priv and of inet
+)
+
+// topo is the three namespaces and their veths.
+type topo struct {
+	priv, nat, inet *netns.NS
+
+	privMAC, natInMAC   net.HardwareAddr
+	privIfindex         int // priv's eth0
+	inetIfindex         int // inet's eth0
+	natInIdx, natOutIdx int
+}
+
+// newTopo builds the topology. On error everything created so far is
+// removed; otherwise the caller calls close.
+func newTopo(ctx context.Context) (_ *topo, err error) {
+	t := &topo{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, t.close())
+		}
+	}()
+	for _, p := range []struct {
+		ns   **netns.NS
+		role string
+	}{{&t.priv, "p"}, {&t.nat, "n"}, {&t.inet, "i"}} {
+		ns, err := netns.Create(netns.UniqueName("hnt-bench" + p.role + "-"))
+		if err != nil {
+			return nil, fmt.Errorf("bench topology: %w", err)
+		}
+		*p.ns = ns
+	}
+	if err := t.link(natIn, netip.PrefixFrom(natInAddr, 24), t.priv, netip.PrefixFrom(privAddr, 24), natInAddr); err != nil {
+		return nil, err
+	}
+	if err := t.link(natOutX, netip.PrefixFrom(natOut, 24), t.inet, netip.PrefixFrom(inetAddr, 24), netip.Addr{}); err != nil {
+		return nil, err
+	}
+	cmds := []struct {
+		ns   *netns.NS
+		args []string
+	}{
+		// The NAT's default route points at the internet host (its IGW).
+		{t.nat, []string{"ip", "route", "add", "default", "via", inetAddr.String(), "dev", natOutX}},
+		// Local sockets on veth send partial checksums, which an XDP
+		// rewrite cannot complete: the hosts compute them in software.
+		// GRO on gives each veth NAPI, which it needs to receive XDP
+		// frames (XDP_TX from the generator, redirects from the NAT).
+		{t.priv, []string{"ethtool", "-K", hostDev, "tx", "off", "gro", "on"}},
+		{t.inet, []string{"ethtool", "-K", hostDev, "tx", "off", "gro", "on"}},
+		{t.nat, []string{"ethtool", "-K", natIn, "gro", "on"}},
+		{t.nat, []string{"ethtool", "-K", natOutX, "gro", "on"}},
+	}
+	for _, c := range cmds {
+		if _, err := c.ns.Run(ctx, c.args[0], c.args[1:]...); err != nil {
+			return nil, fmt.Errorf("bench topology: %w", err)
+		}
+	}
+	if err := t.priv.Do(func() error {
+		l, err := netlink.LinkByName(hostDev)
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w", hostDev, t.priv.Name, err)
+		}
+		t.privMAC, t.privIfindex = l.Attrs().HardwareAddr, l.Attrs().Index
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := t.inet.Do(func() error {
+		l, err := netlink.LinkByName(hostDev)
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w", hostDev, t.inet.Name, err)
+		}
+		t.inetIfindex = l.Attrs().Index
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := t.nat.Do(func() error {
+		in, err := netlink.LinkByName(natIn)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", natIn, err)
+		}
+		out, err := netlink.LinkByName(natOutX)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", natOutX, err)
+		}
+		t.natInMAC, t.natInIdx, t.natOutIdx = in.Attrs().HardwareAddr, in.Attrs().Index, out.Attrs().Index
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// link creates a veth inside the NAT namespace with its peer (named eth0)
+// moved straight into peerNS: nothing appears in the host namespace.
+func (t *topo) link(local string, localAddr netip.Prefix, peerNS *netns.NS, peerAddr netip.Prefix, peerGW netip.Addr) error {
+	err := t.nat.Do(func() error {
+		v := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: local},
+			PeerName:      hostDev,
+			PeerNamespace: netlink.NsFd(peerNS.FD()),
+		}
+		if err := netlink.LinkAdd(v); err != nil {
+			return fmt.Errorf("add veth %s: %w", local, err)
+		}
+		return addrUp(local, localAddr)
+	})
+	if err != nil {
+		return fmt.Errorf("bench topology: %w", err)
+	}
+	err = peerNS.Do(func() error {
+		if err := addrUp(hostDev, peerAddr); err != nil {
+			return err
+		}
+		if !peerGW.IsValid() {
+			return nil
+		}
+		if err := netlink.RouteAdd(&netlink.Route{Gw: net.IP(peerGW.AsSlice())}); err != nil {
+			return fmt.Errorf("default route via %s: %w", peerGW, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench topology: configure %s: %w", peerNS.Name, err)
+	}
+	return nil
+}
+
+func addrUp(name string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("address %s on %s: %w", p, name, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("link %s up: %w", name, err)
+	}
+	return nil
+}
+
+// resolveNeighbours makes the NAT resolve both hosts' MAC addresses (a
+// datagram to the discard port of each, then a bounded wait for the
+// neighbour entries), so the fast path's path lookups succeed at once.
+func (t *topo) resolveNeighbours(ctx context.Context) error {
+	return t.nat.Do(func() error {
+		for _, h := range []struct {
+			dev  string
+			addr netip.Addr
+		}{{natIn, privAddr}, {natOutX, inetAddr}} {
+			c, err := net.Dial("udp4", netip.AddrPortFrom(h.addr, 9).String())
+			if err != nil {
+				return fmt.Errorf("resolve %s: %w", h.addr, err)
+			}
+			_, _ = c.Write([]byte{0})
+			_ = c.Close()
+			l, err := netlink.LinkByName(h.dev)
+			if err != nil {
+				return fmt.Errorf("link %s: %w", h.dev, err)
+			}
+			resolved := false
+			for i := 0; i < 100 && !resolved && ctx.Err() == nil; i++ {
+				neighs, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+				if err != nil {
+					return fmt.Errorf("neighbours of %s: %w", h.dev, err)
+				}
+				for _, n := range neighs {
+					if n.IP.Equal(net.IP(h.addr.AsSlice())) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0 {
+						resolved = true
+					}
+				}
+				if !resolved {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if !resolved {
+				return fmt.Errorf("neighbour %s on %s not resolved after 2s", h.addr, h.dev)
+			}
+		}
+		return nil
+	})
+}
+
+// close deletes the namespaces (and with them the veths, routes, rules and
+// conntrack entries inside).
+func (t *topo) close() error {
+	var errs []error
+	for _, ns := range []*netns.NS{t.priv, t.nat, t.inet} {
+		if ns != nil {
+			if err := ns.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("delete namespace %s: %w", ns.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,347 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// UDP flows of the packet-rate test: priv:genSportBase+i → inet:genDport.
+const (
+	genSportBase = 20000
+	genDport     = 9999
+	genFrameLen  = 60 // 64 bytes on the wire with the FCS
+	// genCall is the number of frames per BPF_PROG_RUN call while
+	// measuring; paceCall while warming up, one NAPI batch, so that no
+	// frame of the warm-up is lost to a full veth ring.
+	genCall  = 1 << 16
+	paceCall = 64
+)
+
+// xdpMd is struct xdp_md, the context of an XDP test run.
+type xdpMd struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// traffic is the packet generator on priv's veth and the counter on inet's.
+type traffic struct {
+	log   *slog.Logger
+	t     *topo
+	flows int
+
+	objs      BenchXDPObjects
+	countLink link.Link
+	reply     *net.UDPConn // inet's socket for the warm-up replies
+	frame     []byte
+}
+
+func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
+	if flows < 1 || flows > 65535-genSportBase {
+		return nil, fmt.Errorf("bench traffic: %d flows: want 1..%d", flows, 65535-genSportBase)
+	}
+	tr := &traffic{log: log, t: t, flows: flows, frame: make([]byte, genFrameLen)}
+	defer func() {
+		if err != nil {
+			tr.close()
+		}
+	}()
+	spec, err := LoadBenchXDP()
+	if err != nil {
+		return nil, fmt.Errorf("bench traffic: load spec: %w", err)
+	}
+	totLen := uint16(genFrameLen - 14)
+	ipCheck := ipv4Checksum(privAddr, inetAddr, totLen, 64, unix.IPPROTO_UDP)
+	set := map[string]any{
+		"gen_src_mac":    mac6(t.privMAC),
+		"gen_dst_mac":    mac6(t.natInMAC),
+		"gen_saddr":      privAddr.As4(),
+		"gen_daddr":      inetAddr.As4(),
+		"gen_sport_base": uint16(genSportBase),
+		"gen_dport":      be16(genDport),
+		"gen_flows":      uint32(flows),
+		"gen_ip_check":   be16(ipCheck),
+		"gen_tot_len":    be16(totLen),
+		"cnt_saddr":      natOut.As4(),
+		"cnt_dport":      be16(genDport),
+	}
+	if err := setVars(spec, set); err != nil {
+		return nil, fmt.Errorf("bench traffic: %w", err)
+	}
+	if err := spec.LoadAndAssign(&tr.objs, nil); err != nil {
+		return nil, fmt.Errorf("bench traffic: load programs: %w", err)
+	}
+	// Native mode: it gives inet's veth NAPI, needed to receive the NAT's
+	// XDP redirects, and counts frames before any skb is built.
+	if err := t.inet.Do(func() error {
+		l, err := link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchCount, Interface: t.inetIfindex, Flags: link.XDPDriverMode})
+		if err != nil {
+			return fmt.Errorf("attach counter to %s: %w", hostDev, err)
+		}
+		tr.countLink = l
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("bench traffic: %w", err)
+	}
+	if err := t.inet.Do(func() error {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(inetAddr, genDport)))
+		tr.reply = c
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("bench traffic: reply socket: %w", err)
+	}
+	return tr, nil
+}
+
+func (tr *traffic) close() {
+	if tr.reply != nil {
+		_ = tr.reply.Close()
+	}
+	if tr.countLink != nil {
+		_ = tr.countLink.Close()
+	}
+	_ = tr.objs.Close()
+}
+
+// send runs the generator in priv until n frames are sent or d has passed
+// (whichever first; n 0 means no count limit), perCall frames per
+// BPF_PROG_RUN call. It returns the frames sent and the time taken.
+func (tr *traffic) send(ctx context.Context, n uint64, d time.Duration, perCall uint32) (sent uint64, took time.Duration, err error) {
+	opts := &ebpf.RunOptions{
+		Data:    tr.frame,
+		Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+		Context: xdpMd{DataEnd: uint32(len(tr.frame)), IngressIfindex: uint32(tr.t.privIfindex)},
+	}
+	// The ingress ifindex is looked up in the calling thread's namespace.
+	err = tr.t.priv.Do(func() error {
+		start := time.Now()
+		defer func() { took = time.Since(start) }()
+		// Bounded: at most maxCalls calls, each of a bounded size.
+		maxCalls := 1 << 20
+		for i := 0; i < maxCalls; i++ {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if d > 0 && time.Since(start) >= d {
+				return nil
+			}
+			r := perCall
+			if n > 0 {
+				if sent >= n {
+					return nil
+				}
+				r = uint32(min(uint64(perCall), n-sent))
+			}
+			opts.Repeat = r
+			if _, err := tr.objs.BenchGen.Run(opts); err != nil {
+				return fmt.Errorf("generator BPF_PROG_RUN (live frames, %d frames): %w", r, err)
+			}
+			sent += uint64(r)
+			if perCall <= paceCall {
+				// Let the NAT drain its rings while warming up.
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		return fmt.Errorf("generator: %d calls without reaching the end", maxCalls)
+	})
+	return sent, took, err
+}
+
+// received sums the counter's per-CPU slots: datagrams that arrived
+// translated to the NAT's address, and those that arrived untranslated.
+func (tr *traffic) received() (translated, untranslated uint64, err error) {
+	for k, dst := range []*uint64{&translated, &untranslated} {
+		var per []uint64
+		if err := tr.objs.CntPackets.Lookup(uint32(k), &per); err != nil {
+			return 0, 0, fmt.Errorf("read arrival counter %d: %w", k, err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return translated, untranslated, nil
+}
+
+// resetFlow makes the generator start again at flow 0.
+func (tr *traffic) resetFlow() error {
+	if err := tr.objs.GenNext.Set(uint32(0)); err != nil {
+		return fmt.Errorf("reset generator: %w", err)
+	}
+	return nil
+}
+
+// sendReplies sends one datagram from inet back to every flow's translated
+// address (SNAT keeps the source port when it is free, as it is here after
+// a conntrack flush), so conntrack sees both directions.
+func (tr *traffic) sendReplies(ctx context.Context) error {
+	payload := make([]byte, genFrameLen-42)
+	for i := 0; i < tr.flows; i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		to := netip.AddrPortFrom(natOut, uint16(genSportBase+i))
+		if _, err := tr.reply.WriteToUDPAddrPort(payload, to); err != nil {
+			return fmt.Errorf("reply to %s: %w", to, err)
+		}
+		if i%32 == 31 {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	return nil
+}
+
+// warmUp makes every flow an ASSURED UDP stream in the NAT's conntrack:
+// one datagram per flow, a reply per flow, and more than two seconds later
+// (the kernel's UDP stream delay) another datagram per flow. Then, if
+// offloaded is not nil, it waits until that many flows are offloaded.
+func (tr *traffic) warmUp(ctx context.Context, offloaded func() (int, error)) error {
+	if err := tr.resetFlow(); err != nil {
+		return err
+	}
+	before, _, err := tr.received()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, _, err := tr.send(ctx, uint64(tr.flows), 0, paceCall); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	after, _, err := tr.received()
+	if err != nil {
+		return err
+	}
+	if got := after - before; got < uint64(tr.flows) {
+		tr.log.Warn("warm-up: not every first datagram arrived", "sent", tr.flows, "arrived", got)
+	}
+	if err := tr.sendReplies(ctx); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if wait := 2200*time.Millisecond - time.Since(start); wait > 0 {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+	if _, _, err := tr.send(ctx, uint64(tr.flows), 0, paceCall); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if offloaded == nil {
+		return nil
+	}
+	var n int
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
+		if n, err = offloaded(); err != nil {
+			return err
+		}
+		if n >= tr.flows {
+			return nil
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("warm-up: %d of %d flows offloaded after 15s", n, tr.flows)
+}
+
+// ppsSample is one packet-rate measurement.
+type ppsSample struct {
+	sent, arrived, untranslated uint64
+	took                        time.Duration
+}
+
+func (s ppsSample) pps() float64     { return float64(s.arrived) / s.took.Seconds() }
+func (s ppsSample) offered() float64 { return float64(s.sent) / s.took.Seconds() }
+
+// measure runs the generator flat out for d and counts arrivals.
+func (tr *traffic) measure(ctx context.Context, d time.Duration) (ppsSample, error) {
+	ok0, bad0, err := tr.received()
+	if err != nil {
+		return ppsSample{}, err
+	}
+	sent, took, err := tr.send(ctx, 0, d, genCall)
+	if err != nil {
+		return ppsSample{}, err
+	}
+	// Frames still in the veth rings are a few hundred at most.
+	time.Sleep(20 * time.Millisecond)
+	ok1, bad1, err := tr.received()
+	if err != nil {
+		return ppsSample{}, err
+	}
+	return ppsSample{sent: sent, arrived: ok1 - ok0, untranslated: bad1 - bad0, took: took}, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// setVars sets the named read-only globals of a spec.
+func setVars(spec *ebpf.CollectionSpec, vars map[string]any) error {
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("variable %q not in the BPF object", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// be16 is v as it lies in a packet (network byte order), as a byte array
+// so that the loader copies it verbatim.
+func be16(v uint16) [2]byte {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return b
+}
+
+func mac6(m net.HardwareAddr) [6]byte {
+	var b [6]byte
+	copy(b[:], m)
+	return b
+}
+
+// ipv4Checksum is the header checksum of an option-less IPv4 header with
+// id 0 and no fragmentation, in host order (write it big-endian).
+func ipv4Checksum(src, dst netip.Addr, totLen uint16, ttl, proto uint8) uint16 {
+	var h [20]byte
+	h[0] = 0x45
+	binary.BigEndian.PutUint16(h[2:], totLen)
+	h[8], h[9] = ttl, proto
+	s, d := src.As4(), dst.As4()
+	copy(h[12:], s[:])
+	copy(h[16:], d[:])
+	return ^onesSum(h[:])
+}
+
+// onesSum is the folded one's-complement sum of b's 16-bit words.
+func onesSum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}

@@ -1,0 +1,168 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * XDP programs of hanat's benchmark (not part of the NAT):
+ *
+ *  bench_gen    the traffic generator, run with BPF_PROG_RUN and
+ *               BPF_F_TEST_XDP_LIVE_FRAMES on the private host's veth: it
+ *               writes a whole Ethernet/IPv4/UDP header for the next of
+ *               gen_flows flows and returns XDP_TX, so the frame really leaves
+ *               through the veth into the NAT. Live-frame pages are recycled
+ *               after the receivers rewrote them in place (TTL, MACs, NAT),
+ *               so every header byte is written on every run.
+ *  bench_count  on the internet host's veth: counts the generator's UDP
+ *               datagrams (destination port cnt_dport) as they arrive after
+ *               NAT, as translated (source cnt_saddr) or not, and drops them;
+ *               everything else passes to the stack (iperf3, ARP, ...).
+ *  bench_spray  for BPF_PROG_TEST_RUN cost runs over many flows: writes the
+ *               header of flow i (i walks the spray_flows flows with a
+ *               stride, so consecutive flows are far-apart map entries;
+ *               spray_burst packets per flow) and tail-calls the program in
+ *               slot 0 of `target`: the NAT program, or the floor program to
+ *               measure the harness alone.
+ *
+ * Configuration is read-only data set by the loader; addresses and ports
+ * are in network byte order.
+ */
+#include "hanat_kernel.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define BPF_MAP_TYPE_PROG_ARRAY 3
+
+#define GEN_HDR_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
+
+volatile const __u8 gen_src_mac[ETH_ALEN];
+volatile const __u8 gen_dst_mac[ETH_ALEN];
+volatile const __be32 gen_saddr;
+volatile const __be32 gen_daddr;
+volatile const __u16 gen_sport_base; /* host order: flow i uses base + i */
+volatile const __be16 gen_dport;
+volatile const __u32 gen_flows = 1;
+volatile const __be16 gen_ip_check; /* constant: only the ports vary */
+volatile const __be16 gen_tot_len;  /* IPv4 total length */
+
+__u32 gen_next; /* next flow; one generator thread, so no atomics */
+
+static __always_inline void write_udp_header(struct ethhdr *eth, const volatile __u8 *dst_mac,
+					      const volatile __u8 *src_mac, __be32 saddr, __be32 daddr,
+					      __be16 sport, __be16 dport, __be16 tot_len, __be16 check)
+{
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *uh = (void *)(ip + 1);
+
+	/* Byte by byte through the volatile pointers: a memcpy from a const
+	 * global would be folded to its zero initial value. */
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++) {
+		eth->h_dest[i] = dst_mac[i];
+		eth->h_source[i] = src_mac[i];
+	}
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
+	ip->tos = 0;
+	ip->tot_len = tot_len;
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->check = check;
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	uh->source = sport;
+	uh->dest = dport;
+	uh->len = bpf_htons(bpf_ntohs(tot_len) - sizeof(struct iphdr));
+	uh->check = 0; /* IPv4 UDP without checksum: valid, and stays 0 through NAT */
+}
+
+SEC("xdp")
+int bench_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 f = gen_next;
+
+	if (data + GEN_HDR_LEN > data_end)
+		return XDP_ABORTED;
+	gen_next = f + 1 >= gen_flows ? 0 : f + 1;
+	write_udp_header(data, gen_dst_mac, gen_src_mac, gen_saddr, gen_daddr,
+			 bpf_htons((__u16)(gen_sport_base + f)), gen_dport, gen_tot_len, gen_ip_check);
+	return XDP_TX;
+}
+
+volatile const __be32 cnt_saddr;
+volatile const __be16 cnt_dport;
+
+enum { CNT_TRANSLATED = 0, CNT_UNTRANSLATED, CNT_MAX };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} cnt_packets SEC(".maps");
+
+SEC("xdp")
+int bench_count(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *uh = (void *)(ip + 1);
+	__u32 k;
+	__u64 *c;
+
+	if ((void *)(uh + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	    ip->ihl != 5 || ip->protocol != IPPROTO_UDP || uh->dest != cnt_dport)
+		return XDP_PASS;
+	k = ip->saddr == cnt_saddr ? CNT_TRANSLATED : CNT_UNTRANSLATED;
+	c = bpf_map_lookup_elem(&cnt_packets, &k);
+	if (c)
+		*c += 1;
+	return XDP_DROP;
+}
+
+volatile const __u32 spray_flows = 1;
+volatile const __u32 spray_stride = 1; /* coprime with spray_flows */
+volatile const __u32 spray_ports = 1;  /* flows per source address */
+volatile const __u32 spray_burst = 1;  /* packets per flow before the next */
+volatile const __u32 spray_saddr_base; /* host order */
+volatile const __u16 spray_sport_base; /* host order */
+volatile const __be32 spray_daddr;
+volatile const __be16 spray_dport;
+volatile const __u8 spray_src_mac[ETH_ALEN];
+volatile const __u8 spray_dst_mac[ETH_ALEN];
+
+__u32 spray_next;
+__u32 spray_sent; /* packets of the current flow so far */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} target SEC(".maps");
+
+SEC("xdp")
+int bench_spray(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 f = spray_next, n = f + spray_stride;
+
+	if (data + GEN_HDR_LEN > data_end)
+		return XDP_ABORTED;
+	if (++spray_sent >= spray_burst) {
+		spray_sent = 0;
+		spray_next = n >= spray_flows ? n - spray_flows : n;
+	}
+	write_udp_header(data, spray_dst_mac, spray_src_mac, bpf_htonl(spray_saddr_base + f / spray_ports),
+			 spray_daddr, bpf_htons((__u16)(spray_sport_base + f % spray_ports)), spray_dport,
+			 bpf_htons(46), 0);
+	bpf_tail_call(ctx, &target, 0);
+	return XDP_ABORTED; /* slot empty */
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";
