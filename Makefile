@@ -64,5 +64,14 @@ fuzz:
 		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME); \
 	done
 
+# The benchmark (root, a few minutes; not part of `make test`): hanat's
+# nftables slow path, the XDP fast path and an iptables-legacy MASQUERADE
+# NAT side by side in namespaces it creates. BENCH_JSON=path also writes
+# the figures as JSON; BENCH_ARGS passes flags (hanat-bench -h).
+bench:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/hanat-bench ./bench/cmd/hanat-bench
+	$(BIN)/hanat-bench -json "$(BENCH_JSON)" $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BIN)
