@@ -75,3 +75,9 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+# .deb and .rpm for amd64 and arm64 in packaging/dist (nfpm as a Go tool;
+# `make package VERSION=1.2.3` to set the version, ARCHES=arm64 for one).
+.PHONY: package
+package:
+	GO=$(GO) packaging/package.sh packaging/dist

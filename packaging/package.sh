@@ -61,7 +61,7 @@ for arch in $ARCHES; do
 			;;
 		*) echo "package.sh: unsupported format $format (deb, rpm)" >&2; exit 2 ;;
 		esac
-		GOARCH=$arch HANAT_VERSION=$VERSION HANAT_STAGE=$stage \
+		HANAT_ARCH=$arch HANAT_VERSION=$VERSION HANAT_STAGE=$stage \
 			"$GO" tool nfpm package --config packaging/nfpm.yaml \
 			--packager "$format" --target "$target" >&2
 		echo "$target"
