@@ -226,6 +226,10 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	if m == ModeFastpath {
 		offloaded = nm.offloaded
 	}
+	if err := tr.attachCounter(); err != nil {
+		return s, err
+	}
+	defer tr.detachCounter()
 	log.Info("bench: warming up flows", "flows", opts.Flows)
 	if err := tr.warmUp(ctx, offloaded); err != nil {
 		return s, err
@@ -256,6 +260,7 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	if opts.SkipTCP {
 		return s, nil
 	}
+	tr.detachCounter()
 	bps, retrans, err := tcpBulk(ctx, t, opts.Iperf3, opts.TCPDuration)
 	if err != nil {
 		s.notes = append(s.notes, fmt.Sprintf("tcp bulk: %v", err))

@@ -96,9 +96,12 @@ func tcpBulk(ctx context.Context, t *topo, bin string, d time.Duration) (bps flo
 	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	out, err := t.priv.Command(cctx, bin, args...).Output()
+	if ctx.Err() != nil {
+		return 0, 0, ctx.Err()
+	}
 	var r iperfResult
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return 0, 0, fmt.Errorf("iperf3 -c: %w (output not JSON: %v)", errors.Join(err, jerr), jerr)
+		return 0, 0, fmt.Errorf("iperf3 -c: %w", errors.Join(err, fmt.Errorf("output not JSON: %w", jerr)))
 	}
 	if r.Error != "" {
 		return 0, 0, fmt.Errorf("iperf3 -c: %s", r.Error)
@@ -206,6 +209,9 @@ func connRate(ctx context.Context, t *topo, workers int, d time.Duration) (connR
 	}
 	wg.Wait()
 	r := connResult{ok: ok.Load(), failed: failed.Load(), took: time.Since(start)}
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
 	if r.ok == 0 {
 		return r, fmt.Errorf("no short connection succeeded: %v", firstErr)
 	}

@@ -78,18 +78,6 @@ func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
 	if err := spec.LoadAndAssign(&tr.objs, nil); err != nil {
 		return nil, fmt.Errorf("bench traffic: load programs: %w", err)
 	}
-	// Native mode: it gives inet's veth NAPI, needed to receive the NAT's
-	// XDP redirects, and counts frames before any skb is built.
-	if err := t.inet.Do(func() error {
-		l, err := link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchCount, Interface: t.inetIfindex, Flags: link.XDPDriverMode})
-		if err != nil {
-			return fmt.Errorf("attach counter to %s: %w", hostDev, err)
-		}
-		tr.countLink = l
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("bench traffic: %w", err)
-	}
 	if err := t.inet.Do(func() error {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(inetAddr, genDport)))
 		tr.reply = c
@@ -104,10 +92,34 @@ func (tr *traffic) close() {
 	if tr.reply != nil {
 		_ = tr.reply.Close()
 	}
+	tr.detachCounter()
+	_ = tr.objs.Close()
+}
+
+// attachCounter puts the arrival counter on inet's veth, in native mode
+// (frames are counted before any skb is built). It stays there only for
+// the UDP tests: an XDP program on a veth makes its peer (the NAT's out0)
+// drop its GSO features and copies every skb it receives into a page,
+// costs a real internet host would not add to TCP tests.
+func (tr *traffic) attachCounter() error {
+	if tr.countLink != nil {
+		return nil
+	}
+	return tr.t.inet.Do(func() error {
+		l, err := link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchCount, Interface: tr.t.inetIfindex, Flags: link.XDPDriverMode})
+		if err != nil {
+			return fmt.Errorf("attach counter to %s in %s: %w", hostDev, tr.t.inet.Name, err)
+		}
+		tr.countLink = l
+		return nil
+	})
+}
+
+func (tr *traffic) detachCounter() {
 	if tr.countLink != nil {
 		_ = tr.countLink.Close()
+		tr.countLink = nil
 	}
-	_ = tr.objs.Close()
 }
 
 // send runs the generator in priv until n frames are sent or d has passed
