@@ -11,14 +11,15 @@
 # changes nothing.
 #
 # Environment:
-#   HANAT_EXTRA_PACKAGES  distribution packages to install first
-#                         (default "nftables conntrack"; "" for none, e.g.
-#                         offline)
+#   HANAT_EXTRA_PACKAGES  distribution packages to install first (default:
+#                         nftables and the conntrack CLI for operators, and
+#                         on Debian the AWS CLI the HA user-data uses to
+#                         fetch its key; Amazon Linux has it). "" for none,
+#                         e.g. offline.
 #   HANAT_CONNTRACK_HASHSIZE  nf_conntrack hash buckets (default 65536)
 set -eu
 
 pkg=${1:?usage: provision.sh PACKAGE (.deb or .rpm)}
-extras=${HANAT_EXTRA_PACKAGES-nftables conntrack}
 hashsize=${HANAT_CONNTRACK_HASHSIZE:-65536}
 
 [ "$(id -u)" = 0 ] || { echo "provision.sh: run as root" >&2; exit 1; }
@@ -32,6 +33,7 @@ echo "provision.sh: $PRETTY_NAME, $(uname -m), package $pkg"
 
 case "$pkg" in
 *.deb)
+	extras=${HANAT_EXTRA_PACKAGES-nftables conntrack awscli}
 	export DEBIAN_FRONTEND=noninteractive
 	if [ -n "$extras" ]; then
 		apt-get update
@@ -42,6 +44,7 @@ case "$pkg" in
 	dpkg -i --force-confold "$pkg"
 	;;
 *.rpm)
+	extras=${HANAT_EXTRA_PACKAGES-nftables conntrack-tools}
 	if [ -n "$extras" ]; then
 		# shellcheck disable=SC2086
 		dnf install -y $extras
