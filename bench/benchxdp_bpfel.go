@@ -16,59 +16,59 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	BenchXDPMapCntPackets     = "cnt_packets"
-	BenchXDPMapTarget         = "target"
-	BenchXDPProgBenchCount    = "bench_count"
-	BenchXDPProgBenchGen      = "bench_gen"
-	BenchXDPProgBenchSpray    = "bench_spray"
-	BenchXDPVarCntDport       = "cnt_dport"
-	BenchXDPVarCntSaddr       = "cnt_saddr"
-	BenchXDPVarGenDaddr       = "gen_daddr"
-	BenchXDPVarGenDport       = "gen_dport"
-	BenchXDPVarGenDstMac      = "gen_dst_mac"
-	BenchXDPVarGenFlows       = "gen_flows"
-	BenchXDPVarGenIpCheck     = "gen_ip_check"
-	BenchXDPVarGenNext        = "gen_next"
-	BenchXDPVarGenSaddr       = "gen_saddr"
-	BenchXDPVarGenSportBase   = "gen_sport_base"
-	BenchXDPVarGenSrcMac      = "gen_src_mac"
-	BenchXDPVarGenTotLen      = "gen_tot_len"
-	BenchXDPVarSprayBurst     = "spray_burst"
-	BenchXDPVarSprayDaddr     = "spray_daddr"
-	BenchXDPVarSprayDport     = "spray_dport"
-	BenchXDPVarSprayDstMac    = "spray_dst_mac"
-	BenchXDPVarSprayFlows     = "spray_flows"
-	BenchXDPVarSprayNext      = "spray_next"
-	BenchXDPVarSprayPorts     = "spray_ports"
-	BenchXDPVarSpraySaddrBase = "spray_saddr_base"
-	BenchXDPVarSpraySent      = "spray_sent"
-	BenchXDPVarSpraySportBase = "spray_sport_base"
-	BenchXDPVarSpraySrcMac    = "spray_src_mac"
-	BenchXDPVarSprayStride    = "spray_stride"
+	benchXDPMapCntPackets     = "cnt_packets"
+	benchXDPMapTarget         = "target"
+	benchXDPProgBenchCount    = "bench_count"
+	benchXDPProgBenchGen      = "bench_gen"
+	benchXDPProgBenchSpray    = "bench_spray"
+	benchXDPVarCntDport       = "cnt_dport"
+	benchXDPVarCntSaddr       = "cnt_saddr"
+	benchXDPVarGenDaddr       = "gen_daddr"
+	benchXDPVarGenDport       = "gen_dport"
+	benchXDPVarGenDstMac      = "gen_dst_mac"
+	benchXDPVarGenFlows       = "gen_flows"
+	benchXDPVarGenIpCheck     = "gen_ip_check"
+	benchXDPVarGenNext        = "gen_next"
+	benchXDPVarGenSaddr       = "gen_saddr"
+	benchXDPVarGenSportBase   = "gen_sport_base"
+	benchXDPVarGenSrcMac      = "gen_src_mac"
+	benchXDPVarGenTotLen      = "gen_tot_len"
+	benchXDPVarSprayBurst     = "spray_burst"
+	benchXDPVarSprayDaddr     = "spray_daddr"
+	benchXDPVarSprayDport     = "spray_dport"
+	benchXDPVarSprayDstMac    = "spray_dst_mac"
+	benchXDPVarSprayFlows     = "spray_flows"
+	benchXDPVarSprayNext      = "spray_next"
+	benchXDPVarSprayPorts     = "spray_ports"
+	benchXDPVarSpraySaddrBase = "spray_saddr_base"
+	benchXDPVarSpraySent      = "spray_sent"
+	benchXDPVarSpraySportBase = "spray_sport_base"
+	benchXDPVarSpraySrcMac    = "spray_src_mac"
+	benchXDPVarSprayStride    = "spray_stride"
 )
 
-// LoadBenchXDP returns the embedded CollectionSpec for BenchXDP.
-func LoadBenchXDP() (*ebpf.CollectionSpec, error) {
+// loadBenchXDP returns the embedded CollectionSpec for benchXDP.
+func loadBenchXDP() (*ebpf.CollectionSpec, error) {
 	reader := bytes.NewReader(_BenchXDPBytes)
 	spec, err := ebpf.LoadCollectionSpecFromReader(reader)
 	if err != nil {
-		return nil, fmt.Errorf("can't load BenchXDP: %w", err)
+		return nil, fmt.Errorf("can't load benchXDP: %w", err)
 	}
 
 	return spec, err
 }
 
-// LoadBenchXDPObjects loads BenchXDP and converts it into a struct.
+// loadBenchXDPObjects loads benchXDP and converts it into a struct.
 //
 // The following types are suitable as obj argument:
 //
-//	*BenchXDPObjects
-//	*BenchXDPPrograms
-//	*BenchXDPMaps
+//	*benchXDPObjects
+//	*benchXDPPrograms
+//	*benchXDPMaps
 //
 // See ebpf.CollectionSpec.LoadAndAssign documentation for details.
-func LoadBenchXDPObjects(obj any, opts *ebpf.CollectionOptions) error {
-	spec, err := LoadBenchXDP()
+func loadBenchXDPObjects(obj any, opts *ebpf.CollectionOptions) error {
+	spec, err := loadBenchXDP()
 	if err != nil {
 		return err
 	}
@@ -76,36 +76,36 @@ func LoadBenchXDPObjects(obj any, opts *ebpf.CollectionOptions) error {
 	return spec.LoadAndAssign(obj, opts)
 }
 
-// BenchXDPSpecs contains maps and programs before they are loaded into the kernel.
+// benchXDPSpecs contains maps and programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type BenchXDPSpecs struct {
-	BenchXDPProgramSpecs
-	BenchXDPMapSpecs
-	BenchXDPVariableSpecs
+type benchXDPSpecs struct {
+	benchXDPProgramSpecs
+	benchXDPMapSpecs
+	benchXDPVariableSpecs
 }
 
-// BenchXDPProgramSpecs contains programs before they are loaded into the kernel.
+// benchXDPProgramSpecs contains programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type BenchXDPProgramSpecs struct {
+type benchXDPProgramSpecs struct {
 	BenchCount *ebpf.ProgramSpec `ebpf:"bench_count"`
 	BenchGen   *ebpf.ProgramSpec `ebpf:"bench_gen"`
 	BenchSpray *ebpf.ProgramSpec `ebpf:"bench_spray"`
 }
 
-// BenchXDPMapSpecs contains maps before they are loaded into the kernel.
+// benchXDPMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type BenchXDPMapSpecs struct {
+type benchXDPMapSpecs struct {
 	CntPackets *ebpf.MapSpec `ebpf:"cnt_packets"`
 	Target     *ebpf.MapSpec `ebpf:"target"`
 }
 
-// BenchXDPVariableSpecs contains global variables before they are loaded into the kernel.
+// benchXDPVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type BenchXDPVariableSpecs struct {
+type benchXDPVariableSpecs struct {
 	CntDport       *ebpf.VariableSpec `ebpf:"cnt_dport"`
 	CntSaddr       *ebpf.VariableSpec `ebpf:"cnt_saddr"`
 	GenDaddr       *ebpf.VariableSpec `ebpf:"gen_daddr"`
@@ -132,41 +132,41 @@ type BenchXDPVariableSpecs struct {
 	SprayStride    *ebpf.VariableSpec `ebpf:"spray_stride"`
 }
 
-// BenchXDPObjects contains all objects after they have been loaded into the kernel.
+// benchXDPObjects contains all objects after they have been loaded into the kernel.
 //
-// It can be passed to LoadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
-type BenchXDPObjects struct {
-	BenchXDPPrograms
-	BenchXDPMaps
-	BenchXDPVariables
+// It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
+type benchXDPObjects struct {
+	benchXDPPrograms
+	benchXDPMaps
+	benchXDPVariables
 }
 
-func (o *BenchXDPObjects) Close() error {
+func (o *benchXDPObjects) Close() error {
 	return _BenchXDPClose(
-		&o.BenchXDPPrograms,
-		&o.BenchXDPMaps,
+		&o.benchXDPPrograms,
+		&o.benchXDPMaps,
 	)
 }
 
-// BenchXDPMaps contains all maps after they have been loaded into the kernel.
+// benchXDPMaps contains all maps after they have been loaded into the kernel.
 //
-// It can be passed to LoadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
-type BenchXDPMaps struct {
+// It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
+type benchXDPMaps struct {
 	CntPackets *ebpf.Map `ebpf:"cnt_packets"`
 	Target     *ebpf.Map `ebpf:"target"`
 }
 
-func (m *BenchXDPMaps) Close() error {
+func (m *benchXDPMaps) Close() error {
 	return _BenchXDPClose(
 		m.CntPackets,
 		m.Target,
 	)
 }
 
-// BenchXDPVariables contains all global variables after they have been loaded into the kernel.
+// benchXDPVariables contains all global variables after they have been loaded into the kernel.
 //
-// It can be passed to LoadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
-type BenchXDPVariables struct {
+// It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
+type benchXDPVariables struct {
 	CntDport       *ebpf.Variable `ebpf:"cnt_dport"`
 	CntSaddr       *ebpf.Variable `ebpf:"cnt_saddr"`
 	GenDaddr       *ebpf.Variable `ebpf:"gen_daddr"`
@@ -193,16 +193,16 @@ type BenchXDPVariables struct {
 	SprayStride    *ebpf.Variable `ebpf:"spray_stride"`
 }
 
-// BenchXDPPrograms contains all programs after they have been loaded into the kernel.
+// benchXDPPrograms contains all programs after they have been loaded into the kernel.
 //
-// It can be passed to LoadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
-type BenchXDPPrograms struct {
+// It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
+type benchXDPPrograms struct {
 	BenchCount *ebpf.Program `ebpf:"bench_count"`
 	BenchGen   *ebpf.Program `ebpf:"bench_gen"`
 	BenchSpray *ebpf.Program `ebpf:"bench_spray"`
 }
 
-func (p *BenchXDPPrograms) Close() error {
+func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
 		p.BenchGen,

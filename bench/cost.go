@@ -93,7 +93,7 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 		return sc, fmt.Errorf("spray %d: %w", n, err)
 	}
 
-	dspec, err := LoadBenchXDP()
+	dspec, err := loadBenchXDP()
 	if err != nil {
 		return sc, fmt.Errorf("spray %d: %w", n, err)
 	}

@@ -1,3 +1,3 @@
 package bench
 
-//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel BenchXDP xdp.c -- -I../bpf/include
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel benchXDP xdp.c -- -I../bpf/include

@@ -36,8 +36,7 @@ type Report struct {
 
 // rows are the measurements in report order with unit and help text.
 var rows = []struct{ name, unit, help string }{
-	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, 1024 flows (median sample)"},
-	{MUDPOffered, "pps", "frames/s the XDP live-frames generator offered meanwhile"},
+	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, over Options.Flows flows (default 1024)"},
 	{MFastShare, "%", "arrivals forwarded as XDP fast-path hits"},
 	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
 	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
@@ -178,8 +177,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if nft == nil && fast == nil && ipt == nil {
 			continue
 		}
+		fr, ir := fmtRatio(fast, nft), fmtRatio(ipt, nft)
+		if m.Name == MTCPRetrans { // counts, not rates: a ratio means nothing
+			fr, ir = "-", "-"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Name, m.Unit,
-			fmtVal(nft), fmtVal(fast), fmtVal(ipt), fmtRatio(fast, nft), fmtRatio(ipt, nft))
+			fmtVal(nft), fmtVal(fast), fmtVal(ipt), fr, ir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -37,7 +37,7 @@ type traffic struct {
 	t     *topo
 	flows int
 
-	objs      BenchXDPObjects
+	objs      benchXDPObjects
 	countLink link.Link
 	reply     *net.UDPConn // inet's socket for the warm-up replies
 	frame     []byte
@@ -53,7 +53,7 @@ func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
 			tr.close()
 		}
 	}()
-	spec, err := LoadBenchXDP()
+	spec, err := loadBenchXDP()
 	if err != nil {
 		return nil, fmt.Errorf("bench traffic: load spec: %w", err)
 	}
