@@ -42,6 +42,8 @@ type Config struct {
 	Fastpath Fastpath `yaml:"fastpath" json:"fastpath"`
 	// Cloud is the EC2 integration (IMDSv2 discovery, EC2 API).
 	Cloud Cloud `yaml:"cloud" json:"cloud"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics" json:"metrics"`
 	// Admin is the admin unix socket.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// Log is the daemon's logging.
@@ -97,6 +99,13 @@ type Sysctl struct {
 	UDPTimeout Duration `yaml:"udp_timeout" json:"udp_timeout"`
 	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (default 120s; 1s..1d).
 	UDPStreamTimeout Duration `yaml:"udp_stream_timeout" json:"udp_stream_timeout"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the HTTP address of /metrics (default 127.0.0.1:9469,
+	// loopback only); "" turns the endpoint off.
+	Listen string `yaml:"listen" json:"listen"`
 }
 
 // Cloud configures the EC2 integration.
@@ -177,6 +186,7 @@ func Default() *Config {
 		HostInput: HostInput{Filter: true, TCPPorts: []uint16{22}},
 		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto},
 		Cloud:     Cloud{Discover: true, ManageSourceDestCheck: true},
+		Metrics:   Metrics{Listen: "127.0.0.1:9469"},
 		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
 		Log:       Log{Level: "info", Format: "text"},
 		StateDir:  "/var/lib/hanat",
@@ -220,6 +230,7 @@ func (c *Config) Equal(o *Config) bool {
 		slices.Equal(c.HostInput.UDPPorts, o.HostInput.UDPPorts) &&
 		c.Fastpath == o.Fastpath &&
 		c.Cloud == o.Cloud &&
+		c.Metrics == o.Metrics &&
 		c.Admin == o.Admin &&
 		c.Log == o.Log &&
 		c.StateDir == o.StateDir

@@ -400,6 +400,7 @@ state_dir: /srv/hanat
 			UDPTimeout:            Duration{45 * time.Second},
 			UDPStreamTimeout:      Duration{24 * time.Hour},
 		},
+		Metrics:   Metrics{Listen: "127.0.0.1:9469"},
 		Cloud:     Cloud{IMDSEndpoint: "http://127.0.0.1:1338", EC2Endpoint: "https://ec2.example.test"},
 		HostInput: HostInput{Filter: false, TCPPorts: []uint16{2200}, UDPPorts: []uint16{51821}},
 		Fastpath:  Fastpath{Enabled: false, Mode: "generic"},
@@ -776,6 +777,7 @@ func TestHostInput(t *testing.T) {
 		{"host_input:\n  udp_ports: [0]\n", `h.yaml:2: host_input.udp_ports[0]: "0"`},
 		{"host_input:\n  udp_ports: [65536]\n", `h.yaml:2: host_input.udp_ports[0]: "65536"`},
 		{"host_input:\n  filtr: true\n", `h.yaml:2: host_input.filtr`},
+		{"metrics:\n  listen: nohost\n", `h.yaml:2: metrics.listen: "nohost": want host:port`},
 		{"cloud:\n  ec2_endpoint: ftp://x\n", `h.yaml:2: cloud.ec2_endpoint: "ftp://x": must be an http:// or https:// URL`},
 	} {
 		_, err := Parse("h.yaml", []byte(tc.in))

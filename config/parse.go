@@ -757,6 +757,11 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 				"format": d.str(&c.Log.Format),
 			})
 		},
+		"metrics": func(path string, v *yaml.Node) {
+			d.mapping(path, v, map[string]field{
+				"listen": d.str(&c.Metrics.Listen),
+			})
+		},
 		"cloud": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
 				"discover":                 d.boolean(&c.Cloud.Discover),

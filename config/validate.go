@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -90,6 +91,14 @@ func validate(c *Config, d *decoder) {
 	} {
 		if msg := checkEndpoint(e.val); msg != "" {
 			k.report(e.key, e.val, "%s", msg)
+		}
+	}
+
+	if l := c.Metrics.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil {
+			k.report("metrics.listen", l, "want host:port (e.g. 127.0.0.1:9469): %v", err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			k.report("metrics.listen", l, "%s", msgPortRange)
 		}
 	}
 

@@ -21,6 +21,7 @@ import (
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/metrics"
 )
 
 // reconcileInterval bounds how long the datapath can drift (a table deleted
@@ -118,6 +119,23 @@ func (d *daemon) Run(ctx context.Context) error {
 		Version:    version,
 	})
 	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Metrics.Listen != "" {
+		exp, err := metrics.New(d.log.With("component", "metrics"), metrics.Options{
+			Listen:  cfg.Metrics.Listen,
+			Source:  (&backend{d: d}).metricsSource,
+			Version: version,
+		})
+		if err != nil {
+			return fmt.Errorf("metrics %s: %w", cfg.Metrics.Listen, err)
+		}
+		g.Go(func() error {
+			// A metrics port taken by someone else must not stop the NAT.
+			if err := exp.Run(gctx); err != nil && gctx.Err() == nil {
+				d.log.Error("metrics endpoint stopped; NAT keeps running", "listen", cfg.Metrics.Listen, "err", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Run(gctx); err != nil {
 			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)

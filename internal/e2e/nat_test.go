@@ -274,6 +274,22 @@ state_dir: %s
 			t.Errorf("drop_unsolicited counter = %+v, want > 0 after dropped traffic (counters %+v)", c, st.Datapath.Counters)
 		}
 	})
+	t.Run("metrics", func(t *testing.T) {
+		body, err := httpGet(ctx, tp.nat, "http://127.0.0.1:9469/metrics")
+		if err != nil {
+			t.Fatalf("scrape the metrics endpoint on the NAT's loopback: %v", err)
+		}
+		for _, re := range []string{
+			`(?m)^hanat_up 1$`,
+			`(?m)^hanat_connection_attempts_total [1-9]`,
+			`(?m)^hanat_packets_dropped_total\{reason="unsolicited"\} [1-9]`,
+			`(?m)^hanat_active_connections \d`,
+		} {
+			if !regexp.MustCompile(re).MatchString(body) {
+				t.Errorf("metrics lack %s:\n%s", re, body)
+			}
+		}
+	})
 	t.Run("port_forward", func(t *testing.T) {
 		body, err := httpGet(ctx, tp.inet, "http://198.51.100.2:8080/")
 		if err != nil {
