@@ -152,6 +152,14 @@ func TestBootedDebian(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics endpoint on loopback", func(t *testing.T) {
+		// bash's /dev/tcp: the minimal root has no HTTP client.
+		out, err := c.exec("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9469 && printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && timeout 10 cat <&3`)
+		if err != nil || !strings.Contains(out, "200 OK") || !strings.Contains(out, "\nhanat_up 1") {
+			t.Errorf("scrape 127.0.0.1:9469/metrics in the container: %v\n%s", err, tail([]byte(out), 20))
+		}
+	})
+
 	t.Run("unprivileged user refused", func(t *testing.T) {
 		c.must("useradd --create-home hntuser && useradd --create-home --groups " + admin.DefaultGroup + " hntop")
 		out, err := c.exec("runuser", "-u", "hntuser", "--", "hanatctl", "status")
