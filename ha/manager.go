@@ -1,0 +1,632 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Cloud is what the HA loop needs from EC2. hanatd implements it over the
+// cloud package; tests use a fake.
+type Cloud interface {
+	// DefaultRoutes describes the tables and returns each one's 0.0.0.0/0
+	// (an Observation with an empty Target when it has none).
+	DefaultRoutes(ctx context.Context, tableIDs []string) (map[string]Observation, error)
+	// EnsureDefaultRoute points the table's 0.0.0.0/0 at eniID: CreateRoute
+	// when missing, ReplaceRoute when it points elsewhere, nothing else.
+	EnsureDefaultRoute(ctx context.Context, tableID, eniID string) (changed bool, err error)
+	// EIPENI returns the ENI an Elastic IP is associated with ("" none).
+	EIPENI(ctx context.Context, allocationID string) (string, error)
+	// AssociateEIP associates the Elastic IP with eniID's primary private
+	// IP, taking it from wherever it is (AllowReassociation).
+	AssociateEIP(ctx context.Context, allocationID, eniID string) error
+	// IsThrottled reports an error caused by API throttling.
+	IsThrottled(err error) bool
+}
+
+// EIPGroup is an Elastic IP that follows a group of route tables: it is
+// associated with the node that claims them, so clients keep one public
+// address across failover.
+type EIPGroup struct {
+	AllocationID string
+	RouteTables  []string
+}
+
+// Options configure a Manager.
+type Options struct {
+	// NodeID identifies this node (the instance id).
+	NodeID string
+	// ENI returns this node's ENI, "" while unknown.
+	ENI func() string
+	// Peer is the peer's heartbeat address; invalid: single instance.
+	Peer netip.AddrPort
+	// Listen is the local heartbeat address (0.0.0.0:port).
+	Listen netip.AddrPort
+	// Key is the shared HMAC key (required with a peer).
+	Key []byte
+	// Interval between heartbeats (default 200 ms); the peer is dead after
+	// DeadAfter missed ones (default 5).
+	Interval  time.Duration
+	DeadAfter int
+	// Preempt and HoldDown: see EngineConfig.
+	Preempt  bool
+	HoldDown time.Duration
+	// Home and Backup tables from the configuration.
+	Home, Backup []string
+	// Discover finds home tables (called until it succeeds, then every
+	// DiscoverInterval); peerENI is the peer's ENI when known. nil: only
+	// the configured tables.
+	Discover         func(ctx context.Context, eni, peerENI string) ([]string, error)
+	DiscoverInterval time.Duration
+	// EIPs follow their route tables (optional).
+	EIPs []EIPGroup
+	// Health checks this node; nil: always healthy.
+	Health         func(ctx context.Context) (bool, string)
+	HealthInterval time.Duration // default 1 s
+	// Resync is the period of DescribeRouteTables (default 1 s).
+	Resync time.Duration
+	// MaxClockSkew bounds a heartbeat's timestamp against the local clock
+	// (default 10 s).
+	MaxClockSkew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Manager runs the HA loop: heartbeats, health, and the level-triggered
+// reconcile of route tables against the Engine's claims.
+type Manager struct {
+	log   *slog.Logger
+	cloud Cloud
+	o     Options
+
+	kick    chan struct{}
+	sendNow chan struct{}
+
+	mu         sync.Mutex
+	eng        *Engine
+	recv       *Receiver
+	epoch      uint64
+	version    uint64 // engine claim set fingerprint last reconciled
+	lastObs    time.Time
+	sent       uint64
+	sendErrs   uint64
+	writes     uint64
+	writeErrs  uint64
+	eipMoves   uint64
+	lastErr    string
+	lastErrAt  time.Time
+	eips       map[string]string // allocation id → ENI it is on (last seen)
+	discovered bool
+}
+
+// New returns a Manager. It does no I/O.
+func New(log *slog.Logger, c Cloud, o Options) (*Manager, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Interval <= 0 {
+		o.Interval = 200 * time.Millisecond
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 5
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = time.Second
+	}
+	if o.Resync <= 0 {
+		o.Resync = time.Second
+	}
+	if o.DiscoverInterval <= 0 {
+		o.DiscoverInterval = 30 * time.Second
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = 10 * time.Second
+	}
+	if o.ENI == nil {
+		o.ENI = func() string { return "" }
+	}
+	if o.NodeID == "" {
+		return nil, errors.New("ha: node id is empty")
+	}
+	if err := checkID(o.NodeID); err != nil {
+		return nil, fmt.Errorf("ha: node id %q: %w", o.NodeID, err)
+	}
+	if o.Peer.IsValid() && len(o.Key) < MinKeyLen {
+		return nil, fmt.Errorf("ha: a peer needs a key of at least %d bytes", MinKeyLen)
+	}
+	for _, id := range slices.Concat(o.Home, o.Backup) {
+		if err := checkID(id); err != nil {
+			return nil, fmt.Errorf("ha: route table %q: %w", id, err)
+		}
+	}
+	now := o.Now()
+	m := &Manager{
+		log:     log,
+		cloud:   c,
+		o:       o,
+		kick:    make(chan struct{}, 1),
+		sendNow: make(chan struct{}, 1),
+		epoch:   uint64(now.UnixNano()),
+		eips:    map[string]string{},
+	}
+	m.eng = NewEngine(log, EngineConfig{
+		NodeID: o.NodeID, ENI: o.ENI(), Peer: o.Peer.IsValid(), Home: o.Home, Backup: o.Backup,
+		DeadAfter: time.Duration(o.DeadAfter) * o.Interval, Preempt: o.Preempt, HoldDown: o.HoldDown,
+	}, now)
+	m.recv = NewReceiver(o.Key, o.NodeID, o.MaxClockSkew)
+	return m, nil
+}
+
+// Run runs the loop until ctx is done.
+func (m *Manager) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	var conn *net.UDPConn
+	if m.o.Peer.IsValid() {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(m.o.Listen))
+		if err != nil {
+			return fmt.Errorf("ha: listen for heartbeats on %s: %w", m.o.Listen, err)
+		}
+		conn = c
+		g.Go(func() error {
+			<-ctx.Done()
+			conn.Close()
+			return nil
+		})
+		g.Go(func() error { m.receive(ctx, conn); return nil })
+		m.log.Info("HA pair: heartbeats", "peer", m.o.Peer, "listen", m.o.Listen, "interval", m.o.Interval,
+			"dead_after", time.Duration(m.o.DeadAfter)*m.o.Interval, "preempt", m.o.Preempt, "hold_down", m.o.HoldDown)
+	} else {
+		m.log.Info("HA: no peer configured; this node owns its home route tables alone")
+	}
+	g.Go(func() error { m.heartbeat(ctx, conn); return nil })
+	g.Go(func() error { m.health(ctx); return nil })
+	g.Go(func() error { m.reconcileLoop(ctx); return nil })
+	return g.Wait()
+}
+
+func (m *Manager) kickReconcile() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// changed is called with mu held after feeding the engine: a change of
+// claims or ENI kicks the reconciler.
+func (m *Manager) changed() {
+	if v := m.eng.fingerprint(); v != m.version {
+		m.version = v
+		m.kickReconcile()
+		select {
+		case m.sendNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
+	t := time.NewTicker(m.o.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.sendNow:
+		}
+		now := m.o.Now()
+		m.mu.Lock()
+		if eni := m.o.ENI(); eni != m.eng.ENI() {
+			m.eng.SetENI(eni)
+		}
+		m.eng.Tick(now)
+		m.changed()
+		var msg *Message
+		if conn != nil {
+			msg = m.eng.Outgoing(now, m.epoch, m.recv.Stats().LastSeq)
+		}
+		m.mu.Unlock()
+		if conn == nil {
+			continue
+		}
+		b, err := msg.Marshal(m.o.Key)
+		if err == nil {
+			_, err = conn.WriteToUDPAddrPort(b, m.o.Peer)
+		}
+		m.mu.Lock()
+		if err != nil {
+			m.sendErrs++
+			m.setErr(now, fmt.Sprintf("send heartbeat to %s: %v", m.o.Peer, err))
+		} else {
+			m.sent++
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *Manager) receive(ctx context.Context, conn *net.UDPConn) {
+	buf := make([]byte, MaxDatagram+1)
+	var lastLog time.Time
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("ha: read heartbeat", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		now := m.o.Now()
+		m.mu.Lock()
+		if from.Addr().Unmap() != m.o.Peer.Addr().Unmap() {
+			m.recv.Foreign()
+			m.mu.Unlock()
+			continue
+		}
+		msg, reason, derr := m.recv.Accept(buf[:n], now)
+		if msg != nil {
+			m.eng.OnHeartbeat(msg, now)
+			m.changed()
+		}
+		m.mu.Unlock()
+		if derr != nil && now.Sub(lastLog) > 5*time.Second {
+			lastLog = now
+			m.log.Warn("ha: heartbeat dropped", "reason", reason, "from", from, "err", derr)
+		}
+	}
+}
+
+func (m *Manager) health(ctx context.Context) {
+	if m.o.Health == nil {
+		return
+	}
+	t := time.NewTicker(m.o.HealthInterval)
+	defer t.Stop()
+	for {
+		ok, why := m.o.Health(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		now := m.o.Now()
+		m.mu.Lock()
+		m.eng.SetHealth(ok, why, now)
+		m.changed()
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(m.o.Resync)
+	defer t.Stop()
+	var lastDiscover time.Time
+	backoff := 200 * time.Millisecond
+	for {
+		full := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.kick:
+		case <-t.C:
+			full = true
+		}
+		now := m.o.Now()
+		if m.o.Discover != nil && (!m.discovered || now.Sub(lastDiscover) >= m.o.DiscoverInterval) {
+			m.discover(ctx)
+			lastDiscover = now
+		}
+		err := m.reconcile(ctx, full)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Retry soon: a write that failed (throttling, 5xx) is retried
+			// until the claim changes.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			m.kickReconcile()
+			continue
+		}
+		backoff = 200 * time.Millisecond
+	}
+}
+
+func (m *Manager) discover(ctx context.Context) {
+	m.mu.Lock()
+	eni := m.eng.ENI()
+	peerENI := ""
+	if p := m.eng.peer.msg; p != nil {
+		peerENI = p.ENI
+	}
+	m.mu.Unlock()
+	if eni == "" {
+		return
+	}
+	home, err := m.o.Discover(ctx, eni, peerENI)
+	now := m.o.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.setErr(now, "discover home route tables: "+err.Error())
+		m.log.Warn("ha: discover home route tables", "err", err)
+		return
+	}
+	var valid []string
+	for _, id := range home {
+		if checkID(id) == nil {
+			valid = append(valid, id)
+		}
+	}
+	before := len(m.eng.tables)
+	m.eng.AddTables(valid, nil)
+	if !m.discovered || len(m.eng.tables) != before {
+		m.log.Info("ha: home route tables", "tables", m.homeTables())
+	}
+	m.discovered = true
+	m.eng.Tick(now)
+	m.changed()
+}
+
+func (m *Manager) homeTables() []string {
+	var out []string
+	for _, t := range m.eng.sorted() {
+		if t.home {
+			out = append(out, t.id)
+		}
+	}
+	return out
+}
+
+// reconcile describes the tables (always when full, else only when the
+// last observation is older than Resync), feeds the observations to the
+// engine, and points the claimed tables that do not point here yet at
+// this node's ENI.
+func (m *Manager) reconcile(ctx context.Context, full bool) error {
+	m.mu.Lock()
+	ids := m.eng.Tables()
+	eni := m.eng.ENI()
+	stale := m.o.Now().Sub(m.lastObs) >= m.o.Resync
+	m.mu.Unlock()
+	if eni == "" || len(ids) == 0 {
+		return nil
+	}
+	var errs []error
+	if full || stale {
+		obs, err := m.cloud.DefaultRoutes(ctx, ids)
+		now := m.o.Now()
+		m.mu.Lock()
+		if err != nil {
+			m.setErr(now, "describe route tables: "+err.Error())
+			errs = append(errs, err)
+		} else {
+			m.lastObs = now
+			for _, id := range ids {
+				m.eng.Observe(id, obs[id], now)
+			}
+			m.changed()
+		}
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	writes := m.eng.ToWrite()
+	reasons := map[string]string{}
+	for _, id := range writes {
+		reasons[id] = m.eng.tables[id].last.Reason
+	}
+	m.mu.Unlock()
+
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, id := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			changed, err := m.cloud.EnsureDefaultRoute(ctx, id, eni)
+			now := m.o.Now()
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err != nil {
+				m.writeErrs++
+				m.setErr(now, fmt.Sprintf("point route table %s at %s: %v", id, eni, err))
+				m.log.Warn("ha: route table write failed; retrying", "route_table", id, "eni", eni, "throttled", m.cloud.IsThrottled(err), "err", err)
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+				return
+			}
+			if !m.eng.Claimed(id) {
+				return
+			}
+			m.eng.Wrote(id, now)
+			if changed {
+				m.writes++
+				m.eng.count("route_writes")
+				m.log.Info("route table now points at this node", "route_table", id, "eni", eni, "reason", reasons[id])
+			}
+			m.changed()
+		}()
+	}
+	wg.Wait()
+	if err := m.reconcileEIPs(ctx, eni, full); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileEIPs associates the EIP of each group this node claims with
+// its ENI. Claiming two groups, the first in configuration order wins
+// (the primary private IP carries one public IP).
+func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) error {
+	if len(m.o.EIPs) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	var want *EIPGroup
+	for i, g := range m.o.EIPs {
+		all := len(g.RouteTables) > 0
+		for _, id := range g.RouteTables {
+			if !m.eng.Claimed(id) {
+				all = false
+			}
+		}
+		if all {
+			want = &m.o.EIPs[i]
+			break
+		}
+	}
+	known, seen := "", false
+	if want != nil {
+		known, seen = m.eips[want.AllocationID]
+	}
+	m.mu.Unlock()
+	if want == nil || (seen && known == eni && !full) {
+		return nil
+	}
+	cur, err := m.cloud.EIPENI(ctx, want.AllocationID)
+	if err != nil {
+		m.mu.Lock()
+		m.setErr(m.o.Now(), "describe EIP "+want.AllocationID+": "+err.Error())
+		m.mu.Unlock()
+		return err
+	}
+	if cur != eni {
+		if err := m.cloud.AssociateEIP(ctx, want.AllocationID, eni); err != nil {
+			m.mu.Lock()
+			m.setErr(m.o.Now(), fmt.Sprintf("associate EIP %s with %s: %v", want.AllocationID, eni, err))
+			m.mu.Unlock()
+			m.log.Warn("ha: EIP association failed; retrying", "allocation_id", want.AllocationID, "eni", eni, "err", err)
+			return err
+		}
+		m.log.Info("EIP follows its route tables to this node", "allocation_id", want.AllocationID, "eni", eni,
+			"from", cur, "route_tables", want.RouteTables)
+		m.mu.Lock()
+		m.eipMoves++
+		m.eng.count("eip_associations")
+		m.mu.Unlock()
+		cur = eni
+	}
+	m.mu.Lock()
+	m.eips[want.AllocationID] = cur
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) setErr(now time.Time, s string) {
+	m.lastErr, m.lastErrAt = s, now
+}
+
+// Failover hands tables (all claimed ones when empty) to the healthy peer.
+func (m *Manager) Failover(tables []string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, err := m.eng.Failover(tables, m.o.Now(), "operator failover")
+	m.changed()
+	return out, err
+}
+
+// Takeover asks the peer for tables (all not claimed when empty).
+func (m *Manager) Takeover(tables []string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, err := m.eng.Takeover(tables, m.o.Now())
+	m.changed()
+	return out, err
+}
+
+// SetMaintenance turns maintenance on or off.
+func (m *Manager) SetMaintenance(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.eng.SetMaintenance(on, m.o.Now())
+	m.changed()
+}
+
+// Status is a snapshot of the HA loop.
+type Status struct {
+	EngineStatus
+	PeerAddr     string
+	Interval     time.Duration
+	DeadAfter    time.Duration
+	Preempt      bool
+	HoldDown     time.Duration
+	HeartbeatAge time.Duration // since the last accepted heartbeat; -1: none
+	Received     ReceiverStats
+	Sent         uint64
+	SendErrors   uint64
+	RouteWrites  uint64
+	WriteErrors  uint64
+	EIPMoves     uint64
+	LastError    string
+	LastErrorAt  time.Time
+	EIPs         []EIPStatus
+}
+
+// EIPStatus is one EIP group.
+type EIPStatus struct {
+	AllocationID string
+	RouteTables  []string
+	ENI          string // where it was last seen associated ("" unknown)
+}
+
+// Status returns a snapshot.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.o.Now()
+	s := Status{EngineStatus: m.eng.Status(now), Interval: m.o.Interval, DeadAfter: time.Duration(m.o.DeadAfter) * m.o.Interval,
+		Preempt: m.o.Preempt, HoldDown: m.o.HoldDown, HeartbeatAge: -1, Received: m.recv.Stats(), Sent: m.sent,
+		SendErrors: m.sendErrs, RouteWrites: m.writes, WriteErrors: m.writeErrs, EIPMoves: m.eipMoves,
+		LastError: m.lastErr, LastErrorAt: m.lastErrAt}
+	if m.o.Peer.IsValid() {
+		s.PeerAddr = m.o.Peer.String()
+	}
+	if !s.Peer.LastSeen.IsZero() {
+		s.HeartbeatAge = now.Sub(s.Peer.LastSeen)
+	}
+	for _, g := range m.o.EIPs {
+		s.EIPs = append(s.EIPs, EIPStatus{AllocationID: g.AllocationID, RouteTables: slices.Clone(g.RouteTables), ENI: m.eips[g.AllocationID]})
+	}
+	return s
+}
+
+// fingerprint summarises claims, offers, wants and the ENI: when it
+// changes the reconciler and the peer should hear about it at once.
+func (e *Engine) fingerprint() uint64 {
+	var b strings.Builder
+	b.WriteString(e.cfg.ENI)
+	for _, t := range e.sorted() {
+		fmt.Fprintf(&b, "|%s:%d:%t:%t", t.id, t.claim, !t.offeredAt.IsZero(), t.wantSeq != 0)
+	}
+	fmt.Fprintf(&b, "|%t|%t", e.healthy, e.maintenance)
+	var h uint64 = 1469598103934665603
+	for _, c := range []byte(b.String()) {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}

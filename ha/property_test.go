@@ -1,0 +1,377 @@
+package ha
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The property test runs two engines against a fake route-table store
+// with a fake clock: heartbeats every 200 ms (some lost), a reconcile
+// every 250 ms whose Describe and Replace calls fail or are throttled at
+// random, and random events (peer death and restart, partition, heal,
+// health, operator commands, maintenance). After every quiet period it
+// asserts the invariants:
+//
+//   - no table is claimed by both nodes once the reconcile settled;
+//   - every table has an owner (its route points at a live node that
+//     claims it) whenever one node is healthy;
+//   - a partition of the heartbeat link changes each table at most once.
+
+const (
+	simStep     = 50 * time.Millisecond
+	simInterval = 200 * time.Millisecond
+	simDead     = 5 * simInterval
+	simHold     = 3 * time.Second
+)
+
+type simRoute struct {
+	target    string
+	blackhole bool
+}
+
+type simCloud struct {
+	routes  map[string]simRoute
+	changes map[string]int // target changes since reset
+	fail    float64        // probability a call fails (error or throttle)
+	rnd     *rand.Rand
+}
+
+func (c *simCloud) call() bool { return c.rnd.Float64() >= c.fail }
+
+func (c *simCloud) set(id, eni string) {
+	r := c.routes[id]
+	if r.target != eni || r.blackhole {
+		c.changes[id]++
+	}
+	c.routes[id] = simRoute{target: eni}
+}
+
+type simNode struct {
+	name, eni string
+	home      []string
+	peerHome  []string
+	eng       *Engine
+	alive     bool
+	epoch     uint64
+	ackSeq    uint64 // last seq accepted from the peer
+	healthy   bool
+	nextHB    time.Time
+	nextRec   time.Time
+	inbox     []*Message
+}
+
+type sim struct {
+	t       *testing.T
+	rnd     *rand.Rand
+	now     time.Time
+	cloud   *simCloud
+	nodes   [2]*simNode
+	linkUp  bool
+	loss    float64
+	preempt bool
+	trace   []string
+}
+
+func newSim(t *testing.T, seed uint64) *sim {
+	rnd := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	s := &sim{t: t, rnd: rnd, now: time.Unix(1_700_000_000, 0), linkUp: true, preempt: rnd.IntN(4) != 0}
+	s.cloud = &simCloud{routes: map[string]simRoute{}, changes: map[string]int{}, rnd: rnd}
+	homeA := []string{"rtb-a1"}
+	homeC := []string{"rtb-c1"}
+	if rnd.IntN(2) == 0 {
+		homeA = append(homeA, "rtb-a2")
+	}
+	s.nodes[0] = &simNode{name: "i-a", eni: "eni-a", home: homeA, peerHome: homeC}
+	s.nodes[1] = &simNode{name: "i-c", eni: "eni-c", home: homeC, peerHome: homeA}
+	for _, n := range s.nodes {
+		for _, id := range n.home {
+			s.cloud.routes[id] = simRoute{target: n.eni}
+		}
+	}
+	for _, n := range s.nodes {
+		s.start(n)
+	}
+	return s
+}
+
+func (s *sim) logf(format string, args ...any) {
+	s.trace = append(s.trace, fmt.Sprintf("%6.2fs ", float64(s.now.UnixMilli()%1_000_000)/1000)+fmt.Sprintf(format, args...))
+	if len(s.trace) > 400 {
+		s.trace = s.trace[len(s.trace)-400:]
+	}
+}
+
+func (s *sim) start(n *simNode) {
+	// The peer's tables are configured (learning them from heartbeats is
+	// tested on its own: a node that never heard its peer cannot know them).
+	backup := n.peerHome
+	n.eng = NewEngine(nil, EngineConfig{NodeID: n.name, ENI: n.eni, Peer: true, Home: n.home, Backup: backup,
+		DeadAfter: simDead, Preempt: s.preempt, HoldDown: simHold, GiveTimeout: 5 * time.Second, OpTimeout: 5 * time.Second}, s.now)
+	n.alive, n.healthy, n.ackSeq, n.inbox = true, true, 0, nil
+	// As on EC2: routes to a stopped instance's ENI are blackholes until
+	// it runs again.
+	for id, r := range s.cloud.routes {
+		if r.target == n.eni {
+			s.cloud.routes[id] = simRoute{target: r.target}
+		}
+	}
+	n.epoch = uint64(s.now.UnixNano())
+	n.nextHB = s.now.Add(time.Duration(s.rnd.IntN(4)) * simStep)
+	n.nextRec = s.now.Add(time.Duration(s.rnd.IntN(5)) * simStep)
+	s.logf("%s starts", n.name)
+}
+
+func (s *sim) stop(n *simNode) {
+	n.alive = false
+	for id, r := range s.cloud.routes {
+		if r.target == n.eni {
+			s.cloud.routes[id] = simRoute{target: r.target, blackhole: true}
+		}
+	}
+	s.logf("%s stops", n.name)
+}
+
+func (s *sim) peer(n *simNode) *simNode {
+	if n == s.nodes[0] {
+		return s.nodes[1]
+	}
+	return s.nodes[0]
+}
+
+// step advances the clock by one step.
+func (s *sim) step() {
+	s.now = s.now.Add(simStep)
+	order := []int{0, 1}
+	if s.rnd.IntN(2) == 0 {
+		order = []int{1, 0}
+	}
+	for _, i := range order {
+		n := s.nodes[i]
+		if !n.alive {
+			continue
+		}
+		for _, m := range n.inbox {
+			n.eng.OnHeartbeat(m, s.now)
+			n.ackSeq = m.Seq
+		}
+		n.inbox = nil
+		if !s.now.Before(n.nextHB) {
+			n.nextHB = s.now.Add(simInterval)
+			m := n.eng.Outgoing(s.now, n.epoch, n.ackSeq)
+			p := s.peer(n)
+			if s.linkUp && p.alive && s.rnd.Float64() >= s.loss {
+				p.inbox = append(p.inbox, m)
+			}
+		}
+		n.eng.Tick(s.now)
+		if !s.now.Before(n.nextRec) {
+			n.nextRec = s.now.Add(250 * time.Millisecond)
+			s.reconcile(n)
+		}
+	}
+}
+
+func (s *sim) reconcile(n *simNode) {
+	if s.cloud.call() {
+		for _, id := range n.eng.Tables() {
+			r, ok := s.cloud.routes[id]
+			if !ok {
+				continue
+			}
+			n.eng.Observe(id, Observation{Target: r.target, Blackhole: r.blackhole}, s.now)
+		}
+	}
+	for _, id := range n.eng.ToWrite() {
+		if !s.cloud.call() {
+			continue
+		}
+		if _, ok := s.cloud.routes[id]; !ok {
+			continue
+		}
+		before := s.cloud.routes[id]
+		s.cloud.set(id, n.eni)
+		n.eng.Wrote(id, s.now)
+		if before.target != n.eni {
+			s.logf("%s writes %s (was %s) reason=%q", n.name, id, before.target, n.eng.tables[id].last.Reason)
+		}
+	}
+}
+
+func (s *sim) run(d time.Duration) {
+	for end := s.now.Add(d); s.now.Before(end); {
+		s.step()
+	}
+}
+
+// event applies one random event (never a partition: those are episodes
+// of their own).
+func (s *sim) event() {
+	n := s.nodes[s.rnd.IntN(2)]
+	switch s.rnd.IntN(9) {
+	case 0:
+		if n.alive {
+			s.stop(n)
+		} else {
+			s.start(n)
+		}
+	case 1, 2:
+		if n.alive {
+			n.healthy = !n.healthy
+			n.eng.SetHealth(n.healthy, "upstream check failed", s.now)
+			s.logf("%s healthy=%v", n.name, n.healthy)
+		}
+	case 3:
+		if n.alive {
+			var ids []string
+			if s.rnd.IntN(2) == 0 {
+				ids = []string{n.eng.Tables()[s.rnd.IntN(len(n.eng.Tables()))]}
+			}
+			got, err := n.eng.Failover(ids, s.now, "operator failover")
+			s.logf("%s failover %v -> %v %v", n.name, ids, got, err)
+		}
+	case 4:
+		if n.alive {
+			var ids []string
+			if s.rnd.IntN(2) == 0 {
+				ids = []string{n.eng.Tables()[s.rnd.IntN(len(n.eng.Tables()))]}
+			}
+			got, err := n.eng.Takeover(ids, s.now)
+			s.logf("%s takeover %v -> %v %v", n.name, ids, got, err)
+		}
+	case 5:
+		if n.alive {
+			on := !n.eng.Maintenance()
+			n.eng.SetMaintenance(on, s.now)
+			s.logf("%s maintenance=%v", n.name, on)
+		}
+	case 6:
+		s.cloud.fail = []float64{0, 0.1, 0.3, 0.5}[s.rnd.IntN(4)]
+		s.logf("api fail rate %.1f", s.cloud.fail)
+	case 7:
+		s.loss = []float64{0, 0.05, 0.2}[s.rnd.IntN(3)]
+		s.logf("heartbeat loss %.2f", s.loss)
+	case 8:
+		// A short partition that heals before anyone is declared dead.
+		s.linkUp = false
+		s.run(time.Duration(s.rnd.IntN(3)+1) * simInterval)
+		s.linkUp = true
+	}
+}
+
+func (s *sim) fail(format string, args ...any) {
+	s.t.Helper()
+	s.t.Fatalf(format+"\ntrace (latest last):\n%s", append(args, strings.Join(s.trace, "\n"))...)
+}
+
+// settle runs with a clean link and API until the pair has settled.
+func (s *sim) settle() {
+	s.cloud.fail, s.loss, s.linkUp = 0, 0, true
+	s.run(simHold + 12*time.Second)
+}
+
+func (s *sim) tables() []string {
+	var out []string
+	for id := range s.cloud.routes {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkSettled asserts the invariants that hold once the pair settled.
+func (s *sim) checkSettled(when string) {
+	s.t.Helper()
+	anyHealthy := false
+	for _, n := range s.nodes {
+		if n.alive && n.healthy {
+			anyHealthy = true
+		}
+	}
+	for _, id := range s.tables() {
+		a, c := s.nodes[0], s.nodes[1]
+		if a.alive && c.alive && a.eng.Claimed(id) && c.eng.Claimed(id) {
+			s.fail("%s: table %s claimed by both nodes", when, id)
+		}
+		if !anyHealthy {
+			continue
+		}
+		r := s.cloud.routes[id]
+		var owner *simNode
+		for _, n := range s.nodes {
+			if n.alive && r.target == n.eni && !r.blackhole {
+				owner = n
+			}
+		}
+		if owner == nil {
+			s.fail("%s: table %s points at %s (blackhole=%v): no live owner while a node is healthy", when, id, r.target, r.blackhole)
+		}
+		if !owner.eng.Claimed(id) {
+			s.fail("%s: table %s points at %s which does not claim it", when, id, owner.name)
+		}
+		if !owner.healthy {
+			if p := s.peer(owner); p.alive && p.healthy && !p.eng.Maintenance() {
+				s.fail("%s: table %s stays on unhealthy %s while %s is healthy", when, id, owner.name, p.name)
+			}
+		}
+	}
+}
+
+// partition cuts the heartbeat link for long enough that both sides see
+// the other dead, and asserts each table changed at most once.
+func (s *sim) partition() {
+	s.linkUp = false
+	if s.rnd.IntN(2) == 0 {
+		s.cloud.fail = 0.3
+	}
+	for id := range s.cloud.changes {
+		s.cloud.changes[id] = 0
+	}
+	for _, n := range s.nodes {
+		if n.alive {
+			var cl []string
+			for _, ts := range n.eng.Status(s.now).Tables {
+				cl = append(cl, ts.ID+"="+ts.Claim+"/"+ts.Last.Reason)
+			}
+			s.logf("%s before partition: %v", n.name, cl)
+		}
+	}
+	s.logf("partition")
+	s.run(simDead + 10*time.Second + time.Duration(s.rnd.IntN(20))*time.Second)
+	for _, id := range s.tables() {
+		if c := s.cloud.changes[id]; c > 1 {
+			s.fail("partition changed table %s %d times", id, c)
+		}
+	}
+	s.linkUp = true
+	s.logf("heal")
+}
+
+func TestPropertyRandomEventSequences(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 200
+	}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		s := newSim(t, seed)
+		s.settle()
+		s.checkSettled(fmt.Sprintf("seed %d start", seed))
+		for round := 0; round < 4; round++ {
+			k := s.rnd.IntN(6) + 1
+			for i := 0; i < k; i++ {
+				s.event()
+				s.run(time.Duration(s.rnd.IntN(30)) * simStep)
+			}
+			s.settle()
+			s.checkSettled(fmt.Sprintf("seed %d round %d", seed, round))
+			if s.nodes[0].alive && s.nodes[1].alive && s.rnd.IntN(3) == 0 {
+				s.partition()
+				s.settle()
+				s.checkSettled(fmt.Sprintf("seed %d after partition", seed))
+			}
+		}
+	}
+}
