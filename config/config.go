@@ -44,6 +44,8 @@ type Config struct {
 	Cloud Cloud `yaml:"cloud" json:"cloud"`
 	// Metrics is the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics" json:"metrics"`
+	// HA is the heartbeat pair and route table ownership.
+	HA HA `yaml:"ha" json:"ha"`
 	// Admin is the admin unix socket.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// Log is the daemon's logging.
@@ -188,6 +190,7 @@ func Default() *Config {
 		Cloud:     Cloud{Discover: true, ManageSourceDestCheck: true},
 		Metrics:   Metrics{Listen: "127.0.0.1:9469"},
 		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
+		HA:        defaultHA(),
 		Log:       Log{Level: "info", Format: "text"},
 		StateDir:  "/var/lib/hanat",
 	}
@@ -203,6 +206,7 @@ func (c *Config) Clone() *Config {
 	n.SNAT.Addresses = slices.Clone(c.SNAT.Addresses)
 	n.HostInput.TCPPorts = slices.Clone(c.HostInput.TCPPorts)
 	n.HostInput.UDPPorts = slices.Clone(c.HostInput.UDPPorts)
+	n.HA = c.HA.clone()
 	if c.PortForwards != nil {
 		n.PortForwards = make([]PortForward, len(c.PortForwards))
 		for i, pf := range c.PortForwards {
@@ -232,6 +236,7 @@ func (c *Config) Equal(o *Config) bool {
 		c.Cloud == o.Cloud &&
 		c.Metrics == o.Metrics &&
 		c.Admin == o.Admin &&
+		c.HA.equal(o.HA) &&
 		c.Log == o.Log &&
 		c.StateDir == o.StateDir
 }

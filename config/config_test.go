@@ -375,6 +375,24 @@ log:
   level: debug
   format: json
 state_dir: /srv/hanat
+ha:
+  enabled: true
+  peer: 10.0.2.10
+  port: 7000
+  interval: 100ms
+  dead_after: 4
+  key_file: /etc/hanat/pair.key
+  home_route_tables: [rtb-0a1]
+  backup_route_tables: [rtb-0c1, rtb-0c2]
+  preempt: false
+  hold_down: 1m
+  health:
+    targets: [203.0.113.10:80, "checkip.amazonaws.com:443"]
+    interval: 500ms
+    timeout: 300ms
+  eips:
+    - allocation_id: eipalloc-0abc
+      route_tables: [rtb-0a1]
 `
 	c, err := Parse("full.yaml", []byte(in))
 	if err != nil {
@@ -407,6 +425,12 @@ state_dir: /srv/hanat
 		Admin:     Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
 		Log:       Log{Level: "debug", Format: "json"},
 		StateDir:  "/srv/hanat",
+		HA: HA{Enabled: true, Peer: netip.MustParseAddr("10.0.2.10"), Port: 7000, Interval: Duration{100 * time.Millisecond},
+			DeadAfter: 4, KeyFile: "/etc/hanat/pair.key", HomeRouteTables: []string{"rtb-0a1"},
+			BackupRouteTables: []string{"rtb-0c1", "rtb-0c2"}, Preempt: false, HoldDown: Duration{time.Minute},
+			Health: HAHealth{Targets: []string{"203.0.113.10:80", "checkip.amazonaws.com:443"},
+				Interval: Duration{500 * time.Millisecond}, Timeout: Duration{300 * time.Millisecond}},
+			EIPs: []HAEIP{{AllocationID: "eipalloc-0abc", RouteTables: []string{"rtb-0a1"}}}},
 	}
 	if !c.Equal(want) || !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
@@ -670,6 +694,11 @@ port_forwards:
 		func(c *Config) { c.Admin.Group = "wheel" },
 		func(c *Config) { c.Log.Format = "json" },
 		func(c *Config) { c.StateDir = "/tmp" },
+		func(c *Config) { c.HA.Peer = netip.MustParseAddr("10.0.2.10") },
+		func(c *Config) { c.HA.HomeRouteTables = []string{"rtb-1"} },
+		func(c *Config) { c.HA.Health.Targets = []string{"a:1"} },
+		func(c *Config) { c.HA.EIPs = []HAEIP{{AllocationID: "eipalloc-1"}} },
+		func(c *Config) { c.HA.HoldDown.Duration++ },
 	}
 	for i, change := range changes {
 		n := c.Clone()

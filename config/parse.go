@@ -770,6 +770,9 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 				"manage_source_dest_check": d.boolean(&c.Cloud.ManageSourceDestCheck),
 			})
 		},
+		"ha": func(path string, v *yaml.Node) {
+			d.decodeHA(&c.HA, path, v)
+		},
 		"state_dir": d.str(&c.StateDir),
 	})
 }

@@ -113,6 +113,8 @@ func validate(c *Config, d *decoder) {
 		k.report("admin.group", c.Admin.Group, "%s", msg)
 	}
 
+	validateHA(k, &c.HA)
+
 	checkEnum(k, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	checkEnum(k, "log.format", c.Log.Format, "text", "json")
 
