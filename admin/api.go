@@ -57,6 +57,9 @@ type Status struct {
 	Connections Connections    `json:"connections"`
 	// Cloud is what hanatd knows of the EC2 instance it runs on.
 	Cloud CloudStatus `json:"cloud"`
+	// HA is the route table ownership and the heartbeat pair (nil when
+	// not running).
+	HA *HAStatus `json:"ha,omitempty"`
 }
 
 // NATStatus is the NAT the datapath implements.

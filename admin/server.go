@@ -88,6 +88,9 @@ func NewServer(log *slog.Logger, b Backend, opts ServerOptions) *Server {
 		"/v1/reload": {method: http.MethodPost, write: true, serve: s.serveReload},
 		"/v1/doctor": {method: http.MethodGet, serve: s.serveDoctor},
 	}
+	for path, rt := range s.haRoutes() {
+		s.routes[path] = rt
+	}
 	return s
 }
 

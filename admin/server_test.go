@@ -349,7 +349,7 @@ func TestMethodAndPathErrors(t *testing.T) {
 		{"GET", "/v1/status/", 404, ""},
 		{"GET", "/v2/status", 404, ""},
 		{"GET", "/", 404, ""},
-		{"POST", "/v1/failover", 404, ""},
+		{"GET", "/v1/failover", 405, "POST"},
 	} {
 		r := call(t, ts, tt.method, tt.path, "")
 		if r.code != tt.code {
