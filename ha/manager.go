@@ -24,8 +24,8 @@ type Cloud interface {
 	// EnsureDefaultRoute points the table's 0.0.0.0/0 at eniID: CreateRoute
 	// when missing, ReplaceRoute when it points elsewhere, nothing else.
 	EnsureDefaultRoute(ctx context.Context, tableID, eniID string) (changed bool, err error)
-	// EIPENI returns the ENI an Elastic IP is associated with ("" none).
-	EIPENI(ctx context.Context, allocationID string) (string, error)
+	// EIPOn reports whether the Elastic IP is associated with eniID.
+	EIPOn(ctx context.Context, allocationID, eniID string) (bool, error)
 	// AssociateEIP associates the Elastic IP with eniID's primary private
 	// IP, taking it from wherever it is (AllowReassociation).
 	AssociateEIP(ctx context.Context, allocationID, eniID string) error
@@ -507,14 +507,14 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	if want == nil || (seen && known == eni && !full) {
 		return nil
 	}
-	cur, err := m.cloud.EIPENI(ctx, want.AllocationID)
+	on, err := m.cloud.EIPOn(ctx, want.AllocationID, eni)
 	if err != nil {
 		m.mu.Lock()
 		m.setErr(m.o.Now(), "describe EIP "+want.AllocationID+": "+err.Error())
 		m.mu.Unlock()
 		return err
 	}
-	if cur != eni {
+	if !on {
 		if err := m.cloud.AssociateEIP(ctx, want.AllocationID, eni); err != nil {
 			m.mu.Lock()
 			m.setErr(m.o.Now(), fmt.Sprintf("associate EIP %s with %s: %v", want.AllocationID, eni, err))
@@ -523,15 +523,14 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 			return err
 		}
 		m.log.Info("EIP follows its route tables to this node", "allocation_id", want.AllocationID, "eni", eni,
-			"from", cur, "route_tables", want.RouteTables)
+			"route_tables", want.RouteTables)
 		m.mu.Lock()
 		m.eipMoves++
 		m.eng.count("eip_associations")
 		m.mu.Unlock()
-		cur = eni
 	}
 	m.mu.Lock()
-	m.eips[want.AllocationID] = cur
+	m.eips[want.AllocationID] = eni
 	m.mu.Unlock()
 	return nil
 }

@@ -196,7 +196,10 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "  udp:\t%d\n", c.UDP)
 	fmt.Fprintf(tw, "  icmp:\t%d\n", c.ICMP)
 	fmt.Fprintf(tw, "  other:\t%d\n", c.Other)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeHAStatus(w, st.HA, now)
 }
 
 // writeFlows prints the flows as a table.

@@ -37,6 +37,8 @@ type command struct {
 	summary string
 	// flags registers the command's own flags on fs; it may be nil.
 	flags func(f *flag.FlagSet, o *options)
+	// nargs is how many positional arguments the command takes.
+	nargs int
 	run   func(ctx context.Context, e *env) error
 }
 
@@ -55,6 +57,15 @@ var commands = []command{
 	{name: "config", summary: "the configuration hanatd runs with (JSON)", run: cmdConfig},
 	{name: "doctor", summary: "the NAT troubleshooting checklist: IGW, public subnet, EIP, source/dest check, private routes, forwarding, rules (exit 1 when a check fails)", run: cmdDoctor},
 	{name: "reload", summary: "reread the configuration file and reconcile the datapath (root or group hanat)", run: cmdReload},
+	{
+		name: "failover", args: "[--table rtb-…]…", summary: "hand route tables (all this node owns) to the healthy HA peer (root or group hanat)",
+		flags: tableFlag, run: cmdFailover,
+	},
+	{
+		name: "takeover", args: "[--table rtb-…]…", summary: "ask the HA peer for route tables (all of the pair's), or take them if the peer is dead (root or group hanat)",
+		flags: tableFlag, run: cmdTakeover,
+	},
+	{name: "maintenance", args: "on|off", summary: "on: hand every route table to the healthy peer and stay backup; off: back to normal (root or group hanat)", nargs: 1, run: cmdMaintenance},
 	{name: "help", args: "[COMMAND]", summary: "this text, or the flags of COMMAND"},
 }
 
@@ -64,6 +75,7 @@ type options struct {
 	limit    int
 	protocol string
 	src      string
+	tables   tableList
 }
 
 // env is what a command runs with.
@@ -71,6 +83,7 @@ type env struct {
 	opts   options
 	client *admin.Client
 	stdout io.Writer
+	args   []string // positional arguments (command.nargs)
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -133,15 +146,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(stderr, usagef("%s: %v", cmd.name, err))
 	}
-	if cfs.NArg() > 0 {
-		return fail(stderr, usagef("%s: unexpected argument %q", cmd.name, cfs.Arg(0)))
+	if cfs.NArg() < cmd.nargs {
+		return fail(stderr, usagef("%s: missing argument: %s", cmd.name, cmd.args))
+	}
+	if cfs.NArg() > cmd.nargs {
+		return fail(stderr, usagef("%s: unexpected argument %q", cmd.name, cfs.Arg(cmd.nargs)))
 	}
 	if o.socket == "" {
 		return fail(stderr, usagef("--socket: empty path"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout}
+	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout, args: cfs.Args()}
 	if err := cmd.run(ctx, e); err != nil {
 		return fail(stderr, err)
 	}

@@ -43,6 +43,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			LastError:   s.lastError,
 		},
 		Cloud: b.d.ec2.status(),
+		HA:    b.d.ha.status(),
 	}
 	st.Datapath.FastpathDetail = b.d.fast.status()
 	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode

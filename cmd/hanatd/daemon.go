@@ -39,6 +39,7 @@ type daemon struct {
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
 	fast    *fastpath // XDP fast path and conntrack offload
+	ha      *haNode   // route table ownership and the HA pair; set in Run
 
 	reloads  chan reloadRequest
 	notify   sdNotify
@@ -111,6 +112,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		// and the periodic reconcile retries.
 		d.log.Error("initial reconcile failed; will retry", "err", err)
 	}
+	// Route table ownership (a single instance owns its home tables).
+	d.ha = d.newHA(ctx)
 
 	cfg := d.config()
 	srv := admin.NewServer(d.log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
@@ -149,6 +152,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return d.fast.run(gctx) })
+	g.Go(func() error { return d.ha.run(gctx) })
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
 			return time.Since(time.Unix(0, d.loopBeat.Load())) < 3*reconcileInterval

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/cloud"
+	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/ha"
+)
+
+// haNode wires the HA loop (package ha) to EC2 and the daemon. It starts
+// on EC2 whenever ha.enabled is true: with a peer as half of a heartbeat
+// pair, without one as a single instance owning its home route tables.
+type haNode struct {
+	log *slog.Logger
+	cfg config.HA
+
+	mu  sync.Mutex
+	m   *ha.Manager // nil when not running
+	why string      // why not running
+}
+
+// newHA builds the HA loop, or a node that says why it does not run.
+func (d *daemon) newHA(ctx context.Context) *haNode {
+	cfg := d.config()
+	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA}
+	switch {
+	case !cfg.HA.Enabled:
+		h.why = "ha.enabled is false: hanatd does not touch route tables"
+		return h
+	case !d.ec2.onEC2():
+		h.why = "not on EC2: no route tables to own"
+		return h
+	case d.ec2.ec2 == nil:
+		h.why = "no EC2 API client: " + d.ec2.message
+		return h
+	}
+	inst := d.ec2.inst
+	// Its own client: HA wants short backoffs, failover must not wait 5 s
+	// between two throttled attempts.
+	c, err := cloud.NewEC2(ctx, h.log.With("component", "ec2"), cloud.EC2Options{
+		Region: inst.Region, Endpoint: cfg.Cloud.EC2Endpoint,
+		CallTimeout: 5 * time.Second, MaxAttempts: 10, MaxBackoff: 400 * time.Millisecond,
+	})
+	if err != nil {
+		h.why = "EC2 API client: " + err.Error()
+		h.log.Error("HA not running", "err", err)
+		return h
+	}
+	var key []byte
+	var peer netip.AddrPort
+	if cfg.HA.Peer.IsValid() {
+		key, err = ha.ReadKey(cfg.HA.KeyFile)
+		if err != nil {
+			h.why = err.Error()
+			h.log.Error("HA not running: the heartbeat needs the shared key", "err", err)
+			return h
+		}
+		peer = netip.AddrPortFrom(cfg.HA.Peer, cfg.HA.Port)
+	}
+	targets := cfg.HA.Health.Targets
+	if len(targets) == 0 {
+		targets = []string{"checkip.amazonaws.com:443", "ec2." + inst.Region + ".amazonaws.com:443"}
+	}
+	hc := &ha.HealthChecker{
+		Targets: targets,
+		Timeout: cfg.HA.Health.Timeout.Duration,
+		Datapath: func() (bool, string) {
+			s := d.snapshot()
+			switch {
+			case !s.ready:
+				return false, "NAT datapath not applied yet: " + s.lastError
+			case s.lastError != "":
+				return false, s.lastError
+			}
+			return true, ""
+		},
+	}
+	var eips []ha.EIPGroup
+	for _, e := range cfg.HA.EIPs {
+		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
+	}
+	adapter := &haCloud{ec2: c}
+	m, err := ha.New(h.log, adapter, ha.Options{
+		NodeID:    inst.ID,
+		ENI:       func() string { return d.ec2.outsideENI().ID },
+		Peer:      peer,
+		Listen:    netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.HA.Port),
+		Key:       key,
+		Interval:  cfg.HA.Interval.Duration,
+		DeadAfter: cfg.HA.DeadAfter,
+		Preempt:   cfg.HA.Preempt,
+		HoldDown:  cfg.HA.HoldDown.Duration,
+		Home:      cfg.HA.HomeRouteTables,
+		Backup:    cfg.HA.BackupRouteTables,
+		Discover: func(ctx context.Context, eni, peerENI string) ([]string, error) {
+			if len(cfg.HA.HomeRouteTables) > 0 {
+				return nil, nil
+			}
+			return adapter.discoverHome(ctx, inst.VPCID, inst.AvailabilityZone, eni, peerENI)
+		},
+		EIPs:           eips,
+		Health:         hc.Check,
+		HealthInterval: cfg.HA.Health.Interval.Duration,
+	})
+	if err != nil {
+		h.why = err.Error()
+		h.log.Error("HA not running", "err", err)
+		return h
+	}
+	h.m = m
+	return h
+}
+
+func (h *haNode) run(ctx context.Context) error {
+	if h.m == nil {
+		return nil
+	}
+	if err := h.m.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		// HA failing must not take the NAT down; the status says why.
+		h.mu.Lock()
+		h.why = err.Error()
+		h.m = nil
+		h.mu.Unlock()
+		h.log.Error("HA stopped; NAT keeps running", "err", err)
+	}
+	return nil
+}
+
+func (h *haNode) manager() *ha.Manager {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m
+}
+
+// status converts the HA loop's status for the admin socket.
+func (h *haNode) status() *admin.HAStatus {
+	if h == nil {
+		return nil
+	}
+	m := h.manager()
+	if m == nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return &admin.HAStatus{Enabled: false, Mode: "off", Message: h.why, Counters: map[string]uint64{}}
+	}
+	s := m.Status()
+	st := &admin.HAStatus{
+		Enabled: true, Mode: "single", NodeID: s.NodeID, ENI: s.ENI, Healthy: s.Healthy, HealthNote: s.HealthReason,
+		Maintenance: s.Maintenance, Preempt: s.Preempt, HoldDown: s.HoldDown.String(), Interval: s.Interval.String(),
+		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: map[string]uint64{},
+		Tables: []admin.HATable{},
+	}
+	if s.PeerAddr != "" {
+		st.Mode = "pair"
+	}
+	p := s.Peer
+	st.Peer = admin.HAPeer{Address: s.PeerAddr, NodeID: p.NodeID, ENI: p.ENI, State: p.State, Detail: p.Detail,
+		Healthy: p.Healthy, Maintenance: p.Maintenance, HeartbeatAgeMS: -1}
+	if s.HeartbeatAge >= 0 {
+		st.Peer.HeartbeatAgeMS = s.HeartbeatAge.Milliseconds()
+	}
+	if total := s.Received.Accepted + s.Received.Lost; total > 0 {
+		st.Peer.Loss = float64(s.Received.Lost) / float64(total)
+	}
+	for k, v := range s.Counters {
+		st.Counters[k] = v
+	}
+	st.Counters["route_writes"] = s.RouteWrites
+	st.Counters["route_write_errors"] = s.WriteErrors
+	st.Counters["eip_associations"] = s.EIPMoves
+	st.Counters["heartbeats_sent"] = s.Sent
+	st.Counters["heartbeat_send_errors"] = s.SendErrors
+	st.Counters["heartbeats_accepted"] = s.Received.Accepted
+	st.Counters["heartbeats_lost"] = s.Received.Lost
+	for reason, n := range s.Received.Dropped {
+		st.Counters["heartbeats_dropped_"+reason] = n
+	}
+	for _, t := range s.Tables {
+		owner := "other"
+		switch {
+		case t.Owner == "":
+			owner = "none"
+		case t.Owner == s.ENI:
+			owner = "self"
+		case t.Owner == p.ENI:
+			owner = "peer"
+		}
+		st.Tables = append(st.Tables, admin.HATable{ID: t.ID, Home: t.Home, Owner: t.Owner, OwnerNode: owner,
+			Blackhole: t.Blackhole, Desired: t.Desired, Claim: t.Claim, LastChange: t.Last.At, LastReason: t.Last.Reason,
+			Changes: t.Changes})
+	}
+	for _, e := range s.EIPs {
+		st.EIPs = append(st.EIPs, admin.HAEIP{AllocationID: e.AllocationID, RouteTables: e.RouteTables, ENI: e.ENI})
+	}
+	return st
+}
+
+func (b *backend) haManager() (*ha.Manager, error) {
+	m := b.d.ha.manager()
+	if m == nil {
+		why := "HA is not running"
+		if b.d.ha != nil {
+			b.d.ha.mu.Lock()
+			why += ": " + b.d.ha.why
+			b.d.ha.mu.Unlock()
+		}
+		return nil, fmt.Errorf("%w: %s", admin.ErrConflict, why)
+	}
+	return m, nil
+}
+
+// Failover implements admin.HABackend.
+func (b *backend) Failover(ctx context.Context, req admin.HARequest) (admin.HAResponse, error) {
+	m, err := b.haManager()
+	if err != nil {
+		return admin.HAResponse{}, err
+	}
+	got, err := m.Failover(req.Tables)
+	if err != nil {
+		return admin.HAResponse{}, fmt.Errorf("%w: %v", admin.ErrConflict, err)
+	}
+	msg := fmt.Sprintf("handing %d route table(s) to the peer", len(got))
+	if len(got) == 0 {
+		msg = "this node owns none of those route tables"
+	}
+	return admin.HAResponse{Tables: got, Message: msg}, nil
+}
+
+// Takeover implements admin.HABackend.
+func (b *backend) Takeover(ctx context.Context, req admin.HARequest) (admin.HAResponse, error) {
+	m, err := b.haManager()
+	if err != nil {
+		return admin.HAResponse{}, err
+	}
+	got, err := m.Takeover(req.Tables)
+	if err != nil {
+		return admin.HAResponse{}, fmt.Errorf("%w: %v", admin.ErrConflict, err)
+	}
+	msg := fmt.Sprintf("asking the peer for %d route table(s)", len(got))
+	if len(got) == 0 {
+		msg = "this node already owns those route tables"
+	}
+	return admin.HAResponse{Tables: got, Message: msg}, nil
+}
+
+// Maintenance implements admin.HABackend.
+func (b *backend) Maintenance(ctx context.Context, req admin.MaintenanceRequest) (admin.HAResponse, error) {
+	m, err := b.haManager()
+	if err != nil {
+		return admin.HAResponse{}, err
+	}
+	m.SetMaintenance(req.On)
+	if req.On {
+		return admin.HAResponse{Message: "maintenance on: handing every route table to the healthy peer and staying backup (a dead peer's tables are still taken)"}, nil
+	}
+	return admin.HAResponse{Message: "maintenance off"}, nil
+}
+
+// haCloud implements ha.Cloud over the cloud package.
+type haCloud struct {
+	ec2 *cloud.EC2
+}
+
+func (c *haCloud) DefaultRoutes(ctx context.Context, ids []string) (map[string]ha.Observation, error) {
+	rts, err := c.ec2.RouteTables(ctx, cloud.RouteTableFilter{IDs: ids})
+	if err != nil && cloud.IsNotFound(err) {
+		// One unknown id fails the whole call: describe them one by one
+		// so the others are still reconciled.
+		rts = nil
+		var errs []error
+		for _, id := range ids {
+			rt, err := c.ec2.RouteTable(ctx, id)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rts = append(rts, rt)
+		}
+		err = errors.Join(errs...)
+		if len(rts) == 0 {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	out := make(map[string]ha.Observation, len(rts))
+	for _, rt := range rts {
+		o := ha.Observation{}
+		if r, ok := rt.DefaultRoute(); ok {
+			o.Target = r.Target()
+			o.Blackhole = r.State == cloud.RouteBlackhole
+		}
+		out[rt.ID] = o
+	}
+	return out, nil
+}
+
+func (c *haCloud) EnsureDefaultRoute(ctx context.Context, rtb, eni string) (bool, error) {
+	return c.ec2.EnsureDefaultRoute(ctx, rtb, eni)
+}
+
+func (c *haCloud) EIPOn(ctx context.Context, allocationID, eni string) (bool, error) {
+	info, err := c.ec2.ENI(ctx, eni)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range info.Associations {
+		if a.AllocationID == allocationID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string) error {
+	_, err := c.ec2.AssociateEIP(ctx, allocationID, eni, netip.Addr{})
+	return err
+}
+
+func (c *haCloud) IsThrottled(err error) bool { return cloud.IsThrottled(err) }
+
+// discoverHome returns the private route tables of az whose 0.0.0.0/0
+// points at this node, at its peer, at a stopped instance (blackhole), or
+// nowhere: the tables a NAT in az should serve. Tables routed to a NAT
+// gateway, a transit gateway or another live instance are left alone.
+func (c *haCloud) discoverHome(ctx context.Context, vpc, az, eni, peerENI string) ([]string, error) {
+	rts, err := c.ec2.PrivateRouteTables(ctx, vpc, az)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rt := range rts {
+		r, ok := rt.DefaultRoute()
+		switch {
+		case !ok, r.State == cloud.RouteBlackhole && r.NetworkInterfaceID != "",
+			r.NetworkInterfaceID == eni, peerENI != "" && r.NetworkInterfaceID == peerENI:
+			out = append(out, rt.ID)
+		}
+	}
+	return out, nil
+}
