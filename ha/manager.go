@@ -106,6 +106,9 @@ type Manager struct {
 	lastErrAt  time.Time
 	eips       map[string]string // allocation id → ENI it is on (last seen)
 	discovered bool
+	// discoveredPeer is the peer ENI the last discovery knew: a table
+	// pointing at the peer is one of ours to get back.
+	discoveredPeer string
 }
 
 // New returns a Manager. It does no I/O.
@@ -217,16 +220,25 @@ func (m *Manager) changed() {
 }
 
 func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
-	t := time.NewTicker(m.o.Interval)
+	// The engine is evaluated more often than heartbeats are sent, so a
+	// dead peer is noticed within a tick of DeadAfter.
+	tick := min(m.o.Interval, 50*time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	var lastSent time.Time
 	for {
+		send := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-m.sendNow:
+			send = true
 		}
 		now := m.o.Now()
+		if now.Sub(lastSent) >= m.o.Interval-tick/2 {
+			send = true
+		}
 		m.mu.Lock()
 		if eni := m.o.ENI(); eni != m.eng.ENI() {
 			m.eng.SetENI(eni)
@@ -234,11 +246,12 @@ func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
 		m.eng.Tick(now)
 		m.changed()
 		var msg *Message
-		if conn != nil {
+		if conn != nil && send {
 			msg = m.eng.Outgoing(now, m.epoch, m.recv.Stats().LastSeq)
+			lastSent = now
 		}
 		m.mu.Unlock()
-		if conn == nil {
+		if msg == nil {
 			continue
 		}
 		b, err := msg.Marshal(m.o.Key)
@@ -332,7 +345,15 @@ func (m *Manager) reconcileLoop(ctx context.Context) {
 			full = true
 		}
 		now := m.o.Now()
-		if m.o.Discover != nil && (!m.discovered || now.Sub(lastDiscover) >= m.o.DiscoverInterval) {
+		m.mu.Lock()
+		peerENI, noHome := "", len(m.homeTables()) == 0
+		if p := m.eng.peer.msg; p != nil {
+			peerENI = p.ENI
+		}
+		again := !m.discovered || now.Sub(lastDiscover) >= m.o.DiscoverInterval ||
+			peerENI != m.discoveredPeer || noHome && now.Sub(lastDiscover) >= 2*time.Second
+		m.mu.Unlock()
+		if m.o.Discover != nil && again {
 			m.discover(ctx)
 			lastDiscover = now
 		}
@@ -388,6 +409,7 @@ func (m *Manager) discover(ctx context.Context) {
 		m.log.Info("ha: home route tables", "tables", m.homeTables())
 	}
 	m.discovered = true
+	m.discoveredPeer = peerENI
 	m.eng.Tick(now)
 	m.changed()
 }
