@@ -480,16 +480,12 @@ func (e *Engine) evaluate(now time.Time) {
 			e.claim(t, now, "peer handed it over ("+e.peerHandReason(now)+")")
 		case e.wants(t, now, alive, elig) && alive && e.peer.msg.Ack >= t.wantSeq && t.wantSeq != 0 && !peerOwns &&
 			(!peerWants || e.cfg.NodeID < e.peer.msg.NodeID):
-			why := "handshake: peer released it"
-			if !t.opWantAt.IsZero() {
-				why = "operator takeover: peer released it"
-			} else {
-				why = "preempt after hold-down " + e.cfg.HoldDown.String() + ": peer released it"
-			}
-			e.claim(t, now, why)
+			e.claim(t, now, e.handshakeReason(t))
 		case alive && !peerOwns && !peerWants && t.offeredAt.IsZero() && (self && t.home || e.healthy && !elig) && !recentlyReleased:
 			why := "no node claims it; home table"
-			if !t.home {
+			if t.wantSeq != 0 {
+				why = e.handshakeReason(t)
+			} else if !t.home {
 				why = "no node claims it; peer " + e.peerState(now)
 			}
 			e.claim(t, now, why)
@@ -500,6 +496,13 @@ func (e *Engine) evaluate(now time.Time) {
 		}
 	}
 	e.updateWants(now, alive, elig)
+}
+
+func (e *Engine) handshakeReason(t *tableState) string {
+	if !t.opWantAt.IsZero() {
+		return "operator takeover: peer released it"
+	}
+	return "preempt after hold-down " + e.cfg.HoldDown.String() + ": peer released it"
 }
 
 // wants reports whether this node asks the peer for t now.
