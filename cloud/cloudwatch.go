@@ -10,7 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 
@@ -62,25 +61,11 @@ func NewCloudWatch(ctx context.Context, log *slog.Logger, o CloudWatchOptions) (
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 3
 	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = o.MaxAttempts })
-		}),
-		config.WithLogger(slogLogger{log}),
-		config.WithClientLogMode(aws.LogRetries),
-	}
-	if o.Region != "" {
-		opts = append(opts, config.WithRegion(o.Region))
-	}
-	if o.Credentials != nil {
-		opts = append(opts, config.WithCredentialsProvider(o.Credentials))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := loadAWSConfig(ctx, log, "cloudwatch", o.Region, o.Credentials, func() aws.Retryer {
+		return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = o.MaxAttempts })
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cloudwatch client: load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("cloudwatch client: no region (hanatd passes the one IMDS reports; off EC2 set AWS_REGION)")
+		return nil, err
 	}
 	api := cloudwatch.NewFromConfig(cfg, func(co *cloudwatch.Options) {
 		if o.Endpoint != "" {

@@ -79,32 +79,18 @@ func NewEC2(ctx context.Context, log *slog.Logger, o EC2Options) (*EC2, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = o.MaxAttempts
-				so.MaxBackoff = o.MaxBackoff
-				// No client-side retry quota: hanat makes few calls, each
-				// bounded by MaxAttempts and CallTimeout, and a failover
-				// must not be refused because earlier calls were throttled.
-				so.RateLimiter = ratelimit.None
-			})
-		}),
-		config.WithLogger(slogLogger{log}),
-		config.WithClientLogMode(aws.LogRetries),
-	}
-	if o.Region != "" {
-		opts = append(opts, config.WithRegion(o.Region))
-	}
-	if o.Credentials != nil {
-		opts = append(opts, config.WithCredentialsProvider(o.Credentials))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := loadAWSConfig(ctx, log, "ec2", o.Region, o.Credentials, func() aws.Retryer {
+		return retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = o.MaxAttempts
+			so.MaxBackoff = o.MaxBackoff
+			// No client-side retry quota: hanat makes few calls, each
+			// bounded by MaxAttempts and CallTimeout, and a failover
+			// must not be refused because earlier calls were throttled.
+			so.RateLimiter = ratelimit.None
+		})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("ec2 client: load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("ec2 client: no region (hanatd passes the one IMDS reports; off EC2 set AWS_REGION)")
+		return nil, err
 	}
 	api := ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
 		if o.Endpoint != "" {
@@ -173,4 +159,30 @@ func (l slogLogger) Logf(c logging.Classification, format string, v ...any) {
 		return
 	}
 	l.log.Debug(msg, "source", "aws-sdk")
+}
+
+// loadAWSConfig is the SDK configuration every hanat client shares: the
+// standard credential chain (or creds), the region hanatd got from IMDS,
+// the given retryer, and SDK retry logs into slog. client names the
+// service in errors.
+func loadAWSConfig(ctx context.Context, log *slog.Logger, client, region string, creds aws.CredentialsProvider, retryer func() aws.Retryer) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(retryer),
+		config.WithLogger(slogLogger{log}),
+		config.WithClientLogMode(aws.LogRetries),
+	}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	if creds != nil {
+		opts = append(opts, config.WithCredentialsProvider(creds))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("%s client: load AWS config: %w", client, err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, fmt.Errorf("%s client: no region (hanatd passes the one IMDS reports; off EC2 set AWS_REGION)", client)
+	}
+	return cfg, nil
 }
