@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +17,6 @@ import (
 	mdnetlink "github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/internal/netns"
@@ -64,38 +62,10 @@ func newNATLab(t *testing.T, ctx context.Context) *natLab {
 	}
 	lab := &natLab{private: mk("p"), nat: mk("n"), inet: mk("i")}
 
-	// Each veth is created inside the nat namespace and its peer moved
-	// straight into the other one: nothing appears in the host namespace.
 	link := func(local string, localAddr netip.Prefix, peer *netns.NS, peerAddr netip.Prefix, gw netip.Addr) {
 		t.Helper()
-		err := lab.nat.Do(func() error {
-			v := &netlink.Veth{
-				LinkAttrs:     netlink.LinkAttrs{Name: local},
-				PeerName:      "eth0",
-				PeerNamespace: netlink.NsFd(peer.FD()),
-			}
-			if err := netlink.LinkAdd(v); err != nil {
-				return fmt.Errorf("add veth %s: %w", local, err)
-			}
-			return addrUp(local, localAddr)
-		})
-		if err != nil {
+		if err := lab.nat.Veth(local, localAddr, peer, "eth0", peerAddr, gw); err != nil {
 			t.Fatal(err)
-		}
-		err = peer.Do(func() error {
-			if err := addrUp("eth0", peerAddr); err != nil {
-				return err
-			}
-			if !gw.IsValid() {
-				return nil
-			}
-			if err := netlink.RouteAdd(&netlink.Route{Gw: net.IP(gw.AsSlice())}); err != nil {
-				return fmt.Errorf("default route via %s: %w", gw, err)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("configure %s: %v", peer.Name, err)
 		}
 	}
 	link("in0", netip.PrefixFrom(tNatIn, 24), lab.private, netip.PrefixFrom(tPrivate, 24), tNatIn)
@@ -111,21 +81,6 @@ func newNATLab(t *testing.T, ctx context.Context) *natLab {
 	// per-namespace byte/packet accounting so the counters are filled.
 	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_acct=1")
 	return lab
-}
-
-func addrUp(name string, p netip.Prefix) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", name, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := netlink.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("address %s on %s: %w", p, name, err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("link %s up: %w", name, err)
-	}
-	return nil
 }
 
 func mustRun(t *testing.T, ctx context.Context, ns *netns.NS, name string, args ...string) {

@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"testing"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/hanat/hanat/internal/netns"
 )
@@ -51,33 +47,8 @@ func newTopo(t *testing.T) *topo {
 
 	link := func(local string, localAddr netip.Prefix, peerNS *netns.NS, peerAddr netip.Prefix, peerGW netip.Addr) {
 		t.Helper()
-		// The veth is created inside the NAT namespace with its peer moved
-		// straight into the other one: nothing appears in the host namespace.
-		err := tp.nat.Do(func() error {
-			v := &netlink.Veth{
-				LinkAttrs:     netlink.LinkAttrs{Name: local},
-				PeerName:      "eth0",
-				PeerNamespace: netlink.NsFd(peerNS.FD()),
-			}
-			if err := netlink.LinkAdd(v); err != nil {
-				return fmt.Errorf("add veth %s: %w", local, err)
-			}
-			return addrUp(local, localAddr)
-		})
-		if err != nil {
+		if err := tp.nat.Veth(local, localAddr, peerNS, "eth0", peerAddr, peerGW); err != nil {
 			t.Fatal(err)
-		}
-		err = peerNS.Do(func() error {
-			if err := addrUp("eth0", peerAddr); err != nil {
-				return err
-			}
-			if !peerGW.IsValid() {
-				return nil
-			}
-			return netlink.RouteAdd(&netlink.Route{Dst: nil, Gw: net.IP(peerGW.AsSlice())})
-		})
-		if err != nil {
-			t.Fatalf("configure %s: %v", peerNS.Name, err)
 		}
 	}
 	link("in0", netip.PrefixFrom(natInAddr, 24), tp.priv, netip.PrefixFrom(privAddr, 24), natInAddr)
@@ -90,21 +61,6 @@ func newTopo(t *testing.T) *topo {
 	mustRun(t, tp.inet, "ip", "route", "add", "10.0.0.0/16", "via", natOut.String())
 	mustRun(t, tp.inet, "ip", "route", "add", "192.0.2.0/24", "via", natOut.String())
 	return tp
-}
-
-func addrUp(name string, p netip.Prefix) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", name, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := netlink.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("address %s on %s: %w", p, name, err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("link %s up: %w", name, err)
-	}
-	return nil
 }
 
 func mustRun(t *testing.T, ns *netns.NS, name string, args ...string) string {
