@@ -13,7 +13,8 @@ FUZZ_TARGETS := \
 	./admin:FuzzDecodeReloadRequest \
 	./conntrack:FuzzHandleDatagram \
 	./bpf:FuzzFastpath \
-	./internal/vpcsim/ec2sim:FuzzParseQuery
+	./internal/vpcsim/ec2sim:FuzzParseQuery \
+	./ha:FuzzUnmarshal
 
 .PHONY: all build test unit lint vet fmt generate check-generate fuzz bench demo clean
 
