@@ -85,6 +85,10 @@ type tableState struct {
 	changes     uint64
 	peerRelease time.Time // when the peer last stopped listing it as owned
 	lostAt      time.Time // when it was seen taken from us
+	releaseSeq  uint64    // first heartbeat after our last release
+	offerSeq    uint64    // first heartbeat carrying our offer
+	claimSeq    uint64    // first heartbeat carrying our last claim
+	holdFrom    time.Time // an operator failover restarts the hold-down
 }
 
 // Engine decides which route tables this node claims. It is pure: time is
@@ -312,7 +316,8 @@ func (e *Engine) Failover(ids []string, now time.Time, reason string) ([]string,
 			continue
 		}
 		e.release(t, now, reason)
-		t.offeredAt = now
+		t.offeredAt, t.offerSeq = now, e.seq+1
+		t.holdFrom = now
 		out = append(out, t.id)
 	}
 	e.evaluate(now)
@@ -381,14 +386,24 @@ func (e *Engine) known(ids []string) error {
 	return nil
 }
 
+// claimObserved claims t as held when the last observation already
+// shows it pointing here: nothing to write, and if the peer changed it
+// since, the next observation releases it instead of rewriting it.
+func (e *Engine) claimObserved(t *tableState, now time.Time, reason string) {
+	e.claim(t, now, reason)
+	if t.claim == claimTaking && t.observed && e.isSelf(t.obs) {
+		t.claim = claimHeld
+	}
+}
+
+// claim claims t; it is held once a fresh observation or our own write
+// confirms it.
 func (e *Engine) claim(t *tableState, now time.Time, reason string) {
 	if t.claim != claimNone {
 		return
 	}
 	t.claim = claimTaking
-	if t.observed && e.isSelf(t.obs) {
-		t.claim = claimHeld
-	}
+	t.claimSeq = e.seq + 1
 	t.opWantAt, t.wantSeq, t.offeredAt = time.Time{}, 0, time.Time{}
 	t.last = Change{At: now, Claim: true, Reason: reason}
 	t.changes++
@@ -402,6 +417,11 @@ func (e *Engine) release(t *tableState, now time.Time, reason string) {
 	}
 	t.claim = claimNone
 	t.releasedAt = now
+	if t.home {
+		// Preempt waits a whole hold-down before asking for it again.
+		t.holdFrom = now
+	}
+	t.releaseSeq = e.seq + 1
 	t.last = Change{At: now, Claim: false, Reason: reason}
 	t.changes++
 	e.count("releases")
@@ -443,6 +463,9 @@ func (e *Engine) evaluate(now time.Time) {
 		selfObs := t.observed && e.isSelf(t.obs)
 		peerOwns := alive && e.peerHas(owned, t.id)
 		peerWants := alive && e.peerHas(wanted, t.id)
+		if !t.offeredAt.IsZero() && peerOwns && e.peer.msg.Ack >= t.offerSeq {
+			t.offeredAt = time.Time{} // the peer took it
+		}
 		if !t.offeredAt.IsZero() && now.Sub(t.offeredAt) >= e.cfg.GiveTimeout {
 			t.offeredAt = time.Time{}
 			e.log.Warn("route table handed to the peer was not taken in time", "route_table", t.id, "timeout", e.cfg.GiveTimeout)
@@ -462,8 +485,9 @@ func (e *Engine) evaluate(now time.Time) {
 					why = "unhealthy (" + e.healthReason + "): handing to the healthy peer"
 				}
 				e.release(t, now, why)
-				t.offeredAt = now
-			case elig && peerWants && !e.wants(t, now, alive, elig):
+				t.offeredAt, t.offerSeq = now, e.seq+1
+			case elig && peerWants && e.peer.msg.Ack >= t.claimSeq:
+				// The peer saw our claim and still asks for it.
 				e.release(t, now, "peer asked for it (handshake: preempt after hold-down, or operator takeover)")
 			}
 			continue
@@ -476,7 +500,9 @@ func (e *Engine) evaluate(now time.Time) {
 		switch {
 		case e.maintenance && elig:
 			// Stay backup while the peer can carry the traffic.
-		case alive && e.peerHas(offered, t.id) && self && !recentlyReleased:
+		case alive && e.peerHas(offered, t.id) && self && e.peer.msg.Ack >= t.releaseSeq:
+			// The offer was made after the peer saw our last release, so
+			// it is not a stale one from before.
 			e.claim(t, now, "peer handed it over ("+e.peerHandReason(now)+")")
 		case e.wants(t, now, alive, elig) && alive && e.peer.msg.Ack >= t.wantSeq && t.wantSeq != 0 && !peerOwns &&
 			(!peerWants || e.cfg.NodeID < e.peer.msg.NodeID):
@@ -489,10 +515,17 @@ func (e *Engine) evaluate(now time.Time) {
 				why = "no node claims it; peer " + e.peerState(now)
 			}
 			e.claim(t, now, why)
+		case !alive && t.changes == 0 && (t.home || e.cfg.Peer):
+			// Found after the start (discovery): nobody can have it.
+			why := "single instance (no peer configured): owning the home tables"
+			if e.cfg.Peer {
+				why = "peer " + e.peerState(now)
+			}
+			e.claim(t, now, why)
 		case !alive && t.observed && t.obs.Blackhole && t.obs.Target != e.cfg.ENI && (t.home || e.cfg.Peer) && !recentlyReleased:
 			e.claim(t, now, "route table points at "+t.obs.Target+", a stopped instance (blackhole)")
 		case selfObs && t.offeredAt.IsZero() && !peerOwns && !peerWants && (self || !elig && e.healthy) && !recentlyReleased:
-			e.claim(t, now, "route table already points at this node")
+			e.claimObserved(t, now, "route table already points at this node")
 		}
 	}
 	e.updateWants(now, alive, elig)
@@ -519,6 +552,9 @@ func (e *Engine) wants(t *tableState, now time.Time, alive, elig bool) bool {
 	since := e.healthySince
 	if e.peer.aliveSince.After(since) {
 		since = e.peer.aliveSince
+	}
+	if t.holdFrom.After(since) {
+		since = t.holdFrom
 	}
 	return now.Sub(since) >= e.cfg.HoldDown
 }
@@ -574,7 +610,7 @@ func (e *Engine) takeAll(now time.Time, reason string, homeOnly bool) {
 			// is alive behind a partition, not dead. Not taking it back.
 			continue
 		}
-		e.claim(t, now, reason)
+		e.claimObserved(t, now, reason)
 	}
 }
 
@@ -592,7 +628,8 @@ func (e *Engine) ToWrite() []string {
 	for _, t := range e.sorted() {
 		switch {
 		case e.cfg.ENI == "":
-		case t.claim == claimTaking && !(t.observed && e.isSelf(t.obs)):
+		case t.claim == claimTaking:
+			// EnsureDefaultRoute changes nothing when it already points here.
 			out = append(out, t.id)
 		case t.claim == claimHeld && t.observed && (t.obs.Target == "" || t.obs.Target == e.cfg.ENI && t.obs.Blackhole):
 			out = append(out, t.id)

@@ -1,7 +1,9 @@
 package ha
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -109,7 +111,7 @@ func (s *sim) start(n *simNode) {
 	// The peer's tables are configured (learning them from heartbeats is
 	// tested on its own: a node that never heard its peer cannot know them).
 	backup := n.peerHome
-	n.eng = NewEngine(nil, EngineConfig{NodeID: n.name, ENI: n.eni, Peer: true, Home: n.home, Backup: backup,
+	n.eng = NewEngine(slog.New(&traceHandler{s: s, node: n.name}), EngineConfig{NodeID: n.name, ENI: n.eni, Peer: true, Home: n.home, Backup: backup,
 		DeadAfter: simDead, Preempt: s.preempt, HoldDown: simHold, GiveTimeout: 5 * time.Second, OpTimeout: 5 * time.Second}, s.now)
 	n.alive, n.healthy, n.ackSeq, n.inbox = true, true, 0, nil
 	// As on EC2: routes to a stopped instance's ENI are blackholes until
@@ -374,4 +376,26 @@ func TestPropertyRandomEventSequences(t *testing.T) {
 			}
 		}
 	}
+}
+
+// traceHandler records the engines' ownership logs in the sim's trace.
+type traceHandler struct {
+	s    *sim
+	node string
+}
+
+func (h *traceHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *traceHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h *traceHandler) WithGroup(string) slog.Handler           { return h }
+func (h *traceHandler) Handle(_ context.Context, r slog.Record) error {
+	if !strings.HasPrefix(r.Message, "route table ownership") {
+		return nil
+	}
+	var b strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	h.s.logf("%s %s%s", h.node, strings.TrimPrefix(r.Message, "route table ownership: "), b.String())
+	return nil
 }

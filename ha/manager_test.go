@@ -1,0 +1,202 @@
+package ha
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeCloud struct {
+	mu     sync.Mutex
+	routes map[string]string
+	eips   map[string]string // allocation → ENI
+	writes int
+	fail   bool
+}
+
+var errThrottled = errors.New("RequestLimitExceeded")
+
+func (c *fakeCloud) DefaultRoutes(ctx context.Context, ids []string) (map[string]Observation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return nil, errThrottled
+	}
+	out := map[string]Observation{}
+	for _, id := range ids {
+		out[id] = Observation{Target: c.routes[id]}
+	}
+	return out, nil
+}
+
+func (c *fakeCloud) EnsureDefaultRoute(ctx context.Context, id, eni string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return false, errThrottled
+	}
+	if c.routes[id] == eni {
+		return false, nil
+	}
+	c.routes[id] = eni
+	c.writes++
+	return true, nil
+}
+
+func (c *fakeCloud) EIPOn(ctx context.Context, alloc, eni string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.eips[alloc] == eni, nil
+}
+
+func (c *fakeCloud) AssociateEIP(ctx context.Context, alloc, eni string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.eips[alloc] = eni
+	return nil
+}
+
+func (c *fakeCloud) IsThrottled(err error) bool { return errors.Is(err, errThrottled) }
+
+func (c *fakeCloud) get(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.routes[id]
+}
+
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two managers over UDP on loopback with a fake cloud: the survivor takes
+// the dead node's table and its EIP; the restarted node gets its table
+// back by handshake after the hold-down.
+func TestManagersOverLoopback(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	pa, pc := freeUDPPort(t), freeUDPPort(t)
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": "eni-c"}, eips: map[string]string{"eipalloc-a": "eni-a"}}
+	key := []byte("0123456789abcdef0123")
+	opts := func(id, eni string, self, peer uint16, home string) Options {
+		return Options{NodeID: id, ENI: func() string { return eni }, Listen: netip.AddrPortFrom(lo, self),
+			Peer: netip.AddrPortFrom(lo, peer), Key: key, Interval: 50 * time.Millisecond, DeadAfter: 4,
+			Preempt: true, HoldDown: 300 * time.Millisecond, Home: []string{home}, Resync: 100 * time.Millisecond,
+			EIPs: []EIPGroup{{AllocationID: "eipalloc-a", RouteTables: []string{"rtb-a"}}}}
+	}
+	start := func(o Options) (*Manager, context.CancelFunc, chan error) {
+		m, err := New(slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", o.NodeID), fc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		return m, cancel, done
+	}
+	a, stopA, doneA := start(opts("i-a", "eni-a", pa, pc, "rtb-a"))
+	c, stopC, doneC := start(opts("i-c", "eni-c", pc, pa, "rtb-c"))
+	defer func() { stopC(); <-doneC }()
+
+	waitFor(t, "both see the peer", 5*time.Second, func() bool {
+		return a.Status().Peer.State == "alive" && c.Status().Peer.State == "alive"
+	})
+	waitFor(t, "each claims its home", 5*time.Second, func() bool {
+		sa, sc := a.Status(), c.Status()
+		return len(sa.Tables) == 2 && len(sc.Tables) == 2 && sa.Tables[0].Claim == "held" && sc.Tables[1].Claim == "held"
+	})
+
+	stopA()
+	<-doneA
+	waitFor(t, "rtb-a fails over to i-c", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-c" })
+	waitFor(t, "the EIP follows rtb-a", 5*time.Second, func() bool {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return fc.eips["eipalloc-a"] == "eni-c"
+	})
+	st := c.Status()
+	if st.Peer.State != "dead" || st.RouteWrites != 1 || st.EIPMoves != 1 {
+		t.Errorf("after failover: peer %s, writes %d, eip moves %d", st.Peer.State, st.RouteWrites, st.EIPMoves)
+	}
+
+	// Throttled API: the restarted node waits, then gets rtb-a back once
+	// the hold-down has passed and the peer released it.
+	a, stopA, doneA = start(opts("i-a", "eni-a", pa, pc, "rtb-a"))
+	defer func() { stopA(); <-doneA }()
+	waitFor(t, "rtb-a returns to i-a", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
+	waitFor(t, "the EIP returns", 5*time.Second, func() bool {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return fc.eips["eipalloc-a"] == "eni-a"
+	})
+	for _, tb := range a.Status().Tables {
+		if tb.ID == "rtb-a" && tb.Last.Reason == "" {
+			t.Errorf("rtb-a returned without a reason")
+		}
+	}
+	if got := fc.get("rtb-c"); got != "eni-c" {
+		t.Errorf("rtb-c moved to %s", got)
+	}
+
+	// Operator failover and takeover through the managers.
+	if _, err := a.Failover(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "failover moves rtb-a to i-c", 5*time.Second, func() bool {
+		if fc.get("rtb-a") == "eni-c" {
+			return true
+		}
+		t.Logf("a: %+v\nc: %+v", a.Status().Tables, c.Status().Tables)
+		return false
+	})
+	if _, err := a.Takeover([]string{"rtb-a"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "takeover brings rtb-a back", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
+	c.SetMaintenance(true)
+	waitFor(t, "maintenance hands rtb-c to i-a", 5*time.Second, func() bool { return fc.get("rtb-c") == "eni-a" })
+	if _, err := a.Takeover([]string{"rtb-nope"}); err == nil {
+		t.Error("takeover of an unknown table accepted")
+	}
+}
+
+func TestManagerSingleInstance(t *testing.T) {
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": ""}, eips: map[string]string{}}
+	m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return "eni-a" }, Resync: 50 * time.Millisecond,
+		Discover: func(ctx context.Context, eni, peerENI string) ([]string, error) { return []string{"rtb-a"}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "a lone node creates its default route", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
+	if st := m.Status(); st.Peer.State != "none" || st.Tables[0].Last.Reason == "" {
+		t.Errorf("status %+v", st)
+	}
+	if _, err := New(nil, fc, Options{NodeID: "i-a", Peer: netip.MustParseAddrPort("127.0.0.1:1")}); err == nil {
+		t.Error("a peer without a key accepted")
+	}
+}
