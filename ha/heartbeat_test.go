@@ -102,14 +102,14 @@ func TestReceiverDropsReplayStaleSelf(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"replayed":     {enc(testMsg(5, now)), DropReplay},
-		"older seq":    {enc(testMsg(4, now)), DropReplay},
-		"stale":        {enc(testMsg(9, now.Add(-time.Minute))), DropStale},
-		"future":       {enc(testMsg(9, now.Add(time.Minute))), DropStale},
-		"own id":       {enc(&Message{NodeID: "i-self", Epoch: 1, Seq: 1, Time: now}), DropSelf},
-		"bad mac":      {append(enc(testMsg(9, now))[:20], make([]byte, 40)...), DropUnauthenticated},
-		"garbage":      {[]byte("hello"), DropMalformed},
-		"older epoch":  {enc(&Message{NodeID: "i-0abc", Epoch: 41, Seq: 100, Time: now}), DropReplay},
+		"replayed":    {enc(testMsg(5, now)), DropReplay},
+		"older seq":   {enc(testMsg(4, now)), DropReplay},
+		"stale":       {enc(testMsg(9, now.Add(-time.Minute))), DropStale},
+		"future":      {enc(testMsg(9, now.Add(time.Minute))), DropStale},
+		"own id":      {enc(&Message{NodeID: "i-self", Epoch: 1, Seq: 1, Time: now}), DropSelf},
+		"bad mac":     {append(enc(testMsg(9, now))[:20], make([]byte, 40)...), DropUnauthenticated},
+		"garbage":     {[]byte("hello"), DropMalformed},
+		"older epoch": {enc(&Message{NodeID: "i-0abc", Epoch: 41, Seq: 100, Time: now}), DropReplay},
 	} {
 		if m, reason, _ := r.Accept(tc.b, now); m != nil || reason != tc.want {
 			t.Errorf("%s: accepted=%v reason=%q, want %q", name, m != nil, reason, tc.want)

@@ -2,11 +2,11 @@ package ha
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"

@@ -385,8 +385,8 @@ type traceHandler struct {
 }
 
 func (h *traceHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *traceHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *traceHandler) WithGroup(string) slog.Handler           { return h }
+func (h *traceHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *traceHandler) WithGroup(string) slog.Handler            { return h }
 func (h *traceHandler) Handle(_ context.Context, r slog.Record) error {
 	if !strings.HasPrefix(r.Message, "route table ownership") {
 		return nil
