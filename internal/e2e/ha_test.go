@@ -1,0 +1,620 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/internal/vpcsim"
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
+)
+
+// The HA pair in the simulated VPC: hanatd on nat-a (AZ a) and nat-c
+// (AZ c), each owning its AZ's private route table, a private host per AZ
+// fetching a page continuously, 100 ms of EC2 API latency. Outages are
+// measured from the probes (the longest gap between two successful
+// requests around the event) and logged as
+//
+//	HA-OUTAGE scenario=<name> ms=<n>
+//
+// Timings: heartbeat every 200 ms, dead after 5 misses (1 s), hold-down
+// 3 s (shortened from the 30 s default so handbacks fit the CI budget),
+// health checks every 500 ms. The "60 s" partition is cut to 15 s: still
+// 15× dead_after and 5× the hold-down, so both sides declare the other
+// dead and would have handed back long before if anything flapped.
+
+const (
+	haHoldDown   = 3 * time.Second
+	haPartition  = 15 * time.Second
+	haFailRuns   = 3
+	haAPILatency = 100 * time.Millisecond
+)
+
+type haPair struct {
+	root      *testing.T
+	lab       *vpcsim.Lab
+	dir       string
+	key       string
+	nodes     map[string]*labNAT
+	extra     string // more ha: keys for both nodes
+	probes    map[string]*prober
+	rtbA      string
+	rtbC      string
+	eniA      string
+	eniC      string
+	stopProbe context.CancelFunc
+}
+
+func haConfig(lab *vpcsim.Lab, self, peer, key, extra string) string {
+	return fmt.Sprintf(`ha:
+  peer: %s
+  key_file: %s
+  interval: 200ms
+  dead_after: 5
+  preempt: true
+  hold_down: %s
+  health:
+    targets: ["%s:%d"]
+    interval: 500ms
+    timeout: 500ms
+%s`, lab.Instance(peer).PrivateIP, key, haHoldDown, lab.Internet().Addr, vpcsim.InternetHTTPPort, extra)
+}
+
+// start runs hanatd on a NAT of the pair. Its process belongs to the
+// pair's test (root), not to the subtest that (re)starts it.
+func (p *haPair) start(t *testing.T, name string) {
+	t.Helper()
+	peer := "nat-c"
+	if name == "nat-c" {
+		peer = "nat-a"
+	}
+	dir, err := os.MkdirTemp(p.dir, name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "admin.sock")
+	cfg := filepath.Join(dir, "hanat.yaml")
+	body := fmt.Sprintf("admin:\n  socket: %s\nstate_dir: %s\n%s", socket, filepath.Join(dir, "state"),
+		haConfig(p.lab, name, peer, p.key, p.extra))
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc, err := p.lab.Start(context.Background(), name, bins.hanatd, "--config", cfg)
+	if err != nil {
+		t.Fatalf("start hanatd in %s: %v", name, err)
+	}
+	n := &labNAT{proc: proc, socket: socket, client: admin.NewClient(socket)}
+	p.nodes[name] = n
+	p.root.Cleanup(func() {
+		proc.Kill()
+		if p.root.Failed() {
+			p.root.Logf("hanatd in %s:\n%s", name, proc.Output())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := n.client.Status(ctx)
+		cancel()
+		if err == nil && st.Ready {
+			return
+		}
+		select {
+		case <-proc.Done():
+			t.Fatalf("hanatd in %s exited:\n%s", name, proc.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("hanatd in %s not ready within 20s:\n%s", name, proc.Output())
+}
+
+func (p *haPair) kill(name string) {
+	if n := p.nodes[name]; n != nil {
+		n.proc.Kill()
+		<-n.proc.Done()
+	}
+}
+
+func setupHAPair(t *testing.T, extra string) *haPair {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the HA lab needs root (network namespaces)")
+	}
+	lab := upLab(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ha.key")
+	if err := os.WriteFile(key, []byte("e2e-shared-heartbeat-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &haPair{root: t, lab: lab, dir: dir, key: key, nodes: map[string]*labNAT{}, extra: extra, probes: map[string]*prober{},
+		rtbA: lab.RouteTableID("private-a"), rtbC: lab.RouteTableID("private-c"),
+		eniA: lab.Instance("nat-a").ENIID, eniC: lab.Instance("nat-c").ENIID}
+	lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
+	p.start(t, "nat-a")
+	p.start(t, "nat-c")
+	p.waitRoutes(t, "pair up", 20*time.Second, p.eniA, p.eniC)
+	p.waitPeers(t, 20*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopProbe = cancel
+	t.Cleanup(cancel)
+	for _, app := range []string{"app-a", "app-c"} {
+		pr := &prober{lab: lab, instance: app}
+		p.probes[app] = pr
+		go pr.run(ctx)
+	}
+	time.Sleep(time.Second)
+	return p
+}
+
+// routeTarget is where a lab route table's 0.0.0.0/0 points now.
+func routeTarget(lab *vpcsim.Lab, rtb string) string {
+	for _, rt := range lab.Status().RouteTables {
+		if rt.ID != rtb {
+			continue
+		}
+		for _, r := range rt.Routes {
+			if r.Destination.Bits() == 0 {
+				return r.NetworkInterfaceID
+			}
+		}
+	}
+	return ""
+}
+
+func (p *haPair) waitRoutes(t *testing.T, what string, within time.Duration, a, c string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if routeTarget(p.lab, p.rtbA) == a && routeTarget(p.lab, p.rtbC) == c {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: private-a -> %s (want %s), private-c -> %s (want %s) after %v\n%s", what,
+		routeTarget(p.lab, p.rtbA), a, routeTarget(p.lab, p.rtbC), c, within, p.statusDump())
+}
+
+func (p *haPair) waitPeers(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, n := range p.nodes {
+			st, err := n.client.Status(context.Background())
+			if err != nil || st.HA == nil || st.HA.Peer.State != "alive" || !st.HA.Peer.Healthy || !st.HA.Healthy {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the pair did not see each other alive and healthy within %v\n%s", within, p.statusDump())
+}
+
+func (p *haPair) statusDump() string {
+	var b strings.Builder
+	for name, n := range p.nodes {
+		out, err := runCtl(n.socket, "status")
+		fmt.Fprintf(&b, "--- %s status (err %v):\n%s\n", name, err, out)
+	}
+	return b.String()
+}
+
+// prober fetches a page from the internet server from a private host
+// every 50 ms (each request a fresh flow with a 1 s timeout) and records
+// the outcome.
+type prober struct {
+	lab      *vpcsim.Lab
+	instance string
+	mu       sync.Mutex
+	results  []probe
+}
+
+type probe struct {
+	start time.Time
+	ok    bool
+	src   netip.Addr
+}
+
+func (pr *prober) run(ctx context.Context) {
+	sem := make(chan struct{}, 32)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			continue
+		}
+		go func() {
+			defer func() { <-sem }()
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			src, err := pr.lab.FetchSourceIP(rctx, pr.instance)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			pr.mu.Lock()
+			pr.results = append(pr.results, probe{start: start, ok: err == nil, src: src})
+			pr.mu.Unlock()
+		}()
+	}
+}
+
+func (pr *prober) snapshot() []probe {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	out := slices.Clone(pr.results)
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
+}
+
+// outage is the longest gap between two successful requests started in
+// [from, to]: the last success before the outage to the first after it.
+// It fails the test when no request succeeded after the last failure.
+func (pr *prober) outage(t *testing.T, from, to time.Time) time.Duration {
+	t.Helper()
+	var last time.Time
+	var worst time.Duration
+	failedSince := false
+	for _, r := range pr.snapshot() {
+		if r.start.Before(from.Add(-time.Second)) || r.start.After(to) {
+			continue
+		}
+		if !r.ok {
+			failedSince = true
+			continue
+		}
+		if !last.IsZero() && r.start.Sub(last) > worst {
+			worst = r.start.Sub(last)
+		}
+		last = r.start
+		failedSince = false
+	}
+	if last.IsZero() || failedSince {
+		t.Fatalf("%s: no successful request after the event (window %s .. %s)", pr.instance, from.Format("15:04:05.000"), to.Format("15:04:05.000"))
+	}
+	return worst
+}
+
+// recovered waits until instance has had a few successes after since.
+func (pr *prober) recovered(t *testing.T, since time.Time, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		n := 0
+		for _, r := range pr.snapshot() {
+			if r.start.After(since) && r.ok {
+				n++
+			}
+		}
+		if n >= 5 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: requests did not succeed again within %v", pr.instance, within)
+}
+
+// sources returns the source addresses the internet saw from successful
+// requests started in [from, to].
+func (pr *prober) sources(from, to time.Time) map[netip.Addr]int {
+	out := map[netip.Addr]int{}
+	for _, r := range pr.snapshot() {
+		if r.ok && !r.start.Before(from) && !r.start.After(to) {
+			out[r.src]++
+		}
+	}
+	return out
+}
+
+func logOutage(t *testing.T, scenario string, d time.Duration) {
+	t.Helper()
+	t.Logf("HA-OUTAGE scenario=%s ms=%d", scenario, d.Milliseconds())
+}
+
+// stopNAT stops a NAT instance as EC2 would (its hanatd dies with it).
+func (p *haPair) stopNAT(t *testing.T, name string) time.Time {
+	t.Helper()
+	at := time.Now()
+	if err := p.lab.StopInstance(context.Background(), name); err != nil {
+		t.Fatalf("stop %s: %v", name, err)
+	}
+	<-p.nodes[name].proc.Done()
+	return at
+}
+
+func (p *haPair) startNAT(t *testing.T, name string) {
+	t.Helper()
+	if err := p.lab.StartInstance(context.Background(), name); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p.start(t, name)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// TestHAPair runs the issue's lab scenarios on one pair, in order.
+func TestHAPair(t *testing.T) {
+	p := setupHAPair(t, "")
+	appA, appC := p.probes["app-a"], p.probes["app-c"]
+
+	t.Run("stop nat-a fails over, start returns after hold-down", func(t *testing.T) {
+		var outs []time.Duration
+		for run := 1; run <= haFailRuns; run++ {
+			at := p.stopNAT(t, "nat-a")
+			p.waitRoutes(t, "nat-a stopped", 10*time.Second, p.eniC, p.eniC)
+			appA.recovered(t, at, 10*time.Second)
+			d := appA.outage(t, at, time.Now())
+			outs = append(outs, d)
+			logOutage(t, fmt.Sprintf("stop-nat-a-run%d", run), d)
+
+			back := time.Now()
+			p.startNAT(t, "nat-a")
+			p.waitRoutes(t, "nat-a back", haHoldDown+15*time.Second, p.eniA, p.eniC)
+			returned := time.Now()
+			appA.recovered(t, returned, 10*time.Second)
+			d = appA.outage(t, returned.Add(-500*time.Millisecond), time.Now())
+			logOutage(t, fmt.Sprintf("nat-a-returns-run%d", run), d)
+			if d > 1500*time.Millisecond {
+				t.Errorf("handback interrupted app-a for %v", d)
+			}
+			if c := appC.outage(t, at, time.Now()); c > 1500*time.Millisecond {
+				t.Errorf("app-c (never moved) interrupted for %v", c)
+			}
+			st, err := p.nodes["nat-a"].client.Status(context.Background())
+			if err == nil && st.HA != nil {
+				for _, tb := range st.HA.Tables {
+					if tb.ID == p.rtbA && !strings.Contains(tb.LastReason, "preempt") && !strings.Contains(tb.LastReason, "handshake") {
+						t.Errorf("private-a came back with reason %q, want the preempt handshake", tb.LastReason)
+					}
+				}
+			}
+			t.Logf("nat-a back after %v (hold-down %v)", returned.Sub(back).Round(time.Millisecond), haHoldDown)
+		}
+		med, worst := median(outs), slices.Max(outs)
+		t.Logf("HA-OUTAGE scenario=stop-nat-a-median ms=%d", med.Milliseconds())
+		t.Logf("HA-OUTAGE scenario=stop-nat-a-max ms=%d", worst.Milliseconds())
+		if worst > 5*time.Second {
+			t.Errorf("failover outage %v (runs %v)", worst, outs)
+		}
+	})
+
+	t.Run("heartbeat partition changes each table at most once", func(t *testing.T) {
+		changes := map[string]int{}
+		last := map[string]string{p.rtbA: routeTarget(p.lab, p.rtbA), p.rtbC: routeTarget(p.lab, p.rtbC)}
+		at := time.Now()
+		if err := p.lab.Partition(context.Background(), "nat-a", "nat-c", "udp", 7946); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(haPartition); time.Now().Before(end); {
+			for _, rtb := range []string{p.rtbA, p.rtbC} {
+				if cur := routeTarget(p.lab, rtb); cur != last[rtb] {
+					changes[rtb]++
+					t.Logf("partition: %s %s -> %s", rtb, last[rtb], cur)
+					last[rtb] = cur
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		healAt := time.Now()
+		for _, rtb := range []string{p.rtbA, p.rtbC} {
+			if changes[rtb] > 1 {
+				t.Errorf("partition changed %s %d times", rtb, changes[rtb])
+			}
+		}
+		for _, pr := range []*prober{appA, appC} {
+			d := pr.outage(t, at, healAt)
+			logOutage(t, "partition-"+pr.instance, d)
+			if d > 2*time.Second {
+				t.Errorf("%s interrupted for %v during the partition", pr.instance, d)
+			}
+		}
+		if err := p.lab.Heal(context.Background(), "nat-a", "nat-c", "udp", 7946); err != nil {
+			t.Fatal(err)
+		}
+		// Healed: both home tables return by handshake after the hold-down.
+		p.waitRoutes(t, "after heal", haHoldDown+15*time.Second, p.eniA, p.eniC)
+		p.waitPeers(t, 10*time.Second)
+		time.Sleep(time.Second)
+		for _, pr := range []*prober{appA, appC} {
+			d := pr.outage(t, healAt, time.Now())
+			logOutage(t, "partition-heal-"+pr.instance, d)
+		}
+	})
+
+	t.Run("30% of EC2 calls throttled, failover still completes", func(t *testing.T) {
+		p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency, ThrottleRate: 0.3, Seed: 7})
+		defer p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
+		at := p.stopNAT(t, "nat-a")
+		p.waitRoutes(t, "nat-a stopped, throttled API", 20*time.Second, p.eniC, p.eniC)
+		appA.recovered(t, at, 10*time.Second)
+		d := appA.outage(t, at, time.Now())
+		logOutage(t, "stop-nat-a-throttled", d)
+		p.startNAT(t, "nat-a")
+		p.waitRoutes(t, "nat-a back, throttled API", haHoldDown+30*time.Second, p.eniA, p.eniC)
+		st, err := p.nodes["nat-c"].client.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("nat-c counters under throttling: %v", st.HA.Counters)
+	})
+
+	t.Run("hanatctl failover, takeover and maintenance", func(t *testing.T) {
+		// An unprivileged user's failover is refused and moves nothing.
+		ctl := worldExecutable(t, bins.hanatctl)
+		cmd := exec.Command(ctl, "--socket", p.nodes["nat-a"].socket, "failover")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "permission denied") {
+			t.Errorf("unprivileged failover: %v (want exit 3)\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if got := routeTarget(p.lab, p.rtbA); got != p.eniA {
+			t.Fatalf("private-a moved to %s after a refused failover", got)
+		}
+
+		at := time.Now()
+		if out, err := runCtl(p.nodes["nat-a"].socket, "failover"); err != nil || !strings.Contains(out, p.rtbA) {
+			t.Fatalf("hanatctl failover: %v\n%s", err, out)
+		}
+		p.waitRoutes(t, "hanatctl failover on nat-a", 10*time.Second, p.eniC, p.eniC)
+		time.Sleep(time.Second)
+		d := appA.outage(t, at, time.Now())
+		logOutage(t, "hanatctl-failover", d)
+		if d > time.Second {
+			t.Errorf("hanatctl failover interrupted app-a for %v", d)
+		}
+		// preempt brings it back after the hold-down; takeover does it now.
+		at = time.Now()
+		if out, err := runCtl(p.nodes["nat-a"].socket, "takeover", "--table", p.rtbA); err != nil {
+			t.Fatalf("hanatctl takeover: %v\n%s", err, out)
+		}
+		p.waitRoutes(t, "hanatctl takeover on nat-a", 10*time.Second, p.eniA, p.eniC)
+		time.Sleep(time.Second)
+		d = appA.outage(t, at, time.Now())
+		logOutage(t, "hanatctl-takeover", d)
+		if d > time.Second {
+			t.Errorf("hanatctl takeover interrupted app-a for %v", d)
+		}
+
+		at = time.Now()
+		if out, err := runCtl(p.nodes["nat-c"].socket, "maintenance", "on"); err != nil {
+			t.Fatalf("hanatctl maintenance on: %v\n%s", err, out)
+		}
+		p.waitRoutes(t, "maintenance on nat-c", 10*time.Second, p.eniA, p.eniA)
+		time.Sleep(time.Second)
+		d = appC.outage(t, at, time.Now())
+		logOutage(t, "hanatctl-maintenance-on", d)
+		if d > time.Second {
+			t.Errorf("maintenance on interrupted app-c for %v", d)
+		}
+		// It stays backup well past the hold-down.
+		time.Sleep(haHoldDown + 2*time.Second)
+		if got := routeTarget(p.lab, p.rtbC); got != p.eniA {
+			t.Errorf("private-c went back to %s while nat-c is in maintenance", got)
+		}
+		status, _ := runCtl(p.nodes["nat-c"].socket, "status")
+		if !strings.Contains(status, "maintenance on") || !strings.Contains(status, p.rtbC) {
+			t.Errorf("status of nat-c in maintenance:\n%s", status)
+		}
+		at = time.Now()
+		if out, err := runCtl(p.nodes["nat-c"].socket, "maintenance", "off"); err != nil {
+			t.Fatalf("hanatctl maintenance off: %v\n%s", err, out)
+		}
+		p.waitRoutes(t, "maintenance off on nat-c", haHoldDown+10*time.Second, p.eniA, p.eniC)
+		time.Sleep(time.Second)
+		d = appC.outage(t, at, time.Now())
+		logOutage(t, "hanatctl-maintenance-off", d)
+	})
+}
+
+// TestHAEIPFollowsTables: with nat-a's EIP following private-a, the
+// internet sees app-a as the same address before and after nat-a stops.
+func TestHAEIPFollowsTables(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the HA lab needs root (network namespaces)")
+	}
+	// The EIP group is known only once the lab exists: start with none,
+	// then restart both nodes with it.
+	p := setupHAPair(t, "")
+	natA := p.lab.Instance("nat-a")
+	alloc := p.lab.EIPAllocationID(natA.PublicIP)
+	if alloc == "" {
+		t.Fatalf("no allocation id for nat-a's EIP %s", natA.PublicIP)
+	}
+	p.kill("nat-a")
+	p.kill("nat-c")
+	p.extra = fmt.Sprintf("  eips:\n    - allocation_id: %s\n      route_tables: [%s]\n", alloc, p.rtbA)
+	p.start(t, "nat-a")
+	p.start(t, "nat-c")
+	p.waitPeers(t, 20*time.Second)
+	p.waitRoutes(t, "restarted with the EIP group", 10*time.Second, p.eniA, p.eniC)
+	appA := p.probes["app-a"]
+	before := time.Now()
+	appA.recovered(t, before, 10*time.Second)
+	time.Sleep(time.Second)
+
+	at := p.stopNAT(t, "nat-a")
+	p.waitRoutes(t, "nat-a stopped", 10*time.Second, p.eniC, p.eniC)
+	appA.recovered(t, at, 15*time.Second)
+	time.Sleep(2 * time.Second)
+	d := appA.outage(t, at, time.Now())
+	logOutage(t, "stop-nat-a-with-eip", d)
+
+	srcBefore := appA.sources(before, at)
+	srcAfter := appA.sources(at, time.Now())
+	t.Logf("app-a seen as %v before, %v after", srcBefore, srcAfter)
+	if len(srcBefore) != 1 || srcBefore[natA.PublicIP] == 0 {
+		t.Errorf("before failover app-a was seen as %v, want only %s", srcBefore, natA.PublicIP)
+	}
+	if srcAfter[natA.PublicIP] == 0 {
+		t.Errorf("after failover app-a was seen as %v, want %s (the EIP follows private-a)", srcAfter, natA.PublicIP)
+	}
+	// Every success after the EIP moved uses it.
+	last := appA.snapshot()
+	var tail []probe
+	for _, r := range last {
+		if r.ok && r.start.After(time.Now().Add(-time.Second)) {
+			tail = append(tail, r)
+		}
+	}
+	for _, r := range tail {
+		if r.src != natA.PublicIP {
+			t.Errorf("app-a seen as %s after failover settled, want %s", r.src, natA.PublicIP)
+			break
+		}
+	}
+	st, err := p.nodes["nat-c"].client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HA.Counters["eip_associations"] == 0 {
+		t.Errorf("nat-c counted no EIP association: %v", st.HA.Counters)
+	}
+}
+
+// worldExecutable copies bin where an unprivileged user can run it.
+func worldExecutable(t *testing.T, bin string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hnt-e2e-ctl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(bin))
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
