@@ -48,6 +48,7 @@ type haPair struct {
 	key       string
 	nodes     map[string]*labNAT
 	extra     string // more ha: keys for both nodes
+	deadAfter int    // ha.dead_after (missed 200 ms heartbeats)
 	probes    map[string]*prober
 	rtbA      string
 	rtbC      string
@@ -56,19 +57,19 @@ type haPair struct {
 	stopProbe context.CancelFunc
 }
 
-func haConfig(lab *vpcsim.Lab, self, peer, key, extra string) string {
+func haConfig(lab *vpcsim.Lab, self, peer, key string, deadAfter int, extra string) string {
 	return fmt.Sprintf(`ha:
   peer: %s
   key_file: %s
   interval: 200ms
-  dead_after: 5
+  dead_after: %d
   preempt: true
   hold_down: %s
   health:
     targets: ["%s:%d"]
     interval: 500ms
     timeout: 500ms
-%s`, lab.Instance(peer).PrivateIP, key, haHoldDown, lab.Internet().Addr, vpcsim.InternetHTTPPort, extra)
+%s`, lab.Instance(peer).PrivateIP, key, deadAfter, haHoldDown, lab.Internet().Addr, vpcsim.InternetHTTPPort, extra)
 }
 
 // start runs hanatd on a NAT of the pair. Its process belongs to the
@@ -86,7 +87,7 @@ func (p *haPair) start(t *testing.T, name string) {
 	socket := filepath.Join(dir, "admin.sock")
 	cfg := filepath.Join(dir, "hanat.yaml")
 	body := fmt.Sprintf("admin:\n  socket: %s\nstate_dir: %s\n%s", socket, filepath.Join(dir, "state"),
-		haConfig(p.lab, name, peer, p.key, p.extra))
+		haConfig(p.lab, name, peer, p.key, p.deadAfter, p.extra))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func setupHAPair(t *testing.T, extra string) *haPair {
 	if err := os.WriteFile(key, []byte("e2e-shared-heartbeat-key-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &haPair{root: t, lab: lab, dir: dir, key: key, nodes: map[string]*labNAT{}, extra: extra, probes: map[string]*prober{},
+	p := &haPair{root: t, lab: lab, deadAfter: 5, dir: dir, key: key, nodes: map[string]*labNAT{}, extra: extra, probes: map[string]*prober{},
 		rtbA: lab.RouteTableID("private-a"), rtbC: lab.RouteTableID("private-c"),
 		eniA: lab.Instance("nat-a").ENIID, eniC: lab.Instance("nat-c").ENIID}
 	lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
@@ -533,7 +534,10 @@ func TestHAPair(t *testing.T) {
 }
 
 // TestHAEIPFollowsTables: with nat-a's EIP following private-a, the
-// internet sees app-a as the same address before and after nat-a stops.
+// internet sees app-a as the same address before and after nat-a stops
+// (the few requests between the route moving and the EIP association
+// landing, ~200 ms, leave as nat-c's own address). This pair runs with
+// dead_after 4.
 func TestHAEIPFollowsTables(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the HA lab needs root (network namespaces)")
@@ -549,6 +553,9 @@ func TestHAEIPFollowsTables(t *testing.T) {
 	p.kill("nat-a")
 	p.kill("nat-c")
 	p.extra = fmt.Sprintf("  eips:\n    - allocation_id: %s\n      route_tables: [%s]\n", alloc, p.rtbA)
+	// Also a faster detection than the default: dead after 4 missed
+	// heartbeats (800 ms) instead of 5.
+	p.deadAfter = 4
 	p.start(t, "nat-a")
 	p.start(t, "nat-c")
 	p.waitPeers(t, 20*time.Second)
@@ -563,7 +570,7 @@ func TestHAEIPFollowsTables(t *testing.T) {
 	appA.recovered(t, at, 15*time.Second)
 	time.Sleep(2 * time.Second)
 	d := appA.outage(t, at, time.Now())
-	logOutage(t, "stop-nat-a-with-eip", d)
+	logOutage(t, "stop-nat-a-with-eip-dead_after4", d)
 
 	srcBefore := appA.sources(before, at)
 	srcAfter := appA.sources(at, time.Now())
