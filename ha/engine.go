@@ -71,24 +71,23 @@ type Change struct {
 }
 
 type tableState struct {
-	id          string
-	home        bool
-	claim       claimState
-	offeredAt   time.Time // handed to the peer (failover), waiting for it to take
-	releasedAt  time.Time
-	opWantAt    time.Time // operator takeover pending
-	wantSeq     uint64    // seq of the first heartbeat carrying our want; 0: not wanting
-	obs         Observation
-	observed    bool
-	observedAt  time.Time
-	last        Change
-	changes     uint64
-	peerRelease time.Time // when the peer last stopped listing it as owned
-	lostAt      time.Time // when it was seen taken from us
-	releaseSeq  uint64    // first heartbeat after our last release
-	offerSeq    uint64    // first heartbeat carrying our offer
-	claimSeq    uint64    // first heartbeat carrying our last claim
-	holdFrom    time.Time // an operator failover restarts the hold-down
+	id         string
+	home       bool
+	claim      claimState
+	offeredAt  time.Time // handed to the peer (failover), waiting for it to take
+	releasedAt time.Time
+	opWantAt   time.Time // operator takeover pending
+	wantSeq    uint64    // seq of the first heartbeat carrying our want; 0: not wanting
+	obs        Observation
+	observed   bool
+	observedAt time.Time
+	last       Change
+	changes    uint64
+	lostAt     time.Time // when it was seen taken from us
+	releaseSeq uint64    // first heartbeat after our last release
+	offerSeq   uint64    // first heartbeat carrying our offer
+	claimSeq   uint64    // first heartbeat carrying our last claim
+	holdFrom   time.Time // an operator failover restarts the hold-down
 }
 
 // Engine decides which route tables this node claims. It is pure: time is
@@ -221,15 +220,6 @@ func (e *Engine) OnHeartbeat(m *Message, now time.Time) {
 	}
 	if !e.peerAlive(now) || m.Epoch != e.peer.epoch {
 		e.peer.aliveSince = now
-	}
-	if e.peer.msg != nil {
-		for _, id := range e.peer.msg.Owned {
-			if !slices.Contains(m.Owned, id) {
-				if t, ok := e.tables[id]; ok {
-					t.peerRelease = now
-				}
-			}
-		}
 	}
 	e.peer.msg, e.peer.at, e.peer.epoch = m, now, m.Epoch
 	// The peer's home tables are the ones we back up.
