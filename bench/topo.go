@@ -125,49 +125,8 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 // link creates a veth inside the NAT namespace with its peer (named eth0)
 // moved straight into peerNS: nothing appears in the host namespace.
 func (t *topo) link(local string, localAddr netip.Prefix, peerNS *netns.NS, peerAddr netip.Prefix, peerGW netip.Addr) error {
-	err := t.nat.Do(func() error {
-		v := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: local},
-			PeerName:      hostDev,
-			PeerNamespace: netlink.NsFd(peerNS.FD()),
-		}
-		if err := netlink.LinkAdd(v); err != nil {
-			return fmt.Errorf("add veth %s: %w", local, err)
-		}
-		return addrUp(local, localAddr)
-	})
-	if err != nil {
+	if err := t.nat.Veth(local, localAddr, peerNS, hostDev, peerAddr, peerGW); err != nil {
 		return fmt.Errorf("bench topology: %w", err)
-	}
-	err = peerNS.Do(func() error {
-		if err := addrUp(hostDev, peerAddr); err != nil {
-			return err
-		}
-		if !peerGW.IsValid() {
-			return nil
-		}
-		if err := netlink.RouteAdd(&netlink.Route{Gw: net.IP(peerGW.AsSlice())}); err != nil {
-			return fmt.Errorf("default route via %s: %w", peerGW, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("bench topology: configure %s: %w", peerNS.Name, err)
-	}
-	return nil
-}
-
-func addrUp(name string, p netip.Prefix) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", name, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := netlink.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("address %s on %s: %w", p, name, err)
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("link %s up: %w", name, err)
 	}
 	return nil
 }
