@@ -294,7 +294,7 @@ func TestSlowpathTraffic(t *testing.T) {
 	if after[RuleDropUnsolicited].Packets <= before[RuleDropUnsolicited].Packets {
 		t.Errorf("drop_unsolicited did not count: before %v after %v", before[RuleDropUnsolicited], after[RuleDropUnsolicited])
 	}
-	for _, name := range []string{RuleForwardNewPrivate, RuleForwardEstablished, RuleSNAT, RuleSNATOther, RuleForwardDNAT, "dnat_tcp_8081",
+	for _, name := range []string{RuleForwardNewPrivate, RuleForwardEstablished, RuleForwardEstablishedSource, RuleConnEstablished, RuleSNAT, RuleSNATOther, RuleForwardDNAT, "dnat_tcp_8081",
 		RuleInputTCP, RuleInputPrivate, RuleInputICMP, RuleInputEstablished, RuleInputDrop} {
 		if after[name].Packets == 0 {
 			t.Errorf("counter %s = 0, want traffic (all: %v)", name, after)

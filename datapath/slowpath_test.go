@@ -91,6 +91,8 @@ var wantListing = []string{
 	"elements = { 10.0.11.0/24, 10.0.12.0/24 }",
 	"type filter hook forward priority filter; policy drop;",
 	`ct state invalid counter drop comment "drop_invalid"`,
+	`ct direction reply ct state established ct mark 0x00000000/1 counter ct mark set ct mark | 0x80000000 comment "conn_established"`,
+	`ip saddr @private_v4 ct state established,related counter accept comment "forward_established_source"`,
 	`ct state established,related counter accept comment "forward_established"`,
 	`ip saddr @private_v4 ct state new counter accept comment "forward_new_private"`,
 	`ct status dnat ct state new counter accept comment "forward_dnat"`,

@@ -34,11 +34,22 @@ const (
 // Rule names: the comment of each rule, and the keys of Slowpath.Counters.
 // Port forwards are named by PortForward.Name ("dnat_tcp_8080").
 const (
-	RuleDropInvalid        = "drop_invalid"
-	RuleForwardEstablished = "forward_established"
-	RuleForwardNewPrivate  = "forward_new_private"
-	RuleForwardDNAT        = "forward_dnat"
-	RuleDropUnsolicited    = "drop_unsolicited"
+	RuleDropInvalid = "drop_invalid"
+	// RuleConnEstablished only counts (no verdict): the first packet of a
+	// flow's reply direction (the flow was answered: the NAT gateway's
+	// ConnectionEstablishedCount). It marks the flow with CtMarkAnswered
+	// so each flow counts once.
+	RuleConnEstablished = "conn_established"
+	// RuleForwardEstablishedSource accepts established/related packets
+	// from the private hosts (the NAT gateway's "source": BytesInFromSource,
+	// BytesOutToDestination); RuleForwardEstablished accepts the others,
+	// from the outside ("destination": BytesInFromDestination,
+	// BytesOutToSource).
+	RuleForwardEstablishedSource = "forward_established_source"
+	RuleForwardEstablished       = "forward_established"
+	RuleForwardNewPrivate        = "forward_new_private"
+	RuleForwardDNAT              = "forward_dnat"
+	RuleDropUnsolicited          = "drop_unsolicited"
 	// RuleSNAT is TCP and UDP, with the port range; RuleSNATOther is ICMP
 	// and other protocols, without ports. With several SNAT addresses there
 	// is one rule of each per address, all with the same name.
@@ -57,6 +68,10 @@ const (
 	RuleInputUDP         = "input_udp"
 	RuleInputDrop        = "input_drop_unsolicited"
 )
+
+// CtMarkAnswered is the conntrack mark bit RuleConnEstablished sets on a
+// flow's first forwarded reply packet. hanat uses no other bit of ct mark.
+const CtMarkAnswered uint32 = 0x80000000
 
 // markerPrefix starts the comment of the marker rule in ChainConfig.
 const markerPrefix = "config "
@@ -147,6 +162,20 @@ func BuildTable(n NAT) (Table, error) {
 	b.addRule(forward, RuleDropInvalid, concat(
 		ctStateAny(expr.CtStateBitINVALID),
 		counterVerdict(expr.VerdictDrop),
+	))
+	// ct direction reply ct state established ct mark & 0x80000000 == 0 counter ct mark set ct mark | 0x80000000 comment "conn_established"
+	b.addRule(forward, RuleConnEstablished, concat(
+		ctDirectionIs(1),
+		ctStateAny(expr.CtStateBitESTABLISHED),
+		ctMarkBitClear(CtMarkAnswered),
+		[]expr.Any{&expr.Counter{}},
+		ctMarkBitSet(CtMarkAnswered),
+	))
+	// ip saddr @private_v4 ct state established,related counter accept comment "forward_established_source"
+	b.addRule(forward, RuleForwardEstablishedSource, concat(
+		ipSaddrIn(private),
+		ctStateAny(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
+		counterVerdict(expr.VerdictAccept),
 	))
 	// ct state established,related counter accept comment "forward_established"
 	b.addRule(forward, RuleForwardEstablished, concat(
@@ -496,6 +525,45 @@ func ifnameIs(key expr.MetaKey, name string) []expr.Any {
 // ctStateAny is: ct state s1,s2 (any of the bits)
 func ctStateAny(bits uint32) []expr.Any {
 	return ctBitsAny(expr.CtKeySTATE, bits)
+}
+
+// ctDirectionIs is: ct direction original (0) / reply (1)
+func ctDirectionIs(dir byte) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{dir}},
+	}
+}
+
+// ctMarkBitClear is: ct mark & bit == 0
+func ctMarkBitClear(bit uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{
+			SourceRegister: 1,
+			DestRegister:   1,
+			Len:            4,
+			Mask:           binaryutil.NativeEndian.PutUint32(bit),
+			Xor:            binaryutil.NativeEndian.PutUint32(0),
+		},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// ctMarkBitSet is: ct mark set ct mark | bit (nft encodes "or" as
+// (mark & ^bit) ^ bit).
+func ctMarkBitSet(bit uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{
+			SourceRegister: 1,
+			DestRegister:   1,
+			Len:            4,
+			Mask:           binaryutil.NativeEndian.PutUint32(^bit),
+			Xor:            binaryutil.NativeEndian.PutUint32(bit),
+		},
+		&expr.Ct{Register: 1, SourceRegister: true, Key: expr.CtKeyMARK},
+	}
 }
 
 // ctStatusAny is: ct status s

@@ -88,7 +88,7 @@ func TestBuildTableRepresentative(t *testing.T) {
 
 	// Rule names, in order.
 	for chain, want := range map[string][]string{
-		ChainForward:    {RuleDropInvalid, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT, RuleDropUnsolicited},
+		ChainForward:    {RuleDropInvalid, RuleConnEstablished, RuleForwardEstablishedSource, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT, RuleDropUnsolicited},
 		ChainPrerouting: {"dnat_tcp_8080", "dnat_udp_5353"},
 		ChainPostroute:  {RuleSNAT, RuleSNAT, RuleSNATOther, RuleSNATOther},
 		ChainConfig:     {markerPrefix + tbl.Hash},
@@ -111,11 +111,12 @@ func TestBuildTableRepresentative(t *testing.T) {
 
 	// Verdicts of the forward chain.
 	wantVerdict := map[string]expr.VerdictKind{
-		RuleDropInvalid:        expr.VerdictDrop,
-		RuleForwardEstablished: expr.VerdictAccept,
-		RuleForwardNewPrivate:  expr.VerdictAccept,
-		RuleForwardDNAT:        expr.VerdictAccept,
-		RuleDropUnsolicited:    expr.VerdictDrop,
+		RuleDropInvalid:              expr.VerdictDrop,
+		RuleForwardEstablishedSource: expr.VerdictAccept,
+		RuleForwardEstablished:       expr.VerdictAccept,
+		RuleForwardNewPrivate:        expr.VerdictAccept,
+		RuleForwardDNAT:              expr.VerdictAccept,
+		RuleDropUnsolicited:          expr.VerdictDrop,
 	}
 	for name, want := range wantVerdict {
 		v, ok := exprOf[*expr.Verdict](tbl.Rule(name))
@@ -123,14 +124,20 @@ func TestBuildTableRepresentative(t *testing.T) {
 			t.Errorf("rule %s verdict = %v, want %v", name, v, want)
 		}
 	}
+	// conn_established only counts and marks: no verdict, so the packet
+	// goes on to the accept rules.
+	if v, ok := exprOf[*expr.Verdict](tbl.Rule(RuleConnEstablished)); ok {
+		t.Errorf("rule %s has verdict %v, want none (it only counts)", RuleConnEstablished, v)
+	}
 	// drop_unsolicited is exactly "counter drop": it matches everything.
 	if got := tbl.Rule(RuleDropUnsolicited).Exprs; len(got) != 2 {
 		t.Errorf("drop_unsolicited has %d expressions, want counter+drop", len(got))
 	}
 	// ct state masks.
 	for name, bits := range map[string]uint32{
-		RuleDropInvalid:        expr.CtStateBitINVALID,
-		RuleForwardEstablished: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED,
+		RuleDropInvalid:              expr.CtStateBitINVALID,
+		RuleForwardEstablishedSource: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED,
+		RuleForwardEstablished:       expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED,
 	} {
 		bw, ok := exprOf[*expr.Bitwise](tbl.Rule(name))
 		if !ok || !bytes.Equal(bw.Mask, binaryutil.NativeEndian.PutUint32(bits)) {
