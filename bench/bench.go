@@ -273,9 +273,9 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 		s.notes = append(s.notes, fmt.Sprintf("connection rate: %v", err))
 	} else {
 		s.connPerS = cr.perSecond()
-		log.Info("bench: short connections", "per_s", int(s.connPerS), "failed", cr.failed)
-		if cr.failed > 0 {
-			s.notes = append(s.notes, fmt.Sprintf("%d of %d short connections failed", cr.failed, cr.ok+cr.failed))
+		log.Info("bench: short connections", "per_s", int(s.connPerS), "failed", cr.Failed)
+		if cr.Failed > 0 {
+			s.notes = append(s.notes, fmt.Sprintf("%d of %d short connections failed", cr.Failed, cr.OK+cr.Failed))
 		}
 	}
 	return s, nil

@@ -10,6 +10,13 @@ import (
 	"time"
 )
 
+// TestMain lets the test binary serve as the benchmark's helper processes
+// (the short-connection client and server).
+func TestMain(m *testing.M) {
+	MaybeRunHelper()
+	os.Exit(m.Run())
+}
+
 // TestSmoke runs the whole harness with tiny durations: every mode is set
 // up, carries traffic and is torn down, the program costs run. It checks
 // that figures were produced, never how large they are.

@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -110,112 +108,6 @@ func tcpBulk(ctx context.Context, t *topo, bin string, d time.Duration) (bps flo
 		return 0, 0, fmt.Errorf("iperf3 -c: %w", err)
 	}
 	return r.End.SumReceived.BitsPerSecond, r.End.SumSent.Retransmits, nil
-}
-
-// connServer answers short connections in inet: read a request, write an
-// answer, close.
-type connServer struct {
-	ln net.Listener
-	wg sync.WaitGroup
-}
-
-func startConnServer(t *topo) (*connServer, error) {
-	s := &connServer{}
-	if err := t.inet.Do(func() (err error) {
-		s.ln, err = net.Listen("tcp4", netip.AddrPortFrom(inetAddr, connPort).String())
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("conn server listen in %s: %w", t.inet.Name, err)
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return // closed
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				buf := make([]byte, connMsg)
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := io.ReadFull(c, buf); err != nil {
-					return
-				}
-				_, _ = c.Write(buf)
-			}()
-		}
-	}()
-	return s, nil
-}
-
-func (s *connServer) stop() {
-	_ = s.ln.Close()
-	s.wg.Wait()
-}
-
-// connResult counts short connections.
-type connResult struct {
-	ok, failed uint64
-	took       time.Duration
-}
-
-func (r connResult) perSecond() float64 { return float64(r.ok) / r.took.Seconds() }
-
-// connRate opens short connections from priv to inet with workers
-// concurrent clients for d: connect, send 64 bytes, read the 64-byte
-// answer and the server's FIN, close.
-func connRate(ctx context.Context, t *topo, workers int, d time.Duration) (connResult, error) {
-	var ok, failed atomic.Uint64
-	var firstErr error
-	var mu sync.Mutex
-	addr := netip.AddrPortFrom(inetAddr, connPort).String()
-	start := time.Now()
-	deadline := start.Add(d)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Sockets are created on this locked thread in priv; a
-			// worker makes at most 10^6 connections.
-			err := t.priv.Do(func() error {
-				req := make([]byte, connMsg)
-				buf := make([]byte, connMsg+1)
-				for i := 0; i < 1_000_000 && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-					if err := oneConn(addr, req, buf); err != nil {
-						failed.Add(1)
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-						}
-						mu.Unlock()
-						continue
-					}
-					ok.Add(1)
-				}
-				return nil
-			})
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	r := connResult{ok: ok.Load(), failed: failed.Load(), took: time.Since(start)}
-	if ctx.Err() != nil {
-		return r, ctx.Err()
-	}
-	if r.ok == 0 {
-		return r, fmt.Errorf("no short connection succeeded: %v", firstErr)
-	}
-	return r, nil
 }
 
 func oneConn(addr string, req, buf []byte) error {

@@ -19,6 +19,7 @@ import (
 )
 
 func main() {
+	bench.MaybeRunHelper()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "hanat-bench:", err)
 		os.Exit(1)
@@ -36,6 +37,8 @@ func run() error {
 	flag.BoolVar(&opts.SkipTCP, "skip-tcp", false, "skip iperf3 and the connection rate")
 	scale := flag.String("scale-flows", "1000,100000,1000000", "flow-map sizes of the scale test")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up (and clean up) after this long")
+	flag.IntVar(&opts.CostRounds, "cost-rounds", 0, "BPF_PROG_TEST_RUN rounds per program-cost figure (median); 0 means the default")
+	costsOnly := flag.Bool("costs-only", false, "measure only the program costs and the flow-map scale test (BPF_PROG_TEST_RUN, no traffic, no modes)")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
 	flag.Parse()
@@ -69,7 +72,11 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	rep, err := bench.Run(ctx, log, opts)
+	run := bench.Run
+	if *costsOnly {
+		run = bench.RunCosts
+	}
+	rep, err := run(ctx, log, opts)
 	if rep != nil {
 		if werr := rep.WriteTable(os.Stdout); werr != nil {
 			return werr

@@ -1,0 +1,248 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The short-connection client and server run as processes of their own,
+// started inside priv and inet: the benchmark's own binary re-executed
+// with $HANAT_BENCH_HELPER naming the role. In-process they would share
+// the Go scheduler with the fast-path mode's offload engine, and every
+// blocking socket call on a namespace-locked thread would hand the
+// engine's goroutines a processor and back: the measured connection rate
+// would then include a scheduler interaction no real NAT's clients have
+// with it. Out of process, hanat's engine competes with the clients for CPU
+// only, as hanatd does.
+
+// helperEnv selects a helper role in MaybeRunHelper.
+const helperEnv = "HANAT_BENCH_HELPER"
+
+// Roles.
+const (
+	roleConnServer = "conn-server" // args: listen address
+	roleConnClient = "conn-client" // args: address, workers, duration
+)
+
+// MaybeRunHelper runs the helper role named by $HANAT_BENCH_HELPER and
+// exits; without it, it returns at once. Call it first thing in main (and
+// in TestMain of tests that run the benchmark).
+func MaybeRunHelper() {
+	role := os.Getenv(helperEnv)
+	if role == "" {
+		return
+	}
+	var err error
+	switch role {
+	case roleConnServer:
+		err = connServerMain(os.Args[1:])
+	case roleConnClient:
+		err = connClientMain(os.Args[1:])
+	default:
+		err = fmt.Errorf("unknown helper role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hanat-bench %s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// connServerMain answers short connections until stdin closes: read a
+// request, write an answer, close.
+func connServerMain(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want a listen address, got %q", args)
+	}
+	ln, err := net.Listen("tcp4", args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil // closed
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			buf := make([]byte, connMsg)
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			_, _ = c.Write(buf)
+		}()
+	}
+}
+
+// connResult counts short connections.
+type connResult struct {
+	OK       uint64 `json:"ok"`
+	Failed   uint64 `json:"failed"`
+	TookNS   int64  `json:"took_ns"`
+	FirstErr string `json:"first_error,omitempty"`
+}
+
+func (r connResult) perSecond() float64 {
+	return float64(r.OK) / time.Duration(r.TookNS).Seconds()
+}
+
+// connClientMain opens short connections with workers concurrent clients
+// for a duration and prints a connResult as JSON.
+func connClientMain(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("want address, workers, duration, got %q", args)
+	}
+	workers, err := strconv.Atoi(args[1])
+	if err != nil || workers < 1 || workers > 256 {
+		return fmt.Errorf("workers %q: want 1..256", args[1])
+	}
+	d, err := time.ParseDuration(args[2])
+	if err != nil || d <= 0 || d > 10*time.Minute {
+		return fmt.Errorf("duration %q: want (0, 10m]", args[2])
+	}
+	var ok, failed atomic.Uint64
+	var once sync.Once
+	var firstErr string
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := make([]byte, connMsg)
+			buf := make([]byte, connMsg+1)
+			// A worker makes at most 10^6 connections.
+			for i := 0; i < 1_000_000 && time.Now().Before(deadline); i++ {
+				if err := oneConn(args[0], req, buf); err != nil {
+					failed.Add(1)
+					once.Do(func() { firstErr = err.Error() })
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return json.NewEncoder(os.Stdout).Encode(connResult{OK: ok.Load(), Failed: failed.Load(), TookNS: time.Since(start).Nanoseconds(), FirstErr: firstErr})
+}
+
+// helperCommand is this binary re-executed as role inside ns's namespace.
+func helperCommand(ctx context.Context, ns interface {
+	Command(context.Context, string, ...string) *exec.Cmd
+}, role string, args ...string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the %s helper: %w", role, err)
+	}
+	cmd := ns.Command(ctx, self, args...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	return cmd, nil
+}
+
+// connServer is the conn-server helper process in inet.
+type connServer struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	done  chan error
+}
+
+func startConnServer(t *topo) (*connServer, error) {
+	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
+	cmd, err := helperCommand(context.Background(), t.inet, roleConnServer, addr)
+	if err != nil {
+		return nil, err
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("conn server: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("conn server: %w", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start conn server in %s: %w", t.inet.Name, err)
+	}
+	s := &connServer{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("unexpected %q", line)
+		}
+		ready <- err
+		s.done <- cmd.Wait()
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("conn server in %s did not start: %w", t.inet.Name, err)
+		}
+	case <-time.After(10 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("conn server in %s: not ready after 10s", t.inet.Name)
+	}
+	return s, nil
+}
+
+// stop closes the server's stdin (it then stops accepting and exits) and
+// kills it if it has not exited after 5 s.
+func (s *connServer) stop() {
+	_ = s.stdin.Close()
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// connRate runs the conn-client helper in priv: workers concurrent
+// clients for d, each connecting to inet, sending 64 bytes, reading the
+// 64-byte answer and the server's FIN, and closing.
+func connRate(ctx context.Context, t *topo, workers int, d time.Duration) (connResult, error) {
+	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
+	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	cmd, err := helperCommand(cctx, t.priv, roleConnClient, addr, strconv.Itoa(workers), d.String())
+	if err != nil {
+		return connResult{}, err
+	}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return connResult{}, fmt.Errorf("conn client in %s: %w", t.priv.Name, err)
+	}
+	var r connResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return connResult{}, fmt.Errorf("conn client in %s: output %q: %w", t.priv.Name, out, err)
+	}
+	if r.OK == 0 {
+		return r, errors.New("no short connection succeeded: " + r.FirstErr)
+	}
+	return r, nil
+}
