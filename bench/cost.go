@@ -2,7 +2,10 @@ package bench
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/internal/netns"
 )
 
 // Test runs use the loopback interface (ifindex 1 in every namespace) as
@@ -255,4 +259,32 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// RunCosts measures only the program costs (NAT program next to the
+// floor, and the scale test) with BPF_PROG_TEST_RUN, in a network namespace
+// of its own (its loopback is the ingress interface); no traffic leaves and
+// no mode is set up. opts.CostRounds and opts.ScaleFlows apply.
+func RunCosts(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
+	opts.defaults()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench: program costs need root (BPF_PROG_TEST_RUN, network namespace)")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ns, err := netns.Create(netns.UniqueName("hnt-cost-"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: program costs: %w", err)
+	}
+	defer func() {
+		if err := ns.Close(); err != nil {
+			log.Error("bench: program costs namespace cleanup", "err", err)
+		}
+	}()
+	rep := newReport()
+	if err := ns.Do(func() error { return runCosts(log, opts, rep) }); err != nil {
+		return rep, err
+	}
+	return rep, nil
 }

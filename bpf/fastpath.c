@@ -20,54 +20,63 @@
 
 /*
  * Flow key: the packet's pre-NAT 5-tuple as it arrives, plus the ingress
- * interface. Addresses are 16 bytes so IPv6 (NAT64) fits later without a map
- * layout change: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) with
- * family = AF_INET. All fields in network byte order except ifindex. No
- * implicit padding: the key is hashed byte for byte.
+ * interface, in 16 bytes with no implicit padding (the key is hashed and
+ * compared byte for byte, and with the LRU element header (48 bytes) it
+ * fills exactly one cache line). Addresses and ports are in network byte
+ * order as in the packet; ifindex_proto is the ingress ifindex << 8 | the
+ * IP protocol, host order, so ingress ifindexes up to FLOW_IFINDEX_MAX fit
+ * (Go rejects larger ones; the program treats a packet arriving on a larger
+ * one as a miss). IPv4 only: a future NAT64/IPv6 fast path gets a map of its
+ * own rather than widening every IPv4 key.
  */
 struct flow_key {
-	__u32 ifindex;
-	__u8 family;
-	__u8 proto;
+	__be32 saddr;
+	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
-	__u16 pad;
-	__be32 saddr[4];
-	__be32 daddr[4];
+	__u32 ifindex_proto;
 };
 
+#define FLOW_IFINDEX_MAX 0xffffff
+
+/* flow_value.flags */
+#define FLOW_F_OUTBOUND 0x1 /* private host -> internet; else inbound */
+
 /*
- * Flow value: what to write and where to send it, plus counters.
+ * Flow value: what to write and where to send it, plus counters; 64 bytes,
+ * so an LRU element (48-byte header, 16-byte key, value) is 128 bytes: two
+ * whole cache lines, the second one all value.
  *
  * l3_csum_delta is the one's-complement sum of (~old + new) over the IPv4
  * header words that change (source and destination address and the TTL
  * decrement); l4_csum_delta covers the pseudo-header addresses and the ports.
- * Both are stored in network byte order. vlan is reserved and must be 0 (the
- * frame's own tag, if any, is kept). mtu is the egress L3 MTU: frames whose
- * IPv4 total length exceeds it go to the slow path (which fragments or sends
- * ICMP). packets/bytes (IPv4 total length, as conntrack counts) are updated
- * with atomic adds on the shared value; last_seen is
- * bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE, jiffy resolution, which
- * is plenty for aging and ~30 ns per packet cheaper than bpf_ktime_get_ns;
- * needs Linux 5.11) of the latest hit, a plain store.
+ * Both are stored in network byte order. dst_mac and src_mac are in frame
+ * order (one 12-byte copy); the frame's own VLAN tag, if any, is kept. mtu
+ * is the egress L3 MTU: frames whose IPv4 total length exceeds it go to the
+ * slow path (which fragments or sends ICMP). packets/bytes (IPv4 total
+ * length, as conntrack counts) are updated with atomic adds on the shared
+ * value; last_seen is bpf_ktime_get_coarse_ns() of the latest hit.
  */
 struct flow_value {
-	__be32 new_saddr[4];
-	__be32 new_daddr[4];
+	__be32 new_saddr;
+	__be32 new_daddr;
 	__be16 new_sport;
 	__be16 new_dport;
 	__be16 l3_csum_delta;
 	__be16 l4_csum_delta;
-	__u32 egress_ifindex;
-	__u8 src_mac[ETH_ALEN];
 	__u8 dst_mac[ETH_ALEN];
-	__u16 vlan;
+	__u8 src_mac[ETH_ALEN];
 	__u16 mtu;
-	__u32 flags;
+	__u16 flags;
+	__u32 egress_ifindex;
+	__u32 reserved;
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_seen;
 };
+
+_Static_assert(sizeof(struct flow_key) == 16, "flow_key must be 16 bytes");
+_Static_assert(sizeof(struct flow_value) == 64, "flow_value must be 64 bytes");
 
 /* Index into `counters`. Keep in sync with Counters in fastpath.go. */
 enum counter_id {
@@ -129,7 +138,7 @@ int hanat_fastpath(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct flow_key key = {};
+	struct flow_key key;
 	struct flow_value *v;
 	struct tcphdr *th = 0;
 	struct udphdr *uh = 0;
@@ -194,13 +203,11 @@ int hanat_fastpath(struct xdp_md *ctx)
 	}
 
 	in_ifindex = ctx->ingress_ifindex;
-	key.ifindex = in_ifindex;
-	key.family = AF_INET;
-	key.proto = ip->protocol;
-	key.saddr[2] = bpf_htonl(0xffff);
-	key.saddr[3] = ip->saddr;
-	key.daddr[2] = bpf_htonl(0xffff);
-	key.daddr[3] = ip->daddr;
+	if (in_ifindex > FLOW_IFINDEX_MAX)
+		return pass(COUNTER_MISS); /* no flow can have this key */
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	key.ifindex_proto = in_ifindex << 8 | ip->protocol;
 
 	v = bpf_map_lookup_elem(&flows, &key);
 	if (!v)
@@ -214,8 +221,8 @@ int hanat_fastpath(struct xdp_md *ctx)
 	    !bpf_map_lookup_elem(&tx_ports, &out_ifindex))
 		return pass(COUNTER_PASS_REDIRECT);
 
-	ip->saddr = v->new_saddr[3];
-	ip->daddr = v->new_daddr[3];
+	ip->saddr = v->new_saddr;
+	ip->daddr = v->new_daddr;
 	ip->ttl--;
 	ip->check = csum_apply(ip->check, v->l3_csum_delta);
 	if (th) {
@@ -232,8 +239,8 @@ int hanat_fastpath(struct xdp_md *ctx)
 			uh->check = sum ? sum : 0xffff;
 		}
 	}
-	__builtin_memcpy(eth->h_dest, v->dst_mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, v->src_mac, ETH_ALEN);
+	/* h_dest and h_source from dst_mac and src_mac: one 12-byte copy. */
+	__builtin_memcpy((void *)eth, (const void *)v->dst_mac, 2 * ETH_ALEN);
 
 	if (out_ifindex != in_ifindex) {
 		/* Fallback action XDP_PASS if the entry vanished since the

@@ -139,25 +139,18 @@ func fromBE16(v uint16) uint16 {
 	return binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, v))
 }
 
-// addrWords is a 16-byte address as four native-endian words whose memory
-// holds the address bytes (a __be32[4] field). IPv4 is stored IPv4-mapped.
-func addrWords(a netip.Addr) [4]uint32 {
-	b := a.As16()
-	var w [4]uint32
-	for i := range w {
-		w[i] = binary.NativeEndian.Uint32(b[4*i:])
-	}
-	return w
+// addrWord is an IPv4 address as the native-endian word whose memory
+// holds the address bytes (a __be32 field).
+func addrWord(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.NativeEndian.Uint32(b[:])
 }
 
-// wordsAddr is the inverse of addrWords; IPv4-mapped addresses come back as
-// IPv4.
-func wordsAddr(w [4]uint32) netip.Addr {
-	var b [16]byte
-	for i := range w {
-		binary.NativeEndian.PutUint32(b[4*i:], w[i])
-	}
-	return netip.AddrFrom16(b).Unmap()
+// wordAddr is the inverse of addrWord.
+func wordAddr(w uint32) netip.Addr {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], w)
+	return netip.AddrFrom4(b)
 }
 
 func checkAddr(what string, ap netip.AddrPort) (netip.Addr, error) {
@@ -168,10 +161,20 @@ func checkAddr(what string, ap netip.AddrPort) (netip.Addr, error) {
 	return a, nil
 }
 
+// MaxIfindex is the largest ingress ifindex a flow key holds (24 bits:
+// the key packs ifindex << 8 | protocol into one word to stay 16 bytes).
+// Linux hands out ifindexes counting up from 1, so only a host that has
+// created millions of interfaces since boot gets near it; flows arriving on
+// a larger ifindex stay on the slow path.
+const MaxIfindex = 1<<24 - 1
+
 // newRawKey validates k and returns its map layout.
 func newRawKey(k FlowKey) (RawFlowKey, error) {
 	if k.Ifindex == 0 {
 		return RawFlowKey{}, fmt.Errorf("flow key %v: ingress ifindex 0", k)
+	}
+	if k.Ifindex > MaxIfindex {
+		return RawFlowKey{}, fmt.Errorf("flow key %v: ingress ifindex %d above %d, the largest the fast path's 16-byte key holds", k, k.Ifindex, MaxIfindex)
 	}
 	if k.Proto != ProtoTCP && k.Proto != ProtoUDP {
 		return RawFlowKey{}, fmt.Errorf("flow key %v: protocol %d is not TCP or UDP", k, k.Proto)
@@ -185,13 +188,11 @@ func newRawKey(k FlowKey) (RawFlowKey, error) {
 		return RawFlowKey{}, err
 	}
 	return RawFlowKey{
-		Ifindex: k.Ifindex,
-		Family:  unix.AF_INET,
-		Proto:   k.Proto,
-		Sport:   be16(k.Src.Port()),
-		Dport:   be16(k.Dst.Port()),
-		Saddr:   addrWords(src),
-		Daddr:   addrWords(dst),
+		Saddr:        addrWord(src),
+		Daddr:        addrWord(dst),
+		Sport:        be16(k.Src.Port()),
+		Dport:        be16(k.Dst.Port()),
+		IfindexProto: k.Ifindex<<8 | uint32(k.Proto),
 	}, nil
 }
 
@@ -221,8 +222,8 @@ func NewFlowEntry(k FlowKey, a FlowAction) (RawFlowKey, RawFlowValue, error) {
 	}
 	oldSrc, oldDst := k.Src.Addr().Unmap().As4(), k.Dst.Addr().Unmap().As4()
 	rv := RawFlowValue{
-		NewSaddr:      addrWords(newSrc),
-		NewDaddr:      addrWords(newDst),
+		NewSaddr:      addrWord(newSrc),
+		NewDaddr:      addrWord(newDst),
 		NewSport:      be16(a.NewSrc.Port()),
 		NewDport:      be16(a.NewDst.Port()),
 		L3CsumDelta:   be16(l3CsumDelta(oldSrc, oldDst, newSrc.As4(), newDst.As4())),
@@ -238,14 +239,14 @@ func NewFlowEntry(k FlowKey, a FlowAction) (RawFlowKey, RawFlowValue, error) {
 // decodeFlow turns map entries back into the Go view.
 func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats) {
 	k := FlowKey{
-		Ifindex: rk.Ifindex,
-		Proto:   rk.Proto,
-		Src:     netip.AddrPortFrom(wordsAddr(rk.Saddr), fromBE16(rk.Sport)),
-		Dst:     netip.AddrPortFrom(wordsAddr(rk.Daddr), fromBE16(rk.Dport)),
+		Ifindex: rk.IfindexProto >> 8,
+		Proto:   uint8(rk.IfindexProto),
+		Src:     netip.AddrPortFrom(wordAddr(rk.Saddr), fromBE16(rk.Sport)),
+		Dst:     netip.AddrPortFrom(wordAddr(rk.Daddr), fromBE16(rk.Dport)),
 	}
 	a := FlowAction{
-		NewSrc:        netip.AddrPortFrom(wordsAddr(rv.NewSaddr), fromBE16(rv.NewSport)),
-		NewDst:        netip.AddrPortFrom(wordsAddr(rv.NewDaddr), fromBE16(rv.NewDport)),
+		NewSrc:        netip.AddrPortFrom(wordAddr(rv.NewSaddr), fromBE16(rv.NewSport)),
+		NewDst:        netip.AddrPortFrom(wordAddr(rv.NewDaddr), fromBE16(rv.NewDport)),
 		EgressIfindex: rv.EgressIfindex,
 		SrcMAC:        bytes.Clone(rv.SrcMac[:]),
 		DstMAC:        bytes.Clone(rv.DstMac[:]),

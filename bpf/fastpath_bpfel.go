@@ -33,31 +33,28 @@ const (
 )
 
 type FastpathFlowKey struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Family  uint8
-	Proto   uint8
-	Sport   uint16
-	Dport   uint16
-	Pad     uint16
-	Saddr   [4]uint32
-	Daddr   [4]uint32
+	_            structs.HostLayout
+	Saddr        uint32
+	Daddr        uint32
+	Sport        uint16
+	Dport        uint16
+	IfindexProto uint32
 }
 
 type FastpathFlowValue struct {
 	_             structs.HostLayout
-	NewSaddr      [4]uint32
-	NewDaddr      [4]uint32
+	NewSaddr      uint32
+	NewDaddr      uint32
 	NewSport      uint16
 	NewDport      uint16
 	L3CsumDelta   uint16
 	L4CsumDelta   uint16
-	EgressIfindex uint32
-	SrcMac        [6]uint8
 	DstMac        [6]uint8
-	Vlan          uint16
+	SrcMac        [6]uint8
 	Mtu           uint16
-	Flags         uint32
+	Flags         uint16
+	EgressIfindex uint32
+	Reserved      uint32
 	Packets       uint64
 	Bytes         uint64
 	LastSeen      uint64

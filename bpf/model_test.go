@@ -89,17 +89,16 @@ func (m model) run(in []byte, ingress uint32) modelResult {
 		return pass(FastpathCounterIdCOUNTER_PASS_NOT_TCP_UDP)
 	}
 
-	k := RawFlowKey{
-		Ifindex: ingress,
-		Family:  2,
-		Proto:   ip[9],
-		Sport:   binary.NativeEndian.Uint16(l4[0:]),
-		Dport:   binary.NativeEndian.Uint16(l4[2:]),
+	if ingress > MaxIfindex {
+		return pass(FastpathCounterIdCOUNTER_MISS)
 	}
-	k.Saddr[2] = binary.NativeEndian.Uint32([]byte{0, 0, 0xff, 0xff})
-	k.Daddr[2] = k.Saddr[2]
-	k.Saddr[3] = binary.NativeEndian.Uint32(ip[12:])
-	k.Daddr[3] = binary.NativeEndian.Uint32(ip[16:])
+	k := RawFlowKey{
+		Saddr:        binary.NativeEndian.Uint32(ip[12:]),
+		Daddr:        binary.NativeEndian.Uint32(ip[16:]),
+		Sport:        binary.NativeEndian.Uint16(l4[0:]),
+		Dport:        binary.NativeEndian.Uint16(l4[2:]),
+		IfindexProto: ingress<<8 | uint32(ip[9]),
+	}
 	v, ok := m.flows[k]
 	if !ok {
 		return pass(FastpathCounterIdCOUNTER_MISS)
@@ -113,8 +112,8 @@ func (m model) run(in []byte, ingress uint32) modelResult {
 
 	out := bytes.Clone(in)
 	ip, l4 = out[off:], out[off+20:]
-	binary.NativeEndian.PutUint32(ip[12:], v.NewSaddr[3])
-	binary.NativeEndian.PutUint32(ip[16:], v.NewDaddr[3])
+	binary.NativeEndian.PutUint32(ip[12:], v.NewSaddr)
+	binary.NativeEndian.PutUint32(ip[16:], v.NewDaddr)
 	ip[8]--
 	binary.BigEndian.PutUint16(ip[10:], csumApply(binary.BigEndian.Uint16(ip[10:]), fromBE16(v.L3CsumDelta)))
 	binary.NativeEndian.PutUint16(l4[0:], v.NewSport)
