@@ -12,13 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-
-	"github.com/hanat/hanat/metrics"
 )
 
 // CloudWatchOptions configures the CloudWatch client used to publish the
-// NAT gateway metrics (optional; needs cloudwatch:PutMetricData, which is
-// not in packaging/iam-policy.json: see packaging/terraform).
+// NAT gateway metrics (optional; needs cloudwatch:PutMetricData, which
+// packaging/iam-policy.json allows for the namespaces "hanat" and
+// "hanat/*" only).
 type CloudWatchOptions struct {
 	// Region of the endpoint; hanatd passes the region IMDS reports. ""
 	// falls back to the SDK's chain (AWS_REGION, shared config).
@@ -37,15 +36,12 @@ type CloudWatchOptions struct {
 	Credentials aws.CredentialsProvider
 }
 
-// CloudWatch puts metric data into CloudWatch. It implements
-// metrics.CloudWatchClient.
+// CloudWatch puts metric data into CloudWatch.
 type CloudWatch struct {
 	log         *slog.Logger
 	api         *cloudwatch.Client
 	callTimeout time.Duration
 }
-
-var _ metrics.CloudWatchClient = (*CloudWatch)(nil)
 
 // maxDimensions is the most dimensions CloudWatch accepts on one datum.
 const maxDimensions = 30
@@ -77,8 +73,8 @@ func NewCloudWatch(ctx context.Context, log *slog.Logger, o CloudWatchOptions) (
 }
 
 // PutMetricData sends data in one PutMetricData request under namespace.
-// The caller batches (metrics.CloudWatch does, at most 1000 data a call).
-func (c *CloudWatch) PutMetricData(ctx context.Context, namespace string, data []metrics.Datum) error {
+// The caller batches (at most 1000 data a call).
+func (c *CloudWatch) PutMetricData(ctx context.Context, namespace string, data []MetricDatum) error {
 	if len(data) == 0 {
 		return nil
 	}
@@ -89,6 +85,9 @@ func (c *CloudWatch) PutMetricData(ctx context.Context, namespace string, data [
 			return fmt.Errorf("cloudwatch PutMetricData namespace %q: %w", namespace, err)
 		}
 		in.MetricData = append(in.MetricData, md)
+	}
+	if err := checkAction(actPutMetricData); err != nil {
+		return err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
@@ -104,7 +103,7 @@ func (c *CloudWatch) PutMetricData(ctx context.Context, namespace string, data [
 	return nil
 }
 
-func toMetricDatum(d metrics.Datum) (cwtypes.MetricDatum, error) {
+func toMetricDatum(d MetricDatum) (cwtypes.MetricDatum, error) {
 	if d.Name == "" {
 		return cwtypes.MetricDatum{}, errors.New("metric datum without a name")
 	}

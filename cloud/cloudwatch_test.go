@@ -13,8 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/smithy-go/encoding/cbor"
-
-	"github.com/hanat/hanat/metrics"
 )
 
 // cwDatum is one metric datum as the CloudWatch endpoint received it.
@@ -138,49 +136,36 @@ func newTestCloudWatch(t *testing.T, h http.Handler) *CloudWatch {
 	return cw
 }
 
-// TestCloudWatchPutMetricData sends two periods of the NAT gateway
-// metrics through metrics.CloudWatch and this client to a local endpoint,
-// and checks names, units, dimensions, values and timestamps there.
+// TestCloudWatchPutMetricData sends NAT gateway metrics through this
+// client to a local endpoint and checks namespace, signature, names,
+// units, dimensions, values and timestamps there. (The publisher's
+// periods and batching are tested in metrics; hanatd's wiring end to end
+// in internal/e2e.)
 func TestCloudWatchPutMetricData(t *testing.T) {
 	api := &fakeCloudWatchAPI{}
 	cw := newTestCloudWatch(t, api)
-
-	snap := metrics.Snapshot{ActiveConnections: 7, BytesOutToDestination: 1000, BytesInFromDestination: 9000,
-		PacketsDropped: map[string]uint64{"invalid": 1}}
-	var mu sync.Mutex
-	src := func(context.Context) (metrics.Snapshot, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return snap, nil
-	}
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	pub, err := metrics.NewCloudWatch(nil, metrics.CloudWatchOptions{Client: cw, Source: src, Namespace: "hanat/test",
-		InstanceID: "i-0abc", Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
+	dims := map[string]string{"InstanceId": "i-0abc"}
+	data := []MetricDatum{
+		{Name: "ActiveConnectionCount", Unit: "Count", Value: 9, Timestamp: now, Dimensions: dims},
+		{Name: "BytesOutToDestination", Unit: "Bytes", Value: 4096, Timestamp: now, Dimensions: dims},
+		{Name: "PacketsDropCount", Unit: "Count", Value: 4, Timestamp: now, Dimensions: dims},
+		{Name: "Unitless", Value: 1, Dimensions: map[string]string{"b": "2", "a": "1"}},
 	}
 	ctx := context.Background()
-	if err := pub.Publish(ctx); err != nil {
+	if err := cw.PutMetricData(ctx, "hanat/test", data[:2]); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	snap.ActiveConnections = 9
-	snap.BytesOutToDestination += 4096
-	snap.BytesInFromDestination += 65536
-	snap.PacketsInFromDestination += 48
-	snap.PacketsDropped = map[string]uint64{"invalid": 3, "unsolicited": 2}
-	mu.Unlock()
-	now = now.Add(time.Minute)
-	if err := pub.Publish(ctx); err != nil {
+	if err := cw.PutMetricData(ctx, "hanat/test", data[2:]); err != nil {
 		t.Fatal(err)
 	}
-
 	api.mu.Lock()
 	reqs := api.requests
 	api.mu.Unlock()
 	if len(reqs) != 2 {
-		t.Fatalf("%d PutMetricData requests, want 2", len(reqs))
+		t.Fatalf("%d PutMetricData requests, want 2 (one per call)", len(reqs))
 	}
+	var got []cwDatum
 	for _, r := range reqs {
 		if r.namespace != "hanat/test" {
 			t.Errorf("namespace %q", r.namespace)
@@ -188,42 +173,30 @@ func TestCloudWatchPutMetricData(t *testing.T) {
 		if !strings.Contains(r.authz, "Credential=AKIDTEST/") || !strings.Contains(r.authz, "/monitoring/aws4_request") {
 			t.Errorf("request not SigV4-signed for CloudWatch: %q", r.authz)
 		}
+		got = append(got, r.data...)
 	}
-	if len(reqs[0].data) != 1 || reqs[0].data[0].name != "ActiveConnectionCount" || reqs[0].data[0].value != 7 {
-		t.Errorf("first period: %+v", reqs[0].data)
+	if len(got) != len(data) {
+		t.Fatalf("endpoint got %d data, want %d", len(got), len(data))
 	}
-	got := map[string]cwDatum{}
-	for _, d := range reqs[1].data {
-		got[d.name] = d
-	}
-	if len(got) != 14 {
-		t.Errorf("second period has %d metrics, want the 14 NAT gateway metrics", len(got))
-	}
-	for name, want := range map[string]struct {
-		value float64
-		unit  string
-	}{
-		"ActiveConnectionCount":    {9, "Count"},
-		"BytesOutToDestination":    {4096, "Bytes"},
-		"BytesInFromDestination":   {65536, "Bytes"},
-		"PacketsInFromDestination": {48, "Count"},
-		"PacketsDropCount":         {4, "Count"},
-		"BytesOutToSource":         {0, "Bytes"},
-		"ErrorPortAllocation":      {0, "Count"},
-	} {
-		d, ok := got[name]
-		if !ok {
-			t.Errorf("%s not sent", name)
-			continue
+	for i, want := range data {
+		d := got[i]
+		unit := want.Unit
+		if unit == "" {
+			unit = "None"
 		}
-		if d.value != want.value || d.unit != want.unit {
-			t.Errorf("%s = %v %s, want %v %s", name, d.value, d.unit, want.value, want.unit)
+		if d.name != want.Name || d.unit != unit || d.value != want.Value {
+			t.Errorf("datum %d = %s %v %s, want %s %v %s", i, d.name, d.value, d.unit, want.Name, want.Value, unit)
 		}
-		if len(d.dims) != 1 || d.dims["InstanceId"] != "i-0abc" {
-			t.Errorf("%s dimensions %v, want InstanceId=i-0abc", name, d.dims)
+		if len(d.dims) != len(want.Dimensions) {
+			t.Errorf("%s dimensions %v, want %v", d.name, d.dims, want.Dimensions)
 		}
-		if !d.ts.Equal(now) {
-			t.Errorf("%s timestamp %v, want %v", name, d.ts, now)
+		for k, v := range want.Dimensions {
+			if d.dims[k] != v {
+				t.Errorf("%s dimension %s = %q, want %q", d.name, k, d.dims[k], v)
+			}
+		}
+		if !d.ts.Equal(want.Timestamp) {
+			t.Errorf("%s timestamp %v, want %v", d.name, d.ts, want.Timestamp)
 		}
 	}
 }
@@ -231,16 +204,16 @@ func TestCloudWatchPutMetricData(t *testing.T) {
 func TestCloudWatchErrors(t *testing.T) {
 	api := &fakeCloudWatchAPI{status: http.StatusBadRequest}
 	cw := newTestCloudWatch(t, api)
-	err := cw.PutMetricData(context.Background(), "hanat", []metrics.Datum{{Name: "ActiveConnectionCount", Unit: "Count", Value: 1}})
+	err := cw.PutMetricData(context.Background(), "hanat", []MetricDatum{{Name: "ActiveConnectionCount", Unit: "Count", Value: 1}})
 	if err == nil || !strings.Contains(err.Error(), `cloudwatch PutMetricData namespace "hanat"`) || ErrorCode(err) != "InvalidParameterValueException" {
 		t.Errorf("error %v (code %q), want one naming PutMetricData and the namespace, code InvalidParameterValueException", err, ErrorCode(err))
 	}
 	// Bad data is refused before anything is sent.
-	for _, d := range []metrics.Datum{
+	for _, d := range []MetricDatum{
 		{Name: "", Unit: "Count"},
 		{Name: "X", Unit: "Furlongs"},
 	} {
-		if err := cw.PutMetricData(context.Background(), "hanat", []metrics.Datum{d}); err == nil {
+		if err := cw.PutMetricData(context.Background(), "hanat", []MetricDatum{d}); err == nil {
 			t.Errorf("datum %+v accepted", d)
 		}
 	}
