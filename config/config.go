@@ -108,6 +108,27 @@ type Metrics struct {
 	// Listen is the HTTP address of /metrics (default 127.0.0.1:9469,
 	// loopback only); "" turns the endpoint off.
 	Listen string `yaml:"listen" json:"listen"`
+	// CloudWatch publishes the NAT gateway's metrics to CloudWatch.
+	CloudWatch CloudWatch `yaml:"cloudwatch" json:"cloudwatch"`
+}
+
+// CloudWatch configures publishing the NAT gateway's metrics (the same
+// names: ActiveConnectionCount, BytesOutToDestination, …) to CloudWatch
+// with an InstanceId dimension. It needs IMDS (the instance id) and
+// cloudwatch:PutMetricData, which packaging/iam-policy.json allows for the
+// namespaces "hanat" and "hanat/*".
+type CloudWatch struct {
+	// Enabled turns publishing on (default false).
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Namespace of the metrics (default "hanat"; AWS/ names are AWS's).
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Interval between two publications, each one PutMetricData batch
+	// (default 60s, the NAT gateway's period; 1s..1h).
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Endpoint overrides the CloudWatch endpoint (a VPC interface
+	// endpoint); "" keeps the SDK's, which honours
+	// AWS_ENDPOINT_URL_CLOUDWATCH.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
 }
 
 // Cloud configures the EC2 integration.
@@ -188,7 +209,7 @@ func Default() *Config {
 		HostInput: HostInput{Filter: true, TCPPorts: []uint16{22}},
 		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto},
 		Cloud:     Cloud{Discover: true, ManageSourceDestCheck: true},
-		Metrics:   Metrics{Listen: "127.0.0.1:9469"},
+		Metrics:   Metrics{Listen: "127.0.0.1:9469", CloudWatch: CloudWatch{Namespace: "hanat", Interval: Duration{time.Minute}}},
 		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
 		HA:        defaultHA(),
 		Log:       Log{Level: "info", Format: "text"},

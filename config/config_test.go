@@ -361,6 +361,12 @@ cloud:
   imds_endpoint: http://127.0.0.1:1338
   ec2_endpoint: https://ec2.example.test
   manage_source_dest_check: false
+metrics:
+  cloudwatch:
+    enabled: true
+    namespace: hanat/prod
+    interval: 30s
+    endpoint: https://monitoring.example.test
 host_input:
   filter: false
   tcp_ports: [2200]
@@ -418,7 +424,8 @@ ha:
 			UDPTimeout:            Duration{45 * time.Second},
 			UDPStreamTimeout:      Duration{24 * time.Hour},
 		},
-		Metrics:   Metrics{Listen: "127.0.0.1:9469"},
+		Metrics: Metrics{Listen: "127.0.0.1:9469", CloudWatch: CloudWatch{Enabled: true, Namespace: "hanat/prod",
+			Interval: Duration{30 * time.Second}, Endpoint: "https://monitoring.example.test"}},
 		Cloud:     Cloud{IMDSEndpoint: "http://127.0.0.1:1338", EC2Endpoint: "https://ec2.example.test"},
 		HostInput: HostInput{Filter: false, TCPPorts: []uint16{2200}, UDPPorts: []uint16{51821}},
 		Fastpath:  Fastpath{Enabled: false, Mode: "generic"},
@@ -807,6 +814,10 @@ func TestHostInput(t *testing.T) {
 		{"host_input:\n  udp_ports: [65536]\n", `h.yaml:2: host_input.udp_ports[0]: "65536"`},
 		{"host_input:\n  filtr: true\n", `h.yaml:2: host_input.filtr`},
 		{"metrics:\n  listen: nohost\n", `h.yaml:2: metrics.listen: "nohost": want host:port`},
+		{"metrics:\n  cloudwatch:\n    enabled: true\n    namespace: AWS/NATGateway\n", `h.yaml:4: metrics.cloudwatch.namespace: "AWS/NATGateway": AWS/ namespaces are reserved`},
+		{"metrics:\n  cloudwatch:\n    interval: 0s\n", `h.yaml:3: metrics.cloudwatch.interval: "0s": out of range 1s-1h`},
+		{"metrics:\n  cloudwatch:\n    endpoint: monitoring\n", `h.yaml:3: metrics.cloudwatch.endpoint: "monitoring"`},
+		{"metrics:\n  cloudwatch:\n    enabld: true\n", `h.yaml:3: metrics.cloudwatch.enabld`},
 		{"cloud:\n  ec2_endpoint: ftp://x\n", `h.yaml:2: cloud.ec2_endpoint: "ftp://x": must be an http:// or https:// URL`},
 	} {
 		_, err := Parse("h.yaml", []byte(tc.in))

@@ -760,6 +760,14 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 		"metrics": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
 				"listen": d.str(&c.Metrics.Listen),
+				"cloudwatch": func(path string, v *yaml.Node) {
+					d.mapping(path, v, map[string]field{
+						"enabled":   d.boolean(&c.Metrics.CloudWatch.Enabled),
+						"namespace": d.str(&c.Metrics.CloudWatch.Namespace),
+						"interval":  d.duration(&c.Metrics.CloudWatch.Interval),
+						"endpoint":  d.str(&c.Metrics.CloudWatch.Endpoint),
+					})
+				},
 			})
 		},
 		"cloud": func(path string, v *yaml.Node) {

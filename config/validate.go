@@ -102,6 +102,23 @@ func validate(c *Config, d *decoder) {
 		}
 	}
 
+	if cw := c.Metrics.CloudWatch; cw.Enabled || k.written("metrics.cloudwatch.namespace") {
+		switch ns := cw.Namespace; {
+		case ns == "":
+			k.report("metrics.cloudwatch.namespace", ns, "must not be empty (default hanat)")
+		case len(ns) > 255:
+			k.report("metrics.cloudwatch.namespace", ns, "longer than CloudWatch's 255 characters")
+		case strings.HasPrefix(ns, "AWS/"):
+			k.report("metrics.cloudwatch.namespace", ns, "AWS/ namespaces are reserved for AWS services; use hanat or hanat/…")
+		case strings.ContainsFunc(ns, func(r rune) bool { return r < 0x20 || r > 0x7e }):
+			k.report("metrics.cloudwatch.namespace", ns, "must be printable ASCII")
+		}
+	}
+	checkDuration(k, "metrics.cloudwatch.interval", c.Metrics.CloudWatch.Interval, time.Second, time.Hour, "1s-1h")
+	if msg := checkEndpoint(c.Metrics.CloudWatch.Endpoint); msg != "" {
+		k.report("metrics.cloudwatch.endpoint", c.Metrics.CloudWatch.Endpoint, "%s", msg)
+	}
+
 	checkEnum(k, "fastpath.mode", c.Fastpath.Mode, FastpathAuto, FastpathNative, FastpathGeneric)
 
 	if msg := checkAbsPath(c.Admin.Socket); msg != "" {
