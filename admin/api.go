@@ -55,6 +55,11 @@ type Status struct {
 	Datapath    DatapathStatus `json:"datapath"`
 	Sysctls     []Sysctl       `json:"sysctls"`
 	Connections Connections    `json:"connections"`
+	// Traffic is the NAT gateway's metrics (what /metrics and CloudWatch
+	// publish).
+	Traffic Traffic `json:"traffic"`
+	// CloudWatch is the metrics publisher (nil when off).
+	CloudWatch *CloudWatchStatus `json:"cloudwatch,omitempty"`
 	// Cloud is what hanatd knows of the EC2 instance it runs on.
 	Cloud CloudStatus `json:"cloud"`
 	// HA is the route table ownership and the heartbeat pair (nil when
@@ -150,6 +155,51 @@ type Connections struct {
 	ICMP           int `json:"icmp"`
 	Other          int `json:"other"`
 	TCPEstablished int `json:"tcp_established"`
+}
+
+// Traffic is the NAT gateway's metrics under their CloudWatch names.
+// Counters are cumulative: the byte and packet counters since hanatd
+// started (slow path rule counters, which hanatd carries across table
+// replacements, plus the fast path's), PortAllocationErrors and
+// IdleTimeouts as the kernel and hanatd's event watcher count them. The
+// NAT gateway's directions: "source" is the private hosts, "destination"
+// the hosts they talk to.
+type Traffic struct {
+	BytesInFromSource        uint64 `json:"bytes_in_from_source"`
+	BytesOutToDestination    uint64 `json:"bytes_out_to_destination"`
+	BytesInFromDestination   uint64 `json:"bytes_in_from_destination"`
+	BytesOutToSource         uint64 `json:"bytes_out_to_source"`
+	PacketsInFromSource      uint64 `json:"packets_in_from_source"`
+	PacketsOutToDestination  uint64 `json:"packets_out_to_destination"`
+	PacketsInFromDestination uint64 `json:"packets_in_from_destination"`
+	PacketsOutToSource       uint64 `json:"packets_out_to_source"`
+	// ConnectionAttempts counts first packets of flows from private hosts;
+	// ConnectionsEstablished the flows that were answered.
+	ConnectionAttempts     uint64 `json:"connection_attempts"`
+	ConnectionsEstablished uint64 `json:"connections_established"`
+	// PortAllocationErrors counts new flows that found no free SNAT port
+	// (the kernel's conntrack insert_failed).
+	PortAllocationErrors uint64 `json:"port_allocation_errors"`
+	// IdleTimeouts counts flows that ended idle (still established when
+	// the kernel removed them).
+	IdleTimeouts uint64 `json:"idle_timeouts"`
+	// PacketsDropped counts dropped packets by reason (invalid,
+	// unsolicited, host_input).
+	PacketsDropped map[string]uint64 `json:"packets_dropped,omitempty"`
+	// Fastpath says whether the fast path's packets are in the byte and
+	// packet counters: "included", "not counted" (the fast path cannot
+	// count by direction) or "off".
+	Fastpath string `json:"fastpath,omitempty"`
+}
+
+// CloudWatchStatus is the CloudWatch metrics publisher.
+type CloudWatchStatus struct {
+	Namespace     string    `json:"namespace"`
+	InstanceID    string    `json:"instance_id"`
+	Interval      string    `json:"interval"`
+	Publications  uint64    `json:"publications"` // successful PutMetricData batches
+	LastPublished time.Time `json:"last_published,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
 }
 
 // Flow is one NATed connection as the kernel's conntrack table sees it.
