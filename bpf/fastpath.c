@@ -69,10 +69,9 @@ struct flow_value {
 	__u16 mtu;
 	__u16 flags;
 	__u32 egress_ifindex;
-	__u32 reserved;
+	__u32 reserved[3]; /* 0; pads the value to 64 bytes */
 	__u64 packets;
 	__u64 bytes;
-	__u64 last_seen;
 };
 
 _Static_assert(sizeof(struct flow_key) == 16, "flow_key must be 16 bytes");
@@ -252,9 +251,15 @@ int hanat_fastpath(struct xdp_md *ctx)
 		if (act != XDP_REDIRECT)
 			return pass(COUNTER_PASS_REDIRECT);
 	}
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, tot_len);
-	v->last_seen = bpf_ktime_get_coarse_ns();
+	/* Plain adds: the value is shared by all CPUs, so two CPUs hitting the
+	 * same flow at once can lose an increment (and, rarely, a stalled
+	 * store can move the counter back a little). That is acceptable: these
+	 * are statistics and an activity signal (the sweep only asks whether
+	 * the counter changed), and a locked add costs more than the rest of
+	 * the bookkeeping. One flow direction is usually on one RX queue, so
+	 * one CPU, anyway. */
+	v->packets += 1;
+	v->bytes += tot_len;
 	count(COUNTER_HIT);
 	return out_ifindex == in_ifindex ? XDP_TX : XDP_REDIRECT;
 }

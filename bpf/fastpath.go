@@ -53,13 +53,14 @@ type FlowAction struct {
 	MTU            uint16 // egress L3 MTU; longer packets go to the slow path
 }
 
-// FlowStats are the fast path's counters of one flow direction.
+// FlowStats are the fast path's counters of one flow direction. There is
+// no last-seen time (reading a clock per packet costs more than the rest of
+// the bookkeeping): a reader that wants activity compares Packets between
+// two reads. The program adds without atomics, so concurrent hits of one
+// flow on several CPUs may be undercounted (rarely, a value may even step
+// back a little); treat them as statistics, and "changed" as "active".
 type FlowStats struct {
 	Packets, Bytes uint64 // bytes are IPv4 total lengths, as conntrack counts
-	// LastSeen is CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns, jiffy
-	// resolution) of the last fast-path hit, or of the PutFlow that created
-	// the entry; compare with KtimeNow.
-	LastSeen time.Duration
 }
 
 // RawFlowKey and RawFlowValue are the map's binary layouts (struct flow_key
@@ -252,18 +253,19 @@ func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats)
 		DstMAC:        bytes.Clone(rv.DstMac[:]),
 		MTU:           rv.Mtu,
 	}
-	s := FlowStats{Packets: rv.Packets, Bytes: rv.Bytes, LastSeen: time.Duration(rv.LastSeen)}
+	s := FlowStats{Packets: rv.Packets, Bytes: rv.Bytes}
 	return k, a, s
 }
 
 // sameAction reports whether two values rewrite and send identically.
 func sameAction(a, b RawFlowValue) bool {
-	a.Packets, a.Bytes, a.LastSeen = 0, 0, 0
-	b.Packets, b.Bytes, b.LastSeen = 0, 0, 0
+	a.Packets, a.Bytes = 0, 0
+	b.Packets, b.Bytes = 0, 0
 	return a == b
 }
 
-// KtimeNow returns CLOCK_MONOTONIC_COARSE, the clock of FlowStats.LastSeen.
+// KtimeNow returns CLOCK_MONOTONIC_COARSE (the kernel's jiffy-resolution
+// monotonic clock), a cheap clock for aging flows.
 func KtimeNow() (time.Duration, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
@@ -403,8 +405,8 @@ func (o *Objects) Close() error {
 
 // PutFlow writes one flow direction. Rewriting an existing flow with the
 // same action is a no-op; a changed action keeps the flow's counters
-// (increments racing with the update may be lost). A new entry's LastSeen
-// is now.
+// (increments racing with the update may be lost); a new entry starts at
+// zero.
 func (o *Objects) PutFlow(k FlowKey, a FlowAction) error {
 	rk, rv, err := NewFlowEntry(k, a)
 	if err != nil {
@@ -416,13 +418,8 @@ func (o *Objects) PutFlow(k FlowKey, a FlowAction) error {
 		if sameAction(old, rv) {
 			return nil
 		}
-		rv.Packets, rv.Bytes, rv.LastSeen = old.Packets, old.Bytes, old.LastSeen
+		rv.Packets, rv.Bytes = old.Packets, old.Bytes
 	case errors.Is(err, ebpf.ErrKeyNotExist):
-		now, err := KtimeNow()
-		if err != nil {
-			return fmt.Errorf("bpf: put flow %v: %w", k, err)
-		}
-		rv.LastSeen = uint64(now)
 	default:
 		return fmt.Errorf("bpf: put flow %v: lookup: %w", k, err)
 	}

@@ -54,10 +54,9 @@ type FastpathFlowValue struct {
 	Mtu           uint16
 	Flags         uint16
 	EgressIfindex uint32
-	Reserved      uint32
+	Reserved      [3]uint32
 	Packets       uint64
 	Bytes         uint64
-	LastSeen      uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -236,15 +236,10 @@ func TestFastpathHit(t *testing.T) {
 			in := tc.in.build()
 			want := rewritten(tc.in, tc.act).build()
 			before, statsBefore := e.counters(t), e.stats(t, tc.key)
-			t0, err := KtimeNow()
-			if err != nil {
-				t.Fatal(err)
-			}
 			verdict, out, err := e.run(in, loIfindex)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t1, _ := KtimeNow()
 			if verdict != xdpTX {
 				t.Fatalf("verdict %d, want XDP_TX (%d)", verdict, xdpTX)
 			}
@@ -266,9 +261,6 @@ func TestFastpathHit(t *testing.T) {
 			s := e.stats(t, tc.key)
 			if s.Packets != statsBefore.Packets+1 || s.Bytes != statsBefore.Bytes+ipTotLen(in) {
 				t.Fatalf("flow stats %+v after %+v, want one more packet of %d bytes", s, statsBefore, ipTotLen(in))
-			}
-			if s.LastSeen < t0 || s.LastSeen > t1 {
-				t.Fatalf("flow last seen %v, want between %v and %v", s.LastSeen, t0, t1)
 			}
 		})
 	}
@@ -572,9 +564,8 @@ func TestFlowAPI(t *testing.T) {
 	if !reflect.DeepEqual(a, tcpOutAct) {
 		t.Fatalf("LookupFlow action %+v, want %+v", a, tcpOutAct)
 	}
-	now, _ := KtimeNow()
-	if s.Packets != 0 || s.Bytes != 0 || s.LastSeen <= 0 || s.LastSeen > now {
-		t.Fatalf("new flow stats %+v, want zero counters and last seen at PutFlow (now %v)", s, now)
+	if s != (FlowStats{}) {
+		t.Fatalf("new flow stats %+v, want zero counters", s)
 	}
 
 	// Traffic, then PutFlow of the same action: a no-op.

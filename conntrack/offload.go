@@ -34,11 +34,14 @@ import (
 //
 // The kernel sees none of an offloaded flow's packets, so its timer would
 // expire the entry under a busy flow. A periodic sweep reads the fast
-// path's per-flow counters and last-seen times and, while the flow is
-// active, pushes the kernel entry's timeout out (ctnetlink update) so it
-// expires exactly one idle timeout after the last fast-path packet: the NAT
-// gateway's semantics (350 s for established TCP). An idle flow is left to
-// expire; its DESTROY event removes it. The sweep also folds the fast-path
+// path's per-flow packet counters; a flow whose counter moved since the
+// previous sweep was active (the fast path reads no clock per packet, so
+// the sweep's own time stands for its last packet). While the flow is
+// active the sweep pushes the kernel entry's timeout out (ctnetlink update)
+// so it expires one idle timeout after the last fast-path packet, late by
+// at most one SweepInterval and never early: the NAT gateway's semantics
+// (350 s for established TCP). An idle flow is left to expire; its DESTROY
+// event removes it. The sweep also folds the fast-path
 // counters into what Lookup reports, retries flows whose path was not
 // resolvable, and deletes map entries no flow owns (left by an earlier run
 // or a lost event).
@@ -105,8 +108,9 @@ type OffloadConfig struct {
 	// ReadBuffer is the event socket's receive buffer in bytes (set with
 	// SO_RCVBUFFORCE, which ignores net.core.rmem_max); default 16 MiB.
 	ReadBuffer int
-	// Clock returns CLOCK_MONOTONIC_COARSE, the clock of the fast path's
-	// last-seen times; default bpf.KtimeNow. Tests inject their own.
+	// Clock is the engine's monotonic clock (timeouts, retries, aging);
+	// default bpf.KtimeNow (CLOCK_MONOTONIC_COARSE). Tests inject their
+	// own.
 	Clock func() (time.Duration, error)
 }
 
@@ -251,8 +255,8 @@ type record struct {
 	// (engine clock): it is at least what the kernel last told us or what
 	// we last set.
 	kernelDeadline time.Duration
-	lastSeen       time.Duration // latest fast-path activity (or offload time)
-	lastPackets    uint64
+	lastSeen       time.Duration // sweep that last saw fast-path activity (or offload time)
+	lastPackets    [2]uint64     // per-direction packet counters at that sweep
 	fast           [2]bpf.FlowStats // current map entries, as last read
 	folded         [2]bpf.FlowStats // of earlier map entries of this connection
 	retryAt        time.Duration
@@ -608,7 +612,7 @@ func (o *Offloader) tryOffload(ctx context.Context, now time.Duration, rec *reco
 	rec.keys, rec.acts = keys, acts
 	rec.resolvedAt = now
 	rec.lastSeen = now
-	rec.lastPackets = 0
+	rec.lastPackets = [2]uint64{}
 	rec.fast = [2]bpf.FlowStats{}
 	o.byKey[keys[0]] = rec
 	o.byKey[keys[1]] = rec
@@ -839,15 +843,14 @@ func (o *Offloader) sweep(ctx context.Context) {
 			continue
 		}
 		rec.fast = [2]bpf.FlowStats{s0, s1}
-		if ls := max(s0.LastSeen, s1.LastSeen); ls > rec.lastSeen {
-			rec.lastSeen = min(ls, now)
-		}
-		if pk := s0.Packets + s1.Packets; pk != rec.lastPackets {
-			// Traffic since the last sweep even if the coarse clock
-			// did not move: count it as now-ish.
-			if rec.lastSeen+o.cfg.SweepInterval < now {
-				rec.lastSeen = now - o.cfg.SweepInterval
-			}
+		// Activity is a packet counter that moved (compared per
+		// direction with !=: the fast path's plain adds may lose an
+		// increment or, rarely, step back, but a busy counter never
+		// stands still). Its last packet came after the previous sweep
+		// and by now; taking now keeps the flow at most one sweep
+		// longer than its idle timeout, never shorter.
+		if pk := [2]uint64{s0.Packets, s1.Packets}; pk != rec.lastPackets {
+			rec.lastSeen = now
 			rec.lastPackets = pk
 		}
 		desired := rec.lastSeen + rec.timeout

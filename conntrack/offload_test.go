@@ -40,14 +40,13 @@ type fakeEntry struct {
 
 type fakeMap struct {
 	mu      sync.Mutex
-	now     *time.Duration
 	m       map[bpf.FlowKey]*fakeEntry
 	puts    int
 	failPut error
 }
 
-func newFakeMap(now *time.Duration) *fakeMap {
-	return &fakeMap{now: now, m: make(map[bpf.FlowKey]*fakeEntry)}
+func newFakeMap() *fakeMap {
+	return &fakeMap{m: make(map[bpf.FlowKey]*fakeEntry)}
 }
 
 func (f *fakeMap) PutFlow(k bpf.FlowKey, a bpf.FlowAction) error {
@@ -64,7 +63,7 @@ func (f *fakeMap) PutFlow(k bpf.FlowKey, a bpf.FlowAction) error {
 		e.act = a // counters kept, as bpf.Objects does
 		return nil
 	}
-	f.m[k] = &fakeEntry{act: a, stats: bpf.FlowStats{LastSeen: *f.now}}
+	f.m[k] = &fakeEntry{act: a}
 	return nil
 }
 
@@ -99,7 +98,7 @@ func (f *fakeMap) IterateFlows(fn func(bpf.FlowKey, bpf.FlowAction, bpf.FlowStat
 	return nil
 }
 
-// hit simulates n fast-path packets of key at the current time.
+// hit simulates n fast-path packets of key (the map keeps no time).
 func (f *fakeMap) hit(t *testing.T, k bpf.FlowKey, n, size uint64) {
 	t.Helper()
 	f.mu.Lock()
@@ -110,7 +109,6 @@ func (f *fakeMap) hit(t *testing.T, k bpf.FlowKey, n, size uint64) {
 	}
 	e.stats.Packets += n
 	e.stats.Bytes += n * size
-	e.stats.LastSeen = *f.now
 }
 
 func (f *fakeMap) has(k bpf.FlowKey) bool {
@@ -227,7 +225,7 @@ type engineEnv struct {
 func newEngineEnv(t *testing.T, cfg OffloadConfig) *engineEnv {
 	t.Helper()
 	e := &engineEnv{now: 1000 * time.Second, paths: &fakePaths{}, kernel: &fakeKernel{timeouts: map[Tuple]time.Duration{}, known: map[Tuple]Flow{}}}
-	e.fm = newFakeMap(&e.now)
+	e.fm = newFakeMap()
 	if cfg.Filter.PrivateCIDRs == nil {
 		cfg.Filter = offFilter
 	}
@@ -545,6 +543,92 @@ func TestOffloadSweepRefreshesActiveFlows(t *testing.T) {
 	}
 	if e.fm.len() != 0 || e.o.Stats().Offloaded != 0 {
 		t.Errorf("after both flows went idle: map %v, stats %+v", e.fm.m, e.o.Stats())
+	}
+}
+
+// tickKernel runs the fake kernel's conntrack timers for d; expired
+// entries vanish without an event. It returns whether orig expired.
+func (e *engineEnv) tickKernel(d time.Duration, orig Tuple) bool {
+	e.kernel.mu.Lock()
+	defer e.kernel.mu.Unlock()
+	expired := false
+	for tu, left := range e.kernel.timeouts {
+		if left -= d; left <= 0 {
+			delete(e.kernel.timeouts, tu)
+			expired = expired || tu == orig
+		} else {
+			e.kernel.timeouts[tu] = left
+		}
+	}
+	return expired
+}
+
+// The map has no last-seen time: a flow whose packets arrive between
+// sweeps is active because its counter moved, and once it stops the kernel
+// entry expires no earlier than one idle timeout after the last packet and
+// no later than a sweep interval (plus the kernel's whole-second rounding)
+// after that.
+func TestOffloadIdleFromCounterChange(t *testing.T) {
+	const timeout, sweep = 30 * time.Second, 5 * time.Second
+	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: sweep})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	f.Timeout = timeout
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	ctx := context.Background()
+	start, last := e.now, e.now
+	var expiredAt time.Duration
+	for step := 1; step <= 400 && expiredAt == 0; step++ {
+		e.now += time.Second
+		if e.tickKernel(time.Second, f.Original) {
+			expiredAt = e.now
+			break
+		}
+		// Traffic for 100 s, one or two seconds after each sweep, and
+		// only in the reply direction half of the time.
+		if e.now-start <= 100*time.Second && step%5 >= 1 && step%5 <= 2 {
+			if step%10 < 5 {
+				e.fm.hit(t, k[0], 1, 100)
+			}
+			e.fm.hit(t, k[1], 1, 100)
+			last = e.now
+		}
+		if step%5 == 0 {
+			e.o.sweep(ctx)
+		}
+	}
+	if expiredAt == 0 {
+		t.Fatalf("kernel entry never expired after the traffic stopped at %v", last-start)
+	}
+	idle := expiredAt - last
+	t.Logf("kernel entry expired %v after the last packet", idle)
+	if idle < timeout || idle > timeout+sweep+2*time.Second {
+		t.Errorf("expired %v after the last packet; want between %v and %v", idle, timeout, timeout+sweep+2*time.Second)
+	}
+	if last-start < 90*time.Second {
+		t.Fatalf("test bug: traffic stopped at %v", last-start)
+	}
+}
+
+// A counter that steps back (a lost plain add on another CPU) is activity
+// too: only "unchanged" means idle.
+func TestOffloadCounterStepBackIsActivity(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{TCPTimeout: 30 * time.Second, SweepInterval: 5 * time.Second})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	f.Timeout = 30 * time.Second
+	e.event(evUpdate, f)
+	k := keysOf(f)
+	e.fm.hit(t, k[0], 10, 100)
+	e.now += 5 * time.Second
+	e.o.sweep(context.Background())
+	seen := e.o.recs[f.Original].lastSeen
+	e.fm.mu.Lock()
+	e.fm.m[k[0]].stats.Packets-- // the racy store
+	e.fm.mu.Unlock()
+	e.now += 5 * time.Second
+	e.o.sweep(context.Background())
+	if got := e.o.recs[f.Original].lastSeen; got != e.now || got == seen {
+		t.Errorf("last activity %v after a changed counter, want the sweep time %v", got, e.now)
 	}
 }
 
