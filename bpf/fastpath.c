@@ -144,6 +144,7 @@ int hanat_fastpath(struct xdp_md *ctx)
 	struct iphdr *ip;
 	__be16 h_proto;
 	__u32 tot_len, in_ifindex, out_ifindex;
+	int act;
 	__u16 sum;
 
 	if ((void *)(eth + 1) > data_end)
@@ -214,11 +215,18 @@ int hanat_fastpath(struct xdp_md *ctx)
 	if (tot_len > v->mtu)
 		return pass(COUNTER_PASS_TOO_BIG);
 	out_ifindex = v->egress_ifindex;
-	/* Check the devmap before touching the frame, so a flow whose egress
-	 * port is missing reaches the slow path unmodified. */
-	if (out_ifindex != in_ifindex &&
-	    !bpf_map_lookup_elem(&tx_ports, &out_ifindex))
-		return pass(COUNTER_PASS_REDIRECT);
+	act = XDP_TX;
+	if (out_ifindex != in_ifindex) {
+		/* One devmap lookup: bpf_redirect_map only records the target
+		 * (the frame is sent after the program returns XDP_REDIRECT)
+		 * and returns the fallback XDP_PASS when the egress port is not
+		 * in tx_ports, so calling it before touching the frame sends a
+		 * flow without a port to the slow path unmodified. Nothing
+		 * after this point can fail. */
+		act = bpf_redirect_map(&tx_ports, out_ifindex, XDP_PASS);
+		if (act != XDP_REDIRECT)
+			return pass(COUNTER_PASS_REDIRECT);
+	}
 
 	ip->saddr = v->new_saddr;
 	ip->daddr = v->new_daddr;
@@ -241,16 +249,6 @@ int hanat_fastpath(struct xdp_md *ctx)
 	/* h_dest and h_source from dst_mac and src_mac: one 12-byte copy. */
 	__builtin_memcpy((void *)eth, (const void *)v->dst_mac, 2 * ETH_ALEN);
 
-	if (out_ifindex != in_ifindex) {
-		/* Fallback action XDP_PASS if the entry vanished since the
-		 * lookup above (a race with userspace removing the port); the
-		 * frame is already rewritten then, so the slow path likely
-		 * drops it. Rare, and counted. */
-		int act = bpf_redirect_map(&tx_ports, out_ifindex, XDP_PASS);
-
-		if (act != XDP_REDIRECT)
-			return pass(COUNTER_PASS_REDIRECT);
-	}
 	/* Plain adds: the value is shared by all CPUs, so two CPUs hitting the
 	 * same flow at once can lose an increment (and, rarely, a stalled
 	 * store can move the counter back a little). That is acceptable: these
@@ -261,7 +259,7 @@ int hanat_fastpath(struct xdp_md *ctx)
 	v->packets += 1;
 	v->bytes += tot_len;
 	count(COUNTER_HIT);
-	return out_ifindex == in_ifindex ? XDP_TX : XDP_REDIRECT;
+	return act;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";
