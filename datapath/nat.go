@@ -37,7 +37,39 @@ type NAT struct {
 	// HostInput, when set, filters IPv4 traffic addressed to the NAT
 	// itself (chain input); nil leaves input traffic alone.
 	HostInput *HostInput
+	// Offload, when set, selects the flows the XDP fast path should carry
+	// and shapes the conntrack events the offload engine reads (see
+	// Offload). nil: no fast path, conntrack events untouched.
+	Offload *Offload
 }
+
+// Offload is how the kernel hands hanat's SNAT flows to the fast path.
+//
+// A connection storm of short flows must not cost the NAT anything beyond
+// its slow path, so the kernel, not userspace, picks the flows worth
+// offloading: a flow's conntrack events are limited to DESTROY when it is
+// created (no NEW, no state changes: nothing for the engine to decode);
+// once it is established and has carried AfterPackets packets (both
+// directions, conntrack accounting), one rule sets CtMarkOffload and
+// CtLabelOffload on it and widens its events to label, protoinfo and
+// destroy. The label change is the one event that tells the engine to
+// offload the flow (the event carries the mark); later TCP state changes
+// (FIN, RST) and the DESTROY follow as usual. Short flows — DNS
+// lookups, small HTTP requests — stay in the slow path, where they are
+// cheapest, and cost the engine one DESTROY event at most.
+//
+// Port-forwarded (DNAT) flows keep the kernel's full events.
+type Offload struct {
+	// AfterPackets is the number of packets (both directions) an
+	// established flow must have carried before it is offloaded; 0 offloads
+	// at its first established packet. Needs net.netfilter.nf_conntrack_acct
+	// = 1 (hanat sets it); without accounting no flow is offloaded.
+	AfterPackets uint64
+}
+
+// DefaultOffloadAfterPackets is the default Offload.AfterPackets: more
+// than a TCP handshake, a small request, its answer and the teardown.
+const DefaultOffloadAfterPackets = 16
 
 // HostInput opens the NAT instance itself only to what it needs, as the NAT
 // gateway accepts no unsolicited inbound. Loopback, replies, ICMP, IPv6
@@ -148,6 +180,10 @@ func (n NAT) normalize() (NAT, error) {
 			*l.out = slices.Compact(*l.out)
 		}
 		out.HostInput = hi
+	}
+	if n.Offload != nil {
+		o := *n.Offload
+		out.Offload = &o
 	}
 	if len(errs) > 0 {
 		return NAT{}, errors.Join(errs...)

@@ -3,6 +3,7 @@ package datapath
 import (
 	"cmp"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -48,8 +49,13 @@ const (
 	RuleForwardEstablishedSource = "forward_established_source"
 	RuleForwardEstablished       = "forward_established"
 	RuleForwardNewPrivate        = "forward_new_private"
-	RuleForwardDNAT              = "forward_dnat"
-	RuleDropUnsolicited          = "drop_unsolicited"
+	// RuleOffloadFlow (NAT.Offload only) only counts (no verdict): an
+	// established SNAT flow that reached Offload.AfterPackets gets
+	// CtMarkOffload and its conntrack events widened; its counter is the
+	// number of flows handed to the fast path.
+	RuleOffloadFlow     = "offload_flow"
+	RuleForwardDNAT     = "forward_dnat"
+	RuleDropUnsolicited = "drop_unsolicited"
 	// RuleSNAT is TCP and UDP, with the port range; RuleSNATOther is ICMP
 	// and other protocols, without ports. With several SNAT addresses there
 	// is one rule of each per address, all with the same name.
@@ -72,6 +78,25 @@ const (
 // CtMarkAnswered is the conntrack mark bit RuleConnEstablished sets on a
 // flow's first forwarded reply packet. hanat uses no other bit of ct mark.
 const CtMarkAnswered uint32 = 0x80000000
+
+// CtMarkOffload is the conntrack mark bit RuleOffloadFlow sets on a flow
+// the fast path should carry (NAT.Offload). hanat uses these two bits of
+// ct mark and no other.
+const CtMarkOffload uint32 = 0x40000000
+
+// CtLabelOffload is the conntrack label bit RuleOffloadFlow sets along with
+// CtMarkOffload: changing a label raises the IPCT_LABEL event, the one the
+// flow's widened event mask lets through (nft cannot parse its own listing
+// of `ct event set …,mark`, so the mark event cannot be the trigger).
+// hanat uses no other label bit.
+const CtLabelOffload = 127
+
+// Conntrack event bits (enum ip_conntrack_events) for ct event set.
+const (
+	ctEventDestroy   uint32 = 1 << 2
+	ctEventProtoinfo uint32 = 1 << 5
+	ctEventLabel     uint32 = 1 << 10
+)
 
 // markerPrefix starts the comment of the marker rule in ChainConfig.
 const markerPrefix = "config "
@@ -171,6 +196,19 @@ func BuildTable(n NAT) (Table, error) {
 		[]expr.Any{&expr.Counter{}},
 		ctMarkBitSet(CtMarkAnswered),
 	))
+	if n.Offload != nil {
+		// ct status snat ct state established ct mark & 0x40000000 == 0 [ct packets >= N] counter ct mark set ct mark | 0x40000000 ct label set 127 ct event set destroy,protoinfo,label comment "offload_flow"
+		b.addRule(forward, RuleOffloadFlow, concat(
+			ctStatusAny(ctStatusSrcNAT),
+			ctStateAny(expr.CtStateBitESTABLISHED),
+			ctMarkBitClear(CtMarkOffload),
+			ctPacketsAtLeast(n.Offload.AfterPackets),
+			[]expr.Any{&expr.Counter{}},
+			ctMarkBitSet(CtMarkOffload),
+			ctLabelSet(CtLabelOffload),
+			ctEventSet(ctEventLabel|ctEventProtoinfo|ctEventDestroy),
+		))
+	}
 	// ip saddr @private_v4 ct state established,related counter accept comment "forward_established_source"
 	b.addRule(forward, RuleForwardEstablishedSource, concat(
 		ipSaddrIn(private),
@@ -182,10 +220,15 @@ func BuildTable(n NAT) (Table, error) {
 		ctStateAny(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
 		counterVerdict(expr.VerdictAccept),
 	))
-	// ip saddr @private_v4 ct state new counter accept comment "forward_new_private"
+	// ip saddr @private_v4 ct state new [ct event set destroy] counter accept comment "forward_new_private"
+	var newEvents []expr.Any
+	if n.Offload != nil {
+		newEvents = ctEventSet(ctEventDestroy)
+	}
 	b.addRule(forward, RuleForwardNewPrivate, concat(
 		ipSaddrIn(private),
 		ctStateAny(expr.CtStateBitNEW),
+		newEvents,
 		counterVerdict(expr.VerdictAccept),
 	))
 	// ct status dnat ct state new counter accept comment "forward_dnat"
@@ -460,6 +503,44 @@ func snatTo(a netip.Addr, portMin, portMax uint16) []expr.Any {
 
 // IPS_DST_NAT from linux/netfilter/nf_conntrack_common.h: `ct status dnat`.
 const ctStatusDstNAT uint32 = 1 << 5
+
+// ctStatusSrcNAT is IPS_SRC_NAT: the flow's source was translated.
+const ctStatusSrcNAT uint32 = 1 << 4
+
+// ctPacketsAtLeast is: ct packets >= n (both directions; conntrack
+// accounting). nft compares big-endian, the kernel loads host order: the
+// byteorder expression swaps it, as nft itself does. n == 0 matches all.
+func ctPacketsAtLeast(n uint64) []expr.Any {
+	if n == 0 {
+		return nil
+	}
+	var be [8]byte
+	binary.BigEndian.PutUint64(be[:], n)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyPKTS}, // no direction: original + reply
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: be[:]},
+	}
+}
+
+// ctLabelSet is: ct label set <bit> (the kernel ORs the bit into the
+// flow's 128-bit label bitmap, laid out as little-endian longs).
+func ctLabelSet(bit int) []expr.Any {
+	data := make([]byte, 16)
+	data[bit/8] = 1 << (bit % 8)
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: data},
+		&expr.Ct{Register: 1, SourceRegister: true, Key: expr.CtKeyLABELS},
+	}
+}
+
+// ctEventSet is: ct event set <bits>
+func ctEventSet(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(bits)},
+		&expr.Ct{Register: 1, SourceRegister: true, Key: expr.CtKeyEVENTMASK},
+	}
+}
 
 // ipv4Only is the dependency nft adds before an ip header match in an inet
 // table: meta nfproto ipv4
