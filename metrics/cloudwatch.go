@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -95,7 +96,29 @@ type CloudWatch struct {
 	// last is the snapshot the published increases were counted up to;
 	// nil before the first reading.
 	last *Snapshot
+
+	mu     sync.Mutex
+	status CloudWatchStatus // guarded by mu
 }
+
+// CloudWatchStatus is what the publisher did so far.
+type CloudWatchStatus struct {
+	// Publications counts PutMetricData requests that succeeded.
+	Publications  uint64
+	LastPublished time.Time
+	// LastError is the last publication's error, "" when it succeeded.
+	LastError string
+}
+
+// Status returns what the publisher did so far.
+func (c *CloudWatch) Status() CloudWatchStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// Options returns the options in effect (defaults filled in).
+func (c *CloudWatch) Options() CloudWatchOptions { return c.opts }
 
 // NewCloudWatch builds the publisher; nothing is sent before Run or
 // Publish.
@@ -150,6 +173,19 @@ func (c *CloudWatch) Run(ctx context.Context) error {
 // Publish reads the Source and sends one period's data in batches. On the
 // first call it only records the baseline and sends the gauge.
 func (c *CloudWatch) Publish(ctx context.Context) error {
+	err := c.publish(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.status.LastError = err.Error()
+	} else {
+		c.status.LastError = ""
+		c.status.LastPublished = c.opts.Now()
+	}
+	return err
+}
+
+func (c *CloudWatch) publish(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, DefaultSourceTimeout)
 	s, err := c.opts.Source(sctx)
 	cancel()
@@ -163,6 +199,9 @@ func (c *CloudWatch) Publish(ctx context.Context) error {
 			// The baseline stays: the next period carries these increases.
 			return fmt.Errorf("cloudwatch publish %d data to namespace %q: %w", end-start, c.opts.Namespace, err)
 		}
+		c.mu.Lock()
+		c.status.Publications++
+		c.mu.Unlock()
 	}
 	c.last = &s
 	return nil

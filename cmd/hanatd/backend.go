@@ -75,6 +75,10 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			st.Datapath.Counters[name] = admin.Counter{Packets: c.Packets, Bytes: c.Bytes}
 		}
 	}
+	st.Traffic = b.d.traffic.status(ctx, b.d.fast)
+	b.d.mu.Lock()
+	st.CloudWatch = b.d.cw.status()
+	b.d.mu.Unlock()
 	if len(s.nat.SNATAddrs) > 0 {
 		if stats, err := b.connStats(ctx, s.nat); err != nil {
 			errs = append(errs, err.Error())

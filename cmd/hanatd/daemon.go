@@ -38,8 +38,10 @@ type daemon struct {
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
-	fast    *fastpath // XDP fast path and conntrack offload
-	ha      *haNode   // route table ownership and the HA pair; set in Run
+	fast    *fastpath            // XDP fast path and conntrack offload
+	traffic *traffic             // the NAT gateway's metrics: monotonic rule counters, flow ends
+	cw      *cloudWatchPublisher // nil unless metrics.cloudwatch.enabled
+	ha      *haNode              // route table ownership and the HA pair; set in Run
 
 	reloads  chan reloadRequest
 	notify   sdNotify
@@ -87,6 +89,7 @@ func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.C
 		notify:  sdNotify{log: log},
 		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
 	}
+	d.traffic = newTraffic(log.With("component", "traffic"), d.slow)
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
 		log.Warn("cannot read the instance memory; nf_conntrack_max gets the minimum", "err", err)
@@ -122,6 +125,19 @@ func (d *daemon) Run(ctx context.Context) error {
 		Version:    version,
 	})
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.traffic.run(gctx) })
+	if cw := cfg.Metrics.CloudWatch; cw.Enabled {
+		// Like the metrics port: CloudWatch trouble must not stop the NAT.
+		pub, err := newCloudWatch(ctx, d.log, cw, d.ec2, (&backend{d: d}).metricsSource)
+		if err != nil {
+			d.log.Error("CloudWatch metrics off", "err", err)
+		} else {
+			d.mu.Lock()
+			d.cw = pub
+			d.mu.Unlock()
+			g.Go(func() error { return pub.run(gctx) })
+		}
+	}
 	if cfg.Metrics.Listen != "" {
 		exp, err := metrics.New(d.log.With("component", "metrics"), metrics.Options{
 			Listen:  cfg.Metrics.Listen,
@@ -246,6 +262,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	}
 	// The filter goes in before forwarding is switched on, so there is no
 	// moment where the box forwards without the no-open-relay rules.
+	d.traffic.carry(ctx) // a replaced table restarts its counters
 	changed, err := d.slow.Apply(ctx, nat)
 	if err != nil {
 		d.setError(err)
@@ -281,6 +298,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	}
 	// After the sysctls: offloaded TCP needs liberal window tracking.
 	d.fast.apply(ctx, cfg, nat)
+	d.traffic.setNAT(nat)
 	d.mu.Lock()
 	d.state.nat = nat
 	d.state.natNotes = notes

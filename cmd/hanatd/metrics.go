@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"strings"
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/metrics"
@@ -19,27 +18,28 @@ func (b *backend) metricsSource(ctx context.Context) (metrics.Snapshot, error) {
 	return snapshotFromStatus(st), nil
 }
 
-// snapshotFromStatus maps admin status onto metrics. Fields the daemon
-// does not measure yet (per-direction byte and packet totals, port
-// allocation errors, established and idle-timeout counts) stay zero.
+// snapshotFromStatus maps admin status onto metrics: the NAT gateway's
+// quantities come from Status.Traffic (see traffic.go for their sources).
 func snapshotFromStatus(st admin.Status) metrics.Snapshot {
-	c := st.Datapath.Counters
+	tr := st.Traffic
 	s := metrics.Snapshot{
-		ActiveConnections: uint64(st.Connections.Active),
-		// Every packet of a flow in state NEW from a private source: a
-		// TCP SYN (and its retransmissions), a first UDP datagram, an echo.
-		ConnectionAttempts: c["forward_new_private"].Packets,
-		PacketsDropped:     map[string]uint64{},
+		ActiveConnections:        uint64(st.Connections.Active),
+		ConnectionAttempts:       tr.ConnectionAttempts,
+		ConnectionsEstablished:   tr.ConnectionsEstablished,
+		BytesOutToDestination:    tr.BytesOutToDestination,
+		BytesOutToSource:         tr.BytesOutToSource,
+		BytesInFromDestination:   tr.BytesInFromDestination,
+		BytesInFromSource:        tr.BytesInFromSource,
+		PacketsOutToDestination:  tr.PacketsOutToDestination,
+		PacketsOutToSource:       tr.PacketsOutToSource,
+		PacketsInFromDestination: tr.PacketsInFromDestination,
+		PacketsInFromSource:      tr.PacketsInFromSource,
+		PortAllocationErrors:     tr.PortAllocationErrors,
+		IdleTimeouts:             tr.IdleTimeouts,
+		PacketsDropped:           map[string]uint64{},
 	}
-	for name, v := range c {
-		switch {
-		case name == "drop_invalid":
-			s.PacketsDropped["invalid"] += v.Packets
-		case name == "drop_unsolicited":
-			s.PacketsDropped["unsolicited"] += v.Packets
-		case strings.HasPrefix(name, "input_drop"):
-			s.PacketsDropped["host_input"] += v.Packets
-		}
+	for reason, n := range tr.PacketsDropped {
+		s.PacketsDropped[reason] = n
 	}
 	if fp := st.Datapath.FastpathDetail; st.Datapath.Fastpath != "" && st.Datapath.Fastpath != "off" {
 		s.Fastpath = &metrics.FastpathSnapshot{Hits: fp.Hits, Misses: fp.Misses, OffloadedFlows: uint64(fp.OffloadedFlows)}

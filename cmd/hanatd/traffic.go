@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/datapath"
+)
+
+// traffic feeds the NAT gateway's metrics:
+//
+//   - bytes and packets by direction, connection attempts and established
+//     connections, drops: the named rule counters of table inet hanat
+//     (forward_established_source + forward_new_private from the private
+//     hosts, forward_established + forward_dnat from the outside,
+//     conn_established once per answered flow), made monotonic here
+//     because a replaced table starts its counters at 0;
+//   - idle timeouts: conntrack DESTROY events of flows still established
+//     (conntrack.EndWatcher);
+//   - port allocation errors: the kernel's conntrack insert_failed.
+//
+// The fast path's packets never reach the rule counters; fastDirections
+// adds them once the XDP program counts by direction.
+type traffic struct {
+	log  *slog.Logger
+	slow *datapath.Slowpath
+	ends *conntrack.EndWatcher
+
+	// mu serialises reading the counters and folding them in: two readings
+	// folded out of order would look like a reset.
+	mu   sync.Mutex
+	last map[string]datapath.Counter // last reading of each rule
+	base map[string]datapath.Counter // what earlier tables counted
+}
+
+func newTraffic(log *slog.Logger, slow *datapath.Slowpath) *traffic {
+	return &traffic{
+		log:  log,
+		slow: slow,
+		ends: conntrack.NewEndWatcher(log, -1),
+		last: map[string]datapath.Counter{},
+		base: map[string]datapath.Counter{},
+	}
+}
+
+// run watches flows end until ctx is done. Failing to watch leaves
+// IdleTimeoutCount at 0; it never stops the NAT.
+func (t *traffic) run(ctx context.Context) error {
+	if err := t.ends.Run(ctx); err != nil && ctx.Err() == nil {
+		t.log.Warn("conntrack DESTROY events unavailable: idle timeouts are not counted", "err", err)
+	}
+	return nil
+}
+
+// setNAT tells the watcher which flows are hanat's (after each reconcile).
+func (t *traffic) setNAT(nat datapath.NAT) { t.ends.SetFilter(conntrackFilter(nat)) }
+
+// carry reads the rule counters so that a table replacement right after
+// loses as little as possible (called before each Apply).
+func (t *traffic) carry(ctx context.Context) {
+	if _, err := t.read(ctx); err != nil {
+		t.log.Debug("read rule counters before apply", "err", err)
+	}
+}
+
+// read reads the rule counters and returns them made monotonic.
+func (t *traffic) read(ctx context.Context) (map[string]datapath.Counter, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := t.slow.Counters(ctx)
+	if err != nil {
+		// Keep what was counted; an unreadable table is not a reset.
+		return t.totalsLocked(t.last), err
+	}
+	return t.totalsLocked(c), nil
+}
+
+// totalsLocked turns one reading of the rule counters into counters that
+// only grow: a counter that went down (its table was replaced or deleted)
+// has its previous reading added to its base.
+func (t *traffic) totalsLocked(now map[string]datapath.Counter) map[string]datapath.Counter {
+	out := make(map[string]datapath.Counter, len(now))
+	for name, prev := range t.last {
+		if cur, ok := now[name]; !ok || cur.Packets < prev.Packets || cur.Bytes < prev.Bytes {
+			b := t.base[name]
+			b.Packets += prev.Packets
+			b.Bytes += prev.Bytes
+			t.base[name] = b
+			if !ok {
+				delete(t.last, name)
+			}
+		}
+	}
+	for name, cur := range now {
+		t.last[name] = cur
+	}
+	for name, b := range t.base {
+		cur := now[name]
+		out[name] = datapath.Counter{Packets: b.Packets + cur.Packets, Bytes: b.Bytes + cur.Bytes}
+	}
+	for name, cur := range now {
+		if _, ok := out[name]; !ok {
+			out[name] = cur
+		}
+	}
+	return out
+}
+
+// status is the NAT gateway's metrics now.
+func (t *traffic) status(ctx context.Context, fast *fastpath) admin.Traffic {
+	c, err := t.read(ctx)
+	if err != nil {
+		t.log.Debug("read rule counters", "err", err)
+	}
+	add := func(names ...string) admin.Counter {
+		var s admin.Counter
+		for _, n := range names {
+			s.Packets += c[n].Packets
+			s.Bytes += c[n].Bytes
+		}
+		return s
+	}
+	fromSource := add(datapath.RuleForwardEstablishedSource, datapath.RuleForwardNewPrivate)
+	fromDest := add(datapath.RuleForwardEstablished, datapath.RuleForwardDNAT)
+	tr := admin.Traffic{
+		ConnectionAttempts:     c[datapath.RuleForwardNewPrivate].Packets,
+		ConnectionsEstablished: c[datapath.RuleConnEstablished].Packets,
+		IdleTimeouts:           t.ends.Stats().IdleTimeouts,
+		PacketsDropped:         map[string]uint64{},
+	}
+	for name, v := range c {
+		switch {
+		case name == datapath.RuleDropInvalid:
+			tr.PacketsDropped["invalid"] += v.Packets
+		case name == datapath.RuleDropUnsolicited:
+			tr.PacketsDropped["unsolicited"] += v.Packets
+		case strings.HasPrefix(name, "input_drop"):
+			tr.PacketsDropped["host_input"] += v.Packets
+		}
+	}
+	tr.Fastpath = "off"
+	if fast != nil {
+		if src, dst, mode := fastDirections(fast); mode != "" {
+			tr.Fastpath = mode
+			fromSource.Packets += src.Packets
+			fromSource.Bytes += src.Bytes
+			fromDest.Packets += dst.Packets
+			fromDest.Bytes += dst.Bytes
+		}
+	}
+	// What the NAT forwards it received: in from source = out to
+	// destination and the other way round (drops are PacketsDropCount).
+	tr.BytesInFromSource, tr.PacketsInFromSource = fromSource.Bytes, fromSource.Packets
+	tr.BytesOutToDestination, tr.PacketsOutToDestination = fromSource.Bytes, fromSource.Packets
+	tr.BytesInFromDestination, tr.PacketsInFromDestination = fromDest.Bytes, fromDest.Packets
+	tr.BytesOutToSource, tr.PacketsOutToSource = fromDest.Bytes, fromDest.Packets
+	if ks, err := conntrack.ReadKernelStats(ctx, -1); err != nil {
+		t.log.Debug("conntrack statistics", "err", err)
+	} else {
+		tr.PortAllocationErrors = ks.InsertFailed
+	}
+	return tr
+}
+
+// fastDirections returns the fast path's packets and bytes from the
+// private hosts and from the outside, and how they are counted:
+// "included", "not counted" (attached, but the XDP program does not count
+// by direction yet: its hits are in hanat_fastpath_hits_total only) or ""
+// when the fast path is off.
+func fastDirections(f *fastpath) (fromSource, fromDest admin.Counter, mode string) {
+	st := f.status()
+	if st.Mode == "" || st.Mode == datapath.XDPOff {
+		return admin.Counter{}, admin.Counter{}, ""
+	}
+	return admin.Counter{}, admin.Counter{}, "not counted"
+}
