@@ -108,6 +108,15 @@ type OffloadConfig struct {
 	// ReadBuffer is the event socket's receive buffer in bytes (set with
 	// SO_RCVBUFFORCE, which ignores net.core.rmem_max); default 16 MiB.
 	ReadBuffer int
+	// OffloadMark, when not 0, is the conntrack mark bit the kernel sets
+	// on an SNAT flow once it is worth offloading (datapath.NAT.Offload's
+	// rule, datapath.CtMarkOffload): SNAT flows without it stay in the
+	// slow path. The event announcing it carries no TCP state (the rule
+	// lets only label, protoinfo and destroy events through, and only
+	// established flows get the mark), so a marked flow without one counts
+	// as established. 0 offloads every ASSURED, ESTABLISHED hanat flow.
+	// Port-forwarded (DNAT) flows never need the mark.
+	OffloadMark uint32
 	// Clock is the engine's monotonic clock (timeouts, retries, aging);
 	// default bpf.KtimeNow (CLOCK_MONOTONIC_COARSE). Tests inject their
 	// own.
@@ -255,8 +264,8 @@ type record struct {
 	// (engine clock): it is at least what the kernel last told us or what
 	// we last set.
 	kernelDeadline time.Duration
-	lastSeen       time.Duration // sweep that last saw fast-path activity (or offload time)
-	lastPackets    [2]uint64     // per-direction packet counters at that sweep
+	lastSeen       time.Duration    // sweep that last saw fast-path activity (or offload time)
+	lastPackets    [2]uint64        // per-direction packet counters at that sweep
 	fast           [2]bpf.FlowStats // current map entries, as last read
 	folded         [2]bpf.FlowStats // of earlier map entries of this connection
 	retryAt        time.Duration
@@ -523,9 +532,13 @@ func (o *Offloader) offloadable(ev ctEvent) bool {
 	if !ev.plain || !f.Assured {
 		return false
 	}
+	marked := o.cfg.OffloadMark != 0 && f.Mark&o.cfg.OffloadMark != 0
+	if o.cfg.OffloadMark != 0 && f.SNAT && !marked {
+		return false
+	}
 	switch f.Original.Proto {
 	case protoTCP:
-		if f.TCPState != "ESTABLISHED" {
+		if f.TCPState != "ESTABLISHED" && !(marked && f.TCPState == "") {
 			return false
 		}
 	case protoUDP:

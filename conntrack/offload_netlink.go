@@ -16,7 +16,8 @@ import (
 )
 
 // The event socket is a NETLINK_NETFILTER socket joined to the conntrack
-// NEW, UPDATE and DESTROY groups, decoded with ti-mo/conntrack's
+// UPDATE and DESTROY groups (a NEW flow is never offloadable: the kernel
+// then need not build NEW messages for this listener), decoded with ti-mo/conntrack's
 // Event.Unmarshal. It is dialled here rather than through ti-mo's
 // Conn.Listen for two reasons: the receive buffer must be set with
 // SO_RCVBUFFORCE (a storm of events overruns anything net.core.rmem_max
@@ -25,7 +26,7 @@ import (
 // here: the socket keeps working, the engine resyncs.
 
 // conntrack multicast groups (enum nfnetlink_groups).
-var ctGroups = []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
+var ctGroups = []netfilter.NetlinkGroup{netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}
 
 type nlEvents struct {
 	log  *slog.Logger
