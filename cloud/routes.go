@@ -326,6 +326,47 @@ func (c *EC2) EnsureDefaultRoute(ctx context.Context, rtbID, eniID string) (chan
 	return true, nil
 }
 
+// SetDefaultRoute points 0.0.0.0/0 in rtbID at eniID without describing
+// the table first: ReplaceRoute when the caller believes the route exists,
+// CreateRoute when it believes it missing. A wrong belief costs one more
+// call: ReplaceRoute of a missing route ("There is no route defined …",
+// InvalidParameterValue) is followed by EnsureDefaultRoute, CreateRoute of
+// an existing one (RouteAlreadyExists) by ReplaceRoute. It is the
+// failover path, one EC2 call where EnsureDefaultRoute makes two.
+func (c *EC2) SetDefaultRoute(ctx context.Context, rtbID, eniID string, exists bool) error {
+	if rtbID == "" || eniID == "" {
+		return fmt.Errorf("ec2 set default route: empty route table or ENI id (%q, %q)", rtbID, eniID)
+	}
+	if exists {
+		err := c.replaceDefaultRoute(ctx, rtbID, eniID)
+		if ErrorCode(err) == "InvalidParameterValue" {
+			c.log.Info("no default route to replace; describing and creating it", "route_table", rtbID, "to", eniID)
+			_, err = c.EnsureDefaultRoute(ctx, rtbID, eniID)
+			return err
+		}
+		if err == nil {
+			c.log.Info("default route replaced", "route_table", rtbID, "to", eniID)
+		}
+		return err
+	}
+	err := c.call(ctx, actCreateRoute, fmt.Sprintf("%s %s -> %s", rtbID, DefaultDestination, eniID), func(ctx context.Context) error {
+		_, err := c.api.CreateRoute(ctx, &ec2.CreateRouteInput{RouteTableId: aws.String(rtbID),
+			DestinationCidrBlock: aws.String(DefaultDestination.String()), NetworkInterfaceId: aws.String(eniID)})
+		return err
+	})
+	if ErrorCode(err) == "RouteAlreadyExists" {
+		if err := c.replaceDefaultRoute(ctx, rtbID, eniID); err != nil {
+			return err
+		}
+		c.log.Info("default route replaced (it existed after all)", "route_table", rtbID, "to", eniID)
+		return nil
+	}
+	if err == nil {
+		c.log.Info("default route created", "route_table", rtbID, "to", eniID)
+	}
+	return err
+}
+
 func (c *EC2) replaceDefaultRoute(ctx context.Context, rtbID, eniID string) error {
 	return c.call(ctx, actReplaceRoute, fmt.Sprintf("%s %s -> %s", rtbID, DefaultDestination, eniID), func(ctx context.Context) error {
 		_, err := c.api.ReplaceRoute(ctx, &ec2.ReplaceRouteInput{RouteTableId: aws.String(rtbID),

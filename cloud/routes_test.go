@@ -286,3 +286,55 @@ func TestEnsureDefaultRouteErrors(t *testing.T) {
 		t.Fatal("empty table id accepted")
 	}
 }
+
+// SetDefaultRoute acts on the caller's belief without a describe first;
+// a wrong belief costs exactly the fallback calls.
+func TestSetDefaultRoute(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rtb    func(l *lab) (rtb, eni string)
+		exists bool
+		want   map[string]int // calls made, by action
+	}{
+		{"replace, route there", func(l *lab) (string, string) { return l.rtbA, l.natCENI }, true,
+			map[string]int{"ReplaceRoute": 1}},
+		{"create, route missing", func(l *lab) (string, string) { return l.rtbC, l.natCENI }, false,
+			map[string]int{"CreateRoute": 1}},
+		{"replace, but missing: describe and create", func(l *lab) (string, string) { return l.rtbC, l.natCENI }, true,
+			map[string]int{"ReplaceRoute": 1, "DescribeRouteTables": 1, "CreateRoute": 1}},
+		{"create, but there: replace", func(l *lab) (string, string) { return l.rtbA, l.natCENI }, false,
+			map[string]int{"CreateRoute": 1, "ReplaceRoute": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			c := l.client(t)
+			ctx := context.Background()
+			rtb, eni := tc.rtb(l)
+			before := l.m.Stats().ByAction
+			if err := c.SetDefaultRoute(ctx, rtb, eni, tc.exists); err != nil {
+				t.Fatal(err)
+			}
+			after := l.m.Stats().ByAction
+			for _, a := range []string{"CreateRoute", "ReplaceRoute", "DescribeRouteTables"} {
+				if n := after[a] - before[a]; n != tc.want[a] {
+					t.Errorf("%d %s calls, want %d", n, a, tc.want[a])
+				}
+			}
+			rt, err := c.RouteTable(ctx, rtb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if def, ok := rt.DefaultRoute(); !ok || def.NetworkInterfaceID != eni {
+				t.Fatalf("default route = %+v (%v), want -> %s", def, ok, eni)
+			}
+		})
+	}
+	l := newLab(t)
+	c := l.client(t)
+	if err := c.SetDefaultRoute(context.Background(), l.rtbA, "eni-00000000000000bad", true); err == nil {
+		t.Fatal("unknown ENI accepted")
+	}
+	if err := c.SetDefaultRoute(context.Background(), "", l.natAENI, true); err == nil {
+		t.Fatal("empty table id accepted")
+	}
+}

@@ -88,6 +88,8 @@ type tableState struct {
 	offerSeq   uint64    // first heartbeat carrying our offer
 	claimSeq   uint64    // first heartbeat carrying our last claim
 	holdFrom   time.Time // an operator failover restarts the hold-down
+	writing    bool      // a write of this table is in flight
+	writeDone  time.Time // when the last write finished (landed or not)
 }
 
 // Engine decides which route tables this node claims. It is pure: time is
@@ -248,9 +250,20 @@ func (e *Engine) SetHealth(healthy bool, reason string, now time.Time) {
 // Observe records what DescribeRouteTables says of table id. A table we
 // held that now points elsewhere was taken (by the peer or an operator):
 // it is released, never rewritten.
-func (e *Engine) Observe(id string, o Observation, now time.Time) {
+func (e *Engine) Observe(id string, o Observation, now time.Time) { e.ObserveSince(id, o, now, now) }
+
+// ObserveSince is Observe for a DescribeRouteTables call that started at
+// started. An answer that may predate this node's own write of the table
+// (the call started before the write finished, or a write is in flight)
+// is ignored: it could show the table where it was before we wrote it,
+// which would read as "taken by the peer". The next describe decides.
+func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) {
 	t, ok := e.tables[id]
 	if !ok {
+		return
+	}
+	if t.writing || !started.After(t.writeDone) && !t.writeDone.IsZero() {
+		e.count("observations_before_write")
 		return
 	}
 	t.obs, t.observed, t.observedAt = o, true, now
@@ -273,9 +286,18 @@ func (e *Engine) isSelf(o Observation) bool {
 	return e.cfg.ENI != "" && o.Target == e.cfg.ENI && !o.Blackhole
 }
 
-// Wrote records a successful EnsureDefaultRoute of id to this node.
-func (e *Engine) Wrote(id string, now time.Time) {
-	if t, ok := e.tables[id]; ok && t.claim == claimTaking {
+// Wrote records a successful write of id to this node.
+func (e *Engine) Wrote(id string, now time.Time) { e.WriteDone(id, true, now) }
+
+// WriteDone records the end of a write of id started by StartWrites:
+// ok when the table now points at this node.
+func (e *Engine) WriteDone(id string, ok bool, now time.Time) {
+	t, found := e.tables[id]
+	if !found {
+		return
+	}
+	t.writing, t.writeDone = false, now
+	if ok && t.claim == claimTaking {
 		t.claim = claimHeld
 		t.obs, t.observed, t.observedAt = Observation{Target: e.cfg.ENI}, true, now
 	}
@@ -435,6 +457,10 @@ func (e *Engine) evaluate(now time.Time) {
 	if !inGrace {
 		switch {
 		case e.prevAlive && !alive:
+			if e.peer.msg != nil {
+				e.log.Info("peer dead", "last_heartbeat", e.peer.at.Format("15:04:05.000"),
+					"dead_after", e.cfg.DeadAfter, "late", now.Sub(e.peer.at.Add(e.cfg.DeadAfter)))
+			}
 			// Even in maintenance: availability first when the peer is gone.
 			why := "peer dead: no heartbeat for " + e.cfg.DeadAfter.String()
 			if !e.cfg.Peer {
@@ -611,13 +637,14 @@ func (e *Engine) Claimed(id string) bool {
 }
 
 // ToWrite returns the claimed tables whose last observation is not this
-// node (the reconciler calls EnsureDefaultRoute for them). Held tables
-// are rewritten only when their default route is missing.
+// node and that have no write in flight (the reconciler points them
+// here). Held tables are rewritten only when their default route is
+// missing.
 func (e *Engine) ToWrite() []string {
 	var out []string
 	for _, t := range e.sorted() {
 		switch {
-		case e.cfg.ENI == "":
+		case e.cfg.ENI == "", t.writing:
 		case t.claim == claimTaking:
 			// EnsureDefaultRoute changes nothing when it already points here.
 			out = append(out, t.id)
@@ -626,6 +653,69 @@ func (e *Engine) ToWrite() []string {
 		}
 	}
 	return out
+}
+
+// WriteOp is the call that points a table at this node.
+type WriteOp int
+
+const (
+	// WriteEnsure: the table's state is unknown: describe it, then
+	// CreateRoute or ReplaceRoute (nothing when it already points here).
+	WriteEnsure WriteOp = iota
+	// WriteReplace: last seen with a default route elsewhere (or a
+	// blackhole): ReplaceRoute at once, no describe first.
+	WriteReplace
+	// WriteCreate: last seen without a default route: CreateRoute at once.
+	WriteCreate
+)
+
+func (op WriteOp) String() string {
+	switch op {
+	case WriteReplace:
+		return "replace"
+	case WriteCreate:
+		return "create"
+	}
+	return "ensure"
+}
+
+// Write is one table to point at this node.
+type Write struct {
+	Table  string
+	Op     WriteOp
+	Reason string // why it is claimed
+}
+
+// StartWrites returns the tables of ToWrite with the call the last
+// observation suggests, and marks them in flight until WriteDone. Acting
+// on the last observation saves a describe on the failover path; the
+// observation can be stale (the cloud side falls back to the other call
+// when the route table disagrees) and the next describe verifies.
+func (e *Engine) StartWrites(now time.Time) []Write {
+	var out []Write
+	for _, id := range e.ToWrite() {
+		t := e.tables[id]
+		w := Write{Table: id, Reason: t.last.Reason}
+		switch {
+		case !t.observed || e.isSelf(t.obs):
+		case t.obs.Target == "":
+			w.Op = WriteCreate
+		default:
+			w.Op = WriteReplace
+		}
+		t.writing = true
+		out = append(out, w)
+	}
+	return out
+}
+
+// PeerDeadline is when the peer is declared dead if no heartbeat arrives
+// before (zero while it is not alive).
+func (e *Engine) PeerDeadline(now time.Time) time.Time {
+	if !e.peerAlive(now) {
+		return time.Time{}
+	}
+	return e.peer.at.Add(e.cfg.DeadAfter)
 }
 
 // Outgoing returns the next heartbeat (Seq advanced; Ack is the peer's

@@ -24,6 +24,12 @@ type Cloud interface {
 	// EnsureDefaultRoute points the table's 0.0.0.0/0 at eniID: CreateRoute
 	// when missing, ReplaceRoute when it points elsewhere, nothing else.
 	EnsureDefaultRoute(ctx context.Context, tableID, eniID string) (changed bool, err error)
+	// SetDefaultRoute points the table's 0.0.0.0/0 at eniID without
+	// describing it first: ReplaceRoute when exists, CreateRoute when not;
+	// when the route table disagrees (no route to replace, a route already
+	// there) it makes the other call. It is the failover path: one EC2
+	// call instead of two.
+	SetDefaultRoute(ctx context.Context, tableID, eniID string, exists bool) error
 	// EIPOn reports whether the Elastic IP is associated with eniID.
 	EIPOn(ctx context.Context, allocationID, eniID string) (bool, error)
 	// AssociateEIP associates the Elastic IP with eniID's primary private
@@ -88,15 +94,16 @@ type Manager struct {
 	cloud Cloud
 	o     Options
 
-	kick    chan struct{}
+	kick    chan struct{} // claims changed: write
+	observe chan struct{} // describe now (verify writes)
 	sendNow chan struct{}
+	eipMu   sync.Mutex // one EIP reconcile at a time
 
 	mu         sync.Mutex
 	eng        *Engine
 	recv       *Receiver
 	epoch      uint64
 	version    uint64 // engine claim set fingerprint last reconciled
-	lastObs    time.Time
 	sent       uint64
 	sendErrs   uint64
 	writes     uint64
@@ -160,6 +167,7 @@ func New(log *slog.Logger, c Cloud, o Options) (*Manager, error) {
 		cloud:   c,
 		o:       o,
 		kick:    make(chan struct{}, 1),
+		observe: make(chan struct{}, 1),
 		sendNow: make(chan struct{}, 1),
 		epoch:   uint64(now.UnixNano()),
 		eips:    map[string]string{},
@@ -195,7 +203,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { m.heartbeat(ctx, conn); return nil })
 	g.Go(func() error { m.health(ctx); return nil })
-	g.Go(func() error { m.reconcileLoop(ctx); return nil })
+	g.Go(func() error { m.observeLoop(ctx); return nil })
+	g.Go(func() error { m.writeLoop(ctx); return nil })
 	return g.Wait()
 }
 
@@ -219,12 +228,22 @@ func (m *Manager) changed() {
 	}
 }
 
+func (m *Manager) observeNow() {
+	select {
+	case m.observe <- struct{}{}:
+	default:
+	}
+}
+
 func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
-	// The engine is evaluated more often than heartbeats are sent, so a
-	// dead peer is noticed within a tick of DeadAfter.
+	// The engine is evaluated every tick (hold-downs, timeouts), and at
+	// the peer's deadline exactly: the last heartbeat's arrival plus
+	// DeadAfter, so a dead peer is declared without waiting for a tick.
 	tick := min(m.o.Interval, 50*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	deadline := time.NewTimer(time.Hour)
+	defer deadline.Stop()
 	var lastSent time.Time
 	for {
 		send := false
@@ -232,6 +251,7 @@ func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-deadline.C:
 		case <-m.sendNow:
 			send = true
 		}
@@ -245,6 +265,11 @@ func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
 		}
 		m.eng.Tick(now)
 		m.changed()
+		wait := time.Hour
+		if dl := m.eng.PeerDeadline(now); !dl.IsZero() {
+			wait = dl.Sub(now)
+		}
+		deadline.Reset(wait)
 		var msg *Message
 		if conn != nil && send {
 			msg = m.eng.Outgoing(now, m.epoch, m.recv.Stats().LastSeq)
@@ -330,20 +355,14 @@ func (m *Manager) health(ctx context.Context) {
 	}
 }
 
-func (m *Manager) reconcileLoop(ctx context.Context) {
+// observeLoop describes the route tables every Resync and when asked
+// (after writes, to verify them), feeds the engine, and runs discovery.
+// It never delays a write: writes run in writeLoop.
+func (m *Manager) observeLoop(ctx context.Context) {
 	t := time.NewTicker(m.o.Resync)
 	defer t.Stop()
 	var lastDiscover time.Time
-	backoff := 200 * time.Millisecond
 	for {
-		full := false
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.kick:
-		case <-t.C:
-			full = true
-		}
 		now := m.o.Now()
 		m.mu.Lock()
 		peerENI, noHome := "", len(m.homeTables()) == 0
@@ -357,20 +376,77 @@ func (m *Manager) reconcileLoop(ctx context.Context) {
 			m.discover(ctx)
 			lastDiscover = now
 		}
-		err := m.reconcile(ctx, full)
-		if err != nil {
+		m.observeTables(ctx)
+		m.mu.Lock()
+		eni := m.eng.ENI()
+		m.mu.Unlock()
+		if eni != "" {
+			// Errors are recorded; the next round retries.
+			_ = m.reconcileEIPs(ctx, eni, true)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.observe:
+		}
+	}
+}
+
+// observeTables describes every known table and feeds the answers to the
+// engine (answers that may predate one of our writes are ignored).
+func (m *Manager) observeTables(ctx context.Context) {
+	m.mu.Lock()
+	ids := m.eng.Tables()
+	eni := m.eng.ENI()
+	m.mu.Unlock()
+	if eni == "" || len(ids) == 0 {
+		return
+	}
+	started := m.o.Now()
+	obs, err := m.cloud.DefaultRoutes(ctx, ids)
+	now := m.o.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			m.setErr(now, "describe route tables: "+err.Error())
+			m.log.Warn("ha: describe route tables failed; retrying at the next resync", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		if o, ok := obs[id]; ok {
+			m.eng.ObserveSince(id, o, started, now)
+		}
+	}
+	m.changed()
+}
+
+// maxConcurrentWrites bounds the route-table writes in flight.
+const maxConcurrentWrites = 4
+
+// writeLoop points the claimed tables at this node as soon as the claims
+// change, retrying failed writes with a backoff.
+func (m *Manager) writeLoop(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.kick:
+		case <-retry:
+		}
+		retry = nil
+		if err := m.writeTables(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			// Retry soon: a write that failed (throttling, 5xx) is retried
-			// until the claim changes.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
+			// A write that failed (throttling, 5xx) is retried until the
+			// claim changes.
+			retry = time.After(backoff)
 			backoff = min(backoff*2, 2*time.Second)
-			m.kickReconcile()
 			continue
 		}
 		backoff = 200 * time.Millisecond
@@ -424,77 +500,69 @@ func (m *Manager) homeTables() []string {
 	return out
 }
 
-// reconcile describes the tables (always when full, else only when the
-// last observation is older than Resync), feeds the observations to the
-// engine, and points the claimed tables that do not point here yet at
-// this node's ENI.
-func (m *Manager) reconcile(ctx context.Context, full bool) error {
+// writeTables points the claimed tables that do not point here yet at
+// this node's ENI, concurrently (bounded). A table last seen pointing
+// elsewhere gets its ReplaceRoute at once, without a describe first; a
+// describe afterwards verifies (the route table stays the truth: a stale
+// observation costs one extra call, see Cloud.SetDefaultRoute).
+func (m *Manager) writeTables(ctx context.Context) error {
 	m.mu.Lock()
-	ids := m.eng.Tables()
 	eni := m.eng.ENI()
-	stale := m.o.Now().Sub(m.lastObs) >= m.o.Resync
+	var writes []Write
+	if eni != "" {
+		writes = m.eng.StartWrites(m.o.Now())
+	}
 	m.mu.Unlock()
-	if eni == "" || len(ids) == 0 {
+	if eni == "" {
 		return nil
 	}
-	var errs []error
-	if full || stale {
-		obs, err := m.cloud.DefaultRoutes(ctx, ids)
-		now := m.o.Now()
-		m.mu.Lock()
-		if err != nil {
-			m.setErr(now, "describe route tables: "+err.Error())
-			errs = append(errs, err)
-		} else {
-			m.lastObs = now
-			for _, id := range ids {
-				m.eng.Observe(id, obs[id], now)
+	var (
+		emu  sync.Mutex
+		errs []error
+		g    errgroup.Group
+	)
+	g.SetLimit(maxConcurrentWrites)
+	for _, w := range writes {
+		g.Go(func() error {
+			start := m.o.Now()
+			changed := true
+			var err error
+			switch w.Op {
+			case WriteReplace, WriteCreate:
+				err = m.cloud.SetDefaultRoute(ctx, w.Table, eni, w.Op == WriteReplace)
+			default:
+				changed, err = m.cloud.EnsureDefaultRoute(ctx, w.Table, eni)
 			}
-			m.changed()
-		}
-		m.mu.Unlock()
-	}
-	m.mu.Lock()
-	writes := m.eng.ToWrite()
-	reasons := map[string]string{}
-	for _, id := range writes {
-		reasons[id] = m.eng.tables[id].last.Reason
-	}
-	m.mu.Unlock()
-
-	var wg sync.WaitGroup
-	var emu sync.Mutex
-	for _, id := range writes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			changed, err := m.cloud.EnsureDefaultRoute(ctx, id, eni)
 			now := m.o.Now()
 			m.mu.Lock()
 			defer m.mu.Unlock()
+			m.eng.WriteDone(w.Table, err == nil, now)
 			if err != nil {
 				m.writeErrs++
-				m.setErr(now, fmt.Sprintf("point route table %s at %s: %v", id, eni, err))
-				m.log.Warn("ha: route table write failed; retrying", "route_table", id, "eni", eni, "throttled", m.cloud.IsThrottled(err), "err", err)
+				m.setErr(now, fmt.Sprintf("point route table %s at %s: %v", w.Table, eni, err))
+				m.log.Warn("ha: route table write failed; retrying", "route_table", w.Table, "eni", eni, "op", w.Op.String(),
+					"throttled", m.cloud.IsThrottled(err), "err", err)
 				emu.Lock()
 				errs = append(errs, err)
 				emu.Unlock()
-				return
+				m.changed()
+				return nil
 			}
-			if !m.eng.Claimed(id) {
-				return
-			}
-			m.eng.Wrote(id, now)
 			if changed {
 				m.writes++
 				m.eng.count("route_writes")
-				m.log.Info("route table now points at this node", "route_table", id, "eni", eni, "reason", reasons[id])
+				m.log.Info("route table now points at this node", "route_table", w.Table, "eni", eni, "reason", w.Reason,
+					"op", w.Op.String(), "took", now.Sub(start).Round(time.Millisecond))
 			}
 			m.changed()
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err := m.reconcileEIPs(ctx, eni, full); err != nil {
+	_ = g.Wait()
+	if len(writes) > 0 {
+		m.observeNow() // verify
+	}
+	if err := m.reconcileEIPs(ctx, eni, false); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -507,6 +575,8 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	if len(m.o.EIPs) == 0 {
 		return nil
 	}
+	m.eipMu.Lock()
+	defer m.eipMu.Unlock()
 	m.mu.Lock()
 	var want *EIPGroup
 	for i, g := range m.o.EIPs {

@@ -13,11 +13,12 @@ import (
 )
 
 type fakeCloud struct {
-	mu     sync.Mutex
-	routes map[string]string
-	eips   map[string]string // allocation → ENI
-	writes int
-	fail   bool
+	mu        sync.Mutex
+	routes    map[string]string
+	eips      map[string]string // allocation → ENI
+	writes    int
+	fallbacks int
+	fail      bool
 }
 
 var errThrottled = errors.New("RequestLimitExceeded")
@@ -47,6 +48,21 @@ func (c *fakeCloud) EnsureDefaultRoute(ctx context.Context, id, eni string) (boo
 	c.routes[id] = eni
 	c.writes++
 	return true, nil
+}
+
+// SetDefaultRoute: a wrong belief about the route costs the other call.
+func (c *fakeCloud) SetDefaultRoute(ctx context.Context, id, eni string, exists bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return errThrottled
+	}
+	if exists != (c.routes[id] != "") {
+		c.fallbacks++
+	}
+	c.routes[id] = eni
+	c.writes++
+	return nil
 }
 
 func (c *fakeCloud) EIPOn(ctx context.Context, alloc, eni string) (bool, error) {

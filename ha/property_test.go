@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -12,8 +13,11 @@ import (
 )
 
 // The property test runs two engines against a fake route-table store
-// with a fake clock: heartbeats every 200 ms (some lost), a reconcile
-// every 250 ms whose Describe and Replace calls fail or are throttled at
+// with a fake clock: heartbeats every 200 ms (some lost), a describe
+// every 250 ms and writes as soon as the engine claims a table, each call
+// taking 0-100 ms (so describes and writes of both nodes overlap, several
+// writes are in flight at once, and a write acts on the last observation
+// even when the peer changed the table since), failing or throttled at
 // random, and random events (peer death and restart, partition, heal,
 // health, operator commands, maintenance). After every quiet period it
 // asserts the invariants:
@@ -64,6 +68,29 @@ type simNode struct {
 	nextHB    time.Time
 	nextRec   time.Time
 	inbox     []*Message
+	pending   []*simCall // calls in flight
+}
+
+// simCall is an EC2 call in flight: a describe answers with the tables as
+// they were at snapAt; a write lands at landAt (when ok); both complete at
+// done.
+type simCall struct {
+	write   bool
+	id      string
+	op      WriteOp
+	cached  Observation // the write's basis
+	ok      bool
+	started time.Time
+	snapAt  time.Time
+	landAt  time.Time
+	done    time.Time
+	snap    map[string]simRoute
+	landed  bool
+}
+
+// simStats counts what the property test exercised, across seeds.
+type simStats struct {
+	writes, staleWrites, failedWrites, concurrent, ignoredObs int
 }
 
 type sim struct {
@@ -76,11 +103,12 @@ type sim struct {
 	loss    float64
 	preempt bool
 	trace   []string
+	stats   *simStats
 }
 
-func newSim(t *testing.T, seed uint64) *sim {
+func newSim(t *testing.T, seed uint64, st *simStats) *sim {
 	rnd := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	s := &sim{t: t, rnd: rnd, now: time.Unix(1_700_000_000, 0), linkUp: true, preempt: rnd.IntN(4) != 0}
+	s := &sim{t: t, rnd: rnd, now: time.Unix(1_700_000_000, 0), linkUp: true, preempt: rnd.IntN(4) != 0, stats: st}
 	s.cloud = &simCloud{routes: map[string]simRoute{}, changes: map[string]int{}, rnd: rnd}
 	homeA := []string{"rtb-a1"}
 	homeC := []string{"rtb-c1"}
@@ -113,7 +141,7 @@ func (s *sim) start(n *simNode) {
 	backup := n.peerHome
 	n.eng = NewEngine(slog.New(&traceHandler{s: s, node: n.name}), EngineConfig{NodeID: n.name, ENI: n.eni, Peer: true, Home: n.home, Backup: backup,
 		DeadAfter: simDead, Preempt: s.preempt, HoldDown: simHold, GiveTimeout: 5 * time.Second, OpTimeout: 5 * time.Second}, s.now)
-	n.alive, n.healthy, n.ackSeq, n.inbox = true, true, 0, nil
+	n.alive, n.healthy, n.ackSeq, n.inbox, n.pending = true, true, 0, nil, nil
 	// As on EC2: routes to a stopped instance's ENI are blackholes until
 	// it runs again.
 	for id, r := range s.cloud.routes {
@@ -128,6 +156,11 @@ func (s *sim) start(n *simNode) {
 }
 
 func (s *sim) stop(n *simNode) {
+	// Writes already sent land (EC2 got them); their answers are lost.
+	for _, c := range n.pending {
+		s.land(n, c)
+	}
+	n.pending = nil
 	n.alive = false
 	for id, r := range s.cloud.routes {
 		if r.target == n.eni {
@@ -170,37 +203,102 @@ func (s *sim) step() {
 			}
 		}
 		n.eng.Tick(s.now)
+		s.progress(n)
 		if !s.now.Before(n.nextRec) {
 			n.nextRec = s.now.Add(250 * time.Millisecond)
-			s.reconcile(n)
+			s.describe(n)
 		}
+		s.write(n)
 	}
 }
 
-func (s *sim) reconcile(n *simNode) {
-	if s.cloud.call() {
-		for _, id := range n.eng.Tables() {
-			r, ok := s.cloud.routes[id]
-			if !ok {
-				continue
+// latency is a call's duration: 0-2 steps.
+func (s *sim) latency() time.Duration { return time.Duration(s.rnd.IntN(3)) * simStep }
+
+func (s *sim) describe(n *simNode) {
+	d := s.latency()
+	n.pending = append(n.pending, &simCall{started: s.now, snapAt: s.now.Add(time.Duration(s.rnd.Int64N(int64(d) + 1))),
+		done: s.now.Add(d), ok: s.cloud.call()})
+}
+
+// write starts the engine's writes, concurrently, each acting on the
+// last observation (no describe first).
+func (s *sim) write(n *simNode) {
+	ws := n.eng.StartWrites(s.now)
+	inFlight := 0
+	for _, c := range n.pending {
+		if c.write {
+			inFlight++
+		}
+	}
+	if inFlight+len(ws) >= 2 {
+		s.stats.concurrent++
+	}
+	for _, w := range ws {
+		d := s.latency()
+		t := n.eng.tables[w.Table]
+		n.pending = append(n.pending, &simCall{write: true, id: w.Table, op: w.Op, cached: t.obs, ok: s.cloud.call(), started: s.now,
+			landAt: s.now.Add(time.Duration(s.rnd.Int64N(int64(d) + 1))), done: s.now.Add(d)})
+	}
+}
+
+// land applies a write to the route table (EC2's side of the call).
+func (s *sim) land(n *simNode, c *simCall) {
+	if c.landed || !c.ok {
+		return
+	}
+	c.landed = true
+	before, ok := s.cloud.routes[c.id]
+	if !ok {
+		return
+	}
+	s.stats.writes++
+	if c.op != WriteEnsure && (before.target != c.cached.Target || before.blackhole != c.cached.Blackhole) {
+		s.stats.staleWrites++
+	}
+	if c.op == WriteEnsure && before.target == n.eni && !before.blackhole {
+		return // describe first: nothing to do
+	}
+	s.cloud.set(c.id, n.eni)
+	if before.target != n.eni {
+		s.logf("%s writes %s (%s, was %s) reason=%q", n.name, c.id, c.op, before.target, n.eng.tables[c.id].last.Reason)
+	}
+}
+
+// progress moves the node's calls in flight on: snapshots taken, writes
+// landed, answers delivered.
+func (s *sim) progress(n *simNode) {
+	var keep []*simCall
+	for _, c := range n.pending {
+		if c.write && !s.now.Before(c.landAt) {
+			s.land(n, c)
+		}
+		if !c.write && c.snap == nil && !s.now.Before(c.snapAt) {
+			c.snap = maps.Clone(s.cloud.routes)
+		}
+		if s.now.Before(c.done) {
+			keep = append(keep, c)
+			continue
+		}
+		if c.write {
+			if !c.ok {
+				s.stats.failedWrites++
 			}
-			n.eng.Observe(id, Observation{Target: r.target, Blackhole: r.blackhole}, s.now)
-		}
-	}
-	for _, id := range n.eng.ToWrite() {
-		if !s.cloud.call() {
+			n.eng.WriteDone(c.id, c.ok, s.now)
 			continue
 		}
-		if _, ok := s.cloud.routes[id]; !ok {
+		if !c.ok {
 			continue
 		}
-		before := s.cloud.routes[id]
-		s.cloud.set(id, n.eni)
-		n.eng.Wrote(id, s.now)
-		if before.target != n.eni {
-			s.logf("%s writes %s (was %s) reason=%q", n.name, id, before.target, n.eng.tables[id].last.Reason)
+		before := n.eng.counters["observations_before_write"]
+		for _, id := range n.eng.Tables() {
+			if r, ok := c.snap[id]; ok {
+				n.eng.ObserveSince(id, Observation{Target: r.target, Blackhole: r.blackhole}, c.started, s.now)
+			}
 		}
+		s.stats.ignoredObs += int(n.eng.counters["observations_before_write"] - before)
 	}
+	n.pending = keep
 }
 
 func (s *sim) run(d time.Duration) {
@@ -357,8 +455,16 @@ func TestPropertyRandomEventSequences(t *testing.T) {
 	if testing.Short() {
 		n = 200
 	}
+	st := &simStats{}
+	defer func() {
+		t.Logf("exercised: %d writes landed (%d on a stale observation), %d failed, %d steps with concurrent writes, %d describe answers older than a write ignored",
+			st.writes, st.staleWrites, st.failedWrites, st.concurrent, st.ignoredObs)
+		if !t.Failed() && (st.staleWrites == 0 || st.failedWrites == 0 || st.concurrent == 0 || st.ignoredObs == 0) {
+			t.Errorf("the random sequences did not exercise stale observations, failed or concurrent writes, or late describes")
+		}
+	}()
 	for seed := uint64(1); seed <= uint64(n); seed++ {
-		s := newSim(t, seed)
+		s := newSim(t, seed, st)
 		s.settle()
 		s.checkSettled(fmt.Sprintf("seed %d start", seed))
 		for round := 0; round < 4; round++ {

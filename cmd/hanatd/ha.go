@@ -88,7 +88,7 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	for _, e := range cfg.HA.EIPs {
 		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
 	}
-	adapter := &haCloud{ec2: c}
+	adapter := &haCloud{ec2: c, log: h.log}
 	m, err := ha.New(h.log, adapter, ha.Options{
 		NodeID:    inst.ID,
 		ENI:       func() string { return d.ec2.outsideENI().ID },
@@ -271,9 +271,25 @@ func (b *backend) Maintenance(ctx context.Context, req admin.MaintenanceRequest)
 // haCloud implements ha.Cloud over the cloud package.
 type haCloud struct {
 	ec2 *cloud.EC2
+	log *slog.Logger
 }
 
-func (c *haCloud) DefaultRoutes(ctx context.Context, ids []string) (map[string]ha.Observation, error) {
+// timed logs (at debug level) when an EC2 call of the HA loop started and
+// how long it took: the failover timeline.
+func (c *haCloud) timed(ctx context.Context, call, rtb string) func(error) {
+	if !c.log.Enabled(ctx, slog.LevelDebug) {
+		return func(error) {}
+	}
+	start := time.Now()
+	return func(err error) {
+		c.log.Debug("ha ec2 call", "call", call, "route_table", rtb, "start", start.Format("15:04:05.000"),
+			"took", time.Since(start).Round(time.Millisecond), "err", err)
+	}
+}
+
+func (c *haCloud) DefaultRoutes(ctx context.Context, ids []string) (_ map[string]ha.Observation, err error) {
+	done := c.timed(ctx, "describe", fmt.Sprint(ids))
+	defer func() { done(err) }()
 	rts, err := c.ec2.RouteTables(ctx, cloud.RouteTableFilter{IDs: ids})
 	if err != nil && cloud.IsNotFound(err) {
 		// One unknown id fails the whole call: describe them one by one
@@ -307,8 +323,20 @@ func (c *haCloud) DefaultRoutes(ctx context.Context, ids []string) (map[string]h
 	return out, nil
 }
 
-func (c *haCloud) EnsureDefaultRoute(ctx context.Context, rtb, eni string) (bool, error) {
+func (c *haCloud) EnsureDefaultRoute(ctx context.Context, rtb, eni string) (changed bool, err error) {
+	done := c.timed(ctx, "ensure (describe+write)", rtb)
+	defer func() { done(err) }()
 	return c.ec2.EnsureDefaultRoute(ctx, rtb, eni)
+}
+
+func (c *haCloud) SetDefaultRoute(ctx context.Context, rtb, eni string, exists bool) (err error) {
+	call := "create"
+	if exists {
+		call = "replace"
+	}
+	done := c.timed(ctx, call, rtb)
+	defer func() { done(err) }()
+	return c.ec2.SetDefaultRoute(ctx, rtb, eni, exists)
 }
 
 func (c *haCloud) EIPOn(ctx context.Context, allocationID, eni string) (bool, error) {

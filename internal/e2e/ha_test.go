@@ -30,14 +30,15 @@ import (
 //
 // Timings: heartbeat every 200 ms, dead after 5 misses (1 s), hold-down
 // 3 s (shortened from the 30 s default so handbacks fit the CI budget),
-// health checks every 500 ms. The "60 s" partition is cut to 15 s: still
-// 15× dead_after and 5× the hold-down, so both sides declare the other
-// dead and would have handed back long before if anything flapped.
+// health checks every 500 ms. The heartbeat partition lasts the issue's
+// 60 s. Each stop of nat-a also logs its timeline (HA-TIMELINE, ms from
+// the stop call) from the probes, the lab's route table and nat-c's
+// debug log.
 
 const (
 	haHoldDown   = 3 * time.Second
-	haPartition  = 15 * time.Second
-	haFailRuns   = 3
+	haPartition  = 60 * time.Second
+	haFailRuns   = 5
 	haAPILatency = 100 * time.Millisecond
 )
 
@@ -58,7 +59,9 @@ type haPair struct {
 }
 
 func haConfig(lab *vpcsim.Lab, self, peer, key string, deadAfter int, extra string) string {
-	return fmt.Sprintf(`ha:
+	return fmt.Sprintf(`log:
+  level: debug
+ha:
   peer: %s
   key_file: %s
   interval: 200ms
@@ -226,6 +229,7 @@ type prober struct {
 
 type probe struct {
 	start time.Time
+	end   time.Time
 	ok    bool
 	src   netip.Addr
 }
@@ -255,7 +259,7 @@ func (pr *prober) run(ctx context.Context) {
 				return
 			}
 			pr.mu.Lock()
-			pr.results = append(pr.results, probe{start: start, ok: err == nil, src: src})
+			pr.results = append(pr.results, probe{start: start, end: time.Now(), ok: err == nil, src: src})
 			pr.mu.Unlock()
 		}()
 	}
@@ -358,6 +362,110 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// watchRoute reports when rtb's default route first points at eni (in the
+// EC2 model, which the lab's router follows in the same call); zero after
+// within.
+func (p *haPair) watchRoute(rtb, eni string, within time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	go func() {
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			for _, rt := range p.lab.Model().Snapshot().RouteTables {
+				if rt.ID != rtb {
+					continue
+				}
+				for _, r := range rt.Routes {
+					if r.Destination.Bits() == 0 && r.NetworkInterfaceID == eni {
+						ch <- time.Now()
+						return
+					}
+				}
+			}
+		}
+		ch <- time.Time{}
+	}()
+	return ch
+}
+
+// timeline logs where a failover's outage went, in ms from the stop
+// call: the lab stopping nat-a, the last and first successful probes
+// around it, and nat-c's view (last heartbeat, peer declared dead, EC2
+// calls, route written) from its debug log.
+func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr *prober, natcLog string) {
+	t.Helper()
+	ms := func(x time.Time) string {
+		if x.IsZero() {
+			return "?"
+		}
+		return fmt.Sprintf("%+d", x.Sub(at).Milliseconds())
+	}
+	var lastOK, firstOK probe
+	for _, r := range pr.snapshot() {
+		switch {
+		case !r.ok:
+		case r.start.Before(at.Add(500 * time.Millisecond)):
+			lastOK = r
+		case firstOK.start.IsZero() && !flip.IsZero() && r.start.After(flip.Add(-200*time.Millisecond)):
+			firstOK = r
+		}
+	}
+	parts := []string{fmt.Sprintf("HA-TIMELINE run=%d stop_returned=%s last_ok_probe=%s..%s", run, ms(stopped),
+		ms(lastOK.start), ms(lastOK.end))}
+	for _, line := range strings.Split(natcLog, "\n") {
+		var what string
+		switch {
+		case strings.Contains(line, `msg="peer dead"`):
+			what = "dead"
+			if i := strings.Index(line, "last_heartbeat="); i >= 0 {
+				if hb, err := time.Parse("15:04:05.000", strings.Fields(line[i+len("last_heartbeat="):])[0]); err == nil {
+					y, mo, dd := at.Date()
+					hb = time.Date(y, mo, dd, hb.Hour(), hb.Minute(), hb.Second(), hb.Nanosecond(), at.Location())
+					parts = append(parts, "last_heartbeat="+ms(hb))
+				}
+			}
+		case strings.Contains(line, `msg="ha ec2 call"`):
+			what = "ec2(" + logField(line, "call") + " took " + logField(line, "took") + ")"
+			if st, err := time.Parse("15:04:05.000", logField(line, "start")); err == nil {
+				y, mo, dd := at.Date()
+				st = time.Date(y, mo, dd, st.Hour(), st.Minute(), st.Second(), st.Nanosecond(), at.Location())
+				what += "@" + ms(st) + " end"
+			}
+		case strings.Contains(line, "route table now points at this node"):
+			what = "written"
+		default:
+			continue
+		}
+		lt, err := time.Parse(time.RFC3339Nano, logField(line, "time"))
+		if err != nil || lt.Before(at.Add(-2*time.Second)) {
+			continue
+		}
+		parts = append(parts, what+"="+ms(lt))
+	}
+	parts = append(parts, "route_visible="+ms(flip), fmt.Sprintf("first_ok_probe=%s..%s", ms(firstOK.start), ms(firstOK.end)),
+		fmt.Sprintf("outage=%d", firstOK.start.Sub(lastOK.start).Milliseconds()))
+	t.Log(strings.Join(parts, " "))
+}
+
+// logField returns key's value in a slog text line ("" when absent).
+func logField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		if !strings.HasPrefix(line, key+"=") {
+			return ""
+		}
+		i = -1
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.Index(v[1:], `"`); j >= 0 {
+			return v[1 : j+1]
+		}
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		return v[:j]
+	}
+	return v
+}
+
 // TestHAPair runs the issue's lab scenarios on one pair, in order.
 func TestHAPair(t *testing.T) {
 	p := setupHAPair(t, "")
@@ -366,12 +474,16 @@ func TestHAPair(t *testing.T) {
 	t.Run("stop nat-a fails over, start returns after hold-down", func(t *testing.T) {
 		var outs []time.Duration
 		for run := 1; run <= haFailRuns; run++ {
+			flip := p.watchRoute(p.rtbA, p.eniC, 15*time.Second)
+			logFrom := len(p.nodes["nat-c"].proc.Output())
 			at := p.stopNAT(t, "nat-a")
+			stopped := time.Now()
 			p.waitRoutes(t, "nat-a stopped", 10*time.Second, p.eniC, p.eniC)
 			appA.recovered(t, at, 10*time.Second)
 			d := appA.outage(t, at, time.Now())
 			outs = append(outs, d)
 			logOutage(t, fmt.Sprintf("stop-nat-a-run%d", run), d)
+			p.timeline(t, run, at, stopped, <-flip, appA, p.nodes["nat-c"].proc.Output()[logFrom:])
 
 			back := time.Now()
 			p.startNAT(t, "nat-a")
