@@ -160,14 +160,13 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 		}
 	}
 	sc.floor, sc.raw = median(floorRuns), median(rawRuns)
-	counters := coll.Maps[bpf.FastpathMapCounters]
-	for id := uint32(0); id < uint32(bpf.FastpathCounterIdCOUNTER_MAX); id++ {
-		var per []uint64
-		if err := counters.Lookup(id, &per); err != nil {
-			return sc, fmt.Errorf("spray %d: counters: %w", n, err)
-		}
-		for _, v := range per {
-			if id == uint32(bpf.FastpathCounterIdCOUNTER_HIT) {
+	var per []bpf.RawStats
+	if err := coll.Maps[bpf.FastpathMapCounters].Lookup(uint32(0), &per); err != nil {
+		return sc, fmt.Errorf("spray %d: counters: %w", n, err)
+	}
+	for _, s := range per {
+		for id, v := range s.Count {
+			if id == int(bpf.FastpathCounterIdCOUNTER_HIT) {
 				sc.hits += v
 			} else {
 				sc.other += v
@@ -195,7 +194,7 @@ func fillFlows(m *ebpf.Map, n int) error {
 	for f := 0; f < n; f++ {
 		k := sprayKey(f)
 		a := bpf.FlowAction{NewSrc: netip.AddrPortFrom(natOut, k.Src.Port()), NewDst: k.Dst,
-			EgressIfindex: loIfindex, SrcMAC: costMACa, DstMAC: costMACb, MTU: 1500}
+			EgressIfindex: loIfindex, SrcMAC: costMACa, DstMAC: costMACb, MTU: 1500, Outbound: true}
 		rk, rv, err := bpf.NewFlowEntry(k, a)
 		if err != nil {
 			return fmt.Errorf("flow %d: %w", f, err)

@@ -51,6 +51,11 @@ type FlowAction struct {
 	EgressIfindex  uint32         // == FlowKey.Ifindex: XDP_TX; else redirect (AddTxPort first)
 	SrcMAC, DstMAC net.HardwareAddr
 	MTU            uint16 // egress L3 MTU; longer packets go to the slow path
+	// Outbound marks the private → internet direction of a connection
+	// (the one whose packets come from a private host); its hits count in
+	// Counters.OutPackets/OutBytes, the other direction's in InPackets/
+	// InBytes.
+	Outbound bool
 }
 
 // FlowStats are the fast path's counters of one flow direction. There is
@@ -86,7 +91,22 @@ type Counters struct {
 	PassNotIPv4   uint64 // other ethertype (ARP, IPv6, QinQ, ...)
 	PassParse     uint64 // truncated or malformed headers
 	PassRedirect  uint64 // egress ifindex not in tx_ports, or redirect failed
+
+	// Hits split by direction (FlowAction.Outbound), packets and bytes
+	// (IPv4 total lengths, as conntrack counts): forwarded private →
+	// internet (Out) and internet → private (In), the NAT gateway's
+	// PacketsOutToDestination/BytesOutToDestination and
+	// PacketsInFromDestination/BytesInFromDestination for the fast path's
+	// share of the traffic. OutPackets + InPackets == Hits.
+	OutPackets, OutBytes uint64
+	InPackets, InBytes   uint64
 }
+
+// Flags of a flow value (flow_value.flags in fastpath.c).
+const flowFlagOutbound = 0x1
+
+// RawStats is the per-CPU statistics slot (struct fastpath_stats).
+type RawStats = FastpathFastpathStats
 
 // field returns the Counters field of a counter id, nil for an unknown id.
 func (c *Counters) field(id FastpathCounterId) *uint64 {
@@ -232,6 +252,9 @@ func NewFlowEntry(k FlowKey, a FlowAction) (RawFlowKey, RawFlowValue, error) {
 		EgressIfindex: a.EgressIfindex,
 		Mtu:           a.MTU,
 	}
+	if a.Outbound {
+		rv.Flags |= flowFlagOutbound
+	}
 	copy(rv.SrcMac[:], a.SrcMAC)
 	copy(rv.DstMac[:], a.DstMAC)
 	return rk, rv, nil
@@ -252,6 +275,7 @@ func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats)
 		SrcMAC:        bytes.Clone(rv.SrcMac[:]),
 		DstMAC:        bytes.Clone(rv.DstMac[:]),
 		MTU:           rv.Mtu,
+		Outbound:      rv.Flags&flowFlagOutbound != 0,
 	}
 	s := FlowStats{Packets: rv.Packets, Bytes: rv.Bytes}
 	return k, a, s
@@ -533,23 +557,31 @@ func (o *Objects) RemoveTxPort(ifindex uint32) error {
 	return nil
 }
 
-// Counters returns the program's counters summed over all CPUs.
+// Counters returns the program's counters summed over all CPUs (one read
+// of the per-CPU statistics slot).
 func (o *Objects) Counters() (Counters, error) {
-	var c Counters
-	var perCPU []uint64
-	for id := FastpathCounterId(0); id < FastpathCounterIdCOUNTER_MAX; id++ {
-		if err := o.objs.Counters.Lookup(id, &perCPU); err != nil {
-			return Counters{}, fmt.Errorf("bpf: read counter %d: %w", id, err)
-		}
-		f := c.field(id)
-		if f == nil {
-			continue
-		}
-		for _, v := range perCPU {
-			*f += v
-		}
+	var perCPU []RawStats
+	if err := o.objs.Counters.Lookup(uint32(0), &perCPU); err != nil {
+		return Counters{}, fmt.Errorf("bpf: read counters: %w", err)
 	}
-	return c, nil
+	return sumStats(perCPU), nil
+}
+
+// sumStats adds up per-CPU statistics slots.
+func sumStats(perCPU []RawStats) Counters {
+	var c Counters
+	for _, s := range perCPU {
+		for id := range FastpathCounterIdCOUNTER_MAX {
+			if f := c.field(id); f != nil {
+				*f += s.Count[id]
+			}
+		}
+		c.InPackets += s.Dir[0].Packets
+		c.InBytes += s.Dir[0].Bytes
+		c.OutPackets += s.Dir[flowFlagOutbound].Packets
+		c.OutBytes += s.Dir[flowFlagOutbound].Bytes
+	}
+	return c
 }
 
 // LoadFloorProgram loads the benchmark floor program (swap MACs, XDP_TX). The

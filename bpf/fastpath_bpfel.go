@@ -32,6 +32,16 @@ const (
 	FastpathCounterIdCOUNTER_MAX              FastpathCounterId = 13
 )
 
+type FastpathFastpathStats struct {
+	_     structs.HostLayout
+	Count [13]uint64
+	Dir   [2]struct {
+		_       structs.HostLayout
+		Packets uint64
+		Bytes   uint64
+	}
+}
+
 type FastpathFlowKey struct {
 	_            structs.HostLayout
 	Saddr        uint32

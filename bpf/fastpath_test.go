@@ -58,19 +58,19 @@ var (
 // address 10.0.1.10.
 var (
 	tcpOut    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.5:40000"), ap("203.0.113.10:443")}
-	tcpOutAct = FlowAction{ap("10.0.1.10:61000"), ap("203.0.113.10:443"), loIfindex, macNAT[:], macRouter[:], 1500}
+	tcpOutAct = FlowAction{ap("10.0.1.10:61000"), ap("203.0.113.10:443"), loIfindex, macNAT[:], macRouter[:], 1500, true}
 	tcpIn     = FlowKey{loIfindex, ProtoTCP, ap("203.0.113.10:443"), ap("10.0.1.10:61000")}
-	tcpInAct  = FlowAction{ap("203.0.113.10:443"), ap("10.0.11.5:40000"), loIfindex, macNAT[:], macHost[:], 1500}
+	tcpInAct  = FlowAction{ap("203.0.113.10:443"), ap("10.0.11.5:40000"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	udpOut    = FlowKey{loIfindex, ProtoUDP, ap("10.0.11.5:5353"), ap("198.51.100.7:53")}
-	udpOutAct = FlowAction{ap("10.0.1.10:5353"), ap("198.51.100.7:53"), loIfindex, macNAT[:], macRouter[:], 1500}
+	udpOutAct = FlowAction{ap("10.0.1.10:5353"), ap("198.51.100.7:53"), loIfindex, macNAT[:], macRouter[:], 1500, true}
 	udpIn     = FlowKey{loIfindex, ProtoUDP, ap("198.51.100.7:53"), ap("10.0.1.10:5353")}
-	udpInAct  = FlowAction{ap("198.51.100.7:53"), ap("10.0.11.5:5353"), loIfindex, macNAT[:], macHost[:], 1500}
+	udpInAct  = FlowAction{ap("198.51.100.7:53"), ap("10.0.11.5:5353"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	// A flow toward a path with a small MTU.
 	udpSmall    = FlowKey{loIfindex, ProtoUDP, ap("10.0.11.6:1000"), ap("198.51.100.7:9")}
-	udpSmallAct = FlowAction{ap("10.0.1.10:1000"), ap("198.51.100.7:9"), loIfindex, macNAT[:], macRouter[:], 576}
+	udpSmallAct = FlowAction{ap("10.0.1.10:1000"), ap("198.51.100.7:9"), loIfindex, macNAT[:], macRouter[:], 576, true}
 	// A flow leaving through another interface (redirect via tx_ports).
 	tcpRedir    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.7:40001"), ap("203.0.113.10:80")}
-	tcpRedirAct = FlowAction{ap("10.0.1.10:61001"), ap("203.0.113.10:80"), noSuchPort, macNAT[:], macPeer[:], 1500}
+	tcpRedirAct = FlowAction{ap("10.0.1.10:61001"), ap("203.0.113.10:80"), noSuchPort, macNAT[:], macPeer[:], 1500, true}
 )
 
 type flowFixture struct {
@@ -255,8 +255,20 @@ func TestFastpathHit(t *testing.T) {
 			if tc.in.udpNoCsum && binary.BigEndian.Uint16(out[14+20+6:]) != 0 {
 				t.Fatal("UDP checksum 0 was changed")
 			}
-			if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
+			after := e.counters(t)
+			if d := counterDelta(before, after); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
 				t.Fatalf("counter changes %v, want only one hit", d)
+			}
+			// The hit counts in its direction's totals only.
+			dir := [4]uint64{after.OutPackets - before.OutPackets, after.OutBytes - before.OutBytes,
+				after.InPackets - before.InPackets, after.InBytes - before.InBytes}
+			wantDir := [4]uint64{0, 0, 1, ipTotLen(in)}
+			if tc.act.Outbound {
+				wantDir = [4]uint64{1, ipTotLen(in), 0, 0}
+			}
+			if dir != wantDir {
+				t.Fatalf("direction totals changed by out %d pkts %d bytes, in %d pkts %d bytes; want %v (outbound %v)",
+					dir[0], dir[1], dir[2], dir[3], wantDir, tc.act.Outbound)
 			}
 			s := e.stats(t, tc.key)
 			if s.Packets != statsBefore.Packets+1 || s.Bytes != statsBefore.Bytes+ipTotLen(in) {
@@ -508,6 +520,7 @@ func TestNewFlowEntryValidation(t *testing.T) {
 	}{
 		{"icmp", func(k *FlowKey, _ *FlowAction) { k.Proto = protoICMP }, "not TCP or UDP"},
 		{"ingress 0", func(k *FlowKey, _ *FlowAction) { k.Ifindex = 0 }, "ingress ifindex 0"},
+		{"ingress beyond 24 bits", func(k *FlowKey, _ *FlowAction) { k.Ifindex = MaxIfindex + 1 }, "ingress ifindex 16777216 above 16777215"},
 		{"ipv6 source", func(k *FlowKey, _ *FlowAction) { k.Src = ap("[2001:db8::1]:1") }, "not an IPv4"},
 		{"zero destination", func(k *FlowKey, _ *FlowAction) { k.Dst = netip.AddrPort{} }, "not an IPv4"},
 		{"ipv6 new destination", func(_ *FlowKey, a *FlowAction) { a.NewDst = ap("[2001:db8::1]:1") }, "not an IPv4"},
@@ -538,6 +551,16 @@ func TestNewFlowEntryValidation(t *testing.T) {
 	if got, _, _ := decodeFlow(rk, RawFlowValue{}); got != tcpOut {
 		t.Fatalf("decoded key %v, want %v", got, tcpOut)
 	}
+	// The largest ifindex the key holds survives the round trip.
+	k, a = good()
+	k.Ifindex = MaxIfindex
+	rk, _, err = NewFlowEntry(k, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := decodeFlow(rk, RawFlowValue{}); got != k {
+		t.Fatalf("decoded key %v, want %v", got, k)
+	}
 }
 
 func TestCounterFields(t *testing.T) {
@@ -550,8 +573,9 @@ func TestCounterFields(t *testing.T) {
 		}
 		seen[f] = true
 	}
-	if n := reflect.TypeOf(c).NumField(); n != int(FastpathCounterIdCOUNTER_MAX) {
-		t.Fatalf("Counters has %d fields, the program %d counters", n, FastpathCounterIdCOUNTER_MAX)
+	// Plus the four per-direction totals.
+	if n := reflect.TypeOf(c).NumField(); n != int(FastpathCounterIdCOUNTER_MAX)+4 {
+		t.Fatalf("Counters has %d fields, the program %d counters and 4 direction totals", n, FastpathCounterIdCOUNTER_MAX)
 	}
 }
 
@@ -870,7 +894,7 @@ func BenchmarkFastpathHit(b *testing.B) {
 	e := newEnv(b, noSuchPort)
 	// tcpOut rewrites to tcpOutAct's tuple; map that tuple back.
 	back := FlowKey{loIfindex, ProtoTCP, tcpOutAct.NewSrc, tcpOutAct.NewDst}
-	backAct := FlowAction{tcpOut.Src, tcpOut.Dst, loIfindex, macNAT[:], macRouter[:], 1500}
+	backAct := FlowAction{tcpOut.Src, tcpOut.Dst, loIfindex, macNAT[:], macRouter[:], 1500, false}
 	if err := e.objs.PutFlow(back, backAct); err != nil {
 		b.Fatal(err)
 	}

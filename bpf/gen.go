@@ -7,5 +7,5 @@
 // EC2 architectures, are both little-endian.
 package bpf
 
-//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type flow_key -type flow_value -type counter_id Fastpath fastpath.c -- -I./include
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type flow_key -type flow_value -type counter_id -type fastpath_stats Fastpath fastpath.c -- -I./include
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel Floor floor.c -- -I./include

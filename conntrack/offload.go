@@ -651,7 +651,7 @@ func (o *Offloader) setState(rec *record, st recState) {
 	rec.state = st
 }
 
-// entries computes both map entries of a connection:
+// entries computes both map entries of a connection (o.mu held):
 //
 //	original: Original.Src → Original.Dst  becomes  Reply.Dst → Reply.Src
 //	reply:    Reply.Src → Reply.Dst        becomes  Original.Dst → Original.Src
@@ -676,6 +676,12 @@ func (o *Offloader) entries(ctx context.Context, now time.Duration, rec *record)
 	acts[0] = bpf.FlowAction{NewSrc: rec.reply.Dst, NewDst: rec.reply.Src, EgressIfindex: po.OutIfindex, SrcMAC: po.SrcMAC, DstMAC: po.DstMAC, MTU: po.MTU}
 	keys[1] = bpf.FlowKey{Ifindex: pr.InIfindex, Proto: proto, Src: rec.reply.Src, Dst: rec.reply.Dst}
 	acts[1] = bpf.FlowAction{NewSrc: rec.orig.Dst, NewDst: rec.orig.Src, EgressIfindex: pr.OutIfindex, SrcMAC: pr.SrcMAC, DstMAC: pr.DstMAC, MTU: pr.MTU}
+	// Outbound (private host → internet) is the direction whose packets
+	// come from a private host: the original one of an SNAT flow, the
+	// reply of a port forward. It only picks the fast path's direction
+	// totals.
+	acts[0].Outbound = o.filter.private(rec.orig.Src.Addr())
+	acts[1].Outbound = o.filter.private(rec.reply.Src.Addr())
 	if keys[0] == keys[1] {
 		return keys, acts, fmt.Errorf("flow %s: both directions have the same key", rec.orig)
 	}
@@ -958,7 +964,7 @@ func (o *Offloader) recheckPaths(ctx context.Context, now time.Duration) {
 func sameActions(a, b [2]bpf.FlowAction) bool {
 	for i := range a {
 		if a[i].NewSrc != b[i].NewSrc || a[i].NewDst != b[i].NewDst || a[i].EgressIfindex != b[i].EgressIfindex ||
-			a[i].MTU != b[i].MTU || a[i].SrcMAC.String() != b[i].SrcMAC.String() || a[i].DstMAC.String() != b[i].DstMAC.String() {
+			a[i].MTU != b[i].MTU || a[i].Outbound != b[i].Outbound || a[i].SrcMAC.String() != b[i].SrcMAC.String() || a[i].DstMAC.String() != b[i].DstMAC.String() {
 			return false
 		}
 	}

@@ -292,7 +292,7 @@ func TestOffloadAssuredTCPBothDirections(t *testing.T) {
 	if !ok {
 		t.Fatalf("original direction %v not in the map: %v", k[0], e.fm.m)
 	}
-	wantOut := bpf.FlowAction{NewSrc: ap("10.0.1.10:61000"), NewDst: ap("203.0.113.10:443"), EgressIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: macRouter, MTU: 9001}
+	wantOut := bpf.FlowAction{NewSrc: ap("10.0.1.10:61000"), NewDst: ap("203.0.113.10:443"), EgressIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: macRouter, MTU: 9001, Outbound: true}
 	if !sameActions([2]bpf.FlowAction{out.act, out.act}, [2]bpf.FlowAction{wantOut, wantOut}) {
 		t.Errorf("original action %+v, want %+v", out.act, wantOut)
 	}
@@ -325,11 +325,11 @@ func TestOffloadDNATPortForward(t *testing.T) {
 	}
 	e.event(evUpdate, f)
 	k := keysOf(f)
-	if a := e.fm.m[k[0]]; a == nil || a.act.NewDst != ap("10.0.11.5:80") || a.act.NewSrc != ap("198.51.100.9:50000") {
+	if a := e.fm.m[k[0]]; a == nil || a.act.NewDst != ap("10.0.11.5:80") || a.act.NewSrc != ap("198.51.100.9:50000") || a.act.Outbound {
 		t.Errorf("inbound (DNAT) entry %+v", a)
 	}
-	if a := e.fm.m[k[1]]; a == nil || a.act.NewSrc != ap("10.0.1.10:8080") || a.act.NewDst != ap("198.51.100.9:50000") {
-		t.Errorf("reply (un-DNAT) entry %+v", a)
+	if a := e.fm.m[k[1]]; a == nil || a.act.NewSrc != ap("10.0.1.10:8080") || a.act.NewDst != ap("198.51.100.9:50000") || !a.act.Outbound {
+		t.Errorf("reply (un-DNAT) entry %+v, want outbound (from the private host)", a)
 	}
 }
 
