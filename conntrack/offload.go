@@ -112,7 +112,7 @@ type OffloadConfig struct {
 	// on an SNAT flow once it is worth offloading (datapath.NAT.Offload's
 	// rule, datapath.CtMarkOffload): SNAT flows without it stay in the
 	// slow path. The event announcing it carries no TCP state (the rule
-	// lets only label, protoinfo and destroy events through, and only
+	// lets only label, assured, protoinfo and destroy events through, and only
 	// established flows get the mark), so a marked flow without one counts
 	// as established. 0 offloads every ASSURED, ESTABLISHED hanat flow.
 	// Port-forwarded (DNAT) flows never need the mark.

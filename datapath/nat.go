@@ -51,8 +51,8 @@ type NAT struct {
 // created (no NEW, no state changes: nothing for the engine to decode);
 // once it is established and has carried AfterPackets packets (both
 // directions, conntrack accounting), one rule sets CtMarkOffload and
-// CtLabelOffload on it and widens its events to label, protoinfo and
-// destroy. The label change is the one event that tells the engine to
+// CtLabelOffload on it and widens its events to label, assured, protoinfo
+// and destroy. The label change is the one event that tells the engine to
 // offload the flow (the event carries the mark); later TCP state changes
 // (FIN, RST) and the DESTROY follow as usual. Short flows — DNS
 // lookups, small HTTP requests — stay in the slow path, where they are

@@ -22,7 +22,7 @@ func TestOffloadRulesListAndReload(t *testing.T) {
 	}
 	listing := nftList(t, ctx, ns, "table", "inet", TableName)
 	for _, want := range []string{
-		`ct status snat ct state established ct mark & 0x40000000 == 0x00000000 ct packets >= 16 counter packets 0 bytes 0 ct mark set ct mark | 0x40000000 ct label set 127 ct event set destroy,protoinfo,label comment "offload_flow"`,
+		`ct status snat ct state established ct mark & 0x40000000 == 0x00000000 ct packets >= 16 counter packets 0 bytes 0 ct mark set ct mark | 0x40000000 ct label set 127 ct event set destroy,assured,protoinfo,label comment "offload_flow"`,
 		`ct state new ct event set destroy counter packets 0 bytes 0 accept comment "forward_new_private"`,
 	} {
 		if !strings.Contains(listing, want) {

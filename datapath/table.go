@@ -94,6 +94,7 @@ const CtLabelOffload = 127
 // Conntrack event bits (enum ip_conntrack_events) for ct event set.
 const (
 	ctEventDestroy   uint32 = 1 << 2
+	ctEventAssured   uint32 = 1 << 4
 	ctEventProtoinfo uint32 = 1 << 5
 	ctEventLabel     uint32 = 1 << 10
 )
@@ -197,7 +198,7 @@ func BuildTable(n NAT) (Table, error) {
 		ctMarkBitSet(CtMarkAnswered),
 	))
 	if n.Offload != nil {
-		// ct status snat ct state established ct mark & 0x40000000 == 0 [ct packets >= N] counter ct mark set ct mark | 0x40000000 ct label set 127 ct event set destroy,protoinfo,label comment "offload_flow"
+		// ct status snat ct state established ct mark & 0x40000000 == 0 [ct packets >= N] counter ct mark set ct mark | 0x40000000 ct label set 127 ct event set destroy,assured,protoinfo,label comment "offload_flow"
 		b.addRule(forward, RuleOffloadFlow, concat(
 			ctStatusAny(ctStatusSrcNAT),
 			ctStateAny(expr.CtStateBitESTABLISHED),
@@ -206,7 +207,9 @@ func BuildTable(n NAT) (Table, error) {
 			[]expr.Any{&expr.Counter{}},
 			ctMarkBitSet(CtMarkOffload),
 			ctLabelSet(CtLabelOffload),
-			ctEventSet(ctEventLabel|ctEventProtoinfo|ctEventDestroy),
+			// assured: a UDP flow becomes ASSURED only after 2 s of
+			// traffic both ways, possibly after it got the mark.
+			ctEventSet(ctEventLabel|ctEventAssured|ctEventProtoinfo|ctEventDestroy),
 		))
 	}
 	// ip saddr @private_v4 ct state established,related counter accept comment "forward_established_source"

@@ -90,6 +90,9 @@ func (f *fastpath) apply(ctx context.Context, cfg *config.Config, nat datapath.N
 		TCPTimeout: cfg.Sysctl.TCPEstablishedTimeout.Duration,
 		UDPTimeout: cfg.Sysctl.UDPStreamTimeout.Duration,
 		MaxFlows:   int(f.fp.Objects().MaxFlows() / 2),
+		// resolve.go sets datapath.NAT.Offload whenever the fast path
+		// is enabled: SNAT flows wait for the kernel's mark.
+		OffloadMark: datapath.CtMarkOffload,
 	}
 	if f.eng != nil && (want.TCPTimeout != f.engCfg.TCPTimeout || want.UDPTimeout != f.engCfg.UDPTimeout) {
 		// Timeouts are fixed per engine: start a new one (its resync

@@ -79,6 +79,11 @@ func resolveNAT(cfg *config.Config, d discovered) (datapath.NAT, []string, error
 	if cfg.HostInput.Filter {
 		nat.HostInput = &datapath.HostInput{TCPPorts: cfg.HostInput.TCPPorts, UDPPorts: cfg.HostInput.UDPPorts}
 	}
+	if cfg.Fastpath.Enabled {
+		// The kernel marks the flows worth offloading (datapath.Offload);
+		// the offload engine takes only those (fastpath.go).
+		nat.Offload = &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets}
+	}
 	for _, pf := range cfg.PortForwards {
 		nat.PortForwards = append(nat.PortForwards, datapath.PortForward{
 			Protocol: pf.Protocol,
