@@ -236,6 +236,21 @@ func (c *EC2) PrivateRouteTables(ctx context.Context, vpcID, az string) ([]Route
 	if vpcID == "" || az == "" {
 		return nil, fmt.Errorf("ec2 private route tables need a VPC and an availability zone (got %q, %q)", vpcID, az)
 	}
+	byAZ, err := c.PrivateRouteTablesByAZ(ctx, vpcID)
+	if err != nil {
+		return nil, err
+	}
+	return byAZ[az], nil
+}
+
+// PrivateRouteTablesByAZ is PrivateRouteTables for every availability
+// zone of vpcID at once (two calls: DescribeSubnets, DescribeRouteTables).
+// A table used by subnets of several zones (the main table) is listed
+// under each.
+func (c *EC2) PrivateRouteTablesByAZ(ctx context.Context, vpcID string) (map[string][]RouteTable, error) {
+	if vpcID == "" {
+		return nil, errors.New("ec2 private route tables need a VPC id")
+	}
 	subnets, err := c.Subnets(ctx, vpcID)
 	if err != nil {
 		return nil, err
@@ -245,17 +260,21 @@ func (c *EC2) PrivateRouteTables(ctx context.Context, vpcID, az string) ([]Route
 		return nil, err
 	}
 	fillImplicit(rts, subnets)
-	var out []RouteTable
+	azOf := map[string]string{}
+	for _, s := range subnets {
+		azOf[s.ID] = s.AZ
+	}
+	out := map[string][]RouteTable{}
 	for _, rt := range rts {
 		if rt.Public() {
 			continue
 		}
-		inAZ := slices.ContainsFunc(rt.AllSubnetIDs(), func(id string) bool {
-			i := slices.IndexFunc(subnets, func(s Subnet) bool { return s.ID == id })
-			return i >= 0 && subnets[i].AZ == az
-		})
-		if inAZ {
-			out = append(out, rt)
+		seen := map[string]bool{}
+		for _, id := range rt.AllSubnetIDs() {
+			if az := azOf[id]; az != "" && !seen[az] {
+				seen[az] = true
+				out[az] = append(out[az], rt)
+			}
 		}
 	}
 	return out, nil

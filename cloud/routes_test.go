@@ -199,6 +199,16 @@ func TestPrivateRouteTables(t *testing.T) {
 	if _, err := c.PrivateRouteTables(ctx, l.vpc, ""); err == nil {
 		t.Fatal("PrivateRouteTables without an AZ succeeded")
 	}
+	byAZ, err := c.PrivateRouteTablesByAZ(ctx, l.vpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byAZ) != 2 || !slices.Equal(ids(byAZ[azA]), sorted(l.rtbA, l.rtbMain)) || !slices.Equal(ids(byAZ[azC]), []string{l.rtbC}) {
+		t.Fatalf("by AZ: A %v, C %v (%d zones)", ids(byAZ[azA]), ids(byAZ[azC]), len(byAZ))
+	}
+	if byAZ[azC][0].Tags["hanat"] != "c" {
+		t.Fatalf("by AZ: tags not kept: %v", byAZ[azC][0].Tags)
+	}
 }
 
 func TestEnsureDefaultRoute(t *testing.T) {

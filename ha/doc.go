@@ -30,10 +30,16 @@
 //   - a table pointing at a stopped instance (blackhole) while the peer
 //     is dead is taken; a single instance (no peer) owns its home tables.
 //
-// Manager runs the engine: heartbeats, health checks, and a
-// level-triggered reconcile that compares the claims with
+// Manager runs the engine: heartbeats (the peer is declared dead by a
+// timer at its last heartbeat + DeadAfter, not on a tick), health checks,
+// and a level-triggered reconcile that compares the claims with
 // DescribeRouteTables (through the Cloud interface; hanatd implements it
-// over package cloud) and calls EnsureDefaultRoute only for claimed
-// tables that do not point here yet. Elastic IPs can follow their route
+// over package cloud) and writes only the claimed tables that do not point
+// here yet. Describes (every Resync) and writes run apart: a claim is
+// written at once, concurrently for several tables (bounded), with the
+// call the last observation suggests (ReplaceRoute, CreateRoute, or a
+// describe first when the table was never seen), and a describe follows
+// to verify. Describe answers that may predate one of the node's own
+// writes are ignored. Elastic IPs can follow their route
 // tables (EIPGroup). ha never imports the AWS SDK, nftables or BPF.
 package ha

@@ -47,6 +47,13 @@ type EIPGroup struct {
 	RouteTables  []string
 }
 
+// Discovered are the route tables discovery found. Tables are only ever
+// added: a table once known stays known until restart.
+type Discovered struct {
+	Home   []string
+	Backup []string
+}
+
 // Options configure a Manager.
 type Options struct {
 	// NodeID identifies this node (the instance id).
@@ -68,10 +75,11 @@ type Options struct {
 	HoldDown time.Duration
 	// Home and Backup tables from the configuration.
 	Home, Backup []string
-	// Discover finds home tables (called until it succeeds, then every
+	// Discover finds home tables, and backup tables a node cannot learn
+	// from a peer it never heard (called until it succeeds, then every
 	// DiscoverInterval); peerENI is the peer's ENI when known. nil: only
 	// the configured tables.
-	Discover         func(ctx context.Context, eni, peerENI string) ([]string, error)
+	Discover         func(ctx context.Context, eni, peerENI string) (Discovered, error)
 	DiscoverInterval time.Duration
 	// EIPs follow their route tables (optional).
 	EIPs []EIPGroup
@@ -464,25 +472,34 @@ func (m *Manager) discover(ctx context.Context) {
 	if eni == "" {
 		return
 	}
-	home, err := m.o.Discover(ctx, eni, peerENI)
+	found, err := m.o.Discover(ctx, eni, peerENI)
 	now := m.o.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		m.setErr(now, "discover home route tables: "+err.Error())
-		m.log.Warn("ha: discover home route tables", "err", err)
+		m.setErr(now, "discover route tables: "+err.Error())
+		m.log.Warn("ha: discover route tables", "err", err)
 		return
 	}
-	var valid []string
-	for _, id := range home {
-		if checkID(id) == nil {
-			valid = append(valid, id)
+	valid := func(ids []string) []string {
+		var out []string
+		for _, id := range ids {
+			if checkID(id) == nil {
+				out = append(out, id)
+			}
 		}
+		return out
 	}
 	before := len(m.eng.tables)
-	m.eng.AddTables(valid, nil)
+	m.eng.AddTables(valid(found.Home), valid(found.Backup))
 	if !m.discovered || len(m.eng.tables) != before {
-		m.log.Info("ha: home route tables", "tables", m.homeTables())
+		var backup []string
+		for _, t := range m.eng.sorted() {
+			if !t.home {
+				backup = append(backup, t.id)
+			}
+		}
+		m.log.Info("ha: route tables", "home", m.homeTables(), "backup", backup)
 	}
 	m.discovered = true
 	m.discoveredPeer = peerENI

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,7 +201,9 @@ func TestManagersOverLoopback(t *testing.T) {
 func TestManagerSingleInstance(t *testing.T) {
 	fc := &fakeCloud{routes: map[string]string{"rtb-a": ""}, eips: map[string]string{}}
 	m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return "eni-a" }, Resync: 50 * time.Millisecond,
-		Discover: func(ctx context.Context, eni, peerENI string) ([]string, error) { return []string{"rtb-a"}, nil }})
+		Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
+			return Discovered{Home: []string{"rtb-a"}}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,5 +217,33 @@ func TestManagerSingleInstance(t *testing.T) {
 	}
 	if _, err := New(nil, fc, Options{NodeID: "i-a", Peer: netip.MustParseAddrPort("127.0.0.1:1")}); err == nil {
 		t.Error("a peer without a key accepted")
+	}
+}
+
+// A node starting while its peer is down takes the peer's tables that
+// discovery found (nothing configured as backup, no heartbeat to learn
+// them from).
+func TestManagerDiscoveredBackupWithPeerDown(t *testing.T) {
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": "eni-c"}, eips: map[string]string{}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return "eni-a" }, Resync: 50 * time.Millisecond,
+		Listen: netip.AddrPortFrom(lo, freeUDPPort(t)), Peer: netip.AddrPortFrom(lo, freeUDPPort(t)),
+		Key: []byte("0123456789abcdef0123"), Interval: 50 * time.Millisecond, DeadAfter: 4,
+		Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
+			return Discovered{Home: []string{"rtb-a"}, Backup: []string{"rtb-c"}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the discovered backup table is taken", 5*time.Second, func() bool { return fc.get("rtb-c") == "eni-a" })
+	st := m.Status()
+	for _, tb := range st.Tables {
+		if tb.ID == "rtb-c" && (tb.Home || !strings.Contains(tb.Last.Reason, "no heartbeat from the peer")) {
+			t.Errorf("rtb-c: home=%v reason %q", tb.Home, tb.Last.Reason)
+		}
 	}
 }

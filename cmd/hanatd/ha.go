@@ -101,11 +101,25 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		HoldDown:  cfg.HA.HoldDown.Duration,
 		Home:      cfg.HA.HomeRouteTables,
 		Backup:    cfg.HA.BackupRouteTables,
-		Discover: func(ctx context.Context, eni, peerENI string) ([]string, error) {
-			if len(cfg.HA.HomeRouteTables) > 0 {
-				return nil, nil
+		Discover: func(ctx context.Context, eni, peerENI string) (ha.Discovered, error) {
+			wantHome := len(cfg.HA.HomeRouteTables) == 0
+			// Backups only for a pair, and only when none are configured.
+			wantBackup := cfg.HA.Peer.IsValid() && len(cfg.HA.BackupRouteTables) == 0
+			if !wantHome && !wantBackup {
+				return ha.Discovered{}, nil
 			}
-			return adapter.discoverHome(ctx, inst.VPCID, inst.AvailabilityZone, eni, peerENI)
+			byAZ, err := adapter.ec2.PrivateRouteTablesByAZ(ctx, inst.VPCID)
+			if err != nil {
+				return ha.Discovered{}, err
+			}
+			found := classifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
+			if !wantHome {
+				found.Home = nil
+			}
+			if !wantBackup {
+				found.Backup = nil
+			}
+			return found, nil
 		},
 		EIPs:           eips,
 		Health:         hc.Check,
@@ -359,23 +373,57 @@ func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string) er
 
 func (c *haCloud) IsThrottled(err error) bool { return cloud.IsThrottled(err) }
 
-// discoverHome returns the private route tables of az whose 0.0.0.0/0
-// points at this node, at its peer, at a stopped instance (blackhole), or
-// nowhere: the tables a NAT in az should serve. Tables routed to a NAT
-// gateway, a transit gateway or another live instance are left alone.
-func (c *haCloud) discoverHome(ctx context.Context, vpc, az, eni, peerENI string) ([]string, error) {
-	rts, err := c.ec2.PrivateRouteTables(ctx, vpc, az)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, rt := range rts {
+// classifyRouteTables picks, from the private route tables of each
+// availability zone, the ones this node should serve.
+//
+// Home: tables of its own zone az whose 0.0.0.0/0 points at this node, at
+// its peer, at a stopped instance (blackhole) or nowhere. Tables routed
+// to a NAT gateway, a transit gateway or another live instance are left
+// alone.
+//
+// Backup: tables of other zones tagged "hanat" (the tag the IAM policy
+// requires before hanat may write a route table) whose 0.0.0.0/0 points
+// at the peer's ENI (when known), at this node (it took them before a
+// restart) or at a stopped instance (blackhole).
+// They are what a node starting while its peer is down needs: it cannot
+// learn them from a heartbeat. A blackhole is safe to take: nothing
+// live is served by it, and the engine takes one only while the peer is
+// dead. Untagged tables, tables without a default route and tables
+// pointing at other live targets are never backups (another AZ's isolated
+// subnets, another NAT). Caveat: two hanat pairs in one VPC would see
+// each other's blackholed tables; configure backup_route_tables there.
+func classifyRouteTables(byAZ map[string][]cloud.RouteTable, az, eni, peerENI string) ha.Discovered {
+	var out ha.Discovered
+	home := map[string]bool{}
+	for _, rt := range byAZ[az] {
 		r, ok := rt.DefaultRoute()
 		switch {
 		case !ok, r.State == cloud.RouteBlackhole && r.NetworkInterfaceID != "",
 			r.NetworkInterfaceID == eni, peerENI != "" && r.NetworkInterfaceID == peerENI:
-			out = append(out, rt.ID)
+			out.Home = append(out.Home, rt.ID)
+			home[rt.ID] = true
 		}
 	}
-	return out, nil
+	zones := make([]string, 0, len(byAZ))
+	for z := range byAZ {
+		zones = append(zones, z)
+	}
+	slices.Sort(zones)
+	for _, z := range zones {
+		if z == az {
+			continue
+		}
+		for _, rt := range byAZ[z] {
+			if _, tagged := rt.Tags["hanat"]; !tagged || home[rt.ID] || slices.Contains(out.Backup, rt.ID) {
+				continue
+			}
+			r, ok := rt.DefaultRoute()
+			switch {
+			case !ok, r.NetworkInterfaceID == "":
+			case r.State == cloud.RouteBlackhole, r.NetworkInterfaceID == eni, peerENI != "" && r.NetworkInterfaceID == peerENI:
+				out.Backup = append(out.Backup, rt.ID)
+			}
+		}
+	}
+	return out
 }

@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/internal/vpcsim"
 	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
@@ -144,6 +148,12 @@ func setupHAPair(t *testing.T, extra string) *haPair {
 	p := &haPair{root: t, lab: lab, deadAfter: 5, dir: dir, key: key, nodes: map[string]*labNAT{}, extra: extra, probes: map[string]*prober{},
 		rtbA: lab.RouteTableID("private-a"), rtbC: lab.RouteTableID("private-c"),
 		eniA: lab.Instance("nat-a").ENIID, eniC: lab.Instance("nat-c").ENIID}
+	// The private route tables carry the tag the IAM policy requires
+	// before hanat may write them (discovery of backups looks for it).
+	if _, err := labEC2(lab).CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{p.rtbA, p.rtbC},
+		Tags: []types.Tag{{Key: aws.String("hanat"), Value: aws.String("")}}}); err != nil {
+		t.Fatalf("tag the private route tables: %v", err)
+	}
 	lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
 	p.start(t, "nat-a")
 	p.start(t, "nat-c")
@@ -576,6 +586,8 @@ func TestHAPair(t *testing.T) {
 		t.Logf("nat-c counters under throttling: %v", st.HA.Counters)
 	})
 
+	t.Run("a node starting while its peer is down discovers the peer's tables", p.natDownAtStart)
+
 	t.Run("hanatctl failover, takeover and maintenance", func(t *testing.T) {
 		// An unprivileged user's failover is refused and moves nothing.
 		ctl := worldExecutable(t, bins.hanatctl)
@@ -643,6 +655,39 @@ func TestHAPair(t *testing.T) {
 		d = appC.outage(t, at, time.Now())
 		logOutage(t, "hanatctl-maintenance-off", d)
 	})
+}
+
+// haNATDownAtStart: nat-c's hanatd starts while nat-a is stopped, with no
+// backup_route_tables configured and no heartbeat to learn nat-a's tables
+// from: discovery finds private-a (tagged hanat, another AZ, default
+// route a blackhole to stopped nat-a) and nat-c takes it.
+func (p *haPair) natDownAtStart(t *testing.T) {
+	p.kill("nat-c")
+	p.stopNAT(t, "nat-a")
+	deadline := time.Now().Add(5 * time.Second)
+	for routeTarget(p.lab, p.rtbA) != p.eniA && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := routeTarget(p.lab, p.rtbA); got != p.eniA {
+		t.Fatalf("private-a points at %s with nat-c's hanatd down, want stopped nat-a's %s", got, p.eniA)
+	}
+	at := time.Now()
+	p.start(t, "nat-c")
+	p.waitRoutes(t, "nat-c started alone while nat-a is stopped", 15*time.Second, p.eniC, p.eniC)
+	t.Logf("nat-c took private-a %v after its start", time.Since(at).Round(time.Millisecond))
+	st, err := p.nodes["nat-c"].client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range st.HA.Tables {
+		if tb.ID == p.rtbA && (tb.Home || tb.Claim != "held") {
+			t.Errorf("private-a on nat-c: home=%v claim=%s reason %q, want a held backup", tb.Home, tb.Claim, tb.LastReason)
+		}
+	}
+	p.probes["app-a"].recovered(t, at, 15*time.Second)
+	// nat-a back: its table returns by the preempt handshake.
+	p.startNAT(t, "nat-a")
+	p.waitRoutes(t, "nat-a back after nat-c started alone", haHoldDown+15*time.Second, p.eniA, p.eniC)
 }
 
 // TestHAEIPFollowsTables: with nat-a's EIP following private-a, the
