@@ -199,7 +199,47 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := writeTraffic(w, st.Traffic, st.CloudWatch, now); err != nil {
+		return err
+	}
 	return writeHAStatus(w, st.HA, now)
+}
+
+// writeTraffic prints the NAT gateway's metrics under their CloudWatch
+// names, and the CloudWatch publisher.
+func writeTraffic(w io.Writer, tr admin.Traffic, cw *admin.CloudWatchStatus, now time.Time) error {
+	fmt.Fprintf(w, "\nTraffic (NAT gateway metrics, since hanatd started)\n")
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  \tBYTES\tPACKETS\n")
+	fmt.Fprintf(tw, "  in from source / out to destination:\t%d\t%d\n", tr.BytesInFromSource, tr.PacketsInFromSource)
+	fmt.Fprintf(tw, "  in from destination / out to source:\t%d\t%d\n", tr.BytesInFromDestination, tr.PacketsInFromDestination)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	tw = newTable(w)
+	var dropped uint64
+	for _, n := range tr.PacketsDropped {
+		dropped += n
+	}
+	fmt.Fprintf(tw, "  connection attempts / established:\t%d / %d\n", tr.ConnectionAttempts, tr.ConnectionsEstablished)
+	fmt.Fprintf(tw, "  port allocation errors:\t%d\n", tr.PortAllocationErrors)
+	fmt.Fprintf(tw, "  idle timeouts:\t%d\n", tr.IdleTimeouts)
+	fmt.Fprintf(tw, "  packets dropped:\t%d\n", dropped)
+	if tr.Fastpath != "" {
+		fmt.Fprintf(tw, "  fast path traffic:\t%s\n", clean(tr.Fastpath))
+	}
+	if cw != nil {
+		last := "never"
+		if !cw.LastPublished.IsZero() {
+			last = when(cw.LastPublished, now)
+		}
+		fmt.Fprintf(tw, "  CloudWatch:\t%s, InstanceId %s, every %s, %d batches, last %s\n",
+			orDash(cw.Namespace), orDash(cw.InstanceID), orDash(cw.Interval), cw.Publications, last)
+		if cw.LastError != "" {
+			fmt.Fprintf(tw, "  CloudWatch error:\t%s\n", clean(cw.LastError))
+		}
+	}
+	return tw.Flush()
 }
 
 // writeFlows prints the flows as a table.

@@ -66,6 +66,14 @@ var commands = []command{
 		flags: tableFlag, run: cmdTakeover,
 	},
 	{name: "maintenance", args: "on|off", summary: "on: hand every route table to the healthy peer and stay backup; off: back to normal (root or group hanat)", nargs: 1, run: cmdMaintenance},
+	{
+		name: "version", args: "[--client]", summary: "hanatctl's version and, unless --client, hanatd's",
+		flags: func(f *flag.FlagSet, o *options) {
+			f.BoolVar(&o.clientOnly, "client", false, "only hanatctl's version; do not ask hanatd")
+		},
+		run: cmdVersion,
+	},
+	{name: "completion", args: "bash|zsh", summary: "print the shell completion script (e.g. source <(hanatctl completion bash))", nargs: 1, run: cmdCompletion},
 	{name: "help", args: "[COMMAND]", summary: "this text, or the flags of COMMAND"},
 }
 
@@ -76,6 +84,8 @@ type options struct {
 	protocol string
 	src      string
 	tables   tableList
+	// clientOnly: version --client.
+	clientOnly bool
 }
 
 // env is what a command runs with.
@@ -84,6 +94,9 @@ type env struct {
 	client *admin.Client
 	stdout io.Writer
 	args   []string // positional arguments (command.nargs)
+	// commands is the command table (for completion; passed in to keep
+	// the table's initialisation free of cycles).
+	commands []command
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -157,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout, args: cfs.Args()}
+	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout, args: cfs.Args(), commands: commands}
 	if err := cmd.run(ctx, e); err != nil {
 		return fail(stderr, err)
 	}
@@ -230,14 +243,19 @@ Global flags (accepted before or after the command):
   --socket PATH  admin socket (default %s; $HANAT_SOCKET overrides the default)
   --json         print the daemon's JSON response, indented, instead of tables
 
-Reading (status, flows, config) needs access to the socket (root or group
+Reading (status, flows, config, doctor, version) needs access to the socket (root or group
 hanat); reload needs root or membership of the daemon's admin group.
 
-Exit codes:
+Exit codes (stable; scripts may rely on them):
   0  success
-  1  error from hanatd or on the connection (e.g. hanatd not running)
+  1  error from hanatd or on the connection (e.g. hanatd not running);
+     doctor: a check failed; version: hanatd did not answer (the client's
+     version is still printed)
   2  usage error (unknown command, bad flag or argument)
   3  permission denied (hanatd answered 403, or the socket refused the connection)
+
+Shell completion: source <(hanatctl completion bash), or for zsh
+hanatctl completion zsh > "${fpath[1]}/_hanatctl".
 `, admin.DefaultSocketPath)
 }
 
