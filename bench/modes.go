@@ -67,6 +67,14 @@ func hanatNAT() datapath.NAT {
 	}
 }
 
+// hanatFastNAT is hanatNAT with the fast path's flow selection, as hanatd
+// configures it with the fast path on.
+func hanatFastNAT() datapath.NAT {
+	n := hanatNAT()
+	n.Offload = &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets}
+	return n
+}
+
 // setupMode configures the NAT for m. bpffs is a directory on a bpffs for
 // the fast path's pins; stateDir a scratch directory.
 func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, stateDir string) (_ *natMode, err error) {
@@ -98,6 +106,9 @@ func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, st
 
 func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir string) error {
 	nat := hanatNAT()
+	if fast {
+		nat = hanatFastNAT()
+	}
 	nm.slow = datapath.NewSlowpath(nm.log, nm.t.nat.FD())
 	if _, err := nm.slow.Apply(ctx, nat); err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
@@ -152,8 +163,9 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	eng, err := conntrack.NewOffloader(nm.log.With("component", "offload"), nm.t.nat.FD(), fp.Objects(),
 		pathResolver{datapath.NewPathResolver(nm.nl, fp.Attached)},
 		conntrack.OffloadConfig{
-			Filter:   conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.SNATAddrs},
-			MaxFlows: int(fp.Objects().MaxFlows() / 2),
+			Filter:      conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.SNATAddrs},
+			MaxFlows:    int(fp.Objects().MaxFlows() / 2),
+			OffloadMark: datapath.CtMarkOffload,
 		})
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)

@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/hanat/hanat/datapath"
 )
 
 // UDP flows of the packet-rate test: priv:genSportBase+i → inet:genDport.
@@ -241,8 +243,13 @@ func (tr *traffic) warmUp(ctx context.Context, offloaded func() (int, error)) er
 			return err
 		}
 	}
-	if _, _, err := tr.send(ctx, uint64(tr.flows), 0, paceCall); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+	// Enough datagrams per flow for the fast path's offload threshold
+	// (datapath.DefaultOffloadAfterPackets, both directions counted; three
+	// are in already), sent the same way in every mode.
+	for i := 0; i < datapath.DefaultOffloadAfterPackets-2; i++ {
+		if _, _, err := tr.send(ctx, uint64(tr.flows), 0, paceCall); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
 	}
 	if offloaded == nil {
 		return nil
