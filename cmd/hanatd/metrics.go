@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/metrics"
@@ -44,5 +46,48 @@ func snapshotFromStatus(st admin.Status) metrics.Snapshot {
 	if fp := st.Datapath.FastpathDetail; st.Datapath.Fastpath != "" && st.Datapath.Fastpath != "off" {
 		s.Fastpath = &metrics.FastpathSnapshot{Hits: fp.Hits, Misses: fp.Misses, OffloadedFlows: uint64(fp.OffloadedFlows)}
 	}
+	if h := st.HA; h != nil && h.Enabled {
+		s.HA = haSnapshot(h)
+	}
 	return s
+}
+
+// haSnapshot maps the HA status: the role from the tables this node owns
+// ("active": all, "standby": none, "active-active": some, "maintenance"),
+// failovers as claims plus releases, heartbeats from the counters.
+func haSnapshot(h *admin.HAStatus) *metrics.HASnapshot {
+	hs := &metrics.HASnapshot{
+		RouteTables:        make(map[string]bool, len(h.Tables)),
+		Failovers:          h.Counters["claims"] + h.Counters["releases"],
+		PeerAlive:          h.Peer.State == "alive",
+		HeartbeatsReceived: h.Counters["heartbeats_accepted"],
+		HeartbeatsMissed:   h.Counters["heartbeats_lost"],
+	}
+	owned := 0
+	for _, t := range h.Tables {
+		mine := t.OwnerNode == "self"
+		hs.RouteTables[t.ID] = mine
+		if mine {
+			owned++
+		}
+	}
+	switch {
+	case h.Maintenance:
+		hs.Role = "maintenance"
+	case owned == 0:
+		hs.Role = "standby"
+	case owned == len(h.Tables):
+		hs.Role = "active"
+	default:
+		hs.Role = "active-active"
+	}
+	if h.Peer.HeartbeatAgeMS > 0 {
+		hs.HeartbeatAge = time.Duration(h.Peer.HeartbeatAgeMS) * time.Millisecond
+	}
+	for name, n := range h.Counters {
+		if strings.HasPrefix(name, "heartbeats_dropped_") {
+			hs.HeartbeatsRejected += n
+		}
+	}
+	return hs
 }
