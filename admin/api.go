@@ -186,9 +186,9 @@ type Traffic struct {
 	// PacketsDropped counts dropped packets by reason (invalid,
 	// unsolicited, host_input).
 	PacketsDropped map[string]uint64 `json:"packets_dropped,omitempty"`
-	// Fastpath says whether the fast path's packets are in the byte and
-	// packet counters: "included", "not counted" (the fast path cannot
-	// count by direction) or "off".
+	// Fastpath is "included" when the XDP fast path runs (its
+	// per-direction totals are in the byte and packet counters), "off"
+	// otherwise.
 	Fastpath string `json:"fastpath,omitempty"`
 }
 

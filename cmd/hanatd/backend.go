@@ -75,7 +75,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			st.Datapath.Counters[name] = admin.Counter{Packets: c.Packets, Bytes: c.Bytes}
 		}
 	}
-	st.Traffic = b.d.traffic.status(ctx, b.d.fast)
+	st.Traffic = b.d.traffic.status(ctx)
 	b.d.mu.Lock()
 	st.CloudWatch = b.d.cw.status()
 	b.d.mu.Unlock()

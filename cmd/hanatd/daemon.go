@@ -89,7 +89,7 @@ func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.C
 		notify:  sdNotify{log: log},
 		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
 	}
-	d.traffic = newTraffic(log.With("component", "traffic"), d.slow)
+	d.traffic = newTraffic(log.With("component", "traffic"), d.slow, d.fast)
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
 		log.Warn("cannot read the instance memory; nf_conntrack_max gets the minimum", "err", err)

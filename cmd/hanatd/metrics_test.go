@@ -17,7 +17,7 @@ func TestSnapshotFromStatus(t *testing.T) {
 		HA: &admin.HAStatus{
 			Enabled: true,
 			Peer:    admin.HAPeer{State: "alive", HeartbeatAgeMS: 150},
-			Tables: []admin.HATable{{ID: "rtb-a", OwnerNode: "self"}, {ID: "rtb-c", OwnerNode: "peer"}},
+			Tables:  []admin.HATable{{ID: "rtb-a", OwnerNode: "self"}, {ID: "rtb-c", OwnerNode: "peer"}},
 			Counters: map[string]uint64{"claims": 2, "releases": 1, "heartbeats_accepted": 90, "heartbeats_lost": 10,
 				"heartbeats_dropped_auth": 3, "heartbeats_dropped_replay": 1},
 		},

@@ -23,11 +23,14 @@ import (
 //     (conntrack.EndWatcher);
 //   - port allocation errors: the kernel's conntrack insert_failed.
 //
-// The fast path's packets never reach the rule counters; fastDirections
-// adds them once the XDP program counts by direction.
+// The fast path's packets never reach the rule counters: the XDP
+// program's per-direction totals (outbound = from the private hosts) are
+// added, folded in like two more rules so they stay monotonic when the
+// program's maps are recreated.
 type traffic struct {
 	log  *slog.Logger
 	slow *datapath.Slowpath
+	fast *fastpath // nil in tests
 	ends *conntrack.EndWatcher
 
 	// mu serialises reading the counters and folding them in: two readings
@@ -37,10 +40,17 @@ type traffic struct {
 	base map[string]datapath.Counter // what earlier tables counted
 }
 
-func newTraffic(log *slog.Logger, slow *datapath.Slowpath) *traffic {
+// Pseudo rule names of the fast path's totals in traffic's counters.
+const (
+	fastOut = "xdp_outbound"
+	fastIn  = "xdp_inbound"
+)
+
+func newTraffic(log *slog.Logger, slow *datapath.Slowpath, fast *fastpath) *traffic {
 	return &traffic{
 		log:  log,
 		slow: slow,
+		fast: fast,
 		ends: conntrack.NewEndWatcher(log, -1),
 		last: map[string]datapath.Counter{},
 		base: map[string]datapath.Counter{},
@@ -75,6 +85,12 @@ func (t *traffic) read(ctx context.Context) (map[string]datapath.Counter, error)
 	if err != nil {
 		// Keep what was counted; an unreadable table is not a reset.
 		return t.totalsLocked(t.last), err
+	}
+	if out, in, ok := fastDirections(t.fast); ok {
+		c[fastOut], c[fastIn] = out, in
+	} else if prev, seen := t.last[fastOut]; seen && t.fast != nil && t.fast.running() {
+		// Attached but unreadable right now: not a reset.
+		c[fastOut], c[fastIn] = prev, t.last[fastIn]
 	}
 	return t.totalsLocked(c), nil
 }
@@ -111,7 +127,7 @@ func (t *traffic) totalsLocked(now map[string]datapath.Counter) map[string]datap
 }
 
 // status is the NAT gateway's metrics now.
-func (t *traffic) status(ctx context.Context, fast *fastpath) admin.Traffic {
+func (t *traffic) status(ctx context.Context) admin.Traffic {
 	c, err := t.read(ctx)
 	if err != nil {
 		t.log.Debug("read rule counters", "err", err)
@@ -124,8 +140,8 @@ func (t *traffic) status(ctx context.Context, fast *fastpath) admin.Traffic {
 		}
 		return s
 	}
-	fromSource := add(datapath.RuleForwardEstablishedSource, datapath.RuleForwardNewPrivate)
-	fromDest := add(datapath.RuleForwardEstablished, datapath.RuleForwardDNAT)
+	fromSource := add(datapath.RuleForwardEstablishedSource, datapath.RuleForwardNewPrivate, fastOut)
+	fromDest := add(datapath.RuleForwardEstablished, datapath.RuleForwardDNAT, fastIn)
 	tr := admin.Traffic{
 		ConnectionAttempts:     c[datapath.RuleForwardNewPrivate].Packets,
 		ConnectionsEstablished: c[datapath.RuleConnEstablished].Packets,
@@ -143,14 +159,8 @@ func (t *traffic) status(ctx context.Context, fast *fastpath) admin.Traffic {
 		}
 	}
 	tr.Fastpath = "off"
-	if fast != nil {
-		if src, dst, mode := fastDirections(fast); mode != "" {
-			tr.Fastpath = mode
-			fromSource.Packets += src.Packets
-			fromSource.Bytes += src.Bytes
-			fromDest.Packets += dst.Packets
-			fromDest.Bytes += dst.Bytes
-		}
+	if t.fast != nil && t.fast.running() {
+		tr.Fastpath = "included"
 	}
 	// What the NAT forwards it received: in from source = out to
 	// destination and the other way round (drops are PacketsDropCount).
@@ -166,15 +176,28 @@ func (t *traffic) status(ctx context.Context, fast *fastpath) admin.Traffic {
 	return tr
 }
 
-// fastDirections returns the fast path's packets and bytes from the
-// private hosts and from the outside, and how they are counted:
-// "included", "not counted" (attached, but the XDP program does not count
-// by direction yet: its hits are in hanat_fastpath_hits_total only) or ""
-// when the fast path is off.
-func fastDirections(f *fastpath) (fromSource, fromDest admin.Counter, mode string) {
-	st := f.status()
-	if st.Mode == "" || st.Mode == datapath.XDPOff {
-		return admin.Counter{}, admin.Counter{}, ""
+// fastDirections returns the XDP program's totals of packets it forwarded
+// from the private hosts (outbound) and from the outside (inbound); false
+// when the fast path is off or its counters cannot be read.
+func fastDirections(f *fastpath) (out, in datapath.Counter, ok bool) {
+	if f == nil {
+		return out, in, false
 	}
-	return admin.Counter{}, admin.Counter{}, "not counted"
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fp == nil {
+		return out, in, false
+	}
+	c, err := f.fp.Objects().Counters()
+	if err != nil {
+		return out, in, false
+	}
+	return datapath.Counter{Packets: c.OutPackets, Bytes: c.OutBytes}, datapath.Counter{Packets: c.InPackets, Bytes: c.InBytes}, true
+}
+
+// running reports whether the XDP program is attached.
+func (f *fastpath) running() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fp != nil
 }

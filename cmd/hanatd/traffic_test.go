@@ -10,7 +10,7 @@ import (
 // TestTrafficTotalsSurviveTableReplacement: rule counters restart at 0
 // when the table is replaced or deleted; the totals keep growing.
 func TestTrafficTotalsSurviveTableReplacement(t *testing.T) {
-	tr := newTraffic(slog.New(slog.DiscardHandler), nil)
+	tr := newTraffic(slog.New(slog.DiscardHandler), nil, nil)
 	c := func(p, b uint64) datapath.Counter { return datapath.Counter{Packets: p, Bytes: b} }
 	steps := []struct {
 		reading map[string]datapath.Counter
