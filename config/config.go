@@ -167,6 +167,11 @@ type Fastpath struct {
 	Enabled bool `yaml:"enabled" json:"enabled"`
 	// Mode is the XDP attach mode: auto, native or generic (default auto).
 	Mode string `yaml:"mode" json:"mode"`
+	// OffloadAfterPackets is how many packets (both directions) an
+	// established flow carries through the slow path before it is
+	// offloaded (default 16; 0 offloads at the first established packet).
+	// Short flows stay in the slow path, where they are cheapest.
+	OffloadAfterPackets int `yaml:"offload_after_packets" json:"offload_after_packets"`
 }
 
 // Admin is the admin unix socket.
@@ -207,7 +212,7 @@ func Default() *Config {
 			UDPStreamTimeout:      Duration{120 * time.Second},
 		},
 		HostInput: HostInput{Filter: true, TCPPorts: []uint16{22}},
-		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto},
+		Fastpath:  Fastpath{Enabled: true, Mode: FastpathAuto, OffloadAfterPackets: 16},
 		Cloud:     Cloud{Discover: true, ManageSourceDestCheck: true},
 		Metrics:   Metrics{Listen: "127.0.0.1:9469", CloudWatch: CloudWatch{Namespace: "hanat", Interval: Duration{time.Minute}}},
 		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},

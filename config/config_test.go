@@ -176,6 +176,8 @@ var badCases = []badCase{
 	// fastpath, admin, log, state_dir.
 	{"fastpath enabled string", "fastpath: {enabled: 'true'}\n", 1, "fastpath.enabled", "expected true or false, got a string"},
 	{"fastpath mode", "fastpath:\n  mode: turbo\n", 2, "fastpath.mode", "must be one of auto, native, generic"},
+	{"fastpath offload negative", "fastpath:\n  offload_after_packets: -1\n", 2, "fastpath.offload_after_packets", "must be 0 (offload at once) to 1000000 packets"},
+	{"fastpath offload huge", "fastpath:\n  offload_after_packets: 10000000\n", 2, "fastpath.offload_after_packets", "must be 0 (offload at once) to 1000000 packets"},
 	{"admin socket relative", "admin: {socket: run/admin.sock}\n", 1, "admin.socket", "absolute path"},
 	{"admin socket empty", "admin: {socket: ''}\n", 1, "admin.socket", "must not be empty"},
 	{"admin socket long", "admin: {socket: /" + strings.Repeat("s", 107) + "}\n", 1, "admin.socket", "longer than 107 bytes"},
@@ -374,6 +376,7 @@ host_input:
 fastpath:
   enabled: false
   mode: generic
+  offload_after_packets: 40
 admin:
   socket: /run/hanat/test.sock
   group: "1000"
@@ -428,7 +431,7 @@ ha:
 			Interval: Duration{30 * time.Second}, Endpoint: "https://monitoring.example.test"}},
 		Cloud:     Cloud{IMDSEndpoint: "http://127.0.0.1:1338", EC2Endpoint: "https://ec2.example.test"},
 		HostInput: HostInput{Filter: false, TCPPorts: []uint16{2200}, UDPPorts: []uint16{51821}},
-		Fastpath:  Fastpath{Enabled: false, Mode: "generic"},
+		Fastpath:  Fastpath{Enabled: false, Mode: "generic", OffloadAfterPackets: 40},
 		Admin:     Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
 		Log:       Log{Level: "debug", Format: "json"},
 		StateDir:  "/srv/hanat",

@@ -547,6 +547,18 @@ func (d *decoder) port(dst *uint16) field {
 	}
 }
 
+// maxOffloadAfterPackets bounds fastpath.offload_after_packets: beyond a
+// million packets a flow is offloaded too late to matter.
+const maxOffloadAfterPackets = 1_000_000
+
+func (d *decoder) offloadAfterPackets(dst *int) field {
+	return func(path string, n *yaml.Node) {
+		if v, ok := d.integer(path, n, 0, maxOffloadAfterPackets, "must be 0 (offload at once) to 1000000 packets"); ok {
+			*dst = int(v)
+		}
+	}
+}
+
 func (d *decoder) conntrackMax(dst *int) field {
 	return func(path string, n *yaml.Node) {
 		if v, ok := d.integer(path, n, 0, conntrackMaxHi, msgConntrackMax); ok {
@@ -741,8 +753,9 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 		},
 		"fastpath": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
-				"enabled": d.boolean(&c.Fastpath.Enabled),
-				"mode":    d.str(&c.Fastpath.Mode),
+				"enabled":               d.boolean(&c.Fastpath.Enabled),
+				"mode":                  d.str(&c.Fastpath.Mode),
+				"offload_after_packets": d.offloadAfterPackets(&c.Fastpath.OffloadAfterPackets),
 			})
 		},
 		"admin": func(path string, v *yaml.Node) {

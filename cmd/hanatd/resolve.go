@@ -82,7 +82,7 @@ func resolveNAT(cfg *config.Config, d discovered) (datapath.NAT, []string, error
 	if cfg.Fastpath.Enabled {
 		// The kernel marks the flows worth offloading (datapath.Offload);
 		// the offload engine takes only those (fastpath.go).
-		nat.Offload = &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets}
+		nat.Offload = &datapath.Offload{AfterPackets: uint64(cfg.Fastpath.OffloadAfterPackets)}
 	}
 	for _, pf := range cfg.PortForwards {
 		nat.PortForwards = append(nat.PortForwards, datapath.PortForward{
