@@ -90,7 +90,12 @@ type tableState struct {
 	holdFrom   time.Time // an operator failover restarts the hold-down
 	writing    bool      // a write of this table is in flight
 	writeDone  time.Time // when the last write finished (landed or not)
+	wroteAt    time.Time // when our last successful write finished
 }
+
+// writeSettle is how long after our own write a describe showing the
+// table elsewhere is not believed yet (EC2's eventual consistency).
+const writeSettle = 2 * time.Second
 
 // Engine decides which route tables this node claims. It is pure: time is
 // an argument, it does no I/O, and it is not safe for concurrent use.
@@ -266,6 +271,12 @@ func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) 
 		e.count("observations_before_write")
 		return
 	}
+	if t.claim == claimHeld && !e.isSelf(o) && !t.wroteAt.IsZero() && now.Sub(t.wroteAt) < writeSettle {
+		// EC2 is eventually consistent: a describe just after our write
+		// may still show the old target. Believe it once it persists.
+		e.count("observations_stale_after_write")
+		return
+	}
 	t.obs, t.observed, t.observedAt = o, true, now
 	self := e.isSelf(o)
 	switch {
@@ -297,6 +308,9 @@ func (e *Engine) WriteDone(id string, ok bool, now time.Time) {
 		return
 	}
 	t.writing, t.writeDone = false, now
+	if ok {
+		t.wroteAt = now
+	}
 	if ok && t.claim == claimTaking {
 		t.claim = claimHeld
 		t.obs, t.observed, t.observedAt = Observation{Target: e.cfg.ENI}, true, now
