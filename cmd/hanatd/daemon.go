@@ -236,6 +236,9 @@ func (d *daemon) reload(ctx context.Context) (bool, error) {
 		if old.Log != cfg.Log {
 			d.log.Warn("log settings change only on restart")
 		}
+		if old.Metrics != cfg.Metrics {
+			d.log.Warn("metrics settings (endpoint, CloudWatch) change only on restart")
+		}
 	}
 	d.log.Info("configuration reloaded", "changed", changed)
 	return changed, d.reconcile(ctx)
