@@ -45,7 +45,9 @@ type Snapshot struct {
 	PacketsInFromSource      uint64
 
 	// PortAllocationErrors counts flows that could not get a free SNAT
-	// source port (the NAT gateway's ErrorPortAllocation).
+	// source port (the NAT gateway's ErrorPortAllocation). hanatd reads
+	// the kernel's conntrack insert_failed, which counts since boot, not
+	// since hanatd started.
 	PortAllocationErrors uint64
 	// IdleTimeouts counts established flows that were removed because they
 	// were idle longer than their timeout (the NAT gateway's
