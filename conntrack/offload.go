@@ -671,6 +671,11 @@ func (o *Offloader) entries(ctx context.Context, now time.Duration, rec *record)
 	if err != nil {
 		return keys, acts, err
 	}
+	if in := max(po.InIfindex, pr.InIfindex); in > bpf.MaxIfindex {
+		// Beyond what the fast path's key holds: such flows stay on
+		// the slow path (a path error, retried quietly).
+		return keys, acts, fmt.Errorf("flow %s: ingress ifindex %d above %d, the fast path's limit", rec.orig, in, bpf.MaxIfindex)
+	}
 	proto := rec.orig.Proto
 	keys[0] = bpf.FlowKey{Ifindex: po.InIfindex, Proto: proto, Src: rec.orig.Src, Dst: rec.orig.Dst}
 	acts[0] = bpf.FlowAction{NewSrc: rec.reply.Dst, NewDst: rec.reply.Src, EgressIfindex: po.OutIfindex, SrcMAC: po.SrcMAC, DstMAC: po.DstMAC, MTU: po.MTU}

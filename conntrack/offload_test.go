@@ -128,6 +128,7 @@ type fakePaths struct {
 	mu    sync.Mutex
 	calls int
 	err   error
+	in    uint32 // ingress ifindex of every path; 0: eniIfindex
 }
 
 func (p *fakePaths) Resolve(_ context.Context, src, dst netip.Addr) (Path, error) {
@@ -144,7 +145,11 @@ func (p *fakePaths) Resolve(_ context.Context, src, dst netip.Addr) (Path, error
 	if offFilter.private(dst) {
 		dstMAC = macHost
 	}
-	return Path{InIfindex: eniIfindex, OutIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: dstMAC, MTU: 9001}, nil
+	in := uint32(eniIfindex)
+	if p.in != 0 {
+		in = p.in
+	}
+	return Path{InIfindex: in, OutIfindex: eniIfindex, SrcMAC: macNAT, DstMAC: dstMAC, MTU: 9001}, nil
 }
 
 type fakeKernel struct {
@@ -462,6 +467,17 @@ func TestOffloadUnresolvedPathRetries(t *testing.T) {
 	}
 	if s := e.o.Stats(); s.Pending != 0 || s.Offloaded != 1 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// An ingress ifindex beyond the fast path's 24-bit key field keeps the flow
+// on the slow path as a path error, without map writes or map errors.
+func TestOffloadIfindexBeyondKey(t *testing.T) {
+	e := newEngineEnv(t, OffloadConfig{})
+	e.paths.in = bpf.MaxIfindex + 1
+	e.event(evUpdate, snatUDP(1, true))
+	if s := e.o.Stats(); e.fm.puts != 0 || s.PathErrors == 0 || s.MapErrors != 0 || s.Pending != 1 {
+		t.Fatalf("puts %d, stats %+v; want a pending flow with a path error and no map writes", e.fm.puts, s)
 	}
 }
 
