@@ -1,8 +1,6 @@
 package datapath
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,19 +27,7 @@ func TestOffloadRulesListAndReload(t *testing.T) {
 			t.Errorf("listing lacks %q:\n%s", want, listing)
 		}
 	}
-	f := filepath.Join(t.TempDir(), "hanat.nft")
-	if err := os.WriteFile(f, []byte(listing), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sp.Remove(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run(ctx, "nft", "-f", f); err != nil {
-		t.Fatalf("nft -f of hanat's own listing: %v", err)
-	}
-	if again := nftList(t, ctx, ns, "table", "inet", TableName); again != listing {
-		t.Errorf("reloaded listing differs:\n--- listed\n%s\n--- reloaded\n%s", listing, again)
-	}
+	assertListingReloads(t, ctx, ns, sp, n, listing)
 
 	// AfterPackets 0: no packet condition.
 	n.Offload.AfterPackets = 0

@@ -314,6 +314,13 @@ func TestSlowpathListingReloads(t *testing.T) {
 			t.Errorf("listing lacks %q:\n%s", line, listing)
 		}
 	}
+	assertListingReloads(t, ctx, ns, sp, n, listing)
+}
+
+// assertListingReloads checks that nft reloads hanat's own listing of the
+// table byte for byte, with the marker intact (Apply of n is a no-op after).
+func assertListingReloads(t *testing.T, ctx context.Context, ns *netns.NS, sp *Slowpath, n NAT, listing string) {
+	t.Helper()
 	f := filepath.Join(t.TempDir(), "hanat.nft")
 	if err := os.WriteFile(f, []byte(listing), 0o600); err != nil {
 		t.Fatal(err)
