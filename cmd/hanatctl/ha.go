@@ -60,6 +60,58 @@ func haCommand(ctx context.Context, e *env, path string, req admin.HARequest, ca
 	return err
 }
 
+// Bounds of maintenance on --wait.
+const (
+	defaultHandoverWait = 10 * time.Second
+	maxHandoverWait     = 5 * time.Minute
+	handoverPoll        = 100 * time.Millisecond
+)
+
+// waitFlag is --wait[=DURATION]: a boolean flag that also takes a
+// duration (--wait alone means defaultHandoverWait).
+type waitFlag struct{ d time.Duration }
+
+func (w *waitFlag) IsBoolFlag() bool { return true }
+
+func (w *waitFlag) String() string {
+	if w == nil || w.d == 0 {
+		return ""
+	}
+	return w.d.String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	switch s {
+	case "true":
+		w.d = defaultHandoverWait
+		return nil
+	case "false":
+		w.d = 0
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (e.g. 10s)", s)
+	}
+	if d <= 0 || d > maxHandoverWait {
+		return fmt.Errorf("%s: want more than 0 and at most %s", d, maxHandoverWait)
+	}
+	w.d = d
+	return nil
+}
+
+func maintenanceFlags(f *flag.FlagSet, o *options) {
+	f.Var(&o.wait, "wait", "with on: return only once the healthy peer owns every route table this node owned, waiting at most `DURATION` (--wait alone: "+defaultHandoverWait.String()+"); exit 4 at once when there is no healthy peer, 5 when the time runs out")
+}
+
+// exitCodeError ends hanatctl with its own exit code (see usage).
+type exitCodeError struct {
+	code int
+	msg  string
+}
+
+func (e *exitCodeError) Error() string { return e.msg }
+
 func cmdMaintenance(ctx context.Context, e *env) error {
 	var on bool
 	switch e.args[0] {
@@ -69,20 +121,160 @@ func cmdMaintenance(ctx context.Context, e *env) error {
 	default:
 		return usagef("maintenance: %q: want on or off", e.args[0])
 	}
+	wait := e.opts.wait.d
+	if wait > 0 && !on {
+		return usagef("maintenance off: --wait only goes with on")
+	}
+	var before *admin.HAStatus
+	if wait > 0 {
+		st, err := e.client.Status(ctx)
+		if err != nil {
+			return err
+		}
+		// Nothing can take the tables: say so and return at once (a lone
+		// NAT's shutdown must not wait for a peer it does not have).
+		switch h := st.HA; {
+		case h == nil || !h.Enabled:
+			why := "hanatd does not run the HA pair"
+			if h != nil && h.Message != "" {
+				why = clean(h.Message)
+			}
+			_, err := fmt.Fprintf(e.stdout, "maintenance: HA is off (%s): no route tables to hand over\n", why)
+			return err
+		case h.Mode != "pair":
+			_, err := fmt.Fprintf(e.stdout, "maintenance: single instance (no HA peer configured): its route tables stay on this node\n")
+			return err
+		}
+		before = st.HA
+		if !peerEligible(before) {
+			return noPeerError(before)
+		}
+	}
 	req := admin.MaintenanceRequest{On: on}
 	if e.opts.json {
 		raw, err := e.client.Raw(ctx, http.MethodPost, "/v1/maintenance", req)
 		if err != nil {
 			return err
 		}
-		return printRaw(e.stdout, raw)
+		if err := printRaw(e.stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		resp, err := e.client.Maintenance(ctx, req)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(e.stdout, "%s\n", clean(resp.Message)); err != nil {
+			return err
+		}
 	}
-	resp, err := e.client.Maintenance(ctx, req)
-	if err != nil {
-		return err
+	if wait == 0 {
+		return nil
 	}
-	_, err = fmt.Fprintf(e.stdout, "%s\n", clean(resp.Message))
-	return err
+	return waitHandover(ctx, e, before, wait)
+}
+
+// peerEligible: the peer can take tables (alive, healthy, not in
+// maintenance itself).
+func peerEligible(h *admin.HAStatus) bool {
+	return h.Peer.State == "alive" && h.Peer.Healthy && !h.Peer.Maintenance
+}
+
+func noPeerError(h *admin.HAStatus) error {
+	state := clean(h.Peer.State)
+	switch {
+	case h.Peer.State == "alive" && h.Peer.Maintenance:
+		state = "in maintenance"
+	case h.Peer.State == "alive" && !h.Peer.Healthy:
+		state = "unhealthy"
+	}
+	if h.Peer.Detail != "" {
+		state += ": " + clean(h.Peer.Detail)
+	}
+	msg := fmt.Sprintf("maintenance: no healthy peer to hand over to (peer %s %s); route tables still on this node: %s",
+		orDash(h.Peer.Address), state, list(ownedTables(h)))
+	return &exitCodeError{code: exitNoPeer, msg: msg}
+}
+
+// ownedTables are the route tables this node owns or claims.
+func ownedTables(h *admin.HAStatus) []string {
+	var out []string
+	for _, t := range h.Tables {
+		if t.OwnerNode == "self" || (t.Claim != "" && t.Claim != "none") {
+			out = append(out, t.ID)
+		}
+	}
+	return out
+}
+
+// waitHandover polls the status until every table this node owned
+// (before) is owned by the peer and this node owns or claims none, the
+// peer stops being able to take them (exit 4) or wait runs out (exit 5).
+func waitHandover(ctx context.Context, e *env, before *admin.HAStatus, wait time.Duration) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	had := ownedTables(before)
+	tick := time.NewTicker(handoverPoll)
+	defer tick.Stop()
+	var last *admin.HAStatus
+	var lastErr error
+	for {
+		st, err := e.client.Status(ctx)
+		switch {
+		case err != nil:
+			lastErr = err
+		case st.HA == nil || !st.HA.Enabled:
+			why := "-"
+			if st.HA != nil {
+				why = orDash(st.HA.Message)
+			}
+			return fmt.Errorf("maintenance: HA stopped while handing over: %s", why)
+		default:
+			last, lastErr = st.HA, nil
+			if handedOver(last, had) {
+				if e.opts.json {
+					return nil
+				}
+				_, err := fmt.Fprintf(e.stdout, "maintenance: the peer owns every route table (%s) after %s\n",
+					list(had), time.Since(start).Round(time.Millisecond))
+				return err
+			}
+			if !peerEligible(last) {
+				return noPeerError(last)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprintf("maintenance: --wait=%s expired", wait)
+			if last != nil {
+				msg += "; route tables still on this node: " + list(ownedTables(last))
+			}
+			if lastErr != nil {
+				msg += fmt.Sprintf(" (last status: %v)", lastErr)
+			}
+			return &exitCodeError{code: exitWaitExpired, msg: msg}
+		case <-tick.C:
+		}
+	}
+}
+
+// handedOver: this node owns and claims nothing, and the peer owns every
+// table of had.
+func handedOver(h *admin.HAStatus, had []string) bool {
+	owner := map[string]string{}
+	for _, t := range h.Tables {
+		if t.OwnerNode == "self" || (t.Claim != "" && t.Claim != "none") {
+			return false
+		}
+		owner[t.ID] = t.OwnerNode
+	}
+	for _, id := range had {
+		if owner[id] != "peer" {
+			return false
+		}
+	}
+	return true
 }
 
 // writeHAStatus prints the HA section of status.

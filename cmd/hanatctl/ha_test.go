@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,5 +79,128 @@ func TestHACommands(t *testing.T) {
 	o.want(t, exitForbidden)
 	if !strings.Contains(o.stderr, "permission denied") {
 		t.Errorf("refused failover: %s", o.stderr)
+	}
+}
+
+// handoverBackend plays a node handing its tables over: once maintenance
+// is on, the peer owns rtb-0a after takeAfter more status calls.
+type handoverBackend struct {
+	fakeBackend
+	mu        sync.Mutex
+	ha        *admin.HAStatus // nil: HA off
+	maint     bool
+	polls     int
+	takeAfter int // -1: never
+	peerDies  bool
+	calls     []string
+}
+
+func (b *handoverBackend) Status(ctx context.Context) (admin.Status, error) {
+	st, err := b.fakeBackend.Status(ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ha == nil {
+		st.HA = &admin.HAStatus{Enabled: false, Mode: "off", Message: "ha.enabled is false"}
+		return st, err
+	}
+	h := *b.ha
+	h.Tables = slices.Clone(b.ha.Tables)
+	if b.maint {
+		b.polls++
+		if b.peerDies && b.polls > 2 {
+			h.Peer.State, h.Peer.Healthy = "dead", false
+		}
+		if b.takeAfter >= 0 && b.polls > b.takeAfter {
+			h.Tables[0].Owner, h.Tables[0].OwnerNode, h.Tables[0].Claim = "eni-c", "peer", "none"
+		}
+	}
+	st.HA = &h
+	return st, err
+}
+
+func (b *handoverBackend) Failover(context.Context, admin.HARequest) (admin.HAResponse, error) {
+	return admin.HAResponse{}, nil
+}
+
+func (b *handoverBackend) Takeover(context.Context, admin.HARequest) (admin.HAResponse, error) {
+	return admin.HAResponse{}, nil
+}
+
+func (b *handoverBackend) Maintenance(ctx context.Context, req admin.MaintenanceRequest) (admin.HAResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("maintenance %v", req.On))
+	if b.ha == nil {
+		return admin.HAResponse{}, fmt.Errorf("%w: HA is not running", admin.ErrConflict)
+	}
+	b.maint = req.On
+	return admin.HAResponse{Message: "maintenance on"}, nil
+}
+
+func pairStatus(peerState string, healthy bool) *admin.HAStatus {
+	return &admin.HAStatus{Enabled: true, Mode: "pair", NodeID: "i-a", ENI: "eni-a", Healthy: true,
+		Peer: admin.HAPeer{Address: "10.0.2.10:7946", NodeID: "i-c", ENI: "eni-c", State: peerState, Healthy: healthy},
+		Tables: []admin.HATable{
+			{ID: "rtb-0a", Home: true, Owner: "eni-a", OwnerNode: "self", Desired: "self", Claim: "held"},
+			{ID: "rtb-0c", Owner: "eni-c", OwnerNode: "peer", Desired: "peer", Claim: "none"},
+		}}
+}
+
+func TestMaintenanceWait(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		b        *handoverBackend
+		args     []string
+		code     int
+		stdout   string
+		stderr   string
+		posted   bool
+		maxTaken time.Duration
+	}{
+		{name: "handed over", b: &handoverBackend{ha: pairStatus("alive", true), takeAfter: 3},
+			args: []string{"maintenance", "on", "--wait"}, code: 0, stdout: "the peer owns every route table (rtb-0a)", posted: true},
+		{name: "flag before the argument", b: &handoverBackend{ha: pairStatus("alive", true), takeAfter: 0},
+			args: []string{"maintenance", "--wait=3s", "on"}, code: 0, stdout: "the peer owns every route table", posted: true},
+		{name: "HA off returns at once", b: &handoverBackend{},
+			args: []string{"maintenance", "on", "--wait=10s"}, code: 0, stdout: "HA is off (ha.enabled is false)", maxTaken: 2 * time.Second},
+		{name: "single instance returns at once", b: &handoverBackend{ha: func() *admin.HAStatus {
+			h := pairStatus("none", false)
+			h.Mode = "single"
+			return h
+		}()}, args: []string{"maintenance", "on", "--wait"}, code: 0, stdout: "single instance", maxTaken: 2 * time.Second},
+		{name: "dead peer: exit 4 at once", b: &handoverBackend{ha: pairStatus("dead", false), takeAfter: -1},
+			args: []string{"maintenance", "on", "--wait=1m"}, code: exitNoPeer, stderr: "no healthy peer", maxTaken: 2 * time.Second},
+		{name: "peer in maintenance: exit 4", b: &handoverBackend{ha: func() *admin.HAStatus {
+			h := pairStatus("alive", true)
+			h.Peer.Maintenance = true
+			return h
+		}(), takeAfter: -1}, args: []string{"maintenance", "on", "--wait=1m"}, code: exitNoPeer, stderr: "in maintenance", maxTaken: 2 * time.Second},
+		{name: "peer dies while waiting: exit 4", b: &handoverBackend{ha: pairStatus("alive", true), takeAfter: -1, peerDies: true},
+			args: []string{"maintenance", "on", "--wait=1m"}, code: exitNoPeer, stderr: "rtb-0a", posted: true, maxTaken: 5 * time.Second},
+		{name: "wait expires: exit 5", b: &handoverBackend{ha: pairStatus("alive", true), takeAfter: -1},
+			args: []string{"maintenance", "on", "--wait=400ms"}, code: exitWaitExpired, stderr: "still on this node: rtb-0a", posted: true, maxTaken: 5 * time.Second},
+		{name: "off with wait", b: &handoverBackend{}, args: []string{"maintenance", "off", "--wait"}, code: exitUsage},
+		{name: "bad duration", b: &handoverBackend{}, args: []string{"maintenance", "on", "--wait=soon"}, code: exitUsage},
+		{name: "unbounded duration", b: &handoverBackend{}, args: []string{"maintenance", "on", "--wait=1h"}, code: exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := startDaemon(t, tc.b)
+			start := time.Now()
+			o := hanatctl(t, append([]string{"--socket", sock}, tc.args...)...)
+			took := time.Since(start)
+			o.want(t, tc.code)
+			if !strings.Contains(o.stdout, tc.stdout) || !strings.Contains(o.stderr, tc.stderr) {
+				t.Errorf("stdout %q (want %q), stderr %q (want %q)", o.stdout, tc.stdout, o.stderr, tc.stderr)
+			}
+			tc.b.mu.Lock()
+			posted := len(tc.b.calls) > 0
+			tc.b.mu.Unlock()
+			if posted != tc.posted {
+				t.Errorf("maintenance posted: %v, want %v", posted, tc.posted)
+			}
+			if tc.maxTaken > 0 && took > tc.maxTaken {
+				t.Errorf("took %v, want well under %v", took, tc.maxTaken)
+			}
+		})
 	}
 }

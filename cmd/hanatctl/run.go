@@ -24,6 +24,10 @@ const (
 	exitError     = 1 // error from hanatd or the connection
 	exitUsage     = 2
 	exitForbidden = 3 // permission denied (HTTP 403, or the socket refused us)
+	// maintenance on --wait: no healthy peer to take the route tables.
+	exitNoPeer = 4
+	// maintenance on --wait: the time ran out before the peer owned them.
+	exitWaitExpired = 5
 )
 
 // requestTimeout bounds every call to the daemon.
@@ -65,7 +69,10 @@ var commands = []command{
 		name: "takeover", args: "[--table rtb-…]…", summary: "ask the HA peer for route tables (all of the pair's), or take them if the peer is dead (root or group hanat)",
 		flags: tableFlag, run: cmdTakeover,
 	},
-	{name: "maintenance", args: "on|off", summary: "on: hand every route table to the healthy peer and stay backup; off: back to normal (root or group hanat)", nargs: 1, run: cmdMaintenance},
+	{
+		name: "maintenance", args: "on [--wait[=DURATION]] | off", summary: "on: hand every route table to the healthy peer and stay backup (--wait: until the peer owns them); off: back to normal (root or group hanat)",
+		flags: maintenanceFlags, nargs: 1, run: cmdMaintenance,
+	},
 	{
 		name: "version", args: "[--client]", summary: "hanatctl's version and, unless --client, hanatd's",
 		flags: func(f *flag.FlagSet, o *options) {
@@ -86,6 +93,8 @@ type options struct {
 	tables   tableList
 	// clientOnly: version --client.
 	clientOnly bool
+	// wait: maintenance on --wait (0: do not wait).
+	wait waitFlag
 }
 
 // env is what a command runs with.
@@ -152,29 +161,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd.flags != nil {
 		cmd.flags(cfs, &o)
 	}
-	if err := cfs.Parse(rest); err != nil {
+	pos, err := parseInterspersed(cfs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			commandUsage(stdout, cmd)
 			return exitOK
 		}
 		return fail(stderr, usagef("%s: %v", cmd.name, err))
 	}
-	if cfs.NArg() < cmd.nargs {
+	if len(pos) < cmd.nargs {
 		return fail(stderr, usagef("%s: missing argument: %s", cmd.name, cmd.args))
 	}
-	if cfs.NArg() > cmd.nargs {
-		return fail(stderr, usagef("%s: unexpected argument %q", cmd.name, cfs.Arg(cmd.nargs)))
+	if len(pos) > cmd.nargs {
+		return fail(stderr, usagef("%s: unexpected argument %q", cmd.name, pos[cmd.nargs]))
 	}
 	if o.socket == "" {
 		return fail(stderr, usagef("--socket: empty path"))
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	// maintenance on --wait may take its whole wait on top of the calls.
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout+o.wait.d)
 	defer cancel()
-	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout, args: cfs.Args(), commands: commands}
+	e := &env{opts: o, client: admin.NewClient(o.socket), stdout: stdout, args: pos, commands: commands}
 	if err := cmd.run(ctx, e); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
+}
+
+// parseInterspersed parses flags before, between and after the
+// positional arguments (`maintenance on --wait=10s`); after "--"
+// everything is positional.
+func parseInterspersed(f *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 { // args shrinks every round
+		if err := f.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return pos, nil
 }
 
 func lookup(name string) (command, bool) {
@@ -189,7 +222,11 @@ func lookup(name string) (command, bool) {
 // fail prints err and maps it to an exit code.
 func fail(stderr io.Writer, err error) int {
 	var ue *usageError
+	var ce *exitCodeError
 	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "hanatctl: %v\n", err)
+		return ce.code
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "hanatctl: %v\nRun 'hanatctl help' for usage.\n", err)
 		return exitUsage
@@ -253,6 +290,9 @@ Exit codes (stable; scripts may rely on them):
      version is still printed)
   2  usage error (unknown command, bad flag or argument)
   3  permission denied (hanatd answered 403, or the socket refused the connection)
+  4  maintenance on --wait: no healthy peer can take the route tables (they
+     stay on this node); said at once, never waited for
+  5  maintenance on --wait: the wait ran out before the peer owned them all
 
 Shell completion: source <(hanatctl completion bash), or for zsh
 hanatctl completion zsh > "${fpath[1]}/_hanatctl".
