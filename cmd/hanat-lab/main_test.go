@@ -210,6 +210,26 @@ func TestCLILifecycle(t *testing.T) {
 	if s := instState(status(t, prefix), "app-a"); s != "running" {
 		t.Errorf("app-a state after start = %q", s)
 	}
+	// crash (= stop --force) kills at once, without a shutdown.
+	for _, verb := range [][]string{{"crash"}, {"stop", "--force"}} {
+		sleeper := cliCmd(context.Background(), append([]string{}, "exec", "--prefix", prefix, "app-a", "--", "sleep", "300")...)
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = sleeper.Wait(); close(done) }()
+		waitForProcessIn(t, prefix+"-app-a")
+		mustCLI(t, append(slices.Clone(verb), "--prefix", prefix, "app-a")...)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a process in app-a survived %v", verb)
+		}
+		if s := instState(status(t, prefix), "app-a"); s != "stopped" {
+			t.Errorf("app-a state after %v = %q", verb, s)
+		}
+		mustCLI(t, "start", "--prefix", prefix, "app-a")
+	}
 
 	// A process left running in the lab is killed by down.
 	stray := cliCmd(context.Background(), "exec", "--prefix", prefix, "app-c", "--", "sleep", "300")
@@ -341,6 +361,8 @@ func TestUsageErrors(t *testing.T) {
 		{"faults", "api", "--throttle", "2", "--prefix", "hntx"},
 		{"faults", "partition", "--prefix", "hntx", "a"},
 		{"stop", "--prefix", "hntx"},
+		{"crash", "--prefix", "hntx"},
+		{"crash", "--force", "--prefix", "hntx", "app-a"},
 	} {
 		out.Reset()
 		errb.Reset()

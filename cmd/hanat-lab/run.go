@@ -32,7 +32,13 @@ usage:
   hanat-lab status [--prefix P] [--json]
   hanat-lab exec [--prefix P] NAME -- CMD [ARG…]    (NAME: an instance, router, igw or internet;
                                                    AWS_* variables for the lab's EC2 API are set)
-  hanat-lab stop|start [--prefix P] INSTANCE
+  hanat-lab stop [--prefix P] [--force] INSTANCE
+                                                  (EC2 StopInstances: a graceful shutdown first, in
+                                                   which each hanatd hands its route tables to its
+                                                   peer as hanat-handover.service does, bounded;
+                                                   --force: no shutdown, as EC2's --force or a crash)
+  hanat-lab crash [--prefix P] INSTANCE             (= stop --force: processes SIGKILLed, links down)
+  hanat-lab start [--prefix P] INSTANCE
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
   hanat-lab faults heal [--prefix P] [A B [--proto …] [--port N]]
@@ -76,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout)
 	case "exec":
 		err = cmdExec(ctx, args[1:], stdout, stderr)
-	case "stop", "start":
+	case "stop", "start", "crash":
 		err = cmdStopStart(ctx, args[0], args[1:], stdout)
 	case "faults":
 		err = cmdFaults(ctx, args[1:], stdout)
@@ -484,6 +490,10 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func cmdStopStart(ctx context.Context, verb string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
 	prefix := fs.String("prefix", "", "lab prefix")
+	force := false
+	if verb == "stop" {
+		fs.BoolVar(&force, "force", false, "no graceful shutdown (as EC2 StopInstances --force): same as crash")
+	}
 	pos, _, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -495,10 +505,15 @@ func cmdStopStart(ctx context.Context, verb string, args []string, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	if force {
+		verb = "crash"
+	}
 	if err := newClient(p).post(ctx, "/v1/instances/"+pos[0]+"/"+verb, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", pos[0], map[string]string{"stop": "stopped", "start": "started"}[verb])
+	done := map[string]string{"stop": "stopped (graceful shutdown first)",
+		"crash": "stopped without a shutdown (crash)", "start": "started"}[verb]
+	fmt.Fprintf(stdout, "%s: %s\n", pos[0], done)
 	return nil
 }
 

@@ -27,7 +27,7 @@ import (
 // JSON in and out, errors as {"error": "…"}.
 //
 //	GET  /v1/status                      vpcsim.Status
-//	POST /v1/instances/{name}/stop|start
+//	POST /v1/instances/{name}/stop|crash|start
 //	POST /v1/faults/api                  apiFaultsRequest
 //	POST /v1/faults/partition            partitionRequest
 //	POST /v1/faults/heal                 partitionRequest (empty A and B: heal all)
@@ -140,10 +140,12 @@ func controlHandler(lab *vpcsim.Lab, log *slog.Logger) http.Handler {
 		switch r.PathValue("verb") {
 		case "stop":
 			reply(w, nil, lab.StopInstance(r.Context(), name))
+		case "crash":
+			reply(w, nil, lab.CrashInstance(r.Context(), name))
 		case "start":
 			reply(w, nil, lab.StartInstance(r.Context(), name))
 		default:
-			reply(w, nil, fmt.Errorf("unknown verb %q (want stop or start)", r.PathValue("verb")))
+			reply(w, nil, fmt.Errorf("unknown verb %q (want stop, crash or start)", r.PathValue("verb")))
 		}
 	})
 	mux.HandleFunc("POST /v1/faults/api", func(w http.ResponseWriter, r *http.Request) {

@@ -703,3 +703,38 @@ func TestTwoArmedNAT(t *testing.T) {
 		t.Errorf("checks after the change: %+v", e)
 	}
 }
+
+// TestStopIsGracefulCrashIsNot: StopInstance lets processes handle
+// SIGTERM (a shutdown) before the power goes; CrashInstance does not.
+func TestStopIsGracefulCrashIsNot(t *testing.T) {
+	lab := upLab(t, Options{NATInstances: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	script := `trap 'echo got-sigterm; exit 0' TERM; echo ready; while :; do sleep 0.05; done`
+	for _, tc := range []struct {
+		name     string
+		stop     func(context.Context, string) error
+		wantTerm bool
+	}{
+		{"stop", lab.StopInstance, true},
+		{"crash", lab.CrashInstance, false},
+	} {
+		p, err := lab.Start(ctx, "nat-a", "sh", "-c", script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(5 * time.Second); !strings.Contains(p.Output(), "ready") && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := tc.stop(ctx, "nat-a"); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		<-p.Done()
+		if got := strings.Contains(p.Output(), "got-sigterm"); got != tc.wantTerm {
+			t.Errorf("%s: process saw SIGTERM: %v, want %v (output %q)", tc.name, got, tc.wantTerm, p.Output())
+		}
+		if err := lab.StartInstance(ctx, "nat-a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -16,8 +16,8 @@ import (
 	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
 
-// Process is a command the lab runs inside an instance. StopInstance and
-// Close kill it (its whole process group).
+// Process is a command the lab runs inside an instance. StopInstance,
+// CrashInstance and Close kill it (its whole process group).
 type Process struct {
 	Instance string
 	Cmd      *exec.Cmd
@@ -121,15 +121,36 @@ func (l *Lab) Start(ctx context.Context, instance string, argv ...string) (*Proc
 	return p, nil
 }
 
-// StopInstance stops an instance as EC2 would: every process in its
-// namespace is killed, all of its links go down and the model reports it
-// stopped (routes to its ENIs show "blackhole").
+// StopInstance stops an instance as EC2 StopInstances does: a graceful
+// (ACPI) shutdown first — hanatd hands its route tables to its peer as
+// hanat-handover.service does (`hanatctl maintenance on --wait=10s`,
+// bounded), then every process gets SIGTERM (up to 3 s) — and then the
+// power goes: whatever is left is killed, all of its links go down and the
+// model reports it stopped (routes to its ENIs show "blackhole"). A failed
+// handover is logged; the stop goes on, as EC2's does.
 func (l *Lab) StopInstance(ctx context.Context, name string) error {
+	return l.stopInstance(ctx, name, false)
+}
+
+// CrashInstance stops an instance without a shutdown, as EC2
+// StopInstances --force (or a host failure) does: every process in its
+// namespace is killed at once (SIGKILL), its links go down and the model
+// reports it stopped. Its peer only notices the missing heartbeats.
+func (l *Lab) CrashInstance(ctx context.Context, name string) error {
+	return l.stopInstance(ctx, name, true)
+}
+
+func (l *Lab) stopInstance(ctx context.Context, name string, force bool) error {
+	call := "StopInstance"
+	if force {
+		call = "CrashInstance"
+	}
 	in := l.inst(name)
 	if in == nil {
-		return fmt.Errorf("vpcsim StopInstance %q: unknown instance", name)
+		return fmt.Errorf("vpcsim %s %q: unknown instance", call, name)
 	}
 	l.mu.Lock()
+	wasStopped := in.stopped
 	in.stopped = true
 	var procs []*Process
 	for p := range l.procs {
@@ -138,6 +159,12 @@ func (l *Lab) StopInstance(ctx context.Context, name string) error {
 		}
 	}
 	l.mu.Unlock()
+	if !force && !wasStopped {
+		if err := l.runShutdownHooks(ctx, in, name); err != nil {
+			l.log.Warn("graceful stop: shutdown hooks failed; stopping anyway", "instance", name, "err", err)
+		}
+		terminateNSProcesses(ctx, in.ns.Name, termGrace)
+	}
 	for _, p := range procs {
 		p.Kill()
 	}
@@ -157,9 +184,9 @@ func (l *Lab) StopInstance(ctx context.Context, name string) error {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("vpcsim StopInstance %q: %w", name, err)
+		return fmt.Errorf("vpcsim %s %q: %w", call, name, err)
 	}
-	l.log.Info("instance stopped", "instance", name)
+	l.log.Info("instance stopped", "instance", name, "force", force)
 	return nil
 }
 

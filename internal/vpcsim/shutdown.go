@@ -1,0 +1,168 @@
+package vpcsim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A graceful stop (EC2 StopInstances, TerminateInstances, an OS reboot)
+// is an ACPI shutdown: systemd stops the services in reverse order while
+// the network is still up. The lab models what hanat's units do then:
+// hanat-handover.service's ExecStop (`hanatctl maintenance on --wait=10s`)
+// for every hanatd of the instance, then SIGTERM to everything, then the
+// power goes (SIGKILL, links down).
+const (
+	// handoverWait is the --wait of the handover, as in the unit.
+	handoverWait = 10 * time.Second
+	// shutdownHooksTimeout bounds the hooks of one instance.
+	shutdownHooksTimeout = handoverWait + 5*time.Second
+	// termGrace is how long SIGTERMed processes get before SIGKILL.
+	termGrace = 3 * time.Second
+)
+
+// runShutdownHooks runs, for every hanatd in the instance's namespace,
+// what hanat-handover.service runs at shutdown, bounded. Failures are
+// logged and returned for the log; the stop goes on (as EC2's would).
+func (l *Lab) runShutdownHooks(ctx context.Context, in *instState, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, shutdownHooksTimeout)
+	defer cancel()
+	pids, err := NSProcesses(in.ns.Name)
+	if err != nil {
+		return fmt.Errorf("shutdown hooks of %s: %w", name, err)
+	}
+	var errs []string
+	for _, pid := range pids {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "hanatd" {
+			continue
+		}
+		ctl, err := hanatctlFor(pid)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		socks, err := listeningUnixSockets(pid)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if len(socks) == 0 {
+			errs = append(errs, fmt.Sprintf("hanatd pid %d: no admin socket", pid))
+			continue
+		}
+		for _, sock := range socks {
+			argv := []string{"--socket", sock, "maintenance", "on", "--wait=" + handoverWait.String()}
+			start := time.Now()
+			cmd := in.ns.Command(ctx, ctl, argv...)
+			cmd.WaitDelay = time.Second
+			out, err := cmd.CombinedOutput()
+			l.log.Info("shutdown hook", "instance", name, "hanatd_pid", pid, "cmd", ctl+" "+strings.Join(argv, " "),
+				"took", time.Since(start).Round(time.Millisecond), "err", err, "output", strings.TrimSpace(string(out)))
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s %s: %v: %s", ctl, strings.Join(argv, " "), err, strings.TrimSpace(string(out))))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("shutdown hooks of %s: %s", name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// hanatctlFor finds the hanatctl that goes with a hanatd: beside its
+// executable (bin/, a test's build directory), else on $PATH.
+func hanatctlFor(pid int) (string, error) {
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		ctl := filepath.Join(filepath.Dir(strings.TrimSuffix(exe, " (deleted)")), "hanatctl")
+		if st, err := os.Stat(ctl); err == nil && st.Mode().IsRegular() {
+			return ctl, nil
+		}
+	}
+	ctl, err := exec.LookPath("hanatctl")
+	if err != nil {
+		return "", fmt.Errorf("hanatd pid %d: no hanatctl beside it or on $PATH: %w", pid, err)
+	}
+	return ctl, nil
+}
+
+// listeningUnixSockets returns the filesystem paths of the listening unix
+// sockets a process holds (hanatd: its admin socket).
+func listeningUnixSockets(pid int) ([]string, error) {
+	// Unix sockets of the process's network namespace: inode → path.
+	f, err := os.Open(fmt.Sprintf("/proc/%d/net/unix", pid))
+	if err != nil {
+		return nil, fmt.Errorf("unix sockets of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	const acceptCon = 0x10000 // __SO_ACCEPTCON: listening
+	paths := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// Num RefCount Protocol Flags Type St Inode [Path]
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 8 || fs[0] == "Num" || strings.HasPrefix(fs[7], "@") {
+			continue
+		}
+		flags, err := strconv.ParseUint(fs[3], 16, 32)
+		if err != nil || flags&acceptCon == 0 {
+			continue
+		}
+		paths[fs[6]] = fs[7]
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("unix sockets of pid %d: %w", pid, err)
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return nil, fmt.Errorf("file descriptors of pid %d: %w", pid, err)
+	}
+	var out []string
+	for _, e := range ents {
+		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil || !strings.HasPrefix(link, "socket:[") {
+			continue
+		}
+		ino := strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")
+		if p, ok := paths[ino]; ok {
+			out = append(out, p)
+			delete(paths, ino)
+		}
+	}
+	return out, nil
+}
+
+// terminateNSProcesses SIGTERMs every process in the namespace and waits
+// up to grace for them to exit (what is left is killed afterwards).
+func terminateNSProcesses(ctx context.Context, name string, grace time.Duration) {
+	pids, err := NSProcesses(name)
+	if err != nil || len(pids) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		left, err := NSProcesses(name)
+		if err != nil || len(left) == 0 {
+			return
+		}
+	}
+}
