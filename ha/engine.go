@@ -282,6 +282,13 @@ func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) 
 	switch {
 	case t.claim == claimTaking && self:
 		t.claim = claimHeld
+	case t.claim == claimHeld && !self && o.Target != "" && o.Target != e.cfg.ENI && e.handingToUs(t, o, now):
+		// We took it at the peer's handover while our last describe still
+		// showed it here from before the peer's preempt: it was never
+		// written to us. Write it now instead of leaving it to nobody.
+		t.claim = claimTaking
+		e.count("handover_rewrites")
+		e.log.Info("route table still points at the peer, which is handing it over: writing it", "route_table", t.id, "target", o.Target)
 	case t.claim == claimHeld && !self && o.Target != "" && o.Target != e.cfg.ENI:
 		e.release(t, now, fmt.Sprintf("route table now points at %s: taken by the peer or an operator; not taking it back", o.Target))
 		t.lostAt = now
@@ -290,6 +297,16 @@ func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) 
 		t.offeredAt = time.Time{} // the peer took it
 	}
 	e.evaluate(now)
+}
+
+// handingToUs: t, which we claimed moments ago because the peer stopped
+// being eligible (maintenance, unhealthy), points at the peer, which is
+// alive and neither claims it nor could take it (it takes tables only
+// from a dead node, and then lists them as owned).
+func (e *Engine) handingToUs(t *tableState, o Observation, now time.Time) bool {
+	return e.peerAlive(now) && !e.peerEligible(now) && e.eligible() && e.peer.msg.ENI != "" &&
+		o.Target == e.peer.msg.ENI && !e.peerHas(owned, t.id) &&
+		t.last.Claim && now.Sub(t.last.At) < e.cfg.GiveTimeout
 }
 
 // isSelf reports an active default route to this node's ENI.

@@ -127,7 +127,8 @@ func (l *Lab) Start(ctx context.Context, instance string, argv ...string) (*Proc
 // bounded), then every process gets SIGTERM (up to 3 s) — and then the
 // power goes: whatever is left is killed, all of its links go down and the
 // model reports it stopped (routes to its ENIs show "blackhole"). A failed
-// handover is logged; the stop goes on, as EC2's does.
+// handover does not stop the stop, as on EC2: the instance is stopped and
+// the error (a *ShutdownError) says what the hooks reported.
 func (l *Lab) StopInstance(ctx context.Context, name string) error {
 	return l.stopInstance(ctx, name, false)
 }
@@ -159,9 +160,10 @@ func (l *Lab) stopInstance(ctx context.Context, name string, force bool) error {
 		}
 	}
 	l.mu.Unlock()
+	var hookErr error
 	if !force && !wasStopped {
-		if err := l.runShutdownHooks(ctx, in, name); err != nil {
-			l.log.Warn("graceful stop: shutdown hooks failed; stopping anyway", "instance", name, "err", err)
+		if hookErr = l.runShutdownHooks(ctx, in, name); hookErr != nil {
+			l.log.Warn("graceful stop: shutdown hooks failed; stopping anyway", "instance", name, "err", hookErr)
 		}
 		terminateNSProcesses(ctx, in.ns.Name, termGrace)
 	}
@@ -187,8 +189,24 @@ func (l *Lab) stopInstance(ctx context.Context, name string, force bool) error {
 		return fmt.Errorf("vpcsim %s %q: %w", call, name, err)
 	}
 	l.log.Info("instance stopped", "instance", name, "force", force)
+	if hookErr != nil {
+		return &ShutdownError{Instance: name, Err: hookErr}
+	}
 	return nil
 }
+
+// ShutdownError: the instance stopped, but its shutdown hooks (the
+// handover of its route tables) failed.
+type ShutdownError struct {
+	Instance string
+	Err      error
+}
+
+func (e *ShutdownError) Error() string {
+	return fmt.Sprintf("vpcsim StopInstance %q: stopped, but the shutdown did not finish cleanly: %v", e.Instance, e.Err)
+}
+
+func (e *ShutdownError) Unwrap() error { return e.Err }
 
 // StartInstance brings a stopped instance back: links up, default route
 // restored, model state running. Processes are not restarted.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,11 +134,56 @@ func listeningUnixSockets(pid int) ([]string, error) {
 		}
 		ino := strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")
 		if p, ok := paths[ino]; ok {
-			out = append(out, p)
+			for _, f := range socketFilesOf(p, pid) {
+				if !slices.Contains(out, f) {
+					out = append(out, f)
+				}
+			}
 			delete(paths, ino)
 		}
 	}
 	return out, nil
+}
+
+// socketFilesOf returns where pid's listening socket, bound at bound, is
+// reachable now. The kernel keeps the name it was bound to; hanatd binds
+// a temporary name and renames it into place, so the socket files of the
+// same directory are tried too: those whose listener is pid (SO_PEERCRED).
+// (A process with several listeners in one directory gets them all.)
+func socketFilesOf(bound string, pid int) []string {
+	cands := []string{bound}
+	if ents, err := os.ReadDir(filepath.Dir(bound)); err == nil {
+		for _, e := range ents {
+			if p := filepath.Join(filepath.Dir(bound), e.Name()); p != bound && e.Type()&os.ModeSocket != 0 {
+				cands = append(cands, p)
+			}
+		}
+	}
+	var out []string
+	for _, c := range cands {
+		if listenerPID(c) == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// listenerPID is the pid that listens on the unix socket file path (0:
+// none, or it does not answer).
+func listenerPID(path string) int {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return 0
+	}
+	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	if err != nil {
+		return 0
+	}
+	return int(cred.Pid)
 }
 
 // terminateNSProcesses SIGTERMs every process in the namespace and waits
