@@ -71,6 +71,18 @@ func hanatdProp(t *testing.T, c *container, prop string) string {
 	return strings.TrimSpace(c.must("systemctl show -p " + prop + " --value hanatd.service"))
 }
 
+func handoverProp(t *testing.T, c *container, prop string) string {
+	t.Helper()
+	return strings.TrimSpace(c.must("systemctl show -p " + prop + " --value hanat-handover.service"))
+}
+
+// handoverJournal is what hanat-handover.service's commands printed.
+func handoverJournal(c *container) string {
+	_, _ = c.exec("journalctl", "--sync")
+	out, _ := c.exec("journalctl", "-u", "hanat-handover.service", "--no-pager", "-o", "cat")
+	return out
+}
+
 // TestBootedDebian installs the .deb into a booted Debian 12 and operates
 // hanatd through systemd the way an operator does.
 func TestBootedDebian(t *testing.T) {
@@ -85,8 +97,10 @@ func TestBootedDebian(t *testing.T) {
 
 	// Install: enabled, not started; group and directories made.
 	c.must("dpkg -i /mnt/hanat/hanat.deb")
-	if got := strings.TrimSpace(c.must("systemctl is-enabled hanatd.service")); got != "enabled" {
-		t.Fatalf("after install hanatd.service is %q, want enabled", got)
+	for _, unit := range []string{"hanatd.service", "hanat-handover.service"} {
+		if got := strings.TrimSpace(c.must("systemctl is-enabled " + unit)); got != "enabled" {
+			t.Fatalf("after install %s is %q, want enabled", unit, got)
+		}
 	}
 	if out, _ := c.exec("systemctl", "is-active", "hanatd.service"); strings.TrimSpace(out) != "inactive" {
 		t.Errorf("the package started hanatd (is-active %q); it must only enable it", strings.TrimSpace(out))
@@ -97,9 +111,11 @@ func TestBootedDebian(t *testing.T) {
 	c.must("man -w hanatd hanatctl")
 
 	t.Run("systemd-analyze verify", func(t *testing.T) {
-		out, err := c.exec("systemd-analyze", "verify", "hanatd.service")
-		if err != nil || strings.TrimSpace(out) != "" {
-			t.Errorf("systemd-analyze verify hanatd.service: %v\n%s", err, out)
+		for _, unit := range []string{"hanatd.service", "hanat-handover.service"} {
+			out, err := c.exec("systemd-analyze", "verify", unit)
+			if err != nil || strings.TrimSpace(out) != "" {
+				t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+			}
 		}
 	})
 
@@ -150,6 +166,56 @@ func TestBootedDebian(t *testing.T) {
 		if out, err := c.exec("hanatctl", "status"); err != nil || !strings.Contains(out, "ready") {
 			t.Errorf("hanatctl status: %v\n%s", err, out)
 		}
+	})
+
+	t.Run("handover unit: armed with hanatd, not run by a restart, runs the handover on stop", func(t *testing.T) {
+		// Starting hanatd started it (hanatd.service wants it): its ExecStop
+		// is armed for the shutdown.
+		if got := handoverProp(t, c, "ActiveState"); got != "active" {
+			t.Fatalf("hanat-handover.service %s after starting hanatd, want active", got)
+		}
+		inactiveBefore := handoverProp(t, c, "InactiveEnterTimestampMonotonic")
+		runsBefore := strings.Count(handoverJournal(c), "maintenance:")
+		c.must("systemctl restart hanatd.service")
+		time.Sleep(500 * time.Millisecond)
+		if got := handoverProp(t, c, "ActiveState"); got != "active" {
+			t.Errorf("hanat-handover.service %s after restarting hanatd, want still active", got)
+		}
+		if got := handoverProp(t, c, "InactiveEnterTimestampMonotonic"); got != inactiveBefore {
+			t.Errorf("restarting hanatd stopped hanat-handover.service (InactiveEnterTimestampMonotonic %s → %s)", inactiveBefore, got)
+		}
+		if j := handoverJournal(c); strings.Count(j, "maintenance:") != runsBefore {
+			t.Errorf("restarting hanatd ran the handover's ExecStop:\n%s", j)
+		}
+
+		// Stopping it (what shutdown does) runs `hanatctl maintenance on
+		// --wait`: HA is off here (not on EC2), so it succeeds at once.
+		start := time.Now()
+		if out, err := c.execTimeout(40*time.Second, "systemctl", "stop", "hanat-handover.service"); err != nil {
+			t.Fatalf("systemctl stop hanat-handover: %v\n%s", err, out)
+		}
+		took := time.Since(start)
+		t.Logf("systemctl stop hanat-handover (HA off) took %v", took.Round(time.Millisecond))
+		if took > 10*time.Second {
+			t.Errorf("stop took %v with HA off: a lone NAT's shutdown must not wait", took)
+		}
+		if got := handoverProp(t, c, "Result"); got != "success" {
+			t.Errorf("hanat-handover.service Result=%s after stop, want success\n%s", got, handoverJournal(c))
+		}
+		var j string
+		for range 50 { // the journal stream may lag a little
+			if j = handoverJournal(c); strings.Contains(j, "HA is off") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(j, "maintenance: HA is off") {
+			t.Errorf("stopping hanat-handover did not run hanatctl maintenance on --wait:\n%s", j)
+		}
+		if got := hanatdProp(t, c, "ActiveState"); got != "active" {
+			t.Errorf("hanatd %s after stopping hanat-handover, want active (it is only ordered after it)", got)
+		}
+		c.must("systemctl start hanat-handover.service")
 	})
 
 	t.Run("metrics endpoint on loopback", func(t *testing.T) {
@@ -312,6 +378,7 @@ func TestProvisionScript(t *testing.T) {
 		t.Errorf("modprobe.d/hanat.conf:\n%s", out)
 	}
 	c.must("test -e /etc/systemd/system/multi-user.target.wants/hanatd.service")
+	c.must("test -e /etc/systemd/system/multi-user.target.wants/hanat-handover.service")
 	// The enabled unit is what boot starts; start it the way boot would.
 	c.must("cp /mnt/hanat/hanat.yaml /etc/hanat/hanat.yaml")
 	if out, err := c.execTimeout(150*time.Second, "systemctl", "start", "multi-user.target"); err != nil {
@@ -319,5 +386,8 @@ func TestProvisionScript(t *testing.T) {
 	}
 	if got := hanatdProp(t, c, "ActiveState"); got != "active" {
 		t.Fatalf("hanatd %s after starting multi-user.target\n%s", got, c.journal())
+	}
+	if got := handoverProp(t, c, "ActiveState"); got != "active" {
+		t.Errorf("hanat-handover.service %s after starting multi-user.target, want active (armed for shutdown)", got)
 	}
 }

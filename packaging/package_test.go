@@ -90,18 +90,19 @@ type pkgFile struct {
 
 // wantFiles is what every package must install, with its permission bits.
 var wantFiles = map[string]os.FileMode{
-	"/usr/sbin/hanatd":                       0o755,
-	"/usr/bin/hanatctl":                      0o755,
-	"/usr/lib/systemd/system/hanatd.service": 0o644,
-	"/usr/lib/sysctl.d/60-hanat.conf":        0o644,
-	"/usr/lib/modules-load.d/hanat.conf":     0o644,
-	"/usr/lib/tmpfiles.d/hanat.conf":         0o644,
-	"/usr/lib/sysusers.d/hanat.conf":         0o644,
-	"/etc/hanat/hanat.yaml":                  0o644,
-	"/usr/share/doc/hanat/iam-policy.json":   0o644,
-	"/usr/share/doc/hanat/example.yaml":      0o644,
-	"/usr/share/man/man8/hanatd.8.gz":        0o644,
-	"/usr/share/man/man8/hanatctl.8.gz":      0o644,
+	"/usr/sbin/hanatd":                               0o755,
+	"/usr/bin/hanatctl":                              0o755,
+	"/usr/lib/systemd/system/hanatd.service":         0o644,
+	"/usr/lib/systemd/system/hanat-handover.service": 0o644,
+	"/usr/lib/sysctl.d/60-hanat.conf":                0o644,
+	"/usr/lib/modules-load.d/hanat.conf":             0o644,
+	"/usr/lib/tmpfiles.d/hanat.conf":                 0o644,
+	"/usr/lib/sysusers.d/hanat.conf":                 0o644,
+	"/etc/hanat/hanat.yaml":                          0o644,
+	"/usr/share/doc/hanat/iam-policy.json":           0o644,
+	"/usr/share/doc/hanat/example.yaml":              0o644,
+	"/usr/share/man/man8/hanatd.8.gz":                0o644,
+	"/usr/share/man/man8/hanatctl.8.gz":              0o644,
 }
 
 func TestPackages(t *testing.T) {
@@ -138,7 +139,7 @@ func TestPackages(t *testing.T) {
 					t.Errorf("maintainer script %s missing", s)
 				}
 			}
-			if !strings.Contains(control["postinst"], "systemctl enable hanatd.service") {
+			if !strings.Contains(control["postinst"], "systemctl enable hanatd.service hanat-handover.service") {
 				t.Errorf("postinst does not enable the unit:\n%s", control["postinst"])
 			}
 			checkFiles(t, files)
@@ -182,7 +183,7 @@ func TestPackages(t *testing.T) {
 			if f := h.files["/etc/hanat/hanat.yaml"]; f != nil && (!f.config || !f.noRepl) {
 				t.Errorf("/etc/hanat/hanat.yaml is not %%config(noreplace) (config=%v noreplace=%v)", f.config, f.noRepl)
 			}
-			if !strings.Contains(h.postin, "systemctl enable hanatd.service") || h.preun == "" {
+			if !strings.Contains(h.postin, "systemctl enable hanatd.service hanat-handover.service") || h.preun == "" {
 				t.Errorf("rpm scripts: %%post does not enable the unit or %%preun is missing")
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/config"
@@ -132,6 +133,48 @@ func TestUnitFile(t *testing.T) {
 	}
 	if d := filepath.Dir(config.DefaultPath); d != "/etc/hanat" {
 		t.Errorf("config %s is not in ConfigurationDirectory=hanat", config.DefaultPath)
+	}
+}
+
+// TestHandoverUnit: hanat-handover.service hands the route tables over at
+// shutdown (stopped before hanatd, its ExecStop waits for the peer) and
+// never on a restart of hanatd.
+func TestHandoverUnit(t *testing.T) {
+	u := parseUnit(t, "systemd/hanat-handover.service")
+	for key, want := range map[string]string{
+		"Type":            "oneshot",
+		"RemainAfterExit": "yes",
+		"ExecStart":       "/bin/true",
+		"ExecStop":        "/usr/bin/hanatctl maintenance on --wait=10s",
+	} {
+		if got := u.one(t, "Service", key); got != want {
+			t.Errorf("[Service] %s=%q, want %q", key, got, want)
+		}
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(u.one(t, "Service", "TimeoutStopSec"))); err != nil || d <= 10*time.Second {
+		t.Errorf("TimeoutStopSec=%q: must exceed the --wait of 10s", u["Service"]["TimeoutStopSec"])
+	}
+	// Started after hanatd, so stopped before it at shutdown.
+	if !slices.Contains(u.fields("Unit", "After"), "hanatd.service") || !slices.Contains(u.fields("Unit", "Wants"), "hanatd.service") {
+		t.Errorf("[Unit] After=%v Wants=%v, want hanatd.service in both", u["Unit"]["After"], u["Unit"]["Wants"])
+	}
+	// A restart or stop of hanatd must not propagate to it.
+	for _, key := range []string{"Requires", "BindsTo", "PartOf", "Requisite", "Upholds", "PropagatesStopTo", "StopPropagatedFrom"} {
+		if v := u["Unit"][key]; len(v) > 0 {
+			t.Errorf("[Unit] %s=%q: a restart of hanatd would run the handover", key, v)
+		}
+	}
+	if got := u.one(t, "Install", "WantedBy"); got != "multi-user.target" {
+		t.Errorf("WantedBy=%q", got)
+	}
+	d := parseUnit(t, "systemd/hanatd.service")
+	if !slices.Contains(d.fields("Unit", "Wants"), "hanat-handover.service") {
+		t.Errorf("hanatd.service does not want hanat-handover.service (a hanatd started by hand would not hand over at shutdown)")
+	}
+	for _, key := range []string{"Requires", "BindsTo", "PartOf", "Upholds", "PropagatesStopTo"} {
+		if slices.Contains(d.fields("Unit", key), "hanat-handover.service") {
+			t.Errorf("hanatd.service %s=hanat-handover.service: a restart of hanatd would run the handover", key)
+		}
 	}
 }
 

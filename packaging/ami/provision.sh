@@ -5,7 +5,9 @@
 #   provision.sh PACKAGE            PACKAGE: the hanat .deb or .rpm
 #
 # It installs the package (and the operator tools nftables and conntrack),
-# enables hanatd.service (the first boot starts it), and sets what the
+# enables hanatd.service (the first boot starts it) and
+# hanat-handover.service (at shutdown — EC2 stop, terminate, reboot — the
+# route tables go to the HA peer first), and sets what the
 # kernel needs beyond the package's sysctl.d/modules-load.d files: a
 # conntrack hash table sized for a NAT. It is idempotent: running it again
 # changes nothing.
@@ -91,6 +93,6 @@ if [ -d /run/systemd/system ] && ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; th
 	echo "provision.sh: warning: /sys/fs/bpf is not a bpffs; the fast path will run without pinning" >&2
 fi
 
-systemctl enable hanatd.service
+systemctl enable hanatd.service hanat-handover.service
 
-echo "provision.sh: hanatd.service is $(systemctl is-enabled hanatd.service); it starts on the next boot"
+echo "provision.sh: hanatd.service is $(systemctl is-enabled hanatd.service), hanat-handover.service is $(systemctl is-enabled hanat-handover.service); they start on the next boot"
