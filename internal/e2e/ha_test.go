@@ -644,7 +644,7 @@ func TestHAPair(t *testing.T) {
 		p.waitRoutes(t, "nat-a crashed, throttled API", 20*time.Second, p.eniC, p.eniC)
 		appA.recovered(t, at, 10*time.Second)
 		d := appA.outage(t, at, time.Now())
-		logOutage(t, "stop-nat-a-throttled", d)
+		logOutage(t, "crash-nat-a-throttled", d)
 		p.startNAT(t, "nat-a")
 		p.waitRoutes(t, "nat-a back, throttled API", haHoldDown+30*time.Second, p.eniA, p.eniC)
 		st, err := p.nodes["nat-c"].client.Status(context.Background())
