@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,8 +509,12 @@ func cmdStopStart(ctx context.Context, verb string, args []string, stdout io.Wri
 	if force {
 		verb = "crash"
 	}
-	if err := newClient(p).post(ctx, "/v1/instances/"+pos[0]+"/"+verb, nil); err != nil {
+	var rep stopReply
+	if err := newClient(p).do(ctx, http.MethodPost, "/v1/instances/"+pos[0]+"/"+verb, nil, &rep); err != nil {
 		return err
+	}
+	if rep.Warning != "" {
+		fmt.Fprintf(stdout, "warning: %s\n", rep.Warning)
 	}
 	done := map[string]string{"stop": "stopped (graceful shutdown first)",
 		"crash": "stopped without a shutdown (crash)", "start": "started"}[verb]

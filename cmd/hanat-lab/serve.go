@@ -139,7 +139,14 @@ func controlHandler(lab *vpcsim.Lab, log *slog.Logger) http.Handler {
 		name := r.PathValue("name")
 		switch r.PathValue("verb") {
 		case "stop":
-			reply(w, nil, lab.StopInstance(r.Context(), name))
+			// Stopped, but the shutdown hooks failed (e.g. no healthy
+			// peer to hand the route tables to): a warning, not a failure.
+			var se *vpcsim.ShutdownError
+			if err := lab.StopInstance(r.Context(), name); errors.As(err, &se) {
+				reply(w, stopReply{OK: true, Warning: se.Error()}, nil)
+			} else {
+				reply(w, nil, err)
+			}
 		case "crash":
 			reply(w, nil, lab.CrashInstance(r.Context(), name))
 		case "start":
@@ -244,6 +251,12 @@ func (c *client) status(ctx context.Context) (vpcsim.Status, error) {
 	var st vpcsim.Status
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
+}
+
+// stopReply answers POST /v1/instances/{name}/stop.
+type stopReply struct {
+	OK      bool   `json:"ok"`
+	Warning string `json:"warning,omitempty"`
 }
 
 func (c *client) post(ctx context.Context, path string, body any) error {
