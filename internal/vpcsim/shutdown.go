@@ -94,17 +94,15 @@ func hanatctlFor(pid int) (string, error) {
 	return ctl, nil
 }
 
-// listeningUnixSockets returns the filesystem paths of the listening unix
-// sockets a process holds (hanatd: its admin socket).
-func listeningUnixSockets(pid int) ([]string, error) {
-	// Unix sockets of the process's network namespace: inode → path.
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/unix", pid))
+// listeningUnixInodes adds the listening, path-named unix sockets of one
+// /proc/…/net/unix table to paths (inode → path).
+func listeningUnixInodes(table string, paths map[string]string) error {
+	f, err := os.Open(table)
 	if err != nil {
-		return nil, fmt.Errorf("unix sockets of pid %d: %w", pid, err)
+		return err
 	}
 	defer f.Close()
 	const acceptCon = 0x10000 // __SO_ACCEPTCON: listening
-	paths := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// Num RefCount Protocol Flags Type St Inode [Path]
@@ -118,8 +116,31 @@ func listeningUnixSockets(pid int) ([]string, error) {
 		}
 		paths[fs[6]] = fs[7]
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("unix sockets of pid %d: %w", pid, err)
+	return sc.Err()
+}
+
+// listeningUnixSockets returns the filesystem paths of the listening unix
+// sockets a process holds (hanatd: its admin socket).
+func listeningUnixSockets(pid int) ([]string, error) {
+	// Unix sockets of the network namespaces the process's threads are
+	// in (/proc/PID/net is only the main thread's, and a Go program may
+	// have moved that thread into another namespace): inode → path.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("threads of pid %d: %w", pid, err)
+	}
+	paths := map[string]string{}
+	var lastErr error
+	read := 0
+	for _, task := range tasks {
+		if err := listeningUnixInodes(fmt.Sprintf("/proc/%d/task/%s/net/unix", pid, task.Name()), paths); err != nil {
+			lastErr = err // a thread that exited meanwhile, usually
+			continue
+		}
+		read++
+	}
+	if read == 0 {
+		return nil, fmt.Errorf("unix sockets of pid %d: %w", pid, lastErr)
 	}
 	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(fdDir)
