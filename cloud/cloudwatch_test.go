@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,15 +12,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/smithy-go/encoding/cbor"
-)
 
-// cwDatum is one metric datum as the CloudWatch endpoint received it.
-type cwDatum struct {
-	name, unit string
-	value      float64
-	dims       map[string]string
-	ts         time.Time
-}
+	"github.com/hanat/hanat/internal/cwtest"
+)
 
 // fakeCloudWatchAPI is a CloudWatch endpoint speaking the SDK's protocol
 // (Smithy RPC v2 CBOR): it decodes PutMetricData and records it.
@@ -32,9 +25,8 @@ type fakeCloudWatchAPI struct {
 }
 
 type cwRequest struct {
-	namespace string
-	data      []cwDatum
-	authz     string
+	cwtest.PutMetricData
+	authz string
 }
 
 func (f *fakeCloudWatchAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -59,64 +51,16 @@ func (f *fakeCloudWatchAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
-	req, err := decodePutMetricData(body)
+	put, err := cwtest.DecodePutMetricData(body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req.authz = r.Header.Get("Authorization")
+	req := cwRequest{PutMetricData: put, authz: r.Header.Get("Authorization")}
 	f.mu.Lock()
 	f.requests = append(f.requests, req)
 	f.mu.Unlock()
 	_, _ = w.Write(cbor.Encode(cbor.Map{}))
-}
-
-func decodePutMetricData(body []byte) (cwRequest, error) {
-	v, err := cbor.Decode(body)
-	if err != nil {
-		return cwRequest{}, fmt.Errorf("decode CBOR body: %w", err)
-	}
-	m, ok := v.(cbor.Map)
-	if !ok {
-		return cwRequest{}, fmt.Errorf("body is %T, want a map", v)
-	}
-	var req cwRequest
-	if s, ok := m["Namespace"].(cbor.String); ok {
-		req.namespace = string(s)
-	}
-	list, _ := m["MetricData"].(cbor.List)
-	for _, item := range list {
-		dm, ok := item.(cbor.Map)
-		if !ok {
-			return cwRequest{}, fmt.Errorf("MetricData item is %T", item)
-		}
-		d := cwDatum{dims: map[string]string{}}
-		if s, ok := dm["MetricName"].(cbor.String); ok {
-			d.name = string(s)
-		}
-		if s, ok := dm["Unit"].(cbor.String); ok {
-			d.unit = string(s)
-		}
-		if dm["Value"] != nil {
-			if d.value, err = cbor.AsFloat64(dm["Value"]); err != nil {
-				return cwRequest{}, fmt.Errorf("%s Value: %w", d.name, err)
-			}
-		}
-		if dm["Timestamp"] != nil {
-			if d.ts, err = cbor.AsTime(dm["Timestamp"]); err != nil {
-				return cwRequest{}, fmt.Errorf("%s Timestamp: %w", d.name, err)
-			}
-		}
-		dl, _ := dm["Dimensions"].(cbor.List)
-		for _, di := range dl {
-			dd, _ := di.(cbor.Map)
-			n, _ := dd["Name"].(cbor.String)
-			v, _ := dd["Value"].(cbor.String)
-			d.dims[string(n)] = string(v)
-		}
-		req.data = append(req.data, d)
-	}
-	return req, nil
 }
 
 func newTestCloudWatch(t *testing.T, h http.Handler) *CloudWatch {
@@ -165,15 +109,15 @@ func TestCloudWatchPutMetricData(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d PutMetricData requests, want 2 (one per call)", len(reqs))
 	}
-	var got []cwDatum
+	var got []cwtest.Datum
 	for _, r := range reqs {
-		if r.namespace != "hanat/test" {
-			t.Errorf("namespace %q", r.namespace)
+		if r.Namespace != "hanat/test" {
+			t.Errorf("namespace %q", r.Namespace)
 		}
 		if !strings.Contains(r.authz, "Credential=AKIDTEST/") || !strings.Contains(r.authz, "/monitoring/aws4_request") {
 			t.Errorf("request not SigV4-signed for CloudWatch: %q", r.authz)
 		}
-		got = append(got, r.data...)
+		got = append(got, r.Data...)
 	}
 	if len(got) != len(data) {
 		t.Fatalf("endpoint got %d data, want %d", len(got), len(data))
@@ -184,19 +128,19 @@ func TestCloudWatchPutMetricData(t *testing.T) {
 		if unit == "" {
 			unit = "None"
 		}
-		if d.name != want.Name || d.unit != unit || d.value != want.Value {
-			t.Errorf("datum %d = %s %v %s, want %s %v %s", i, d.name, d.value, d.unit, want.Name, want.Value, unit)
+		if d.Name != want.Name || d.Unit != unit || d.Value != want.Value {
+			t.Errorf("datum %d = %s %v %s, want %s %v %s", i, d.Name, d.Value, d.Unit, want.Name, want.Value, unit)
 		}
-		if len(d.dims) != len(want.Dimensions) {
-			t.Errorf("%s dimensions %v, want %v", d.name, d.dims, want.Dimensions)
+		if len(d.Dims) != len(want.Dimensions) {
+			t.Errorf("%s dimensions %v, want %v", d.Name, d.Dims, want.Dimensions)
 		}
 		for k, v := range want.Dimensions {
-			if d.dims[k] != v {
-				t.Errorf("%s dimension %s = %q, want %q", d.name, k, d.dims[k], v)
+			if d.Dims[k] != v {
+				t.Errorf("%s dimension %s = %q, want %q", d.Name, k, d.Dims[k], v)
 			}
 		}
-		if !d.ts.Equal(want.Timestamp) {
-			t.Errorf("%s timestamp %v, want %v", d.name, d.ts, want.Timestamp)
+		if !d.Timestamp.Equal(want.Timestamp) {
+			t.Errorf("%s timestamp %v, want %v", d.Name, d.Timestamp, want.Timestamp)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/encoding/cbor"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/hanat/hanat/internal/cwtest"
 	"github.com/hanat/hanat/internal/netns"
 )
 
@@ -213,23 +214,11 @@ state_dir: %s
 	})
 }
 
-// cwPut is one PutMetricData request as the local endpoint decoded it.
-type cwPut struct {
-	namespace string
-	data      []cwPoint
-}
-
-type cwPoint struct {
-	name, unit string
-	value      float64
-	dims       map[string]string
-}
-
 // cloudWatchEndpoint speaks the CloudWatch protocol the SDK uses (Smithy
 // RPC v2 CBOR) for PutMetricData and records what it receives.
 type cloudWatchEndpoint struct {
 	mu   sync.Mutex
-	puts []cwPut
+	puts []cwtest.PutMetricData
 	errs []string
 }
 
@@ -249,51 +238,18 @@ func (e *cloudWatchEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(cbor.Encode(cbor.Map{}))
 }
 
-func decodePut(r *http.Request) (cwPut, error) {
+func decodePut(r *http.Request) (cwtest.PutMetricData, error) {
 	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/operation/PutMetricData") {
-		return cwPut{}, fmt.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		return cwtest.PutMetricData{}, fmt.Errorf("unexpected %s %s", r.Method, r.URL.Path)
 	}
 	if !strings.Contains(r.Header.Get("Authorization"), "/monitoring/aws4_request") {
-		return cwPut{}, fmt.Errorf("not SigV4-signed for CloudWatch: %q", r.Header.Get("Authorization"))
+		return cwtest.PutMetricData{}, fmt.Errorf("not SigV4-signed for CloudWatch: %q", r.Header.Get("Authorization"))
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		return cwPut{}, err
+		return cwtest.PutMetricData{}, err
 	}
-	v, err := cbor.Decode(body)
-	if err != nil {
-		return cwPut{}, fmt.Errorf("decode CBOR: %w", err)
-	}
-	m, _ := v.(cbor.Map)
-	var p cwPut
-	if s, ok := m["Namespace"].(cbor.String); ok {
-		p.namespace = string(s)
-	}
-	list, _ := m["MetricData"].(cbor.List)
-	for _, item := range list {
-		dm, _ := item.(cbor.Map)
-		d := cwPoint{dims: map[string]string{}}
-		if s, ok := dm["MetricName"].(cbor.String); ok {
-			d.name = string(s)
-		}
-		if s, ok := dm["Unit"].(cbor.String); ok {
-			d.unit = string(s)
-		}
-		if dm["Value"] != nil {
-			if d.value, err = cbor.AsFloat64(dm["Value"]); err != nil {
-				return cwPut{}, fmt.Errorf("%s Value: %w", d.name, err)
-			}
-		}
-		dl, _ := dm["Dimensions"].(cbor.List)
-		for _, di := range dl {
-			dd, _ := di.(cbor.Map)
-			n, _ := dd["Name"].(cbor.String)
-			v, _ := dd["Value"].(cbor.String)
-			d.dims[string(n)] = string(v)
-		}
-		p.data = append(p.data, d)
-	}
-	return p, nil
+	return cwtest.DecodePutMetricData(body)
 }
 
 // TestCloudWatchPublishing: hanatd on a lab instance publishes the NAT
@@ -339,7 +295,7 @@ func TestCloudWatchPublishing(t *testing.T) {
 	for i := 0; i < 200 && time.Now().Before(deadline); i++ {
 		time.Sleep(100 * time.Millisecond)
 		ep.mu.Lock()
-		puts := append([]cwPut(nil), ep.puts...)
+		puts := append([]cwtest.PutMetricData(nil), ep.puts...)
 		errs := append([]string(nil), ep.errs...)
 		ep.mu.Unlock()
 		if len(errs) > 0 {
@@ -348,22 +304,22 @@ func TestCloudWatchPublishing(t *testing.T) {
 		clear(sums)
 		full := 0
 		for _, p := range puts {
-			if p.namespace != "hanat/e2e" {
-				t.Fatalf("namespace %q, want hanat/e2e", p.namespace)
+			if p.Namespace != "hanat/e2e" {
+				t.Fatalf("namespace %q, want hanat/e2e", p.Namespace)
 			}
 			names := map[string]bool{}
-			for _, d := range p.data {
-				names[d.name] = true
-				sums[d.name] += d.value
-				if len(d.dims) != 1 || d.dims["InstanceId"] != natA.ID {
-					t.Fatalf("%s dimensions %v, want only InstanceId=%s", d.name, d.dims, natA.ID)
+			for _, d := range p.Data {
+				names[d.Name] = true
+				sums[d.Name] += d.Value
+				if len(d.Dims) != 1 || d.Dims["InstanceId"] != natA.ID {
+					t.Fatalf("%s dimensions %v, want only InstanceId=%s", d.Name, d.Dims, natA.ID)
 				}
-				wantUnit := units[d.name]
+				wantUnit := units[d.Name]
 				if wantUnit == "" {
 					wantUnit = "Count"
 				}
-				if d.unit != wantUnit {
-					t.Errorf("%s unit %q, want %q", d.name, d.unit, wantUnit)
+				if d.Unit != wantUnit {
+					t.Errorf("%s unit %q, want %q", d.Name, d.Unit, wantUnit)
 				}
 			}
 			if len(names) == len(want) {
