@@ -9,12 +9,8 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/mdlayher/netlink"
-	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
-	"golang.org/x/sys/unix"
 )
 
 // EndWatcher counts how hanat's flows end, from the kernel's conntrack
@@ -85,58 +81,25 @@ func (w *EndWatcher) Run(ctx context.Context) error {
 	if w.netnsFD == 0 {
 		return errors.New("conntrack.EndWatcher: fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
 	}
-	cfg := &netlink.Config{}
-	if w.netnsFD > 0 {
-		cfg.NetNS = w.netnsFD
-	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	evs, err := dialEvents(w.netnsFD, endReadBuffer, w.log, netfilter.GroupCTDestroy)
 	if err != nil {
-		return fmt.Errorf("conntrack end watcher: netlink.Dial(NETLINK_NETFILTER, netns fd %d): %w", w.netnsFD, err)
+		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
-	defer c.Close()
-	if err := setReadBuffer(c, endReadBuffer); err != nil {
-		w.log.Debug("conntrack end watcher: small socket buffer; a burst of flow ends may overflow it", "err", err)
-	}
-	if err := c.JoinGroup(uint32(netfilter.GroupCTDestroy)); err != nil {
-		return fmt.Errorf("conntrack end watcher: join DESTROY group %d: %w", netfilter.GroupCTDestroy, err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	var decodeErrs uint64
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		msgs, err := c.Receive()
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.Is(err, unix.ENOBUFS):
-				if w.overflows.Add(1) == 1 {
-					w.log.Warn("conntrack end watcher: socket overrun, flow ends were not counted")
-				}
-				continue
-			case errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN):
-				continue
-			}
-			return fmt.Errorf("conntrack end watcher: receive events: %w", err)
-		}
-		for _, m := range msgs {
-			var ev ct.Event
-			if err := ev.Unmarshal(m); err != nil {
-				decodeErrs++
-				if decodeErrs == 1 || decodeErrs%1000 == 0 {
-					w.log.Warn("conntrack end watcher: cannot decode event; skipped", "err", err, "skipped", decodeErrs)
-				}
-				continue
-			}
-			if ev.Type != ct.EventDestroy || ev.Flow == nil {
-				continue
-			}
-			w.observe(FlowFrom(ev.Flow))
+	defer evs.close()
+	overflow := func() {
+		if w.overflows.Add(1) == 1 {
+			w.log.Warn("conntrack end watcher: socket overrun, flow ends were not counted")
 		}
 	}
+	observe := func(ev ctEvent) {
+		if ev.kind == evDestroy {
+			w.observe(ev.flow)
+		}
+	}
+	if err := evs.run(ctx, observe, overflow); err != nil {
+		return fmt.Errorf("conntrack end watcher: %w", err)
+	}
+	return nil
 }
 
 // observe counts one destroyed flow.

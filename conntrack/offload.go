@@ -330,7 +330,7 @@ func NewOffloader(log *slog.Logger, netnsFD int, fm FlowMap, paths PathResolver,
 		return nil, fmt.Errorf("conntrack offload (netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
 	}
 	// Subscribe before the first dump, so no change falls between them.
-	src, err := dialEvents(netnsFD, cfg.ReadBuffer, log)
+	src, err := dialEvents(netnsFD, cfg.ReadBuffer, log, ctGroups...)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack offload: %w", err)
 	}

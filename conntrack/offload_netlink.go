@@ -33,7 +33,10 @@ type nlEvents struct {
 	conn *netlink.Conn
 }
 
-func dialEvents(netnsFD, readBuffer int, log *slog.Logger) (*nlEvents, error) {
+// dialEvents opens an event socket in the namespace of netnsFD (-1: the
+// current one) joined to groups, with a forced receive buffer of
+// readBuffer bytes.
+func dialEvents(netnsFD, readBuffer int, log *slog.Logger, groups ...netfilter.NetlinkGroup) (*nlEvents, error) {
 	cfg := &netlink.Config{}
 	if netnsFD > 0 {
 		cfg.NetNS = netnsFD
@@ -43,9 +46,9 @@ func dialEvents(netnsFD, readBuffer int, log *slog.Logger) (*nlEvents, error) {
 		return nil, fmt.Errorf("netlink.Dial(NETLINK_NETFILTER, netns fd %d): %w", netnsFD, err)
 	}
 	if err := setReadBuffer(c, readBuffer); err != nil {
-		log.Warn("conntrack events: cannot force a large socket buffer; a connection storm may overflow it (then hanat resyncs)", "bytes", readBuffer, "err", err)
+		log.Warn("conntrack events: cannot force a large socket buffer; a burst of events may overflow it", "bytes", readBuffer, "err", err)
 	}
-	for _, g := range ctGroups {
+	for _, g := range groups {
 		if err := c.JoinGroup(uint32(g)); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("join conntrack event group %d: %w", g, err)
