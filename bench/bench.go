@@ -29,10 +29,11 @@ type Options struct {
 	Flows       int           // UDP flows of the packet-rate test; default 1024
 	PPSDuration time.Duration // one packet-rate sample; default 2s
 
-	SkipTCP      bool          // skip iperf3 and the connection rate
-	TCPDuration  time.Duration // one iperf3 sample (after a 1 s warm-up iperf3 omits when >= 2s); default 3s
-	ConnDuration time.Duration // one short-connection sample; default 2s
-	ConnWorkers  int           // concurrent clients; default 4
+	SkipTCP       bool          // skip iperf3 and the connection rate
+	SkipSingleENI bool          // skip the packet-rate test in the single-ENI shape
+	TCPDuration   time.Duration // one iperf3 sample (after a 1 s warm-up iperf3 omits when >= 2s); default 3s
+	ConnDuration  time.Duration // one short-connection sample; default 2s
+	ConnWorkers   int           // concurrent clients; default 4
 
 	CostRounds int   // BPF_PROG_TEST_RUN rounds per cost figure (median); default 7
 	ScaleFlows []int // flow-map sizes of the scale test; default 1k, 100k, 1M
@@ -77,6 +78,10 @@ func (o *Options) defaults() {
 const (
 	MUDPPPS       = "udp_64b_pps"
 	MFastShare    = "udp_fastpath_hit_share"
+	MUDPPPS1      = "udp_64b_pps_single_eni"
+	MCeiling      = "udp_64b_pps_bare_xdp_forwarder"
+	MCeiling1     = "udp_64b_pps_bare_xdp_forwarder_single_eni"
+	MFastShare1   = "udp_fastpath_hit_share_single_eni"
 	MTCPBulk      = "tcp_bulk_throughput"
 	MTCPRetrans   = "tcp_bulk_retransmits"
 	MConnRate     = "tcp_new_conn_per_s"
@@ -178,9 +183,17 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			}
 			samples[m] = append(samples[m], s)
 		}
+		ceilingRound(ctx, log, tr, opts, rep, r)
 	}
 	for _, m := range opts.Modes {
-		summarize(rep, m, samples[m])
+		summarize(rep, m, samples[m], MUDPPPS, MFastShare)
+	}
+	summarizeCeiling(rep, tr, MCeiling)
+	if !opts.SkipSingleENI {
+		if err := runSingleENI(ctx, log, opts, rep, bpffs, dir); err != nil {
+			log.Error("bench single-ENI packet rate failed", "err", err)
+			rep.note(fmt.Sprintf("single-ENI packet rate: %v", err))
+		}
 	}
 
 	// Program costs: no traffic leaves (BPF_PROG_TEST_RUN without live
@@ -191,6 +204,76 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 		rep.note(fmt.Sprintf("program costs: %v", err))
 	}
 	return rep, ctx.Err()
+}
+
+// runSingleENI measures the UDP packet rate of every mode again in the
+// single-ENI shape (the NAT receives and sends on one interface, the fast
+// path answers with XDP_TX), rounds interleaved as in Run.
+func runSingleENI(ctx context.Context, log *slog.Logger, opts Options, rep *Report, bpffs, dir string) error {
+	t, err := newSingleENITopo(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := t.close(); err != nil {
+			log.Error("bench: single-ENI topology cleanup", "err", err)
+		}
+	}()
+	log.Info("bench single-ENI topology up", "vpc", t.priv.Name, "nat", t.nat.Name)
+	tr, err := newTraffic(log, t, opts.Flows)
+	if err != nil {
+		return err
+	}
+	defer tr.close()
+	udpOnly := opts
+	udpOnly.SkipTCP = true
+	samples := map[Mode][]modeSample{}
+	for r := 0; r < opts.Rounds; r++ {
+		for _, m := range opts.Modes {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s, err := runMode(ctx, log.With("mode", m, "round", r+1, "shape", "single-eni"), t, tr, m, udpOnly, bpffs, dir)
+			for _, n := range s.notes {
+				rep.note(fmt.Sprintf("single-ENI %s round %d: %s", m, r+1, n))
+			}
+			if err != nil {
+				log.Error("bench mode failed", "mode", m, "round", r+1, "shape", "single-eni", "err", err)
+				rep.note(fmt.Sprintf("single-ENI %s round %d: %v", m, r+1, err))
+				continue
+			}
+			samples[m] = append(samples[m], s)
+		}
+		ceilingRound(ctx, log, tr, opts, rep, r)
+	}
+	for _, m := range opts.Modes {
+		summarize(rep, m, samples[m], MUDPPPS1, MFastShare1)
+	}
+	summarizeCeiling(rep, tr, MCeiling1)
+	return nil
+}
+
+// ceilingRound takes one sample of the bare forwarder's packet rate in
+// tr's topology (a failure is a note: the modes' figures stand alone).
+func ceilingRound(ctx context.Context, log *slog.Logger, tr *traffic, opts Options, rep *Report, r int) {
+	pps, err := tr.ceiling(ctx, opts.PPSDuration)
+	if err != nil {
+		rep.note(fmt.Sprintf("bare forwarder round %d: %v", r+1, err))
+		return
+	}
+	log.Info("bench: udp, bare XDP forwarder", "pps", int(pps), "single_eni", tr.t.singleENI, "round", r+1)
+	tr.ceilings = append(tr.ceilings, pps)
+}
+
+// summarizeCeiling reports the median bare-forwarder rate (in the
+// fastpath column: it is the XDP path's upper bound).
+func summarizeCeiling(rep *Report, tr *traffic, name string) {
+	if len(tr.ceilings) == 0 {
+		return
+	}
+	vs := slices.Clone(tr.ceilings)
+	slices.Sort(vs)
+	rep.set(name, ModeFastpath, vs[len(vs)/2])
 }
 
 // modeSample is one round's figures of one mode; NaN where not measured.
@@ -211,6 +294,7 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	if err != nil {
 		return s, err
 	}
+
 	defer func() {
 		if terr := nm.teardown(context.WithoutCancel(ctx)); terr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
@@ -283,13 +367,13 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 
 // summarize puts the medians of a mode's samples in the report, and the
 // spread of the packet rate in a note.
-func summarize(rep *Report, m Mode, ss []modeSample) {
+func summarize(rep *Report, m Mode, ss []modeSample, ppsName, shareName string) {
 	fields := []struct {
 		name string
 		get  func(modeSample) float64
 	}{
-		{MUDPPPS, func(s modeSample) float64 { return s.pps }},
-		{MFastShare, func(s modeSample) float64 { return s.fastShare }},
+		{ppsName, func(s modeSample) float64 { return s.pps }},
+		{shareName, func(s modeSample) float64 { return s.fastShare }},
 		{MTCPBulk, func(s modeSample) float64 { return s.bulkGbps }},
 		{MTCPRetrans, func(s modeSample) float64 { return s.retrans }},
 		{MConnRate, func(s modeSample) float64 { return s.connPerS }},
@@ -306,7 +390,7 @@ func summarize(rep *Report, m Mode, ss []modeSample) {
 		}
 		slices.Sort(vs)
 		rep.set(f.name, m, vs[len(vs)/2])
-		if len(vs) > 1 && (f.name == MUDPPPS || f.name == MTCPBulk || f.name == MConnRate) {
+		if len(vs) > 1 && (f.name == ppsName || f.name == MTCPBulk || f.name == MConnRate) {
 			rep.note(fmt.Sprintf("%s %s: %d samples from %s to %s", m, f.name, len(vs), fmtVal(&vs[0]), fmtVal(&vs[len(vs)-1])))
 		}
 	}

@@ -17,12 +17,17 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	benchXDPMapCntPackets     = "cnt_packets"
+	benchXDPMapFwdPort        = "fwd_port"
 	benchXDPMapTarget         = "target"
 	benchXDPProgBenchCount    = "bench_count"
+	benchXDPProgBenchFwd      = "bench_fwd"
 	benchXDPProgBenchGen      = "bench_gen"
 	benchXDPProgBenchSpray    = "bench_spray"
 	benchXDPVarCntDport       = "cnt_dport"
 	benchXDPVarCntSaddr       = "cnt_saddr"
+	benchXDPVarFwdDstMac      = "fwd_dst_mac"
+	benchXDPVarFwdIfindex     = "fwd_ifindex"
+	benchXDPVarFwdSrcMac      = "fwd_src_mac"
 	benchXDPVarGenDaddr       = "gen_daddr"
 	benchXDPVarGenDport       = "gen_dport"
 	benchXDPVarGenDstMac      = "gen_dst_mac"
@@ -90,6 +95,7 @@ type benchXDPSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
 	BenchCount *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchFwd   *ebpf.ProgramSpec `ebpf:"bench_fwd"`
 	BenchGen   *ebpf.ProgramSpec `ebpf:"bench_gen"`
 	BenchSpray *ebpf.ProgramSpec `ebpf:"bench_spray"`
 }
@@ -99,6 +105,7 @@ type benchXDPProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPMapSpecs struct {
 	CntPackets *ebpf.MapSpec `ebpf:"cnt_packets"`
+	FwdPort    *ebpf.MapSpec `ebpf:"fwd_port"`
 	Target     *ebpf.MapSpec `ebpf:"target"`
 }
 
@@ -108,6 +115,9 @@ type benchXDPMapSpecs struct {
 type benchXDPVariableSpecs struct {
 	CntDport       *ebpf.VariableSpec `ebpf:"cnt_dport"`
 	CntSaddr       *ebpf.VariableSpec `ebpf:"cnt_saddr"`
+	FwdDstMac      *ebpf.VariableSpec `ebpf:"fwd_dst_mac"`
+	FwdIfindex     *ebpf.VariableSpec `ebpf:"fwd_ifindex"`
+	FwdSrcMac      *ebpf.VariableSpec `ebpf:"fwd_src_mac"`
 	GenDaddr       *ebpf.VariableSpec `ebpf:"gen_daddr"`
 	GenDport       *ebpf.VariableSpec `ebpf:"gen_dport"`
 	GenDstMac      *ebpf.VariableSpec `ebpf:"gen_dst_mac"`
@@ -153,12 +163,14 @@ func (o *benchXDPObjects) Close() error {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPMaps struct {
 	CntPackets *ebpf.Map `ebpf:"cnt_packets"`
+	FwdPort    *ebpf.Map `ebpf:"fwd_port"`
 	Target     *ebpf.Map `ebpf:"target"`
 }
 
 func (m *benchXDPMaps) Close() error {
 	return _BenchXDPClose(
 		m.CntPackets,
+		m.FwdPort,
 		m.Target,
 	)
 }
@@ -169,6 +181,9 @@ func (m *benchXDPMaps) Close() error {
 type benchXDPVariables struct {
 	CntDport       *ebpf.Variable `ebpf:"cnt_dport"`
 	CntSaddr       *ebpf.Variable `ebpf:"cnt_saddr"`
+	FwdDstMac      *ebpf.Variable `ebpf:"fwd_dst_mac"`
+	FwdIfindex     *ebpf.Variable `ebpf:"fwd_ifindex"`
+	FwdSrcMac      *ebpf.Variable `ebpf:"fwd_src_mac"`
 	GenDaddr       *ebpf.Variable `ebpf:"gen_daddr"`
 	GenDport       *ebpf.Variable `ebpf:"gen_dport"`
 	GenDstMac      *ebpf.Variable `ebpf:"gen_dst_mac"`
@@ -198,6 +213,7 @@ type benchXDPVariables struct {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
 	BenchCount *ebpf.Program `ebpf:"bench_count"`
+	BenchFwd   *ebpf.Program `ebpf:"bench_fwd"`
 	BenchGen   *ebpf.Program `ebpf:"bench_gen"`
 	BenchSpray *ebpf.Program `ebpf:"bench_spray"`
 }
@@ -205,6 +221,7 @@ type benchXDPPrograms struct {
 func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
+		p.BenchFwd,
 		p.BenchGen,
 		p.BenchSpray,
 	)

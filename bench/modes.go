@@ -153,8 +153,8 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	}); err != nil {
 		return fmt.Errorf("mode %s: attach: %w", nm.mode, err)
 	}
-	if st.Mode != datapath.XDPNative || len(st.Interfaces) != 2 {
-		return fmt.Errorf("mode %s: fast path is %q on %+v, want native on %s and %s", nm.mode, st.Mode, st.Interfaces, natIn, natOutX)
+	if st.Mode != datapath.XDPNative || len(st.Interfaces) != nm.t.interfaces() {
+		return fmt.Errorf("mode %s: fast path is %q on %+v, want native on the NAT's %d interfaces", nm.mode, st.Mode, st.Interfaces, nm.t.interfaces())
 	}
 	nm.nl, err = netlink.NewHandleAt(nm.t.nat.Handle())
 	if err != nil {

@@ -38,6 +38,10 @@ type Report struct {
 var rows = []struct{ name, unit, help string }{
 	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, over Options.Flows flows (default 1024)"},
 	{MFastShare, "%", "arrivals forwarded as XDP fast-path hits"},
+	{MUDPPPS1, "pps", "the same in the single-ENI shape (one NAT interface, fast path sends with XDP_TX)"},
+	{MFastShare1, "%", "arrivals forwarded as XDP fast-path hits, single ENI"},
+	{MCeiling, "pps", "the same chain with a bare XDP forwarder (MACs + redirect, no NAT, no lookup) in place of the NAT: the most any XDP NAT can reach here"},
+	{MCeiling1, "pps", "the same, single ENI (MACs + XDP_TX)"},
 	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
 	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
 	{MConnRate, "conn/s", "short TCP connections (offload on with fastpath, off otherwise)"},
@@ -121,7 +125,8 @@ func (r *Report) evalTargets() {
 	}
 	scaleLo, scaleHi := r.scaleBounds()
 	ts := []tgt{
-		{"fastpath/nftables small-packet pps", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
+		{"fastpath/nftables small-packet pps, two ENIs (redirect)", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
+		{"fastpath/nftables small-packet pps, single ENI (XDP_TX)", ">= 5", ratio(MUDPPPS1, ModeFastpath, MUDPPPS1, ModeNftables), true, 5},
 		{"NAT program / XDP_TX floor", "<= 1.5", ratio(MProgHit, ModeFastpath, MProgFloor, ModeFastpath), false, 1.5},
 		{"fast path cost " + scaleHi + " / " + scaleLo + " flows", "<= 1.2", ratio(MScalePrefix+scaleHi, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath), false, 1.2},
 		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},

@@ -30,13 +30,21 @@ const (
 	hostDev = "eth0" // the veth of priv and of inet
 )
 
-// topo is the three namespaces and their veths.
+// topo is the benchmark's namespaces and their veths. In the two-ENI
+// shape (newTopo) priv and inet are hosts of their own behind the NAT's in0
+// and out0. In the single-ENI shape (newSingleENITopo) the NAT has only
+// out0, as the usual EC2 NAT instance has one ENI: the private host and
+// the internet host are both addresses of one namespace standing for the
+// VPC router (priv == inet), reached through the same veth, so the fast
+// path sends with XDP_TX.
 type topo struct {
 	priv, nat, inet *netns.NS
+	singleENI       bool
 
 	privMAC, natInMAC   net.HardwareAddr
-	privIfindex         int // priv's eth0
-	inetIfindex         int // inet's eth0
+	natOutMAC, inetMAC  net.HardwareAddr // out0's, and the host behind it
+	privIfindex         int              // priv's eth0
+	inetIfindex         int              // inet's eth0
 	natInIdx, natOutIdx int
 }
 
@@ -100,7 +108,7 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 		if err != nil {
 			return fmt.Errorf("link %s in %s: %w", hostDev, t.inet.Name, err)
 		}
-		t.inetIfindex = l.Attrs().Index
+		t.inetIfindex, t.inetMAC = l.Attrs().Index, l.Attrs().HardwareAddr
 		return nil
 	}); err != nil {
 		return nil, err
@@ -115,11 +123,83 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 			return fmt.Errorf("link %s: %w", natOutX, err)
 		}
 		t.natInMAC, t.natInIdx, t.natOutIdx = in.Attrs().HardwareAddr, in.Attrs().Index, out.Attrs().Index
+		t.natOutMAC = out.Attrs().HardwareAddr
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// newSingleENITopo builds the single-ENI shape: namespace nat with out0
+// (natOut/24) and namespace vpc with eth0 holding inetAddr/24 and
+// privAddr/32. The NAT routes the private subnet and the default route via
+// inetAddr, both through out0. Only the UDP packet-rate test runs here
+// (the hosts' own TCP between two local addresses would not cross the
+// NAT).
+func newSingleENITopo(ctx context.Context) (_ *topo, err error) {
+	t := &topo{singleENI: true}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, t.close())
+		}
+	}()
+	if t.nat, err = netns.Create(netns.UniqueName("hnt-bench1n-")); err != nil {
+		return nil, fmt.Errorf("bench topology: %w", err)
+	}
+	if t.priv, err = netns.Create(netns.UniqueName("hnt-bench1v-")); err != nil {
+		return nil, fmt.Errorf("bench topology: %w", err)
+	}
+	t.inet = t.priv
+	if err := t.link(natOutX, netip.PrefixFrom(natOut, 24), t.inet, netip.PrefixFrom(inetAddr, 24), netip.Addr{}); err != nil {
+		return nil, err
+	}
+	cmds := []struct {
+		ns   *netns.NS
+		args []string
+	}{
+		{t.priv, []string{"ip", "addr", "add", netip.PrefixFrom(privAddr, 32).String(), "dev", hostDev}},
+		{t.nat, []string{"ip", "route", "add", "default", "via", inetAddr.String(), "dev", natOutX}},
+		{t.nat, []string{"ip", "route", "add", privCIDR.String(), "via", inetAddr.String(), "dev", natOutX}},
+		{t.priv, []string{"ethtool", "-K", hostDev, "tx", "off", "gro", "on"}},
+		{t.nat, []string{"ethtool", "-K", natOutX, "gro", "on"}},
+	}
+	for _, c := range cmds {
+		if _, err := c.ns.Run(ctx, c.args[0], c.args[1:]...); err != nil {
+			return nil, fmt.Errorf("bench topology: %w", err)
+		}
+	}
+	if err := t.priv.Do(func() error {
+		l, err := netlink.LinkByName(hostDev)
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w", hostDev, t.priv.Name, err)
+		}
+		t.privMAC, t.privIfindex, t.inetIfindex = l.Attrs().HardwareAddr, l.Attrs().Index, l.Attrs().Index
+		t.inetMAC = t.privMAC
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := t.nat.Do(func() error {
+		out, err := netlink.LinkByName(natOutX)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", natOutX, err)
+		}
+		t.natInMAC, t.natOutIdx = out.Attrs().HardwareAddr, out.Attrs().Index
+		t.natInIdx, t.natOutMAC = t.natOutIdx, t.natInMAC
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// interfaces is the number of NAT interfaces the fast path attaches to.
+func (t *topo) interfaces() int {
+	if t.singleENI {
+		return 1
+	}
+	return 2
 }
 
 // link creates a veth inside the NAT namespace with its peer (named eth0)
@@ -136,10 +216,14 @@ func (t *topo) link(local string, localAddr netip.Prefix, peerNS *netns.NS, peer
 // neighbour entries), so the fast path's path lookups succeed at once.
 func (t *topo) resolveNeighbours(ctx context.Context) error {
 	return t.nat.Do(func() error {
-		for _, h := range []struct {
+		hosts := []struct {
 			dev  string
 			addr netip.Addr
-		}{{natIn, privAddr}, {natOutX, inetAddr}} {
+		}{{natIn, privAddr}, {natOutX, inetAddr}}
+		if t.singleENI {
+			hosts = hosts[1:] // the private host is routed via the same neighbour
+		}
+		for _, h := range hosts {
 			c, err := net.Dial("udp4", netip.AddrPortFrom(h.addr, 9).String())
 			if err != nil {
 				return fmt.Errorf("resolve %s: %w", h.addr, err)
@@ -177,8 +261,8 @@ func (t *topo) resolveNeighbours(ctx context.Context) error {
 // conntrack entries inside).
 func (t *topo) close() error {
 	var errs []error
-	for _, ns := range []*netns.NS{t.priv, t.nat, t.inet} {
-		if ns != nil {
+	for i, ns := range []*netns.NS{t.priv, t.nat, t.inet} {
+		if ns != nil && (i < 2 || ns != t.priv) {
 			if err := ns.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("delete namespace %s: %w", ns.Name, err))
 			}

@@ -42,6 +42,7 @@ type traffic struct {
 	objs      benchXDPObjects
 	countLink link.Link
 	reply     *net.UDPConn // inet's socket for the warm-up replies
+	ceilings  []float64    // bare forwarder samples, packets/s
 	frame     []byte
 }
 
@@ -72,6 +73,9 @@ func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
 		"gen_ip_check":   be16(ipCheck),
 		"gen_tot_len":    be16(totLen),
 		"cnt_saddr":      natOut.As4(),
+		"fwd_src_mac":    mac6(t.natOutMAC),
+		"fwd_dst_mac":    mac6(t.inetMAC),
+		"fwd_ifindex":    fwdIfindex(t),
 		"cnt_dport":      be16(genDport),
 	}
 	if err := setVars(spec, set); err != nil {
@@ -88,6 +92,53 @@ func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
 		return nil, fmt.Errorf("bench traffic: reply socket: %w", err)
 	}
 	return tr, nil
+}
+
+// fwdIfindex is where the bare forwarder sends: out0, or 0 (XDP_TX) when
+// the NAT has a single interface.
+func fwdIfindex(t *topo) uint32 {
+	if t.singleENI {
+		return 0
+	}
+	return uint32(t.natOutIdx)
+}
+
+// ceiling measures the chain's packet rate with the bare forwarder
+// (bench_fwd) in place of the NAT on its receiving interface: frames arrive
+// at the counter untranslated. The NAT namespace must have no XDP program
+// attached (run it between modes).
+func (tr *traffic) ceiling(ctx context.Context, d time.Duration) (float64, error) {
+	var l link.Link
+	if err := tr.t.nat.Do(func() (err error) {
+		if !tr.t.singleENI {
+			if err := tr.objs.FwdPort.Put(uint32(tr.t.natOutIdx), uint32(tr.t.natOutIdx)); err != nil {
+				return fmt.Errorf("forwarder port %d: %w", tr.t.natOutIdx, err)
+			}
+		}
+		l, err = link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchFwd, Interface: tr.t.natInIdx, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("ceiling: attach the bare forwarder: %w", err)
+	}
+	defer l.Close()
+	if err := tr.attachCounter(); err != nil {
+		return 0, err
+	}
+	defer tr.detachCounter()
+	_, bad0, err := tr.received()
+	if err != nil {
+		return 0, err
+	}
+	_, took, err := tr.send(ctx, 0, d, genCall)
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(20 * time.Millisecond)
+	_, bad1, err := tr.received()
+	if err != nil {
+		return 0, err
+	}
+	return float64(bad1-bad0) / took.Seconds(), nil
 }
 
 func (tr *traffic) close() {

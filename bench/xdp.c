@@ -15,6 +15,11 @@
  *               datagrams (destination port cnt_dport) as they arrive after
  *               NAT, as translated (source cnt_saddr) or not, and drops them;
  *               everything else passes to the stack (iperf3, ARP, ...).
+ *  bench_fwd    the ceiling: on the NAT's receiving interface in place of
+ *               the NAT, a bare forwarder (write the MACs, then XDP_TX, or
+ *               redirect to fwd_ifindex through fwd_port). No NAT, no flow
+ *               lookup: the packet rate of the same chain with the least an
+ *               XDP forwarder can do, which bounds any XDP NAT's rate here.
  *  bench_spray  for BPF_PROG_TEST_RUN cost runs over many flows: writes the
  *               header of flow i (i walks the spray_flows flows with a
  *               stride, so consecutive flows are far-apart map entries;
@@ -122,6 +127,36 @@ int bench_count(struct xdp_md *ctx)
 	if (c)
 		*c += 1;
 	return XDP_DROP;
+}
+
+volatile const __u8 fwd_src_mac[ETH_ALEN];
+volatile const __u8 fwd_dst_mac[ETH_ALEN];
+volatile const __u32 fwd_ifindex; /* 0: XDP_TX */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} fwd_port SEC(".maps");
+
+SEC("xdp")
+int bench_fwd(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++) {
+		eth->h_dest[i] = fwd_dst_mac[i];
+		eth->h_source[i] = fwd_src_mac[i];
+	}
+	if (!fwd_ifindex)
+		return XDP_TX;
+	return bpf_redirect_map(&fwd_port, fwd_ifindex, XDP_PASS);
 }
 
 volatile const __u32 spray_flows = 1;

@@ -35,6 +35,7 @@ func run() error {
 	flag.DurationVar(&opts.TCPDuration, "tcp-duration", 3*time.Second, "one iperf3 sample")
 	flag.DurationVar(&opts.ConnDuration, "conn-duration", 2*time.Second, "one short-connection sample")
 	flag.BoolVar(&opts.SkipTCP, "skip-tcp", false, "skip iperf3 and the connection rate")
+	flag.BoolVar(&opts.SkipSingleENI, "skip-single-eni", false, "skip the packet-rate test in the single-ENI shape")
 	scale := flag.String("scale-flows", "1000,100000,1000000", "flow-map sizes of the scale test")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up (and clean up) after this long")
 	flag.IntVar(&opts.CostRounds, "cost-rounds", 0, "BPF_PROG_TEST_RUN rounds per program-cost figure (median); 0 means the default")
