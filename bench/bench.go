@@ -87,10 +87,14 @@ const (
 	MConnRate     = "tcp_new_conn_per_s"
 	MProgHit      = "prog_cost_nat_hit"
 	MProgFloor    = "prog_cost_xdp_tx_floor"
+	MProgLookup   = "prog_cost_floor_plus_flow_lookup"
 	MScalePrefix  = "fastpath_cost_flows_"
 	MMemPerFlow   = "flow_map_bytes_per_flow"
 	MMemPerConn   = "flow_map_bytes_per_connection"
 	scaleRawInfix = "_raw"
+	// scaleLookupInfix: the kernel's flow lookup alone (bench_lookup less
+	// the floor) at that map size.
+	scaleLookupInfix = "_lookup_only"
 )
 
 // Run builds the topology, measures every mode and the program costs, and
@@ -414,7 +418,8 @@ func runCosts(log *slog.Logger, opts Options, rep *Report) error {
 	}
 	rep.set(MProgHit, ModeFastpath, ns(one.raw))
 	rep.set(MProgFloor, ModeFastpath, ns(one.floor))
-	log.Info("bench: program cost", "nat_ns", ns(one.raw), "floor_ns", ns(one.floor))
+	rep.set(MProgLookup, ModeFastpath, ns(one.lookup))
+	log.Info("bench: program cost", "nat_ns", ns(one.raw), "floor_ns", ns(one.floor), "floor_plus_lookup_ns", ns(one.lookup))
 
 	for _, n := range opts.ScaleFlows {
 		log.Info("bench: fast path with many flows", "flows", n)
@@ -426,6 +431,7 @@ func runCosts(log *slog.Logger, opts Options, rep *Report) error {
 		name := scaleName(n)
 		rep.set(name, ModeFastpath, ns(sc.net()))
 		rep.set(name+scaleRawInfix, ModeFastpath, ns(sc.raw))
+		rep.set(name+scaleLookupInfix, ModeFastpath, ns(sc.lookup-sc.floor))
 		if sc.other > 0 {
 			rep.note(fmt.Sprintf("%d flows: %d of %d packets were not hits (LRU evictions?)", n, sc.other, sc.other+sc.hits))
 		}
@@ -444,7 +450,7 @@ func runCosts(log *slog.Logger, opts Options, rep *Report) error {
 			rep.note(fmt.Sprintf("flow map of %d entries: %d bytes of kernel memory (fdinfo memlock); a connection is two entries",
 				sc.maxEntries, sc.memlock))
 		}
-		log.Info("bench: scale", "flows", n, "net_ns", ns(sc.net()), "raw_ns", ns(sc.raw), "floor_ns", ns(sc.floor))
+		log.Info("bench: scale", "flows", n, "net_ns", ns(sc.net()), "raw_ns", ns(sc.raw), "floor_ns", ns(sc.floor), "lookup_only_ns", ns(sc.lookup-sc.floor))
 	}
 	return nil
 }

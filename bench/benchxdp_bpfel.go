@@ -8,20 +8,37 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type benchXDPLookupKey struct {
+	_            structs.HostLayout
+	Saddr        uint32
+	Daddr        uint32
+	Sport        uint16
+	Dport        uint16
+	IfindexProto uint32
+}
+
+type benchXDPLookupValue struct {
+	_     structs.HostLayout
+	Words [8]uint64
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	benchXDPMapCntPackets     = "cnt_packets"
+	benchXDPMapFlows          = "flows"
 	benchXDPMapFwdPort        = "fwd_port"
 	benchXDPMapTarget         = "target"
 	benchXDPProgBenchCount    = "bench_count"
 	benchXDPProgBenchFwd      = "bench_fwd"
 	benchXDPProgBenchGen      = "bench_gen"
+	benchXDPProgBenchLookup   = "bench_lookup"
 	benchXDPProgBenchSpray    = "bench_spray"
 	benchXDPVarCntDport       = "cnt_dport"
 	benchXDPVarCntSaddr       = "cnt_saddr"
@@ -94,10 +111,11 @@ type benchXDPSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
-	BenchCount *ebpf.ProgramSpec `ebpf:"bench_count"`
-	BenchFwd   *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchGen   *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchSpray *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	BenchCount  *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchFwd    *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BenchSpray  *ebpf.ProgramSpec `ebpf:"bench_spray"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
@@ -105,6 +123,7 @@ type benchXDPProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPMapSpecs struct {
 	CntPackets *ebpf.MapSpec `ebpf:"cnt_packets"`
+	Flows      *ebpf.MapSpec `ebpf:"flows"`
 	FwdPort    *ebpf.MapSpec `ebpf:"fwd_port"`
 	Target     *ebpf.MapSpec `ebpf:"target"`
 }
@@ -163,6 +182,7 @@ func (o *benchXDPObjects) Close() error {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPMaps struct {
 	CntPackets *ebpf.Map `ebpf:"cnt_packets"`
+	Flows      *ebpf.Map `ebpf:"flows"`
 	FwdPort    *ebpf.Map `ebpf:"fwd_port"`
 	Target     *ebpf.Map `ebpf:"target"`
 }
@@ -170,6 +190,7 @@ type benchXDPMaps struct {
 func (m *benchXDPMaps) Close() error {
 	return _BenchXDPClose(
 		m.CntPackets,
+		m.Flows,
 		m.FwdPort,
 		m.Target,
 	)
@@ -212,10 +233,11 @@ type benchXDPVariables struct {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
-	BenchCount *ebpf.Program `ebpf:"bench_count"`
-	BenchFwd   *ebpf.Program `ebpf:"bench_fwd"`
-	BenchGen   *ebpf.Program `ebpf:"bench_gen"`
-	BenchSpray *ebpf.Program `ebpf:"bench_spray"`
+	BenchCount  *ebpf.Program `ebpf:"bench_count"`
+	BenchFwd    *ebpf.Program `ebpf:"bench_fwd"`
+	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
+	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
+	BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
 }
 
 func (p *benchXDPPrograms) Close() error {
@@ -223,6 +245,7 @@ func (p *benchXDPPrograms) Close() error {
 		p.BenchCount,
 		p.BenchFwd,
 		p.BenchGen,
+		p.BenchLookup,
 		p.BenchSpray,
 	)
 }

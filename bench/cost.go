@@ -38,6 +38,7 @@ type sprayCost struct {
 	maxEntries  uint32
 	raw         time.Duration // driver + NAT program, per packet
 	floor       time.Duration // driver + floor program (swap MACs, XDP_TX), per packet
+	lookup      time.Duration // driver + floor + the flow lookup (bench_lookup), per packet
 	memlock     uint64        // the flow map's kernel memory
 	hits, other uint64        // NAT program verdicts during the runs
 }
@@ -116,14 +117,18 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	}); err != nil {
 		return sc, fmt.Errorf("spray %d: %w", n, err)
 	}
+	// bench_lookup looks up the fast path's own map.
+	dspec.Maps[benchXDPMapFlows].MaxEntries = sc.maxEntries
 	var drv struct {
-		BenchSpray *ebpf.Program `ebpf:"bench_spray"`
-		Target     *ebpf.Map     `ebpf:"target"`
+		BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
+		BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
+		Target      *ebpf.Map     `ebpf:"target"`
 	}
-	if err := dspec.LoadAndAssign(&drv, nil); err != nil {
+	if err := dspec.LoadAndAssign(&drv, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{benchXDPMapFlows: flows}}); err != nil {
 		return sc, fmt.Errorf("spray %d: load driver: %w", n, err)
 	}
 	defer drv.BenchSpray.Close()
+	defer drv.BenchLookup.Close()
 	defer drv.Target.Close()
 
 	// Every call runs every flow at least once.
@@ -145,21 +150,25 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	}
 	// One untimed pass each brings caches and the map into the state
 	// steady traffic would.
-	var rawRuns, floorRuns []time.Duration
+	var rawRuns, floorRuns, lookupRuns []time.Duration
 	for i := -1; i < rounds; i++ {
 		f, err := run(floorProg)
 		if err != nil {
 			return sc, fmt.Errorf("spray %d: driver + floor: %w", n, err)
+		}
+		l, err := run(drv.BenchLookup)
+		if err != nil {
+			return sc, fmt.Errorf("spray %d: driver + floor + lookup: %w", n, err)
 		}
 		r, err := run(nat)
 		if err != nil {
 			return sc, fmt.Errorf("spray %d: driver + fast path: %w", n, err)
 		}
 		if i >= 0 {
-			floorRuns, rawRuns = append(floorRuns, f), append(rawRuns, r)
+			floorRuns, lookupRuns, rawRuns = append(floorRuns, f), append(lookupRuns, l), append(rawRuns, r)
 		}
 	}
-	sc.floor, sc.raw = median(floorRuns), median(rawRuns)
+	sc.floor, sc.lookup, sc.raw = median(floorRuns), median(lookupRuns), median(rawRuns)
 	var per []bpf.RawStats
 	if err := coll.Maps[bpf.FastpathMapCounters].Lookup(uint32(0), &per); err != nil {
 		return sc, fmt.Errorf("spray %d: counters: %w", n, err)

@@ -26,12 +26,24 @@ type Target struct {
 	Met   *bool    `json:"met"`
 }
 
+// Bound is the best ratio a target could reach here, and from what.
+type Bound struct {
+	Target string   `json:"target"`
+	Ratio  *float64 `json:"ratio"`
+	From   string   `json:"from"`
+}
+
 // Report is a run's result. Its JSON form is
 // {"measurements":[{"name","unit","modes":{"nftables","fastpath","iptables_legacy"}}...],"targets":[...],"notes":[...]}.
 type Report struct {
 	Measurements []*Measurement `json:"measurements"`
 	Targets      []Target       `json:"targets"`
-	Notes        []string       `json:"notes,omitempty"`
+	// Bounds are the best ratio any XDP NAT could show on this machine
+	// for a target, measured with programs that do less than the NAT:
+	// the bare forwarder for the packet rate, floor + flow lookup for
+	// the program cost and the flow lookup alone for the scale test.
+	Bounds []Bound  `json:"bounds,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // rows are the measurements in report order with unit and help text.
@@ -47,6 +59,7 @@ var rows = []struct{ name, unit, help string }{
 	{MConnRate, "conn/s", "short TCP connections (offload on with fastpath, off otherwise)"},
 	{MProgHit, "ns/pkt", "NAT program on a hit, one flow (BPF_PROG_TEST_RUN via the header-writing driver)"},
 	{MProgFloor, "ns/pkt", "floor: swap MACs + XDP_TX, same driver"},
+	{MProgLookup, "ns/pkt", "floor + the fast path's flow lookup alone (same key, same LRU hash map, same driver)"},
 }
 
 func newReport() *Report {
@@ -132,6 +145,18 @@ func (r *Report) evalTargets() {
 		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},
 		{"new conn/s offload on/off", ">= 0.95", ratio(MConnRate, ModeFastpath, MConnRate, ModeNftables), true, 0.95},
 	}
+	r.Bounds = r.Bounds[:0]
+	for _, b := range []Bound{
+		{ts[0].name, ratio(MCeiling, ModeFastpath, MUDPPPS, ModeNftables), MCeiling + " / nftables " + MUDPPPS},
+		{ts[1].name, ratio(MCeiling1, ModeFastpath, MUDPPPS1, ModeNftables), MCeiling1 + " / nftables " + MUDPPPS1},
+		{ts[2].name, ratio(MProgLookup, ModeFastpath, MProgFloor, ModeFastpath), MProgLookup + " / " + MProgFloor},
+		{ts[3].name, ratio(MScalePrefix+scaleHi+scaleLookupInfix, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath),
+			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
+	} {
+		if b.Ratio != nil {
+			r.Bounds = append(r.Bounds, b)
+		}
+	}
 	r.Targets = r.Targets[:0]
 	for _, t := range ts {
 		out := Target{Name: t.name, Want: t.want, Ratio: t.r}
@@ -150,7 +175,8 @@ func (r *Report) evalTargets() {
 func (r *Report) scaleBounds() (lo, hi string) {
 	var names []string
 	for _, m := range r.Measurements {
-		if strings.HasPrefix(m.Name, MScalePrefix) && !strings.HasSuffix(m.Name, scaleRawInfix) && !strings.Contains(m.Name, "_burst") {
+		if strings.HasPrefix(m.Name, MScalePrefix) && !strings.HasSuffix(m.Name, scaleRawInfix) &&
+			!strings.HasSuffix(m.Name, scaleLookupInfix) && !strings.Contains(m.Name, "_burst") {
 			names = append(names, strings.TrimPrefix(m.Name, MScalePrefix))
 		}
 	}
@@ -204,6 +230,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 			state = fmt.Sprintf("%.2f  %s", *t.Ratio, state)
 		}
 		fmt.Fprintf(w, "  %-42s want %-7s got %s\n", t.Name, t.Want, state)
+	}
+	if len(r.Bounds) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "bounds (the best ratio any XDP NAT could show here, from programs doing less than the NAT):")
+		for _, b := range r.Bounds {
+			fmt.Fprintf(w, "  %-42s %.2f  (%s)\n", b.Target, *b.Ratio, b.From)
+		}
 	}
 	if len(r.Notes) > 0 {
 		fmt.Fprintln(w)

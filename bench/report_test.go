@@ -14,6 +14,8 @@ func TestReportJSONHasEveryModeKey(t *testing.T) {
 	r.set(MUDPPPS, ModeFastpath, 2_400_000)
 	r.set(MProgHit, ModeFastpath, 60)
 	r.set(MProgFloor, ModeFastpath, 40)
+	r.set(MProgLookup, ModeFastpath, 70)
+	r.set(MCeiling, ModeFastpath, 1_600_000)
 	var buf bytes.Buffer
 	if err := r.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
@@ -25,6 +27,7 @@ func TestReportJSONHasEveryModeKey(t *testing.T) {
 			Modes map[string]*float64 `json:"modes"`
 		} `json:"measurements"`
 		Targets []Target `json:"targets"`
+		Bounds  []Bound  `json:"bounds"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, buf.String())
@@ -50,11 +53,18 @@ func TestReportJSONHasEveryModeKey(t *testing.T) {
 	for _, tg := range doc.Targets {
 		got[tg.Name] = tg
 	}
-	if tg := got["fastpath/nftables small-packet pps"]; tg.Ratio == nil || *tg.Ratio != 6 || tg.Met == nil || !*tg.Met {
+	if tg := got["fastpath/nftables small-packet pps, two ENIs (redirect)"]; tg.Ratio == nil || *tg.Ratio != 6 || tg.Met == nil || !*tg.Met {
 		t.Errorf("pps target %+v, want ratio 6 met", tg)
 	}
 	if tg := got["NAT program / XDP_TX floor"]; tg.Ratio == nil || *tg.Ratio != 1.5 || tg.Met == nil || !*tg.Met {
 		t.Errorf("program target %+v, want ratio 1.5 met (bound inclusive)", tg)
+	}
+	bounds := map[string]float64{}
+	for _, b := range doc.Bounds {
+		bounds[b.Target] = *b.Ratio
+	}
+	if len(bounds) != 2 || bounds["fastpath/nftables small-packet pps, two ENIs (redirect)"] != 4 || bounds["NAT program / XDP_TX floor"] != 1.75 {
+		t.Errorf("bounds %v, want the bare forwarder's 4 and floor+lookup's 1.75 only", bounds)
 	}
 	if tg := got["fastpath/nftables TCP bulk"]; tg.Ratio != nil || tg.Met != nil {
 		t.Errorf("unmeasured target %+v, want null ratio and met", tg)

@@ -20,6 +20,12 @@
  *               redirect to fwd_ifindex through fwd_port). No NAT, no flow
  *               lookup: the packet rate of the same chain with the least an
  *               XDP forwarder can do, which bounds any XDP NAT's rate here.
+ *  bench_lookup the floor plus the fast path's flow lookup: builds the same
+ *               16-byte key from the frame, looks it up in `flows` (the
+ *               fast path's own map, passed in at load), swaps the MACs and
+ *               returns XDP_TX (XDP_PASS on a miss). Next to the floor and
+ *               the NAT program it splits the NAT's cost into the kernel's
+ *               hash lookup and everything else.
  *  bench_spray  for BPF_PROG_TEST_RUN cost runs over many flows: writes the
  *               header of flow i (i walks the spray_flows flows with a
  *               stride, so consecutive flows are far-apart map entries;
@@ -157,6 +163,51 @@ int bench_fwd(struct xdp_md *ctx)
 	if (!fwd_ifindex)
 		return XDP_TX;
 	return bpf_redirect_map(&fwd_port, fwd_ifindex, XDP_PASS);
+}
+
+/* The fast path's flow key and map (same layout as bpf/fastpath.c; the
+ * loader replaces this map with the fast path's). */
+struct lookup_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u32 ifindex_proto;
+};
+
+struct lookup_value {
+	__u64 words[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct lookup_key);
+	__type(value, struct lookup_value);
+} flows SEC(".maps");
+
+SEC("xdp")
+int bench_lookup(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *uh = (void *)(ip + 1);
+	struct lookup_key key;
+	__u8 tmp[ETH_ALEN];
+
+	if ((void *)(uh + 1) > data_end)
+		return XDP_PASS;
+	__builtin_memcpy(&key.saddr, &ip->saddr, 8);
+	__builtin_memcpy(&key.sport, uh, 4);
+	key.ifindex_proto = ctx->ingress_ifindex << 8 | ip->protocol;
+	if (!bpf_map_lookup_elem(&flows, &key))
+		return XDP_PASS;
+	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	return XDP_TX;
 }
 
 volatile const __u32 spray_flows = 1;
