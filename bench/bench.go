@@ -349,12 +349,32 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 		return s, nil
 	}
 	tr.detachCounter()
+	if nm.fp != nil {
+		if before, err = nm.fp.Objects().Counters(); err != nil {
+			return s, err
+		}
+	}
+	tcpStart := time.Now()
 	bps, retrans, err := tcpBulk(ctx, t, opts.Iperf3, opts.TCPDuration)
+	tcpTook := time.Since(tcpStart)
 	if err != nil {
 		s.notes = append(s.notes, fmt.Sprintf("tcp bulk: %v", err))
 	} else {
 		s.bulkGbps, s.retrans = bps/1e9, float64(retrans)
 		log.Info("bench: iperf3", "gbps", s.bulkGbps, "retransmits", retrans)
+		if nm.fp != nil {
+			// What the XDP program itself forwarded of the stream (IPv4
+			// bytes, over the whole iperf3 run incl. its omitted first
+			// second and the connection setup).
+			after, err := nm.fp.Objects().Counters()
+			if err != nil {
+				return s, err
+			}
+			out := after.OutBytes - before.OutBytes
+			s.notes = append(s.notes, fmt.Sprintf("tcp bulk: the XDP fast path forwarded %.0f MB outbound (%.2f Gbit/s over the %.1f s iperf3 run), %d packets passed to the slow path",
+				float64(out)/1e6, float64(out)*8/tcpTook.Seconds()/1e9, tcpTook.Seconds(),
+				after.Passed()-before.Passed()))
+		}
 	}
 	cr, err := connRate(ctx, t, opts.ConnWorkers, opts.ConnDuration)
 	if err != nil {

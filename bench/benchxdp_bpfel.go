@@ -35,11 +35,15 @@ const (
 	benchXDPMapFlows          = "flows"
 	benchXDPMapFwdPort        = "fwd_port"
 	benchXDPMapTarget         = "target"
+	benchXDPMapWireTcPorts    = "wire_tc_ports"
+	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
 	benchXDPProgBenchCount    = "bench_count"
 	benchXDPProgBenchFwd      = "bench_fwd"
 	benchXDPProgBenchGen      = "bench_gen"
 	benchXDPProgBenchLookup   = "bench_lookup"
 	benchXDPProgBenchSpray    = "bench_spray"
+	benchXDPProgWireTc        = "wire_tc"
+	benchXDPProgWireXdp       = "wire_xdp"
 	benchXDPVarCntDport       = "cnt_dport"
 	benchXDPVarCntSaddr       = "cnt_saddr"
 	benchXDPVarFwdDstMac      = "fwd_dst_mac"
@@ -116,16 +120,20 @@ type benchXDPProgramSpecs struct {
 	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
 	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	BenchSpray  *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	WireTc      *ebpf.ProgramSpec `ebpf:"wire_tc"`
+	WireXdp     *ebpf.ProgramSpec `ebpf:"wire_xdp"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPMapSpecs struct {
-	CntPackets *ebpf.MapSpec `ebpf:"cnt_packets"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
-	FwdPort    *ebpf.MapSpec `ebpf:"fwd_port"`
-	Target     *ebpf.MapSpec `ebpf:"target"`
+	CntPackets   *ebpf.MapSpec `ebpf:"cnt_packets"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	FwdPort      *ebpf.MapSpec `ebpf:"fwd_port"`
+	Target       *ebpf.MapSpec `ebpf:"target"`
+	WireTcPorts  *ebpf.MapSpec `ebpf:"wire_tc_ports"`
+	WireXdpPorts *ebpf.MapSpec `ebpf:"wire_xdp_ports"`
 }
 
 // benchXDPVariableSpecs contains global variables before they are loaded into the kernel.
@@ -181,10 +189,12 @@ func (o *benchXDPObjects) Close() error {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPMaps struct {
-	CntPackets *ebpf.Map `ebpf:"cnt_packets"`
-	Flows      *ebpf.Map `ebpf:"flows"`
-	FwdPort    *ebpf.Map `ebpf:"fwd_port"`
-	Target     *ebpf.Map `ebpf:"target"`
+	CntPackets   *ebpf.Map `ebpf:"cnt_packets"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	FwdPort      *ebpf.Map `ebpf:"fwd_port"`
+	Target       *ebpf.Map `ebpf:"target"`
+	WireTcPorts  *ebpf.Map `ebpf:"wire_tc_ports"`
+	WireXdpPorts *ebpf.Map `ebpf:"wire_xdp_ports"`
 }
 
 func (m *benchXDPMaps) Close() error {
@@ -193,6 +203,8 @@ func (m *benchXDPMaps) Close() error {
 		m.Flows,
 		m.FwdPort,
 		m.Target,
+		m.WireTcPorts,
+		m.WireXdpPorts,
 	)
 }
 
@@ -238,6 +250,8 @@ type benchXDPPrograms struct {
 	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
 	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
 	BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
+	WireTc      *ebpf.Program `ebpf:"wire_tc"`
+	WireXdp     *ebpf.Program `ebpf:"wire_xdp"`
 }
 
 func (p *benchXDPPrograms) Close() error {
@@ -247,6 +261,8 @@ func (p *benchXDPPrograms) Close() error {
 		p.BenchGen,
 		p.BenchLookup,
 		p.BenchSpray,
+		p.WireTc,
+		p.WireXdp,
 	)
 }
 

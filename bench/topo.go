@@ -40,6 +40,7 @@ const (
 type topo struct {
 	priv, nat, inet *netns.NS
 	singleENI       bool
+	wire            *wire // two-ENI shape: the hosts' stacks behind wires
 
 	privMAC, natInMAC   net.HardwareAddr
 	natOutMAC, inetMAC  net.HardwareAddr // out0's, and the host behind it
@@ -111,6 +112,9 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 		t.inetIfindex, t.inetMAC = l.Attrs().Index, l.Attrs().HardwareAddr
 		return nil
 	}); err != nil {
+		return nil, err
+	}
+	if err := t.wireHosts(ctx); err != nil {
 		return nil, err
 	}
 	if err := t.nat.Do(func() error {
@@ -261,6 +265,11 @@ func (t *topo) resolveNeighbours(ctx context.Context) error {
 // conntrack entries inside).
 func (t *topo) close() error {
 	var errs []error
+	if t.wire != nil {
+		if err := t.wire.close(); err != nil {
+			errs = append(errs, fmt.Errorf("bench wire: %w", err))
+		}
+	}
 	for i, ns := range []*netns.NS{t.priv, t.nat, t.inet} {
 		if ns != nil && (i < 2 || ns != t.priv) {
 			if err := ns.Close(); err != nil {

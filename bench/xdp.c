@@ -26,6 +26,16 @@
  *               returns XDP_TX (XDP_PASS on a miss). Next to the floor and
  *               the NAT program it splits the NAT's cost into the kernel's
  *               hash lookup and everything else.
+ *  wire_xdp     a wire between two veths of one host namespace (native
+ *               XDP): every frame arriving on an interface is redirected,
+ *               unchanged, to the interface wire_xdp_ports names for it. Put
+ *               between a host's TCP stack and the NAT it makes the NAT
+ *               receive frames, as from a NIC, instead of the sender's
+ *               (GSO) socket buffers.
+ *  wire_tc      the same on tc ingress (tcx): socket buffers, GSO ones
+ *               included, are redirected whole (the NAT's transmit side,
+ *               where a wire of frames would charge the slow path a
+ *               software segmentation a TSO NIC does not).
  *  bench_spray  for BPF_PROG_TEST_RUN cost runs over many flows: writes the
  *               header of flow i (i walks the spray_flows flows with a
  *               stride, so consecutive flows are far-apart map entries;
@@ -208,6 +218,48 @@ int bench_lookup(struct xdp_md *ctx)
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
 	return XDP_TX;
+}
+
+/* key: ingress ifindex, value: where its frames go */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 8);
+	__type(key, __u32);
+	__type(value, __u32);
+} wire_xdp_ports SEC(".maps");
+
+SEC("xdp")
+int wire_xdp(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&wire_xdp_ports, ctx->ingress_ifindex, XDP_PASS);
+}
+
+/* The head of struct __sk_buff (include/uapi/linux/bpf.h) up to ifindex. */
+struct __sk_buff {
+	__u32 len, pkt_type, mark, queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto, priority,
+		ingress_ifindex, ifindex;
+};
+
+#define TC_ACT_OK 0
+#define WIRE_TC_PORTS 256
+
+/* index: ingress ifindex, value: where its packets go (0: none) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WIRE_TC_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} wire_tc_ports SEC(".maps");
+
+SEC("tc")
+int wire_tc(struct __sk_buff *skb)
+{
+	__u32 in = skb->ingress_ifindex;
+	__u32 *out = bpf_map_lookup_elem(&wire_tc_ports, &in);
+
+	if (!out || !*out)
+		return TC_ACT_OK;
+	return bpf_redirect(*out, 0);
 }
 
 volatile const __u32 spray_flows = 1;
