@@ -84,6 +84,7 @@ const (
 	MFastShare1   = "udp_fastpath_hit_share_single_eni"
 	MTCPBulk      = "tcp_bulk_throughput"
 	MTCPRetrans   = "tcp_bulk_retransmits"
+	MTCPBulkXDP   = "tcp_bulk_xdp_forwarded"
 	MConnRate     = "tcp_new_conn_per_s"
 	MProgHit      = "prog_cost_nat_hit"
 	MProgFloor    = "prog_cost_xdp_tx_floor"
@@ -170,29 +171,9 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 		defer conns.stop()
 	}
 
-	samples := map[Mode][]modeSample{}
-	for r := 0; r < opts.Rounds; r++ {
-		for _, m := range opts.Modes {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			s, err := runMode(ctx, log.With("mode", m, "round", r+1), t, tr, m, opts, bpffs, dir)
-			for _, n := range s.notes {
-				rep.note(fmt.Sprintf("%s round %d: %s", m, r+1, n))
-			}
-			if err != nil {
-				log.Error("bench mode failed", "mode", m, "round", r+1, "err", err)
-				rep.note(fmt.Sprintf("%s round %d: %v", m, r+1, err))
-				continue
-			}
-			samples[m] = append(samples[m], s)
-		}
-		ceilingRound(ctx, log, tr, opts, rep, r)
+	if err := runRounds(ctx, log, t, tr, opts, rep, bpffs, dir, MUDPPPS, MFastShare, MCeiling); err != nil {
+		return rep, err
 	}
-	for _, m := range opts.Modes {
-		summarize(rep, m, samples[m], MUDPPPS, MFastShare)
-	}
-	summarizeCeiling(rep, tr, MCeiling)
 	if !opts.SkipSingleENI {
 		if err := runSingleENI(ctx, log, opts, rep, bpffs, dir); err != nil {
 			log.Error("bench single-ENI packet rate failed", "err", err)
@@ -231,19 +212,32 @@ func runSingleENI(ctx context.Context, log *slog.Logger, opts Options, rep *Repo
 	defer tr.close()
 	udpOnly := opts
 	udpOnly.SkipTCP = true
+	return runRounds(ctx, log.With("shape", "single-eni"), t, tr, udpOnly, rep, bpffs, dir, MUDPPPS1, MFastShare1, MCeiling1)
+}
+
+// runRounds measures every mode in t, rounds interleaved (each round sets
+// every mode up in turn and takes one sample of each figure, then one of
+// the bare forwarder), and puts the medians in the report under the
+// given packet-rate, hit-share and ceiling names. A failed mode is a
+// note; only cancellation stops it.
+func runRounds(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, opts Options, rep *Report, bpffs, dir, ppsName, shareName, ceilingName string) error {
+	shape := ""
+	if t.singleENI {
+		shape = "single-ENI "
+	}
 	samples := map[Mode][]modeSample{}
 	for r := 0; r < opts.Rounds; r++ {
 		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s, err := runMode(ctx, log.With("mode", m, "round", r+1, "shape", "single-eni"), t, tr, m, udpOnly, bpffs, dir)
+			s, err := runMode(ctx, log.With("mode", m, "round", r+1), t, tr, m, opts, bpffs, dir)
 			for _, n := range s.notes {
-				rep.note(fmt.Sprintf("single-ENI %s round %d: %s", m, r+1, n))
+				rep.note(fmt.Sprintf("%s%s round %d: %s", shape, m, r+1, n))
 			}
 			if err != nil {
-				log.Error("bench mode failed", "mode", m, "round", r+1, "shape", "single-eni", "err", err)
-				rep.note(fmt.Sprintf("single-ENI %s round %d: %v", m, r+1, err))
+				log.Error("bench mode failed", "mode", m, "round", r+1, "err", err)
+				rep.note(fmt.Sprintf("%s%s round %d: %v", shape, m, r+1, err))
 				continue
 			}
 			samples[m] = append(samples[m], s)
@@ -251,9 +245,9 @@ func runSingleENI(ctx context.Context, log *slog.Logger, opts Options, rep *Repo
 		ceilingRound(ctx, log, tr, opts, rep, r)
 	}
 	for _, m := range opts.Modes {
-		summarize(rep, m, samples[m], MUDPPPS1, MFastShare1)
+		summarize(rep, m, samples[m], ppsName, shareName)
 	}
-	summarizeCeiling(rep, tr, MCeiling1)
+	summarizeCeiling(rep, tr, ceilingName)
 	return nil
 }
 
@@ -284,6 +278,7 @@ func summarizeCeiling(rep *Report, tr *traffic, name string) {
 type modeSample struct {
 	pps, fastShare    float64
 	bulkGbps, retrans float64
+	bulkXDPGbps       float64 // what the XDP program forwarded itself during iperf3
 	connPerS          float64
 	notes             []string
 }
@@ -292,7 +287,7 @@ type modeSample struct {
 // the mode down.
 func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode, opts Options, bpffs, dir string) (s modeSample, err error) {
 	nan := math.NaN()
-	s = modeSample{pps: nan, fastShare: nan, bulkGbps: nan, retrans: nan, connPerS: nan}
+	s = modeSample{pps: nan, fastShare: nan, bulkGbps: nan, bulkXDPGbps: nan, retrans: nan, connPerS: nan}
 	log.Info("bench: configuring")
 	nm, err := setupMode(ctx, log, t, m, bpffs, dir)
 	if err != nil {
@@ -371,9 +366,9 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 				return s, err
 			}
 			out := after.OutBytes - before.OutBytes
-			s.notes = append(s.notes, fmt.Sprintf("tcp bulk: the XDP fast path forwarded %.0f MB outbound (%.2f Gbit/s over the %.1f s iperf3 run), %d packets passed to the slow path",
-				float64(out)/1e6, float64(out)*8/tcpTook.Seconds()/1e9, tcpTook.Seconds(),
-				after.Passed()-before.Passed()))
+			s.bulkXDPGbps = float64(out) * 8 / tcpTook.Seconds() / 1e9
+			log.Info("bench: iperf3 through the XDP program", "outbound_mb", float64(out)/1e6,
+				"gbps", s.bulkXDPGbps, "passed", after.Passed()-before.Passed())
 		}
 	}
 	cr, err := connRate(ctx, t, opts.ConnWorkers, opts.ConnDuration)
@@ -399,6 +394,7 @@ func summarize(rep *Report, m Mode, ss []modeSample, ppsName, shareName string) 
 		{ppsName, func(s modeSample) float64 { return s.pps }},
 		{shareName, func(s modeSample) float64 { return s.fastShare }},
 		{MTCPBulk, func(s modeSample) float64 { return s.bulkGbps }},
+		{MTCPBulkXDP, func(s modeSample) float64 { return s.bulkXDPGbps }},
 		{MTCPRetrans, func(s modeSample) float64 { return s.retrans }},
 		{MConnRate, func(s modeSample) float64 { return s.connPerS }},
 	}

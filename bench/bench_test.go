@@ -74,10 +74,18 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no short connections (%v, %v)", m, v, ok)
 		}
 	}
+	if v, ok := rep.Get(MTCPBulkXDP, ModeFastpath); !skipTCP && (!ok || v <= 0) {
+		t.Errorf("the XDP program forwarded none of the TCP stream (%v, %v)", v, ok)
+	}
+	for _, name := range []string{MUDPPPS1, MCeiling, MCeiling1} {
+		if v, ok := rep.Get(name, ModeFastpath); !ok || v <= 0 {
+			t.Errorf("%s not measured (%v, %v)", name, v, ok)
+		}
+	}
 	if v, ok := rep.Get(MFastShare, ModeFastpath); !ok || v < 50 {
 		t.Errorf("fast path carried %v%% of the UDP arrivals (measured %v), want most", v, ok)
 	}
-	for _, name := range []string{MProgHit, MProgFloor, scaleName(1000), MMemPerFlow} {
+	for _, name := range []string{MProgHit, MProgFloor, MProgLookup, scaleName(1000), scaleName(1000) + scaleLookupInfix, MMemPerFlow} {
 		if v, ok := rep.Get(name, ModeFastpath); !ok || v <= 0 {
 			t.Errorf("%s not measured (%v, %v)", name, v, ok)
 		}

@@ -55,6 +55,7 @@ var rows = []struct{ name, unit, help string }{
 	{MCeiling, "pps", "the same chain with a bare XDP forwarder (MACs + redirect, no NAT, no lookup) in place of the NAT: the most any XDP NAT can reach here"},
 	{MCeiling1, "pps", "the same, single ENI (MACs + XDP_TX)"},
 	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
+	{MTCPBulkXDP, "Gbit/s", "outbound IPv4 bytes the XDP program forwarded itself during the iperf3 run (incl. its omitted first second)"},
 	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
 	{MConnRate, "conn/s", "short TCP connections (offload on with fastpath, off otherwise)"},
 	{MProgHit, "ns/pkt", "NAT program on a hit, one flow (BPF_PROG_TEST_RUN via the header-writing driver)"},

@@ -74,10 +74,7 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 	if err := t.link(natOutX, netip.PrefixFrom(natOut, 24), t.inet, netip.PrefixFrom(inetAddr, 24), netip.Addr{}); err != nil {
 		return nil, err
 	}
-	cmds := []struct {
-		ns   *netns.NS
-		args []string
-	}{
+	cmds := []nsCommand{
 		// The NAT's default route points at the internet host (its IGW).
 		{t.nat, []string{"ip", "route", "add", "default", "via", inetAddr.String(), "dev", natOutX}},
 		// Local sockets on veth send partial checksums, which an XDP
@@ -89,31 +86,19 @@ func newTopo(ctx context.Context) (_ *topo, err error) {
 		{t.nat, []string{"ethtool", "-K", natIn, "gro", "on"}},
 		{t.nat, []string{"ethtool", "-K", natOutX, "gro", "on"}},
 	}
-	for _, c := range cmds {
-		if _, err := c.ns.Run(ctx, c.args[0], c.args[1:]...); err != nil {
-			return nil, fmt.Errorf("bench topology: %w", err)
-		}
-	}
-	if err := t.priv.Do(func() error {
-		l, err := netlink.LinkByName(hostDev)
-		if err != nil {
-			return fmt.Errorf("link %s in %s: %w", hostDev, t.priv.Name, err)
-		}
-		t.privMAC, t.privIfindex = l.Attrs().HardwareAddr, l.Attrs().Index
-		return nil
-	}); err != nil {
+	if err := runIn(ctx, cmds); err != nil {
 		return nil, err
 	}
-	if err := t.inet.Do(func() error {
-		l, err := netlink.LinkByName(hostDev)
-		if err != nil {
-			return fmt.Errorf("link %s in %s: %w", hostDev, t.inet.Name, err)
-		}
-		t.inetIfindex, t.inetMAC = l.Attrs().Index, l.Attrs().HardwareAddr
-		return nil
-	}); err != nil {
+	priv, err := linkAttrs(t.priv, hostDev)
+	if err != nil {
 		return nil, err
 	}
+	t.privMAC, t.privIfindex = priv.HardwareAddr, priv.Index
+	inet, err := linkAttrs(t.inet, hostDev)
+	if err != nil {
+		return nil, err
+	}
+	t.inetIfindex, t.inetMAC = inet.Index, inet.HardwareAddr
 	if err := t.wireHosts(ctx); err != nil {
 		return nil, err
 	}
@@ -158,32 +143,22 @@ func newSingleENITopo(ctx context.Context) (_ *topo, err error) {
 	if err := t.link(natOutX, netip.PrefixFrom(natOut, 24), t.inet, netip.PrefixFrom(inetAddr, 24), netip.Addr{}); err != nil {
 		return nil, err
 	}
-	cmds := []struct {
-		ns   *netns.NS
-		args []string
-	}{
+	cmds := []nsCommand{
 		{t.priv, []string{"ip", "addr", "add", netip.PrefixFrom(privAddr, 32).String(), "dev", hostDev}},
 		{t.nat, []string{"ip", "route", "add", "default", "via", inetAddr.String(), "dev", natOutX}},
 		{t.nat, []string{"ip", "route", "add", privCIDR.String(), "via", inetAddr.String(), "dev", natOutX}},
 		{t.priv, []string{"ethtool", "-K", hostDev, "tx", "off", "gro", "on"}},
 		{t.nat, []string{"ethtool", "-K", natOutX, "gro", "on"}},
 	}
-	for _, c := range cmds {
-		if _, err := c.ns.Run(ctx, c.args[0], c.args[1:]...); err != nil {
-			return nil, fmt.Errorf("bench topology: %w", err)
-		}
-	}
-	if err := t.priv.Do(func() error {
-		l, err := netlink.LinkByName(hostDev)
-		if err != nil {
-			return fmt.Errorf("link %s in %s: %w", hostDev, t.priv.Name, err)
-		}
-		t.privMAC, t.privIfindex, t.inetIfindex = l.Attrs().HardwareAddr, l.Attrs().Index, l.Attrs().Index
-		t.inetMAC = t.privMAC
-		return nil
-	}); err != nil {
+	if err := runIn(ctx, cmds); err != nil {
 		return nil, err
 	}
+	vpc, err := linkAttrs(t.priv, hostDev)
+	if err != nil {
+		return nil, err
+	}
+	t.privMAC, t.privIfindex = vpc.HardwareAddr, vpc.Index
+	t.inetMAC, t.inetIfindex = vpc.HardwareAddr, vpc.Index
 	if err := t.nat.Do(func() error {
 		out, err := netlink.LinkByName(natOutX)
 		if err != nil {
@@ -196,6 +171,36 @@ func newSingleENITopo(ctx context.Context) (_ *topo, err error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// nsCommand is a command to run in a namespace while building a topology.
+type nsCommand struct {
+	ns   *netns.NS
+	args []string
+}
+
+// linkAttrs returns the attributes of the named link in ns.
+func linkAttrs(ns *netns.NS, name string) (*netlink.LinkAttrs, error) {
+	var a *netlink.LinkAttrs
+	err := ns.Do(func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w", name, ns.Name, err)
+		}
+		a = l.Attrs()
+		return nil
+	})
+	return a, err
+}
+
+// runIn runs the commands in order and stops at the first failure.
+func runIn(ctx context.Context, cmds []nsCommand) error {
+	for _, c := range cmds {
+		if _, err := c.ns.Run(ctx, c.args[0], c.args[1:]...); err != nil {
+			return fmt.Errorf("bench topology: %w", err)
+		}
+	}
+	return nil
 }
 
 // interfaces is the number of NAT interfaces the fast path attaches to.
