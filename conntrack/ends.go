@@ -14,7 +14,8 @@ import (
 )
 
 // EndWatcher counts how hanat's flows end, from the kernel's conntrack
-// DESTROY events (its own socket, joined to the DESTROY group only). A
+// DESTROY events (a shared EventFeed with RunOn, or a socket of its own
+// joined to the DESTROY group only with Run). A
 // flow that is destroyed while still established — a TCP flow in
 // ESTABLISHED, a UDP flow that was answered — was not closed: it ended
 // because it stayed idle past its timeout (the NAT gateway's
@@ -86,20 +87,41 @@ func (w *EndWatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
 	defer evs.close()
-	overflow := func() {
-		if w.overflows.Add(1) == 1 {
-			w.log.Warn("conntrack end watcher: socket overrun, flow ends were not counted")
-		}
-	}
-	observe := func(ev ctEvent) {
-		if ev.kind == evDestroy {
-			w.observe(ev.flow)
-		}
-	}
-	if err := evs.run(ctx, observe, overflow); err != nil {
+	if err := evs.run(ctx, w.observeEvent, w.overflowed); err != nil {
 		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
 	return nil
+}
+
+// RunOn counts the DESTROY events of a shared feed (the daemon's one
+// conntrack event socket) until ctx is done or the feed stops.
+func (w *EndWatcher) RunOn(ctx context.Context, feed *EventFeed) error {
+	unsubscribe, err := feed.subscribe(false, w.observeEvent, w.overflowed)
+	if err != nil {
+		return fmt.Errorf("conntrack end watcher: %w", err)
+	}
+	defer unsubscribe()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-feed.done:
+		if feed.err != nil {
+			return fmt.Errorf("conntrack end watcher: %w", feed.err)
+		}
+		return nil
+	}
+}
+
+func (w *EndWatcher) observeEvent(ev ctEvent) {
+	if ev.kind == evDestroy {
+		w.observe(ev.flow)
+	}
+}
+
+func (w *EndWatcher) overflowed() {
+	if w.overflows.Add(1) == 1 {
+		w.log.Warn("conntrack end watcher: socket overrun, flow ends were not counted")
+	}
 }
 
 // observe counts one destroyed flow.

@@ -108,6 +108,10 @@ type OffloadConfig struct {
 	// ReadBuffer is the event socket's receive buffer in bytes (set with
 	// SO_RCVBUFFORCE, which ignores net.core.rmem_max); default 16 MiB.
 	ReadBuffer int
+	// Events, when set, is the daemon's shared conntrack event socket:
+	// the engine subscribes to it (UPDATE and DESTROY) instead of opening
+	// a socket of its own, and ReadBuffer does not apply.
+	Events *EventFeed
 	// OffloadMark, when not 0, is the conntrack mark bit the kernel sets
 	// on an SNAT flow once it is worth offloading (datapath.NAT.Offload's
 	// rule, datapath.CtMarkOffload): SNAT flows without it stay in the
@@ -328,6 +332,22 @@ func NewOffloader(log *slog.Logger, netnsFD int, fm FlowMap, paths PathResolver,
 	cfg = cfg.withDefaults()
 	if netnsFD == 0 {
 		return nil, fmt.Errorf("conntrack offload (netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
+	}
+	if cfg.Events != nil {
+		k, err := openKernel(log, netnsFD)
+		if err != nil {
+			return nil, fmt.Errorf("conntrack offload: %w", err)
+		}
+		o := newOffloader(log, fm, paths, k, cfg)
+		// Subscribe before the first dump (Run's resync), so no change
+		// falls between them; events queue until Run drains them.
+		unsubscribe, err := cfg.Events.subscribe(true, o.enqueue, o.overflowed)
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("conntrack offload: %w", err)
+		}
+		o.source = &feedSource{feed: cfg.Events, unsubscribe: unsubscribe}
+		return o, nil
 	}
 	// Subscribe before the first dump, so no change falls between them.
 	src, err := dialEvents(netnsFD, cfg.ReadBuffer, log, ctGroups...)

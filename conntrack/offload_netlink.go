@@ -120,6 +120,9 @@ func (e *nlEvents) run(ctx context.Context, emit func(ctEvent), overflow func())
 
 func (e *nlEvents) close() error { return e.conn.Close() }
 
+func (e *nlEvents) join(g netfilter.NetlinkGroup) error  { return e.conn.JoinGroup(uint32(g)) }
+func (e *nlEvents) leave(g netfilter.NetlinkGroup) error { return e.conn.LeaveGroup(uint32(g)) }
+
 // dialCT opens the ti-mo/conntrack connection used for entry updates and
 // lookups.
 func dialCT(netnsFD int) (*ct.Conn, error) {

@@ -110,6 +110,17 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
 	d.ec2 = discoverEC2(ctx, d.log.With("component", "cloud"), d.config().Cloud)
+	// One conntrack event socket for the end watcher and the fast path's
+	// offload engine, opened before the first reconcile starts the engine
+	// (events queue in the socket until traffic.run reads them).
+	if feed, err := conntrack.NewEventFeed(d.log.With("component", "conntrack-events"), -1); err != nil {
+		d.log.Warn("conntrack event socket: each consumer will try its own", "err", err)
+	} else {
+		d.traffic.feed = feed
+		d.fast.mu.Lock()
+		d.fast.feed = feed
+		d.fast.mu.Unlock()
+	}
 	if err := d.reconcile(ctx); err != nil {
 		// Keep running: the admin socket tells the operator what is wrong
 		// and the periodic reconcile retries.

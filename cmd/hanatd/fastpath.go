@@ -35,6 +35,9 @@ type fastpath struct {
 	filter   conntrack.Filter
 	disabled bool
 	warned   bool // about sysctl.manage false
+	// feed is the daemon's shared conntrack event socket (set before the
+	// first apply; nil: the engine opens its own).
+	feed *conntrack.EventFeed
 }
 
 func newFastpath(log *slog.Logger, pinPath string) *fastpath {
@@ -93,6 +96,7 @@ func (f *fastpath) apply(ctx context.Context, cfg *config.Config, nat datapath.N
 		// resolve.go sets datapath.NAT.Offload whenever the fast path
 		// is enabled: SNAT flows wait for the kernel's mark.
 		OffloadMark: datapath.CtMarkOffload,
+		Events:      f.feed,
 	}
 	if f.eng != nil && (want.TCPTimeout != f.engCfg.TCPTimeout || want.UDPTimeout != f.engCfg.UDPTimeout) {
 		// Timeouts are fixed per engine: start a new one (its resync

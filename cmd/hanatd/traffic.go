@@ -32,6 +32,10 @@ type traffic struct {
 	slow *datapath.Slowpath
 	fast *fastpath // nil in tests
 	ends *conntrack.EndWatcher
+	// feed is the daemon's one conntrack event socket, shared with the
+	// fast path's offload engine; nil when it could not be opened (the
+	// end watcher then tries a socket of its own).
+	feed *conntrack.EventFeed
 
 	// mu serialises reading the counters and folding them in: two readings
 	// folded out of order would look like a reset.
@@ -60,9 +64,22 @@ func newTraffic(log *slog.Logger, slow *datapath.Slowpath, fast *fastpath) *traf
 // run watches flows end until ctx is done. Failing to watch leaves
 // IdleTimeoutCount at 0; it never stops the NAT.
 func (t *traffic) run(ctx context.Context) error {
-	if err := t.ends.Run(ctx); err != nil && ctx.Err() == nil {
+	if t.feed == nil {
+		if err := t.ends.Run(ctx); err != nil && ctx.Err() == nil {
+			t.log.Warn("conntrack DESTROY events unavailable: idle timeouts are not counted", "err", err)
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := t.feed.Run(ctx); err != nil && ctx.Err() == nil {
+			t.log.Warn("conntrack event socket failed: idle timeouts are not counted and the fast path offloads nothing new", "err", err)
+		}
+	})
+	if err := t.ends.RunOn(ctx, t.feed); err != nil && ctx.Err() == nil {
 		t.log.Warn("conntrack DESTROY events unavailable: idle timeouts are not counted", "err", err)
 	}
+	wg.Wait()
 	return nil
 }
 

@@ -1,0 +1,328 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ti-mo/netfilter"
+
+	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/internal/netns"
+)
+
+// fakeFeedSocket plays events handed to it through ch, in order.
+type fakeFeedSocket struct {
+	ch     chan func(emit func(ctEvent), overflow func())
+	mu     sync.Mutex
+	groups map[netfilter.NetlinkGroup]bool
+	joins  int
+	closed bool
+}
+
+func newFakeFeedSocket() *fakeFeedSocket {
+	return &fakeFeedSocket{ch: make(chan func(func(ctEvent), func()), 16), groups: map[netfilter.NetlinkGroup]bool{netfilter.GroupCTDestroy: true}}
+}
+
+func (s *fakeFeedSocket) run(ctx context.Context, emit func(ctEvent), overflow func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f, ok := <-s.ch:
+			if !ok {
+				return errors.New("socket broke")
+			}
+			f(emit, overflow)
+		}
+	}
+}
+
+func (s *fakeFeedSocket) join(g netfilter.NetlinkGroup) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[g] = true
+	s.joins++
+	return nil
+}
+
+func (s *fakeFeedSocket) leave(g netfilter.NetlinkGroup) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.groups, g)
+	return nil
+}
+
+func (s *fakeFeedSocket) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (s *fakeFeedSocket) inUpdates() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groups[netfilter.GroupCTUpdate]
+}
+
+// TestEventFeedFanOut: every subscriber gets DESTROY events, only those
+// that asked get UPDATE events, all in socket order; overflows reach all;
+// the socket is in the UPDATE group exactly while someone wants updates;
+// a stopped feed refuses subscribers.
+func TestEventFeedFanOut(t *testing.T) {
+	sock := newFakeFeedSocket()
+	feed := newEventFeed(slog.New(slog.DiscardHandler), sock)
+
+	type rec struct {
+		mu        sync.Mutex
+		kinds     []evKind
+		overflows int
+	}
+	var ends, engine rec
+	add := func(r *rec) func(ctEvent) {
+		return func(ev ctEvent) { r.mu.Lock(); r.kinds = append(r.kinds, ev.kind); r.mu.Unlock() }
+	}
+	over := func(r *rec) func() { return func() { r.mu.Lock(); r.overflows++; r.mu.Unlock() } }
+	unEnds, err := feed.subscribe(false, add(&ends), over(&ends))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sock.inUpdates() {
+		t.Fatal("joined the UPDATE group with no subscriber wanting updates")
+	}
+	unEngine, err := feed.subscribe(true, add(&engine), over(&engine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sock.inUpdates() {
+		t.Fatal("not in the UPDATE group after an update subscriber came")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- feed.Run(ctx) }()
+	played := make(chan struct{})
+	sock.ch <- func(emit func(ctEvent), overflow func()) {
+		for _, k := range []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy} {
+			emit(ctEvent{kind: k})
+		}
+		overflow()
+		close(played)
+	}
+	<-played
+	engine.mu.Lock()
+	if want := []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy}; !equalKinds(engine.kinds, want) || engine.overflows != 1 {
+		t.Errorf("engine got %v, %d overflows; want %v, 1", engine.kinds, engine.overflows, want)
+	}
+	engine.mu.Unlock()
+	ends.mu.Lock()
+	if want := []evKind{evDestroy, evDestroy}; !equalKinds(ends.kinds, want) || ends.overflows != 1 {
+		t.Errorf("end watcher got %v, %d overflows; want %v, 1", ends.kinds, ends.overflows, want)
+	}
+	ends.mu.Unlock()
+
+	unEngine()
+	unEngine() // harmless
+	if sock.inUpdates() {
+		t.Error("still in the UPDATE group after the last update subscriber left")
+	}
+	played = make(chan struct{})
+	sock.ch <- func(emit func(ctEvent), _ func()) { emit(ctEvent{kind: evDestroy}); close(played) }
+	<-played
+	engine.mu.Lock()
+	if len(engine.kinds) != 5 {
+		t.Errorf("an unsubscribed engine got events: %v", engine.kinds)
+	}
+	engine.mu.Unlock()
+	unEnds()
+
+	// A second update subscriber joins again.
+	un2, err := feed.subscribe(true, func(ctEvent) {}, func() {})
+	if err != nil || !sock.inUpdates() || sock.joins != 2 {
+		t.Errorf("resubscribe: %v, in updates %v, joins %d", err, sock.inUpdates(), sock.joins)
+	}
+	// The engine's source reports the feed ending under it.
+	src := &feedSource{feed: feed, unsubscribe: un2}
+	srcErr := make(chan error, 1)
+	go func() { srcErr <- src.run(context.Background(), nil, nil) }()
+	close(sock.ch) // the socket fails for good
+	if err := <-runErr; err == nil || !strings.Contains(err.Error(), "socket broke") {
+		t.Errorf("Run = %v, want the socket's error", err)
+	}
+	if err := <-srcErr; err == nil {
+		t.Error("the engine's source did not report the feed stopping")
+	}
+	_ = src.close()
+	cancel()
+	if !sock.closed {
+		t.Error("Run did not close the socket")
+	}
+	if _, err := feed.subscribe(false, func(ctEvent) {}, func() {}); !errors.Is(err, ErrFeedStopped) {
+		t.Errorf("subscribe to a stopped feed: %v, want ErrFeedStopped", err)
+	}
+}
+
+func equalKinds(a, b []evKind) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// conntrackListeners returns the group masks of the NETLINK_NETFILTER
+// sockets in ns that joined any multicast group (/proc/net/netlink as seen
+// from a thread inside ns).
+func conntrackListeners(t *testing.T, ns *netns.NS) []uint64 {
+	t.Helper()
+	var masks []uint64
+	if err := ns.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/netlink")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[1] != "12" { // NETLINK_NETFILTER
+				continue
+			}
+			g, err := strconv.ParseUint(f[3], 16, 64)
+			if err != nil {
+				return err
+			}
+			if g != 0 {
+				masks = append(masks, g)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("read netlink sockets in %s: %v", ns.Name, err)
+	}
+	return masks
+}
+
+// TestEventFeedInNamespace: one feed serves the end watcher and the
+// offload engine in a real NAT namespace: the engine offloads a
+// connection from the feed's UPDATE events, deleting its conntrack entry
+// makes the engine drop it and the watcher count it (one DESTROY event,
+// decoded once), and only one conntrack event socket exists, in the UPDATE
+// group while the engine runs and out of it after.
+func TestEventFeedInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and loads BPF maps")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab := newNATLab(t, ctx)
+	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_events=1")
+	serveTCPEcho(t, lab.inet, "198.51.100.100:7")
+	objs, err := bpf.Load(bpf.LoadOptions{MaxFlows: 1024})
+	if err != nil {
+		t.Fatalf("load fast path: %v", err)
+	}
+	defer objs.Close()
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	filter := Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{tNatOut}}
+
+	feed, err := NewEventFeed(log, lab.nat.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	feedErr := make(chan error, 1)
+	go func() { feedErr <- feed.Run(feedCtx) }()
+	defer func() {
+		stopFeed()
+		if err := <-feedErr; err != nil {
+			t.Errorf("feed Run: %v", err)
+		}
+	}()
+	w := NewEndWatcher(log, lab.nat.FD())
+	w.SetFilter(filter)
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- w.RunOn(feedCtx, feed) }()
+
+	o, err := NewOffloader(log, lab.nat.FD(), objs, &fakePaths{}, OffloadConfig{Filter: filter, SweepInterval: 250 * time.Millisecond, Events: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engCtx, stopEngine := context.WithCancel(ctx)
+	engErr := make(chan error, 1)
+	go func() { engErr <- o.Run(engCtx) }()
+
+	const updateBit, destroyBit = 1 << (uint(netfilter.GroupCTUpdate) - 1), 1 << (uint(netfilter.GroupCTDestroy) - 1)
+	if m := conntrackListeners(t, lab.nat); len(m) != 1 || m[0] != updateBit|destroyBit {
+		t.Errorf("conntrack event sockets with the engine running: group masks %x, want one socket in UPDATE and DESTROY (%x)", m, updateBit|destroyBit)
+	}
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for i := 0; i < 200 && ctx.Err() == nil; i++ {
+			if cond() {
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("timed out waiting for %s; engine %+v, watcher %+v", what, o.Stats(), w.Stats())
+	}
+	// The connection comes after the engine's first dump, so only the
+	// feed's events can bring it in.
+	waitFor("the engine's first resync", func() bool { return o.Stats().Resyncs >= 1 })
+	var c net.Conn
+	if err := lab.private.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", "198.51.100.100:7", 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	key := bpf.FlowKey{Ifindex: eniIfindex, Proto: bpf.ProtoTCP, Src: local, Dst: netip.MustParseAddrPort("198.51.100.100:7")}
+	inMap := func() bool { _, _, err := objs.LookupFlow(key); return err == nil }
+	waitFor("the connection offloaded from the feed's events", inMap)
+	if s := o.Stats(); s.Events == 0 || s.Resyncs != 1 {
+		t.Errorf("engine %+v: want events from the feed and no second resync", s)
+	}
+
+	// An operator deletes the established entry: one DESTROY event.
+	mustRun(t, ctx, lab.nat, "conntrack", "-D", "-p", "tcp", "--orig-src", local.Addr().String(), "--orig-port-src", strconv.Itoa(int(local.Port())))
+	waitFor("the engine to drop the destroyed flow", func() bool { return !inMap() })
+	waitFor("the watcher to count it", func() bool { return w.Stats().Destroyed == 1 })
+	if s := w.Stats(); s.IdleTimeouts != 1 {
+		t.Errorf("watcher %+v, want the established flow counted as ended idle", s)
+	}
+
+	stopEngine()
+	if err := <-engErr; err != nil {
+		t.Errorf("engine Run: %v", err)
+	}
+	if m := conntrackListeners(t, lab.nat); len(m) != 1 || m[0] != destroyBit {
+		t.Errorf("conntrack event sockets after the engine stopped: group masks %x, want one socket in DESTROY only (%x)", m, destroyBit)
+	}
+	stopFeed()
+	if err := <-watchErr; err != nil {
+		t.Errorf("watcher RunOn: %v", err)
+	}
+}
