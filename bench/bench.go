@@ -226,6 +226,7 @@ func runRounds(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, opts
 		shape = "single-ENI "
 	}
 	samples := map[Mode][]modeSample{}
+	var ceilings []float64 // bare forwarder, packets/s
 	for r := 0; r < opts.Rounds; r++ {
 		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
@@ -242,36 +243,30 @@ func runRounds(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, opts
 			}
 			samples[m] = append(samples[m], s)
 		}
-		ceilingRound(ctx, log, tr, opts, rep, r)
+		// The bare forwarder (a failure is a note: the modes' figures
+		// stand alone).
+		if pps, err := tr.ceiling(ctx, opts.PPSDuration); err != nil {
+			rep.note(fmt.Sprintf("%sbare forwarder round %d: %v", shape, r+1, err))
+		} else {
+			log.Info("bench: udp, bare XDP forwarder", "pps", int(pps), "round", r+1)
+			ceilings = append(ceilings, pps)
+		}
 	}
 	for _, m := range opts.Modes {
 		summarize(rep, m, samples[m], ppsName, shareName)
 	}
-	summarizeCeiling(rep, tr, ceilingName)
+	if len(ceilings) > 0 {
+		// In the fastpath column: it is the XDP path's upper bound.
+		rep.set(ceilingName, ModeFastpath, medianOf(ceilings))
+	}
 	return nil
 }
 
-// ceilingRound takes one sample of the bare forwarder's packet rate in
-// tr's topology (a failure is a note: the modes' figures stand alone).
-func ceilingRound(ctx context.Context, log *slog.Logger, tr *traffic, opts Options, rep *Report, r int) {
-	pps, err := tr.ceiling(ctx, opts.PPSDuration)
-	if err != nil {
-		rep.note(fmt.Sprintf("bare forwarder round %d: %v", r+1, err))
-		return
-	}
-	log.Info("bench: udp, bare XDP forwarder", "pps", int(pps), "single_eni", tr.t.singleENI, "round", r+1)
-	tr.ceilings = append(tr.ceilings, pps)
-}
-
-// summarizeCeiling reports the median bare-forwarder rate (in the
-// fastpath column: it is the XDP path's upper bound).
-func summarizeCeiling(rep *Report, tr *traffic, name string) {
-	if len(tr.ceilings) == 0 {
-		return
-	}
-	vs := slices.Clone(tr.ceilings)
+// medianOf returns the median of vs (the upper one of an even count);
+// vs is sorted in place.
+func medianOf(vs []float64) float64 {
 	slices.Sort(vs)
-	rep.set(name, ModeFastpath, vs[len(vs)/2])
+	return vs[len(vs)/2]
 }
 
 // modeSample is one round's figures of one mode; NaN where not measured.
@@ -293,7 +288,6 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	if err != nil {
 		return s, err
 	}
-
 	defer func() {
 		if terr := nm.teardown(context.WithoutCancel(ctx)); terr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
@@ -408,8 +402,7 @@ func summarize(rep *Report, m Mode, ss []modeSample, ppsName, shareName string) 
 		if len(vs) == 0 {
 			continue
 		}
-		slices.Sort(vs)
-		rep.set(f.name, m, vs[len(vs)/2])
+		rep.set(f.name, m, medianOf(vs))
 		if len(vs) > 1 && (f.name == ppsName || f.name == MTCPBulk || f.name == MConnRate) {
 			rep.note(fmt.Sprintf("%s %s: %d samples from %s to %s", m, f.name, len(vs), fmtVal(&vs[0]), fmtVal(&vs[len(vs)-1])))
 		}

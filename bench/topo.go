@@ -275,8 +275,12 @@ func (t *topo) close() error {
 			errs = append(errs, fmt.Errorf("bench wire: %w", err))
 		}
 	}
-	for i, ns := range []*netns.NS{t.priv, t.nat, t.inet} {
-		if ns != nil && (i < 2 || ns != t.priv) {
+	nss := []*netns.NS{t.priv, t.nat, t.inet}
+	if t.inet == t.priv { // single ENI: one namespace plays both hosts
+		nss = nss[:2]
+	}
+	for _, ns := range nss {
+		if ns != nil {
 			if err := ns.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("delete namespace %s: %w", ns.Name, err))
 			}

@@ -42,7 +42,6 @@ type traffic struct {
 	objs      benchXDPObjects
 	countLink link.Link
 	reply     *net.UDPConn // inet's socket for the warm-up replies
-	ceilings  []float64    // bare forwarder samples, packets/s
 	frame     []byte
 }
 
@@ -125,20 +124,11 @@ func (tr *traffic) ceiling(ctx context.Context, d time.Duration) (float64, error
 		return 0, err
 	}
 	defer tr.detachCounter()
-	_, bad0, err := tr.received()
+	ps, err := tr.measure(ctx, d)
 	if err != nil {
 		return 0, err
 	}
-	_, took, err := tr.send(ctx, 0, d, genCall)
-	if err != nil {
-		return 0, err
-	}
-	time.Sleep(20 * time.Millisecond)
-	_, bad1, err := tr.received()
-	if err != nil {
-		return 0, err
-	}
-	return float64(bad1-bad0) / took.Seconds(), nil
+	return float64(ps.untranslated) / ps.took.Seconds(), nil
 }
 
 func (tr *traffic) close() {

@@ -101,15 +101,10 @@ func (w *EndWatcher) RunOn(ctx context.Context, feed *EventFeed) error {
 		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
 	defer unsubscribe()
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-feed.done:
-		if feed.err != nil {
-			return fmt.Errorf("conntrack end watcher: %w", feed.err)
-		}
-		return nil
+	if err := feed.wait(ctx); err != nil && !errors.Is(err, ErrFeedStopped) {
+		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
+	return nil
 }
 
 func (w *EndWatcher) observeEvent(ev ctEvent) {

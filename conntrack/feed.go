@@ -49,10 +49,6 @@ type feedSub struct {
 	overflow func()
 }
 
-// feedReadBuffer is the socket's receive buffer: the offload engine's
-// (a connection storm's ends and offload events arrive in bursts).
-const feedReadBuffer = defaultReadBuffer
-
 // ErrFeedStopped is returned to subscribers of a feed whose Run has ended.
 var ErrFeedStopped = errors.New("conntrack event feed stopped")
 
@@ -66,7 +62,9 @@ func NewEventFeed(log *slog.Logger, netnsFD int) (*EventFeed, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sock, err := dialEvents(netnsFD, feedReadBuffer, log, netfilter.GroupCTDestroy)
+	// The offload engine's buffer: a connection storm's ends and offload
+	// events arrive in bursts.
+	sock, err := dialEvents(netnsFD, defaultReadBuffer, log, netfilter.GroupCTDestroy)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack event feed: %w", err)
 	}
@@ -92,6 +90,20 @@ func (f *EventFeed) Run(ctx context.Context) error {
 		f.log.Debug("close conntrack event socket", "err", cerr)
 	}
 	return err
+}
+
+// wait blocks until ctx is done (nil) or Run has ended: then it returns
+// why, or ErrFeedStopped when Run ended without an error.
+func (f *EventFeed) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-f.done:
+		if f.err != nil {
+			return f.err
+		}
+		return ErrFeedStopped
+	}
 }
 
 // dispatch hands one event to the subscribers that want it. Subscribers
@@ -171,15 +183,7 @@ type feedSource struct {
 }
 
 func (s *feedSource) run(ctx context.Context, _ func(ctEvent), _ func()) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-s.feed.done:
-		if s.feed.err != nil {
-			return s.feed.err
-		}
-		return ErrFeedStopped
-	}
+	return s.feed.wait(ctx)
 }
 
 func (s *feedSource) close() error {

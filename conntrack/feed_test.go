@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/bpf"
 	"github.com/hanat/hanat/internal/netns"
@@ -122,12 +124,12 @@ func TestEventFeedFanOut(t *testing.T) {
 	}
 	<-played
 	engine.mu.Lock()
-	if want := []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy}; !equalKinds(engine.kinds, want) || engine.overflows != 1 {
+	if want := []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy}; !slices.Equal(engine.kinds, want) || engine.overflows != 1 {
 		t.Errorf("engine got %v, %d overflows; want %v, 1", engine.kinds, engine.overflows, want)
 	}
 	engine.mu.Unlock()
 	ends.mu.Lock()
-	if want := []evKind{evDestroy, evDestroy}; !equalKinds(ends.kinds, want) || ends.overflows != 1 {
+	if want := []evKind{evDestroy, evDestroy}; !slices.Equal(ends.kinds, want) || ends.overflows != 1 {
 		t.Errorf("end watcher got %v, %d overflows; want %v, 1", ends.kinds, ends.overflows, want)
 	}
 	ends.mu.Unlock()
@@ -173,47 +175,15 @@ func TestEventFeedFanOut(t *testing.T) {
 	}
 }
 
-func equalKinds(a, b []evKind) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// conntrackListeners returns the group masks of the NETLINK_NETFILTER
-// sockets in ns that joined any multicast group (/proc/net/netlink as seen
-// from a thread inside ns).
+// conntrackListeners returns the group masks of the conntrack event
+// sockets in ns.
 func conntrackListeners(t *testing.T, ns *netns.NS) []uint64 {
 	t.Helper()
-	var masks []uint64
-	if err := ns.Do(func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/netlink")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 4 || f[1] != "12" { // NETLINK_NETFILTER
-				continue
-			}
-			g, err := strconv.ParseUint(f[3], 16, 64)
-			if err != nil {
-				return err
-			}
-			if g != 0 {
-				masks = append(masks, g)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("read netlink sockets in %s: %v", ns.Name, err)
+	m, err := ns.ListenerGroups(unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return masks
+	return m
 }
 
 // TestEventFeedInNamespace: one feed serves the end watcher and the

@@ -333,14 +333,15 @@ func NewOffloader(log *slog.Logger, netnsFD int, fm FlowMap, paths PathResolver,
 	if netnsFD == 0 {
 		return nil, fmt.Errorf("conntrack offload (netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
 	}
+	k, err := openKernel(log, netnsFD)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack offload: %w", err)
+	}
+	o := newOffloader(log, fm, paths, k, cfg)
+	// Subscribe before the first dump (Run's resync), so no change falls
+	// between them: to the shared feed (events queue until Run drains
+	// them) or on a socket of the engine's own.
 	if cfg.Events != nil {
-		k, err := openKernel(log, netnsFD)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack offload: %w", err)
-		}
-		o := newOffloader(log, fm, paths, k, cfg)
-		// Subscribe before the first dump (Run's resync), so no change
-		// falls between them; events queue until Run drains them.
 		unsubscribe, err := cfg.Events.subscribe(true, o.enqueue, o.overflowed)
 		if err != nil {
 			k.close()
@@ -349,17 +350,11 @@ func NewOffloader(log *slog.Logger, netnsFD int, fm FlowMap, paths PathResolver,
 		o.source = &feedSource{feed: cfg.Events, unsubscribe: unsubscribe}
 		return o, nil
 	}
-	// Subscribe before the first dump, so no change falls between them.
 	src, err := dialEvents(netnsFD, cfg.ReadBuffer, log, ctGroups...)
 	if err != nil {
+		k.close()
 		return nil, fmt.Errorf("conntrack offload: %w", err)
 	}
-	k, err := openKernel(log, netnsFD)
-	if err != nil {
-		src.close()
-		return nil, fmt.Errorf("conntrack offload: %w", err)
-	}
-	o := newOffloader(log, fm, paths, k, cfg)
 	o.source = src
 	return o, nil
 }

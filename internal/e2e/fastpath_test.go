@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,8 +245,8 @@ func (e *fastEnv) tcpTransfer(ctx context.Context, sink *digestSink) {
 		e.waitFlow("offloaded while transferring", "tcp", local, func(f admin.Flow, ok bool) bool { return ok && f.Offloaded })
 		wantGroups = 0x6
 	}
-	if g := conntrackListenerGroups(t, e.tp.nat); len(g) != 1 || g[0] != wantGroups {
-		t.Errorf("conntrack event sockets in the NAT namespace: group masks %x, want one socket with %x", g, wantGroups)
+	if g, err := e.tp.nat.ListenerGroups(unix.NETLINK_NETFILTER); err != nil || len(g) != 1 || g[0] != wantGroups {
+		t.Errorf("conntrack event sockets in the NAT namespace: group masks %x (%v), want one socket with %x", g, err, wantGroups)
 	}
 	if _, err := conn.Write(data[1<<20:]); err != nil {
 		t.Fatal(err)
@@ -478,37 +477,6 @@ func (s *digestSink) result(from netip.AddrPort) sinkResult {
 		}
 	}
 	return sinkResult{}
-}
-
-// conntrackListenerGroups returns the multicast group masks of the
-// NETLINK_NETFILTER sockets in ns that joined any group (/proc/net/netlink
-// read by a thread inside ns; bit n-1 is group n: UPDATE 0x2, DESTROY 0x4).
-func conntrackListenerGroups(t *testing.T, ns *netns.NS) []uint64 {
-	t.Helper()
-	var masks []uint64
-	if err := ns.Do(func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/netlink")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 4 || f[1] != "12" { // NETLINK_NETFILTER
-				continue
-			}
-			g, err := strconv.ParseUint(f[3], 16, 64)
-			if err != nil {
-				return fmt.Errorf("groups %q: %w", f[3], err)
-			}
-			if g != 0 {
-				masks = append(masks, g)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("netlink sockets in %s: %v", ns.Name, err)
-	}
-	return masks
 }
 
 func serveDigest(t *testing.T, ns *netns.NS, addr string) *digestSink {
