@@ -16,7 +16,7 @@ FUZZ_TARGETS := \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
 	./ha:FuzzUnmarshal
 
-.PHONY: all build test unit lint vet fmt generate check-generate fuzz bench demo clean
+.PHONY: all build deps test unit lint vet fmt generate check-generate fuzz bench demo clean
 
 all: build
 
@@ -29,12 +29,17 @@ build:
 # The main job: the seed's VPC simulated on this machine (root), a hanat NAT
 # instance per AZ with an empty config, shown working, then torn down.
 # DEMO_ARGS=--hold keeps it up until Ctrl-C.
-demo: build
+demo: deps build
 	$(BIN)/hanat-lab demo --hanatd $(BIN)/hanatd --hanatctl $(BIN)/hanatctl $(DEMO_ARGS)
+
+# Host tools for test, demo and bench (clang, nftables, conntrack, iperf3,
+# man-db…): one list in scripts/deps.sh, installed with apt-get when missing.
+deps:
+	@scripts/deps.sh
 
 # Everything CI checks: formatting, vet, committed BPF objects current,
 # all tests (root ones run in network namespaces the tests create), fuzzing.
-test: lint check-generate
+test: deps lint check-generate
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	$(MAKE) fuzz
 
@@ -79,7 +84,7 @@ fuzz:
 # nftables slow path, the XDP fast path and an iptables-legacy MASQUERADE
 # NAT side by side in namespaces it creates. BENCH_JSON=path also writes
 # the figures as JSON; BENCH_ARGS passes flags (hanat-bench -h).
-bench:
+bench: deps
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/hanat-bench ./bench/cmd/hanat-bench
 	$(BIN)/hanat-bench -json "$(BENCH_JSON)" $(BENCH_ARGS)
