@@ -103,7 +103,7 @@ const writeSettle = 2 * time.Second
 // commands; outputs are the claims (tables to point at this node) and
 // the next heartbeat's content.
 //
-// Rules (DESIGN.md): take a table from the peer once, when the peer dies
+// Rules (docs/ARCHITECTURE.md, "The HA rules"): take a table from the peer once, when the peer dies
 // or turns unhealthy; never take a table back by itself (a table that
 // moves away after it was ours is released, not rewritten); home tables
 // return by handshake after a hold-down (Preempt) or by an operator;

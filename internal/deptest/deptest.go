@@ -1,4 +1,4 @@
-// Package deptest keeps hanat's arrows pointing one way (DESIGN.md): a
+// Package deptest keeps hanat's arrows pointing one way (docs/ARCHITECTURE.md): a
 // package's test lists what it may import besides the standard library,
 // and the build fails on anything else.
 package deptest
