@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -245,5 +246,103 @@ func TestManagerDiscoveredBackupWithPeerDown(t *testing.T) {
 		if tb.ID == "rtb-c" && (tb.Home || !strings.Contains(tb.Last.Reason, "no heartbeat from the peer")) {
 			t.Errorf("rtb-c: home=%v reason %q", tb.Home, tb.Last.Reason)
 		}
+	}
+}
+
+// A correctly keyed heartbeat that claims to be the peer but comes from
+// another address is dropped and counted as unexpected_source: it never
+// reaches the engine (the peer stays unheard, nothing is accepted). The
+// same frames from the peer's address are accepted, so the source
+// address is the only thing that kept them out.
+func TestManagerDropsHeartbeatFromNonPeerAddress(t *testing.T) {
+	peerAddr, foreignAddr := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")
+	key := []byte("0123456789abcdef0123")
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": "eni-c"}, eips: map[string]string{}}
+	listen := netip.AddrPortFrom(peerAddr, freeUDPPort(t))
+	m, err := New(nil, fc, Options{NodeID: "i-c", ENI: func() string { return "eni-c" }, Listen: listen,
+		Peer: netip.AddrPortFrom(peerAddr, freeUDPPort(t)), Key: key, Interval: 50 * time.Millisecond, DeadAfter: 4,
+		Home: []string{"rtb-c"}, Resync: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the node claims its home table", 5*time.Second, func() bool {
+		for _, tb := range m.Status().Tables {
+			if tb.ID == "rtb-c" && tb.Claim == "held" {
+				return true
+			}
+		}
+		return false
+	})
+	before := m.Status()
+
+	// The peer's node id and ENI, signed with the shared key, asking for
+	// the node's home table: accepted, it would make the peer alive.
+	seq := uint64(0)
+	frame := func() []byte {
+		seq++
+		b, err := (&Message{NodeID: "i-a", ENI: "eni-a", Epoch: 1, Seq: seq, Time: time.Now(), Healthy: true,
+			Home: []string{"rtb-a"}, Owned: []string{"rtb-a"}, Wanted: []string{"rtb-c"}}).Marshal(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	send := func(from netip.Addr, frames int) {
+		t.Helper()
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)))
+		if err != nil {
+			t.Fatalf("bind a sender on %s: %v", from, err)
+		}
+		defer c.Close()
+		for range frames {
+			if _, err := c.WriteToUDPAddrPort(frame(), listen); err != nil {
+				t.Fatalf("send a heartbeat from %s: %v", from, err)
+			}
+		}
+	}
+	const frames = 5
+	send(foreignAddr, frames)
+	waitFor(t, "heartbeats from a non-peer address counted as unexpected_source", 5*time.Second, func() bool {
+		return m.Status().Received.Dropped[DropForeign] == frames
+	})
+	time.Sleep(200 * time.Millisecond) // a few ticks and reconciles
+	st := m.Status()
+	if st.Received.Accepted != 0 || st.Peer.State != before.Peer.State || st.Peer.NodeID != "" {
+		t.Errorf("after %d frames from %s: accepted %d, peer %q state %q (was %q), want none accepted and the peer unchanged",
+			frames, foreignAddr, st.Received.Accepted, st.Peer.NodeID, st.Peer.State, before.Peer.State)
+	}
+	for id, want := range map[string]string{"rtb-a": "eni-a", "rtb-c": "eni-c"} {
+		if got := fc.get(id); got != want {
+			t.Errorf("%s points at %s after frames from a non-peer address, want %s", id, got, want)
+		}
+	}
+	tables := func(s Status) map[string]string {
+		out := map[string]string{}
+		for _, tb := range s.Tables {
+			out[tb.ID] = tb.Claim + " (" + tb.Last.Reason + ")"
+		}
+		return out
+	}
+	if got, want := tables(st), tables(before); !maps.Equal(got, want) {
+		t.Errorf("tables changed after frames from a non-peer address: %v, were %v", got, want)
+	}
+	for k, v := range st.Received.Dropped {
+		if k != DropForeign && v != 0 {
+			t.Errorf("dropped as %s: %d (the frames are well formed and keyed)", k, v)
+		}
+	}
+
+	// The control: the same frames from the peer's address are accepted.
+	send(peerAddr, 1)
+	waitFor(t, "a heartbeat from the peer's address accepted", 5*time.Second, func() bool {
+		st := m.Status()
+		return st.Received.Accepted == 1 && st.Peer.State == "alive"
+	})
+	if got := m.Status().Received.Dropped[DropForeign]; got != frames {
+		t.Errorf("unexpected_source drops %d after a frame from the peer, want still %d", got, frames)
 	}
 }
