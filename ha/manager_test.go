@@ -199,6 +199,14 @@ func TestManagersOverLoopback(t *testing.T) {
 	}
 }
 
+// runManager runs m until the test ends.
+func runManager(t *testing.T, m *Manager) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func TestManagerSingleInstance(t *testing.T) {
 	fc := &fakeCloud{routes: map[string]string{"rtb-a": ""}, eips: map[string]string{}}
 	m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return "eni-a" }, Resync: 50 * time.Millisecond,
@@ -208,10 +216,7 @@ func TestManagerSingleInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runManager(t, m)
 	waitFor(t, "a lone node creates its default route", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
 	if st := m.Status(); st.Peer.State != "none" || st.Tables[0].Last.Reason == "" {
 		t.Errorf("status %+v", st)
@@ -236,10 +241,7 @@ func TestManagerDiscoveredBackupWithPeerDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runManager(t, m)
 	waitFor(t, "the discovered backup table is taken", 5*time.Second, func() bool { return fc.get("rtb-c") == "eni-a" })
 	st := m.Status()
 	for _, tb := range st.Tables {
@@ -265,10 +267,7 @@ func TestManagerDropsHeartbeatFromNonPeerAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runManager(t, m)
 	waitFor(t, "the node claims its home table", 5*time.Second, func() bool {
 		for _, tb := range m.Status().Tables {
 			if tb.ID == "rtb-c" && tb.Claim == "held" {
