@@ -5,9 +5,10 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // TestMain lets the test binary serve as the benchmark's helper processes
@@ -28,16 +29,11 @@ func TestSmoke(t *testing.T) {
 		t.Skip("smoke run of the benchmark harness takes ~10s")
 	}
 	modes := []Mode{ModeNftables, ModeFastpath}
-	if _, err := exec.LookPath("iptables-legacy"); err == nil {
+	// A missing tool leaves its part out, and fails the test under CI.
+	if testtool.Have(t, "iptables-legacy") {
 		modes = append(modes, ModeIptablesLegacy)
-	} else {
-		t.Log("iptables-legacy not installed: that mode is not smoke-tested")
 	}
-	skipTCP := false
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Log("iperf3 not installed: TCP figures are not smoke-tested")
-		skipTCP = true
-	}
+	skipTCP := !testtool.Have(t, "iperf3")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var logBuf bytes.Buffer

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 const (
@@ -61,11 +63,7 @@ func requireBootable(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		msg := "missing host tools: " + strings.Join(missing, ", ")
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; .ci/run must install them")
-		}
-		t.Skip(msg)
+		testtool.Unavailable(t, "missing host tools: %s", strings.Join(missing, ", "))
 	}
 }
 

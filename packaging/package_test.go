@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // built is the result of one packaging/package.sh run, shared by the tests
@@ -39,7 +41,7 @@ func buildPackages(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
 		if _, err := os.Stat(filepath.Join(runtime.GOROOT(), "bin", "go")); err != nil {
-			t.Skip("no go toolchain to build the packages")
+			testtool.Unavailable(t, "no go toolchain to build the packages")
 		}
 	}
 	built.once.Do(func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // unitFile is a parsed systemd unit: section → key → values in order.
@@ -217,9 +218,7 @@ func hasLine(s, want string) bool {
 
 // TestManPages renders both pages with man(1) and wants no warning.
 func TestManPages(t *testing.T) {
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("man (man-db) not installed")
-	}
+	testtool.Require(t, "man") // man-db, which `make deps` installs
 	for _, page := range []string{"man/hanatd.8", "man/hanatctl.8"} {
 		cmd := exec.Command("man", "--warnings", "-l", "-Tutf8", page)
 		cmd.Env = append(os.Environ(), "MANWIDTH=80")

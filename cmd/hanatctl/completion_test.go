@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // complete runs the generated bash completion for the words of a command
@@ -30,9 +31,7 @@ func complete(t *testing.T, script string, words ...string) []string {
 }
 
 func TestBashCompletion(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not installed")
-	}
+	testtool.Require(t, "bash")
 	o := hanatctl(t, "completion", "bash")
 	o.want(t, 0)
 	script := o.stdout
@@ -64,9 +63,7 @@ func TestBashCompletion(t *testing.T) {
 }
 
 func TestZshCompletion(t *testing.T) {
-	if _, err := exec.LookPath("zsh"); err != nil {
-		t.Skip("zsh not installed")
-	}
+	testtool.Require(t, "zsh")
 	o := hanatctl(t, "completion", "zsh")
 	o.want(t, 0)
 	if !strings.HasPrefix(o.stdout, "#compdef hanatctl\n") {

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/internal/deptest"
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 type fakeBackend struct {
@@ -158,6 +162,14 @@ func waitReady(t *testing.T, path string) {
 func startNoCredDaemon(t *testing.T, b admin.Backend) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "admin.sock")
+	serveNoCred(t, b, path)
+	return path
+}
+
+// serveNoCred serves the admin API on a socket at path with an admin group
+// nobody is in, until t ends.
+func serveNoCred(t *testing.T, b admin.Backend, path string) {
+	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +178,6 @@ func startNoCredDaemon(t *testing.T, b admin.Backend) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	waitReady(t, path)
-	return path
 }
 
 type out struct {
@@ -384,20 +395,78 @@ func TestExitCodes(t *testing.T) {
 		}
 	})
 	t.Run("3 socket not accessible", func(t *testing.T) {
-		if os.Geteuid() == 0 {
-			t.Skip("root can connect to any socket")
-		}
+		// Root connects to any socket: as root, hanatctl runs as uid
+		// 65534 (a copy of this binary running TestHelperHanatctl).
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		dir := t.TempDir()
-		p := filepath.Join(dir, "admin.sock")
-		ln, err := net.Listen("unix", p)
-		if err != nil {
-			t.Fatal(err)
+		var nobody *exec.Cmd
+		if os.Geteuid() == 0 {
+			nobody = testtool.Unprivileged(ctx, t, "TestHelperHanatctl")
+			dir = nobody.Dir
 		}
-		defer ln.Close()
-		os.Chmod(p, 0)
-		o := hanatctl(t, "--socket", p, "status")
-		o.want(t, 3)
+		p := filepath.Join(dir, "admin.sock")
+		serveNoCred(t, b, p)
+		status := func(mode os.FileMode) out {
+			t.Helper()
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			if nobody == nil {
+				return hanatctl(t, "--socket", p, "status")
+			}
+			return hanatctlAs(ctx, t, nobody, "--socket", p, "status")
+		}
+		// The same caller reads through a socket it may open ...
+		if o := status(0o666); o.code != 0 {
+			t.Fatalf("socket 0666: exit %d, want 0\n%s", o.code, o.stderr)
+		}
+		// ... and gets 3 when connect() is refused (EACCES).
+		o := status(0)
+		o.want(t, exitForbidden)
+		if !strings.Contains(o.stderr, "permission denied") {
+			t.Errorf("stderr %q", o.stderr)
+		}
 	})
+}
+
+// hanatctlHelperEnv carries TestHelperHanatctl's arguments, one a line.
+const hanatctlHelperEnv = "HNT_HANATCTL_HELPER_ARGS"
+
+// TestHelperHanatctl is not a test: it is hanatctl run in another process
+// (as another user, see hanatctlAs), printing its exit code.
+func TestHelperHanatctl(t *testing.T) {
+	args, ok := os.LookupEnv(hanatctlHelperEnv)
+	if !ok {
+		t.Skip("helper process only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code := run(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr)
+	fmt.Printf("\nHELPER uid=%d exit=%d\n", os.Getuid(), code)
+}
+
+// hanatctlAs runs hanatctl with args like cmd (testtool.Unprivileged's
+// command running TestHelperHanatctl, copied: a Cmd runs once) and returns
+// its exit code and output (stdout and stderr both in stderr: the helper's
+// go test output mixes them).
+func hanatctlAs(ctx context.Context, t *testing.T, cmd *exec.Cmd, args ...string) out {
+	t.Helper()
+	c := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	c.Dir, c.SysProcAttr = cmd.Dir, cmd.SysProcAttr
+	c.Env = append(slices.Clone(cmd.Env), hanatctlHelperEnv+"="+strings.Join(args, "\n"))
+	b, err := c.CombinedOutput()
+	text := string(b)
+	want := fmt.Sprintf("HELPER uid=%d exit=", testtool.Nobody)
+	i := strings.LastIndex(text, want)
+	if err != nil || i < 0 {
+		t.Fatalf("hanatctl %q as uid %d: %v\n%s", args, testtool.Nobody, err, text)
+	}
+	code, err := strconv.Atoi(strings.Fields(text[i+len(want):])[0])
+	if err != nil {
+		t.Fatalf("hanatctl %q as uid %d: exit code: %v\n%s", args, testtool.Nobody, err, text)
+	}
+	return out{code: code, stderr: text}
 }
 
 // TestImports: hanatctl talks to hanatd only through the admin package.
