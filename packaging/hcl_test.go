@@ -1,11 +1,12 @@
 package packaging
 
-// terraform validate and packer validate need their providers and plugins,
-// which cannot be downloaded here. This is the part of their checks that
-// needs neither: every file parses as HCL, every var./local./data./resource
-// reference names something declared, the user-data template renders with
-// exactly the values Terraform passes and is valid shell, and the resources
-// the IAM policy acts on carry the "hanat" tag.
+// Checks of the HCL that need no provider or plugin (terraform validate
+// runs too, against the local plugin directory: terraform_test.go; packer
+// validate needs plugins that cannot be downloaded here): every file parses
+// as HCL, every var./local./data./resource reference names something
+// declared, the user-data template renders with exactly the values
+// Terraform passes and is valid shell, and the resources the IAM policy
+// acts on carry the "hanat" tag.
 
 import (
 	"os"

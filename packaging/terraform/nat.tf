@@ -83,18 +83,26 @@ resource "aws_eip" "nat" {
   depends_on = [aws_internet_gateway.main]
 }
 
-# The pair's heartbeat key: random, in SSM Parameter Store as a
+# The pair's heartbeat key: random (Secrets Manager's GetRandomPassword,
+# so no provider but aws is needed), in SSM Parameter Store as a
 # SecureString; each NAT reads it at first boot (packaging/ami/user-data-ha.sh).
-resource "random_password" "ha_key" {
-  length  = 48
-  special = false
+# The data source draws a new password at every plan: the parameter keeps
+# the one it was created with (ignore_changes), so the key never changes
+# under a running pair.
+data "aws_secretsmanager_random_password" "ha_key" {
+  password_length     = 48
+  exclude_punctuation = true
+  include_space       = false
 }
 
 resource "aws_ssm_parameter" "ha_key" {
   name        = var.ha_key_parameter
   description = "hanat HA heartbeat key (HMAC-SHA256)"
   type        = "SecureString"
-  value       = random_password.ha_key.result
+  value       = data.aws_secretsmanager_random_password.ha_key.random_password
+  lifecycle {
+    ignore_changes = [value]
+  }
 }
 
 resource "aws_instance" "nat" {
