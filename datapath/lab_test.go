@@ -163,25 +163,70 @@ func TestDefaultRouteAndInterfaceIPv4s(t *testing.T) {
 // open connections to the private host, and a port forward works.
 //
 //	priv (10.0.11.2) --- nat (10.0.11.1 | 203.0.113.1, .3) --- inet (203.0.113.100)
-func TestSlowpathTraffic(t *testing.T) {
-	priv := newTestNS(t)
-	nat := newTestNS(t)
-	inet := newTestNS(t)
-	ctx := testContext(t)
-	hp, hn, hi := nsHandle(t, priv), nsHandle(t, nat), nsHandle(t, inet)
+//
+// slowLab is three namespaces around a NAT:
+//
+//	priv 10.0.11.2 ── inside 10.0.11.1 · nat · outside 203.0.113.1 ── 203.0.113.100 inet
+//
+// with the private host's default route through the NAT.
+type slowLab struct {
+	priv, nat, inet *netns.NS
+	hp, hn, hi      *netlink.Handle
+	inside, outside string // the NAT's interfaces
+	privIf          string // the private host's interface
+}
 
+func newSlowLab(t *testing.T) *slowLab {
+	t.Helper()
+	l := &slowLab{priv: newTestNS(t), nat: newTestNS(t), inet: newTestNS(t)}
+	l.hp, l.hn, l.hi = nsHandle(t, l.priv), nsHandle(t, l.nat), nsHandle(t, l.inet)
 	sfx := netns.UniqueName("")[:4]
-	inside, outside := "hnti"+sfx, "hnto"+sfx
-	veth(t, hn, inside, priv, hp, "hntp"+sfx)
-	veth(t, hn, outside, inet, hi, "hntn"+sfx)
-	mustAddrAdd(t, hn, linkByName(t, hn, inside), "10.0.11.1/24")
-	mustAddrAdd(t, hn, linkByName(t, hn, outside), "203.0.113.1/24")
-	mustAddrAdd(t, hn, linkByName(t, hn, outside), "203.0.113.3/24")
-	mustAddrAdd(t, hp, linkByName(t, hp, "hntp"+sfx), "10.0.11.2/24")
-	mustAddrAdd(t, hi, linkByName(t, hi, "hntn"+sfx), "203.0.113.100/24")
-	if err := hp.RouteAdd(&netlink.Route{LinkIndex: linkByName(t, hp, "hntp"+sfx).Attrs().Index, Gw: net.ParseIP("10.0.11.1")}); err != nil {
+	l.inside, l.outside, l.privIf = "hnti"+sfx, "hnto"+sfx, "hntp"+sfx
+	veth(t, l.hn, l.inside, l.priv, l.hp, l.privIf)
+	veth(t, l.hn, l.outside, l.inet, l.hi, "hntn"+sfx)
+	mustAddrAdd(t, l.hn, linkByName(t, l.hn, l.inside), "10.0.11.1/24")
+	mustAddrAdd(t, l.hn, linkByName(t, l.hn, l.outside), "203.0.113.1/24")
+	mustAddrAdd(t, l.hp, linkByName(t, l.hp, l.privIf), "10.0.11.2/24")
+	mustAddrAdd(t, l.hi, linkByName(t, l.hi, "hntn"+sfx), "203.0.113.100/24")
+	if err := l.hp.RouteAdd(&netlink.Route{LinkIndex: linkByName(t, l.hp, l.privIf).Attrs().Index, Gw: net.ParseIP("10.0.11.1")}); err != nil {
 		t.Fatalf("private default route: %v", err)
 	}
+	return l
+}
+
+// routePrivateAtNAT makes the internet host route the private subnet at
+// the NAT, as an attacker next to it could.
+func (l *slowLab) routePrivateAtNAT(t *testing.T) {
+	t.Helper()
+	if err := l.hi.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: net.IP{10, 0, 11, 0}, Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("203.0.113.1")}); err != nil {
+		t.Fatalf("internet route to private: %v", err)
+	}
+}
+
+// apply installs n's table and the NAT's sysctls in the NAT namespace.
+func (l *slowLab) apply(t *testing.T, ctx context.Context, n NAT) *Slowpath {
+	t.Helper()
+	sp := NewSlowpath(testLogger(t), l.nat.FD())
+	if _, err := sp.Apply(ctx, n); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	sys := &Sysctls{StatePath: filepath.Join(t.TempDir(), "sysctl.json")}
+	if err := l.nat.Do(func() error {
+		_, err := sys.Apply(ctx, DesiredSysctls(SysctlSettings{}, 1<<30, l.outside))
+		return err
+	}); err != nil {
+		t.Fatalf("sysctls: %v", err)
+	}
+	return sp
+}
+
+func TestSlowpathTraffic(t *testing.T) {
+	l := newSlowLab(t)
+	priv, nat, inet := l.priv, l.nat, l.inet
+	hp, hn := l.hp, l.hn
+	ctx := testContext(t)
+	outside := l.outside
+	mustAddrAdd(t, hn, linkByName(t, hn, outside), "203.0.113.3/24")
 
 	n := NAT{
 		PrivateCIDRs: []netip.Prefix{mustPrefix("10.0.11.0/24")},
@@ -190,17 +235,7 @@ func TestSlowpathTraffic(t *testing.T) {
 		PortForwards: []PortForward{{Protocol: "tcp", Port: 8081, To: netip.MustParseAddrPort("10.0.11.2:8080")}},
 		HostInput:    &HostInput{TCPPorts: []uint16{2222}},
 	}
-	sp := NewSlowpath(testLogger(t), nat.FD())
-	if _, err := sp.Apply(ctx, n); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	sys := &Sysctls{StatePath: filepath.Join(t.TempDir(), "sysctl.json")}
-	if err := nat.Do(func() error {
-		_, err := sys.Apply(ctx, DesiredSysctls(SysctlSettings{}, 1<<30, outside))
-		return err
-	}); err != nil {
-		t.Fatalf("sysctls: %v", err)
-	}
+	sp := l.apply(t, ctx, n)
 
 	inetLn := listenIn(t, inet, "203.0.113.100:8080")
 	privLn := listenIn(t, priv, "10.0.11.2:8080")
@@ -228,7 +263,7 @@ func TestSlowpathTraffic(t *testing.T) {
 	used := make(map[netip.Addr][]netip.Addr)
 	for i := 3; i <= 10; i++ {
 		src := netip.AddrFrom4([4]byte{10, 0, 11, byte(i)})
-		mustAddrAdd(t, hp, linkByName(t, hp, "hntp"+sfx), src.String()+"/24")
+		mustAddrAdd(t, hp, linkByName(t, hp, l.privIf), src.String()+"/24")
 		remote, err := roundTripFrom(ctx, priv, src, "203.0.113.100:8080", inetLn, 3*time.Second)
 		if err != nil {
 			out, _ := nat.Run(ctx, "nft", "list", "table", "inet", TableName)
@@ -277,9 +312,7 @@ func TestSlowpathTraffic(t *testing.T) {
 
 	// Unsolicited: even with a route to the private subnet, the internet
 	// host cannot reach the private host, nor a port that is not forwarded.
-	if err := hi.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: net.IP{10, 0, 11, 0}, Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("203.0.113.1")}); err != nil {
-		t.Fatalf("internet route to private: %v", err)
-	}
+	l.routePrivateAtNAT(t)
 	before, err := sp.Counters(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -90,6 +90,7 @@ var wantListing = []string{
 	"set private_v4 {",
 	"elements = { 10.0.11.0/24, 10.0.12.0/24 }",
 	"type filter hook forward priority filter; policy drop;",
+	`ct state invalid ip saddr @private_v4 tcp flags ack / syn,rst,ack fib saddr . iif oif exists counter reject with tcp reset comment "reset_no_flow"`,
 	`ct state invalid counter drop comment "drop_invalid"`,
 	`ct direction reply ct state established ct mark 0x00000000/1 counter ct mark set ct mark | 0x80000000 comment "conn_established"`,
 	`ip saddr @private_v4 ct state established,related counter accept comment "forward_established_source"`,
@@ -225,7 +226,7 @@ func TestSlowpathApplyIdempotentAndReplace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Counters: %v", err)
 	}
-	for _, name := range []string{RuleDropInvalid, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT,
+	for _, name := range []string{RuleResetNoFlow, RuleDropInvalid, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT,
 		RuleDropUnsolicited, RuleSNAT, RuleSNATOther, "dnat_tcp_8080"} {
 		if _, ok := ctrs[name]; !ok {
 			t.Errorf("Counters lacks %q (got %v)", name, ctrs)
@@ -309,6 +310,8 @@ func TestSlowpathListingReloads(t *testing.T) {
 		`iifname "lo" counter packets 0 bytes 0 accept comment "input_loopback"`,
 		`tcp dport { 22, 443 } counter packets 0 bytes 0 accept comment "input_tcp"`,
 		`udp dport 4789 counter packets 0 bytes 0 accept comment "input_udp"`,
+		`meta l4proto != tcp ct state invalid counter packets 0 bytes 0 drop comment "input_drop_invalid"`,
+		`ct state invalid tcp flags != ack / syn,rst,ack counter packets 0 bytes 0 drop comment "input_drop_invalid"`,
 	} {
 		if !strings.Contains(listing, line) {
 			t.Errorf("listing lacks %q:\n%s", line, listing)

@@ -30,15 +30,12 @@ type SysctlSettings struct {
 	// UDPStreamTimeout is nf_conntrack_udp_timeout_stream (UDP seen both
 	// ways); default 120 s, the kernel's and config's default.
 	UDPStreamTimeout time.Duration
-	// FastPath is set when the XDP fast path forwards established flows.
-	// The kernel then never sees their mid-connection TCP segments, so its
-	// window tracking falls behind and would mark the closing FIN/RST
-	// INVALID (dropped by the forward chain): nf_conntrack_tcp_be_liberal=1
-	// turns that window check off. And nf_conntrack_events=1 makes every
-	// entry report its events: with the default (2) entries created while
-	// no one listens (hanatd restarting) never report their FIN or
-	// DESTROY. Leaving the fast path off later keeps the keys as they are
-	// (harmless); --cleanup restores them.
+	// FastPath is set when the XDP fast path forwards established flows:
+	// nf_conntrack_events=1 makes every entry report its events; with the
+	// default (2) entries created while no one listens (hanatd
+	// restarting) never report their FIN or DESTROY. Leaving the fast
+	// path off later keeps the key as it is (harmless); --cleanup
+	// restores it.
 	FastPath bool
 }
 
@@ -116,12 +113,23 @@ func DesiredSysctls(s SysctlSettings, memBytes uint64, outsideIface string) []Sy
 		Sysctl{"net.netfilter.nf_conntrack_udp_timeout_stream", seconds(s.UDPStreamTimeout, DefaultUDPStreamTimeout)},
 		// Per-flow byte and packet counters, for `hanatctl flows`.
 		Sysctl{"net.netfilter.nf_conntrack_acct", "1"},
+		// A mid-stream TCP segment without a conntrack entry (its flow
+		// timed out) is never picked up as a new flow and SNATed again,
+		// maybe to another port: it stays invalid, and the forward
+		// chain answers it with a RST as the NAT gateway does
+		// (RuleResetNoFlow).
+		Sysctl{"net.netfilter.nf_conntrack_tcp_loose", "0"},
+		// No window check: a segment of a live flow that conntrack's
+		// window tracking rejects would be invalid too, and reset by
+		// RuleResetNoFlow. Tracking also falls behind while the XDP fast
+		// path carries a flow (the kernel never sees its mid-stream
+		// segments) and would then mark its closing FIN/RST invalid.
+		// The end hosts check sequence numbers themselves, as they do
+		// behind the NAT gateway.
+		Sysctl{"net.netfilter.nf_conntrack_tcp_be_liberal", "1"},
 	)
 	if s.FastPath {
-		out = append(out,
-			Sysctl{"net.netfilter.nf_conntrack_tcp_be_liberal", "1"},
-			Sysctl{"net.netfilter.nf_conntrack_events", "1"},
-		)
+		out = append(out, Sysctl{"net.netfilter.nf_conntrack_events", "1"})
 	}
 	return out
 }

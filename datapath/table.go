@@ -35,6 +35,13 @@ const (
 // Rule names: the comment of each rule, and the keys of Slowpath.Counters.
 // Port forwards are named by PortForward.Name ("dnat_tcp_8080").
 const (
+	// RuleResetNoFlow answers a TCP segment of no flow from a private host
+	// with a TCP RST, as the NAT gateway does for a connection it timed
+	// out: ct state invalid (with nf_conntrack_tcp_loose=0 a non-SYN
+	// segment without a conntrack entry gets none), source in
+	// private_v4, arriving on the interface its source is routed through,
+	// ACK set, SYN and RST clear. See resetNoFlow.
+	RuleResetNoFlow = "reset_no_flow"
 	RuleDropInvalid = "drop_invalid"
 	// RuleConnEstablished only counts (no verdict): the first packet of a
 	// flow's reply direction (the flow was answered: the NAT gateway's
@@ -184,6 +191,8 @@ func BuildTable(n NAT) (Table, error) {
 	})
 
 	// forward: filter hook forward priority filter; policy drop.
+	// ct state invalid ip saddr @private_v4 tcp flags ack / syn,rst,ack fib saddr . iif oif exists counter reject with tcp reset comment "reset_no_flow"
+	b.addRule(forward, RuleResetNoFlow, resetNoFlow(private))
 	// ct state invalid counter drop comment "drop_invalid"
 	b.addRule(forward, RuleDropInvalid, concat(
 		ctStateAny(expr.CtStateBitINVALID),
@@ -316,9 +325,26 @@ func (b *builder) hostInput(private *nftables.Set, hi HostInput) {
 		},
 		counterVerdict(expr.VerdictAccept),
 	))
-	// ct state invalid counter drop comment "input_drop_invalid"
+	// With nf_conntrack_tcp_loose=0 a segment of the host's own TCP
+	// connection whose conntrack entry expired (an SSH session idle for
+	// longer than the established timeout) is invalid: such ACK segments
+	// go on to the rules below, as they did while the kernel picked them
+	// up as new flows, and the host's TCP stack, which knows its sockets,
+	// answers them. Every other invalid packet is dropped, in two rules
+	// of one name (Counters sums them):
+	// meta l4proto != tcp ct state invalid counter drop comment "input_drop_invalid"
+	// ct state invalid tcp flags != ack / syn,rst,ack counter drop comment "input_drop_invalid"
+	b.addRule(input, RuleInputInvalid, concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		},
+		ctStateAny(expr.CtStateBitINVALID),
+		counterVerdict(expr.VerdictDrop),
+	))
 	b.addRule(input, RuleInputInvalid, concat(
 		ctStateAny(expr.CtStateBitINVALID),
+		tcpFlagsMasked(expr.CmpOpNeq, tcpFlagACK, tcpFlagSYN|tcpFlagRST|tcpFlagACK),
 		counterVerdict(expr.VerdictDrop),
 	))
 	// ct state established,related counter accept comment "input_established"
@@ -354,6 +380,55 @@ func (b *builder) hostInput(private *nftables.Set, hi HostInput) {
 	}
 	// counter drop comment "input_drop_unsolicited"
 	b.addRule(input, RuleInputDrop, counterVerdict(expr.VerdictDrop))
+}
+
+// TCP header flag bits (byte 13 of the header).
+const (
+	tcpFlagSYN byte = 0x02
+	tcpFlagRST byte = 0x04
+	tcpFlagACK byte = 0x10
+)
+
+// resetNoFlow is RuleResetNoFlow. It runs before RuleDropInvalid and
+// matches only what the NAT gateway would reset:
+//   - ct state invalid: no conntrack entry (with tcp_loose=0 the kernel
+//     never starts one from a mid-stream segment). A segment of a live
+//     flow is invalid too when it fails conntrack's window check; hanat
+//     sets nf_conntrack_tcp_be_liberal=1 (DesiredSysctls) so that one
+//     never is, and a live flow is never reset.
+//   - ip saddr @private_v4 and fib saddr . iif oif exists: from a private
+//     host, on the interface its address is routed through (a spoofed
+//     private source arriving from elsewhere is dropped, not answered).
+//   - ACK set, SYN and RST clear: never a RST for a RST, never for a SYN
+//     (a SYN is a new flow, or invalid for a reason a RST would not fix);
+//     every segment of an established connection carries ACK, and the RST
+//     takes its sequence number from that ACK, so the client accepts it.
+//
+// The RST goes to the client from the server's address and port; the
+// segment itself is dropped, so it never reaches the server.
+func resetNoFlow(private *nftables.Set) []expr.Any {
+	return concat(
+		ctStateAny(expr.CtStateBitINVALID),
+		ipSaddrIn(private),
+		tcpFlagsMasked(expr.CmpOpEq, tcpFlagACK, tcpFlagSYN|tcpFlagRST|tcpFlagACK),
+		[]expr.Any{
+			&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(1)},
+			&expr.Counter{},
+			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+		},
+	)
+}
+
+// tcpFlagsMasked is: tcp flags [!=] want / mask (meta l4proto tcp first).
+func tcpFlagsMasked(op expr.CmpOp, want, mask byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte{want}},
+	}
 }
 
 // thDportIn is: tcp dport P, or tcp dport { P1, P2 } (udp likewise).

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -88,7 +89,7 @@ func TestBuildTableRepresentative(t *testing.T) {
 
 	// Rule names, in order.
 	for chain, want := range map[string][]string{
-		ChainForward:    {RuleDropInvalid, RuleConnEstablished, RuleForwardEstablishedSource, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT, RuleDropUnsolicited},
+		ChainForward:    {RuleResetNoFlow, RuleDropInvalid, RuleConnEstablished, RuleForwardEstablishedSource, RuleForwardEstablished, RuleForwardNewPrivate, RuleForwardDNAT, RuleDropUnsolicited},
 		ChainPrerouting: {"dnat_tcp_8080", "dnat_udp_5353"},
 		ChainPostroute:  {RuleSNAT, RuleSNAT, RuleSNATOther, RuleSNATOther},
 		ChainConfig:     {markerPrefix + tbl.Hash},
@@ -460,7 +461,7 @@ func TestBuildTableHostInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{RuleInputLoopback, RuleInputIPv6, RuleInputInvalid, RuleInputEstablished, RuleInputICMP,
+	want := []string{RuleInputLoopback, RuleInputIPv6, RuleInputInvalid, RuleInputInvalid, RuleInputEstablished, RuleInputICMP,
 		RuleInputPrivate, RuleInputDNAT, RuleInputTCP, RuleInputUDP, RuleInputDrop}
 	if got := ruleNames(tbl, ChainInput); !slices.Equal(got, want) {
 		t.Errorf("input rules = %q, want %q", got, want)
@@ -489,5 +490,148 @@ func TestBuildTableHostInput(t *testing.T) {
 	n.HostInput = &HostInput{TCPPorts: []uint16{0}}
 	if _, err := BuildTable(n); err == nil || !strings.Contains(err.Error(), "HostInput.TCPPorts[0]") {
 		t.Errorf("port 0 in HostInput: err = %v", err)
+	}
+}
+
+// TestBuildTableResetNoFlow: the rule that answers a private host's TCP
+// segment of no flow with a RST, as the NAT gateway does for a timed-out
+// connection. It comes first in forward (before drop_invalid would take
+// the segment) and matches exactly: invalid, from private_v4, on the
+// interface the source routes through, ACK without SYN or RST.
+func TestBuildTableResetNoFlow(t *testing.T) {
+	tbl, err := BuildTable(representativeNAT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ruleNames(tbl, ChainForward); len(got) < 2 || got[0] != RuleResetNoFlow || got[1] != RuleDropInvalid {
+		t.Fatalf("forward rules = %q, want %s first, then %s", got, RuleResetNoFlow, RuleDropInvalid)
+	}
+	r := tbl.Rule(RuleResetNoFlow)
+	if rs := tbl.RulesNamed(RuleResetNoFlow); len(rs) != 1 {
+		t.Errorf("%d rules %s, want 1", len(rs), RuleResetNoFlow)
+	}
+	// Expression by expression, in order: what the kernel runs.
+	want := []string{
+		"ct state", "bitwise 01000000", "cmp neq 00000000", // ct state invalid
+		"meta nfproto", "cmp eq 02", "payload net+12/4", "lookup private_v4", // ip saddr @private_v4
+		"meta l4proto", "cmp eq 06", "payload th+13/1", "bitwise 16", "cmp eq 10", // tcp flags ack / syn,rst,ack
+		"fib saddr.iif oif present", "cmp eq 01000000", // fib saddr . iif oif exists
+		"counter", "reject tcp-rst",
+	}
+	var got []string
+	for _, e := range r.Exprs {
+		switch x := e.(type) {
+		case *expr.Ct:
+			if x.Key == expr.CtKeySTATE && !x.SourceRegister {
+				got = append(got, "ct state")
+			} else {
+				got = append(got, fmt.Sprintf("ct %+v", x))
+			}
+		case *expr.Bitwise:
+			got = append(got, fmt.Sprintf("bitwise %x", x.Mask))
+			if !bytes.Equal(x.Xor, make([]byte, len(x.Mask))) {
+				got = append(got, fmt.Sprintf("xor %x", x.Xor))
+			}
+		case *expr.Cmp:
+			op := map[expr.CmpOp]string{expr.CmpOpEq: "eq", expr.CmpOpNeq: "neq"}[x.Op]
+			got = append(got, fmt.Sprintf("cmp %s %x", op, x.Data))
+		case *expr.Meta:
+			got = append(got, map[expr.MetaKey]string{expr.MetaKeyNFPROTO: "meta nfproto", expr.MetaKeyL4PROTO: "meta l4proto"}[x.Key])
+		case *expr.Payload:
+			base := map[expr.PayloadBase]string{expr.PayloadBaseNetworkHeader: "net", expr.PayloadBaseTransportHeader: "th"}[x.Base]
+			got = append(got, fmt.Sprintf("payload %s+%d/%d", base, x.Offset, x.Len))
+		case *expr.Lookup:
+			got = append(got, "lookup "+x.SetName)
+		case *expr.Fib:
+			if x.FlagSADDR && x.FlagIIF && x.ResultOIF && x.FlagPRESENT && !x.FlagDADDR && !x.FlagOIF && !x.FlagMARK {
+				got = append(got, "fib saddr.iif oif present")
+			} else {
+				got = append(got, fmt.Sprintf("fib %+v", x))
+			}
+		case *expr.Counter:
+			got = append(got, "counter")
+		case *expr.Reject:
+			if x.Type == unix.NFT_REJECT_TCP_RST {
+				got = append(got, "reject tcp-rst")
+			} else {
+				got = append(got, fmt.Sprintf("reject %+v", x))
+			}
+		default:
+			got = append(got, fmt.Sprintf("%T", e))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("reset_no_flow expressions:\n got  %q\n want %q", got, want)
+	}
+	// The rule's own flags mask and compare, applied to flag bytes: ACK
+	// (0x10) set, SYN (0x02) and RST (0x04) clear.
+	var mask, wantFlags []byte
+	for i, e := range r.Exprs {
+		if p, ok := e.(*expr.Payload); ok && p.Base == expr.PayloadBaseTransportHeader && p.Offset == 13 && i+2 < len(r.Exprs) {
+			bw, _ := r.Exprs[i+1].(*expr.Bitwise)
+			c, _ := r.Exprs[i+2].(*expr.Cmp)
+			if bw != nil && c != nil && c.Op == expr.CmpOpEq {
+				mask, wantFlags = bw.Mask, c.Data
+			}
+		}
+	}
+	if len(mask) != 1 || len(wantFlags) != 1 {
+		t.Fatalf("reset_no_flow: no tcp flags match (mask %x, want %x)", mask, wantFlags)
+	}
+	for _, tc := range []struct {
+		flags byte
+		reset bool
+	}{
+		{0x10, true},  // ACK
+		{0x18, true},  // PSH|ACK: data
+		{0x11, true},  // FIN|ACK
+		{0x02, false}, // SYN
+		{0x12, false}, // SYN|ACK
+		{0x04, false}, // RST: never a RST for a RST
+		{0x14, false}, // RST|ACK
+		{0x00, false}, // no ACK: malformed, dropped as invalid
+		{0x01, false}, // FIN alone
+	} {
+		if got := tc.flags&mask[0] == wantFlags[0]; got != tc.reset {
+			t.Errorf("flags %#02x: reset %t, want %t", tc.flags, got, tc.reset)
+		}
+	}
+}
+
+// TestBuildTableInputInvalidKeepsHostTCP: with tcp_loose=0 a segment of
+// the NAT host's own idle TCP connection (an SSH session older than the
+// established timeout) has no conntrack entry; input does not drop it as
+// invalid but lets it on to the port rules, while every other invalid
+// packet is dropped.
+func TestBuildTableInputInvalidKeepsHostTCP(t *testing.T) {
+	n := representativeNAT()
+	n.HostInput = &HostInput{TCPPorts: []uint16{22}}
+	tbl, err := BuildTable(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := tbl.RulesNamed(RuleInputInvalid)
+	if len(rs) != 2 {
+		t.Fatalf("%d rules %s, want 2", len(rs), RuleInputInvalid)
+	}
+	// First: meta l4proto != tcp.
+	m, ok := exprOf[*expr.Cmp](rs[0])
+	if !ok || m.Op != expr.CmpOpNeq || !bytes.Equal(m.Data, []byte{unix.IPPROTO_TCP}) {
+		t.Errorf("first %s: first compare %+v, want l4proto != tcp", RuleInputInvalid, m)
+	}
+	// Second: tcp flags != ack / syn,rst,ack.
+	var flagCmp *expr.Cmp
+	for i, e := range rs[1].Exprs {
+		if bw, ok := e.(*expr.Bitwise); ok && bytes.Equal(bw.Mask, []byte{0x16}) && i+1 < len(rs[1].Exprs) {
+			flagCmp, _ = rs[1].Exprs[i+1].(*expr.Cmp)
+		}
+	}
+	if flagCmp == nil || flagCmp.Op != expr.CmpOpNeq || !bytes.Equal(flagCmp.Data, []byte{0x10}) {
+		t.Errorf("second %s: flags compare %+v, want != ack under mask syn,rst,ack", RuleInputInvalid, flagCmp)
+	}
+	for _, r := range rs {
+		if v, ok := exprOf[*expr.Verdict](r); !ok || v.Kind != expr.VerdictDrop {
+			t.Errorf("%s verdict %+v, want drop", RuleInputInvalid, v)
+		}
 	}
 }
