@@ -55,19 +55,24 @@ var (
 // The flows of one SNAT connection per protocol, both directions, on one
 // ENI (ingress == egress, XDP_TX), as conntrack/ would offload them: the
 // private host 10.0.11.5 talks to internet servers through the NAT's
-// address 10.0.1.10.
+// address 10.0.1.10. Every flow rewrites ports as well as addresses (the
+// SNAT port differs from the host's), so the L4 checksum deltas cover both.
 var (
 	tcpOut    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.5:40000"), ap("203.0.113.10:443")}
 	tcpOutAct = FlowAction{ap("10.0.1.10:61000"), ap("203.0.113.10:443"), loIfindex, macNAT[:], macRouter[:], 1500, true}
 	tcpIn     = FlowKey{loIfindex, ProtoTCP, ap("203.0.113.10:443"), ap("10.0.1.10:61000")}
 	tcpInAct  = FlowAction{ap("203.0.113.10:443"), ap("10.0.11.5:40000"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	udpOut    = FlowKey{loIfindex, ProtoUDP, ap("10.0.11.5:5353"), ap("198.51.100.7:53")}
-	udpOutAct = FlowAction{ap("10.0.1.10:5353"), ap("198.51.100.7:53"), loIfindex, macNAT[:], macRouter[:], 1500, true}
-	udpIn     = FlowKey{loIfindex, ProtoUDP, ap("198.51.100.7:53"), ap("10.0.1.10:5353")}
+	udpOutAct = FlowAction{ap("10.0.1.10:62000"), ap("198.51.100.7:53"), loIfindex, macNAT[:], macRouter[:], 1500, true}
+	udpIn     = FlowKey{loIfindex, ProtoUDP, ap("198.51.100.7:53"), ap("10.0.1.10:62000")}
 	udpInAct  = FlowAction{ap("198.51.100.7:53"), ap("10.0.11.5:5353"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	// A flow toward a path with a small MTU.
 	udpSmall    = FlowKey{loIfindex, ProtoUDP, ap("10.0.11.6:1000"), ap("198.51.100.7:9")}
-	udpSmallAct = FlowAction{ap("10.0.1.10:1000"), ap("198.51.100.7:9"), loIfindex, macNAT[:], macRouter[:], 576, true}
+	udpSmallAct = FlowAction{ap("10.0.1.10:61500"), ap("198.51.100.7:9"), loIfindex, macNAT[:], macRouter[:], 576, true}
+	// A UDP port forward (DNAT): the NAT's port 5300 to a private host's
+	// port 53.
+	udpFwd    = FlowKey{loIfindex, ProtoUDP, ap("198.51.100.20:33000"), ap("10.0.1.10:5300")}
+	udpFwdAct = FlowAction{ap("198.51.100.20:33000"), ap("10.0.11.9:53"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	// A flow leaving through another interface (redirect via tx_ports).
 	tcpRedir    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.7:40001"), ap("203.0.113.10:80")}
 	tcpRedirAct = FlowAction{ap("10.0.1.10:61001"), ap("203.0.113.10:80"), noSuchPort, macNAT[:], macPeer[:], 1500, true}
@@ -86,7 +91,7 @@ func standardFlows(redirectIfindex uint32) []flowFixture {
 	return []flowFixture{
 		{tcpOut, tcpOutAct}, {tcpIn, tcpInAct},
 		{udpOut, udpOutAct}, {udpIn, udpInAct},
-		{udpSmall, udpSmallAct}, {tcpRedir, redir},
+		{udpSmall, udpSmallAct}, {udpFwd, udpFwdAct}, {tcpRedir, redir},
 	}
 }
 
@@ -129,16 +134,14 @@ func newEnv(t testing.TB, redirectIfindex uint32) *env {
 			t.Error(err)
 		}
 	})
-	e := &env{objs: objs, model: model{flows: map[RawFlowKey]RawFlowValue{}, txPorts: map[uint32]bool{}}}
+	// The model gets the flows as they are written, not NewFlowEntry's
+	// map values: it must not share the production checksum deltas.
+	e := &env{objs: objs, model: model{flows: map[FlowKey]FlowAction{}, txPorts: map[uint32]bool{}}}
 	for _, f := range standardFlows(redirectIfindex) {
 		if err := objs.PutFlow(f.key, f.act); err != nil {
 			t.Fatal(err)
 		}
-		rk, rv, err := NewFlowEntry(f.key, f.act)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.model.flows[rk] = rv
+		e.model.flows[f.key] = f.act
 	}
 	return e
 }
@@ -221,6 +224,7 @@ func hitCases() []hitCase {
 		{"tcp psh ack with options and payload", tcpOut, tcpOutAct, withOpts},
 		{"udp outbound", udpOut, udpOutAct, packet(udpOut, 0, []byte("query"))},
 		{"udp inbound", udpIn, udpInAct, packet(udpIn, 0, []byte("answer"))},
+		{"udp port forward, destination address and port", udpFwd, udpFwdAct, packet(udpFwd, 0, []byte("fwd query"))},
 		{"udp checksum 0 stays 0", udpOut, udpOutAct, udpZero},
 		{"vlan tagged tcp keeps its tag", tcpOut, tcpOutAct, vlanTCP},
 		{"padded short frame keeps its padding", udpIn, udpInAct, padded},
@@ -804,6 +808,25 @@ func FuzzFastpath(f *testing.F) {
 		f.Add(tc.frame)
 	}
 	f.Add(packet(tcpOut, tcpACK, nil).build()[:30])
+	// Hits whose input checksums are wrong: an incremental update keeps
+	// the error, the model must too.
+	for _, tc := range hitCases() {
+		in := tc.in.build()
+		off := 14
+		if tc.in.vlan {
+			off = 18
+		}
+		bad := bytes.Clone(in)
+		bad[off+10] ^= 0x5a // IPv4 header checksum
+		f.Add(bad)
+		bad = bytes.Clone(in)
+		at := off + 20 + 6
+		if tc.in.proto == protoTCP {
+			at = off + 20 + 16
+		}
+		bad[at+1] ^= 0x01 // TCP/UDP checksum
+		f.Add(bad)
+	}
 	requireRoot(f)
 	// No namespace here (fuzz workers may be killed without cleanup): the
 	// redirect flow's port is absent, so it exercises the pass branch.
@@ -834,6 +857,13 @@ func FuzzFastpath(f *testing.F) {
 		}
 		if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{want.counter: 1}) {
 			t.Fatalf("counter changes %v, model says counter %d", d, want.counter)
+		}
+		// Directly, without the model's arithmetic: a forwarded frame whose
+		// checksums were right still has right ones, recomputed from scratch.
+		if want.counter == FastpathCounterIdCOUNTER_HIT && verifyChecksums(frame, true) == nil {
+			if err := verifyChecksums(out, true); err != nil {
+				t.Fatalf("input checksums were correct, output's are not: %v\nin  %x\nout %x", err, frame, out)
+			}
 		}
 	})
 }
