@@ -12,6 +12,7 @@ FUZZ_TARGETS := \
 	./config:FuzzParse \
 	./admin:FuzzDecodeReloadRequest \
 	./conntrack:FuzzHandleDatagram \
+	./conntrack:FuzzDecodeEvent \
 	./bpf:FuzzFastpath \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
 	./ha:FuzzUnmarshal

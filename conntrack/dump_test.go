@@ -140,14 +140,6 @@ func TestHandleDatagramErrors(t *testing.T) {
 	}
 }
 
-func FuzzHandleDatagram(f *testing.F) {
-	f.Add([]byte{})
-	f.Add(doneMsg(1, 0))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = handleDatagram(b, 1, func(c *ct.Flow) { FlowFrom(c) }, &dumpResult{})
-	})
-}
-
 // fakeDumper replays scripted dump outcomes.
 type fakeDumper struct {
 	script *[]error // one entry per dump; consumed in order

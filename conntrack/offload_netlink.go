@@ -103,19 +103,30 @@ func (e *nlEvents) run(ctx context.Context, emit func(ctEvent), overflow func())
 			return fmt.Errorf("receive conntrack events: %w", err)
 		}
 		for _, m := range msgs {
-			var ev ct.Event
-			if err := ev.Unmarshal(m); err != nil {
+			cev, ok, err := decodeEvent(m)
+			if err != nil {
 				decodeErrs++
 				if decodeErrs == 1 || decodeErrs%1000 == 0 {
 					e.log.Warn("conntrack events: cannot decode event; skipped", "err", err, "skipped", decodeErrs)
 				}
 				continue
 			}
-			if cev, ok := eventFrom(&ev); ok {
+			if ok {
 				emit(cev)
 			}
 		}
 	}
+}
+
+// decodeEvent decodes one message read from the event socket; ok is false
+// for a message that carries no flow event (an expectation).
+func decodeEvent(m netlink.Message) (ev ctEvent, ok bool, err error) {
+	var e ct.Event
+	if err := e.Unmarshal(m); err != nil {
+		return ctEvent{}, false, fmt.Errorf("conntrack event (message type %#x, %d bytes): %w", uint16(m.Header.Type), len(m.Data), err)
+	}
+	ev, ok = eventFrom(&e)
+	return ev, ok, nil
 }
 
 func (e *nlEvents) close() error { return e.conn.Close() }
