@@ -11,6 +11,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -148,13 +149,23 @@ type Sysctl struct {
 }
 
 // Connections counts the flows NATed by hanat.
+//
+// The counts come from hanatd's one periodic reading of the conntrack
+// table, not from a dump per request: ReadAt is when that reading
+// finished, AgeMS its age when the status was made (-1: no reading yet),
+// ReadTookMS what the dump cost. Error says why the last reading failed
+// (the counts are then the last good ones).
 type Connections struct {
-	Active         int `json:"active"`
-	TCP            int `json:"tcp"`
-	UDP            int `json:"udp"`
-	ICMP           int `json:"icmp"`
-	Other          int `json:"other"`
-	TCPEstablished int `json:"tcp_established"`
+	Active         int       `json:"active"`
+	TCP            int       `json:"tcp"`
+	UDP            int       `json:"udp"`
+	ICMP           int       `json:"icmp"`
+	Other          int       `json:"other"`
+	TCPEstablished int       `json:"tcp_established"`
+	ReadAt         time.Time `json:"read_at,omitzero"`
+	AgeMS          int64     `json:"age_ms"`
+	ReadTookMS     int64     `json:"read_took_ms"`
+	Error          string    `json:"error,omitempty"`
 }
 
 // Traffic is the NAT gateway's metrics under their CloudWatch names.
@@ -256,6 +267,12 @@ type FlowsResponse struct {
 type ReloadRequest struct {
 	ConfigPath string `json:"config_path,omitempty"`
 }
+
+// ErrRestartNeeded marks a reload refused because the new configuration
+// changes settings hanatd reads only at start: nothing was applied, the
+// running configuration stays in force. The server answers 409 Conflict
+// with a message naming every such key.
+var ErrRestartNeeded = errors.New("need a restart (systemctl restart hanatd); nothing was applied")
 
 // ReloadResponse is the answer to POST /v1/reload.
 type ReloadResponse struct {

@@ -373,6 +373,11 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := s.b.Reload(r.Context(), req)
+	if errors.Is(err, ErrRestartNeeded) {
+		s.log.Warn("admin reload refused", "err", err)
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
 	if err != nil {
 		s.backendError(w, r, err)
 		return

@@ -28,6 +28,9 @@ const (
 	exitNoPeer = 4
 	// maintenance on --wait: the time ran out before the peer owned them.
 	exitWaitExpired = 5
+	// reload: refused, the new configuration changes settings that need a
+	// restart; nothing was applied.
+	exitRestartNeeded = 6
 )
 
 // requestTimeout bounds every call to the daemon.
@@ -293,6 +296,9 @@ Exit codes (stable; scripts may rely on them):
   4  maintenance on --wait: no healthy peer can take the route tables (they
      stay on this node); said at once, never waited for
   5  maintenance on --wait: the wait ran out before the peer owned them all
+  6  reload refused: the file changes settings that need a restart (the
+     message names each key); nothing was applied, the running
+     configuration stays in force
 
 Shell completion: source <(hanatctl completion bash), or for zsh
 hanatctl completion zsh > "${fpath[1]}/_hanatctl".
@@ -405,14 +411,24 @@ func cmdReload(ctx context.Context, e *env) error {
 	if e.opts.json {
 		raw, err := e.client.Raw(ctx, http.MethodPost, "/v1/reload", admin.ReloadRequest{})
 		if err != nil {
-			return err
+			return reloadError(err)
 		}
 		return printRaw(e.stdout, raw)
 	}
 	rr, err := e.client.Reload(ctx, admin.ReloadRequest{})
 	if err != nil {
-		return err
+		return reloadError(err)
 	}
 	_, err = fmt.Fprintf(e.stdout, "reload: %s\n", clean(rr.Message))
+	return err
+}
+
+// reloadError gives a reload hanatd refused (409: keys that need a
+// restart, nothing applied) its own exit code.
+func reloadError(err error) error {
+	var ae *admin.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusConflict {
+		return &exitCodeError{code: exitRestartNeeded, msg: "reload refused: " + clean(ae.Message)}
+	}
 	return err
 }

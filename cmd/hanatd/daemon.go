@@ -43,6 +43,12 @@ type daemon struct {
 	cw      *cloudWatchPublisher // nil unless metrics.cloudwatch.enabled
 	ha      *haNode              // route table ownership and the HA pair; set in Run
 
+	// logLevel is the handler level of log: log.level applies on reload.
+	logLevel *slog.LevelVar
+	// apply reconciles the datapath with the current configuration
+	// (d.reconcile; a stand-in in tests of reload).
+	apply func(context.Context) error
+
 	reloads  chan reloadRequest
 	notify   sdNotify
 	loopBeat atomic.Int64 // unix nanos of the main loop's last turn, for the watchdog
@@ -74,9 +80,10 @@ type reloadResult struct {
 	err     error
 }
 
-func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.Config) (*daemon, error) {
+func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explicit bool, cfg *config.Config) (*daemon, error) {
 	d := &daemon{
 		log:            log,
+		logLevel:       level,
 		configPath:     configPath,
 		configExplicit: explicit,
 		startedAt:      time.Now(),
@@ -89,6 +96,7 @@ func newDaemon(log *slog.Logger, configPath string, explicit bool, cfg *config.C
 		notify:  sdNotify{log: log},
 		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
 	}
+	d.apply = d.reconcile
 	d.traffic = newTraffic(log.With("component", "traffic"), d.slow, d.fast)
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
@@ -196,7 +204,8 @@ func (d *daemon) Run(ctx context.Context) error {
 				return nil
 			case <-hup:
 				d.log.Info("SIGHUP: reloading configuration")
-				if _, err := d.reload(gctx); err != nil {
+				// A refusal (keys that need a restart) is logged by reload.
+				if _, err := d.reload(gctx); err != nil && !errors.Is(err, admin.ErrRestartNeeded) {
 					d.log.Error("reload failed; keeping the running configuration", "err", err)
 				}
 			case req := <-d.reloads:
@@ -223,36 +232,6 @@ func (d *daemon) config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.state.cfg
-}
-
-// reload re-reads the config file; an invalid file leaves the running
-// configuration in place. It reports whether the configuration changed.
-func (d *daemon) reload(ctx context.Context) (bool, error) {
-	cfg, _, err := loadConfig(d.configPath, d.configExplicit)
-	if err != nil {
-		return false, fmt.Errorf("reload %s: %w", d.configPath, err)
-	}
-	d.mu.Lock()
-	old := d.state.cfg
-	changed := !old.Equal(cfg)
-	if changed {
-		d.state.cfg = cfg
-		d.state.configLoadedAt = time.Now()
-	}
-	d.mu.Unlock()
-	if changed {
-		if old.Admin != cfg.Admin {
-			d.log.Warn("admin socket settings change only on restart", "socket", old.Admin.Socket)
-		}
-		if old.Log != cfg.Log {
-			d.log.Warn("log settings change only on restart")
-		}
-		if old.Metrics != cfg.Metrics {
-			d.log.Warn("metrics settings (endpoint, CloudWatch) change only on restart")
-		}
-	}
-	d.log.Info("configuration reloaded", "changed", changed)
-	return changed, d.reconcile(ctx)
 }
 
 // reconcile computes the desired datapath from the current config and the

@@ -44,7 +44,11 @@ OPTIONS
   --version            print the version and exit
 
 SIGNALS
-  SIGHUP               reload the configuration and reconcile
+  SIGHUP               reload the configuration and reconcile; a file that
+                       changes a setting read only at start (ha.*,
+                       cloud.*, admin.*, metrics.*, log.format,
+                       state_dir) is refused as a whole, naming each key
+                       in the log, and nothing is applied
   SIGTERM, SIGINT      stop the control plane; NAT keeps forwarding
 
 EXIT STATUS
@@ -93,7 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hanatd: %s\n", indent(err.Error()))
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level, stderr)
 	if note != "" {
 		log.Info(note, "path", *configPath)
 	}
@@ -107,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	d, err := newDaemon(log, *configPath, explicit, cfg)
+	d, err := newDaemon(log, level, *configPath, explicit, cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -134,11 +139,10 @@ func loadConfig(path string, explicit bool) (*config.Config, string, error) {
 	return nil, "", err
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		level = slog.LevelInfo
-	}
+// newLogger returns the daemon's logger; its level is level's, set here
+// from c.Level (a reload may change it).
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	level.Set(parseLevel(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
