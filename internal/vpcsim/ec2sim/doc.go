@@ -28,7 +28,9 @@
 // and ModifyInstanceAttribute (SourceDestCheck), CreateRoute, ReplaceRoute,
 // DeleteRoute (GatewayId, NetworkInterfaceId, InstanceId targets),
 // AssociateAddress, DisassociateAddress, AssignPrivateIpAddresses,
-// UnassignPrivateIpAddresses, CreateTags. DryRun=true answers
+// UnassignPrivateIpAddresses, CreateTags, DeleteTags (Tag.N.Key alone
+// deletes the key, with Tag.N.Value, even empty, only that value; no Tag.N
+// deletes every tag but aws: ones). DryRun=true answers
 // DryRunOperation (412) without checking the request further.
 //
 // Deliberate simplifications: one region and account; IPv4 only; CreateRoute

@@ -35,6 +35,7 @@ var actions = map[string]actionFunc{
 	"AssignPrivateIpAddresses":        (*Model).assignPrivateIPAddresses,
 	"UnassignPrivateIpAddresses":      (*Model).unassignPrivateIPAddresses,
 	"CreateTags":                      (*Model).createTags,
+	"DeleteTags":                      (*Model).deleteTags,
 }
 
 // Actions lists the EC2 actions the handler implements, sorted.

@@ -199,20 +199,28 @@ func (p params) filters() ([]filter, *APIError) {
 	return out, nil
 }
 
+// tagParam is one Tag.N: its key and value, and whether Tag.N.Value was
+// given at all (DeleteTags tells a missing value from an empty one).
+type tagParam struct {
+	key, value string
+	hasValue   bool
+}
+
 // tagParams parses Tag.N.Key / Tag.N.Value.
-func (p params) tagParams() ([][2]string, *APIError) {
+func (p params) tagParams() ([]tagParam, *APIError) {
 	raw, err := p.structs("Tag")
 	if err != nil {
 		return nil, err
 	}
-	out := make([][2]string, 0, len(raw))
+	out := make([]tagParam, 0, len(raw))
 	for _, fields := range raw {
 		for k := range fields {
 			if k != "Key" && k != "Value" {
 				return nil, errInvalidParam("Invalid tag parameter Tag.N.%s", k)
 			}
 		}
-		out = append(out, [2]string{fields["Key"], fields["Value"]})
+		v, ok := fields["Value"]
+		out = append(out, tagParam{key: fields["Key"], value: v, hasValue: ok})
 	}
 	return out, nil
 }
