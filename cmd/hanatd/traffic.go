@@ -171,6 +171,8 @@ func (t *traffic) status(ctx context.Context) admin.Traffic {
 			tr.PacketsDropped["invalid"] += v.Packets
 		case name == datapath.RuleDropUnsolicited:
 			tr.PacketsDropped["unsolicited"] += v.Packets
+		case name == datapath.RuleResetNoFlow: // not forwarded: answered with a RST
+			tr.PacketsDropped["reset_no_flow"] += v.Packets
 		case strings.HasPrefix(name, "input_drop"):
 			tr.PacketsDropped["host_input"] += v.Packets
 		}
