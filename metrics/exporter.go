@@ -202,6 +202,7 @@ var (
 	descBuildInfo = newDesc("build_info", "hanat's version, as a label; always 1.", prometheus.GaugeValue, "version")
 
 	descActive      = newDesc("active_connections", "NATed flows in the conntrack table now (NAT gateway: ActiveConnectionCount).", prometheus.GaugeValue)
+	descActiveAge   = newDesc("active_connections_age_seconds", "Age of the active_connections count: hanatd counts the conntrack table periodically, at most a small share of a CPU, never per scrape.", prometheus.GaugeValue)
 	descAttempts    = newDesc("connection_attempts_total", "Flows private hosts started through the NAT (NAT gateway: ConnectionAttemptCount).", prometheus.CounterValue)
 	descEstablished = newDesc("connections_established_total", "Flows that were answered (NAT gateway: ConnectionEstablishedCount).", prometheus.CounterValue)
 
@@ -234,7 +235,7 @@ var (
 )
 
 var allDescs = []desc{
-	descUp, descBuildInfo, descActive, descAttempts, descEstablished,
+	descUp, descBuildInfo, descActive, descActiveAge, descAttempts, descEstablished,
 	descBytesOutDst, descBytesOutSrc, descBytesInDst, descBytesInSrc,
 	descPktsOutDst, descPktsOutSrc, descPktsInDst, descPktsInSrc,
 	descPortErrors, descIdle, descDropped,
@@ -272,6 +273,9 @@ func collectSnapshot(ch chan<- prometheus.Metric, s *Snapshot) {
 		ch <- prometheus.MustNewConstMetric(d.Desc, d.typ, v, labels...)
 	}
 	emit(descActive, float64(s.ActiveConnections))
+	if s.ActiveConnectionsAge >= 0 {
+		emit(descActiveAge, s.ActiveConnectionsAge.Seconds())
+	}
 	emit(descAttempts, float64(s.ConnectionAttempts))
 	emit(descEstablished, float64(s.ConnectionsEstablished))
 	emit(descBytesOutDst, float64(s.BytesOutToDestination))

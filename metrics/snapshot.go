@@ -28,6 +28,10 @@ type Snapshot struct {
 	// ActiveConnections is the number of NATed flows (TCP, UDP, ICMP) in
 	// the conntrack table now.
 	ActiveConnections uint64
+	// ActiveConnectionsAge is how old that count is: hanatd counts the
+	// table periodically (conntrack.Census), never per scrape; < 0 when
+	// there is no count yet (the gauge is then left out).
+	ActiveConnectionsAge time.Duration
 	// ConnectionAttempts counts flows the NAT has seen start (a private
 	// host's first packet: TCP SYN, first UDP datagram, ICMP echo).
 	ConnectionAttempts uint64

@@ -196,6 +196,16 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "  udp:\t%d\n", c.UDP)
 	fmt.Fprintf(tw, "  icmp:\t%d\n", c.ICMP)
 	fmt.Fprintf(tw, "  other:\t%d\n", c.Other)
+	switch {
+	case c.AgeMS < 0:
+		fmt.Fprintf(tw, "  counted:\tnot yet (the first conntrack reading is running)\n")
+	default:
+		fmt.Fprintf(tw, "  counted:\t%s ago (one conntrack reading, took %s)\n",
+			age(time.Duration(c.AgeMS)*time.Millisecond), time.Duration(c.ReadTookMS)*time.Millisecond)
+	}
+	if c.Error != "" {
+		fmt.Fprintf(tw, "  last reading failed:\t%s\n", clean(c.Error))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/conntrack"
@@ -79,30 +80,25 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 	b.d.mu.Lock()
 	st.CloudWatch = b.d.cw.status()
 	b.d.mu.Unlock()
-	if len(s.nat.SNATAddrs) > 0 {
-		if stats, err := b.connStats(ctx, s.nat); err != nil {
-			errs = append(errs, err.Error())
-		} else {
-			st.Connections = stats
-		}
-	}
+	// From the census's last reading: no request dumps the table.
+	st.Connections = connectionsOf(b.d.census.Reading(), time.Now())
 	if len(errs) > 0 && st.Datapath.LastError == "" {
 		st.Datapath.LastError = strings.Join(errs, "; ")
 	}
 	return st, nil
 }
 
-func (b *backend) connStats(ctx context.Context, nat datapath.NAT) (admin.Connections, error) {
-	t, err := conntrack.Open(b.d.log, -1)
-	if err != nil {
-		return admin.Connections{}, err
+// connectionsOf is a census reading as the admin API shows it.
+func connectionsOf(r conntrack.Reading, now time.Time) admin.Connections {
+	c := admin.Connections{Active: r.Active, TCP: r.TCP, UDP: r.UDP, ICMP: r.ICMP, Other: r.Other,
+		TCPEstablished: r.TCPEstablished, ReadAt: r.At, AgeMS: -1, ReadTookMS: r.Took.Milliseconds()}
+	if age := r.Age(now); age >= 0 {
+		c.AgeMS = age.Milliseconds()
 	}
-	defer t.Close()
-	s, err := t.Stats(ctx, conntrackFilter(nat))
-	if err != nil {
-		return admin.Connections{}, err
+	if r.Err != nil {
+		c.Error = r.Err.Error()
 	}
-	return admin.Connections{Active: s.Active, TCP: s.TCP, UDP: s.UDP, ICMP: s.ICMP, Other: s.Other, TCPEstablished: s.TCPEstablished}, nil
+	return c
 }
 
 func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsResponse, error) {

@@ -40,6 +40,7 @@ type daemon struct {
 	sysctls *datapath.Sysctls
 	fast    *fastpath            // XDP fast path and conntrack offload
 	traffic *traffic             // the NAT gateway's metrics: monotonic rule counters, flow ends
+	census  *conntrack.Census    // the one periodic count of hanat's flows (status, metrics)
 	cw      *cloudWatchPublisher // nil unless metrics.cloudwatch.enabled
 	ha      *haNode              // route table ownership and the HA pair; set in Run
 
@@ -97,6 +98,7 @@ func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explic
 		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
 	}
 	d.apply = d.reconcile
+	d.census = conntrack.NewCensus(log.With("component", "census"), -1, conntrack.CensusOptions{})
 	d.traffic = newTraffic(log.With("component", "traffic"), d.slow, d.fast)
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
@@ -145,6 +147,10 @@ func (d *daemon) Run(ctx context.Context) error {
 	})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.traffic.run(gctx) })
+	g.Go(func() error {
+		_ = d.census.Run(gctx) // only ends with gctx
+		return nil
+	})
 	if cw := cfg.Metrics.CloudWatch; cw.Enabled {
 		// Like the metrics port: CloudWatch trouble must not stop the NAT.
 		pub, err := newCloudWatch(ctx, d.log, cw, d.ec2, (&backend{d: d}).metricsSource)
@@ -292,6 +298,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	// After the sysctls: offloaded TCP needs liberal window tracking.
 	d.fast.apply(ctx, cfg, nat)
 	d.traffic.setNAT(nat)
+	d.census.SetFilter(conntrackFilter(nat))
 	d.mu.Lock()
 	d.state.nat = nat
 	d.state.natNotes = notes

@@ -26,6 +26,7 @@ func snapshotFromStatus(st admin.Status) metrics.Snapshot {
 	tr := st.Traffic
 	s := metrics.Snapshot{
 		ActiveConnections:        uint64(st.Connections.Active),
+		ActiveConnectionsAge:     time.Duration(st.Connections.AgeMS) * time.Millisecond,
 		ConnectionAttempts:       tr.ConnectionAttempts,
 		ConnectionsEstablished:   tr.ConnectionsEstablished,
 		BytesOutToDestination:    tr.BytesOutToDestination,
