@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,9 +30,14 @@ import (
 // (AZ c), each owning its AZ's private route table, a private host per AZ
 // fetching a page continuously, 100 ms of EC2 API latency. Outages are
 // measured from the probes (the longest gap between two successful
-// requests around the event) and logged as
+// requests around the event), logged as
 //
-//	HA-OUTAGE scenario=<name> ms=<n>
+//	HA-OUTAGE scenario=<name> ms=<n> bound_ms=<bound>
+//
+// and each one is asserted against the README's bound (checkOutage):
+// crash 2 s, crash with a throttled EC2 API 2.5 s, every planned move
+// (graceful stop, maintenance on/off, failover, takeover, handback, a
+// healed partition) 1 s.
 //
 // Timings: heartbeat every 200 ms, dead after 5 misses (1 s), hold-down
 // 3 s (shortened from the 30 s default so handbacks fit the CI budget),
@@ -348,9 +354,31 @@ func (pr *prober) sources(from, to time.Time) map[netip.Addr]int {
 	return out
 }
 
-func logOutage(t *testing.T, scenario string, d time.Duration) {
+// The README's outage bounds ("A planned stop vs a crash"), asserted on
+// every outage the HA tests measure.
+const (
+	// haCrashBound: a crash is detected dead_after × interval (1 s) after
+	// the last heartbeat, then one ReplaceRoute (100 ms in the lab).
+	haCrashBound = 2 * time.Second
+	// haThrottledCrashBound: a crash while 30 % of EC2 calls are
+	// throttled (a write may need a retry after backoff).
+	haThrottledCrashBound = 2500 * time.Millisecond
+	// haHandoverBound: a planned move (graceful stop, maintenance on and
+	// off, hanatctl failover and takeover, a home table's return by
+	// handshake, the handback after a healed partition) is one write
+	// while both nodes forward; and a table that does not move is never
+	// interrupted.
+	haHandoverBound = time.Second
+)
+
+// checkOutage logs an outage as HA-OUTAGE and fails the test when it is
+// longer than bound.
+func checkOutage(t *testing.T, scenario string, d, bound time.Duration) {
 	t.Helper()
-	t.Logf("HA-OUTAGE scenario=%s ms=%d", scenario, d.Milliseconds())
+	t.Logf("HA-OUTAGE scenario=%s ms=%d bound_ms=%d", scenario, d.Milliseconds(), bound.Milliseconds())
+	if d > bound {
+		t.Errorf("%s: outage %v, want at most %v (the README's bound)", scenario, d.Round(time.Millisecond), bound)
+	}
 }
 
 // stopNAT stops a NAT instance as EC2 StopInstances does: a graceful
@@ -506,6 +534,10 @@ func logField(line, key string) string {
 // <name>-median and <name>-max.
 func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 	appA, appC := p.probes["app-a"], p.probes["app-c"]
+	bound := haHandoverBound // the handover unit's maintenance on
+	if crash {
+		bound = haCrashBound
+	}
 	var outs []time.Duration
 	for run := 1; run <= haFailRuns; run++ {
 		flip := p.watchRoute(p.rtbA, p.eniC, 25*time.Second)
@@ -526,7 +558,7 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 		appA.recovered(t, at, 10*time.Second)
 		d := appA.outage(t, at, time.Now())
 		outs = append(outs, d)
-		logOutage(t, fmt.Sprintf("%s-run%d", name, run), d)
+		checkOutage(t, fmt.Sprintf("%s-run%d", name, run), d, bound)
 		p.timeline(t, run, at, stopped, <-flip, appA, p.nodes["nat-c"].proc.Output()[logFrom:])
 
 		back := time.Now()
@@ -535,13 +567,8 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 		returned := time.Now()
 		appA.recovered(t, returned, 10*time.Second)
 		d = appA.outage(t, returned.Add(-500*time.Millisecond), time.Now())
-		logOutage(t, fmt.Sprintf("%s-returns-run%d", name, run), d)
-		if d > 1500*time.Millisecond {
-			t.Errorf("handback interrupted app-a for %v", d)
-		}
-		if c := appC.outage(t, at, time.Now()); c > 1500*time.Millisecond {
-			t.Errorf("app-c (never moved) interrupted for %v", c)
-		}
+		checkOutage(t, fmt.Sprintf("%s-returns-run%d", name, run), d, haHandoverBound)
+		checkOutage(t, fmt.Sprintf("%s-app-c-never-moved-run%d", name, run), appC.outage(t, at, time.Now()), haHandoverBound)
 		st, err := p.nodes["nat-a"].client.Status(context.Background())
 		if err == nil && st.HA != nil {
 			if st.HA.Maintenance {
@@ -557,16 +584,7 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 	}
 	med, worst := median(outs), slices.Max(outs)
 	t.Logf("HA-OUTAGE scenario=%s-median ms=%d", name, med.Milliseconds())
-	t.Logf("HA-OUTAGE scenario=%s-max ms=%d", name, worst.Milliseconds())
-	// Loose bounds (timing is logged, not asserted tightly): a handover
-	// is tens of ms, a crash about the 1 s detection floor.
-	limit := 5 * time.Second
-	if !crash {
-		limit = 2 * time.Second
-	}
-	if worst > limit {
-		t.Errorf("%s: outage %v (runs %v), want at most %v", name, worst, outs, limit)
-	}
+	t.Logf("HA-OUTAGE scenario=%s-max ms=%d runs=%v", name, worst.Milliseconds(), outs)
 }
 
 func lastLines(s string, n int) string {
@@ -618,11 +636,9 @@ func TestHAPair(t *testing.T) {
 			}
 		}
 		for _, pr := range []*prober{appA, appC} {
-			d := pr.outage(t, at, healAt)
-			logOutage(t, "partition-"+pr.instance, d)
-			if d > 2*time.Second {
-				t.Errorf("%s interrupted for %v during the partition", pr.instance, d)
-			}
+			// Each side declares the other dead once and takes its
+			// tables, as after a crash (both still forward).
+			checkOutage(t, "partition-"+pr.instance, pr.outage(t, at, healAt), haCrashBound)
 		}
 		if err := p.lab.Heal(context.Background(), "nat-a", "nat-c", "udp", 7946); err != nil {
 			t.Fatal(err)
@@ -632,8 +648,7 @@ func TestHAPair(t *testing.T) {
 		p.waitPeers(t, 10*time.Second)
 		time.Sleep(time.Second)
 		for _, pr := range []*prober{appA, appC} {
-			d := pr.outage(t, healAt, time.Now())
-			logOutage(t, "partition-heal-"+pr.instance, d)
+			checkOutage(t, "partition-heal-"+pr.instance, pr.outage(t, healAt, time.Now()), haHandoverBound)
 		}
 	})
 
@@ -643,8 +658,7 @@ func TestHAPair(t *testing.T) {
 		at := p.stopNAT(t, "nat-a", true, false)
 		p.waitRoutes(t, "nat-a crashed, throttled API", 20*time.Second, p.eniC, p.eniC)
 		appA.recovered(t, at, 10*time.Second)
-		d := appA.outage(t, at, time.Now())
-		logOutage(t, "crash-nat-a-throttled", d)
+		checkOutage(t, "crash-nat-a-throttled", appA.outage(t, at, time.Now()), haThrottledCrashBound)
 		p.startNAT(t, "nat-a")
 		p.waitRoutes(t, "nat-a back, throttled API", haHoldDown+30*time.Second, p.eniA, p.eniC)
 		st, err := p.nodes["nat-c"].client.Status(context.Background())
@@ -657,18 +671,7 @@ func TestHAPair(t *testing.T) {
 	t.Run("a node starting while its peer is down discovers the peer's tables", p.natDownAtStart)
 
 	t.Run("hanatctl failover, takeover and maintenance", func(t *testing.T) {
-		// An unprivileged user's failover is refused and moves nothing.
-		ctl := worldExecutable(t, bins.hanatctl)
-		cmd := exec.Command(ctl, "--socket", p.nodes["nat-a"].socket, "failover")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "permission denied") {
-			t.Errorf("unprivileged failover: %v (want exit 3)\n%s", err, out)
-		}
-		time.Sleep(500 * time.Millisecond)
-		if got := routeTarget(p.lab, p.rtbA); got != p.eniA {
-			t.Fatalf("private-a moved to %s after a refused failover", got)
-		}
+		p.unprivilegedFailoverRefused(t)
 
 		at := time.Now()
 		if out, err := runCtl(p.nodes["nat-a"].socket, "failover"); err != nil || !strings.Contains(out, p.rtbA) {
@@ -677,10 +680,7 @@ func TestHAPair(t *testing.T) {
 		p.waitRoutes(t, "hanatctl failover on nat-a", 10*time.Second, p.eniC, p.eniC)
 		time.Sleep(time.Second)
 		d := appA.outage(t, at, time.Now())
-		logOutage(t, "hanatctl-failover", d)
-		if d > time.Second {
-			t.Errorf("hanatctl failover interrupted app-a for %v", d)
-		}
+		checkOutage(t, "hanatctl-failover", d, haHandoverBound)
 		// preempt brings it back after the hold-down; takeover does it now.
 		at = time.Now()
 		if out, err := runCtl(p.nodes["nat-a"].socket, "takeover", "--table", p.rtbA); err != nil {
@@ -689,10 +689,7 @@ func TestHAPair(t *testing.T) {
 		p.waitRoutes(t, "hanatctl takeover on nat-a", 10*time.Second, p.eniA, p.eniC)
 		time.Sleep(time.Second)
 		d = appA.outage(t, at, time.Now())
-		logOutage(t, "hanatctl-takeover", d)
-		if d > time.Second {
-			t.Errorf("hanatctl takeover interrupted app-a for %v", d)
-		}
+		checkOutage(t, "hanatctl-takeover", d, haHandoverBound)
 
 		at = time.Now()
 		if out, err := runCtl(p.nodes["nat-c"].socket, "maintenance", "on"); err != nil {
@@ -701,10 +698,7 @@ func TestHAPair(t *testing.T) {
 		p.waitRoutes(t, "maintenance on nat-c", 10*time.Second, p.eniA, p.eniA)
 		time.Sleep(time.Second)
 		d = appC.outage(t, at, time.Now())
-		logOutage(t, "hanatctl-maintenance-on", d)
-		if d > time.Second {
-			t.Errorf("maintenance on interrupted app-c for %v", d)
-		}
+		checkOutage(t, "hanatctl-maintenance-on", d, haHandoverBound)
 		// It stays backup well past the hold-down.
 		time.Sleep(haHoldDown + 2*time.Second)
 		if got := routeTarget(p.lab, p.rtbC); got != p.eniA {
@@ -721,7 +715,7 @@ func TestHAPair(t *testing.T) {
 		p.waitRoutes(t, "maintenance off on nat-c", haHoldDown+10*time.Second, p.eniA, p.eniC)
 		time.Sleep(time.Second)
 		d = appC.outage(t, at, time.Now())
-		logOutage(t, "hanatctl-maintenance-off", d)
+		checkOutage(t, "hanatctl-maintenance-off", d, haHandoverBound)
 	})
 }
 
@@ -795,7 +789,7 @@ func TestHAEIPFollowsTables(t *testing.T) {
 	appA.recovered(t, at, 15*time.Second)
 	time.Sleep(2 * time.Second)
 	d := appA.outage(t, at, time.Now())
-	logOutage(t, "stop-nat-a-with-eip-dead_after4", d)
+	checkOutage(t, "stop-nat-a-with-eip-dead_after4", d, haCrashBound)
 
 	srcBefore := appA.sources(before, at)
 	srcAfter := appA.sources(at, time.Now())
@@ -827,6 +821,99 @@ func TestHAEIPFollowsTables(t *testing.T) {
 	if st.HA.Counters["eip_associations"] == 0 {
 		t.Errorf("nat-c counted no EIP association: %v", st.HA.Counters)
 	}
+}
+
+// unprivileged is the user the refused-write checks run hanatctl as.
+const unprivileged = 65534
+
+// unprivilegedFailoverRefused: an unprivileged user's failover reaches
+// nat-a's hanatd (the socket is reachable and world-writable for this
+// check, so connect succeeds and reads work) and hanatd's peer-credential
+// check refuses it: a 403 naming the caller's uid, exit code 3, the
+// refusal in hanatd's log, and the route table stays where it is.
+func (p *haPair) unprivilegedFailoverRefused(t *testing.T) {
+	t.Helper()
+	n := p.nodes["nat-a"]
+	ctl := worldExecutable(t, bins.hanatctl)
+	socket := reachableSocket(t, n.socket)
+	asNobody := func(args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, ctl, append([]string{"--socket", socket}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: unprivileged, Gid: unprivileged}}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return string(out), 0
+		case errors.As(err, &ee) && ee.Exited():
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("hanatctl %v as uid %d: %v\n%s", args, unprivileged, err, out)
+		return "", 0
+	}
+	// Reading needs only a connection: this proves the socket lets the
+	// user in, so what follows is hanatd's decision, not connect's.
+	if out, code := asNobody("status"); code != 0 {
+		t.Fatalf("hanatctl status as uid %d through %s: exit %d, want 0 (the socket must be reachable for this check)\n%s", unprivileged, socket, code, out)
+	}
+	logFrom := len(n.proc.Output())
+	out, code := asNobody("failover")
+	refusal := fmt.Sprintf("uid %d", unprivileged)
+	if code != 3 || !strings.Contains(out, "(HTTP 403)") || !strings.Contains(out, refusal) {
+		t.Errorf("unprivileged failover: exit %d, want 3 with hanatd's 403 naming %q\n%s", code, refusal, out)
+	}
+	refused := func() bool {
+		for _, line := range strings.Split(n.proc.Output()[logFrom:], "\n") {
+			if logField(line, "msg") == "admin write refused" && logField(line, "path") == "/v1/failover" &&
+				logField(line, "uid") == strconv.Itoa(unprivileged) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !refused() {
+		if time.Now().After(deadline) {
+			t.Errorf("hanatd logged no refusal of uid %d's failover:\n%s", unprivileged, lastLines(n.proc.Output()[logFrom:], 20))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := routeTarget(p.lab, p.rtbA); got != p.eniA {
+		t.Fatalf("private-a moved to %s after a refused failover", got)
+	}
+}
+
+// reachableSocket makes hanatd's admin socket (whose directories are the
+// test's 0700 temp dirs) reachable by anyone: a hard link to it in a 0755
+// directory of its own, and the socket 0666 (hanatd makes it 0660) until
+// the test ends.
+func reachableSocket(t *testing.T, socket string) string {
+	t.Helper()
+	fi, err := os.Stat(socket)
+	if err != nil {
+		t.Fatalf("admin socket: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "hnt-e2e-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "admin.sock")
+	if err := os.Link(socket, link); err != nil {
+		t.Fatalf("link the admin socket into %s: %v", dir, err)
+	}
+	if err := os.Chmod(link, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(socket, fi.Mode().Perm()) })
+	return link
 }
 
 // worldExecutable copies bin where an unprivileged user can run it.
