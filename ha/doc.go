@@ -30,6 +30,16 @@
 //   - a table pointing at a stopped instance (blackhole) while the peer
 //     is dead is taken; a single instance (no peer) owns its home tables.
 //
+// An evaluation runs in named steps (decide.go): peerEdges (the peer died
+// or turned unhealthy), expire (offers and takeovers that ran out), then
+// decideHeld for each table the node claims and decideFree for the
+// others. Every claim and release carries a typed Reason; its String is
+// what the logs and the status show. Engine.Version moves whenever the
+// claims, offers, wants, ENI, health or maintenance change, and the
+// Manager then writes and tells the peer at once. Counters are the node's
+// one set of HA counters; Status is the typed snapshot the daemon turns
+// into its admin status and its metrics.
+//
 // Manager runs the engine: heartbeats (the peer is declared dead by a
 // timer at its last heartbeat + DeadAfter, not on a tick), health checks,
 // and a level-triggered reconcile that compares the claims with

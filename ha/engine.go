@@ -67,7 +67,7 @@ func (c claimState) String() string {
 type Change struct {
 	At     time.Time
 	Claim  bool // true: this node claimed it; false: released it
-	Reason string
+	Reason Reason
 }
 
 type tableState struct {
@@ -130,7 +130,8 @@ type Engine struct {
 	graceOver    bool
 
 	seq      uint64 // last heartbeat seq handed out by Outgoing
-	counters map[string]uint64
+	version  uint64 // see Version
+	counters Counters
 }
 
 // NewEngine returns an engine starting at now, healthy until told
@@ -145,8 +146,10 @@ func NewEngine(log *slog.Logger, cfg EngineConfig, now time.Time) *Engine {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 10 * time.Second
 	}
+	// Version starts at 1: the first state is news to the reconciler and
+	// the peer.
 	e := &Engine{cfg: cfg, log: log, start: now, tables: map[string]*tableState{},
-		healthy: true, healthySince: now, counters: map[string]uint64{}}
+		healthy: true, healthySince: now, version: 1}
 	// Sequence numbers start at the start time, so an Ack left over from
 	// this node's previous run is always lower than the new ones.
 	if n := now.UnixNano(); n > 0 {
@@ -168,16 +171,23 @@ func (e *Engine) AddTables(home, backup []string) {
 			continue
 		}
 		e.tables[id] = &tableState{id: id, home: true}
+		e.version++
 	}
 	for _, id := range backup {
 		if _, ok := e.tables[id]; !ok {
 			e.tables[id] = &tableState{id: id}
+			e.version++
 		}
 	}
 }
 
 // SetENI sets this node's ENI.
-func (e *Engine) SetENI(eni string) { e.cfg.ENI = eni }
+func (e *Engine) SetENI(eni string) {
+	if eni != e.cfg.ENI {
+		e.version++
+	}
+	e.cfg.ENI = eni
+}
 
 // ENI is this node's ENI ("" while unknown).
 func (e *Engine) ENI() string { return e.cfg.ENI }
@@ -200,6 +210,73 @@ func (e *Engine) sorted() []*tableState {
 	return out
 }
 
+// TableCount is the number of known tables.
+func (e *Engine) TableCount() int { return len(e.tables) }
+
+// HomeTables returns this node's home tables, sorted.
+func (e *Engine) HomeTables() []string { return e.tablesWhere(true) }
+
+// BackupTables returns the other known tables (the peer's), sorted.
+func (e *Engine) BackupTables() []string { return e.tablesWhere(false) }
+
+func (e *Engine) tablesWhere(home bool) []string {
+	var out []string
+	for _, t := range e.sorted() {
+		if t.home == home {
+			out = append(out, t.id)
+		}
+	}
+	return out
+}
+
+// PeerENI is the ENI the peer's last heartbeat named ("" before one).
+func (e *Engine) PeerENI() string {
+	if e.peer.msg == nil {
+		return ""
+	}
+	return e.peer.msg.ENI
+}
+
+// Version changes whenever what the reconciler and the peer act on
+// changes: the ENI, the table set, a table's claim, offer or want, this
+// node's health or maintenance. Equal versions: nothing to write or to
+// tell the peer at once.
+func (e *Engine) Version() uint64 { return e.version }
+
+// Counters are this node's HA counters. The Manager adds its calls to
+// them; callers serialise their use as they do the Engine's.
+func (e *Engine) Counters() *Counters { return &e.counters }
+
+// setClaim, setOffered and setWant are the only writers of what Version
+// covers in a table.
+func (e *Engine) setClaim(t *tableState, c claimState) {
+	if t.claim != c {
+		t.claim = c
+		e.version++
+	}
+}
+
+func (e *Engine) setOffered(t *tableState, at time.Time) {
+	if t.offeredAt.IsZero() != at.IsZero() {
+		e.version++
+	}
+	t.offeredAt = at
+}
+
+func (e *Engine) setWant(t *tableState, seq uint64) {
+	if (t.wantSeq == 0) != (seq == 0) {
+		e.version++
+	}
+	t.wantSeq = seq
+}
+
+// offer hands t to the peer: it takes it, or t is ours again after
+// GiveTimeout.
+func (e *Engine) offer(t *tableState, now time.Time) {
+	e.setOffered(t, now)
+	t.offerSeq = e.seq + 1
+}
+
 // peerAlive reports a heartbeat within DeadAfter.
 func (e *Engine) peerAlive(now time.Time) bool {
 	return e.cfg.Peer && e.peer.msg != nil && now.Sub(e.peer.at) < e.cfg.DeadAfter
@@ -211,6 +288,23 @@ func (e *Engine) peerEligible(now time.Time) bool {
 }
 
 func (e *Engine) eligible() bool { return e.healthy && !e.maintenance }
+
+// peerState describes the peer for messages.
+func (e *Engine) peerState(now time.Time) string {
+	switch {
+	case !e.cfg.Peer:
+		return "none configured"
+	case e.peer.msg == nil:
+		return "never heard"
+	case !e.peerAlive(now):
+		return fmt.Sprintf("dead (last heartbeat %v ago)", now.Sub(e.peer.at).Round(time.Millisecond))
+	case e.peer.msg.Maintenance:
+		return "in maintenance"
+	case !e.peer.msg.Healthy:
+		return "unhealthy: " + e.peer.msg.Reason
+	}
+	return "alive and healthy"
+}
 
 func (e *Engine) peerHas(list func(*Message) []string, id string) bool {
 	return e.peer.msg != nil && slices.Contains(list(e.peer.msg), id)
@@ -243,7 +337,8 @@ func (e *Engine) SetHealth(healthy bool, reason string, now time.Time) {
 		} else {
 			e.log.Warn("node unhealthy", "reason", reason)
 		}
-		e.count("health_changes")
+		e.counters.HealthChanges++
+		e.version++
 	}
 	e.healthy, e.healthReason = healthy, reason
 	if healthy {
@@ -268,33 +363,33 @@ func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) 
 		return
 	}
 	if t.writing || !started.After(t.writeDone) && !t.writeDone.IsZero() {
-		e.count("observations_before_write")
+		e.counters.ObservationsBeforeWrite++
 		return
 	}
 	if t.claim == claimHeld && !e.isSelf(o) && !t.wroteAt.IsZero() && now.Sub(t.wroteAt) < writeSettle {
 		// EC2 is eventually consistent: a describe just after our write
 		// may still show the old target. Believe it once it persists.
-		e.count("observations_stale_after_write")
+		e.counters.ObservationsStaleAfterWrite++
 		return
 	}
 	t.obs, t.observed, t.observedAt = o, true, now
 	self := e.isSelf(o)
 	switch {
 	case t.claim == claimTaking && self:
-		t.claim = claimHeld
+		e.setClaim(t, claimHeld)
 	case t.claim == claimHeld && !self && o.Target != "" && o.Target != e.cfg.ENI && e.handingToUs(t, o, now):
 		// We took it at the peer's handover while our last describe still
 		// showed it here from before the peer's preempt: it was never
 		// written to us. Write it now instead of leaving it to nobody.
-		t.claim = claimTaking
-		e.count("handover_rewrites")
+		e.setClaim(t, claimTaking)
+		e.counters.HandoverRewrites++
 		e.log.Info("route table still points at the peer, which is handing it over: writing it", "route_table", t.id, "target", o.Target)
 	case t.claim == claimHeld && !self && o.Target != "" && o.Target != e.cfg.ENI:
-		e.release(t, now, fmt.Sprintf("route table now points at %s: taken by the peer or an operator; not taking it back", o.Target))
+		e.release(t, now, Reason{Kind: ReasonTaken, Detail: o.Target})
 		t.lostAt = now
 	}
 	if !t.offeredAt.IsZero() && !self {
-		t.offeredAt = time.Time{} // the peer took it
+		e.setOffered(t, time.Time{}) // the peer took it
 	}
 	e.evaluate(now)
 }
@@ -329,7 +424,7 @@ func (e *Engine) WriteDone(id string, ok bool, now time.Time) {
 		t.wroteAt = now
 	}
 	if ok && t.claim == claimTaking {
-		t.claim = claimHeld
+		e.setClaim(t, claimHeld)
 		t.obs, t.observed, t.observedAt = Observation{Target: e.cfg.ENI}, true, now
 	}
 }
@@ -354,12 +449,13 @@ func (e *Engine) Failover(ids []string, now time.Time, reason string) ([]string,
 		if len(ids) > 0 && !slices.Contains(ids, t.id) {
 			continue
 		}
-		t.opWantAt, t.wantSeq = time.Time{}, 0
+		t.opWantAt = time.Time{}
+		e.setWant(t, 0)
 		if t.claim == claimNone {
 			continue
 		}
-		e.release(t, now, reason)
-		t.offeredAt, t.offerSeq = now, e.seq+1
+		e.release(t, now, Reason{Kind: ReasonFailover, Detail: reason})
+		e.offer(t, now)
 		t.holdFrom = now
 		out = append(out, t.id)
 	}
@@ -386,13 +482,13 @@ func (e *Engine) Takeover(ids []string, now time.Time) ([]string, error) {
 		if len(ids) > 0 && !slices.Contains(ids, t.id) {
 			continue
 		}
-		t.offeredAt = time.Time{}
+		e.setOffered(t, time.Time{})
 		if t.claim != claimNone {
 			continue
 		}
 		out = append(out, t.id)
 		if !e.peerAlive(now) {
-			e.claim(t, now, "operator takeover (peer not alive)")
+			e.claim(t, now, Reason{Kind: ReasonTakeoverPeerDead})
 			continue
 		}
 		t.opWantAt = now
@@ -406,12 +502,14 @@ func (e *Engine) Takeover(ids []string, now time.Time) ([]string, error) {
 func (e *Engine) SetMaintenance(on bool, now time.Time) {
 	if on != e.maintenance {
 		e.log.Info("maintenance", "on", on)
-		e.count("maintenance_changes")
+		e.counters.MaintenanceChanges++
+		e.version++
 	}
 	e.maintenance = on
 	if on {
 		for _, t := range e.tables {
-			t.opWantAt, t.wantSeq = time.Time{}, 0
+			t.opWantAt = time.Time{}
+			e.setWant(t, 0)
 		}
 	}
 	e.evaluate(now)
@@ -432,33 +530,35 @@ func (e *Engine) known(ids []string) error {
 // claimObserved claims t as held when the last observation already
 // shows it pointing here: nothing to write, and if the peer changed it
 // since, the next observation releases it instead of rewriting it.
-func (e *Engine) claimObserved(t *tableState, now time.Time, reason string) {
+func (e *Engine) claimObserved(t *tableState, now time.Time, reason Reason) {
 	e.claim(t, now, reason)
 	if t.claim == claimTaking && t.observed && e.isSelf(t.obs) {
-		t.claim = claimHeld
+		e.setClaim(t, claimHeld)
 	}
 }
 
 // claim claims t; it is held once a fresh observation or our own write
 // confirms it.
-func (e *Engine) claim(t *tableState, now time.Time, reason string) {
+func (e *Engine) claim(t *tableState, now time.Time, reason Reason) {
 	if t.claim != claimNone {
 		return
 	}
-	t.claim = claimTaking
+	e.setClaim(t, claimTaking)
 	t.claimSeq = e.seq + 1
-	t.opWantAt, t.wantSeq, t.offeredAt = time.Time{}, 0, time.Time{}
+	t.opWantAt = time.Time{}
+	e.setWant(t, 0)
+	e.setOffered(t, time.Time{})
 	t.last = Change{At: now, Claim: true, Reason: reason}
 	t.changes++
-	e.count("claims")
-	e.log.Info("route table ownership: claiming", "route_table", t.id, "reason", reason)
+	e.counters.Claims++
+	e.log.Info("route table ownership: claiming", "route_table", t.id, "reason", reason.String())
 }
 
-func (e *Engine) release(t *tableState, now time.Time, reason string) {
+func (e *Engine) release(t *tableState, now time.Time, reason Reason) {
 	if t.claim == claimNone {
 		return
 	}
-	t.claim = claimNone
+	e.setClaim(t, claimNone)
 	t.releasedAt = now
 	if t.home {
 		// Preempt waits a whole hold-down before asking for it again.
@@ -467,198 +567,8 @@ func (e *Engine) release(t *tableState, now time.Time, reason string) {
 	t.releaseSeq = e.seq + 1
 	t.last = Change{At: now, Claim: false, Reason: reason}
 	t.changes++
-	e.count("releases")
-	e.log.Info("route table ownership: releasing", "route_table", t.id, "reason", reason)
-}
-
-func (e *Engine) count(name string) { e.counters[name]++ }
-
-// evaluate applies the rules to the current inputs.
-func (e *Engine) evaluate(now time.Time) {
-	alive := e.peerAlive(now)
-	elig := e.peerEligible(now)
-	self := e.eligible()
-
-	inGrace := e.cfg.Peer && !e.graceOver && e.peer.msg == nil && now.Sub(e.start) < e.cfg.DeadAfter
-	if !inGrace {
-		e.graceOver = true
-	}
-
-	// Edges: the peer died, or turned unhealthy / went into maintenance.
-	if !inGrace {
-		switch {
-		case e.prevAlive && !alive:
-			if e.peer.msg != nil {
-				e.log.Info("peer dead", "last_heartbeat", e.peer.at.Format("15:04:05.000"),
-					"dead_after", e.cfg.DeadAfter, "late", now.Sub(e.peer.at.Add(e.cfg.DeadAfter)))
-			}
-			// Even in maintenance: availability first when the peer is gone.
-			why := "peer dead: no heartbeat for " + e.cfg.DeadAfter.String()
-			if !e.cfg.Peer {
-				why = "single instance (no peer configured): owning the home tables"
-			} else if e.peer.msg == nil {
-				why = "no heartbeat from the peer since start (" + e.cfg.DeadAfter.String() + ")"
-			}
-			e.takeAll(now, why, !e.cfg.Peer)
-		case e.prevEligible && alive && !elig && e.healthy:
-			e.takeAll(now, "peer "+e.peerState(now), false)
-		}
-		e.prevAlive, e.prevEligible = alive, elig
-	}
-
-	for _, t := range e.sorted() {
-		selfObs := t.observed && e.isSelf(t.obs)
-		peerOwns := alive && e.peerHas(owned, t.id)
-		peerWants := alive && e.peerHas(wanted, t.id)
-		if !t.offeredAt.IsZero() && peerOwns && e.peer.msg.Ack >= t.offerSeq {
-			t.offeredAt = time.Time{} // the peer took it
-		}
-		if !t.offeredAt.IsZero() && now.Sub(t.offeredAt) >= e.cfg.GiveTimeout {
-			t.offeredAt = time.Time{}
-			e.log.Warn("route table handed to the peer was not taken in time", "route_table", t.id, "timeout", e.cfg.GiveTimeout)
-			e.count("give_timeouts")
-		}
-		if !t.opWantAt.IsZero() && now.Sub(t.opWantAt) >= e.cfg.OpTimeout {
-			t.opWantAt = time.Time{}
-			e.log.Warn("operator takeover: the peer did not release the route table in time", "route_table", t.id, "timeout", e.cfg.OpTimeout)
-			e.count("takeover_timeouts")
-		}
-
-		if t.claim != claimNone {
-			switch {
-			case !self && elig:
-				why := "maintenance on: handing to the healthy peer"
-				if !e.healthy {
-					why = "unhealthy (" + e.healthReason + "): handing to the healthy peer"
-				}
-				e.release(t, now, why)
-				t.offeredAt, t.offerSeq = now, e.seq+1
-			case elig && peerWants && e.peer.msg.Ack >= t.claimSeq:
-				// The peer saw our claim and still asks for it.
-				e.release(t, now, "peer asked for it (handshake: preempt after hold-down, or operator takeover)")
-			}
-			continue
-		}
-
-		if inGrace {
-			continue
-		}
-		recentlyReleased := !t.releasedAt.IsZero() && now.Sub(t.releasedAt) < e.cfg.GiveTimeout
-		switch {
-		case e.maintenance && elig:
-			// Stay backup while the peer can carry the traffic.
-		case alive && e.peerHas(offered, t.id) && self && e.peer.msg.Ack >= t.releaseSeq:
-			// The offer was made after the peer saw our last release, so
-			// it is not a stale one from before.
-			e.claim(t, now, "peer handed it over ("+e.peerHandReason(now)+")")
-		case e.wants(t, now, alive, elig) && alive && e.peer.msg.Ack >= t.wantSeq && t.wantSeq != 0 && !peerOwns &&
-			(!peerWants || e.cfg.NodeID < e.peer.msg.NodeID):
-			e.claim(t, now, e.handshakeReason(t))
-		case alive && !peerOwns && !peerWants && t.offeredAt.IsZero() && (self && t.home || e.healthy && !elig) && !recentlyReleased:
-			why := "no node claims it; home table"
-			if t.wantSeq != 0 {
-				why = e.handshakeReason(t)
-			} else if !t.home {
-				why = "no node claims it; peer " + e.peerState(now)
-			}
-			e.claim(t, now, why)
-		case !alive && t.changes == 0 && (t.home || e.cfg.Peer):
-			// Found after the start (discovery): nobody can have it.
-			why := "single instance (no peer configured): owning the home tables"
-			if e.cfg.Peer {
-				why = "peer " + e.peerState(now)
-			}
-			e.claim(t, now, why)
-		case !alive && t.observed && t.obs.Blackhole && t.obs.Target != e.cfg.ENI && (t.home || e.cfg.Peer) && !recentlyReleased:
-			e.claim(t, now, "route table points at "+t.obs.Target+", a stopped instance (blackhole)")
-		case selfObs && t.offeredAt.IsZero() && !peerOwns && !peerWants && (self || !elig && e.healthy) && !recentlyReleased:
-			e.claimObserved(t, now, "route table already points at this node")
-		}
-	}
-	e.updateWants(now, alive, elig)
-}
-
-func (e *Engine) handshakeReason(t *tableState) string {
-	if !t.opWantAt.IsZero() {
-		return "operator takeover: peer released it"
-	}
-	return "preempt after hold-down " + e.cfg.HoldDown.String() + ": peer released it"
-}
-
-// wants reports whether this node asks the peer for t now.
-func (e *Engine) wants(t *tableState, now time.Time, alive, elig bool) bool {
-	if t.claim != claimNone || !alive || !e.eligible() {
-		return false
-	}
-	if !t.opWantAt.IsZero() {
-		return true
-	}
-	if !e.cfg.Preempt || !t.home || !e.peerHas(owned, t.id) {
-		return false
-	}
-	since := e.healthySince
-	if e.peer.aliveSince.After(since) {
-		since = e.peer.aliveSince
-	}
-	if t.holdFrom.After(since) {
-		since = t.holdFrom
-	}
-	return now.Sub(since) >= e.cfg.HoldDown
-}
-
-func (e *Engine) updateWants(now time.Time, alive, elig bool) {
-	for _, t := range e.tables {
-		if e.wants(t, now, alive, elig) {
-			if t.wantSeq == 0 {
-				t.wantSeq = e.seq + 1
-			}
-		} else {
-			t.wantSeq = 0
-		}
-	}
-}
-
-func (e *Engine) peerHandReason(now time.Time) string {
-	if e.peer.msg != nil && e.peer.msg.Maintenance {
-		return "peer in maintenance"
-	}
-	if e.peer.msg != nil && !e.peer.msg.Healthy {
-		return "peer unhealthy: " + e.peer.msg.Reason
-	}
-	return "operator failover on the peer"
-}
-
-// peerState describes the peer for messages.
-func (e *Engine) peerState(now time.Time) string {
-	switch {
-	case !e.cfg.Peer:
-		return "none configured"
-	case e.peer.msg == nil:
-		return "never heard"
-	case !e.peerAlive(now):
-		return fmt.Sprintf("dead (last heartbeat %v ago)", now.Sub(e.peer.at).Round(time.Millisecond))
-	case e.peer.msg.Maintenance:
-		return "in maintenance"
-	case !e.peer.msg.Healthy:
-		return "unhealthy: " + e.peer.msg.Reason
-	}
-	return "alive and healthy"
-}
-
-// takeAll claims every table not claimed yet. single limits it to home
-// tables (a lone node does not touch other AZs' tables).
-func (e *Engine) takeAll(now time.Time, reason string, homeOnly bool) {
-	for _, t := range e.sorted() {
-		if homeOnly && !t.home {
-			continue
-		}
-		if e.peer.msg != nil && t.lostAt.After(e.peer.at) {
-			// The peer took it after its last heartbeat reached us: it
-			// is alive behind a partition, not dead. Not taking it back.
-			continue
-		}
-		e.claimObserved(t, now, reason)
-	}
+	e.counters.Releases++
+	e.log.Info("route table ownership: releasing", "route_table", t.id, "reason", reason.String())
 }
 
 // Claimed reports whether this node claims table id.
@@ -714,7 +624,7 @@ func (op WriteOp) String() string {
 type Write struct {
 	Table  string
 	Op     WriteOp
-	Reason string // why it is claimed
+	Reason Reason // why it is claimed
 }
 
 // StartWrites returns the tables of ToWrite with the call the last
@@ -796,6 +706,8 @@ type TableStatus struct {
 	ObservedAt time.Time
 	Last       Change
 	Changes    uint64
+	// OwnerNode is whose ENI Owner is: "self", "peer", "other" or "none".
+	OwnerNode string
 }
 
 // PeerStatus is the peer as the engine sees it.
@@ -822,16 +734,33 @@ type EngineStatus struct {
 	Maintenance  bool
 	Peer         PeerStatus
 	Tables       []TableStatus
-	Counters     map[string]uint64
+	Counters     Counters
+}
+
+// Role is this node's role over the tables: "maintenance", "standby"
+// (this node's ENI owns none), "active" (all) or "active-active" (some).
+func (s EngineStatus) Role() string {
+	owned := 0
+	for _, t := range s.Tables {
+		if t.OwnerNode == "self" {
+			owned++
+		}
+	}
+	switch {
+	case s.Maintenance:
+		return "maintenance"
+	case owned == 0:
+		return "standby"
+	case owned == len(s.Tables):
+		return "active"
+	}
+	return "active-active"
 }
 
 // Status returns a snapshot.
 func (e *Engine) Status(now time.Time) EngineStatus {
 	s := EngineStatus{NodeID: e.cfg.NodeID, ENI: e.cfg.ENI, Healthy: e.healthy, HealthReason: e.healthReason,
-		Maintenance: e.maintenance, Counters: map[string]uint64{}}
-	for k, v := range e.counters {
-		s.Counters[k] = v
-	}
+		Maintenance: e.maintenance, Counters: e.counters}
 	p := PeerStatus{Configured: e.cfg.Peer, Detail: e.peerState(now)}
 	switch {
 	case !e.cfg.Peer:
@@ -851,7 +780,8 @@ func (e *Engine) Status(now time.Time) EngineStatus {
 	alive := e.peerAlive(now)
 	for _, t := range e.sorted() {
 		ts := TableStatus{ID: t.id, Home: t.home, Owner: t.obs.Target, Blackhole: t.obs.Blackhole, Claim: t.claim.String(),
-			Offered: !t.offeredAt.IsZero(), Wanted: t.wantSeq != 0, ObservedAt: t.observedAt, Last: t.last, Changes: t.changes}
+			Offered: !t.offeredAt.IsZero(), Wanted: t.wantSeq != 0, ObservedAt: t.observedAt, Last: t.last, Changes: t.changes,
+			OwnerNode: ownerNode(t.obs.Target, e.cfg.ENI, p.ENI)}
 		switch {
 		case t.claim != claimNone:
 			ts.Desired = "self"
@@ -863,4 +793,17 @@ func (e *Engine) Status(now time.Time) EngineStatus {
 		s.Tables = append(s.Tables, ts)
 	}
 	return s
+}
+
+// ownerNode names whose ENI target is.
+func ownerNode(target, self, peer string) string {
+	switch {
+	case target == "":
+		return "none"
+	case target == self:
+		return "self"
+	case target == peer:
+		return "peer"
+	}
+	return "other"
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -111,12 +110,7 @@ type Manager struct {
 	eng        *Engine
 	recv       *Receiver
 	epoch      uint64
-	version    uint64 // engine claim set fingerprint last reconciled
-	sent       uint64
-	sendErrs   uint64
-	writes     uint64
-	writeErrs  uint64
-	eipMoves   uint64
+	version    uint64 // the Engine's Version last acted on
 	lastErr    string
 	lastErrAt  time.Time
 	eips       map[string]string // allocation id → ENI it is on (last seen)
@@ -224,9 +218,10 @@ func (m *Manager) kickReconcile() {
 }
 
 // changed is called with mu held after feeding the engine: a change of
-// claims or ENI kicks the reconciler.
+// claims or ENI (a new Engine.Version) kicks the reconciler and sends a
+// heartbeat at once.
 func (m *Manager) changed() {
-	if v := m.eng.fingerprint(); v != m.version {
+	if v := m.eng.Version(); v != m.version {
 		m.version = v
 		m.kickReconcile()
 		select {
@@ -293,10 +288,10 @@ func (m *Manager) heartbeat(ctx context.Context, conn *net.UDPConn) {
 		}
 		m.mu.Lock()
 		if err != nil {
-			m.sendErrs++
+			m.eng.Counters().HeartbeatSendErrors++
 			m.setErr(now, fmt.Sprintf("send heartbeat to %s: %v", m.o.Peer, err))
 		} else {
-			m.sent++
+			m.eng.Counters().HeartbeatsSent++
 		}
 		m.mu.Unlock()
 	}
@@ -373,10 +368,7 @@ func (m *Manager) observeLoop(ctx context.Context) {
 	for {
 		now := m.o.Now()
 		m.mu.Lock()
-		peerENI, noHome := "", len(m.homeTables()) == 0
-		if p := m.eng.peer.msg; p != nil {
-			peerENI = p.ENI
-		}
+		peerENI, noHome := m.eng.PeerENI(), len(m.eng.HomeTables()) == 0
 		again := !m.discovered || now.Sub(lastDiscover) >= m.o.DiscoverInterval ||
 			peerENI != m.discoveredPeer || noHome && now.Sub(lastDiscover) >= 2*time.Second
 		m.mu.Unlock()
@@ -463,11 +455,7 @@ func (m *Manager) writeLoop(ctx context.Context) {
 
 func (m *Manager) discover(ctx context.Context) {
 	m.mu.Lock()
-	eni := m.eng.ENI()
-	peerENI := ""
-	if p := m.eng.peer.msg; p != nil {
-		peerENI = p.ENI
-	}
+	eni, peerENI := m.eng.ENI(), m.eng.PeerENI()
 	m.mu.Unlock()
 	if eni == "" {
 		return
@@ -490,31 +478,15 @@ func (m *Manager) discover(ctx context.Context) {
 		}
 		return out
 	}
-	before := len(m.eng.tables)
+	before := m.eng.TableCount()
 	m.eng.AddTables(valid(found.Home), valid(found.Backup))
-	if !m.discovered || len(m.eng.tables) != before {
-		var backup []string
-		for _, t := range m.eng.sorted() {
-			if !t.home {
-				backup = append(backup, t.id)
-			}
-		}
-		m.log.Info("ha: route tables", "home", m.homeTables(), "backup", backup)
+	if !m.discovered || m.eng.TableCount() != before {
+		m.log.Info("ha: route tables", "home", m.eng.HomeTables(), "backup", m.eng.BackupTables())
 	}
 	m.discovered = true
 	m.discoveredPeer = peerENI
 	m.eng.Tick(now)
 	m.changed()
-}
-
-func (m *Manager) homeTables() []string {
-	var out []string
-	for _, t := range m.eng.sorted() {
-		if t.home {
-			out = append(out, t.id)
-		}
-	}
-	return out
 }
 
 // writeTables points the claimed tables that do not point here yet at
@@ -555,7 +527,7 @@ func (m *Manager) writeTables(ctx context.Context) error {
 			defer m.mu.Unlock()
 			m.eng.WriteDone(w.Table, err == nil, now)
 			if err != nil {
-				m.writeErrs++
+				m.eng.Counters().RouteWriteErrors++
 				m.setErr(now, fmt.Sprintf("point route table %s at %s: %v", w.Table, eni, err))
 				m.log.Warn("ha: route table write failed; retrying", "route_table", w.Table, "eni", eni, "op", w.Op.String(),
 					"throttled", m.cloud.IsThrottled(err), "err", err)
@@ -566,9 +538,8 @@ func (m *Manager) writeTables(ctx context.Context) error {
 				return nil
 			}
 			if changed {
-				m.writes++
-				m.eng.count("route_writes")
-				m.log.Info("route table now points at this node", "route_table", w.Table, "eni", eni, "reason", w.Reason,
+				m.eng.Counters().RouteWrites++
+				m.log.Info("route table now points at this node", "route_table", w.Table, "eni", eni, "reason", w.Reason.String(),
 					"op", w.Op.String(), "took", now.Sub(start).Round(time.Millisecond))
 			}
 			m.changed()
@@ -634,8 +605,7 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 		m.log.Info("EIP follows its route tables to this node", "allocation_id", want.AllocationID, "eni", eni,
 			"route_tables", want.RouteTables)
 		m.mu.Lock()
-		m.eipMoves++
-		m.eng.count("eip_associations")
+		m.eng.Counters().EIPAssociations++
 		m.mu.Unlock()
 	}
 	m.mu.Lock()
@@ -684,11 +654,6 @@ type Status struct {
 	HoldDown     time.Duration
 	HeartbeatAge time.Duration // since the last accepted heartbeat; -1: none
 	Received     ReceiverStats
-	Sent         uint64
-	SendErrors   uint64
-	RouteWrites  uint64
-	WriteErrors  uint64
-	EIPMoves     uint64
 	LastError    string
 	LastErrorAt  time.Time
 	EIPs         []EIPStatus
@@ -707,8 +672,7 @@ func (m *Manager) Status() Status {
 	defer m.mu.Unlock()
 	now := m.o.Now()
 	s := Status{EngineStatus: m.eng.Status(now), Interval: m.o.Interval, DeadAfter: time.Duration(m.o.DeadAfter) * m.o.Interval,
-		Preempt: m.o.Preempt, HoldDown: m.o.HoldDown, HeartbeatAge: -1, Received: m.recv.Stats(), Sent: m.sent,
-		SendErrors: m.sendErrs, RouteWrites: m.writes, WriteErrors: m.writeErrs, EIPMoves: m.eipMoves,
+		Preempt: m.o.Preempt, HoldDown: m.o.HoldDown, HeartbeatAge: -1, Received: m.recv.Stats(),
 		LastError: m.lastErr, LastErrorAt: m.lastErrAt}
 	if m.o.Peer.IsValid() {
 		s.PeerAddr = m.o.Peer.String()
@@ -720,21 +684,4 @@ func (m *Manager) Status() Status {
 		s.EIPs = append(s.EIPs, EIPStatus{AllocationID: g.AllocationID, RouteTables: slices.Clone(g.RouteTables), ENI: m.eips[g.AllocationID]})
 	}
 	return s
-}
-
-// fingerprint summarises claims, offers, wants and the ENI: when it
-// changes the reconciler and the peer should hear about it at once.
-func (e *Engine) fingerprint() uint64 {
-	var b strings.Builder
-	b.WriteString(e.cfg.ENI)
-	for _, t := range e.sorted() {
-		fmt.Fprintf(&b, "|%s:%d:%t:%t", t.id, t.claim, !t.offeredAt.IsZero(), t.wantSeq != 0)
-	}
-	fmt.Fprintf(&b, "|%t|%t", e.healthy, e.maintenance)
-	var h uint64 = 1469598103934665603
-	for _, c := range []byte(b.String()) {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
 }

@@ -154,8 +154,8 @@ func TestManagersOverLoopback(t *testing.T) {
 		return fc.eips["eipalloc-a"] == "eni-c"
 	})
 	st := c.Status()
-	if st.Peer.State != "dead" || st.RouteWrites != 1 || st.EIPMoves != 1 {
-		t.Errorf("after failover: peer %s, writes %d, eip moves %d", st.Peer.State, st.RouteWrites, st.EIPMoves)
+	if st.Peer.State != "dead" || st.Counters.RouteWrites != 1 || st.Counters.EIPAssociations != 1 {
+		t.Errorf("after failover: peer %s, writes %d, eip moves %d", st.Peer.State, st.Counters.RouteWrites, st.Counters.EIPAssociations)
 	}
 
 	// Throttled API: the restarted node waits, then gets rtb-a back once
@@ -169,7 +169,7 @@ func TestManagersOverLoopback(t *testing.T) {
 		return fc.eips["eipalloc-a"] == "eni-a"
 	})
 	for _, tb := range a.Status().Tables {
-		if tb.ID == "rtb-a" && tb.Last.Reason == "" {
+		if tb.ID == "rtb-a" && tb.Last.Reason.String() == "" {
 			t.Errorf("rtb-a returned without a reason")
 		}
 	}
@@ -218,7 +218,7 @@ func TestManagerSingleInstance(t *testing.T) {
 	}
 	runManager(t, m)
 	waitFor(t, "a lone node creates its default route", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
-	if st := m.Status(); st.Peer.State != "none" || st.Tables[0].Last.Reason == "" {
+	if st := m.Status(); st.Peer.State != "none" || st.Tables[0].Last.Reason.String() == "" {
 		t.Errorf("status %+v", st)
 	}
 	if _, err := New(nil, fc, Options{NodeID: "i-a", Peer: netip.MustParseAddrPort("127.0.0.1:1")}); err == nil {
@@ -245,7 +245,7 @@ func TestManagerDiscoveredBackupWithPeerDown(t *testing.T) {
 	waitFor(t, "the discovered backup table is taken", 5*time.Second, func() bool { return fc.get("rtb-c") == "eni-a" })
 	st := m.Status()
 	for _, tb := range st.Tables {
-		if tb.ID == "rtb-c" && (tb.Home || !strings.Contains(tb.Last.Reason, "no heartbeat from the peer")) {
+		if tb.ID == "rtb-c" && (tb.Home || !strings.Contains(tb.Last.Reason.String(), "no heartbeat from the peer")) {
 			t.Errorf("rtb-c: home=%v reason %q", tb.Home, tb.Last.Reason)
 		}
 	}
@@ -322,7 +322,7 @@ func TestManagerDropsHeartbeatFromNonPeerAddress(t *testing.T) {
 	tables := func(s Status) map[string]string {
 		out := map[string]string{}
 		for _, tb := range s.Tables {
-			out[tb.ID] = tb.Claim + " (" + tb.Last.Reason + ")"
+			out[tb.ID] = tb.Claim + " (" + tb.Last.Reason.String() + ")"
 		}
 		return out
 	}

@@ -290,13 +290,13 @@ func (s *sim) progress(n *simNode) {
 		if !c.ok {
 			continue
 		}
-		before := n.eng.counters["observations_before_write"]
+		before := n.eng.Counters().ObservationsBeforeWrite
 		for _, id := range n.eng.Tables() {
 			if r, ok := c.snap[id]; ok {
 				n.eng.ObserveSince(id, Observation{Target: r.target, Blackhole: r.blackhole}, c.started, s.now)
 			}
 		}
-		s.stats.ignoredObs += int(n.eng.counters["observations_before_write"] - before)
+		s.stats.ignoredObs += int(n.eng.Counters().ObservationsBeforeWrite - before)
 	}
 	n.pending = keep
 }
@@ -434,7 +434,7 @@ func (s *sim) partition() {
 		if n.alive {
 			var cl []string
 			for _, ts := range n.eng.Status(s.now).Tables {
-				cl = append(cl, ts.ID+"="+ts.Claim+"/"+ts.Last.Reason)
+				cl = append(cl, ts.ID+"="+ts.Claim+"/"+ts.Last.Reason.String())
 			}
 			s.logf("%s before partition: %v", n.name, cl)
 		}

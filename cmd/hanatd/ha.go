@@ -158,22 +158,30 @@ func (h *haNode) manager() *ha.Manager {
 	return h.m
 }
 
+// snapshot is the HA loop's typed status; ok is false when it does not
+// run.
+func (h *haNode) snapshot() (s ha.Status, ok bool) {
+	if m := h.manager(); m != nil {
+		return m.Status(), true
+	}
+	return ha.Status{}, false
+}
+
 // status converts the HA loop's status for the admin socket.
 func (h *haNode) status() *admin.HAStatus {
 	if h == nil {
 		return nil
 	}
-	m := h.manager()
-	if m == nil {
+	s, ok := h.snapshot()
+	if !ok {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return &admin.HAStatus{Enabled: false, Mode: "off", Message: h.why, Counters: map[string]uint64{}}
 	}
-	s := m.Status()
 	st := &admin.HAStatus{
 		Enabled: true, Mode: "single", NodeID: s.NodeID, ENI: s.ENI, Healthy: s.Healthy, HealthNote: s.HealthReason,
 		Maintenance: s.Maintenance, Preempt: s.Preempt, HoldDown: s.HoldDown.String(), Interval: s.Interval.String(),
-		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: map[string]uint64{},
+		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: s.Counters.Named(),
 		Tables: []admin.HATable{},
 	}
 	if s.PeerAddr != "" {
@@ -188,31 +196,14 @@ func (h *haNode) status() *admin.HAStatus {
 	if total := s.Received.Accepted + s.Received.Lost; total > 0 {
 		st.Peer.Loss = float64(s.Received.Lost) / float64(total)
 	}
-	for k, v := range s.Counters {
-		st.Counters[k] = v
-	}
-	st.Counters["route_writes"] = s.RouteWrites
-	st.Counters["route_write_errors"] = s.WriteErrors
-	st.Counters["eip_associations"] = s.EIPMoves
-	st.Counters["heartbeats_sent"] = s.Sent
-	st.Counters["heartbeat_send_errors"] = s.SendErrors
 	st.Counters["heartbeats_accepted"] = s.Received.Accepted
 	st.Counters["heartbeats_lost"] = s.Received.Lost
 	for reason, n := range s.Received.Dropped {
 		st.Counters["heartbeats_dropped_"+reason] = n
 	}
 	for _, t := range s.Tables {
-		owner := "other"
-		switch {
-		case t.Owner == "":
-			owner = "none"
-		case t.Owner == s.ENI:
-			owner = "self"
-		case t.Owner == p.ENI:
-			owner = "peer"
-		}
-		st.Tables = append(st.Tables, admin.HATable{ID: t.ID, Home: t.Home, Owner: t.Owner, OwnerNode: owner,
-			Blackhole: t.Blackhole, Desired: t.Desired, Claim: t.Claim, LastChange: t.Last.At, LastReason: t.Last.Reason,
+		st.Tables = append(st.Tables, admin.HATable{ID: t.ID, Home: t.Home, Owner: t.Owner, OwnerNode: t.OwnerNode,
+			Blackhole: t.Blackhole, Desired: t.Desired, Claim: t.Claim, LastChange: t.Last.At, LastReason: t.Last.Reason.String(),
 			Changes: t.Changes})
 	}
 	for _, e := range s.EIPs {

@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/ha"
 	"github.com/hanat/hanat/metrics"
 )
 
 // metricsSource reads the same state `hanatctl status` shows and turns it
 // into the NAT-gateway-shaped snapshot the exporter serves, so the two can
-// never disagree.
+// never disagree. The HA part comes from the HA loop's typed status
+// (ha.Status), the one the admin status is converted from too.
 func (b *backend) metricsSource(ctx context.Context) (metrics.Snapshot, error) {
 	st, err := b.Status(ctx)
 	if err != nil {
 		return metrics.Snapshot{}, err
 	}
-	return snapshotFromStatus(st), nil
+	s := snapshotFromStatus(st)
+	if h, ok := b.d.ha.snapshot(); ok {
+		s.HA = haMetrics(h)
+	}
+	return s, nil
 }
 
 // snapshotFromStatus maps admin status onto metrics: the NAT gateway's
@@ -47,48 +52,30 @@ func snapshotFromStatus(st admin.Status) metrics.Snapshot {
 	if fp := st.Datapath.FastpathDetail; st.Datapath.Fastpath != "" && st.Datapath.Fastpath != "off" {
 		s.Fastpath = &metrics.FastpathSnapshot{Hits: fp.Hits, Misses: fp.Misses, OffloadedFlows: uint64(fp.OffloadedFlows)}
 	}
-	if h := st.HA; h != nil && h.Enabled {
-		s.HA = haSnapshot(h)
-	}
 	return s
 }
 
-// haSnapshot maps the HA status: the role from the tables this node owns
-// ("active": all, "standby": none, "active-active": some, "maintenance"),
-// failovers as claims plus releases, heartbeats from the counters.
-func haSnapshot(h *admin.HAStatus) *metrics.HASnapshot {
+// haMetrics maps the HA loop's typed status: the role from the tables
+// this node owns (ha.EngineStatus.Role), failovers as claims plus
+// releases, heartbeats from the receiver's counters.
+func haMetrics(h ha.Status) *metrics.HASnapshot {
 	hs := &metrics.HASnapshot{
+		Role:               h.Role(),
 		RouteTables:        make(map[string]bool, len(h.Tables)),
-		Failovers:          h.Counters["claims"] + h.Counters["releases"],
+		Failovers:          h.Counters.Claims + h.Counters.Releases,
 		PeerAlive:          h.Peer.State == "alive",
-		HeartbeatsReceived: h.Counters["heartbeats_accepted"],
-		HeartbeatsMissed:   h.Counters["heartbeats_lost"],
+		HeartbeatsReceived: h.Received.Accepted,
+		HeartbeatsMissed:   h.Received.Lost,
 	}
-	owned := 0
 	for _, t := range h.Tables {
-		mine := t.OwnerNode == "self"
-		hs.RouteTables[t.ID] = mine
-		if mine {
-			owned++
-		}
+		hs.RouteTables[t.ID] = t.OwnerNode == "self"
 	}
-	switch {
-	case h.Maintenance:
-		hs.Role = "maintenance"
-	case owned == 0:
-		hs.Role = "standby"
-	case owned == len(h.Tables):
-		hs.Role = "active"
-	default:
-		hs.Role = "active-active"
+	// Whole milliseconds, as the admin socket shows it.
+	if ms := h.HeartbeatAge.Milliseconds(); ms > 0 {
+		hs.HeartbeatAge = time.Duration(ms) * time.Millisecond
 	}
-	if h.Peer.HeartbeatAgeMS > 0 {
-		hs.HeartbeatAge = time.Duration(h.Peer.HeartbeatAgeMS) * time.Millisecond
-	}
-	for name, n := range h.Counters {
-		if strings.HasPrefix(name, "heartbeats_dropped_") {
-			hs.HeartbeatsRejected += n
-		}
+	for _, n := range h.Received.Dropped {
+		hs.HeartbeatsRejected += n
 	}
 	return hs
 }
