@@ -88,7 +88,7 @@ fuzz:
 # nftables slow path, the XDP fast path and an iptables-legacy MASQUERADE
 # NAT side by side in namespaces it creates. BENCH_JSON=path also writes
 # the figures as JSON; BENCH_ARGS passes flags (hanat-bench -h).
-bench: deps
+bench: deps build
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/hanat-bench ./bench/cmd/hanat-bench
 	$(BIN)/hanat-bench -json "$(BENCH_JSON)" $(BENCH_ARGS)

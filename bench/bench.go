@@ -39,6 +39,12 @@ type Options struct {
 	ScaleFlows []int // flow-map sizes of the scale test; default 1k, 100k, 1M
 
 	Iperf3 string // iperf3 binary; default "iperf3"
+
+	// The /metrics answer time with many flows in conntrack (metrics.go).
+	SkipMetrics    bool   // leave it out
+	Hanatd         string // hanatd binary; default hanatd next to this executable, else $PATH
+	MetricsFlows   []int  // conntrack sizes; default 10k and 1M
+	MetricsScrapes int    // requests per size (median and max reported); default 9
 }
 
 func (o *Options) defaults() {
@@ -71,6 +77,12 @@ func (o *Options) defaults() {
 	}
 	if o.Iperf3 == "" {
 		o.Iperf3 = "iperf3"
+	}
+	if len(o.MetricsFlows) == 0 {
+		o.MetricsFlows = []int{10_000, 1_000_000}
+	}
+	if o.MetricsScrapes <= 0 {
+		o.MetricsScrapes = 9
 	}
 }
 
@@ -187,6 +199,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 	if err := t.priv.Do(func() error { return runCosts(log, opts, rep) }); err != nil {
 		log.Error("bench program costs failed", "err", err)
 		rep.note(fmt.Sprintf("program costs: %v", err))
+	}
+	if !opts.SkipMetrics && ctx.Err() == nil {
+		if err := runMetrics(ctx, log, opts, rep); err != nil {
+			log.Error("bench /metrics answer time failed", "err", err)
+			rep.note(fmt.Sprintf("/metrics answer time: %v", err))
+		}
 	}
 	return rep, ctx.Err()
 }

@@ -49,6 +49,10 @@ func TestSmoke(t *testing.T) {
 		ConnWorkers:  2,
 		CostRounds:   1,
 		ScaleFlows:   []int{1000},
+		// The /metrics answer time with the real hanatd, tiny tables.
+		Hanatd:         buildHanatd(t),
+		MetricsFlows:   []int{1000, 5000},
+		MetricsScrapes: 3,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nlog:\n%s", err, logBuf.String())
@@ -83,6 +87,11 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, name := range []string{MProgHit, MProgFloor, MProgLookup, scaleName(1000), scaleName(1000) + scaleLookupInfix, MMemPerFlow} {
 		if v, ok := rep.Get(name, ModeFastpath); !ok || v <= 0 {
+			t.Errorf("%s not measured (%v, %v)", name, v, ok)
+		}
+	}
+	for _, name := range []string{metricsName(1000), metricsName(5000), metricsName(5000) + MetricsMaxSuffix, MCensusPrefix + "5k"} {
+		if v, ok := rep.Get(name, ModeNftables); !ok || v <= 0 {
 			t.Errorf("%s not measured (%v, %v)", name, v, ok)
 		}
 	}

@@ -102,6 +102,12 @@ func (r *Report) set(name string, mode Mode, v float64) {
 		unit, help = "ns/pkt", "same, driver included"
 	case strings.HasPrefix(name, MScalePrefix):
 		unit, help = "ns/pkt", "NAT program's own cost, traffic spread over all flows (driver+floor subtracted)"
+	case strings.HasPrefix(name, MMetricsPrefix) && strings.HasSuffix(name, MetricsMaxSuffix):
+		unit, help = "ms", "the slowest of those requests"
+	case strings.HasPrefix(name, MMetricsPrefix):
+		unit, help = "ms", "hanatd's /metrics answer (median of Options.MetricsScrapes GETs) with that many of its NATed flows in conntrack"
+	case strings.HasPrefix(name, MCensusPrefix):
+		unit, help = "ms", "hanatd's one periodic conntrack reading at that size (off the request path, at most 2% of a CPU)"
 	}
 	m := r.row(name, unit, help)
 	m.Modes[mode] = &v
@@ -138,6 +144,13 @@ func (r *Report) evalTargets() {
 		bound      float64
 	}
 	scaleLo, scaleHi := r.scaleBounds()
+	metricsLo, metricsHi := r.metricsBounds()
+	value := func(name string, m Mode) *float64 {
+		if v, ok := r.Get(name, m); ok {
+			return &v
+		}
+		return nil
+	}
 	ts := []tgt{
 		{"fastpath/nftables small-packet pps, two ENIs (redirect)", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
 		{"fastpath/nftables small-packet pps, single ENI (XDP_TX)", ">= 5", ratio(MUDPPPS1, ModeFastpath, MUDPPPS1, ModeNftables), true, 5},
@@ -145,6 +158,11 @@ func (r *Report) evalTargets() {
 		{"fast path cost " + scaleHi + " / " + scaleLo + " flows", "<= 1.2", ratio(MScalePrefix+scaleHi, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath), false, 1.2},
 		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},
 		{"new conn/s offload on/off", ">= 0.95", ratio(MConnRate, ModeFastpath, MConnRate, ModeNftables), true, 0.95},
+		// Issue 12: an absolute bound (the "ratio" is the slowest answer in ms) and flatness.
+		{"/metrics slowest answer, ms, " + metricsHi + " flows", fmt.Sprintf("<= %d", metricsTargetMS),
+			value(MMetricsPrefix+metricsHi+MetricsMaxSuffix, ModeNftables), false, metricsTargetMS},
+		{"/metrics answer " + metricsHi + " / " + metricsLo + " flows", "<= 1.5",
+			ratio(MMetricsPrefix+metricsHi, ModeNftables, MMetricsPrefix+metricsLo, ModeNftables), false, 1.5},
 	}
 	r.Bounds = r.Bounds[:0]
 	for _, b := range []Bound{
@@ -187,6 +205,20 @@ func (r *Report) scaleBounds() (lo, hi string) {
 	return names[0], names[len(names)-1]
 }
 
+// metricsBounds names the smallest and largest /metrics sizes present.
+func (r *Report) metricsBounds() (lo, hi string) {
+	var names []string
+	for _, m := range r.Measurements {
+		if strings.HasPrefix(m.Name, MMetricsPrefix) && !strings.HasSuffix(m.Name, MetricsMaxSuffix) {
+			names = append(names, strings.TrimPrefix(m.Name, MMetricsPrefix))
+		}
+	}
+	if len(names) == 0 {
+		return "10k", "1M"
+	}
+	return names[0], names[len(names)-1]
+}
+
 // WriteJSON writes the report as JSON.
 func (r *Report) WriteJSON(w io.Writer) error {
 	r.evalTargets()
@@ -220,7 +252,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "targets (issue 5):")
+	fmt.Fprintln(w, "targets (issues 5 and 12):")
 	for _, t := range r.Targets {
 		state := "not measured"
 		if t.Met != nil {

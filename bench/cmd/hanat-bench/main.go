@@ -40,6 +40,11 @@ func run() error {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up (and clean up) after this long")
 	flag.IntVar(&opts.CostRounds, "cost-rounds", 0, "BPF_PROG_TEST_RUN rounds per program-cost figure (median); 0 means the default")
 	costsOnly := flag.Bool("costs-only", false, "measure only the program costs and the flow-map scale test (BPF_PROG_TEST_RUN, no traffic, no modes)")
+	metricsOnly := flag.Bool("metrics-only", false, "measure only hanatd's /metrics answer time with -metrics-flows NATed flows in conntrack")
+	flag.BoolVar(&opts.SkipMetrics, "skip-metrics", false, "leave out the /metrics answer time")
+	flag.StringVar(&opts.Hanatd, "hanatd", "", "hanatd binary for the /metrics answer time (default: hanatd next to hanat-bench, else on $PATH)")
+	metricsFlows := flag.String("metrics-flows", "10000,1000000", "conntrack sizes of the /metrics answer time")
+	flag.IntVar(&opts.MetricsScrapes, "metrics-scrapes", 9, "GETs of /metrics per size (median and max reported)")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
 	flag.Parse()
@@ -51,16 +56,12 @@ func run() error {
 		}
 		opts.Modes = append(opts.Modes, m)
 	}
-	opts.ScaleFlows = []int{}
-	for _, s := range strings.Split(*scale, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		var n int
-		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
-			return fmt.Errorf("-scale-flows: bad size %q", s)
-		}
-		opts.ScaleFlows = append(opts.ScaleFlows, n)
+	var err error
+	if opts.ScaleFlows, err = sizes("-scale-flows", *scale); err != nil {
+		return err
+	}
+	if opts.MetricsFlows, err = sizes("-metrics-flows", *metricsFlows); err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -74,8 +75,13 @@ func run() error {
 	defer cancel()
 
 	run := bench.Run
-	if *costsOnly {
+	switch {
+	case *costsOnly && *metricsOnly:
+		return fmt.Errorf("-costs-only and -metrics-only: choose one")
+	case *costsOnly:
 		run = bench.RunCosts
+	case *metricsOnly:
+		run = bench.RunMetrics
 	}
 	rep, err := run(ctx, log, opts)
 	if rep != nil {
@@ -97,4 +103,20 @@ func run() error {
 		}
 	}
 	return err
+}
+
+// sizes parses a comma-separated list of flow counts.
+func sizes(flagName, list string) ([]int, error) {
+	out := []int{}
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: bad size %q", flagName, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
