@@ -196,16 +196,19 @@ type OffloadStats struct {
 	// timeouts; Expired flows found gone by the sweep (their DESTROY
 	// event was lost); Evicted flows the LRU map dropped; Full flows not
 	// offloaded because MaxFlows were; PathErrors failed path lookups;
-	// MapErrors failed map writes; StaleEntries map entries no flow owned.
-	Offloads     uint64 `json:"offloads"`
-	Removals     uint64 `json:"removals"`
-	Refreshes    uint64 `json:"refreshes"`
-	Expired      uint64 `json:"expired"`
-	Evicted      uint64 `json:"evicted"`
-	Full         uint64 `json:"full"`
-	PathErrors   uint64 `json:"path_errors"`
-	MapErrors    uint64 `json:"map_errors"`
-	StaleEntries uint64 `json:"stale_entries"`
+	// MapErrors failed map writes; StaleEntries map entries no flow owned;
+	// IdleHandbacks idle flows handed back to the slow path just before
+	// their kernel entry expired (so the expiry is the kernel's own).
+	Offloads      uint64 `json:"offloads"`
+	Removals      uint64 `json:"removals"`
+	Refreshes     uint64 `json:"refreshes"`
+	Expired       uint64 `json:"expired"`
+	Evicted       uint64 `json:"evicted"`
+	Full          uint64 `json:"full"`
+	PathErrors    uint64 `json:"path_errors"`
+	MapErrors     uint64 `json:"map_errors"`
+	StaleEntries  uint64 `json:"stale_entries"`
+	IdleHandbacks uint64 `json:"idle_handbacks"`
 }
 
 // FastCounters are the fast path's counters of one connection: packets and
@@ -273,6 +276,7 @@ type record struct {
 	fast           [2]bpf.FlowStats // current map entries, as last read
 	folded         [2]bpf.FlowStats // of earlier map entries of this connection
 	retryAt        time.Duration
+	idleHandback   bool // handed back to the slow path idle, before its kernel deadline
 	resolvedAt     time.Duration
 	seenGen        uint64
 }
@@ -919,6 +923,20 @@ func (o *Offloader) sweep(ctx context.Context) {
 			// dropped it. If it did and we missed the event, forget
 			// the flow; if the slow path kept it alive, believe it.
 			o.verify(ctx, now, rec)
+		case rec.kernelDeadline-now <= o.cfg.SweepInterval+time.Second:
+			// Idle, and the kernel entry expires before the next
+			// sweep. Hand the flow back to the slow path now: the
+			// kernel's own expiry then applies to the second, and a
+			// segment after it gets the NAT gateway's answer (a RST,
+			// rule reset_no_flow) instead of being forwarded by the
+			// fast path until a sweep or the kernel's late DESTROY
+			// notices. A flow the slow path keeps alive meanwhile is
+			// offloaded again after the deadline (retryLocked).
+			o.unoffload(rec)
+			o.setState(rec, stPending)
+			rec.idleHandback = true
+			rec.retryAt = rec.kernelDeadline + time.Second
+			o.stats.IdleHandbacks++
 		}
 	}
 	o.recheckPaths(ctx, now)
@@ -1008,8 +1026,37 @@ func (o *Offloader) retryLocked(ctx context.Context, now time.Duration) {
 			continue
 		}
 		n++
+		if rec.idleHandback {
+			o.retryHandedBack(ctx, now, rec)
+			continue
+		}
 		o.tryOffload(ctx, now, rec)
 	}
+}
+
+// retryHandedBack looks at the kernel entry of a flow the sweep handed
+// back to the slow path when it went idle: gone (expired), it is
+// forgotten; still expiring before the next sweep, it stays on the slow
+// path; kept alive by slow-path traffic, it is offloaded again. o.mu is
+// held.
+func (o *Offloader) retryHandedBack(ctx context.Context, now time.Duration, rec *record) {
+	ev, err := o.kernel.lookup(rec.orig)
+	switch {
+	case errors.Is(err, errFlowGone):
+		o.stats.Expired++
+		o.forget(rec)
+		return
+	case err != nil:
+		o.log.Warn("conntrack offload: read kernel entry", "flow", rec.orig.String(), "err", err)
+		rec.retryAt = now + o.cfg.RetryInterval
+		return
+	}
+	if left := ev.flow.Timeout; left <= o.cfg.SweepInterval+time.Second {
+		rec.retryAt = now + left + time.Second
+		return
+	}
+	rec.idleHandback = false
+	o.handle(ctx, now, ev)
 }
 
 func (o *Offloader) syncCounts() {

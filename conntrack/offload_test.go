@@ -949,3 +949,53 @@ func TestOffloadSweepNoticesMissedStateChange(t *testing.T) {
 		t.Errorf("refreshed the timeout of a closing flow: %v", e.kernel.sets)
 	}
 }
+
+// An idle offloaded flow leaves the fast path before its kernel entry
+// expires, so the expiry is the kernel's own (a late segment gets the slow
+// path's RST, not a fast-path forward): gone by the retry, it is
+// forgotten; kept alive by the slow path, it is offloaded again.
+func TestOffloadIdleFlowHandedBackBeforeExpiry(t *testing.T) {
+	const timeout = 10 * time.Second
+	for _, keptAlive := range []bool{false, true} {
+		e := newEngineEnv(t, OffloadConfig{UDPTimeout: timeout, SweepInterval: 2 * time.Second})
+		f := snatUDP(1, true)
+		f.Timeout = timeout
+		e.event(evUpdate, f)
+		k := keysOf(f)
+		e.now += 6 * time.Second // 4 s left: after the next sweep
+		e.o.sweep(context.Background())
+		if !e.fm.has(k[0]) || !e.fm.has(k[1]) {
+			t.Fatalf("flow with 4 s left (sweep every 2 s) left the fast path early")
+		}
+		e.now += 1500 * time.Millisecond // 2.5 s left: before the next sweep ends
+		e.o.sweep(context.Background())
+		if e.fm.has(k[0]) || e.fm.has(k[1]) {
+			t.Fatalf("idle flow still in the fast path 2.5 s before its kernel entry expires (sweep every 2 s)")
+		}
+		if s := e.o.Stats(); s.IdleHandbacks != 1 || s.Pending != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+		e.now += 2 * time.Second // still before the deadline + 1 s: no retry
+		e.o.sweep(context.Background())
+		if e.fm.has(k[0]) {
+			t.Fatalf("offloaded again before its kernel deadline")
+		}
+		e.kernel.mu.Lock()
+		if keptAlive {
+			e.kernel.timeouts[f.Original] = timeout // slow-path traffic refreshed it
+		} else {
+			delete(e.kernel.timeouts, f.Original) // expired in the kernel
+		}
+		e.kernel.mu.Unlock()
+		e.now += 2 * time.Second
+		e.o.sweep(context.Background())
+		s := e.o.Stats()
+		if keptAlive {
+			if !e.fm.has(k[0]) || !e.fm.has(k[1]) || s.Offloaded != 1 {
+				t.Errorf("flow kept alive by the slow path not offloaded again: stats %+v", s)
+			}
+		} else if e.fm.has(k[0]) || s.Expired != 1 || s.Pending != 0 || s.Offloaded != 0 {
+			t.Errorf("expired flow not forgotten: stats %+v", s)
+		}
+	}
+}

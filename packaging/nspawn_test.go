@@ -298,7 +298,7 @@ func (c *container) must(script string) string {
 	c.t.Helper()
 	out, err := c.sh(script)
 	if err != nil {
-		c.t.Fatalf("in container: %s: %v\n%s", script, err, out)
+		c.t.Fatalf("in container: %s: %v\n%s\nhanatd's journal:\n%s", script, err, out, c.journal())
 	}
 	return out
 }
