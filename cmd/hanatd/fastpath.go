@@ -226,7 +226,7 @@ func (f *fastpath) status() admin.FastpathStatus {
 			"events": s.Events, "events_dropped": s.EventsDropped, "overflows": s.Overflows, "resyncs": s.Resyncs,
 			"offloads": s.Offloads, "removals": s.Removals, "refreshes": s.Refreshes, "expired": s.Expired,
 			"evicted": s.Evicted, "full": s.Full, "path_errors": s.PathErrors, "map_errors": s.MapErrors,
-			"stale_entries": s.StaleEntries,
+			"stale_entries": s.StaleEntries, "idle_handbacks": s.IdleHandbacks,
 		}
 	} else if f.lastErr != "" && st.Reason == "" {
 		st.Reason = "offload engine: " + f.lastErr
