@@ -566,7 +566,10 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 		p.waitRoutes(t, "nat-a back", haHoldDown+15*time.Second, p.eniA, p.eniC)
 		returned := time.Now()
 		appA.recovered(t, returned, 10*time.Second)
-		d = appA.outage(t, returned.Add(-500*time.Millisecond), time.Now())
+		// From nat-a's start: app-a is served by nat-c all along, and a
+		// gap that began before the route showed up in the lab's status
+		// still counts (a window from the flip would miss its start).
+		d = appA.outage(t, back, time.Now())
 		checkOutage(t, fmt.Sprintf("%s-returns-run%d", name, run), d, haHandoverBound)
 		checkOutage(t, fmt.Sprintf("%s-app-c-never-moved-run%d", name, run), appC.outage(t, at, time.Now()), haHandoverBound)
 		st, err := p.nodes["nat-a"].client.Status(context.Background())
@@ -737,13 +740,29 @@ func (p *haPair) natDownAtStart(t *testing.T) {
 	p.start(t, "nat-c")
 	p.waitRoutes(t, "nat-c started alone while nat-a is stopped", 15*time.Second, p.eniC, p.eniC)
 	t.Logf("nat-c took private-a %v after its start", time.Since(at).Round(time.Millisecond))
-	st, err := p.nodes["nat-c"].client.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tb := range st.HA.Tables {
-		if tb.ID == p.rtbA && (tb.Home || tb.Claim != "held") {
-			t.Errorf("private-a on nat-c: home=%v claim=%s reason %q, want a held backup", tb.Home, tb.Claim, tb.LastReason)
+	// The route is visible as soon as the write lands; nat-c holds the
+	// table once its answer is in (a describe may still be verifying it).
+	var held string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := p.nodes["nat-c"].client.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = "not listed"
+		for _, tb := range st.HA.Tables {
+			if tb.ID == p.rtbA {
+				held = fmt.Sprintf("home=%v claim=%s reason %q", tb.Home, tb.Claim, tb.LastReason)
+				if !tb.Home && tb.Claim == "held" {
+					held = ""
+				}
+			}
+		}
+		if held == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("private-a on nat-c: %s, want a held backup within 5s", held)
+			break
 		}
 	}
 	p.probes["app-a"].recovered(t, at, 15*time.Second)
