@@ -329,8 +329,8 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 		return s, err
 	}
 	var before bpf.Counters
-	if nm.fp != nil {
-		if before, err = nm.fp.Objects().Counters(); err != nil {
+	if nm.fast != nil {
+		if before, err = nm.counters(); err != nil {
 			return s, err
 		}
 	}
@@ -344,8 +344,8 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	if ps.untranslated > 0 {
 		s.notes = append(s.notes, fmt.Sprintf("%d datagrams arrived untranslated", ps.untranslated))
 	}
-	if nm.fp != nil && ps.arrived > 0 {
-		after, err := nm.fp.Objects().Counters()
+	if nm.fast != nil && ps.arrived > 0 {
+		after, err := nm.counters()
 		if err != nil {
 			return s, err
 		}
@@ -356,8 +356,8 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 		return s, nil
 	}
 	tr.detachCounter()
-	if nm.fp != nil {
-		if before, err = nm.fp.Objects().Counters(); err != nil {
+	if nm.fast != nil {
+		if before, err = nm.counters(); err != nil {
 			return s, err
 		}
 	}
@@ -369,11 +369,11 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	} else {
 		s.bulkGbps, s.retrans = bps/1e9, float64(retrans)
 		log.Info("bench: iperf3", "gbps", s.bulkGbps, "retransmits", retrans)
-		if nm.fp != nil {
+		if nm.fast != nil {
 			// What the XDP program itself forwarded of the stream (IPv4
 			// bytes, over the whole iperf3 run incl. its omitted first
 			// second and the connection setup).
-			after, err := nm.fp.Objects().Counters()
+			after, err := nm.counters()
 			if err != nil {
 				return s, err
 			}

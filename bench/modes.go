@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/hanat/hanat/bpf"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/fastpath"
 )
 
 // Mode is one NAT configuration under test.
@@ -49,12 +49,10 @@ type natMode struct {
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
-	fp      *datapath.Fastpath
 	pinPath string
-	eng     *conntrack.Offloader
-	engStop context.CancelFunc
-	engDone chan error
-	nl      *netlink.Handle
+	fast    *fastpath.Controller // hanatd's own fast path, in the nat namespace
+	stop    context.CancelFunc   // stops fast and its event feed
+	done    chan error           // one result each from fast and the feed
 }
 
 // hanatNAT is the slow path's configuration: the private subnet behind in0,
@@ -137,86 +135,69 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	}
 
 	nm.pinPath = filepath.Join(bpffs, "hanat")
-	fp, err := datapath.OpenFastpath(nm.log, datapath.FastpathOptions{Mode: datapath.XDPModeNative, PinPath: nm.pinPath})
+	ns := conntrack.NetNSFD(nm.t.nat.FD())
+	feed, err := conntrack.NewEventFeed(nm.log.With("component", "conntrack-events"), ns)
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
-	nm.fp = fp
-	var st datapath.FastpathState
-	if err := nm.t.nat.Do(func() error {
-		ifaces, err := datapath.FastpathInterfaces(nil, nat)
-		if err != nil {
-			return err
-		}
-		st = fp.Sync(ctx, ifaces)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("mode %s: attach: %w", nm.mode, err)
-	}
-	if st.Mode != datapath.XDPNative || len(st.Interfaces) != nm.t.interfaces() {
-		return fmt.Errorf("mode %s: fast path is %q on %+v, want native on the NAT's %d interfaces", nm.mode, st.Mode, st.Interfaces, nm.t.interfaces())
-	}
-	nm.nl, err = netlink.NewHandleAt(nm.t.nat.Handle())
-	if err != nil {
-		return fmt.Errorf("mode %s: netlink handle in %s: %w", nm.mode, nm.t.nat.Name, err)
-	}
-	eng, err := conntrack.NewOffloader(nm.log.With("component", "offload"), nm.t.nat.FD(), fp.Objects(),
-		pathResolver{datapath.NewPathResolver(nm.nl, fp.Attached)},
-		conntrack.OffloadConfig{
-			Filter:      conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.SNATAddrs},
-			MaxFlows:    int(fp.Objects().MaxFlows() / 2),
-			OffloadMark: datapath.CtMarkOffload,
-		})
+	// The daemon's own wiring: one Controller, driven by Apply.
+	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat})
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	nm.eng, nm.engStop, nm.engDone = eng, stop, make(chan error, 1)
-	go func() { nm.engDone <- eng.Run(runCtx) }()
+	nm.fast, nm.stop, nm.done = fc, stop, make(chan error, 2)
+	go func() { nm.done <- feed.Run(runCtx) }()
+	go func() { nm.done <- fc.Run(runCtx) }()
+	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: fastpath.XDPModeNative, SysctlsManaged: true}, nat); err != nil {
+		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	if st := fc.Status(); st.Mode != fastpath.XDPNative || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
+		return fmt.Errorf("mode %s: fast path is %q on %+v (%s), want native on the NAT's %d interfaces with its engine", nm.mode, st.Mode, st.Interfaces, st.Reason+st.EngineError, nm.t.interfaces())
+	}
 	return nil
+}
+
+// counters reads the fast path's program counters.
+func (nm *natMode) counters() (bpf.Counters, error) {
+	st := nm.fast.Status()
+	if st.Counters == nil {
+		return bpf.Counters{}, fmt.Errorf("fast path counters unreadable (%s)", st.Reason)
+	}
+	return *st.Counters, nil
 }
 
 // offloaded reports the engine's offloaded connections (fast path only).
 func (nm *natMode) offloaded() (int, error) {
-	select {
-	case err := <-nm.engDone:
-		nm.engDone <- err
-		return 0, fmt.Errorf("offload engine stopped: %v", err)
-	default:
+	st := nm.fast.Status()
+	if st.Engine == nil {
+		return 0, fmt.Errorf("offload engine stopped: %s", st.EngineError)
 	}
-	return nm.eng.Stats().Offloaded, nil
+	return st.Engine.Offloaded, nil
 }
 
 // teardown undoes the mode and flushes the NAT's conntrack table, so the
 // next mode starts from the same empty state.
 func (nm *natMode) teardown(ctx context.Context) error {
 	var errs []error
-	if nm.engStop != nil {
-		nm.engStop()
-		select {
-		case err := <-nm.engDone:
-			if err != nil {
-				errs = append(errs, fmt.Errorf("offload engine: %w", err))
+	if nm.stop != nil {
+		nm.stop()
+		for range 2 {
+			select {
+			case err := <-nm.done:
+				if err != nil {
+					errs = append(errs, fmt.Errorf("fast path: %w", err))
+				}
+			case <-time.After(10 * time.Second):
+				errs = append(errs, errors.New("fast path did not stop within 10s"))
 			}
-		case <-time.After(10 * time.Second):
-			errs = append(errs, errors.New("offload engine did not stop within 10s"))
 		}
-		nm.engStop = nil
-	}
-	if nm.fp != nil {
-		if err := nm.fp.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		nm.fp = nil
+		nm.stop = nil
 	}
 	if nm.pinPath != "" {
-		if _, err := datapath.RemoveFastpath(nm.log, nm.pinPath); err != nil {
+		if _, err := fastpath.Remove(nm.log, nm.pinPath); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if nm.nl != nil {
-		nm.nl.Close()
-		nm.nl = nil
 	}
 	if nm.slow != nil {
 		if _, err := nm.slow.Remove(ctx); err != nil {
@@ -242,13 +223,4 @@ func (nm *natMode) teardown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// pathResolver adapts datapath's resolver to the engine's interface, as
-// hanatd does.
-type pathResolver struct{ r *datapath.PathResolver }
-
-func (p pathResolver) Resolve(ctx context.Context, src, dst netip.Addr) (conntrack.Path, error) {
-	path, err := p.r.Resolve(ctx, src, dst)
-	return conntrack.Path(path), err
 }

@@ -93,16 +93,15 @@ func (o *CensusOptions) defaults() {
 	}
 }
 
-// NewCensus returns a census of the namespace netnsFD refers to (-1: the
-// caller's). It reads nothing until Run runs and SetFilter has named
+// NewCensus returns a census of the namespace ns. It reads nothing until Run runs and SetFilter has named
 // hanat's flows.
-func NewCensus(log *slog.Logger, netnsFD int, opts CensusOptions) *Census {
+func NewCensus(log *slog.Logger, ns NetNS, opts CensusOptions) *Census {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	opts.defaults()
 	if opts.Open == nil {
-		opts.Open = func() (CensusSource, error) { return Open(log, netnsFD) }
+		opts.Open = func() (CensusSource, error) { return Open(log, ns) }
 	}
 	return &Census{log: log, opts: opts, wake: make(chan struct{}, 1)}
 }

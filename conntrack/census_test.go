@@ -90,7 +90,7 @@ var censusFilter = Filter{
 // only by the census's own loop, on its own schedule.
 func TestCensusReadsFromMemory(t *testing.T) {
 	src := &fakeCensusSource{stats: Stats{Active: 7, UDP: 7}}
-	c := NewCensus(nil, -1, CensusOptions{MinInterval: time.Hour, Open: func() (CensusSource, error) { return src, nil }})
+	c := NewCensus(nil, NetNS{}, CensusOptions{MinInterval: time.Hour, Open: func() (CensusSource, error) { return src, nil }})
 	if r := c.Reading(); !r.At.IsZero() || r.Age(time.Now()) != -1 {
 		t.Fatalf("reading before Run: %+v", r)
 	}
@@ -132,7 +132,7 @@ func TestCensusReadsFromMemory(t *testing.T) {
 // TestCensusInterval: the pause after a dump keeps the census's CPU share
 // at CPUShare, within [MinInterval, MaxInterval].
 func TestCensusInterval(t *testing.T) {
-	c := NewCensus(nil, -1, CensusOptions{MinInterval: time.Second, MaxInterval: 5 * time.Minute, CPUShare: 0.02})
+	c := NewCensus(nil, NetNS{}, CensusOptions{MinInterval: time.Second, MaxInterval: 5 * time.Minute, CPUShare: 0.02})
 	for _, tc := range []struct{ took, want time.Duration }{
 		{time.Millisecond, time.Second},
 		{100 * time.Millisecond, 5 * time.Second},
@@ -145,7 +145,7 @@ func TestCensusInterval(t *testing.T) {
 	}
 	// Measured: a 30 ms dump is followed by 1.5 s of rest, not 30 ms.
 	src := &fakeCensusSource{took: 30 * time.Millisecond, stats: Stats{Active: 1}}
-	c = NewCensus(nil, -1, CensusOptions{MinInterval: 10 * time.Millisecond, CPUShare: 0.02, Open: func() (CensusSource, error) { return src, nil }})
+	c = NewCensus(nil, NetNS{}, CensusOptions{MinInterval: 10 * time.Millisecond, CPUShare: 0.02, Open: func() (CensusSource, error) { return src, nil }})
 	c.SetFilter(censusFilter)
 	runCensus(t, c)
 	time.Sleep(600 * time.Millisecond)
@@ -157,7 +157,7 @@ func TestCensusInterval(t *testing.T) {
 // TestCensusError: a failed dump keeps the last good count and says why.
 func TestCensusError(t *testing.T) {
 	src := &fakeCensusSource{stats: Stats{Active: 5}}
-	c := NewCensus(nil, -1, CensusOptions{MinInterval: 10 * time.Millisecond, Open: func() (CensusSource, error) { return src, nil }})
+	c := NewCensus(nil, NetNS{}, CensusOptions{MinInterval: 10 * time.Millisecond, Open: func() (CensusSource, error) { return src, nil }})
 	c.SetFilter(censusFilter)
 	runCensus(t, c)
 	waitReading(t, c, func(r Reading) bool { return r.Active == 5 })

@@ -62,16 +62,11 @@ type nlDumper struct {
 	buf  []byte
 }
 
-// dialNetfilter opens a NETLINK_NETFILTER socket in the namespace netnsFD
-// (<0: the caller's namespace).
-func dialNetfilter(netnsFD int) (*nlDumper, error) {
-	cfg := &netlink.Config{}
-	if netnsFD >= 0 {
-		cfg.NetNS = netnsFD
-	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+// dialNetfilter opens a NETLINK_NETFILTER socket in the namespace ns.
+func dialNetfilter(ns NetNS) (*nlDumper, error) {
+	c, err := ns.dialNetfilter()
 	if err != nil {
-		return nil, fmt.Errorf("netlink.Dial(NETLINK_NETFILTER, netns fd %d): %w", netnsFD, err)
+		return nil, err
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {

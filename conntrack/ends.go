@@ -9,14 +9,10 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-
-	"github.com/ti-mo/netfilter"
 )
 
 // EndWatcher counts how hanat's flows end, from the kernel's conntrack
-// DESTROY events (a shared EventFeed with RunOn, or a socket of its own
-// joined to the DESTROY group only with Run). A
-// flow that is destroyed while still established — a TCP flow in
+// DESTROY events on the daemon's EventFeed. A flow that is destroyed while still established — a TCP flow in
 // ESTABLISHED, a UDP flow that was answered — was not closed: it ended
 // because it stayed idle past its timeout (the NAT gateway's
 // IdleTimeoutCount). That includes flows the fast path's sweep expires
@@ -27,8 +23,8 @@ import (
 // (nf_conntrack_events=2, the default) or for all of them
 // (nf_conntrack_events=1); flows older than the watcher may go uncounted.
 type EndWatcher struct {
-	log     *slog.Logger
-	netnsFD int
+	log  *slog.Logger
+	feed *EventFeed
 
 	mu     sync.Mutex
 	filter Filter
@@ -50,17 +46,13 @@ type EndStats struct {
 	Overflows uint64
 }
 
-// endReadBuffer is the event socket's receive buffer: destroy events of
-// a connection storm's end arrive in bursts.
-const endReadBuffer = 4 << 20
-
-// NewEndWatcher returns a watcher for the namespace netnsFD refers to (-1:
-// the caller's). It counts nothing until SetFilter names hanat's flows.
-func NewEndWatcher(log *slog.Logger, netnsFD int) *EndWatcher {
+// NewEndWatcher returns a watcher of the DESTROY events of feed. It counts
+// nothing until Run runs and SetFilter names hanat's flows.
+func NewEndWatcher(log *slog.Logger, feed *EventFeed) *EndWatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &EndWatcher{log: log, netnsFD: netnsFD}
+	return &EndWatcher{log: log, feed: feed}
 }
 
 // SetFilter sets which flows are hanat's (the daemon calls it after each
@@ -76,40 +68,23 @@ func (w *EndWatcher) Stats() EndStats {
 	return EndStats{Destroyed: w.destroyed.Load(), IdleTimeouts: w.idle.Load(), Overflows: w.overflows.Load()}
 }
 
-// Run reads DESTROY events until ctx is done. It returns an error only
-// when the socket cannot be opened or fails for good.
+// Run counts the feed's DESTROY events until ctx is done or the feed
+// stops; it returns an error when the feed failed.
 func (w *EndWatcher) Run(ctx context.Context) error {
-	if w.netnsFD == 0 {
-		return errors.New("conntrack.EndWatcher: fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
-	}
-	evs, err := dialEvents(w.netnsFD, endReadBuffer, w.log, netfilter.GroupCTDestroy)
-	if err != nil {
-		return fmt.Errorf("conntrack end watcher: %w", err)
-	}
-	defer evs.close()
-	if err := evs.run(ctx, w.observeEvent, w.overflowed); err != nil {
-		return fmt.Errorf("conntrack end watcher: %w", err)
-	}
-	return nil
-}
-
-// RunOn counts the DESTROY events of a shared feed (the daemon's one
-// conntrack event socket) until ctx is done or the feed stops.
-func (w *EndWatcher) RunOn(ctx context.Context, feed *EventFeed) error {
-	unsubscribe, err := feed.subscribe(false, w.observeEvent, w.overflowed)
+	unsubscribe, err := w.feed.Subscribe(false, w.observeEvent, w.overflowed)
 	if err != nil {
 		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
 	defer unsubscribe()
-	if err := feed.wait(ctx); err != nil && !errors.Is(err, ErrFeedStopped) {
+	if err := w.feed.Wait(ctx); err != nil && !errors.Is(err, ErrFeedStopped) {
 		return fmt.Errorf("conntrack end watcher: %w", err)
 	}
 	return nil
 }
 
-func (w *EndWatcher) observeEvent(ev ctEvent) {
-	if ev.kind == evDestroy {
-		w.observe(ev.flow)
+func (w *EndWatcher) observeEvent(ev Event) {
+	if ev.Kind == EventDestroy {
+		w.observe(ev.Flow)
 	}
 }
 
@@ -138,10 +113,10 @@ func (w *EndWatcher) observe(f Flow) {
 // a NAT address; DNAT when the original destination is a NAT address and
 // the reply comes from a private host.
 func (f Filter) matchEnded(fl Flow) bool {
-	if f.private(fl.Original.Src.Addr()) && f.natAddr(fl.Reply.Dst.Addr()) {
+	if f.Private(fl.Original.Src.Addr()) && f.IsNATAddr(fl.Reply.Dst.Addr()) {
 		return true
 	}
-	return f.natAddr(fl.Original.Dst.Addr()) && f.private(fl.Reply.Src.Addr())
+	return f.IsNATAddr(fl.Original.Dst.Addr()) && f.Private(fl.Reply.Src.Addr())
 }
 
 // EndedIdle reports whether a destroyed flow ended idle rather than
@@ -177,22 +152,19 @@ type KernelStats struct {
 }
 
 // ReadKernelStats reads the per-CPU conntrack statistics over ctnetlink in
-// the namespace netnsFD refers to (-1: the caller's).
-func ReadKernelStats(ctx context.Context, netnsFD int) (KernelStats, error) {
+// the namespace ns.
+func ReadKernelStats(ctx context.Context, ns NetNS) (KernelStats, error) {
 	if err := ctx.Err(); err != nil {
 		return KernelStats{}, fmt.Errorf("conntrack stats: %w", err)
 	}
-	if netnsFD == 0 {
-		return KernelStats{}, errors.New("conntrack stats: fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
-	}
-	c, err := dialCT(netnsFD)
+	c, err := dialCT(ns)
 	if err != nil {
 		return KernelStats{}, err
 	}
 	defer c.Close()
 	per, err := c.Stats()
 	if err != nil {
-		return KernelStats{}, fmt.Errorf("conntrack stats (netns fd %d): %w", netnsFD, err)
+		return KernelStats{}, fmt.Errorf("conntrack stats (%s): %w", ns, err)
 	}
 	var s KernelStats
 	for _, p := range per {

@@ -37,7 +37,7 @@ func TestEndedIdle(t *testing.T) {
 }
 
 func TestEndWatcherObserveFilters(t *testing.T) {
-	w := NewEndWatcher(nil, -1)
+	w := NewEndWatcher(nil, nil)
 	f := Flow{
 		Original: Tuple{Proto: protoUDP, Src: netip.MustParseAddrPort("10.0.11.10:5000"), Dst: netip.MustParseAddrPort("198.51.100.100:53")},
 		Reply:    Tuple{Proto: protoUDP, Src: netip.MustParseAddrPort("198.51.100.100:53"), Dst: netip.MustParseAddrPort("198.51.100.2:1024")},
@@ -87,20 +87,28 @@ table ip hntest {
 	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_udp_timeout_stream=1")
 	serveUDPEcho(t, lab.inet, "198.51.100.100:7")
 
-	w := NewEndWatcher(slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})), lab.nat.FD())
+	log := slog.New(slog.NewTextHandler(testLogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	feed, err := NewEventFeed(log, NetNSFD(lab.nat.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewEndWatcher(log, feed)
 	w.SetFilter(Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{tNatOut}})
 	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
+	runErr := make(chan error, 2)
+	go func() { runErr <- feed.Run(runCtx) }()
 	go func() { runErr <- w.Run(runCtx) }()
 	defer func() {
 		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
+		for range 2 {
+			if err := <-runErr; err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		}
 	}()
 	time.Sleep(100 * time.Millisecond) // the socket joins its group
 
-	before, err := ReadKernelStats(ctx, lab.nat.FD())
+	before, err := ReadKernelStats(ctx, NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +124,7 @@ table ip hntest {
 		_, _ = c.Write([]byte("no port for me"))
 		c.Close()
 	}
-	after, err := ReadKernelStats(ctx, lab.nat.FD())
+	after, err := ReadKernelStats(ctx, NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +136,7 @@ table ip hntest {
 	// The answered flow times out after ~1 s. The conntrack GC may take
 	// a while to notice in a quiet namespace; a table dump reaps expired
 	// entries at once (and reports their DESTROY).
-	tbl, err := Open(nil, lab.nat.FD())
+	tbl, err := Open(nil, NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ type EventFeed struct {
 // feedSocket is the event socket as the feed uses it (nlEvents; a fake in
 // tests).
 type feedSocket interface {
-	run(ctx context.Context, emit func(ctEvent), overflow func()) error
+	run(ctx context.Context, emit func(Event), overflow func()) error
 	join(g netfilter.NetlinkGroup) error
 	leave(g netfilter.NetlinkGroup) error
 	close() error
@@ -45,26 +45,25 @@ type feedSocket interface {
 
 type feedSub struct {
 	updates  bool
-	emit     func(ctEvent)
+	emit     func(Event)
 	overflow func()
 }
+
+// feedReadBuffer is the event socket's receive buffer in bytes (set with
+// SO_RCVBUFFORCE, which ignores net.core.rmem_max): a connection storm's
+// ends and offload events arrive in bursts.
+const feedReadBuffer = 16 << 20
 
 // ErrFeedStopped is returned to subscribers of a feed whose Run has ended.
 var ErrFeedStopped = errors.New("conntrack event feed stopped")
 
-// NewEventFeed opens the event socket in the namespace netnsFD refers to
-// (-1: the caller's), joined to the DESTROY group. Events are read once Run
+// NewEventFeed opens the event socket in the namespace ns, joined to the DESTROY group. Events are read once Run
 // runs; subscribe before that to miss none.
-func NewEventFeed(log *slog.Logger, netnsFD int) (*EventFeed, error) {
-	if netnsFD == 0 {
-		return nil, errors.New("conntrack event feed: fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
-	}
+func NewEventFeed(log *slog.Logger, ns NetNS) (*EventFeed, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// The offload engine's buffer: a connection storm's ends and offload
-	// events arrive in bursts.
-	sock, err := dialEvents(netnsFD, defaultReadBuffer, log, netfilter.GroupCTDestroy)
+	sock, err := dialEvents(ns, feedReadBuffer, log, netfilter.GroupCTDestroy)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack event feed: %w", err)
 	}
@@ -92,9 +91,9 @@ func (f *EventFeed) Run(ctx context.Context) error {
 	return err
 }
 
-// wait blocks until ctx is done (nil) or Run has ended: then it returns
+// Wait blocks until ctx is done (nil) or Run has ended: then it returns
 // why, or ErrFeedStopped when Run ended without an error.
-func (f *EventFeed) wait(ctx context.Context) error {
+func (f *EventFeed) Wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
@@ -108,11 +107,11 @@ func (f *EventFeed) wait(ctx context.Context) error {
 
 // dispatch hands one event to the subscribers that want it. Subscribers
 // must not block (the engine's enqueue drops and resyncs when full).
-func (f *EventFeed) dispatch(ev ctEvent) {
+func (f *EventFeed) dispatch(ev Event) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for _, s := range f.subs {
-		if ev.kind == evDestroy || s.updates {
+		if ev.Kind == EventDestroy || s.updates {
 			s.emit(ev)
 		}
 	}
@@ -126,12 +125,13 @@ func (f *EventFeed) overflowed() {
 	}
 }
 
-// subscribe adds a subscriber: DESTROY events, and UPDATE events too when
-// updates is set (the socket joins the UPDATE group before subscribe
-// returns, so a dump taken afterwards misses no change). The returned
-// function removes it (and leaves the UPDATE group with the last one that
-// wanted updates); calling it twice is harmless.
-func (f *EventFeed) subscribe(updates bool, emit func(ctEvent), overflow func()) (func(), error) {
+// Subscribe adds a subscriber: DESTROY events, and UPDATE events too when
+// updates is set (the socket joins the UPDATE group before Subscribe
+// returns, so a dump taken afterwards misses no change). emit and overflow
+// run on the feed's goroutine and must not block. The returned function
+// removes the subscriber (and leaves the UPDATE group with the last one
+// that wanted updates); calling it twice is harmless.
+func (f *EventFeed) Subscribe(updates bool, emit func(Event), overflow func()) (func(), error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
@@ -172,21 +172,4 @@ func (f *EventFeed) unsubscribe(s *feedSub) {
 		}
 		f.joined = false
 	}
-}
-
-// feedSource is the offload engine's event source on a shared feed: the
-// subscription is made when the engine is built (before its first dump);
-// run only waits, and reports the feed stopping under the engine.
-type feedSource struct {
-	feed        *EventFeed
-	unsubscribe func()
-}
-
-func (s *feedSource) run(ctx context.Context, _ func(ctEvent), _ func()) error {
-	return s.feed.wait(ctx)
-}
-
-func (s *feedSource) close() error {
-	s.unsubscribe()
-	return nil
 }

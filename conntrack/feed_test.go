@@ -19,13 +19,12 @@ import (
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
-	"github.com/hanat/hanat/bpf"
 	"github.com/hanat/hanat/internal/netns"
 )
 
 // fakeFeedSocket plays events handed to it through ch, in order.
 type fakeFeedSocket struct {
-	ch     chan func(emit func(ctEvent), overflow func())
+	ch     chan func(emit func(Event), overflow func())
 	mu     sync.Mutex
 	groups map[netfilter.NetlinkGroup]bool
 	joins  int
@@ -33,10 +32,10 @@ type fakeFeedSocket struct {
 }
 
 func newFakeFeedSocket() *fakeFeedSocket {
-	return &fakeFeedSocket{ch: make(chan func(func(ctEvent), func()), 16), groups: map[netfilter.NetlinkGroup]bool{netfilter.GroupCTDestroy: true}}
+	return &fakeFeedSocket{ch: make(chan func(func(Event), func()), 16), groups: map[netfilter.NetlinkGroup]bool{netfilter.GroupCTDestroy: true}}
 }
 
-func (s *fakeFeedSocket) run(ctx context.Context, emit func(ctEvent), overflow func()) error {
+func (s *fakeFeedSocket) run(ctx context.Context, emit func(Event), overflow func()) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,22 +87,22 @@ func TestEventFeedFanOut(t *testing.T) {
 
 	type rec struct {
 		mu        sync.Mutex
-		kinds     []evKind
+		kinds     []EventKind
 		overflows int
 	}
 	var ends, engine rec
-	add := func(r *rec) func(ctEvent) {
-		return func(ev ctEvent) { r.mu.Lock(); r.kinds = append(r.kinds, ev.kind); r.mu.Unlock() }
+	add := func(r *rec) func(Event) {
+		return func(ev Event) { r.mu.Lock(); r.kinds = append(r.kinds, ev.Kind); r.mu.Unlock() }
 	}
 	over := func(r *rec) func() { return func() { r.mu.Lock(); r.overflows++; r.mu.Unlock() } }
-	unEnds, err := feed.subscribe(false, add(&ends), over(&ends))
+	unEnds, err := feed.Subscribe(false, add(&ends), over(&ends))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sock.inUpdates() {
 		t.Fatal("joined the UPDATE group with no subscriber wanting updates")
 	}
-	unEngine, err := feed.subscribe(true, add(&engine), over(&engine))
+	unEngine, err := feed.Subscribe(true, add(&engine), over(&engine))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,21 +114,21 @@ func TestEventFeedFanOut(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() { runErr <- feed.Run(ctx) }()
 	played := make(chan struct{})
-	sock.ch <- func(emit func(ctEvent), overflow func()) {
-		for _, k := range []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy} {
-			emit(ctEvent{kind: k})
+	sock.ch <- func(emit func(Event), overflow func()) {
+		for _, k := range []EventKind{EventUpdate, EventDestroy, EventUpdate, EventUpdate, EventDestroy} {
+			emit(Event{Kind: k})
 		}
 		overflow()
 		close(played)
 	}
 	<-played
 	engine.mu.Lock()
-	if want := []evKind{evUpdate, evDestroy, evUpdate, evUpdate, evDestroy}; !slices.Equal(engine.kinds, want) || engine.overflows != 1 {
+	if want := []EventKind{EventUpdate, EventDestroy, EventUpdate, EventUpdate, EventDestroy}; !slices.Equal(engine.kinds, want) || engine.overflows != 1 {
 		t.Errorf("engine got %v, %d overflows; want %v, 1", engine.kinds, engine.overflows, want)
 	}
 	engine.mu.Unlock()
 	ends.mu.Lock()
-	if want := []evKind{evDestroy, evDestroy}; !slices.Equal(ends.kinds, want) || ends.overflows != 1 {
+	if want := []EventKind{EventDestroy, EventDestroy}; !slices.Equal(ends.kinds, want) || ends.overflows != 1 {
 		t.Errorf("end watcher got %v, %d overflows; want %v, 1", ends.kinds, ends.overflows, want)
 	}
 	ends.mu.Unlock()
@@ -140,7 +139,7 @@ func TestEventFeedFanOut(t *testing.T) {
 		t.Error("still in the UPDATE group after the last update subscriber left")
 	}
 	played = make(chan struct{})
-	sock.ch <- func(emit func(ctEvent), _ func()) { emit(ctEvent{kind: evDestroy}); close(played) }
+	sock.ch <- func(emit func(Event), _ func()) { emit(Event{Kind: EventDestroy}); close(played) }
 	<-played
 	engine.mu.Lock()
 	if len(engine.kinds) != 5 {
@@ -150,27 +149,26 @@ func TestEventFeedFanOut(t *testing.T) {
 	unEnds()
 
 	// A second update subscriber joins again.
-	un2, err := feed.subscribe(true, func(ctEvent) {}, func() {})
+	un2, err := feed.Subscribe(true, func(Event) {}, func() {})
 	if err != nil || !sock.inUpdates() || sock.joins != 2 {
 		t.Errorf("resubscribe: %v, in updates %v, joins %d", err, sock.inUpdates(), sock.joins)
 	}
-	// The engine's source reports the feed ending under it.
-	src := &feedSource{feed: feed, unsubscribe: un2}
+	// Wait reports the feed ending under its subscribers.
 	srcErr := make(chan error, 1)
-	go func() { srcErr <- src.run(context.Background(), nil, nil) }()
+	go func() { srcErr <- feed.Wait(context.Background()) }()
 	close(sock.ch) // the socket fails for good
 	if err := <-runErr; err == nil || !strings.Contains(err.Error(), "socket broke") {
 		t.Errorf("Run = %v, want the socket's error", err)
 	}
 	if err := <-srcErr; err == nil {
-		t.Error("the engine's source did not report the feed stopping")
+		t.Error("Wait did not report the feed stopping")
 	}
-	_ = src.close()
+	un2()
 	cancel()
 	if !sock.closed {
 		t.Error("Run did not close the socket")
 	}
-	if _, err := feed.subscribe(false, func(ctEvent) {}, func() {}); !errors.Is(err, ErrFeedStopped) {
+	if _, err := feed.Subscribe(false, func(Event) {}, func() {}); !errors.Is(err, ErrFeedStopped) {
 		t.Errorf("subscribe to a stopped feed: %v, want ErrFeedStopped", err)
 	}
 }
@@ -186,30 +184,25 @@ func conntrackListeners(t *testing.T, ns *netns.NS) []uint64 {
 	return m
 }
 
-// TestEventFeedInNamespace: one feed serves the end watcher and the
-// offload engine in a real NAT namespace: the engine offloads a
-// connection from the feed's UPDATE events, deleting its conntrack entry
-// makes the engine drop it and the watcher count it (one DESTROY event,
-// decoded once), and only one conntrack event socket exists, in the UPDATE
-// group while the engine runs and out of it after.
+// TestEventFeedInNamespace: one feed serves the end watcher and an
+// UPDATE subscriber (the offload engine's place) in a real NAT namespace:
+// the subscriber sees a connection's UPDATE events, deleting its conntrack
+// entry reaches both (one DESTROY event, decoded once), and only one
+// conntrack event socket exists, in the UPDATE group while the subscriber
+// is there and out of it after.
 func TestEventFeedInNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and loads BPF maps")
+		t.Skip("needs root: creates network namespaces")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	lab := newNATLab(t, ctx)
 	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_events=1")
 	serveTCPEcho(t, lab.inet, "198.51.100.100:7")
-	objs, err := bpf.Load(bpf.LoadOptions{MaxFlows: 1024})
-	if err != nil {
-		t.Fatalf("load fast path: %v", err)
-	}
-	defer objs.Close()
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(testLogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	filter := Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{tNatOut}}
 
-	feed, err := NewEventFeed(log, lab.nat.FD())
+	feed, err := NewEventFeed(log, NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,24 +215,30 @@ func TestEventFeedInNamespace(t *testing.T) {
 			t.Errorf("feed Run: %v", err)
 		}
 	}()
-	w := NewEndWatcher(log, lab.nat.FD())
+	w := NewEndWatcher(log, feed)
 	w.SetFilter(filter)
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- w.RunOn(feedCtx, feed) }()
+	go func() { watchErr <- w.Run(feedCtx) }()
 
-	o, err := NewOffloader(log, lab.nat.FD(), objs, &fakePaths{}, OffloadConfig{Filter: filter, SweepInterval: 250 * time.Millisecond, Events: feed})
+	var mu sync.Mutex
+	seen := map[netip.AddrPort]map[EventKind]int{} // by original source
+	var local netip.AddrPort
+	unsubscribe, err := feed.Subscribe(true, func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[ev.Flow.Original.Src] == nil {
+			seen[ev.Flow.Original.Src] = map[EventKind]int{}
+		}
+		seen[ev.Flow.Original.Src][ev.Kind]++
+	}, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
-	engCtx, stopEngine := context.WithCancel(ctx)
-	engErr := make(chan error, 1)
-	go func() { engErr <- o.Run(engCtx) }()
-
 	const updateBit, destroyBit = 1 << (uint(netfilter.GroupCTUpdate) - 1), 1 << (uint(netfilter.GroupCTDestroy) - 1)
 	if m := conntrackListeners(t, lab.nat); len(m) != 1 || m[0] != updateBit|destroyBit {
-		t.Errorf("conntrack event sockets with the engine running: group masks %x, want one socket in UPDATE and DESTROY (%x)", m, updateBit|destroyBit)
+		t.Errorf("conntrack event sockets with an UPDATE subscriber: group masks %x, want one socket in UPDATE and DESTROY (%x)", m, updateBit|destroyBit)
 	}
-
+	count := func(k EventKind) int { mu.Lock(); defer mu.Unlock(); return seen[local][k] }
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		for i := 0; i < 200 && ctx.Err() == nil; i++ {
@@ -248,11 +247,8 @@ func TestEventFeedInNamespace(t *testing.T) {
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
-		t.Fatalf("timed out waiting for %s; engine %+v, watcher %+v", what, o.Stats(), w.Stats())
+		t.Fatalf("timed out waiting for %s; seen %v, watcher %+v", what, seen, w.Stats())
 	}
-	// The connection comes after the engine's first dump, so only the
-	// feed's events can bring it in.
-	waitFor("the engine's first resync", func() bool { return o.Stats().Resyncs >= 1 })
 	var c net.Conn
 	if err := lab.private.Do(func() (err error) {
 		c, err = net.DialTimeout("tcp4", "198.51.100.100:7", 5*time.Second)
@@ -261,7 +257,9 @@ func TestEventFeedInNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	mu.Lock()
+	local = c.LocalAddr().(*net.TCPAddr).AddrPort()
+	mu.Unlock()
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -269,30 +267,22 @@ func TestEventFeedInNamespace(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	key := bpf.FlowKey{Ifindex: eniIfindex, Proto: bpf.ProtoTCP, Src: local, Dst: netip.MustParseAddrPort("198.51.100.100:7")}
-	inMap := func() bool { _, _, err := objs.LookupFlow(key); return err == nil }
-	waitFor("the connection offloaded from the feed's events", inMap)
-	if s := o.Stats(); s.Events == 0 || s.Resyncs != 1 {
-		t.Errorf("engine %+v: want events from the feed and no second resync", s)
-	}
+	waitFor("the connection's UPDATE events", func() bool { return count(EventUpdate) > 0 })
 
 	// An operator deletes the established entry: one DESTROY event.
 	mustRun(t, ctx, lab.nat, "conntrack", "-D", "-p", "tcp", "--orig-src", local.Addr().String(), "--orig-port-src", strconv.Itoa(int(local.Port())))
-	waitFor("the engine to drop the destroyed flow", func() bool { return !inMap() })
+	waitFor("the subscriber to see the DESTROY", func() bool { return count(EventDestroy) == 1 })
 	waitFor("the watcher to count it", func() bool { return w.Stats().Destroyed == 1 })
 	if s := w.Stats(); s.IdleTimeouts != 1 {
 		t.Errorf("watcher %+v, want the established flow counted as ended idle", s)
 	}
 
-	stopEngine()
-	if err := <-engErr; err != nil {
-		t.Errorf("engine Run: %v", err)
-	}
+	unsubscribe()
 	if m := conntrackListeners(t, lab.nat); len(m) != 1 || m[0] != destroyBit {
-		t.Errorf("conntrack event sockets after the engine stopped: group masks %x, want one socket in DESTROY only (%x)", m, destroyBit)
+		t.Errorf("conntrack event sockets after the UPDATE subscriber left: group masks %x, want one socket in DESTROY only (%x)", m, destroyBit)
 	}
 	stopFeed()
 	if err := <-watchErr; err != nil {
-		t.Errorf("watcher RunOn: %v", err)
+		t.Errorf("watcher Run: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ package conntrack
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -174,16 +175,17 @@ type Filter struct {
 // It allocates nothing; the lists are short, so a linear scan is the cheap
 // choice.
 func (f Filter) Match(fl Flow) bool {
-	if fl.SNAT && f.private(fl.Original.Src.Addr()) && f.natAddr(fl.Reply.Dst.Addr()) {
+	if fl.SNAT && f.Private(fl.Original.Src.Addr()) && f.IsNATAddr(fl.Reply.Dst.Addr()) {
 		return true
 	}
-	if fl.DNAT && f.natAddr(fl.Original.Dst.Addr()) && f.private(fl.Reply.Src.Addr()) {
+	if fl.DNAT && f.IsNATAddr(fl.Original.Dst.Addr()) && f.Private(fl.Reply.Src.Addr()) {
 		return true
 	}
 	return false
 }
 
-func (f Filter) private(a netip.Addr) bool {
+// Private reports whether a is in one of the private CIDRs.
+func (f Filter) Private(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range f.PrivateCIDRs {
 		if p.Contains(a) {
@@ -193,7 +195,8 @@ func (f Filter) private(a netip.Addr) bool {
 	return false
 }
 
-func (f Filter) natAddr(a netip.Addr) bool {
+// IsNATAddr reports whether a is one of the NAT addresses.
+func (f Filter) IsNATAddr(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, n := range f.NATAddrs {
 		if n.Unmap() == a {
@@ -229,4 +232,10 @@ func (s *Stats) Add(f Flow) {
 	if f.Assured {
 		s.Assured++
 	}
+}
+
+// Equal reports whether f and g name the same CIDRs and addresses in the
+// same order.
+func (f Filter) Equal(g Filter) bool {
+	return slices.Equal(f.PrivateCIDRs, g.PrivateCIDRs) && slices.Equal(f.NATAddrs, g.NATAddrs)
 }

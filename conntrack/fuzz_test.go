@@ -103,20 +103,20 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 			return
 		}
-		if want, known := kindOfHeader(typ, flags); !known || ev.kind != want {
-			t.Fatalf("message type %#x flags %#x decoded as kind %d, header says %d (known %v)", typ, flags, ev.kind, want, known)
+		if want, known := kindOfHeader(typ, flags); !known || ev.Kind != want {
+			t.Fatalf("message type %#x flags %#x decoded as kind %d, header says %d (known %v)", typ, flags, ev.Kind, want, known)
 		}
-		if ev.plain && !(ev.flow.Original.Src.Addr().Unmap().Is4() && ev.flow.Reply.Src.Addr().Unmap().Is4()) {
-			t.Fatalf("plain (IPv4) event with tuples %v / %v", ev.flow.Original, ev.flow.Reply)
+		if ev.Plain && !(ev.Flow.Original.Src.Addr().Unmap().Is4() && ev.Flow.Reply.Src.Addr().Unmap().Is4()) {
+			t.Fatalf("plain (IPv4) event with tuples %v / %v", ev.Flow.Original, ev.Flow.Reply)
 		}
-		checkFlow(t, ev.flow)
-		data, canEncode := reencoded(t, ev.flow)
+		checkFlow(t, ev.Flow)
+		data, canEncode := reencoded(t, ev.Flow)
 		if !canEncode {
 			return
 		}
 		again, ok, err := decodeEvent(mdnetlink.Message{Header: h, Data: data})
-		if err != nil || !ok || again.kind != ev.kind || again.flow != ev.flow {
-			t.Fatalf("round trip of %+v (kind %d): got %+v (kind %d), ok %v, err %v", ev.flow, ev.kind, again.flow, again.kind, ok, err)
+		if err != nil || !ok || again.Kind != ev.Kind || again.Flow != ev.Flow {
+			t.Fatalf("round trip of %+v (kind %d): got %+v (kind %d), ok %v, err %v", ev.Flow, ev.Kind, again.Flow, again.Kind, ok, err)
 		}
 	})
 }
@@ -125,18 +125,18 @@ func FuzzDecodeEvent(f *testing.F) {
 // (include/uapi/linux/netfilter/nfnetlink_conntrack.h): IPCTNL_MSG_CT_NEW
 // is a NEW event with NLM_F_CREATE or NLM_F_EXCL set and an UPDATE
 // without; IPCTNL_MSG_CT_DELETE is a DESTROY.
-func kindOfHeader(typ, flags uint16) (evKind, bool) {
+func kindOfHeader(typ, flags uint16) (EventKind, bool) {
 	if netfilter.SubsystemID(typ>>8) != netfilter.NFSubsysCTNetlink {
 		return 0, false
 	}
 	switch typ & 0xff {
 	case 0: // IPCTNL_MSG_CT_NEW
 		if flags&(unix.NLM_F_CREATE|unix.NLM_F_EXCL) != 0 {
-			return evNew, true
+			return EventNew, true
 		}
-		return evUpdate, true
+		return EventUpdate, true
 	case 2: // IPCTNL_MSG_CT_DELETE
-		return evDestroy, true
+		return EventDestroy, true
 	}
 	return 0, false
 }
@@ -335,7 +335,7 @@ type eventSeed struct {
 	data       []byte
 }
 
-func (s eventSeed) decode() (ctEvent, bool, error) {
+func (s eventSeed) decode() (Event, bool, error) {
 	return decodeEvent(mdnetlink.Message{Header: mdnetlink.Header{Type: mdnetlink.HeaderType(s.typ), Flags: mdnetlink.HeaderFlags(s.flags)}, Data: s.data})
 }
 
@@ -385,7 +385,7 @@ func seedsReachDecoding(t *testing.T, dump [][]byte, events []eventSeed) {
 		t.Errorf("FuzzHandleDatagram seeds: %d flows decoded, none with SNAT and counters both ways for TCP (%v) or UDP (%v)", len(flows), protos[protoTCP], protos[protoUDP])
 	}
 
-	kinds := map[evKind]int{}
+	kinds := map[EventKind]int{}
 	natDestroy := false
 	for i, s := range events {
 		ev, ok, err := s.decode()
@@ -393,14 +393,14 @@ func seedsReachDecoding(t *testing.T, dump [][]byte, events []eventSeed) {
 			t.Errorf("event seed %d: ok %v err %v", i, ok, err)
 			continue
 		}
-		if want, err := refFlow(s.data); err != nil || ev.flow != want {
-			t.Errorf("event seed %d decodes to\n%+v\nthe reference decoder to\n%+v (%v)", i, ev.flow, want, err)
+		if want, err := refFlow(s.data); err != nil || ev.Flow != want {
+			t.Errorf("event seed %d decodes to\n%+v\nthe reference decoder to\n%+v (%v)", i, ev.Flow, want, err)
 		}
-		kinds[ev.kind]++
-		natDestroy = natDestroy || ev.kind == evDestroy && natCounted(ev.flow)
+		kinds[ev.Kind]++
+		natDestroy = natDestroy || ev.Kind == EventDestroy && natCounted(ev.Flow)
 	}
-	if kinds[evNew] == 0 || kinds[evUpdate] == 0 || kinds[evDestroy] == 0 {
-		t.Errorf("FuzzDecodeEvent seeds: %d NEW, %d UPDATE, %d DESTROY events; want each", kinds[evNew], kinds[evUpdate], kinds[evDestroy])
+	if kinds[EventNew] == 0 || kinds[EventUpdate] == 0 || kinds[EventDestroy] == 0 {
+		t.Errorf("FuzzDecodeEvent seeds: %d NEW, %d UPDATE, %d DESTROY events; want each", kinds[EventNew], kinds[EventUpdate], kinds[EventDestroy])
 	}
 	if !natDestroy {
 		t.Errorf("FuzzDecodeEvent seeds: no DESTROY event of a flow with SNAT and counters")
@@ -440,7 +440,7 @@ func TestKernelFuzzSeeds(t *testing.T) {
 	serveTCPEcho(t, lab.inet, "198.51.100.100:7")
 	serveUDPEcho(t, lab.inet, "198.51.100.100:7")
 
-	evs, err := dialNetfilter(lab.nat.FD())
+	evs, err := dialNetfilter(NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestKernelFuzzSeeds(t *testing.T) {
 	tcpSrc := tcpRoundTrip(t, lab.private, "198.51.100.100:7")
 	udpSrc := udpRoundTrip(t, lab.private, "198.51.100.100:7")
 	dump := captureDump(t, lab.nat.FD())
-	c, err := dialCT(lab.nat.FD())
+	c, err := dialCT(NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +487,7 @@ func TestKernelFuzzSeeds(t *testing.T) {
 // number fuzzSeq and returns the kernel's reply datagrams as received.
 func captureDump(t *testing.T, netnsFD int) [][]byte {
 	t.Helper()
-	d, err := dialNetfilter(netnsFD)
+	d, err := dialNetfilter(NetNSFD(netnsFD))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,9 +557,9 @@ func captureEvents(t *testing.T, evs *nlDumper, flows ...netip.AddrPort) ([][]by
 			if err != nil || !ok {
 				t.Fatalf("event %x: ok %v err %v", b, ok, err)
 			}
-			t.Logf("event kind %d (message type %#x flags %#x): %+v", ev.kind, s.typ, s.flags, ev.flow)
-			if ev.kind == evDestroy {
-				destroyed[ev.flow.Original.Src] = true
+			t.Logf("event kind %d (message type %#x flags %#x): %+v", ev.Kind, s.typ, s.flags, ev.Flow)
+			if ev.Kind == EventDestroy {
+				destroyed[ev.Flow.Original.Src] = true
 			}
 		}
 		if !slices.ContainsFunc(flows, func(f netip.AddrPort) bool { return !destroyed[f] }) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	ct "github.com/ti-mo/conntrack"
@@ -19,55 +20,48 @@ const dumpAttempts = 3
 // retryBackoff is the pause before attempt 2, 3, …
 var retryBackoff = [...]time.Duration{20 * time.Millisecond, 100 * time.Millisecond}
 
-// Table reads the kernel conntrack table of one network namespace. Its
-// methods are safe for concurrent use; dumps run one at a time.
+// Table reads the kernel conntrack table of one network namespace and
+// updates its entries. Its methods are safe for concurrent use; dumps run
+// one at a time.
 type Table struct {
-	log   *slog.Logger
-	where string // "netns fd 7" or "current netns", for errors
-	dial  func() (dumper, error)
+	log     *slog.Logger
+	where   string // "netns fd 7" or "current netns", for errors
+	dial    func() (dumper, error)
+	ns      NetNS        // our duplicate of the namespace
+	closeNS func() error // closes it
 
 	sem    chan struct{} // one dump at a time; holds d
 	d      dumper        // nil after a failed dump until redialled
 	closed bool
-	nsFD   int // our duplicate of the namespace fd, -1 for the current netns
+
+	connMu     sync.Mutex
+	conn       *ct.Conn // entry updates and lookups, dialled on first use
+	connClosed bool
 }
 
 // ErrClosed is returned by dumps on a closed Table.
 var ErrClosed = errors.New("conntrack table closed")
 
-// Open dials ctnetlink in the network namespace netnsFD (-1 = the caller's
-// current namespace). The socket is made in that namespace and stays there.
-// Open keeps its own duplicate of the fd (to redial after a failed dump), so
-// the caller may close netnsFD afterwards. Reading the table needs
-// CAP_NET_ADMIN in that namespace.
-func Open(log *slog.Logger, netnsFD int) (*Table, error) {
+// Open dials ctnetlink in the network namespace ns. The socket is made in
+// that namespace and stays there. Open keeps its own duplicate of the
+// namespace fd (to redial after a failed dump), so the caller may close
+// its fd afterwards. Reading the table needs CAP_NET_ADMIN in that
+// namespace.
+func Open(log *slog.Logger, ns NetNS) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	where := "current netns"
-	nsFD := -1
-	switch {
-	case netnsFD == 0:
-		// The netlink library reads NetNS 0 as "current namespace", so fd 0
-		// cannot name a namespace; refuse instead of dumping the wrong one.
-		return nil, fmt.Errorf("conntrack.Open(netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
-	case netnsFD > 0:
-		where = fmt.Sprintf("netns fd %d", netnsFD)
-		fd, err := unix.FcntlInt(uintptr(netnsFD), unix.F_DUPFD_CLOEXEC, 3)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack.Open(%s): dup namespace fd: %w", where, err)
-		}
-		nsFD = fd
-	}
-	dial := func() (dumper, error) { return dialNetfilter(nsFD) }
-	t, err := newTable(log, where, dial)
+	own, closeNS, err := ns.dup()
 	if err != nil {
-		if nsFD >= 0 {
-			unix.Close(nsFD)
-		}
-		return nil, fmt.Errorf("conntrack.Open(%s): %w", where, err)
+		return nil, fmt.Errorf("conntrack.Open(%s): %w", ns, err)
 	}
-	t.nsFD = nsFD
+	dial := func() (dumper, error) { return dialNetfilter(own) }
+	t, err := newTable(log, ns.String(), dial)
+	if err != nil {
+		_ = closeNS()
+		return nil, fmt.Errorf("conntrack.Open(%s): %w", ns, err)
+	}
+	t.ns, t.closeNS = own, closeNS
 	return t, nil
 }
 
@@ -76,11 +70,11 @@ func newTable(log *slog.Logger, where string, dial func() (dumper, error)) (*Tab
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{log: log, where: where, dial: dial, sem: make(chan struct{}, 1), d: d, nsFD: -1}
+	t := &Table{log: log, where: where, dial: dial, sem: make(chan struct{}, 1), d: d, closeNS: func() error { return nil }}
 	return t, nil
 }
 
-// Close releases the socket. It waits for a running dump to finish.
+// Close releases the sockets. It waits for a running dump to finish.
 func (t *Table) Close() error {
 	t.sem <- struct{}{}
 	defer func() { <-t.sem }()
@@ -88,18 +82,22 @@ func (t *Table) Close() error {
 		return nil
 	}
 	t.closed = true
-	var err error
+	var errs []error
 	if t.d != nil {
-		err = t.d.close()
+		errs = append(errs, t.d.close())
 		t.d = nil
 	}
-	if t.nsFD >= 0 {
-		if cerr := unix.Close(t.nsFD); cerr != nil && err == nil {
-			err = fmt.Errorf("close namespace fd: %w", cerr)
-		}
-		t.nsFD = -1
+	t.connMu.Lock()
+	t.connClosed = true
+	if t.conn != nil {
+		errs = append(errs, t.conn.Close())
+		t.conn = nil
 	}
-	if err != nil {
+	t.connMu.Unlock()
+	if cerr := t.closeNS(); cerr != nil {
+		errs = append(errs, fmt.Errorf("close namespace fd: %w", cerr))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("conntrack table (%s): close: %w", t.where, err)
 	}
 	return nil

@@ -1,16 +1,12 @@
 package conntrack
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,218 +15,49 @@ import (
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
+	"github.com/hanat/hanat/internal/natlab"
 	"github.com/hanat/hanat/internal/netns"
 )
 
-// The root test builds the smallest NAT, all inside namespaces it creates:
-//
-//	private 10.0.11.10/24 ──eth0 · in0 10.0.11.1── nat ──out0 198.51.100.2 · eth0── 198.51.100.100/24 internet
-//
-// nat SNATs 10.0.11.0/24 to 198.51.100.2 with a throwaway nftables table.
+// The root tests' NAT lab (internal/natlab) under this package's names.
 var (
-	tPrivate = netip.MustParseAddr("10.0.11.10")
-	tNatIn   = netip.MustParseAddr("10.0.11.1")
-	tNatOut  = netip.MustParseAddr("198.51.100.2")
-	tInet    = netip.MustParseAddr("198.51.100.100")
+	tPrivate = natlab.Private
+	tNatIn   = natlab.NATIn
+	tNatOut  = natlab.NATOut
+	tInet    = natlab.Inet
 )
-
-const snatRuleset = `table ip hntest {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr 10.0.11.0/24 snat to 198.51.100.2
-	}
-}
-`
 
 type natLab struct {
 	private, nat, inet *netns.NS
 }
 
 func newNATLab(t *testing.T, ctx context.Context) *natLab {
-	t.Helper()
-	mk := func(role string) *netns.NS {
-		ns, err := netns.Create(netns.UniqueName("hnt-ct" + role + "-"))
-		if err != nil {
-			t.Fatalf("create %s namespace: %v", role, err)
-		}
-		t.Cleanup(func() {
-			if err := ns.Close(); err != nil {
-				t.Errorf("delete namespace %s: %v", ns.Name, err)
-			}
-		})
-		return ns
-	}
-	lab := &natLab{private: mk("p"), nat: mk("n"), inet: mk("i")}
-
-	link := func(local string, localAddr netip.Prefix, peer *netns.NS, peerAddr netip.Prefix, gw netip.Addr) {
-		t.Helper()
-		if err := lab.nat.Veth(local, localAddr, peer, "eth0", peerAddr, gw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	link("in0", netip.PrefixFrom(tNatIn, 24), lab.private, netip.PrefixFrom(tPrivate, 24), tNatIn)
-	link("out0", netip.PrefixFrom(tNatOut, 24), lab.inet, netip.PrefixFrom(tInet, 24), netip.Addr{})
-
-	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.ipv4.ip_forward=1")
-	nft := lab.nat.Command(ctx, "nft", "-f", "-")
-	nft.Stdin = strings.NewReader(snatRuleset)
-	if out, err := nft.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f - in %s: %v: %s", lab.nat.Name, err, out)
-	}
-	// The NAT table pulls conntrack into the namespace; turn on its
-	// per-namespace byte/packet accounting so the counters are filled.
-	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_acct=1")
-	return lab
+	l := natlab.New(t, ctx)
+	return &natLab{private: l.Private, nat: l.NAT, inet: l.Inet}
 }
 
 func mustRun(t *testing.T, ctx context.Context, ns *netns.NS, name string, args ...string) {
 	t.Helper()
-	if _, err := ns.Run(ctx, name, args...); err != nil {
-		t.Fatal(err)
-	}
+	natlab.MustRun(t, ctx, ns, name, args...)
 }
 
-// serveUDPEcho answers every datagram with its payload; peers receives the
-// source address of each one.
 func serveUDPEcho(t *testing.T, ns *netns.NS, addr string) <-chan netip.AddrPort {
-	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatalf("listen udp %s in %s: %v", addr, ns.Name, err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	c := pc.(*net.UDPConn)
-	peers := make(chan netip.AddrPort, 16)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return // closed by cleanup
-			}
-			select {
-			case peers <- from:
-			default:
-			}
-			_, _ = c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	return peers
+	return natlab.ServeUDPEcho(t, ns, addr)
 }
 
-// serveTCPEcho echoes every connection until the test ends.
-func serveTCPEcho(t *testing.T, ns *netns.NS, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatalf("listen tcp %s in %s: %v", addr, ns.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-			go func() { _, _ = io.Copy(c, c) }()
-		}
-	}()
-}
+func serveTCPEcho(t *testing.T, ns *netns.NS, addr string) { natlab.ServeTCPEcho(t, ns, addr) }
 
-// udpRoundTrip sends from a socket opened in ns and waits for the echo; it
-// returns the socket's local address. The socket stays open until the test
-// ends so the flow stays in the table.
 func udpRoundTrip(t *testing.T, ns *netns.NS, to string) netip.AddrPort {
-	t.Helper()
-	var c net.Conn
-	if err := ns.Do(func() (err error) { c, err = net.Dial("udp4", to); return err }); err != nil {
-		t.Fatalf("dial udp %s from %s: %v", to, ns.Name, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	msg := []byte("hanat conntrack test")
-	buf := make([]byte, 1500)
-	for try := 0; try < 3; try++ {
-		if _, err := c.Write(msg); err != nil {
-			t.Fatalf("udp write to %s: %v", to, err)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := c.Read(buf)
-		if err == nil && bytes.Equal(buf[:n], msg) {
-			return c.LocalAddr().(*net.UDPAddr).AddrPort()
-		}
-	}
-	t.Fatalf("no UDP echo from %s to %s", to, ns.Name)
-	return netip.AddrPort{}
+	return natlab.UDPRoundTrip(t, ns, to)
 }
 
-// tcpRoundTrip opens a TCP connection from ns, exchanges one echo and leaves
-// the connection open (ESTABLISHED) until the test ends.
 func tcpRoundTrip(t *testing.T, ns *netns.NS, to string) netip.AddrPort {
-	t.Helper()
-	var c net.Conn
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if err := ns.Do(func() (err error) { c, err = d.Dial("tcp4", to); return err }); err != nil {
-		t.Fatalf("dial tcp %s from %s: %v", to, ns.Name, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := []byte("ping over tcp")
-	if _, err := c.Write(msg); err != nil {
-		t.Fatalf("tcp write: %v", err)
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, msg) {
-		t.Fatalf("tcp echo: %q, %v", buf, err)
-	}
-	return c.LocalAddr().(*net.TCPAddr).AddrPort()
+	return natlab.TCPRoundTrip(t, ns, to)
 }
 
-// icmpEcho sends one ICMP echo request with the given identifier from a raw
-// socket opened in ns and waits for the reply.
-func icmpEcho(t *testing.T, ns *netns.NS, to netip.Addr, id uint16) {
-	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("ip4:icmp", "0.0.0.0"); return err }); err != nil {
-		t.Fatalf("raw icmp socket in %s: %v", ns.Name, err)
-	}
-	defer pc.Close()
-	req := []byte{8, 0, 0, 0, 0, 0, 0, 1, 'h', 'a', 'n', 'a', 't'} // echo request, seq 1
-	binary.BigEndian.PutUint16(req[4:], id)
-	binary.BigEndian.PutUint16(req[2:], inetChecksum(req))
-	dst := &net.IPAddr{IP: net.IP(to.AsSlice())}
-	buf := make([]byte, 1500)
-	for try := 0; try < 3; try++ {
-		if _, err := pc.WriteTo(req, dst); err != nil {
-			t.Fatalf("icmp echo to %s: %v", to, err)
-		}
-		_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		for range 16 { // skip other ICMP the raw socket sees
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id {
-				return
-			}
-		}
-	}
-	t.Fatalf("no ICMP echo reply from %s with id %d", to, id)
-}
+func icmpEcho(t *testing.T, ns *netns.NS, to netip.Addr, id uint16) { natlab.ICMPEcho(t, ns, to, id) }
 
-func inetChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
+type testLogWriter = natlab.LogWriter
 
 func TestTableInNamespaces(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -270,7 +97,7 @@ func TestTableInNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := Open(slog.New(slog.NewTextHandler(io.Discard, nil)), fd)
+	tb, err := Open(slog.New(slog.NewTextHandler(io.Discard, nil)), NetNSFD(fd))
 	unix.Close(fd)
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +201,7 @@ func TestTableInNamespaces(t *testing.T) {
 }
 
 func TestOpenRejectsFDZero(t *testing.T) {
-	if _, err := Open(nil, 0); err == nil {
+	if _, err := Open(nil, NetNSFD(0)); err == nil {
 		t.Error("Open(fd 0) succeeded, want an error (fd 0 reads as the current namespace)")
 	}
 }
@@ -411,7 +238,7 @@ func TestTableLargeDump(t *testing.T) {
 		}
 	}
 
-	tb, err := Open(nil, ns.FD())
+	tb, err := Open(nil, NetNSFD(ns.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}

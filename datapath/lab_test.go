@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanat/hanat/internal/natlab"
 	"github.com/hanat/hanat/internal/netns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // TestSysctlsInNamespace applies the NAT's sysctls inside a fresh
@@ -335,15 +334,7 @@ func TestSlowpathTraffic(t *testing.T) {
 	}
 }
 
-func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns.Handle())
-	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", ns.Name, err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle { return natlab.Handle(t, ns) }
 
 // addVethInside makes a veth pair with both ends in h's namespace, up.
 func addVethInside(t *testing.T, h *netlink.Handle, name, peer string) netlink.Link {
@@ -362,40 +353,17 @@ func addVethInside(t *testing.T, h *netlink.Handle, name, peer string) netlink.L
 // veth makes a veth pair from h's namespace (name) to peerNS (peer), both up.
 func veth(t *testing.T, h *netlink.Handle, name string, peerNS *netns.NS, hp *netlink.Handle, peer string) {
 	t.Helper()
-	err := h.LinkAdd(&netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: name},
-		PeerName:      peer,
-		PeerNamespace: netlink.NsFd(peerNS.FD()),
-	})
-	if err != nil {
-		t.Fatalf("add veth %s -> %s/%s: %v", name, peerNS.Name, peer, err)
-	}
-	if err := h.LinkSetUp(linkByName(t, h, name)); err != nil {
-		t.Fatal(err)
-	}
-	if err := hp.LinkSetUp(linkByName(t, hp, peer)); err != nil {
-		t.Fatal(err)
-	}
+	natlab.Veth(t, h, name, peerNS, hp, peer)
 }
 
 func linkByName(t *testing.T, h *netlink.Handle, name string) netlink.Link {
 	t.Helper()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	return l
+	return natlab.LinkByName(t, h, name)
 }
 
 func mustAddrAdd(t *testing.T, h *netlink.Handle, l netlink.Link, cidr string) {
 	t.Helper()
-	a, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.AddrAdd(l, a); err != nil {
-		t.Fatalf("add %s to %s: %v", cidr, l.Attrs().Name, err)
-	}
+	natlab.AddrAdd(t, h, l, cidr)
 }
 
 func readHostSysctl(t *testing.T, rel string) string {
@@ -495,53 +463,4 @@ func roundTripFrom(ctx context.Context, ns *netns.NS, local netip.Addr, addr str
 	return a.remote, a.err
 }
 
-// icmpEcho sends one ICMP echo request to dst on a raw socket (created in
-// the calling thread's namespace) and waits for the reply.
-func icmpEcho(dst netip.Addr, timeout time.Duration) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
-	if err != nil {
-		return fmt.Errorf("raw icmp socket: %w", err)
-	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return err
-	}
-	const id, seq = 0x4e54, 1
-	msg := []byte{8, 0, 0, 0, id >> 8, id & 0xff, 0, seq, 'h', 'a', 'n', 'a', 't'}
-	binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
-		return fmt.Errorf("send echo to %s: %w", dst, err)
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 1500)
-	for i := 0; i < 16 && time.Now().Before(deadline); i++ {
-		n, from, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return fmt.Errorf("wait for echo reply from %s: %w", dst, err)
-		}
-		sa, ok := from.(*unix.SockaddrInet4)
-		if !ok || netip.AddrFrom4(sa.Addr) != dst || n < 20 {
-			continue
-		}
-		ihl := int(buf[0]&0x0f) * 4
-		if n >= ihl+8 && buf[ihl] == 0 && binary.BigEndian.Uint16(buf[ihl+4:]) == id {
-			return nil
-		}
-	}
-	return fmt.Errorf("no echo reply from %s within %v", dst, timeout)
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
+func icmpEcho(dst netip.Addr, timeout time.Duration) error { return natlab.Ping(dst, timeout) }

@@ -41,7 +41,7 @@ func DefaultRoute(ctx context.Context, h *netlink.Handle) (iface string, src net
 		if r.Type != unix.RTN_UNICAST || (r.Dst != nil && !isDefaultDst(r)) {
 			continue
 		}
-		if routeLinkIndex(r) == 0 {
+		if RouteLinkIndex(r) == 0 {
 			continue
 		}
 		if best == nil || r.Priority < best.Priority {
@@ -51,9 +51,9 @@ func DefaultRoute(ctx context.Context, h *netlink.Handle) (iface string, src net
 	if best == nil {
 		return "", netip.Addr{}, ErrNoDefaultRoute
 	}
-	link, err := h.LinkByIndex(routeLinkIndex(best))
+	link, err := h.LinkByIndex(RouteLinkIndex(best))
 	if err != nil {
-		return "", netip.Addr{}, fmt.Errorf("netlink link by index %d (default route): %w", routeLinkIndex(best), err)
+		return "", netip.Addr{}, fmt.Errorf("netlink link by index %d (default route): %w", RouteLinkIndex(best), err)
 	}
 	iface = link.Attrs().Name
 	if a, ok := netip.AddrFromSlice(best.Src); ok && a.Unmap().Is4() && !a.IsUnspecified() {
@@ -78,9 +78,9 @@ func isDefaultDst(r *netlink.Route) bool {
 	return ones == 0
 }
 
-// routeLinkIndex is the output interface, or the first nexthop's for a
+// RouteLinkIndex is the output interface, or the first nexthop's for a
 // multipath route.
-func routeLinkIndex(r *netlink.Route) int {
+func RouteLinkIndex(r *netlink.Route) int {
 	if r.LinkIndex != 0 {
 		return r.LinkIndex
 	}

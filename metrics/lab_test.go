@@ -105,7 +105,7 @@ func TestScrapeDuringTraffic(t *testing.T) {
 	}()
 
 	// The Source: the NAT's conntrack table, filtered to hanat's flows.
-	table, err := conntrack.Open(slog.New(slog.DiscardHandler), nat.FD())
+	table, err := conntrack.Open(slog.New(slog.DiscardHandler), conntrack.NetNSFD(nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/config"
-	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/internal/testtool"
 )
 
@@ -104,7 +104,7 @@ func TestUnitFile(t *testing.T) {
 		t.Errorf("CapabilityBoundingSet = %v, want %v", caps, want)
 	}
 	rw := u.fields("Service", "ReadWritePaths")
-	for _, p := range []string{"/proc/sys/net", "-" + filepath.Dir(datapath.DefaultPinPath)} {
+	for _, p := range []string{"/proc/sys/net", "-" + filepath.Dir(fastpath.DefaultPinPath)} {
 		if !slices.Contains(rw, p) {
 			t.Errorf("ReadWritePaths %v lacks %s", rw, p)
 		}

@@ -46,7 +46,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		Cloud: b.d.ec2.status(),
 		HA:    b.d.ha.status(),
 	}
-	st.Datapath.FastpathDetail = b.d.fast.status()
+	st.Datapath.FastpathDetail = fastpathStatus(b.d.fast.Status())
 	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode
 	for i, pf := range s.nat.PortForwards {
 		name := ""
@@ -76,7 +76,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			st.Datapath.Counters[name] = admin.Counter{Packets: c.Packets, Bytes: c.Bytes}
 		}
 	}
-	st.Traffic = b.d.traffic.status(ctx)
+	st.Traffic = trafficStatus(b.d.traffic.Read(ctx))
 	b.d.mu.Lock()
 	st.CloudWatch = b.d.cw.status()
 	b.d.mu.Unlock()
@@ -114,7 +114,7 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 		}
 		src = a
 	}
-	t, err := conntrack.Open(b.d.log, -1)
+	t, err := conntrack.Open(b.d.log, conntrack.NetNS{})
 	if err != nil {
 		return admin.FlowsResponse{}, err
 	}
@@ -153,7 +153,7 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 			BytesIn:        f.ReplyBytes,
 		}
 		// The fast path forwards what the kernel never counts.
-		if c, ok := b.d.fast.lookup(f.Original); ok {
+		if c, ok := b.d.fast.Lookup(f.Original); ok {
 			fl.Offloaded = c.Offloaded
 			fl.FastPacketsOut, fl.FastBytesOut = c.OrigPackets, c.OrigBytes
 			fl.FastPacketsIn, fl.FastBytesIn = c.ReplyPackets, c.ReplyBytes

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -59,12 +60,12 @@ func TestStatusAndMetricsReadTheCensus(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
-	d, err := newDaemon(slog.New(slog.DiscardHandler), new(slog.LevelVar), "", false, cfg)
+	d, err := newDaemon(slog.New(slog.DiscardHandler), new(slog.LevelVar), "", false, cfg, filepath.Join(t.TempDir(), "pins"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := &countingSource{stats: conntrack.Stats{Active: 1_000_000, UDP: 999_000, TCP: 1000, TCPEstablished: 900}}
-	d.census = conntrack.NewCensus(nil, -1, conntrack.CensusOptions{MinInterval: time.Hour,
+	d.census = conntrack.NewCensus(nil, conntrack.NetNS{}, conntrack.CensusOptions{MinInterval: time.Hour,
 		Open: func() (conntrack.CensusSource, error) { return src, nil }})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -21,7 +21,9 @@ import (
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/metrics"
+	"github.com/hanat/hanat/traffic"
 )
 
 // reconcileInterval bounds how long the datapath can drift (a table deleted
@@ -38,11 +40,13 @@ type daemon struct {
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
-	fast    *fastpath            // XDP fast path and conntrack offload
-	traffic *traffic             // the NAT gateway's metrics: monotonic rule counters, flow ends
-	census  *conntrack.Census    // the one periodic count of hanat's flows (status, metrics)
-	cw      *cloudWatchPublisher // nil unless metrics.cloudwatch.enabled
-	ha      *haNode              // route table ownership and the HA pair; set in Run
+	feed    *conntrack.EventFeed  // the one conntrack event socket: offload engine and end watcher
+	fast    *fastpath.Controller  // XDP fast path and conntrack offload
+	ends    *conntrack.EndWatcher // idle timeouts, from DESTROY events
+	traffic *traffic.Meter        // the NAT gateway's metrics: monotonic rule counters, fast-path totals
+	census  *conntrack.Census     // the one periodic count of hanat's flows (status, metrics)
+	cw      *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled
+	ha      *haNode               // route table ownership and the HA pair; set in Run
 
 	// logLevel is the handler level of log: log.level applies on reload.
 	logLevel *slog.LevelVar
@@ -81,7 +85,15 @@ type reloadResult struct {
 	err     error
 }
 
-func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explicit bool, cfg *config.Config) (*daemon, error) {
+func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explicit bool, cfg *config.Config, pinPath string) (*daemon, error) {
+	feed, err := conntrack.NewEventFeed(log.With("component", "conntrack-events"), conntrack.NetNS{})
+	if err != nil {
+		return nil, fmt.Errorf("conntrack event socket: %w", err)
+	}
+	fast, err := fastpath.New(log.With("component", "fastpath"), fastpath.Options{PinPath: pinPath, Feed: feed})
+	if err != nil {
+		return nil, err
+	}
 	d := &daemon{
 		log:            log,
 		logLevel:       level,
@@ -95,11 +107,13 @@ func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explic
 		},
 		reloads: make(chan reloadRequest),
 		notify:  sdNotify{log: log},
-		fast:    newFastpath(log.With("component", "fastpath"), datapath.DefaultPinPath),
+		feed:    feed,
+		fast:    fast,
+		ends:    conntrack.NewEndWatcher(log.With("component", "flow-ends"), feed),
 	}
 	d.apply = d.reconcile
-	d.census = conntrack.NewCensus(log.With("component", "census"), -1, conntrack.CensusOptions{})
-	d.traffic = newTraffic(log.With("component", "traffic"), d.slow, d.fast)
+	d.census = conntrack.NewCensus(log.With("component", "census"), conntrack.NetNS{}, conntrack.CensusOptions{})
+	d.traffic = traffic.NewMeter(log.With("component", "traffic"), conntrack.NetNS{}, d.slow, d.fast, d.ends)
 	mem, err := datapath.MemTotalBytes()
 	if err != nil {
 		log.Warn("cannot read the instance memory; nf_conntrack_max gets the minimum", "err", err)
@@ -120,18 +134,23 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
 	d.ec2 = discoverEC2(ctx, d.log.With("component", "cloud"), d.config().Cloud)
-	// One conntrack event socket for the end watcher and the fast path's
-	// offload engine, opened before the first reconcile starts the engine
-	// (events queue in the socket until traffic.run reads them).
-	if feed, err := conntrack.NewEventFeed(d.log.With("component", "conntrack-events"), -1); err != nil {
-		d.log.Warn("conntrack event socket: each consumer will try its own", "err", err)
-	} else {
-		d.traffic.feed = feed
-		d.fast.mu.Lock()
-		d.fast.feed = feed
-		d.fast.mu.Unlock()
-	}
-	if err := d.reconcile(ctx); err != nil {
+	// The event feed, the end watcher and the fast path run before the
+	// first reconcile, which hands the fast path its configuration.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := d.feed.Run(gctx); err != nil && gctx.Err() == nil {
+			d.log.Warn("conntrack event socket failed: idle timeouts are not counted and the fast path offloads nothing new", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := d.ends.Run(gctx); err != nil && gctx.Err() == nil {
+			d.log.Warn("conntrack DESTROY events unavailable: idle timeouts are not counted", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return d.fast.Run(gctx) })
+	if err := d.reconcile(gctx); err != nil {
 		// Keep running: the admin socket tells the operator what is wrong
 		// and the periodic reconcile retries.
 		d.log.Error("initial reconcile failed; will retry", "err", err)
@@ -145,8 +164,6 @@ func (d *daemon) Run(ctx context.Context) error {
 		Group:      cfg.Admin.Group,
 		Version:    version,
 	})
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return d.traffic.run(gctx) })
 	g.Go(func() error {
 		_ = d.census.Run(gctx) // only ends with gctx
 		return nil
@@ -192,7 +209,6 @@ func (d *daemon) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	g.Go(func() error { return d.fast.run(gctx) })
 	g.Go(func() error { return d.ha.run(gctx) })
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
@@ -261,7 +277,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	}
 	// The filter goes in before forwarding is switched on, so there is no
 	// moment where the box forwards without the no-open-relay rules.
-	d.traffic.carry(ctx) // a replaced table restarts its counters
+	d.traffic.Carry(ctx) // a replaced table restarts its counters
 	changed, err := d.slow.Apply(ctx, nat)
 	if err != nil {
 		d.setError(err)
@@ -296,8 +312,11 @@ func (d *daemon) reconcile(ctx context.Context) error {
 		}
 	}
 	// After the sysctls: offloaded TCP needs liberal window tracking.
-	d.fast.apply(ctx, cfg, nat)
-	d.traffic.setNAT(nat)
+	if err := d.fast.Apply(ctx, fastpathConfig(cfg), nat); err != nil {
+		d.setError(err)
+		return err
+	}
+	d.ends.SetFilter(conntrackFilter(nat))
 	d.census.SetFilter(conntrackFilter(nat))
 	d.mu.Lock()
 	d.state.nat = nat

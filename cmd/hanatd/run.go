@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/hanat/hanat/config"
-	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/fastpath"
 )
 
 const usage = `hanatd — the hanat NAT daemon
@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	checkPath := fset.String("check-config", "", "validate a configuration file and exit")
 	cleanup := fset.Bool("cleanup", false, "remove everything hanat installed and exit")
 	showVersion := fset.Bool("version", false, "print the version and exit")
-	pinPath := fset.String("pin-path", datapath.DefaultPinPath, "where the XDP fast path pins its maps and links")
+	pinPath := fset.String("pin-path", fastpath.DefaultPinPath, "where the XDP fast path pins its maps and links")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -105,19 +105,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *cleanup {
 		// The fast path first: it would keep forwarding offloaded flows
 		// without the table.
-		ferr := cleanupFastpath(log, *pinPath)
+		ferr := fastpath.Cleanup(log, *pinPath)
 		if err := errors.Join(ferr, runCleanup(ctx, log, cfg)); err != nil {
 			log.Error("cleanup failed", "err", err)
 			return 1
 		}
 		return 0
 	}
-	d, err := newDaemon(log, level, *configPath, explicit, cfg)
+	d, err := newDaemon(log, level, *configPath, explicit, cfg, *pinPath)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	d.fast.pinPath = *pinPath
 	if err := d.Run(ctx); err != nil {
 		log.Error("hanatd stopped with an error", "err", err)
 		return 1

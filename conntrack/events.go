@@ -33,17 +33,12 @@ type nlEvents struct {
 	conn *netlink.Conn
 }
 
-// dialEvents opens an event socket in the namespace of netnsFD (-1: the
-// current one) joined to groups, with a forced receive buffer of
-// readBuffer bytes.
-func dialEvents(netnsFD, readBuffer int, log *slog.Logger, groups ...netfilter.NetlinkGroup) (*nlEvents, error) {
-	cfg := &netlink.Config{}
-	if netnsFD > 0 {
-		cfg.NetNS = netnsFD
-	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+// dialEvents opens an event socket in the namespace ns joined to groups,
+// with a forced receive buffer of readBuffer bytes.
+func dialEvents(ns NetNS, readBuffer int, log *slog.Logger, groups ...netfilter.NetlinkGroup) (*nlEvents, error) {
+	c, err := ns.dialNetfilter()
 	if err != nil {
-		return nil, fmt.Errorf("netlink.Dial(NETLINK_NETFILTER, netns fd %d): %w", netnsFD, err)
+		return nil, err
 	}
 	if err := setReadBuffer(c, readBuffer); err != nil {
 		log.Warn("conntrack events: cannot force a large socket buffer; a burst of events may overflow it", "bytes", readBuffer, "err", err)
@@ -81,7 +76,7 @@ func setReadBuffer(c *netlink.Conn, n int) error {
 
 // run reads events until ctx is done. Cancelling ctx moves the read
 // deadline to the past, which wakes the blocked read.
-func (e *nlEvents) run(ctx context.Context, emit func(ctEvent), overflow func()) error {
+func (e *nlEvents) run(ctx context.Context, emit func(Event), overflow func()) error {
 	stop := context.AfterFunc(ctx, func() { _ = e.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var decodeErrs uint64
@@ -120,10 +115,10 @@ func (e *nlEvents) run(ctx context.Context, emit func(ctEvent), overflow func())
 
 // decodeEvent decodes one message read from the event socket; ok is false
 // for a message that carries no flow event (an expectation).
-func decodeEvent(m netlink.Message) (ev ctEvent, ok bool, err error) {
+func decodeEvent(m netlink.Message) (ev Event, ok bool, err error) {
 	var e ct.Event
 	if err := e.Unmarshal(m); err != nil {
-		return ctEvent{}, false, fmt.Errorf("conntrack event (message type %#x, %d bytes): %w", uint16(m.Header.Type), len(m.Data), err)
+		return Event{}, false, fmt.Errorf("conntrack event (message type %#x, %d bytes): %w", uint16(m.Header.Type), len(m.Data), err)
 	}
 	ev, ok = eventFrom(&e)
 	return ev, ok, nil
@@ -134,16 +129,16 @@ func (e *nlEvents) close() error { return e.conn.Close() }
 func (e *nlEvents) join(g netfilter.NetlinkGroup) error  { return e.conn.JoinGroup(uint32(g)) }
 func (e *nlEvents) leave(g netfilter.NetlinkGroup) error { return e.conn.LeaveGroup(uint32(g)) }
 
-// dialCT opens the ti-mo/conntrack connection used for entry updates and
-// lookups.
-func dialCT(netnsFD int) (*ct.Conn, error) {
-	cfg := &netlink.Config{}
-	if netnsFD > 0 {
-		cfg.NetNS = netnsFD
+// dialCT opens the ti-mo/conntrack connection used for entry updates,
+// lookups and statistics in the namespace ns.
+func dialCT(ns NetNS) (*ct.Conn, error) {
+	cfg, err := ns.config()
+	if err != nil {
+		return nil, err
 	}
 	c, err := ct.Dial(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("conntrack dial (netns fd %d): %w", netnsFD, err)
+		return nil, fmt.Errorf("conntrack dial (%s): %w", ns, err)
 	}
 	return c, nil
 }

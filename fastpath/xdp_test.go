@@ -1,4 +1,4 @@
-package datapath
+package fastpath
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/internal/natlab"
 	"github.com/hanat/hanat/internal/netns"
 )
 
@@ -46,19 +48,19 @@ type fastTopo struct {
 func newFastTopo(t *testing.T) *fastTopo {
 	t.Helper()
 	ft := &fastTopo{priv: newTestNS(t), nat: newTestNS(t), inet: newTestNS(t)}
-	ft.hp, ft.hn, ft.hi = nsHandle(t, ft.priv), nsHandle(t, ft.nat), nsHandle(t, ft.inet)
+	ft.hp, ft.hn, ft.hi = natlab.Handle(t, ft.priv), natlab.Handle(t, ft.nat), natlab.Handle(t, ft.inet)
 	sfx := netns.UniqueName("")[:4]
 	ft.in, ft.out, ft.privIf, ft.inetIf = "hnti"+sfx, "hnto"+sfx, "hntp"+sfx, "hntn"+sfx
-	veth(t, ft.hn, ft.in, ft.priv, ft.hp, ft.privIf)
-	veth(t, ft.hn, ft.out, ft.inet, ft.hi, ft.inetIf)
-	mustAddrAdd(t, ft.hn, linkByName(t, ft.hn, ft.in), "10.0.11.1/24")
-	mustAddrAdd(t, ft.hn, linkByName(t, ft.hn, ft.out), "203.0.113.1/24")
-	mustAddrAdd(t, ft.hp, linkByName(t, ft.hp, ft.privIf), "10.0.11.2/24")
-	mustAddrAdd(t, ft.hi, linkByName(t, ft.hi, ft.inetIf), "203.0.113.100/24")
-	if err := ft.hp.RouteAdd(&netlink.Route{LinkIndex: linkByName(t, ft.hp, ft.privIf).Attrs().Index, Gw: net.ParseIP("10.0.11.1")}); err != nil {
+	natlab.Veth(t, ft.hn, ft.in, ft.priv, ft.hp, ft.privIf)
+	natlab.Veth(t, ft.hn, ft.out, ft.inet, ft.hi, ft.inetIf)
+	natlab.AddrAdd(t, ft.hn, natlab.LinkByName(t, ft.hn, ft.in), "10.0.11.1/24")
+	natlab.AddrAdd(t, ft.hn, natlab.LinkByName(t, ft.hn, ft.out), "203.0.113.1/24")
+	natlab.AddrAdd(t, ft.hp, natlab.LinkByName(t, ft.hp, ft.privIf), "10.0.11.2/24")
+	natlab.AddrAdd(t, ft.hi, natlab.LinkByName(t, ft.hi, ft.inetIf), "203.0.113.100/24")
+	if err := ft.hp.RouteAdd(&netlink.Route{LinkIndex: natlab.LinkByName(t, ft.hp, ft.privIf).Attrs().Index, Gw: net.ParseIP("10.0.11.1")}); err != nil {
 		t.Fatalf("private default route: %v", err)
 	}
-	if err := ft.hn.RouteAdd(&netlink.Route{LinkIndex: linkByName(t, ft.hn, ft.out).Attrs().Index, Gw: net.ParseIP("203.0.113.100")}); err != nil {
+	if err := ft.hn.RouteAdd(&netlink.Route{LinkIndex: natlab.LinkByName(t, ft.hn, ft.out).Attrs().Index, Gw: net.ParseIP("203.0.113.100")}); err != nil {
 		t.Fatalf("NAT default route: %v", err)
 	}
 	return ft
@@ -72,22 +74,22 @@ func (ft *fastTopo) nat44() NAT {
 	}
 }
 
-func openFast(t *testing.T, ft *fastTopo, pinPath, mode string) *Fastpath {
+func openFast(t *testing.T, ft *fastTopo, pinPath, mode string) *XDP {
 	t.Helper()
-	var f *Fastpath
+	var f *XDP
 	err := ft.nat.Do(func() (err error) {
-		f, err = OpenFastpath(testLogger(t), FastpathOptions{Mode: mode, PinPath: pinPath, MaxFlows: 1024})
+		f, err = OpenXDP(testLogger(t), XDPOptions{Mode: mode, PinPath: pinPath, MaxFlows: 1024})
 		return err
 	})
 	if err != nil {
-		t.Fatalf("OpenFastpath: %v", err)
+		t.Fatalf("OpenXDP: %v", err)
 	}
 	return f
 }
 
-func syncFast(t *testing.T, ft *fastTopo, f *Fastpath, ifaces ...string) FastpathState {
+func syncFast(t *testing.T, ft *fastTopo, f *XDP, ifaces ...string) State {
 	t.Helper()
-	var st FastpathState
+	var st State
 	if err := ft.nat.Do(func() error {
 		st = f.Sync(context.Background(), ifaces)
 		return nil
@@ -99,7 +101,7 @@ func syncFast(t *testing.T, ft *fastTopo, f *Fastpath, ifaces ...string) Fastpat
 
 func xdpOn(t *testing.T, h *netlink.Handle, name string) (mode string, progID uint32) {
 	t.Helper()
-	l := linkByName(t, h, name)
+	l := natlab.LinkByName(t, h, name)
 	if x := l.Attrs().Xdp; x != nil && x.Attached {
 		return currentXDPMode(l), x.ProgId
 	}
@@ -120,7 +122,7 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 	if st.Mode != XDPNative || len(st.Interfaces) != 2 {
 		t.Fatalf("state after attach = %+v, want native on 2 interfaces", st)
 	}
-	if !f.Attached(linkByName(t, ft.hn, ft.in).Attrs().Index) {
+	if !f.Attached(natlab.LinkByName(t, ft.hn, ft.in).Attrs().Index) {
 		t.Errorf("Attached(%s) = false", ft.in)
 	}
 	// Idempotent.
@@ -185,11 +187,11 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 
 	var removed bool
 	err := ft.nat.Do(func() (err error) {
-		removed, err = RemoveFastpath(testLogger(t), pin)
+		removed, err = Remove(testLogger(t), pin)
 		return err
 	})
 	if err != nil || !removed {
-		t.Fatalf("RemoveFastpath = %v, %v", removed, err)
+		t.Fatalf("Remove = %v, %v", removed, err)
 	}
 	if mode, _ := xdpOn(t, ft.hn, ft.out); mode != XDPOff {
 		t.Errorf("after cleanup %s still has XDP (%s)", ft.out, mode)
@@ -197,8 +199,8 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 	if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pin directory left after cleanup: %v", err)
 	}
-	if removed, err := RemoveFastpath(testLogger(t), pin); removed || err != nil {
-		t.Errorf("second RemoveFastpath = %v, %v; want nothing to do", removed, err)
+	if removed, err := Remove(testLogger(t), pin); removed || err != nil {
+		t.Errorf("second Remove = %v, %v; want nothing to do", removed, err)
 	}
 }
 
@@ -236,7 +238,7 @@ func TestFastpathAutoOnVeth(t *testing.T) {
 }
 
 func TestFastpathBadMode(t *testing.T) {
-	if _, err := OpenFastpath(nil, FastpathOptions{Mode: "turbo", PinPath: t.TempDir() + "/x"}); err == nil {
+	if _, err := OpenXDP(nil, XDPOptions{Mode: "turbo", PinPath: t.TempDir() + "/x"}); err == nil {
 		t.Fatal("mode turbo accepted")
 	}
 }
@@ -244,7 +246,7 @@ func TestFastpathBadMode(t *testing.T) {
 // TestFastpathNeedsBPFFS: a pin path outside a bpffs is refused with the
 // mount command to fix it (nothing is mounted outside /sys/fs/bpf).
 func TestFastpathNeedsBPFFS(t *testing.T) {
-	_, err := OpenFastpath(nil, FastpathOptions{PinPath: filepath.Join(t.TempDir(), "hanat")})
+	_, err := OpenXDP(nil, XDPOptions{PinPath: filepath.Join(t.TempDir(), "hanat")})
 	if err == nil {
 		t.Fatal("pin path on tmpfs accepted")
 	}
@@ -253,20 +255,20 @@ func TestFastpathNeedsBPFFS(t *testing.T) {
 
 func TestFastpathInterfaces(t *testing.T) {
 	ft := newFastTopo(t)
-	got, err := FastpathInterfaces(ft.hn, ft.nat44())
+	got, err := Interfaces(ft.hn, ft.nat44())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{ft.in, ft.out}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("FastpathInterfaces = %v, want %v", got, want)
+		t.Errorf("Interfaces = %v, want %v", got, want)
 	}
 	// Single-ENI layout: the private subnet is reached via the default
 	// route, so only the outside interface.
 	n := ft.nat44()
 	n.PrivateCIDRs = []netip.Prefix{mustPrefix("10.0.99.0/24")}
-	if got, err := FastpathInterfaces(ft.hn, n); err != nil || !slices.Equal(got, []string{ft.out}) {
+	if got, err := Interfaces(ft.hn, n); err != nil || !slices.Equal(got, []string{ft.out}) {
 		t.Errorf("single ENI: %v, %v; want [%s]", got, err, ft.out)
 	}
 }
@@ -280,13 +282,13 @@ func TestFastpathPathResolver(t *testing.T) {
 	priv, inet := mustAddr("10.0.11.2"), mustAddr("203.0.113.100")
 	sys := &Sysctls{}
 	if err := ft.nat.Do(func() error {
-		_, err := sys.Apply(ctx, []Sysctl{{"net.ipv4.ip_forward", "1"}})
+		_, err := sys.Apply(ctx, []Sysctl{{Key: "net.ipv4.ip_forward", Value: "1"}})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	inIdx := uint32(linkByName(t, ft.hn, ft.in).Attrs().Index)
-	outIdx := uint32(linkByName(t, ft.hn, ft.out).Attrs().Index)
+	inIdx := uint32(natlab.LinkByName(t, ft.hn, ft.in).Attrs().Index)
+	outIdx := uint32(natlab.LinkByName(t, ft.hn, ft.out).Attrs().Index)
 
 	r := NewPathResolver(ft.hn, nil)
 	if _, err := r.Resolve(ctx, priv, inet); !errors.Is(err, ErrNeighbourUnresolved) {
@@ -308,10 +310,10 @@ func TestFastpathPathResolver(t *testing.T) {
 	if err != nil {
 		t.Fatalf("internet -> private: %v", err)
 	}
-	inetMAC := linkByName(t, ft.hi, ft.inetIf).Attrs().HardwareAddr
-	privMAC := linkByName(t, ft.hp, ft.privIf).Attrs().HardwareAddr
-	outMAC := linkByName(t, ft.hn, ft.out).Attrs().HardwareAddr
-	inMAC := linkByName(t, ft.hn, ft.in).Attrs().HardwareAddr
+	inetMAC := natlab.LinkByName(t, ft.hi, ft.inetIf).Attrs().HardwareAddr
+	privMAC := natlab.LinkByName(t, ft.hp, ft.privIf).Attrs().HardwareAddr
+	outMAC := natlab.LinkByName(t, ft.hn, ft.out).Attrs().HardwareAddr
+	inMAC := natlab.LinkByName(t, ft.hn, ft.in).Attrs().HardwareAddr
 	if out.InIfindex != inIdx || out.OutIfindex != outIdx || out.SrcMAC.String() != outMAC.String() ||
 		out.DstMAC.String() != inetMAC.String() || out.MTU != 1500 {
 		t.Errorf("private -> internet path %+v; want in %d out %d src %s dst %s mtu 1500", out, inIdx, outIdx, outMAC, inetMAC)
@@ -348,11 +350,11 @@ func testFastpathForwards(t *testing.T, mode string) {
 	ft := newFastTopo(t)
 	ctx := testContext(t)
 	n := ft.nat44()
-	if _, err := NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, n); err != nil {
+	if _, err := datapath.NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, n); err != nil {
 		t.Fatal(err)
 	}
 	if err := ft.nat.Do(func() error {
-		_, err := (&Sysctls{}).Apply(ctx, DesiredSysctls(SysctlSettings{FastPath: true}, 1<<30, ft.out))
+		_, err := (&Sysctls{}).Apply(ctx, datapath.DesiredSysctls(datapath.SysctlSettings{FastPath: true}, 1<<30, ft.out))
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package conntrack
+package fastpath
 
 import (
 	"context"
@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	ct "github.com/ti-mo/conntrack"
-
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/conntrack"
 )
 
 // Unit tests of the offload engine with a fake flow map, path resolver,
@@ -142,7 +141,7 @@ func (p *fakePaths) Resolve(_ context.Context, src, dst netip.Addr) (Path, error
 	// next hop toward the internet is the router, toward private hosts
 	// the private subnet's router.
 	dstMAC := macRouter
-	if offFilter.private(dst) {
+	if offFilter.Private(dst) {
 		dstMAC = macHost
 	}
 	in := uint32(eniIfindex)
@@ -153,17 +152,21 @@ func (p *fakePaths) Resolve(_ context.Context, src, dst netip.Addr) (Path, error
 }
 
 type fakeKernel struct {
+	// block, when set, holds every SetTimeout and Get until it is closed
+	// (a slow netlink round trip).
+	block    chan struct{}
+	entered  chan struct{} // receives once per blocked call
 	mu       sync.Mutex
-	flows    []*ct.Flow              // what a dump returns
+	flows    []Event                 // what a dump returns
 	known    map[Tuple]Flow          // what a lookup returns …
 	timeouts map[Tuple]time.Duration // … with this remaining timeout; absent: gone
 	sets     []time.Duration
 	dumpErr  error
 }
 
-func (k *fakeKernel) dump(ctx context.Context, reset func(), visit func(*ct.Flow)) error {
+func (k *fakeKernel) Walk(ctx context.Context, reset func(), visit func(Event)) error {
 	k.mu.Lock()
-	flows := append([]*ct.Flow(nil), k.flows...)
+	flows := append([]Event(nil), k.flows...)
 	err := k.dumpErr
 	k.mu.Unlock()
 	if err != nil {
@@ -176,11 +179,25 @@ func (k *fakeKernel) dump(ctx context.Context, reset func(), visit func(*ct.Flow
 	return nil
 }
 
-func (k *fakeKernel) setTimeout(orig Tuple, d time.Duration) error {
+func (k *fakeKernel) wait() {
+	k.mu.Lock()
+	b, in := k.block, k.entered
+	k.mu.Unlock()
+	if b != nil {
+		select {
+		case in <- struct{}{}:
+		default:
+		}
+		<-b
+	}
+}
+
+func (k *fakeKernel) SetTimeout(_ context.Context, orig Tuple, d time.Duration) error {
+	k.wait()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if _, ok := k.timeouts[orig]; !ok {
-		return fmt.Errorf("fake update %s: %w", orig, errFlowGone)
+		return fmt.Errorf("fake update %s: %w", orig, conntrack.ErrFlowGone)
 	}
 	k.timeouts[orig] = d
 	k.sets = append(k.sets, d)
@@ -192,21 +209,22 @@ func (k *fakeKernel) timeout(orig Tuple) (time.Duration, error) {
 	defer k.mu.Unlock()
 	d, ok := k.timeouts[orig]
 	if !ok {
-		return 0, errFlowGone
+		return 0, conntrack.ErrFlowGone
 	}
 	return d, nil
 }
 
-func (k *fakeKernel) lookup(orig Tuple) (ctEvent, error) {
+func (k *fakeKernel) Get(_ context.Context, orig Tuple) (Event, error) {
+	k.wait()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	d, ok := k.timeouts[orig]
 	if !ok {
-		return ctEvent{}, errFlowGone
+		return Event{}, conntrack.ErrFlowGone
 	}
 	f := k.known[orig]
 	f.Timeout = d
-	return ctEvent{kind: evUpdate, flow: f, plain: true}, nil
+	return Event{Kind: EventUpdate, Flow: f, Plain: true}, nil
 }
 
 // has makes the kernel table hold f (for lookups).
@@ -217,17 +235,17 @@ func (k *fakeKernel) has(f Flow) {
 	k.timeouts[f.Original] = f.Timeout
 }
 
-func (k *fakeKernel) close() error { return nil }
+func (k *fakeKernel) Close() error { return nil }
 
 type engineEnv struct {
 	now    time.Duration
 	fm     *fakeMap
 	paths  *fakePaths
 	kernel *fakeKernel
-	o      *Offloader
+	o      *engine
 }
 
-func newEngineEnv(t *testing.T, cfg OffloadConfig) *engineEnv {
+func newEngineEnv(t *testing.T, cfg engineConfig) *engineEnv {
 	t.Helper()
 	e := &engineEnv{now: 1000 * time.Second, paths: &fakePaths{}, kernel: &fakeKernel{timeouts: map[Tuple]time.Duration{}, known: map[Tuple]Flow{}}}
 	e.fm = newFakeMap()
@@ -238,7 +256,7 @@ func newEngineEnv(t *testing.T, cfg OffloadConfig) *engineEnv {
 		cfg.SweepInterval = 5 * time.Second
 	}
 	cfg.Clock = func() (time.Duration, error) { return e.now, nil }
-	e.o = newOffloader(nil, e.fm, e.paths, e.kernel, cfg)
+	e.o = newEngine(nil, e.fm, e.paths, e.kernel, cfg)
 	return e
 }
 
@@ -272,26 +290,26 @@ func keysOf(f Flow) [2]bpf.FlowKey {
 	}
 }
 
-func (e *engineEnv) event(kind evKind, f Flow) {
-	if kind != evDestroy {
+func (e *engineEnv) event(kind EventKind, f Flow) {
+	if kind != EventDestroy {
 		e.kernel.has(f)
 	} else {
 		e.kernel.mu.Lock()
 		delete(e.kernel.timeouts, f.Original)
 		e.kernel.mu.Unlock()
 	}
-	e.o.apply(context.Background(), []ctEvent{{kind: kind, flow: f, plain: true}})
+	e.o.apply(context.Background(), []Event{{Kind: kind, Flow: f, Plain: true}})
 }
 
 func TestOffloadAssuredTCPBothDirections(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := snatTCP(1, 40000, 61000, "SYN_RECV", false)
-	e.event(evNew, f)
+	e.event(EventNew, f)
 	if e.fm.len() != 0 {
 		t.Fatalf("a flow that is not established was offloaded")
 	}
 	f.TCPState, f.Assured = "ESTABLISHED", true
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	out, ok := e.fm.m[k[0]]
 	if !ok {
@@ -314,21 +332,21 @@ func TestOffloadAssuredTCPBothDirections(t *testing.T) {
 	}
 	// Repeated updates (timeouts, our own refreshes) change nothing.
 	puts := e.fm.puts
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.puts != puts {
 		t.Errorf("an update of an offloaded flow rewrote the map")
 	}
 }
 
 func TestOffloadDNATPortForward(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := Flow{
 		ID:       9,
 		Original: Tuple{Proto: protoTCP, Src: ap("198.51.100.9:50000"), Dst: ap("10.0.1.10:8080")},
 		Reply:    Tuple{Proto: protoTCP, Src: ap("10.0.11.5:80"), Dst: ap("198.51.100.9:50000")},
 		TCPState: "ESTABLISHED", Assured: true, DNAT: true, Timeout: 350 * time.Second,
 	}
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	if a := e.fm.m[k[0]]; a == nil || a.act.NewDst != ap("10.0.11.5:80") || a.act.NewSrc != ap("198.51.100.9:50000") || a.act.Outbound {
 		t.Errorf("inbound (DNAT) entry %+v", a)
@@ -339,23 +357,23 @@ func TestOffloadDNATPortForward(t *testing.T) {
 }
 
 func TestOffloadNotOffloadable(t *testing.T) {
-	cases := map[string]ctEvent{
-		"not assured":      {kind: evUpdate, flow: snatUDP(1, false), plain: true},
-		"helper or seqadj": {kind: evUpdate, flow: snatTCP(2, 1, 2, "ESTABLISHED", true), plain: false},
-		"TCP closing":      {kind: evUpdate, flow: snatTCP(3, 1, 2, "TIME_WAIT", true), plain: true},
-		"not hanat's": {kind: evUpdate, plain: true, flow: func() Flow {
+	cases := map[string]Event{
+		"not assured":      {Kind: EventUpdate, Flow: snatUDP(1, false), Plain: true},
+		"helper or seqadj": {Kind: EventUpdate, Flow: snatTCP(2, 1, 2, "ESTABLISHED", true), Plain: false},
+		"TCP closing":      {Kind: EventUpdate, Flow: snatTCP(3, 1, 2, "TIME_WAIT", true), Plain: true},
+		"not hanat's": {Kind: EventUpdate, Plain: true, Flow: func() Flow {
 			f := snatTCP(4, 1, 2, "ESTABLISHED", true)
 			f.Reply.Dst = ap("192.0.2.1:2")
 			return f
 		}()},
-		"ICMP": {kind: evUpdate, plain: true, flow: Flow{ID: 5, Assured: true, SNAT: true,
+		"ICMP": {Kind: EventUpdate, Plain: true, Flow: Flow{ID: 5, Assured: true, SNAT: true,
 			Original: Tuple{Proto: protoICMP, Src: ap("10.0.11.5:0"), Dst: ap("198.51.100.7:0"), ICMPID: 7},
 			Reply:    Tuple{Proto: protoICMP, Src: ap("198.51.100.7:0"), Dst: ap("10.0.1.10:0"), ICMPID: 7}}},
 	}
 	for name, ev := range cases {
 		t.Run(name, func(t *testing.T) {
-			e := newEngineEnv(t, OffloadConfig{})
-			e.o.apply(context.Background(), []ctEvent{ev})
+			e := newEngineEnv(t, engineConfig{})
+			e.o.apply(context.Background(), []Event{ev})
 			if e.fm.len() != 0 || e.o.Stats().Offloaded != 0 {
 				t.Errorf("offloaded: %v", e.fm.m)
 			}
@@ -364,9 +382,9 @@ func TestOffloadNotOffloadable(t *testing.T) {
 }
 
 func TestOffloadFINMovesToSlowPathAndKeepsCounters(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	e.now += time.Second
 	e.fm.hit(t, k[0], 100, 1500)
@@ -378,7 +396,7 @@ func TestOffloadFINMovesToSlowPathAndKeepsCounters(t *testing.T) {
 	}
 	e.fm.hit(t, k[0], 10, 1500) // after the sweep, before the FIN
 	f.TCPState = "FIN_WAIT"
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.has(k[0]) || e.fm.has(k[1]) {
 		t.Fatalf("FIN_WAIT flow still in the map")
 	}
@@ -389,20 +407,20 @@ func TestOffloadFINMovesToSlowPathAndKeepsCounters(t *testing.T) {
 	if s := e.o.Stats(); s.Offloaded != 0 || s.Removals != 1 || s.Pending != 0 {
 		t.Errorf("stats %+v", s)
 	}
-	e.event(evDestroy, f)
+	e.event(EventDestroy, f)
 	if _, ok := e.o.Lookup(f.Original); ok {
 		t.Errorf("destroyed flow still known")
 	}
 }
 
 func TestOffloadDestroyRemoves(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := snatUDP(7, true)
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.len() != 2 {
 		t.Fatalf("map has %d entries, want 2", e.fm.len())
 	}
-	e.event(evDestroy, f)
+	e.event(EventDestroy, f)
 	if e.fm.len() != 0 {
 		t.Fatalf("map has %d entries after DESTROY", e.fm.len())
 	}
@@ -414,11 +432,11 @@ func TestOffloadDestroyRemoves(t *testing.T) {
 // A tuple reused by a new connection (DESTROY lost): the old entries go,
 // the new connection is offloaded afresh.
 func TestOffloadTupleReuse(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	old := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
-	e.event(evUpdate, old)
+	e.event(EventUpdate, old)
 	nu := snatTCP(2, 40000, 62000, "ESTABLISHED", true)
-	e.event(evUpdate, nu)
+	e.event(EventUpdate, nu)
 	if e.fm.has(keysOf(old)[1]) || !e.fm.has(keysOf(nu)[1]) {
 		t.Errorf("map after reuse: %v", e.fm.m)
 	}
@@ -428,14 +446,14 @@ func TestOffloadTupleReuse(t *testing.T) {
 }
 
 func TestOffloadBatchLastEventWins(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	g := f
 	g.TCPState = "FIN_WAIT"
-	e.o.apply(context.Background(), []ctEvent{
-		{kind: evNew, flow: snatTCP(1, 40000, 61000, "SYN_SENT", false), plain: true},
-		{kind: evUpdate, flow: f, plain: true},
-		{kind: evUpdate, flow: g, plain: true},
+	e.o.apply(context.Background(), []Event{
+		{Kind: EventNew, Flow: snatTCP(1, 40000, 61000, "SYN_SENT", false), Plain: true},
+		{Kind: EventUpdate, Flow: f, Plain: true},
+		{Kind: EventUpdate, Flow: g, Plain: true},
 	})
 	if e.fm.puts != 0 || e.fm.len() != 0 {
 		t.Errorf("a flow that closed within the batch was written to the map (%d puts)", e.fm.puts)
@@ -443,10 +461,10 @@ func TestOffloadBatchLastEventWins(t *testing.T) {
 }
 
 func TestOffloadUnresolvedPathRetries(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{RetryInterval: time.Second})
+	e := newEngineEnv(t, engineConfig{RetryInterval: time.Second})
 	e.paths.err = errors.New("neighbour not resolved")
 	f := snatUDP(1, true)
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.len() != 0 {
 		t.Fatal("offloaded without a path")
 	}
@@ -473,9 +491,9 @@ func TestOffloadUnresolvedPathRetries(t *testing.T) {
 // An ingress ifindex beyond the fast path's 24-bit key field keeps the flow
 // on the slow path as a path error, without map writes or map errors.
 func TestOffloadIfindexBeyondKey(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	e.paths.in = bpf.MaxIfindex + 1
-	e.event(evUpdate, snatUDP(1, true))
+	e.event(EventUpdate, snatUDP(1, true))
 	if s := e.o.Stats(); e.fm.puts != 0 || s.PathErrors == 0 || s.MapErrors != 0 || s.Pending != 1 {
 		t.Fatalf("puts %d, stats %+v; want a pending flow with a path error and no map writes", e.fm.puts, s)
 	}
@@ -487,13 +505,13 @@ func TestOffloadIfindexBeyondKey(t *testing.T) {
 // drops it, even if the DESTROY event was lost.
 func TestOffloadSweepRefreshesActiveFlows(t *testing.T) {
 	const timeout = 20 * time.Second
-	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: time.Second})
+	e := newEngineEnv(t, engineConfig{TCPTimeout: timeout, SweepInterval: time.Second})
 	busy := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	busy.Timeout = timeout
 	idle := snatTCP(2, 40001, 61001, "ESTABLISHED", true)
 	idle.Timeout = timeout
-	e.event(evUpdate, busy)
-	e.event(evUpdate, idle)
+	e.event(EventUpdate, busy)
+	e.event(EventUpdate, idle)
 	kb := keysOf(busy)
 	ctx := context.Background()
 
@@ -586,10 +604,10 @@ func (e *engineEnv) tickKernel(d time.Duration, orig Tuple) bool {
 // after that.
 func TestOffloadIdleFromCounterChange(t *testing.T) {
 	const timeout, sweep = 30 * time.Second, 5 * time.Second
-	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: sweep})
+	e := newEngineEnv(t, engineConfig{TCPTimeout: timeout, SweepInterval: sweep})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	f.Timeout = timeout
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	ctx := context.Background()
 	start, last := e.now, e.now
@@ -629,10 +647,10 @@ func TestOffloadIdleFromCounterChange(t *testing.T) {
 // A counter that steps back (a lost plain add on another CPU) is activity
 // too: only "unchanged" means idle.
 func TestOffloadCounterStepBackIsActivity(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{TCPTimeout: 30 * time.Second, SweepInterval: 5 * time.Second})
+	e := newEngineEnv(t, engineConfig{TCPTimeout: 30 * time.Second, SweepInterval: 5 * time.Second})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	f.Timeout = 30 * time.Second
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	e.fm.hit(t, k[0], 10, 100)
 	e.now += 5 * time.Second
@@ -652,10 +670,10 @@ func TestOffloadCounterStepBackIsActivity(t *testing.T) {
 // kernel: the sweep believes the kernel and keeps the flow.
 func TestOffloadSweepKeepsKernelKeptFlows(t *testing.T) {
 	const timeout = 10 * time.Second
-	e := newEngineEnv(t, OffloadConfig{UDPTimeout: timeout, SweepInterval: time.Second})
+	e := newEngineEnv(t, engineConfig{UDPTimeout: timeout, SweepInterval: time.Second})
 	f := snatUDP(1, true)
 	f.Timeout = timeout
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	e.now += 15 * time.Second
 	e.kernel.timeouts[f.Original] = 8 * time.Second // refreshed by the kernel itself
 	e.o.sweep(context.Background())
@@ -667,9 +685,9 @@ func TestOffloadSweepKeepsKernelKeptFlows(t *testing.T) {
 // The LRU map evicted one direction: the other goes too, and the flow is
 // offloaded again on a later tick.
 func TestOffloadEvictionReoffloads(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{RetryInterval: time.Second})
+	e := newEngineEnv(t, engineConfig{RetryInterval: time.Second})
 	f := snatUDP(1, true)
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	if err := e.fm.DeleteFlow(k[1]); err != nil {
 		t.Fatal(err)
@@ -688,33 +706,15 @@ func TestOffloadEvictionReoffloads(t *testing.T) {
 	}
 }
 
-func ctFlowOf(f Flow) *ct.Flow {
-	c := &ct.Flow{ID: f.ID, Timeout: uint32(f.Timeout / time.Second), TupleOrig: ctTupleOf(f.Original), TupleReply: ctTupleOf(f.Reply)}
-	if f.Assured {
-		c.Status |= ct.StatusAssured
-	}
-	if f.SNAT {
-		c.Status |= ct.StatusSrcNAT
-	}
-	if f.DNAT {
-		c.Status |= ct.StatusDstNAT
-	}
-	if f.Original.Proto == protoTCP {
-		st := uint8(3) // ESTABLISHED
-		if f.TCPState != "ESTABLISHED" {
-			st = 7 // TIME_WAIT
-		}
-		c.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: st}
-	}
-	return c
-}
+// dumped is f as a dump of the kernel table delivers it.
+func dumped(f Flow) Event { return Event{Kind: EventUpdate, Flow: f, Plain: true} }
 
 // TestOffloadResync: at start (a restarted daemon), the dump takes over
 // the flows already in the pinned map without rewriting them or losing
 // their counters, offloads the others, and the first sweep deletes map
 // entries no live flow owns.
 func TestOffloadResync(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	kept := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	fresh := snatUDP(2, true)
 	closing := snatTCP(3, 40002, 61002, "TIME_WAIT", true)
@@ -732,7 +732,7 @@ func TestOffloadResync(t *testing.T) {
 	}
 	e.fm.hit(t, keysOf(kept)[0], 500, 1000)
 	puts := e.fm.puts
-	e.kernel.flows = []*ct.Flow{ctFlowOf(kept), ctFlowOf(fresh), ctFlowOf(closing)}
+	e.kernel.flows = []Event{dumped(kept), dumped(fresh), dumped(closing)}
 	for _, f := range []Flow{kept, fresh, closing} {
 		e.kernel.has(f)
 	}
@@ -758,7 +758,7 @@ func TestOffloadResync(t *testing.T) {
 
 	// The kernel forgot fresh while events were lost: the next resync
 	// takes it out.
-	e.kernel.flows = []*ct.Flow{ctFlowOf(kept)}
+	e.kernel.flows = []Event{dumped(kept)}
 	if err := e.o.resync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -768,10 +768,10 @@ func TestOffloadResync(t *testing.T) {
 }
 
 func TestOffloadFilterChange(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	f := snatUDP(1, true)
-	e.kernel.flows = []*ct.Flow{ctFlowOf(f)}
-	e.event(evUpdate, f)
+	e.kernel.flows = []Event{dumped(f)}
+	e.event(EventUpdate, f)
 	if e.fm.len() != 2 {
 		t.Fatal("not offloaded")
 	}
@@ -783,9 +783,9 @@ func TestOffloadFilterChange(t *testing.T) {
 }
 
 func TestOffloadMaxFlows(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{MaxFlows: 3})
+	e := newEngineEnv(t, engineConfig{MaxFlows: 3})
 	for i := range 5 {
-		e.event(evUpdate, snatTCP(uint32(i+1), uint16(40000+i), uint16(61000+i), "ESTABLISHED", true))
+		e.event(EventUpdate, snatTCP(uint32(i+1), uint16(40000+i), uint16(61000+i), "ESTABLISHED", true))
 	}
 	if s := e.o.Stats(); s.Offloaded != 3 || s.Full != 2 || e.fm.len() != 6 {
 		t.Errorf("stats %+v, map %d entries; want 3 offloaded, 2 refused", s, e.fm.len())
@@ -793,9 +793,9 @@ func TestOffloadMaxFlows(t *testing.T) {
 }
 
 func TestOffloadMapWriteFailure(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	e.fm.failPut = errors.New("map full")
-	e.event(evUpdate, snatUDP(1, true))
+	e.event(EventUpdate, snatUDP(1, true))
 	if s := e.o.Stats(); s.MapErrors != 1 || s.Pending != 1 || s.Offloaded != 0 {
 		t.Errorf("stats %+v", s)
 	}
@@ -805,14 +805,14 @@ func TestOffloadMapWriteFailure(t *testing.T) {
 // blocks; what does not fit the queue is counted and triggers a resync,
 // after which the engine agrees with the kernel again.
 func TestOffloadStormDoesNotBlock(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{QueueLen: 1000, BatchSize: 64})
+	e := newEngineEnv(t, engineConfig{QueueLen: 1000, BatchSize: 64})
 	const n = 20000
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := range n {
 			f := snatTCP(uint32(i+1), uint16(1024+i%60000), uint16(1024+i%60000), "ESTABLISHED", true)
-			e.o.enqueue(ctEvent{kind: evUpdate, flow: f, plain: true})
+			e.o.enqueue(Event{Kind: EventUpdate, Flow: f, Plain: true})
 		}
 	}()
 	select {
@@ -828,10 +828,10 @@ func TestOffloadStormDoesNotBlock(t *testing.T) {
 		t.Errorf("no resync requested after dropping events")
 	}
 	// Run the engine over the queue: it drains the batch and resyncs.
-	var flows []*ct.Flow
+	var flows []Event
 	for i := range 100 {
 		f := snatTCP(uint32(100000+i), uint16(2000+i), uint16(2000+i), "ESTABLISHED", true)
-		flows = append(flows, ctFlowOf(f))
+		flows = append(flows, dumped(f))
 		e.kernel.has(f)
 	}
 	e.kernel.flows = flows
@@ -864,11 +864,11 @@ func TestOffloadStormDoesNotBlock(t *testing.T) {
 // Lost events and flows the kernel dropped meanwhile: a resync after the
 // overflow makes the engine agree with the kernel.
 func TestOffloadOverflowResyncs(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{})
+	e := newEngineEnv(t, engineConfig{})
 	a, b := snatUDP(1, true), snatTCP(2, 40000, 61000, "ESTABLISHED", true)
-	e.event(evUpdate, a)
-	e.event(evUpdate, b)
-	e.kernel.flows = []*ct.Flow{ctFlowOf(b)} // a was destroyed; its event lost
+	e.event(EventUpdate, a)
+	e.event(EventUpdate, b)
+	e.kernel.flows = []Event{dumped(b)} // a was destroyed; its event lost
 	e.o.overflowed()
 	e.o.maybeResync(context.Background())
 	if e.fm.has(keysOf(a)[0]) || !e.fm.has(keysOf(b)[0]) {
@@ -890,33 +890,12 @@ func TestOffloadOverflowResyncs(t *testing.T) {
 	}
 }
 
-func TestOffloadEventFrom(t *testing.T) {
-	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
-	c := ctFlowOf(f)
-	ev, ok := eventFrom(&ct.Event{Type: ct.EventUpdate, Flow: c})
-	if !ok || ev.kind != evUpdate || !ev.plain || ev.flow.Original != f.Original || !ev.flow.Assured || ev.flow.TCPState != "ESTABLISHED" {
-		t.Errorf("eventFrom = %+v, %v", ev, ok)
-	}
-	c.Helper.Name = "ftp"
-	if ev, _ := eventFrom(&ct.Event{Type: ct.EventNew, Flow: c}); ev.plain {
-		t.Errorf("flow with a helper is plain")
-	}
-	c.Helper.Name = ""
-	c.SeqAdjOrig = ct.SequenceAdjust{Position: 1}
-	if ev, _ := eventFrom(&ct.Event{Type: ct.EventNew, Flow: c}); ev.plain {
-		t.Errorf("flow with sequence adjustment is plain")
-	}
-	if _, ok := eventFrom(&ct.Event{Type: ct.EventExpNew}); ok {
-		t.Errorf("expectation event accepted")
-	}
-}
-
 func TestOffloadConfigDefaults(t *testing.T) {
-	c := OffloadConfig{}.withDefaults()
+	c := engineConfig{}.withDefaults()
 	if c.TCPTimeout != 350*time.Second || c.UDPTimeout != 120*time.Second || c.SweepInterval != 5*time.Second {
 		t.Errorf("defaults %+v", c)
 	}
-	c = OffloadConfig{TCPTimeout: 2 * time.Second, UDPTimeout: 2 * time.Second}.withDefaults()
+	c = engineConfig{TCPTimeout: 2 * time.Second, UDPTimeout: 2 * time.Second}.withDefaults()
 	if c.SweepInterval != 500*time.Millisecond {
 		t.Errorf("sweep interval for 2 s timeouts = %v", c.SweepInterval)
 	}
@@ -927,10 +906,10 @@ func TestOffloadConfigDefaults(t *testing.T) {
 // it and takes the flow out instead of keeping it alive.
 func TestOffloadSweepNoticesMissedStateChange(t *testing.T) {
 	const timeout = 10 * time.Second
-	e := newEngineEnv(t, OffloadConfig{TCPTimeout: timeout, SweepInterval: time.Second})
+	e := newEngineEnv(t, engineConfig{TCPTimeout: timeout, SweepInterval: time.Second})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
 	f.Timeout = timeout
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	g := f
 	g.TCPState, g.Timeout = "TIME_WAIT", 5*time.Second
@@ -946,7 +925,7 @@ func TestOffloadSweepNoticesMissedStateChange(t *testing.T) {
 		t.Errorf("a flow the kernel moved to TIME_WAIT is still offloaded")
 	}
 	if len(e.kernel.sets) != 0 {
-		t.Errorf("refreshed the timeout of a closing flow: %v", e.kernel.sets)
+		t.Errorf("refreshed the timeout of a closing Flow: %v", e.kernel.sets)
 	}
 }
 
@@ -957,10 +936,10 @@ func TestOffloadSweepNoticesMissedStateChange(t *testing.T) {
 func TestOffloadIdleFlowHandedBackBeforeExpiry(t *testing.T) {
 	const timeout = 10 * time.Second
 	for _, keptAlive := range []bool{false, true} {
-		e := newEngineEnv(t, OffloadConfig{UDPTimeout: timeout, SweepInterval: 2 * time.Second})
+		e := newEngineEnv(t, engineConfig{UDPTimeout: timeout, SweepInterval: 2 * time.Second})
 		f := snatUDP(1, true)
 		f.Timeout = timeout
-		e.event(evUpdate, f)
+		e.event(EventUpdate, f)
 		k := keysOf(f)
 		e.now += 6 * time.Second // 4 s left: after the next sweep
 		e.o.sweep(context.Background())
@@ -997,5 +976,45 @@ func TestOffloadIdleFlowHandedBackBeforeExpiry(t *testing.T) {
 		} else if e.fm.has(k[0]) || s.Expired != 1 || s.Pending != 0 || s.Offloaded != 0 {
 			t.Errorf("expired flow not forgotten: stats %+v", s)
 		}
+	}
+}
+
+// TestOffloadLookupDoesNotWaitForSweep: hanatctl flows calls Lookup once
+// per connection while the engine may be in the middle of a sweep whose
+// netlink calls are slow; Lookup and Stats answer from what the engine
+// published, without waiting for it.
+func TestOffloadLookupDoesNotWaitForSweep(t *testing.T) {
+	e := newEngineEnv(t, engineConfig{TCPTimeout: 20 * time.Second, SweepInterval: time.Second})
+	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
+	f.Timeout = 2 * time.Second // expires soon: the sweep refreshes it
+	e.event(EventUpdate, f)
+	k := keysOf(f)
+	e.fm.hit(t, k[0], 3, 100)
+	e.now += time.Second
+	release := make(chan struct{})
+	e.kernel.mu.Lock()
+	e.kernel.block, e.kernel.entered = release, make(chan struct{}, 1)
+	e.kernel.mu.Unlock()
+	swept := make(chan struct{})
+	go func() { e.o.sweep(context.Background()); close(swept) }()
+	defer func() { close(release); <-swept }()
+	select { // the sweep is inside its netlink call
+	case <-e.kernel.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sweep made no kernel call")
+	}
+	answered := make(chan FastCounters, 1)
+	go func() {
+		c, _ := e.o.Lookup(f.Original)
+		_ = e.o.Stats()
+		answered <- c
+	}()
+	select {
+	case c := <-answered:
+		if !c.Offloaded {
+			t.Errorf("Lookup during a sweep = %+v, want the offloaded connection", c)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Lookup waited for a sweep blocked in a netlink call")
 	}
 }

@@ -1,10 +1,9 @@
 //go:build linux
 
-package conntrack
+package fastpath
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/internal/natlab"
 )
 
 // TestOffloadEngineInNamespace runs the engine against a real kernel: the
@@ -28,11 +29,11 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lab := newNATLab(t, ctx)
+	lab := natlab.New(t, ctx)
 	// Events for every entry, not only those created while someone
 	// listens (the default, 2, would leave the early connection silent).
-	mustRun(t, ctx, lab.nat, "sysctl", "-w", "net.netfilter.nf_conntrack_events=1")
-	serveTCPEcho(t, lab.inet, "198.51.100.100:7")
+	natlab.MustRun(t, ctx, lab.NAT, "sysctl", "-w", "net.netfilter.nf_conntrack_events=1")
+	natlab.ServeTCPEcho(t, lab.Inet, "198.51.100.100:7")
 
 	objs, err := bpf.Load(bpf.LoadOptions{MaxFlows: 1024})
 	if err != nil {
@@ -40,10 +41,12 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 	}
 	defer objs.Close()
 
-	early := tcpRoundTrip(t, lab.private, "198.51.100.100:7")
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	o, err := NewOffloader(log, lab.nat.FD(), objs, &fakePaths{}, OffloadConfig{
-		Filter:        Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{tNatOut}},
+	early := natlab.TCPRoundTrip(t, lab.Private, "198.51.100.100:7")
+	log := slog.New(slog.NewTextHandler(natlab.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ns := conntrack.NetNSFD(lab.NAT.FD())
+	feed := runFeed(t, ctx, log, ns)
+	o, err := openEngine(log, ns, feed, objs, &fakePaths{}, engineConfig{
+		Filter:        Filter{PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}, NATAddrs: []netip.Addr{natlab.NATOut}},
 		SweepInterval: 250 * time.Millisecond,
 	})
 	if err != nil {
@@ -79,7 +82,7 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 	waitFor("the early connection (resync)", func() bool { return inMap(early) })
 
 	var late net.Conn
-	if err := lab.private.Do(func() (err error) {
+	if err := lab.Private.Do(func() (err error) {
 		late, err = net.DialTimeout("tcp4", "198.51.100.100:7", 5*time.Second)
 		return err
 	}); err != nil {
@@ -99,25 +102,16 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 		t.Errorf("Lookup(late) = %+v, %v", c, ok)
 	}
 
-	// The refresh path: set the kernel timeout and read it back.
-	k, err := openKernel(log, lab.nat.FD())
+	// The sweep's refresh really changes the kernel entry: a busy
+	// offloaded flow's timeout is pushed out (the kernel sees none of its
+	// packets).
+	tbl, err := conntrack.Open(log, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.close()
-	if err := k.setTimeout(origOf(early), 77*time.Second); err != nil {
-		t.Fatalf("setTimeout: %v", err)
-	}
-	if ev, err := k.lookup(origOf(early)); err != nil || ev.flow.Timeout < 75*time.Second || ev.flow.Timeout > 77*time.Second ||
-		!ev.plain || ev.flow.TCPState != "ESTABLISHED" {
-		t.Errorf("kernel entry after setting a 77s timeout: %+v, %v", ev, err)
-	}
-	gone := origOf(netip.MustParseAddrPort("10.0.11.10:9"))
-	if err := k.setTimeout(gone, time.Second); !errors.Is(err, errFlowGone) {
-		t.Errorf("setTimeout on a missing entry: %v, want errFlowGone", err)
-	}
-	if _, err := k.lookup(gone); !errors.Is(err, errFlowGone) {
-		t.Errorf("lookup of a missing entry: %v, want errFlowGone", err)
+	defer tbl.Close()
+	if ev, err := tbl.Get(ctx, origOf(early)); err != nil || !ev.Plain || ev.Flow.TCPState != "ESTABLISHED" {
+		t.Errorf("kernel entry of the early connection: %+v, %v", ev, err)
 	}
 
 	// FIN: the kernel leaves ESTABLISHED and the flow leaves the map.
@@ -125,7 +119,7 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 	waitFor("the closed connection to leave the map", func() bool { return !inMap(lateAddr) })
 
 	// DESTROY: deleting the kernel entry takes the flow out.
-	if out, err := lab.nat.Run(ctx, "conntrack", "-D", "-p", "tcp", "--orig-port-src", strconv.Itoa(int(early.Port()))); err != nil {
+	if out, err := lab.NAT.Run(ctx, "conntrack", "-D", "-p", "tcp", "--orig-port-src", strconv.Itoa(int(early.Port()))); err != nil {
 		t.Fatalf("conntrack -D: %v: %s", err, out)
 	}
 	waitFor("the deleted entry to leave the map", func() bool { return !inMap(early) })
@@ -135,11 +129,23 @@ func TestOffloadEngineInNamespace(t *testing.T) {
 	}
 }
 
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
+// runFeed runs a conntrack event feed in ns until the test ends.
+func runFeed(t *testing.T, ctx context.Context, log *slog.Logger, ns conntrack.NetNS) *conntrack.EventFeed {
+	t.Helper()
+	feed, err := conntrack.NewEventFeed(log, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- feed.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("feed Run: %v", err)
+		}
+	})
+	return feed
 }
 
 // BenchmarkOffloadStorm measures the engine's cost per connection of a
@@ -156,18 +162,18 @@ func BenchmarkOffloadStorm(b *testing.B) {
 	}
 	defer objs.Close()
 	now := time.Duration(0)
-	o := newOffloader(nil, objs, &fakePaths{}, &fakeKernel{timeouts: map[Tuple]time.Duration{}, known: map[Tuple]Flow{}},
-		OffloadConfig{Filter: offFilter, MaxFlows: 1 << 16, Clock: func() (time.Duration, error) { return now, nil }})
+	o := newEngine(nil, objs, &fakePaths{}, &fakeKernel{timeouts: map[Tuple]time.Duration{}, known: map[Tuple]Flow{}},
+		engineConfig{Filter: offFilter, MaxFlows: 1 << 16, Clock: func() (time.Duration, error) { return now, nil }})
 	const batch = 512
-	up := make([]ctEvent, 0, batch)
-	down := make([]ctEvent, 0, batch)
+	up := make([]Event, 0, batch)
+	down := make([]Event, 0, batch)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f := snatTCP(uint32(i+1), uint16(1024+i%60000), uint16(1024+(i/60000)%60000), "ESTABLISHED", true)
 		f.Original.Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 11, byte(i / 60000 % 250)}), f.Original.Src.Port())
-		up = append(up, ctEvent{kind: evUpdate, flow: f, plain: true})
-		down = append(down, ctEvent{kind: evDestroy, flow: f, plain: true})
+		up = append(up, Event{Kind: EventUpdate, Flow: f, Plain: true})
+		down = append(down, Event{Kind: EventDestroy, Flow: f, Plain: true})
 		if len(up) == batch || i == b.N-1 {
 			o.apply(ctx, up)
 			o.apply(ctx, down)

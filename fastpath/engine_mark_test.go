@@ -1,6 +1,6 @@
 //go:build linux
 
-package conntrack
+package fastpath
 
 import "testing"
 
@@ -9,36 +9,36 @@ const testOffloadMark = 0x40000000
 // With OffloadMark, an SNAT flow is offloaded only once the kernel marked
 // it, and the marking event (which carries no TCP state) is enough.
 func TestOffloadMarkSelectsSNATFlows(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{OffloadMark: testOffloadMark})
+	e := newEngineEnv(t, engineConfig{OffloadMark: testOffloadMark})
 	f := snatTCP(1, 40000, 61000, "ESTABLISHED", true)
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.len() != 0 {
 		t.Fatalf("an unmarked established SNAT flow was offloaded")
 	}
 	// The label event of the offload_flow rule: mark set, no protoinfo.
 	f.TCPState, f.Mark = "", testOffloadMark|0x80000000
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	k := keysOf(f)
 	if !e.fm.has(k[0]) || !e.fm.has(k[1]) {
 		t.Fatalf("marked flow not offloaded in both directions: %v", e.fm.m)
 	}
 	// Its FIN: protoinfo events follow once marked.
 	f.TCPState = "FIN_WAIT"
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.len() != 0 {
 		t.Errorf("marked flow in FIN_WAIT still offloaded")
 	}
 }
 
 func TestOffloadMarkUDPAndUnassured(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{OffloadMark: testOffloadMark})
+	e := newEngineEnv(t, engineConfig{OffloadMark: testOffloadMark})
 	u := snatUDP(2, true)
-	e.event(evUpdate, u)
+	e.event(EventUpdate, u)
 	if e.fm.len() != 0 {
 		t.Fatalf("an unmarked UDP SNAT flow was offloaded")
 	}
 	u.Mark = testOffloadMark
-	e.event(evUpdate, u)
+	e.event(EventUpdate, u)
 	if e.fm.len() != 2 {
 		t.Fatalf("marked UDP flow not offloaded: %v", e.fm.m)
 	}
@@ -46,7 +46,7 @@ func TestOffloadMarkUDPAndUnassured(t *testing.T) {
 	// which needs established, but a dump may show anything) is not.
 	tcp := snatTCP(3, 40001, 61001, "", false)
 	tcp.Mark = testOffloadMark
-	e.event(evUpdate, tcp)
+	e.event(EventUpdate, tcp)
 	if e.fm.has(keysOf(tcp)[0]) {
 		t.Errorf("unassured marked flow offloaded")
 	}
@@ -54,13 +54,13 @@ func TestOffloadMarkUDPAndUnassured(t *testing.T) {
 
 // Port forwards keep full events and need no mark.
 func TestOffloadMarkNotNeededForDNAT(t *testing.T) {
-	e := newEngineEnv(t, OffloadConfig{OffloadMark: testOffloadMark})
+	e := newEngineEnv(t, engineConfig{OffloadMark: testOffloadMark})
 	f := snatTCP(4, 40002, 40002, "ESTABLISHED", true)
 	// Turn it into an inbound port-forwarded flow: client → NAT:8080 → private host.
 	f.SNAT, f.DNAT = false, true
 	f.Original.Src, f.Original.Dst = ap("203.0.113.10:50000"), ap("10.0.1.10:8080")
 	f.Reply.Src, f.Reply.Dst = ap("10.0.11.5:80"), ap("203.0.113.10:50000")
-	e.event(evUpdate, f)
+	e.event(EventUpdate, f)
 	if e.fm.len() != 2 {
 		t.Errorf("established DNAT flow not offloaded without a mark: %v", e.fm.m)
 	}

@@ -1,4 +1,4 @@
-package datapath
+package fastpath
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/datapath"
 )
 
 // The XDP fast path: the program from package bpf attached to the NAT's
@@ -27,7 +28,7 @@ import (
 // Attach mode. "auto" tries driver (native) mode first and falls back to
 // generic (skb) mode with a warning; "native" and "generic" try only that
 // mode. When nothing attaches, the NAT runs on the slow path alone and
-// FastpathState says why. Native mode is the point of the fast path, but
+// State says why. Native mode is the point of the fast path, but
 // drivers refuse it in common EC2 setups: ENA rejects native XDP when the
 // MTU is above 3498 bytes (EC2's default MTU inside a VPC is 9001), so on
 // such an instance either lower the MTU (`ip link set dev ens5 mtu 3498`)
@@ -45,7 +46,7 @@ import (
 // DefaultPinPath is where the fast path's maps and links are pinned.
 const DefaultPinPath = "/sys/fs/bpf/hanat"
 
-// XDP attach modes as FastpathState reports them.
+// XDP attach modes as State reports them.
 const (
 	XDPNative  = "native"
 	XDPGeneric = "generic"
@@ -65,8 +66,8 @@ const linkPinPrefix = "xdp_link_"
 // bpffsMagic is BPF_FS_MAGIC (statfs f_type of a bpffs).
 const bpffsMagic = 0xcafe4a11
 
-// FastpathOptions configure OpenFastpath.
-type FastpathOptions struct {
+// XDPOptions configure OpenXDP.
+type XDPOptions struct {
 	// Mode is XDPModeAuto (default), XDPModeNative or XDPModeGeneric.
 	Mode string
 	// PinPath is a directory on a bpffs; DefaultPinPath when empty. If
@@ -77,8 +78,8 @@ type FastpathOptions struct {
 	MaxFlows uint32
 }
 
-// InterfaceXDP is the fast path's state on one interface.
-type InterfaceXDP struct {
+// InterfaceState is the fast path's state on one interface.
+type InterfaceState struct {
 	Name    string `json:"name"`
 	Ifindex int    `json:"ifindex"`
 	Mode    string `json:"mode"`            // XDPNative, XDPGeneric or XDPOff
@@ -86,13 +87,13 @@ type InterfaceXDP struct {
 	Note    string `json:"note,omitempty"`  // e.g. why auto chose generic
 }
 
-// FastpathState is what the fast path does: Mode is XDPNative when every
+// State is what the fast path does: Mode is XDPNative when every
 // interface runs the program in driver mode, XDPGeneric when at least one
 // runs it in generic mode, XDPOff when none runs it (Reason says why).
-type FastpathState struct {
-	Mode       string         `json:"mode"`
-	Reason     string         `json:"reason,omitempty"`
-	Interfaces []InterfaceXDP `json:"interfaces"`
+type State struct {
+	Mode       string           `json:"mode"`
+	Reason     string           `json:"reason,omitempty"`
+	Interfaces []InterfaceState `json:"interfaces"`
 }
 
 // attachment is the program on one interface.
@@ -105,9 +106,9 @@ type attachment struct {
 	lnk     link.Link // nil when off
 }
 
-// Fastpath owns the loaded XDP program and its attachments. Its methods are
+// XDP owns the loaded XDP program and its attachments. Its methods are
 // safe for concurrent use.
-type Fastpath struct {
+type XDP struct {
 	log     *slog.Logger
 	mode    string
 	pinPath string
@@ -117,10 +118,10 @@ type Fastpath struct {
 	attached map[string]*attachment // by interface name
 }
 
-// OpenFastpath mounts the bpffs if needed and loads the program, reusing
+// OpenXDP mounts the bpffs if needed and loads the program, reusing
 // the maps pinned by an earlier run so that offloaded flows survive a
 // restart. It attaches nothing; call Sync.
-func OpenFastpath(log *slog.Logger, opts FastpathOptions) (*Fastpath, error) {
+func OpenXDP(log *slog.Logger, opts XDPOptions) (*XDP, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -142,7 +143,7 @@ func OpenFastpath(log *slog.Logger, opts FastpathOptions) (*Fastpath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fast path: %w", err)
 	}
-	return &Fastpath{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment)}, nil
+	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment)}, nil
 }
 
 // ensureBPFFS makes sure pinPath's parent directory is on a bpffs. When
@@ -177,7 +178,7 @@ func onBPFFS(path string) bool {
 
 // SetMode changes the requested attach mode; the next Sync re-attaches the
 // interfaces whose mode no longer fits.
-func (f *Fastpath) SetMode(mode string) error {
+func (f *XDP) SetMode(mode string) error {
 	if mode == "" {
 		mode = XDPModeAuto
 	}
@@ -200,10 +201,10 @@ func (f *Fastpath) SetMode(mode string) error {
 
 // Objects is the loaded program and maps (the flow map the offload engine
 // fills, the counters).
-func (f *Fastpath) Objects() *bpf.Objects { return f.objs }
+func (f *XDP) Objects() *bpf.Objects { return f.objs }
 
 // PinPath is where the maps and links are pinned.
-func (f *Fastpath) PinPath() string { return f.pinPath }
+func (f *XDP) PinPath() string { return f.pinPath }
 
 // Sync attaches the program to exactly the named interfaces (idempotent):
 // attachments pinned by an earlier run are taken over and switched to the
@@ -211,7 +212,7 @@ func (f *Fastpath) PinPath() string { return f.pinPath }
 // attachments of interfaces no longer named are removed. Every attached
 // interface is registered as a redirect port. Failure to attach is not an
 // error: the interface is reported off and its traffic takes the slow path.
-func (f *Fastpath) Sync(ctx context.Context, ifaces []string) FastpathState {
+func (f *XDP) Sync(ctx context.Context, ifaces []string) State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	want := slices.Clone(ifaces)
@@ -248,7 +249,7 @@ func (f *Fastpath) Sync(ctx context.Context, ifaces []string) FastpathState {
 }
 
 // syncOne makes sure the program runs on one interface.
-func (f *Fastpath) syncOne(name string) {
+func (f *XDP) syncOne(name string) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		f.setOff(name, 0, fmt.Sprintf("interface %s: %v", name, err))
@@ -283,7 +284,7 @@ func (f *Fastpath) syncOne(name string) {
 	}
 }
 
-func (f *Fastpath) addTxPort(name string, ifindex int) {
+func (f *XDP) addTxPort(name string, ifindex int) {
 	if err := f.objs.AddTxPort(uint32(ifindex)); err != nil {
 		// Flows leaving through this interface from another one then
 		// take the slow path (counted as pass_redirect).
@@ -294,7 +295,7 @@ func (f *Fastpath) addTxPort(name string, ifindex int) {
 // adoptPinned takes over a link pinned by an earlier run when it still
 // holds this interface in an acceptable mode, and points it at the new
 // program (an atomic replace: no packet sees no program).
-func (f *Fastpath) adoptPinned(name string, l netlink.Link) (link.Link, string, bool) {
+func (f *XDP) adoptPinned(name string, l netlink.Link) (link.Link, string, bool) {
 	path := f.linkPin(name)
 	lnk, err := link.LoadPinnedLink(path, nil)
 	if errors.Is(err, os.ErrNotExist) {
@@ -333,7 +334,7 @@ func (f *Fastpath) adoptPinned(name string, l netlink.Link) (link.Link, string, 
 	return lnk, mode, true
 }
 
-func (f *Fastpath) modeAcceptable(mode string) bool {
+func (f *XDP) modeAcceptable(mode string) bool {
 	switch f.mode {
 	case XDPModeNative:
 		return mode == XDPNative
@@ -345,7 +346,7 @@ func (f *Fastpath) modeAcceptable(mode string) bool {
 
 // attach attaches the program in the configured mode, falling back from
 // native to generic in auto mode, and pins the link.
-func (f *Fastpath) attach(name string, ifindex int, linkType string, prevErr string) *attachment {
+func (f *XDP) attach(name string, ifindex int, linkType string, prevErr string) *attachment {
 	a := &attachment{name: name, ifindex: ifindex, mode: XDPOff}
 	type try struct {
 		mode  string
@@ -391,7 +392,7 @@ func (f *Fastpath) attach(name string, ifindex int, linkType string, prevErr str
 
 // logOff says loudly that an interface runs on the slow path only, once
 // per distinct reason (Sync retries every reconcile).
-func (f *Fastpath) logOff(name, why, prevErr string) {
+func (f *XDP) logOff(name, why, prevErr string) {
 	if why == prevErr {
 		f.log.Debug("fast path still not attached", "interface", name, "err", why)
 		return
@@ -399,7 +400,7 @@ func (f *Fastpath) logOff(name, why, prevErr string) {
 	f.log.Error("fast path NOT attached: this interface runs on the slow path only", "interface", name, "err", why)
 }
 
-func (f *Fastpath) setOff(name string, ifindex int, why string) {
+func (f *XDP) setOff(name string, ifindex int, why string) {
 	prev := ""
 	if a, ok := f.attached[name]; ok {
 		prev = a.err
@@ -412,7 +413,7 @@ func (f *Fastpath) setOff(name string, ifindex int, why string) {
 }
 
 // detach removes one attachment and its pin.
-func (f *Fastpath) detach(a *attachment) {
+func (f *XDP) detach(a *attachment) {
 	if err := a.lnk.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.log.Warn("unpin XDP link", "interface", a.name, "err", err)
 	}
@@ -426,7 +427,7 @@ func (f *Fastpath) detach(a *attachment) {
 	f.log.Info("fast path detached", "interface", a.name)
 }
 
-func (f *Fastpath) removePinnedLink(name string) {
+func (f *XDP) removePinnedLink(name string) {
 	path := f.linkPin(name)
 	lnk, err := link.LoadPinnedLink(path, nil)
 	if err != nil {
@@ -438,18 +439,18 @@ func (f *Fastpath) removePinnedLink(name string) {
 	f.log.Info("fast path detached from an interface no longer used", "interface", name)
 }
 
-func (f *Fastpath) removePin(path string) {
+func (f *XDP) removePin(path string) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.log.Warn("remove stale pin", "path", path, "err", err)
 	}
 }
 
-func (f *Fastpath) linkPin(name string) string {
+func (f *XDP) linkPin(name string) string {
 	return filepath.Join(f.pinPath, linkPinPrefix+name)
 }
 
 // pinnedNames lists the interfaces with a pinned link.
-func (f *Fastpath) pinnedNames() []string {
+func (f *XDP) pinnedNames() []string {
 	return pinnedLinkNames(f.pinPath)
 }
 
@@ -493,14 +494,14 @@ const (
 )
 
 // State reports the current attachments.
-func (f *Fastpath) State() FastpathState {
+func (f *XDP) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.stateLocked()
 }
 
-func (f *Fastpath) stateLocked() FastpathState {
-	st := FastpathState{Mode: XDPOff}
+func (f *XDP) stateLocked() State {
+	st := State{Mode: XDPOff}
 	names := make([]string, 0, len(f.attached))
 	for n := range f.attached {
 		names = append(names, n)
@@ -511,7 +512,7 @@ func (f *Fastpath) stateLocked() FastpathState {
 	var offReasons []string
 	for _, n := range names {
 		a := f.attached[n]
-		st.Interfaces = append(st.Interfaces, InterfaceXDP{Name: a.name, Ifindex: a.ifindex, Mode: a.mode, Error: a.err, Note: a.note})
+		st.Interfaces = append(st.Interfaces, InterfaceState{Name: a.name, Ifindex: a.ifindex, Mode: a.mode, Error: a.err, Note: a.note})
 		switch a.mode {
 		case XDPNative:
 			on++
@@ -550,7 +551,7 @@ func (f *Fastpath) stateLocked() FastpathState {
 
 // Attached reports whether the program runs on ifindex; the offload
 // engine only offloads flows whose both ends it runs on.
-func (f *Fastpath) Attached(ifindex int) bool {
+func (f *XDP) Attached(ifindex int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range f.attached {
@@ -563,8 +564,8 @@ func (f *Fastpath) Attached(ifindex int) bool {
 
 // Close releases the program, maps and links held by this process. Pinned
 // links keep the program attached and pinned maps keep their flows, so the
-// NAT keeps forwarding on the fast path; RemoveFastpath takes them away.
-func (f *Fastpath) Close() error {
+// NAT keeps forwarding on the fast path; Remove takes them away.
+func (f *XDP) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
@@ -582,11 +583,11 @@ func (f *Fastpath) Close() error {
 	return errors.Join(errs...)
 }
 
-// RemoveFastpath detaches every XDP link pinned under pinPath
+// Remove detaches every XDP link pinned under pinPath
 // (DefaultPinPath when empty), removes the pinned maps and the directory,
 // for `hanatd --cleanup`. It reports whether anything was there. A missing
 // bpffs or directory is not an error.
-func RemoveFastpath(log *slog.Logger, pinPath string) (bool, error) {
+func Remove(log *slog.Logger, pinPath string) (bool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -624,11 +625,11 @@ func RemoveFastpath(log *slog.Logger, pinPath string) (bool, error) {
 	return true, errors.Join(errs...)
 }
 
-// FastpathInterfaces lists the interfaces the fast path runs on for n: the
+// Interfaces lists the interfaces the fast path runs on for n: the
 // outside interface and every interface holding a route (main table) into
 // one of the private CIDRs. On the usual single-ENI NAT instance that is
 // just the ENI. h selects the namespace; nil means the calling thread's.
-func FastpathInterfaces(h *netlink.Handle, n NAT) ([]string, error) {
+func Interfaces(h *netlink.Handle, n datapath.NAT) ([]string, error) {
 	if h == nil {
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
@@ -661,7 +662,7 @@ func FastpathInterfaces(h *netlink.Handle, n NAT) ([]string, error) {
 		}
 		for _, p := range n.PrivateCIDRs {
 			if p.Overlaps(dst) {
-				if idx := routeLinkIndex(r); idx != 0 {
+				if idx := datapath.RouteLinkIndex(r); idx != 0 {
 					set[idx] = true
 				}
 				for _, nh := range r.MultiPath {
