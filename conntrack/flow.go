@@ -14,6 +14,7 @@
 package conntrack
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -238,4 +239,34 @@ func (s *Stats) Add(f Flow) {
 // same order.
 func (f Filter) Equal(g Filter) bool {
 	return slices.Equal(f.PrivateCIDRs, g.PrivateCIDRs) && slices.Equal(f.NATAddrs, g.NATAddrs)
+}
+
+// FlowQuery narrows a listing of flows (hanatctl flows): by protocol name
+// ("tcp", "udp", …; empty: any), by the private host's address (invalid:
+// any), and to the first Limit flows (0: all).
+type FlowQuery struct {
+	Protocol string
+	Src      netip.Addr
+	Limit    int
+}
+
+// Select returns the flows q selects, in the order of their kernel ids,
+// and how many matched before the limit.
+func (q FlowQuery) Select(flows []Flow) (selected []Flow, matched int) {
+	sorted := slices.Clone(flows)
+	slices.SortFunc(sorted, func(a, b Flow) int { return cmp.Compare(a.ID, b.ID) })
+	selected = []Flow{}
+	for _, f := range sorted {
+		if q.Protocol != "" && q.Protocol != f.ProtoName {
+			continue
+		}
+		if q.Src.IsValid() && f.Original.Src.Addr() != q.Src {
+			continue
+		}
+		matched++
+		if q.Limit <= 0 || len(selected) < q.Limit {
+			selected = append(selected, f)
+		}
+	}
+	return selected, matched
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -123,20 +122,9 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 	if err != nil {
 		return admin.FlowsResponse{}, err
 	}
-	sort.Slice(flows, func(i, j int) bool { return flows[i].ID < flows[j].ID })
-	resp := admin.FlowsResponse{Flows: []admin.Flow{}}
-	for _, f := range flows {
-		if q.Protocol != "" && q.Protocol != f.ProtoName {
-			continue
-		}
-		if src.IsValid() && f.Original.Src.Addr() != src {
-			continue
-		}
-		resp.Total++
-		if q.Limit > 0 && len(resp.Flows) >= q.Limit {
-			resp.Truncated = true
-			continue
-		}
+	selected, matched := conntrack.FlowQuery{Protocol: q.Protocol, Src: src, Limit: q.Limit}.Select(flows)
+	resp := admin.FlowsResponse{Flows: []admin.Flow{}, Total: matched, Truncated: matched > len(selected)}
+	for _, f := range selected {
 		fl := admin.Flow{
 			ID:             f.ID,
 			Protocol:       f.ProtoName,

@@ -2,36 +2,34 @@ package main
 
 import (
 	"context"
+	"maps"
 	"time"
 
-	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/ha"
 	"github.com/hanat/hanat/metrics"
+	"github.com/hanat/hanat/traffic"
 )
 
-// metricsSource reads the same state `hanatctl status` shows and turns it
-// into the NAT-gateway-shaped snapshot the exporter serves, so the two can
-// never disagree. The HA part comes from the HA loop's typed status
-// (ha.Status), the one the admin status is converted from too.
+// metricsSource builds the NAT-gateway-shaped snapshot the exporter
+// serves from the same typed state `hanatctl status` is converted from
+// (traffic totals, the census's last reading, the fast path's and the HA
+// loop's status), so the two can never disagree.
 func (b *backend) metricsSource(ctx context.Context) (metrics.Snapshot, error) {
-	st, err := b.Status(ctx)
-	if err != nil {
-		return metrics.Snapshot{}, err
-	}
-	s := snapshotFromStatus(st)
+	s := snapshotOf(b.d.traffic.Read(ctx), b.d.census.Reading(), b.d.fast.Status(), time.Now())
 	if h, ok := b.d.ha.snapshot(); ok {
 		s.HA = haMetrics(h)
 	}
 	return s, nil
 }
 
-// snapshotFromStatus maps admin status onto metrics: the NAT gateway's
-// quantities come from Status.Traffic (see traffic.go for their sources).
-func snapshotFromStatus(st admin.Status) metrics.Snapshot {
-	tr := st.Traffic
+// snapshotOf maps the NAT's typed state onto the metrics (see package
+// traffic for the sources of the NAT gateway's quantities).
+func snapshotOf(tr traffic.Totals, conns conntrack.Reading, fp fastpath.Status, now time.Time) metrics.Snapshot {
 	s := metrics.Snapshot{
-		ActiveConnections:        uint64(st.Connections.Active),
-		ActiveConnectionsAge:     time.Duration(st.Connections.AgeMS) * time.Millisecond,
+		ActiveConnections:        uint64(conns.Active),
+		ActiveConnectionsAge:     -time.Millisecond, // no count yet
 		ConnectionAttempts:       tr.ConnectionAttempts,
 		ConnectionsEstablished:   tr.ConnectionsEstablished,
 		BytesOutToDestination:    tr.BytesOutToDestination,
@@ -44,13 +42,24 @@ func snapshotFromStatus(st admin.Status) metrics.Snapshot {
 		PacketsInFromSource:      tr.PacketsInFromSource,
 		PortAllocationErrors:     tr.PortAllocationErrors,
 		IdleTimeouts:             tr.IdleTimeouts,
-		PacketsDropped:           map[string]uint64{},
+		PacketsDropped:           maps.Clone(tr.PacketsDropped),
 	}
-	for reason, n := range tr.PacketsDropped {
-		s.PacketsDropped[reason] = n
+	if s.PacketsDropped == nil {
+		s.PacketsDropped = map[string]uint64{}
 	}
-	if fp := st.Datapath.FastpathDetail; st.Datapath.Fastpath != "" && st.Datapath.Fastpath != "off" {
-		s.Fastpath = &metrics.FastpathSnapshot{Hits: fp.Hits, Misses: fp.Misses, OffloadedFlows: uint64(fp.OffloadedFlows)}
+	if age := conns.Age(now); age >= 0 {
+		// Whole milliseconds, as the admin socket shows it.
+		s.ActiveConnectionsAge = age.Truncate(time.Millisecond)
+	}
+	if fp.Attached() {
+		f := &metrics.FastpathSnapshot{}
+		if c := fp.Counters; c != nil {
+			f.Hits, f.Misses = c.Hits, c.Misses
+		}
+		if e := fp.Engine; e != nil {
+			f.OffloadedFlows = uint64(e.Offloaded)
+		}
+		s.Fastpath = f
 	}
 	return s
 }

@@ -4,25 +4,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/conntrack"
+	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/ha"
+	"github.com/hanat/hanat/traffic"
 )
 
-func TestSnapshotFromStatus(t *testing.T) {
-	st := admin.Status{
-		Connections: admin.Connections{Active: 4},
-		Traffic: admin.Traffic{BytesInFromSource: 100, BytesOutToDestination: 100, PacketsInFromDestination: 7,
-			ConnectionAttempts: 3, ConnectionsEstablished: 2, PortAllocationErrors: 1, IdleTimeouts: 5,
-			PacketsDropped: map[string]uint64{"invalid": 2}},
-		Datapath: admin.DatapathStatus{Fastpath: "generic", FastpathDetail: admin.FastpathStatus{Hits: 10, Misses: 2, OffloadedFlows: 1}},
-	}
-	s := snapshotFromStatus(st)
-	if s.ActiveConnections != 4 || s.BytesInFromSource != 100 || s.PacketsInFromDestination != 7 || s.ConnectionsEstablished != 2 ||
+func TestSnapshotOf(t *testing.T) {
+	now := time.Now()
+	tr := traffic.Totals{BytesInFromSource: 100, BytesOutToDestination: 100, PacketsInFromDestination: 7,
+		ConnectionAttempts: 3, ConnectionsEstablished: 2, PortAllocationErrors: 1, IdleTimeouts: 5,
+		PacketsDropped: map[string]uint64{"invalid": 2}}
+	fp := fastpath.Status{Mode: fastpath.XDPGeneric, Counters: &bpf.Counters{Hits: 10, Misses: 2}, Engine: &fastpath.EngineStats{Offloaded: 1}}
+	s := snapshotOf(tr, conntrack.Reading{Stats: conntrack.Stats{Active: 4}, At: now.Add(-1500 * time.Millisecond)}, fp, now)
+	if s.ActiveConnections != 4 || s.ActiveConnectionsAge != 1500*time.Millisecond || s.BytesInFromSource != 100 ||
+		s.PacketsInFromDestination != 7 || s.ConnectionsEstablished != 2 ||
 		s.PortAllocationErrors != 1 || s.IdleTimeouts != 5 || s.PacketsDropped["invalid"] != 2 {
 		t.Errorf("snapshot %+v", s)
 	}
-	if s.Fastpath == nil || s.Fastpath.Hits != 10 {
+	if s.Fastpath == nil || s.Fastpath.Hits != 10 || s.Fastpath.Misses != 2 || s.Fastpath.OffloadedFlows != 1 {
 		t.Errorf("fast path %+v", s.Fastpath)
+	}
+	s = snapshotOf(traffic.Totals{}, conntrack.Reading{}, fastpath.Status{Mode: fastpath.XDPOff}, now)
+	if s.Fastpath != nil || s.ActiveConnectionsAge >= 0 || s.PacketsDropped == nil {
+		t.Errorf("no fast path, no count yet: %+v", s)
 	}
 }
 
