@@ -6,7 +6,7 @@
 //     datapath, hanat's sysctls);
 //   - ModeFastpath: the same plus the XDP fast path attached in native
 //     (driver) mode on the NAT's two veths and the real conntrack offload
-//     engine (conntrack.Offloader) filling the flow map from conntrack
+//     engine (fastpath.Controller, as hanatd runs it) filling the flow map from conntrack
 //     events, as hanatd wires them;
 //   - ModeIptablesLegacy: a hand-made NAT instance as fck-nat configures it
 //     (ip_forward=1, `iptables-legacy -t nat -A POSTROUTING -o <outside> -j

@@ -7,11 +7,10 @@ import (
 )
 
 // TestImports keeps the arrows pointing one way (docs/ARCHITECTURE.md):
-// the datapath knows nothing of AWS, HA or the admin socket.
+// the slow path knows nothing of AWS, HA, the admin socket or the fast
+// path above it.
 func TestImports(t *testing.T) {
 	deptest.Allow(t,
-		"github.com/hanat/hanat/bpf",
-		"github.com/cilium/ebpf/",
 		"github.com/google/nftables",
 		"github.com/google/nftables/",
 		"github.com/vishvananda/netlink",
