@@ -158,3 +158,21 @@ func addrPrefix(a netlink.Addr) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(ip, ones), true
 }
+
+// PrimaryIPv4 is the first IPv4 address of the interface called name in
+// the calling thread's namespace.
+func PrimaryIPv4(name string) (netip.Addr, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("netlink.NewHandle: %w", err)
+	}
+	defer h.Close()
+	pfx, err := InterfaceIPv4s(h, name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(pfx) == 0 {
+		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", name)
+	}
+	return pfx[0].Addr(), nil
+}

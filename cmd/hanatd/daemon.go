@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hanat/hanat/admin"
@@ -351,36 +349,12 @@ func (d *daemon) snapshot() state {
 }
 
 // discover finds the interface holding the IPv4 default route and its
-// primary address. IMDS discovery (VPC CIDRs) plugs in here.
+// primary address.
 func discover(ctx context.Context) (discovered, error) {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return discovered{}, fmt.Errorf("netlink handle: %w", err)
-	}
-	defer h.Close()
-	d := discovered{
-		IfaceAddr: func(name string) (netip.Addr, error) {
-			h2, err := netlink.NewHandle()
-			if err != nil {
-				return netip.Addr{}, err
-			}
-			defer h2.Close()
-			pfx, err := datapath.InterfaceIPv4s(h2, name)
-			if err != nil {
-				return netip.Addr{}, err
-			}
-			if len(pfx) == 0 {
-				return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", name)
-			}
-			return pfx[0].Addr(), nil
-		},
-	}
-	iface, addr, err := datapath.DefaultRoute(ctx, h)
-	if err != nil {
-		return d, err
-	}
+	d := discovered{IfaceAddr: datapath.PrimaryIPv4}
+	iface, addr, err := datapath.DefaultRoute(ctx, nil)
 	d.OutsideIface, d.OutsideAddr = iface, addr
-	return d, nil
+	return d, err
 }
 
 // runCleanup removes exactly what hanat created: its nftables table and the

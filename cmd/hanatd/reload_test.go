@@ -241,26 +241,6 @@ func TestReloadOverAdminSocket(t *testing.T) {
 	}
 }
 
-func TestChangedKeys(t *testing.T) {
-	a, b := config.Default(), config.Default()
-	b.HA.HomeRouteTables = []string{}
-	if keys, err := changedKeys(a, b); err != nil || len(keys) != 0 {
-		t.Errorf("nil and empty list: %v, %v", keys, err)
-	}
-	b.HA.HomeRouteTables = []string{"rtb-1"}
-	b.HA.Health.Timeout.Duration = 2 * time.Second
-	b.StateDir = "/tmp/x"
-	keys, err := changedKeys(a, b)
-	if err != nil || strings.Join(keys, " ") != "ha.health.timeout ha.home_route_tables state_dir" {
-		t.Errorf("changedKeys = %v, %v", keys, err)
-	}
-	for _, k := range keys {
-		if liveKey(k) {
-			t.Errorf("%s is live", k)
-		}
-	}
-}
-
 func equalJSON(a, b map[string]any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
