@@ -23,10 +23,6 @@ import (
 // milliseconds; off EC2 hanatd must not wait long to find out.
 const imdsTimeout = 3 * time.Second
 
-// srcDstRecheck is how often hanatd re-checks the source/dest check (an
-// operator or a launch template may turn it back on).
-const srcDstRecheck = 5 * time.Minute
-
 // ec2Node is hanatd's view of the EC2 instance it runs on. Nil fields mean
 // off EC2 (or discovery turned off).
 type ec2Node struct {
@@ -34,10 +30,11 @@ type ec2Node struct {
 	inst *cloud.Instance
 	ec2  *cloud.EC2
 
+	srcDst *cloud.SourceDestKeeper // nil without an EC2 client
+
 	mu      sync.Mutex
 	eni     cloud.ENI // the ENI of the outside interface
 	message string
-	srcDst  string // "disabled", "enabled", "unknown: …"
 }
 
 // discoverEC2 asks IMDSv2 who we are. Off EC2 it returns a node whose
@@ -71,6 +68,7 @@ func discoverEC2(ctx context.Context, log *slog.Logger, cfg config.Cloud) *ec2No
 		return n
 	}
 	n.ec2 = ec2c
+	n.srcDst = cloud.NewSourceDestKeeper(log, ec2c, func() string { return n.outsideENI().ID })
 	return n
 }
 
@@ -114,61 +112,11 @@ func (n *ec2Node) outsideENI() cloud.ENI {
 	return n.eni
 }
 
-func (n *ec2Node) setSrcDst(s string) {
-	n.mu.Lock()
-	n.srcDst = s
-	n.mu.Unlock()
-}
-
-// keepSourceDestCheckOff disables the source/dest check on the outside
-// ENI, retrying with backoff until it is off, then re-checks it
-// periodically. IAM refusals are logged once with the missing action;
-// NAT keeps running either way (the check only matters on EC2's side).
+// keepSourceDestCheckOff runs the source/dest check keeper until ctx is
+// done (nothing to do off EC2).
 func (n *ec2Node) keepSourceDestCheckOff(ctx context.Context) {
-	if !n.onEC2() || n.ec2 == nil {
-		return
-	}
-	backoff := time.Second
-	loggedDenied := false
-	for {
-		eni := n.outsideENI()
-		wait := srcDstRecheck
-		if eni.ID == "" {
-			wait = 2 * time.Second
-		} else {
-			changed, err := n.ec2.DisableSourceDestCheck(ctx, eni.ID)
-			var action string
-			var denied bool
-			if err != nil {
-				action, denied = cloud.IsAccessDenied(err)
-			}
-			switch {
-			case err == nil:
-				n.setSrcDst("disabled")
-				if changed {
-					n.log.Info("source/destination check disabled", "eni", eni.ID)
-				}
-				backoff = time.Second
-			case denied:
-				n.setSrcDst("unknown: IAM refused " + action)
-				if !loggedDenied {
-					n.log.Error("IAM refused the source/dest check call: allow the action in the instance role and tag the ENI with key \"hanat\" (packaging/iam-policy.json scopes changes to tagged resources). NAT keeps running, but EC2 drops forwarded packets while the check is on",
-						"action", action, "eni", eni.ID, "err", err)
-					loggedDenied = true
-				}
-				wait = srcDstRecheck
-			default:
-				n.setSrcDst("unknown: " + err.Error())
-				n.log.Warn("source/dest check", "eni", eni.ID, "err", err, "retry_in", backoff)
-				wait = backoff
-				backoff = min(backoff*2, time.Minute)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
+	if n.onEC2() && n.srcDst != nil {
+		n.srcDst.Run(ctx)
 	}
 }
 
@@ -189,9 +137,9 @@ func (n *ec2Node) status() admin.CloudStatus {
 	} else if n.inst.PublicIP.IsValid() {
 		st.PublicIP = n.inst.PublicIP.String()
 	}
-	st.SourceDestCheck = n.srcDst
-	if st.SourceDestCheck == "" {
-		st.SourceDestCheck = "unknown: not checked yet"
+	st.SourceDestCheck = "unknown: no EC2 API client"
+	if n.srcDst != nil {
+		st.SourceDestCheck = n.srcDst.State()
 	}
 	return st
 }

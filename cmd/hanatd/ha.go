@@ -112,7 +112,8 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 			if err != nil {
 				return ha.Discovered{}, err
 			}
-			found := classifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
+			roles := cloud.ClassifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
+			found := ha.Discovered{Home: roles.Home, Backup: roles.Backup}
 			if !wantHome {
 				found.Home = nil
 			}
@@ -150,12 +151,18 @@ func (h *haNode) run(ctx context.Context) error {
 }
 
 func (h *haNode) manager() *ha.Manager {
+	m, _ := h.running()
+	return m
+}
+
+// running is the HA loop, or nil and why it does not run.
+func (h *haNode) running() (*ha.Manager, string) {
 	if h == nil {
-		return nil
+		return nil, "not started"
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.m
+	return h.m, h.why
 }
 
 // snapshot is the HA loop's typed status; ok is false when it does not
@@ -172,12 +179,11 @@ func (h *haNode) status() *admin.HAStatus {
 	if h == nil {
 		return nil
 	}
-	s, ok := h.snapshot()
-	if !ok {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return &admin.HAStatus{Enabled: false, Mode: "off", Message: h.why, Counters: map[string]uint64{}}
+	m, why := h.running()
+	if m == nil {
+		return &admin.HAStatus{Enabled: false, Mode: "off", Message: why, Counters: map[string]uint64{}}
 	}
+	s := m.Status()
 	st := &admin.HAStatus{
 		Enabled: true, Mode: "single", NodeID: s.NodeID, ENI: s.ENI, Healthy: s.Healthy, HealthNote: s.HealthReason,
 		Maintenance: s.Maintenance, Preempt: s.Preempt, HoldDown: s.HoldDown.String(), Interval: s.Interval.String(),
@@ -213,15 +219,9 @@ func (h *haNode) status() *admin.HAStatus {
 }
 
 func (b *backend) haManager() (*ha.Manager, error) {
-	m := b.d.ha.manager()
+	m, why := b.d.ha.running()
 	if m == nil {
-		why := "HA is not running"
-		if b.d.ha != nil {
-			b.d.ha.mu.Lock()
-			why += ": " + b.d.ha.why
-			b.d.ha.mu.Unlock()
-		}
-		return nil, fmt.Errorf("%w: %s", admin.ErrConflict, why)
+		return nil, fmt.Errorf("%w: HA is not running: %s", admin.ErrConflict, why)
 	}
 	return m, nil
 }
@@ -295,35 +295,13 @@ func (c *haCloud) timed(ctx context.Context, call, rtb string) func(error) {
 func (c *haCloud) DefaultRoutes(ctx context.Context, ids []string) (_ map[string]ha.Observation, err error) {
 	done := c.timed(ctx, "describe", fmt.Sprint(ids))
 	defer func() { done(err) }()
-	rts, err := c.ec2.RouteTables(ctx, cloud.RouteTableFilter{IDs: ids})
-	if err != nil && cloud.IsNotFound(err) {
-		// One unknown id fails the whole call: describe them one by one
-		// so the others are still reconciled.
-		rts = nil
-		var errs []error
-		for _, id := range ids {
-			rt, err := c.ec2.RouteTable(ctx, id)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			rts = append(rts, rt)
-		}
-		err = errors.Join(errs...)
-		if len(rts) == 0 {
-			return nil, err
-		}
-	} else if err != nil {
+	routes, err := c.ec2.DefaultRoutes(ctx, ids)
+	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]ha.Observation, len(rts))
-	for _, rt := range rts {
-		o := ha.Observation{}
-		if r, ok := rt.DefaultRoute(); ok {
-			o.Target = r.Target()
-			o.Blackhole = r.State == cloud.RouteBlackhole
-		}
-		out[rt.ID] = o
+	out := make(map[string]ha.Observation, len(routes))
+	for id, r := range routes {
+		out[id] = ha.Observation{Target: r.Target, Blackhole: r.Blackhole}
 	}
 	return out, nil
 }
@@ -345,16 +323,7 @@ func (c *haCloud) SetDefaultRoute(ctx context.Context, rtb, eni string, exists b
 }
 
 func (c *haCloud) EIPOn(ctx context.Context, allocationID, eni string) (bool, error) {
-	info, err := c.ec2.ENI(ctx, eni)
-	if err != nil {
-		return false, err
-	}
-	for _, a := range info.Associations {
-		if a.AllocationID == allocationID {
-			return true, nil
-		}
-	}
-	return false, nil
+	return c.ec2.EIPOn(ctx, allocationID, eni)
 }
 
 func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string) error {
@@ -363,58 +332,3 @@ func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string) er
 }
 
 func (c *haCloud) IsThrottled(err error) bool { return cloud.IsThrottled(err) }
-
-// classifyRouteTables picks, from the private route tables of each
-// availability zone, the ones this node should serve.
-//
-// Home: tables of its own zone az whose 0.0.0.0/0 points at this node, at
-// its peer, at a stopped instance (blackhole) or nowhere. Tables routed
-// to a NAT gateway, a transit gateway or another live instance are left
-// alone.
-//
-// Backup: tables of other zones tagged "hanat" (the tag the IAM policy
-// requires before hanat may write a route table) whose 0.0.0.0/0 points
-// at the peer's ENI (when known), at this node (it took them before a
-// restart) or at a stopped instance (blackhole).
-// They are what a node starting while its peer is down needs: it cannot
-// learn them from a heartbeat. A blackhole is safe to take: nothing
-// live is served by it, and the engine takes one only while the peer is
-// dead. Untagged tables, tables without a default route and tables
-// pointing at other live targets are never backups (another AZ's isolated
-// subnets, another NAT). Caveat: two hanat pairs in one VPC would see
-// each other's blackholed tables; configure backup_route_tables there.
-func classifyRouteTables(byAZ map[string][]cloud.RouteTable, az, eni, peerENI string) ha.Discovered {
-	var out ha.Discovered
-	home := map[string]bool{}
-	for _, rt := range byAZ[az] {
-		r, ok := rt.DefaultRoute()
-		switch {
-		case !ok, r.State == cloud.RouteBlackhole && r.NetworkInterfaceID != "",
-			r.NetworkInterfaceID == eni, peerENI != "" && r.NetworkInterfaceID == peerENI:
-			out.Home = append(out.Home, rt.ID)
-			home[rt.ID] = true
-		}
-	}
-	zones := make([]string, 0, len(byAZ))
-	for z := range byAZ {
-		zones = append(zones, z)
-	}
-	slices.Sort(zones)
-	for _, z := range zones {
-		if z == az {
-			continue
-		}
-		for _, rt := range byAZ[z] {
-			if _, tagged := rt.Tags["hanat"]; !tagged || home[rt.ID] || slices.Contains(out.Backup, rt.ID) {
-				continue
-			}
-			r, ok := rt.DefaultRoute()
-			switch {
-			case !ok, r.NetworkInterfaceID == "":
-			case r.State == cloud.RouteBlackhole, r.NetworkInterfaceID == eni, peerENI != "" && r.NetworkInterfaceID == peerENI:
-				out.Backup = append(out.Backup, rt.ID)
-			}
-		}
-	}
-	return out
-}
