@@ -76,9 +76,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		}
 	}
 	st.Traffic = trafficStatus(b.d.traffic.Read(ctx))
-	b.d.mu.Lock()
 	st.CloudWatch = b.d.cw.status()
-	b.d.mu.Unlock()
 	// From the census's last reading: no request dumps the table.
 	st.Connections = connectionsOf(b.d.census.Reading(), time.Now())
 	if len(errs) > 0 && st.Datapath.LastError == "" {

@@ -60,7 +60,8 @@ func TestStatusAndMetricsReadTheCensus(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
-	d, err := newDaemon(slog.New(slog.DiscardHandler), new(slog.LevelVar), "", false, cfg, filepath.Join(t.TempDir(), "pins"))
+	cfg.Cloud.Discover = false // no IMDS request from the host
+	d, err := newDaemon(context.Background(), slog.New(slog.DiscardHandler), new(slog.LevelVar), "", false, cfg, filepath.Join(t.TempDir(), "pins"))
 	if err != nil {
 		t.Fatal(err)
 	}

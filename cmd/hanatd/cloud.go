@@ -72,7 +72,7 @@ func discoverEC2(ctx context.Context, log *slog.Logger, cfg config.Cloud) *ec2No
 	return n
 }
 
-func (n *ec2Node) onEC2() bool { return n != nil && n.inst != nil }
+func (n *ec2Node) onEC2() bool { return n.inst != nil }
 
 // vpcCIDRs is what an empty private_cidrs means on EC2.
 func (n *ec2Node) vpcCIDRs() []netip.Prefix {
@@ -121,9 +121,6 @@ func (n *ec2Node) keepSourceDestCheckOff(ctx context.Context) {
 }
 
 func (n *ec2Node) status() admin.CloudStatus {
-	if n == nil {
-		return admin.CloudStatus{}
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := admin.CloudStatus{OnEC2: n.inst != nil, Message: n.message}

@@ -36,15 +36,18 @@ type daemon struct {
 	configExplicit bool
 	startedAt      time.Time
 
-	slow    *datapath.Slowpath
-	sysctls *datapath.Sysctls
-	feed    *conntrack.EventFeed  // the one conntrack event socket: offload engine and end watcher
-	fast    *fastpath.Controller  // XDP fast path and conntrack offload
-	ends    *conntrack.EndWatcher // idle timeouts, from DESTROY events
-	traffic *traffic.Meter        // the NAT gateway's metrics: monotonic rule counters, fast-path totals
-	census  *conntrack.Census     // the one periodic count of hanat's flows (status, metrics)
-	cw      *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled
-	ha      *haNode               // route table ownership and the HA pair; set in Run
+	slow     *datapath.Slowpath
+	sysctls  *datapath.Sysctls
+	feed     *conntrack.EventFeed  // the one conntrack event socket: offload engine and end watcher
+	fast     *fastpath.Controller  // XDP fast path and conntrack offload
+	ends     *conntrack.EndWatcher // idle timeouts, from DESTROY events
+	traffic  *traffic.Meter        // the NAT gateway's metrics: monotonic rule counters, fast-path totals
+	census   *conntrack.Census     // the one periodic count of hanat's flows (status, metrics)
+	cw       *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled (and possible)
+	exporter *metrics.Exporter     // nil unless metrics.listen
+	admin    *admin.Server
+	ec2      *ec2Node // the instance as IMDS and EC2 see it
+	ha       *haNode  // route table ownership and the HA pair
 
 	// logLevel is the handler level of log: log.level applies on reload.
 	logLevel *slog.LevelVar
@@ -55,7 +58,6 @@ type daemon struct {
 	reloads  chan reloadRequest
 	notify   sdNotify
 	loopBeat atomic.Int64 // unix nanos of the main loop's last turn, for the watchdog
-	ec2      *ec2Node     // set once in Run, before the first reconcile
 	memBytes uint64       // instance memory, sizes nf_conntrack_max
 
 	mu    sync.Mutex
@@ -83,7 +85,10 @@ type reloadResult struct {
 	err     error
 }
 
-func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explicit bool, cfg *config.Config, pinPath string) (*daemon, error) {
+// newDaemon builds every part from cfg: the datapath's, the fast path's,
+// conntrack's, the instance's view of EC2 (IMDS discovery), the HA loop,
+// the admin socket and the metrics. Nothing runs before Run.
+func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, configPath string, explicit bool, cfg *config.Config, pinPath string) (*daemon, error) {
 	feed, err := conntrack.NewEventFeed(log.With("component", "conntrack-events"), conntrack.NetNS{})
 	if err != nil {
 		return nil, fmt.Errorf("conntrack event socket: %w", err)
@@ -99,27 +104,57 @@ func newDaemon(log *slog.Logger, level *slog.LevelVar, configPath string, explic
 		configExplicit: explicit,
 		startedAt:      time.Now(),
 		slow:           datapath.NewSlowpath(log, -1),
-		sysctls: &datapath.Sysctls{
-			ProcRoot:  "/proc/sys",
-			StatePath: filepath.Join(cfg.StateDir, "sysctl.json"),
-		},
-		reloads: make(chan reloadRequest),
-		notify:  sdNotify{log: log},
-		feed:    feed,
-		fast:    fast,
-		ends:    conntrack.NewEndWatcher(log.With("component", "flow-ends"), feed),
+		sysctls:        &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")},
+		reloads:        make(chan reloadRequest),
+		notify:         sdNotify{log: log},
+		feed:           feed,
+		fast:           fast,
+		ends:           conntrack.NewEndWatcher(log.With("component", "flow-ends"), feed),
+		census:         conntrack.NewCensus(log.With("component", "census"), conntrack.NetNS{}, conntrack.CensusOptions{}),
 	}
 	d.apply = d.reconcile
-	d.census = conntrack.NewCensus(log.With("component", "census"), conntrack.NetNS{}, conntrack.CensusOptions{})
 	d.traffic = traffic.NewMeter(log.With("component", "traffic"), conntrack.NetNS{}, d.slow, d.fast, d.ends)
-	mem, err := datapath.MemTotalBytes()
-	if err != nil {
+	if d.memBytes, err = datapath.MemTotalBytes(); err != nil {
 		log.Warn("cannot read the instance memory; nf_conntrack_max gets the minimum", "err", err)
 	}
-	d.memBytes = mem
 	d.state.cfg = cfg
 	d.state.configLoadedAt = time.Now()
+
+	d.ec2 = discoverEC2(ctx, log.With("component", "cloud"), cfg.Cloud)
+	d.bindOutside(ctx, cfg)
+	d.ha = d.newHA(ctx)
+	src := (&backend{d: d}).metricsSource
+	d.admin = admin.NewServer(log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
+		SocketPath: cfg.Admin.Socket, Group: cfg.Admin.Group, Version: version,
+	})
+	if cw := cfg.Metrics.CloudWatch; cw.Enabled {
+		// Like the metrics port: CloudWatch trouble must not stop the NAT.
+		if d.cw, err = newCloudWatch(ctx, log, cw, d.ec2, src); err != nil {
+			log.Error("CloudWatch metrics off", "err", err)
+		}
+	}
+	if cfg.Metrics.Listen != "" {
+		d.exporter, err = metrics.New(log.With("component", "metrics"), metrics.Options{Listen: cfg.Metrics.Listen, Source: src, Version: version})
+		if err != nil {
+			return nil, fmt.Errorf("metrics %s: %w", cfg.Metrics.Listen, err)
+		}
+	}
 	return d, nil
+}
+
+// bindOutside matches the outside interface to its ENI before the HA loop
+// starts (each reconcile does it again).
+func (d *daemon) bindOutside(ctx context.Context, cfg *config.Config) {
+	if !d.ec2.onEC2() {
+		return
+	}
+	iface := cfg.Interfaces.Outside
+	if iface == "" {
+		iface, _, _ = datapath.DefaultRoute(ctx, nil)
+	}
+	if _, err := d.ec2.bindOutside(iface); err != nil {
+		d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)
+	}
 }
 
 // Run reconciles the datapath, serves the admin socket and reacts to
@@ -129,84 +164,34 @@ func (d *daemon) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
 	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
-	d.ec2 = discoverEC2(ctx, d.log.With("component", "cloud"), d.config().Cloud)
+
+	g, gctx := errgroup.WithContext(ctx)
 	// The event feed, the end watcher and the fast path run before the
 	// first reconcile, which hands the fast path its configuration.
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := d.feed.Run(gctx); err != nil && gctx.Err() == nil {
-			d.log.Warn("conntrack event socket failed: idle timeouts are not counted and the fast path offloads nothing new", "err", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := d.ends.Run(gctx); err != nil && gctx.Err() == nil {
-			d.log.Warn("conntrack DESTROY events unavailable: idle timeouts are not counted", "err", err)
-		}
-		return nil
-	})
+	d.goLogged(g, gctx, "conntrack event socket failed: idle timeouts are not counted and the fast path offloads nothing new", d.feed.Run)
+	d.goLogged(g, gctx, "conntrack DESTROY events unavailable: idle timeouts are not counted", d.ends.Run)
 	g.Go(func() error { return d.fast.Run(gctx) })
 	if err := d.reconcile(gctx); err != nil {
 		// Keep running: the admin socket tells the operator what is wrong
 		// and the periodic reconcile retries.
 		d.log.Error("initial reconcile failed; will retry", "err", err)
 	}
-	// Route table ownership (a single instance owns its home tables).
-	d.ha = d.newHA(ctx)
-
-	cfg := d.config()
-	srv := admin.NewServer(d.log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
-		SocketPath: cfg.Admin.Socket,
-		Group:      cfg.Admin.Group,
-		Version:    version,
-	})
-	g.Go(func() error {
-		_ = d.census.Run(gctx) // only ends with gctx
-		return nil
-	})
-	if cw := cfg.Metrics.CloudWatch; cw.Enabled {
-		// Like the metrics port: CloudWatch trouble must not stop the NAT.
-		pub, err := newCloudWatch(ctx, d.log, cw, d.ec2, (&backend{d: d}).metricsSource)
-		if err != nil {
-			d.log.Error("CloudWatch metrics off", "err", err)
-		} else {
-			d.mu.Lock()
-			d.cw = pub
-			d.mu.Unlock()
-			g.Go(func() error { return pub.run(gctx) })
-		}
+	d.goLogged(g, gctx, "", d.census.Run)
+	if d.cw != nil {
+		g.Go(func() error { return d.cw.run(gctx) })
 	}
-	if cfg.Metrics.Listen != "" {
-		exp, err := metrics.New(d.log.With("component", "metrics"), metrics.Options{
-			Listen:  cfg.Metrics.Listen,
-			Source:  (&backend{d: d}).metricsSource,
-			Version: version,
-		})
-		if err != nil {
-			return fmt.Errorf("metrics %s: %w", cfg.Metrics.Listen, err)
-		}
-		g.Go(func() error {
-			// A metrics port taken by someone else must not stop the NAT.
-			if err := exp.Run(gctx); err != nil && gctx.Err() == nil {
-				d.log.Error("metrics endpoint stopped; NAT keeps running", "listen", cfg.Metrics.Listen, "err", err)
-			}
-			return nil
-		})
+	if d.exporter != nil {
+		// A metrics port taken by someone else must not stop the NAT.
+		d.goLogged(g, gctx, "metrics endpoint stopped; NAT keeps running", d.exporter.Run)
 	}
 	g.Go(func() error {
-		if err := srv.Run(gctx); err != nil {
-			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
+		if err := d.admin.Run(gctx); err != nil {
+			return fmt.Errorf("admin socket %s: %w", d.config().Admin.Socket, err)
 		}
 		return nil
 	})
-	if cfg.Cloud.ManageSourceDestCheck {
-		g.Go(func() error {
-			d.ec2.keepSourceDestCheckOff(gctx)
-			return nil
-		})
-	}
+	g.Go(func() error { d.ec2.keepSourceDestCheckOff(gctx); return nil })
 	g.Go(func() error { return d.ha.run(gctx) })
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
@@ -215,30 +200,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		return nil
 	})
 	d.loopBeat.Store(time.Now().UnixNano())
-	g.Go(func() error {
-		ticker := time.NewTicker(reconcileInterval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-hup:
-				d.log.Info("SIGHUP: reloading configuration")
-				// A refusal (keys that need a restart) is logged by reload.
-				if _, err := d.reload(gctx); err != nil && !errors.Is(err, admin.ErrRestartNeeded) {
-					d.log.Error("reload failed; keeping the running configuration", "err", err)
-				}
-			case req := <-d.reloads:
-				changed, err := d.reload(gctx)
-				req.reply <- reloadResult{changed: changed, err: err}
-			case <-ticker.C:
-				d.loopBeat.Store(time.Now().UnixNano())
-				if err := d.reconcile(gctx); err != nil {
-					d.log.Error("reconcile failed", "err", err)
-				}
-			}
-		}
-	})
+	g.Go(func() error { d.loop(gctx, hup); return nil })
 	err := g.Wait()
 	d.notify.stopping()
 	d.log.Info("hanatd stopped; the datapath stays in place (hanatd --cleanup removes it)")
@@ -246,6 +208,44 @@ func (d *daemon) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// goLogged runs part in g; its failure is logged (when why is set), never
+// stops the NAT.
+func (d *daemon) goLogged(g *errgroup.Group, ctx context.Context, why string, part func(context.Context) error) {
+	g.Go(func() error {
+		if err := part(ctx); err != nil && ctx.Err() == nil && why != "" {
+			d.log.Warn(why, "err", err)
+		}
+		return nil
+	})
+}
+
+// loop serialises reloads (SIGHUP, the admin socket) and the periodic
+// reconcile until ctx is done.
+func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) {
+	ticker := time.NewTicker(reconcileInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			d.log.Info("SIGHUP: reloading configuration")
+			// A refusal (keys that need a restart) is logged by reload.
+			if _, err := d.reload(ctx); err != nil && !errors.Is(err, admin.ErrRestartNeeded) {
+				d.log.Error("reload failed; keeping the running configuration", "err", err)
+			}
+		case req := <-d.reloads:
+			changed, err := d.reload(ctx)
+			req.reply <- reloadResult{changed: changed, err: err}
+		case <-ticker.C:
+			d.loopBeat.Store(time.Now().UnixNano())
+			if err := d.reconcile(ctx); err != nil {
+				d.log.Error("reconcile failed", "err", err)
+			}
+		}
+	}
 }
 
 func (d *daemon) config() *config.Config {

@@ -157,9 +157,6 @@ func (h *haNode) manager() *ha.Manager {
 
 // running is the HA loop, or nil and why it does not run.
 func (h *haNode) running() (*ha.Manager, string) {
-	if h == nil {
-		return nil, "not started"
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.m, h.why
@@ -176,9 +173,6 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 
 // status converts the HA loop's status for the admin socket.
 func (h *haNode) status() *admin.HAStatus {
-	if h == nil {
-		return nil
-	}
 	m, why := h.running()
 	if m == nil {
 		return &admin.HAStatus{Enabled: false, Mode: "off", Message: why, Counters: map[string]uint64{}}

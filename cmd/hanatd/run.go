@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	d, err := newDaemon(log, level, *configPath, explicit, cfg, *pinPath)
+	d, err := newDaemon(ctx, log, level, *configPath, explicit, cfg, *pinPath)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
