@@ -162,6 +162,14 @@ func NewEngine(log *slog.Logger, cfg EngineConfig, now time.Time) *Engine {
 	return e
 }
 
+// Begin restarts the engine's clock at now, before its first input: the
+// start grace for the peer's first heartbeat and the health hold-down
+// count from here. A Manager begins its engine when it starts running,
+// which may be well after it was built.
+func (e *Engine) Begin(now time.Time) {
+	e.start, e.healthySince = now, now
+}
+
 // AddTables adds home and backup tables (ids already known keep their
 // role; a table cannot be both: home wins).
 func (e *Engine) AddTables(home, backup []string) {

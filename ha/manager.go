@@ -182,8 +182,14 @@ func New(log *slog.Logger, c Cloud, o Options) (*Manager, error) {
 	return m, nil
 }
 
-// Run runs the loop until ctx is done.
+// Run runs the loop until ctx is done. The engine's clock starts here,
+// and the ENI is read again: a daemon builds the Manager before it has
+// bound its outside ENI.
 func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	m.eng.Begin(m.o.Now())
+	m.eng.SetENI(m.o.ENI())
+	m.mu.Unlock()
 	g, ctx := errgroup.WithContext(ctx)
 	var conn *net.UDPConn
 	if m.o.Peer.IsValid() {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -248,6 +249,41 @@ func TestManagerDiscoveredBackupWithPeerDown(t *testing.T) {
 		if tb.ID == "rtb-c" && (tb.Home || !strings.Contains(tb.Last.Reason.String(), "no heartbeat from the peer")) {
 			t.Errorf("rtb-c: home=%v reason %q", tb.Home, tb.Last.Reason)
 		}
+	}
+}
+
+// A Manager built long before it runs, before its ENI is known (hanatd
+// builds it before the first reconcile binds the outside ENI): Run reads
+// the ENI again, so the first discovery finds the tables without waiting
+// for a resync, and the start grace for the peer's first heartbeat counts
+// from Run, so a node whose peer is down takes nothing before it ends.
+func TestManagerBuiltBeforeItRuns(t *testing.T) {
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": "", "rtb-c": "eni-c"}, eips: map[string]string{}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	var eni atomic.Value
+	eni.Store("")
+	var skew atomic.Int64 // the clock of New: an hour ago
+	skew.Store(int64(-time.Hour))
+	const grace = 5 * 100 * time.Millisecond // DeadAfter × Interval
+	m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return eni.Load().(string) },
+		Now:    func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		Resync: time.Hour, Listen: netip.AddrPortFrom(lo, freeUDPPort(t)), Peer: netip.AddrPortFrom(lo, freeUDPPort(t)),
+		Key: []byte("0123456789abcdef0123"), Interval: 100 * time.Millisecond, DeadAfter: 5,
+		Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
+			return Discovered{Home: []string{"rtb-a"}, Backup: []string{"rtb-c"}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eni.Store("eni-a")
+	skew.Store(0)
+	start := time.Now()
+	runManager(t, m)
+	waitFor(t, "home and backup tables taken once the grace is over", 5*time.Second, func() bool {
+		return fc.get("rtb-a") == "eni-a" && fc.get("rtb-c") == "eni-a"
+	})
+	if took := time.Since(start); took < grace*4/5 {
+		t.Errorf("tables taken %v after Run, before the start grace of %v ended", took, grace)
 	}
 }
 
