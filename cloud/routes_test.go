@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -346,5 +347,49 @@ func TestSetDefaultRoute(t *testing.T) {
 	}
 	if err := c.SetDefaultRoute(context.Background(), "", l.natAENI, true); err == nil {
 		t.Fatal("empty table id accepted")
+	}
+}
+
+// DefaultRoutes answers every table it can describe: one unknown id costs
+// a describe per table, not the whole answer.
+func TestDefaultRoutes(t *testing.T) {
+	l := newLab(t)
+	c := l.client(t)
+	ctx := context.Background()
+	if err := l.m.SetInstanceState(l.natC, ec2sim.InstanceStopped); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.m.AddRouteNoFabric(l.rtbC, DefaultDestination, ec2sim.RouteTarget{NetworkInterfaceID: l.natCENI}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]DefaultRouteState{
+		l.rtbA:    {Target: l.natAENI},
+		l.rtbC:    {Target: l.natCENI, Blackhole: true},
+		l.rtbPub:  {Target: l.igw},
+		l.rtbMain: {},
+	}
+	const bad = "rtb-00000000000000bad"
+	for _, tc := range []struct {
+		name      string
+		ids       []string
+		describes int
+	}{
+		{"all known: one call", []string{l.rtbA, l.rtbC, l.rtbPub, l.rtbMain}, 1},
+		{"one unknown: one by one", []string{l.rtbA, bad, l.rtbC, l.rtbPub, l.rtbMain}, 6},
+	} {
+		before := l.calls("DescribeRouteTables")
+		got, err := c.DefaultRoutes(ctx, tc.ids)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, want)
+		}
+		if n := l.calls("DescribeRouteTables") - before; n != tc.describes {
+			t.Errorf("%s: %d DescribeRouteTables calls, want %d", tc.name, n, tc.describes)
+		}
+	}
+	if got, err := c.DefaultRoutes(ctx, []string{bad}); !IsNotFound(err) || got != nil {
+		t.Errorf("only unknown ids: %v, %v; want a NotFound error", got, err)
 	}
 }
