@@ -289,25 +289,10 @@ func (d *daemon) reconcile(ctx context.Context) error {
 			d.log.Info(n)
 		}
 	}
-	var results []datapath.SysctlResult
-	if cfg.Sysctl.Manage {
-		want := datapath.DesiredSysctls(datapath.SysctlSettings{
-			ConntrackMax:          cfg.Sysctl.ConntrackMax,
-			TCPEstablishedTimeout: cfg.Sysctl.TCPEstablishedTimeout.Duration,
-			UDPTimeout:            cfg.Sysctl.UDPTimeout.Duration,
-			UDPStreamTimeout:      cfg.Sysctl.UDPStreamTimeout.Duration,
-			FastPath:              cfg.Fastpath.Enabled,
-		}, d.memBytes, nat.OutsideIface)
-		results, err = d.sysctls.Apply(ctx, want)
-		if err != nil {
-			d.setError(err)
-			return err
-		}
-		for _, r := range results {
-			if r.Applied && r.Old != r.Now {
-				d.log.Info("sysctl set", "key", r.Key, "old", r.Old, "now", r.Now)
-			}
-		}
+	results, err := d.applySysctls(ctx, cfg, nat)
+	if err != nil {
+		d.setError(err)
+		return err
 	}
 	// After the sysctls: offloaded TCP needs liberal window tracking.
 	if err := d.fast.Apply(ctx, fastpathConfig(cfg), nat); err != nil {
@@ -332,6 +317,28 @@ func (d *daemon) reconcile(ctx context.Context) error {
 		d.notify.status(fmt.Sprintf("NAT %v -> %v via %s", nat.PrivateCIDRs, nat.SNATAddrs, nat.OutsideIface))
 	}
 	return nil
+}
+
+// applySysctls sets the sysctls the NAT needs (nothing unless
+// sysctl.manage) and logs what changed.
+func (d *daemon) applySysctls(ctx context.Context, cfg *config.Config, nat datapath.NAT) ([]datapath.SysctlResult, error) {
+	if !cfg.Sysctl.Manage {
+		return nil, nil
+	}
+	want := datapath.DesiredSysctls(datapath.SysctlSettings{
+		ConntrackMax:          cfg.Sysctl.ConntrackMax,
+		TCPEstablishedTimeout: cfg.Sysctl.TCPEstablishedTimeout.Duration,
+		UDPTimeout:            cfg.Sysctl.UDPTimeout.Duration,
+		UDPStreamTimeout:      cfg.Sysctl.UDPStreamTimeout.Duration,
+		FastPath:              cfg.Fastpath.Enabled,
+	}, d.memBytes, nat.OutsideIface)
+	results, err := d.sysctls.Apply(ctx, want)
+	for _, r := range results {
+		if r.Applied && r.Old != r.Now {
+			d.log.Info("sysctl set", "key", r.Key, "old", r.Old, "now", r.Now)
+		}
+	}
+	return results, err
 }
 
 func (d *daemon) setError(err error) {
