@@ -25,6 +25,12 @@ type NAT struct {
 	// source is mapped to one of them by a hash of its address, so a host
 	// keeps the same public address for all its flows.
 	SNATAddrs []netip.Addr
+	// Zones SNAT the sources of particular subnets to addresses of their
+	// own, ahead of SNATAddrs: an HA pair's node serving its peer's zone
+	// translates that zone's subnets to the address carrying the zone's
+	// Elastic IP, so each zone keeps its public IP whichever node serves
+	// it. Their sources must lie inside PrivateCIDRs.
+	Zones []ZoneSNAT
 	// PortMin and PortMax bound the SNAT source ports of TCP and UDP flows.
 	// Both zero means DefaultPortMin-DefaultPortMax.
 	PortMin, PortMax uint16
@@ -41,6 +47,24 @@ type NAT struct {
 	// and shapes the conntrack events the offload engine reads (see
 	// Offload). nil: no fast path, conntrack events untouched.
 	Offload *Offload
+}
+
+// ZoneSNAT translates the flows from Sources to Addr.
+type ZoneSNAT struct {
+	Sources []netip.Prefix
+	Addr    netip.Addr
+}
+
+// AllSNATAddrs are the addresses the NAT translates to: SNATAddrs, then
+// the zones' addresses.
+func (n NAT) AllSNATAddrs() []netip.Addr {
+	out := slices.Clone(n.SNATAddrs)
+	for _, z := range n.Zones {
+		if !slices.Contains(out, z.Addr) {
+			out = append(out, z.Addr)
+		}
+	}
+	return out
 }
 
 // Offload is how the kernel hands hanat's SNAT flows to the fast path.
@@ -132,6 +156,9 @@ func (n NAT) normalize() (NAT, error) {
 			out.SNATAddrs = append(out.SNATAddrs, a)
 		}
 	}
+
+	zoneErrs := normalizeZones(n.Zones, out.PrivateCIDRs, &out)
+	errs = append(errs, zoneErrs...)
 
 	out.PortMin, out.PortMax = n.PortMin, n.PortMax
 	if out.PortMin == 0 && out.PortMax == 0 {
@@ -226,4 +253,46 @@ func validIfaceName(name string) error {
 		return errors.New("invalid characters in interface name")
 	}
 	return nil
+}
+
+// normalizeZones validates the zones against the private CIDRs and adds
+// them, masked, to out.
+func normalizeZones(zones []ZoneSNAT, private []netip.Prefix, out *NAT) []error {
+	var errs []error
+	inPrivate := func(p netip.Prefix) bool {
+		for _, c := range private {
+			if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
+				return true
+			}
+		}
+		return false
+	}
+	for i, z := range zones {
+		bad := false
+		if !z.Addr.Is4() || z.Addr.IsUnspecified() || z.Addr.IsMulticast() {
+			errs = append(errs, fmt.Errorf("Zones[%d].Addr %q: not a unicast IPv4 address", i, z.Addr))
+			bad = true
+		}
+		if len(z.Sources) == 0 {
+			errs = append(errs, fmt.Errorf("Zones[%d] (%s): no sources", i, z.Addr))
+			bad = true
+		}
+		nz := ZoneSNAT{Addr: z.Addr}
+		for j, p := range z.Sources {
+			switch {
+			case !p.IsValid() || !p.Addr().Is4():
+				errs = append(errs, fmt.Errorf("Zones[%d].Sources[%d] %q: not an IPv4 prefix", i, j, p))
+				bad = true
+			case !inPrivate(p.Masked()):
+				errs = append(errs, fmt.Errorf("Zones[%d].Sources[%d] %s: not inside the private CIDRs %v", i, j, p, private))
+				bad = true
+			default:
+				nz.Sources = append(nz.Sources, p.Masked())
+			}
+		}
+		if !bad {
+			out.Zones = append(out.Zones, nz)
+		}
+	}
+	return errs
 }

@@ -68,6 +68,10 @@ const (
 	// is one rule of each per address, all with the same name.
 	RuleSNAT      = "snat"
 	RuleSNATOther = "snat_other"
+	// RuleSNATZone and RuleSNATZoneOther are the same for the sources of
+	// a NAT.Zones entry, ahead of the others.
+	RuleSNATZone      = "snat_zone"
+	RuleSNATZoneOther = "snat_zone_other"
 
 	// Chain input, with NAT.HostInput.
 	RuleInputLoopback    = "input_loopback"
@@ -265,6 +269,25 @@ func BuildTable(n NAT) (Table, error) {
 	// also matches `jhash ip saddr mod N i`, so a private host always gets
 	// the same address. (Not one rule with an anonymous jhash map: nft
 	// lists such a map's keys byte-swapped and cannot reload the listing.)
+	// A zone's sources come first:
+	// ip saddr { zone sources } [oifname X] meta l4proto { tcp, udp } counter snat ip to Z:PortMin-PortMax comment "snat_zone"
+	// ip saddr { zone sources } [oifname X] counter snat ip to Z comment "snat_zone_other"
+	for _, z := range n.Zones {
+		for _, rule := range []struct {
+			name  string
+			l4    []expr.Any
+			ports [2]uint16
+		}{{RuleSNATZone, b.l4protoTCPUDP(), [2]uint16{n.PortMin, n.PortMax}}, {RuleSNATZoneOther, nil, [2]uint16{}}} {
+			src := b.anonSet(&nftables.Set{KeyType: nftables.TypeIPAddr, Interval: true}, ipv4IntervalElements(z.Sources))
+			b.addRule(postrouting, rule.name, concat(
+				ipSaddrIn(src),
+				oifnameIs(n.OutsideIface),
+				rule.l4,
+				[]expr.Any{&expr.Counter{}},
+				snatTo(z.Addr, rule.ports[0], rule.ports[1]),
+			))
+		}
+	}
 	for i, a := range n.SNATAddrs {
 		b.addRule(postrouting, RuleSNAT, concat(
 			ipSaddrIn(private),

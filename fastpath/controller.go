@@ -243,7 +243,7 @@ func (c *Controller) apply(ctx context.Context, cfg Config, nat datapath.NAT) {
 // (its resync takes the offloaded flows over without touching them) or
 // hands it the new filter.
 func (c *Controller) applyEngine(ctx context.Context, cfg Config, nat datapath.NAT, x *XDP) {
-	filter := conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.SNATAddrs}
+	filter := conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.AllSNATAddrs()}
 	want := engineConfig{
 		Filter:     filter,
 		TCPTimeout: cfg.TCPTimeout,

@@ -389,5 +389,5 @@ func runCleanup(ctx context.Context, log *slog.Logger, cfg *config.Config) error
 
 // conntrackFilter selects the flows hanat NATs.
 func conntrackFilter(n datapath.NAT) conntrack.Filter {
-	return conntrack.Filter{PrivateCIDRs: n.PrivateCIDRs, NATAddrs: n.SNATAddrs}
+	return conntrack.Filter{PrivateCIDRs: n.PrivateCIDRs, NATAddrs: n.AllSNATAddrs()}
 }

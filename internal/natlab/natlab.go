@@ -144,8 +144,19 @@ func ServeTCPEcho(t testing.TB, ns *netns.NS, addr string) {
 // ends so the flow stays in the table.
 func UDPRoundTrip(t testing.TB, ns *netns.NS, to string) netip.AddrPort {
 	t.Helper()
+	return UDPRoundTripFrom(t, ns, "", to)
+}
+
+// UDPRoundTripFrom is UDPRoundTrip from the local address from ("": the
+// kernel's choice).
+func UDPRoundTripFrom(t testing.TB, ns *netns.NS, from, to string) netip.AddrPort {
+	t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.UDPAddr{IP: net.ParseIP(from)}
+	}
 	var c net.Conn
-	if err := ns.Do(func() (err error) { c, err = net.Dial("udp4", to); return err }); err != nil {
+	if err := ns.Do(func() (err error) { c, err = d.Dial("udp4", to); return err }); err != nil {
 		t.Fatalf("dial udp %s from %s: %v", to, ns.Name, err)
 	}
 	t.Cleanup(func() { c.Close() })
