@@ -28,6 +28,7 @@ type Counters struct {
 	RouteWrites         uint64
 	RouteWriteErrors    uint64
 	EIPAssociations     uint64
+	TakeoverErrors      uint64 // Options.Takeover failed (the routes moved anyway)
 	HeartbeatsSent      uint64
 	HeartbeatSendErrors uint64
 }
@@ -45,6 +46,7 @@ func (c Counters) Named() map[string]uint64 {
 	}
 	for name, v := range map[string]uint64{
 		"claims":                         c.Claims,
+		"takeover_errors":                c.TakeoverErrors,
 		"releases":                       c.Releases,
 		"health_changes":                 c.HealthChanges,
 		"maintenance_changes":            c.MaintenanceChanges,

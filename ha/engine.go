@@ -585,6 +585,13 @@ func (e *Engine) Claimed(id string) bool {
 	return ok && t.claim != claimNone
 }
 
+// Unwritten reports whether id is claimed and its write has not started:
+// its takeover (Options.Takeover) has not run yet, so its EIP must wait.
+func (e *Engine) Unwritten(id string) bool {
+	t, ok := e.tables[id]
+	return ok && t.claim == claimTaking && !t.writing
+}
+
 // ToWrite returns the claimed tables whose last observation is not this
 // node and that have no write in flight (the reconciler points them
 // here). Held tables are rewritten only when their default route is

@@ -82,6 +82,14 @@ type Options struct {
 	DiscoverInterval time.Duration
 	// EIPs follow their route tables (optional).
 	EIPs []EIPGroup
+	// Takeover, when set, runs before this node points tables it claims
+	// at itself and before their EIPs move (the order is: takeover, EIP,
+	// routes): hanatd injects the peer's synced flows there, so they are
+	// in the kernel before the redirected packets arrive. It gets the
+	// tables about to be written and a context bounded by TakeoverBudget;
+	// an error is logged and counted, and the failover goes on.
+	Takeover       func(ctx context.Context, tables []string) error
+	TakeoverBudget time.Duration // default 1 s
 	// Health checks this node; nil: always healthy.
 	Health         func(ctx context.Context) (bool, string)
 	HealthInterval time.Duration // default 1 s
@@ -511,10 +519,18 @@ func (m *Manager) writeTables(ctx context.Context) error {
 	if eni == "" {
 		return nil
 	}
+	var errs []error
+	if len(writes) > 0 {
+		m.takeover(ctx, writes)
+		// The EIP before the routes: redirected flows find their
+		// public address already here.
+		if err := m.reconcileEIPs(ctx, eni, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var (
-		emu  sync.Mutex
-		errs []error
-		g    errgroup.Group
+		emu sync.Mutex
+		g   errgroup.Group
 	)
 	g.SetLimit(maxConcurrentWrites)
 	for _, w := range writes {
@@ -562,8 +578,37 @@ func (m *Manager) writeTables(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reconcileEIPs associates the EIP of each group this node claims with
-// its ENI. Claiming two groups, the first in configuration order wins
+// takeover runs Options.Takeover for the tables about to be written.
+func (m *Manager) takeover(ctx context.Context, writes []Write) {
+	if m.o.Takeover == nil {
+		return
+	}
+	tables := make([]string, len(writes))
+	for i, w := range writes {
+		tables[i] = w.Table
+	}
+	budget := m.o.TakeoverBudget
+	if budget <= 0 {
+		budget = time.Second
+	}
+	tctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	start := m.o.Now()
+	err := m.o.Takeover(tctx, tables)
+	now := m.o.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.eng.Counters().TakeoverErrors++
+		m.setErr(now, fmt.Sprintf("take over the flows of %v: %v", tables, err))
+		m.log.Warn("ha: flow takeover failed; the routes move anyway", "route_tables", tables, "err", err)
+		return
+	}
+	m.log.Info("ha: flows taken over before the routes", "route_tables", tables, "took", now.Sub(start).Round(time.Millisecond))
+}
+
+// reconcileEIPs associates the EIP of each group this node claims (and
+// whose writes have started: after the takeover) with its ENI. Claiming two groups, the first in configuration order wins
 // (the primary private IP carries one public IP).
 func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) error {
 	if len(m.o.EIPs) == 0 {
@@ -576,7 +621,9 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	for i, g := range m.o.EIPs {
 		all := len(g.RouteTables) > 0
 		for _, id := range g.RouteTables {
-			if !m.eng.Claimed(id) {
+			// Claimed, and its takeover done: the EIP moves after the
+			// flows and before the routes.
+			if !m.eng.Claimed(id) || m.eng.Unwritten(id) {
 				all = false
 			}
 		}

@@ -17,6 +17,7 @@ import (
 
 type fakeCloud struct {
 	mu        sync.Mutex
+	calls     []string // "route rtb-…", "eip eipalloc-…", in order
 	routes    map[string]string
 	eips      map[string]string // allocation → ENI
 	writes    int
@@ -50,6 +51,7 @@ func (c *fakeCloud) EnsureDefaultRoute(ctx context.Context, id, eni string) (boo
 	}
 	c.routes[id] = eni
 	c.writes++
+	c.calls = append(c.calls, "route "+id)
 	return true, nil
 }
 
@@ -65,6 +67,7 @@ func (c *fakeCloud) SetDefaultRoute(ctx context.Context, id, eni string, exists 
 	}
 	c.routes[id] = eni
 	c.writes++
+	c.calls = append(c.calls, "route "+id)
 	return nil
 }
 
@@ -78,6 +81,7 @@ func (c *fakeCloud) AssociateEIP(ctx context.Context, alloc, eni string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.eips[alloc] = eni
+	c.calls = append(c.calls, "eip "+alloc)
 	return nil
 }
 
@@ -379,5 +383,53 @@ func TestManagerDropsHeartbeatFromNonPeerAddress(t *testing.T) {
 	})
 	if got := m.Status().Received.Dropped[DropForeign]; got != frames {
 		t.Errorf("unexpected_source drops %d after a frame from the peer, want still %d", got, frames)
+	}
+}
+
+// TestManagerTakeoverOrder: a node about to point tables at itself runs
+// the takeover hook first (hanatd injects the synced flows), then moves
+// the EIP, then the routes; a failing hook is counted and the routes
+// move anyway.
+func TestManagerTakeoverOrder(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		fc := &fakeCloud{routes: map[string]string{"rtb-a": ""}, eips: map[string]string{}}
+		var mu sync.Mutex
+		var took [][]string
+		m, err := New(nil, fc, Options{NodeID: "i-a", ENI: func() string { return "eni-a" }, Resync: 50 * time.Millisecond,
+			Home: []string{"rtb-a"}, EIPs: []EIPGroup{{AllocationID: "eipalloc-a", RouteTables: []string{"rtb-a"}}},
+			Takeover: func(ctx context.Context, tables []string) error {
+				fc.mu.Lock()
+				fc.calls = append(fc.calls, "takeover")
+				fc.mu.Unlock()
+				mu.Lock()
+				took = append(took, tables)
+				mu.Unlock()
+				if _, ok := ctx.Deadline(); !ok {
+					t.Error("takeover without a deadline")
+				}
+				if fail {
+					return errors.New("inject failed")
+				}
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runManager(t, m)
+		waitFor(t, "the home table points here", 5*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
+		fc.mu.Lock()
+		calls := strings.Join(fc.calls, ", ")
+		fc.mu.Unlock()
+		if !strings.HasPrefix(calls, "takeover, eip eipalloc-a, route rtb-a") {
+			t.Errorf("fail=%v: calls %q, want the takeover, then the EIP, then the route", fail, calls)
+		}
+		mu.Lock()
+		if len(took) == 0 || len(took[0]) != 1 || took[0][0] != "rtb-a" {
+			t.Errorf("fail=%v: takeover got %v", fail, took)
+		}
+		mu.Unlock()
+		if n := m.Status().Counters.TakeoverErrors; (n > 0) != fail {
+			t.Errorf("fail=%v: takeover_errors %d", fail, n)
+		}
 	}
 }

@@ -56,10 +56,10 @@ func TestCountersNamed(t *testing.T) {
 	}
 	c := Counters{Claims: 1, Releases: 2, HealthChanges: 3, MaintenanceChanges: 4, GiveTimeouts: 5, TakeoverTimeouts: 6,
 		HandoverRewrites: 7, ObservationsBeforeWrite: 8, ObservationsStaleAfterWrite: 9, RouteWrites: 10, RouteWriteErrors: 11,
-		EIPAssociations: 12, HeartbeatsSent: 13, HeartbeatSendErrors: 14}
+		EIPAssociations: 12, HeartbeatsSent: 13, HeartbeatSendErrors: 14, TakeoverErrors: 15}
 	want := map[string]uint64{"claims": 1, "releases": 2, "health_changes": 3, "maintenance_changes": 4, "give_timeouts": 5,
 		"takeover_timeouts": 6, "handover_rewrites": 7, "observations_before_write": 8, "observations_stale_after_write": 9,
-		"route_writes": 10, "route_write_errors": 11, "eip_associations": 12, "heartbeats_sent": 13, "heartbeat_send_errors": 14}
+		"route_writes": 10, "route_write_errors": 11, "eip_associations": 12, "heartbeats_sent": 13, "heartbeat_send_errors": 14, "takeover_errors": 15}
 	if got := c.Named(); !maps.Equal(got, want) {
 		t.Errorf("named %v, want %v", got, want)
 	}
