@@ -48,18 +48,16 @@ type change struct {
 	gone bool
 }
 
-// changeOf turns a flow into the change a sender queues; ok is false for
-// a flow the filter does not match (not hanat's), which is never synced.
-func changeOf(filter conntrack.Filter, f conntrack.Flow) (change, bool) {
-	if !filter.Match(f) {
-		return change{}, false
-	}
-	if Syncable(f) {
+// changeOf turns a flow into the change a sender queues: its state if the
+// filter matches it (hanat's) and it is syncable, else its end (a no-op
+// for a flow the peer does not hold).
+func changeOf(filter conntrack.Filter, f conntrack.Flow) change {
+	if filter.Match(f) && Syncable(f) {
 		if r, err := recordOf(f); err == nil {
-			return change{rec: r}, true
+			return change{rec: r}
 		}
 	}
-	return change{rec: record{orig: f.Original}, gone: true}, true
+	return change{rec: record{orig: f.Original}, gone: true}
 }
 
 func (c *senderCore) markDirty(t conntrack.Tuple) {
@@ -130,7 +128,7 @@ func (c *senderCore) flush(emit func(*frame) error) error {
 func (c *senderCore) takeSnapshot(flows []conntrack.Flow, emit func(*frame) error) error {
 	c.sent = newFlowTable(len(flows))
 	for _, f := range flows {
-		if ch, ok := changeOf(c.filter, f); ok && !ch.gone {
+		if ch := changeOf(c.filter, f); !ch.gone {
 			c.sent.put(ch.rec)
 		}
 	}
@@ -256,9 +254,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 // Upsert hands over a flow's new state (from a conntrack event). A flow
 // no longer syncable is deleted from the peer's view. It never blocks.
 func (s *Sender) Upsert(f conntrack.Flow) {
-	if ch, ok := changeOf(s.cfg.Filter, f); ok {
-		s.enqueue(ch)
-	}
+	s.enqueue(changeOf(s.cfg.Filter, f))
 }
 
 // Delete hands over the end of the flow with original tuple orig. It never
