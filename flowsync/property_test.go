@@ -2,14 +2,12 @@ package flowsync
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hanat/hanat/conntrack"
 )
@@ -275,7 +273,6 @@ func TestSyncConverges(t *testing.T) {
 	if total.stats.lost == 0 || total.stats.dup == 0 || total.stats.refused == 0 || total.stats.sessions < seeds*2 {
 		t.Errorf("the runs did not exercise loss, duplication, refusals and reconnects: %+v", total.stats)
 	}
-	_ = fmt.Sprint(time.Second)
 }
 
 // lineDiff lists the lines only in got (-) or only in want (+).

@@ -251,8 +251,9 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	return &Sender{cfg: cfg, changes: make(chan change, cfg.QueueLen), kick: make(chan struct{}, 1)}, nil
 }
 
-// Upsert hands over a flow's new state (from a conntrack event). A flow
-// no longer syncable is deleted from the peer's view. It never blocks.
+// Upsert hands over a flow's new state (from a conntrack event or a dump).
+// A flow that is not syncable, or that the filter does not match, leaves
+// the peer's view if it was there. It never blocks.
 func (s *Sender) Upsert(f conntrack.Flow) {
 	s.enqueue(changeOf(s.cfg.Filter, f))
 }
