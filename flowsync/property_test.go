@@ -299,3 +299,19 @@ func lineDiff(got, want string) string {
 	slices.Sort(out)
 	return strings.Join(out, "\n")
 }
+
+// TestReceiverKeepsViewOnShortSnapshot: a snapshot that ends with fewer
+// flows than it announced does not replace the view, and a snapshot is
+// asked for.
+func TestReceiverKeepsViewOnShortSnapshot(t *testing.T) {
+	c := newReceiverCore()
+	r, _ := recordOf(testFlow(1))
+	_ = c.apply(&frame{kind: kindUpsert, records: []record{r}})
+	_ = c.apply(&frame{kind: kindSnapshotBegin, snapshot: 3})
+	if err := c.apply(&frame{kind: kindSnapshotEnd, snapshot: 3, total: 5}); err == nil {
+		t.Error("a snapshot of 0 flows announced as 5 was accepted")
+	}
+	if c.flows() != 1 || !c.tick() || c.snapshots != 0 {
+		t.Errorf("after a short snapshot: %d flows held, snapshots %d; want the view kept and a snapshot asked for", c.flows(), c.snapshots)
+	}
+}

@@ -68,3 +68,31 @@ func TestTakeoverRefuses(t *testing.T) {
 		t.Errorf("a flow held twice: %d flows, %d refused", len(res.Flows), res.Refused)
 	}
 }
+
+func TestSyncable(t *testing.T) {
+	udp := testFlow(1)
+	udp.Original.Proto, udp.Reply.Proto, udp.TCPState = protoUDP, protoUDP, ""
+	icmp := testFlow(2)
+	icmp.Original = conntrack.Tuple{Proto: protoICMP, Src: netip.MustParseAddrPort("10.0.3.5:0"), Dst: netip.MustParseAddrPort("198.51.100.1:0"), ICMPID: 7}
+	icmp.TCPState = ""
+	with := func(f conntrack.Flow, edit func(*conntrack.Flow)) conntrack.Flow { edit(&f); return f }
+	for _, tc := range []struct {
+		name string
+		f    conntrack.Flow
+		want bool
+	}{
+		{"established TCP", testFlow(0), true},
+		{"half-closed TCP", with(testFlow(0), func(f *conntrack.Flow) { f.TCPState = "CLOSE_WAIT" }), true},
+		{"assured UDP", udp, true},
+		{"TCP in handshake", with(testFlow(0), func(f *conntrack.Flow) { f.TCPState = "SYN_RECV"; f.Assured = false }), false},
+		{"unassured TCP", with(testFlow(0), func(f *conntrack.Flow) { f.Assured = false }), false},
+		{"TCP in TIME_WAIT", with(testFlow(0), func(f *conntrack.Flow) { f.TCPState = "TIME_WAIT" }), false},
+		{"unanswered UDP", with(udp, func(f *conntrack.Flow) { f.Assured = false }), false},
+		{"not NATed", with(testFlow(0), func(f *conntrack.Flow) { f.SNAT = false }), false},
+		{"ICMP", icmp, false},
+	} {
+		if got := Syncable(tc.f); got != tc.want {
+			t.Errorf("%s: Syncable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
