@@ -37,8 +37,8 @@ func testFlow(i int) conntrack.Flow {
 	src := netip.AddrPortFrom(host, uint16(1024+i%50000))
 	nat := netip.AddrPortFrom(testPeerNAT, uint16(1024+i%60000))
 	return conntrack.Flow{
-		Original: conntrack.Tuple{Proto: protoTCP, Src: src, Dst: dst},
-		Reply:    conntrack.Tuple{Proto: protoTCP, Src: dst, Dst: nat},
+		Original:  conntrack.Tuple{Proto: protoTCP, Src: src, Dst: dst},
+		Reply:     conntrack.Tuple{Proto: protoTCP, Src: dst, Dst: nat},
 		ProtoName: "tcp", TCPState: "ESTABLISHED", Assured: true, SNAT: true,
 		Timeout: 300 * time.Second, Mark: uint32(i % 3),
 	}
@@ -92,12 +92,13 @@ func sessionPair(senderKey, receiverKey []byte, random func() io.Reader) (s, r *
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
+	rr, sr := random(), random()
 	go func() {
 		var err error
-		r, err = handshake(ctx, b, receiverKey, roleReceiver, random())
+		r, err = handshake(ctx, b, receiverKey, roleReceiver, rr)
 		errc <- err
 	}()
-	s, err = handshake(ctx, a, senderKey, roleSender, random())
+	s, err = handshake(ctx, a, senderKey, roleSender, sr)
 	if rerr := <-errc; err == nil {
 		err = rerr
 	}

@@ -27,14 +27,19 @@ type syncWorld struct {
 	s, r         *session
 	s2r, r2s     [][]byte // messages in flight
 	wantSnapshot bool     // the sender owes a snapshot (connect, drops, request)
-	random       io.Reader
 	lossPct      int
 	dupPct       int
 	stats        struct{ sessions, snapshots, lost, dup, refused, injected int }
 }
 
 func (w *syncWorld) connect(t *testing.T) {
-	s, r, err := sessionPair(testKey, testKey, func() io.Reader { return w.random })
+	s, r, err := sessionPair(testKey, testKey, func() io.Reader {
+		var seed [32]byte
+		for i := range seed {
+			seed[i] = byte(w.rng.Uint32())
+		}
+		return rand.NewChaCha8(seed)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +217,7 @@ func TestSyncConverges(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 0x5eed))
 		w := &syncWorld{
 			rng: rng, kernel: map[conntrack.Tuple]conntrack.Flow{}, filter: testFilter,
-			recv: newReceiverCore(), random: rand.NewChaCha8([32]byte{byte(seed)}),
+			recv:    newReceiverCore(),
 			lossPct: rng.IntN(25), dupPct: rng.IntN(15),
 		}
 		if seed%2 == 1 {
