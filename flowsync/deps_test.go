@@ -1,0 +1,14 @@
+package flowsync
+
+import (
+	"testing"
+
+	"github.com/hanat/hanat/internal/deptest"
+)
+
+// TestImports keeps flowsync pure: the standard library (its AEAD and HKDF
+// too) and conntrack for the Flow type; no kernel, cloud or daemon
+// package, and no golang.org/x/crypto.
+func TestImports(t *testing.T) {
+	deptest.Allow(t, "github.com/hanat/hanat/conntrack")
+}

@@ -1,0 +1,21 @@
+// Package flowsync is the pair's conntrack state sync: each node streams
+// the flows it NATs to its peer, which holds them in memory and, when it
+// takes the peer's traffic over, injects them into its own kernel (through
+// conntrack.Injector) with the NAT address rewritten to the address that
+// now carries the peer's EIP, so that established connections survive
+// the failover.
+//
+// A Sender dials the peer's Receiver over TCP on the pair's private IPs.
+// Each session starts with a handshake that derives fresh AES-256-GCM keys
+// per direction from the pair's shared key (seal.go); every message is
+// authenticated, numbered and replay-checked. The sender first sends a
+// snapshot of its table (a dump through Source), then the changes it is
+// handed (Upsert, Delete), coalesced per flow. The receiver acknowledges
+// what it applied (the sender's lag) and asks for a snapshot when
+// messages were lost; a reconnect always starts with one. Only flows that
+// can matter are synced (Syncable). Nothing blocks the caller: a full
+// queue drops the change and forces a snapshot.
+//
+// The package touches no kernel: the daemon hands it a Source
+// (conntrack.Table) and injects what Takeover.Rewrite returns.
+package flowsync
