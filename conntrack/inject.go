@@ -142,9 +142,10 @@ func (r *InjectResult) fail(err error) {
 // pipelines instead, encoding the next batch while the kernel works
 // through the current one.
 type Injector struct {
-	log   *slog.Logger
-	where string
-	nsFD  int // our duplicate of the namespace fd, -1 for the current netns
+	log     *slog.Logger
+	where   string
+	ns      NetNS        // our duplicate of the namespace
+	closeNS func() error // closes it
 
 	seq atomic.Uint32 // netlink sequence numbers, shared by the pipeline's two goroutines
 
@@ -166,27 +167,20 @@ type injectBatch struct {
 	last uint32 // sequence number of the last message; 0: none encoded
 }
 
-// OpenInjector dials ctnetlink in the network namespace netnsFD (-1 = the
-// caller's current namespace), like Open. It keeps its own duplicate of
-// the fd to redial after a socket failure. Writing entries needs
+// OpenInjector dials ctnetlink in the network namespace ns, like Open. It
+// keeps its own duplicate of the namespace fd to redial after a socket
+// failure. Writing entries needs
 // CAP_NET_ADMIN in that namespace, and an SNAT or DNAT flow needs the
 // kernel's NAT (nf_nat) loaded, as it is where a NAT ruleset exists.
-func OpenInjector(log *slog.Logger, netnsFD int) (*Injector, error) {
+func OpenInjector(log *slog.Logger, ns NetNS) (*Injector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	in := &Injector{log: log, where: "current netns", nsFD: -1, free: make(chan *injectBatch, 2)}
-	switch {
-	case netnsFD == 0:
-		return nil, errors.New("conntrack.OpenInjector(netns fd 0): fd 0 is not usable as a namespace fd, pass -1 for the current namespace")
-	case netnsFD > 0:
-		in.where = fmt.Sprintf("netns fd %d", netnsFD)
-		fd, err := unix.FcntlInt(uintptr(netnsFD), unix.F_DUPFD_CLOEXEC, 3)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack.OpenInjector(%s): dup namespace fd: %w", in.where, err)
-		}
-		in.nsFD = fd
+	own, closeNS, err := ns.dup()
+	if err != nil {
+		return nil, fmt.Errorf("conntrack.OpenInjector(%s): %w", ns, err)
 	}
+	in := &Injector{log: log, where: ns.String(), ns: own, closeNS: closeNS, free: make(chan *injectBatch, 2)}
 	for range cap(in.free) {
 		in.free <- &injectBatch{}
 	}
@@ -208,7 +202,7 @@ func (in *Injector) socket() (*nlDumper, error) {
 	if in.d != nil {
 		return in.d, nil
 	}
-	d, err := dialNetfilter(in.nsFD)
+	d, err := dialNetfilter(in.ns)
 	if err != nil {
 		return nil, err
 	}
@@ -249,10 +243,7 @@ func (in *Injector) Close() error {
 		err = in.d.close()
 		in.d = nil
 	}
-	if in.nsFD >= 0 {
-		err = errors.Join(err, unix.Close(in.nsFD))
-		in.nsFD = -1
-	}
+	err = errors.Join(err, in.closeNS())
 	if err != nil {
 		return fmt.Errorf("conntrack injector (%s): close: %w", in.where, err)
 	}

@@ -19,6 +19,7 @@ import (
 	mdnetlink "github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 
+	"github.com/hanat/hanat/internal/natlab"
 	"github.com/hanat/hanat/internal/netns"
 	"github.com/hanat/hanat/internal/testtool"
 )
@@ -36,7 +37,7 @@ func injectLab(t *testing.T, ctx context.Context) *natLab {
 
 func openInjector(t *testing.T, ns *netns.NS) *Injector {
 	t.Helper()
-	in, err := OpenInjector(nil, ns.FD())
+	in, err := OpenInjector(nil, NetNSFD(ns.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestInjectDumpsBack(t *testing.T) {
 		t.Fatalf("Inject = %+v, %v; want %d created", res, err, len(flows))
 	}
 
-	tb, err := Open(nil, lab.nat.FD())
+	tb, err := Open(nil, NetNSFD(lab.nat.FD()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestInjectedEntryCarriesLiveConnection(t *testing.T) {
 				t.Fatalf("nft -f - in %s: %v: %s", lab.nat.Name, err, out)
 			}
 			serveTCPEcho(t, lab.inet, "198.51.100.100:7")
-			tb, err := Open(nil, lab.nat.FD())
+			tb, err := Open(nil, NetNSFD(lab.nat.FD()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -354,7 +355,7 @@ func BenchmarkInject250k(b *testing.B) {
 	}
 	defer ns.Close()
 	nft := ns.Command(ctx, "nft", "-f", "-")
-	nft.Stdin = strings.NewReader(snatRuleset) // loads the kernel's NAT
+	nft.Stdin = strings.NewReader(natlab.SNATRuleset) // loads the kernel's NAT
 	if out, err := nft.CombinedOutput(); err != nil {
 		b.Fatalf("nft: %v: %s", err, out)
 	}
@@ -371,7 +372,7 @@ func BenchmarkInject250k(b *testing.B) {
 			TCPState: "ESTABLISHED", Assured: true, SNAT: true, Timeout: 350 * time.Second,
 		}
 	}
-	in, err := OpenInjector(nil, ns.FD())
+	in, err := OpenInjector(nil, NetNSFD(ns.FD()))
 	if err != nil {
 		b.Fatal(err)
 	}

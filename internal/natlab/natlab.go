@@ -29,7 +29,9 @@ var (
 	Inet    = netip.MustParseAddr("198.51.100.100")
 )
 
-const snatRuleset = `table ip hntest {
+// SNATRuleset is the lab's throwaway nftables NAT table (it also loads the
+// kernel's NAT).
+const SNATRuleset = `table ip hntest {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr 10.0.11.0/24 snat to 198.51.100.2
@@ -74,7 +76,7 @@ func New(t testing.TB, ctx context.Context) *Lab {
 
 	MustRun(t, ctx, lab.NAT, "sysctl", "-w", "net.ipv4.ip_forward=1")
 	nft := lab.NAT.Command(ctx, "nft", "-f", "-")
-	nft.Stdin = strings.NewReader(snatRuleset)
+	nft.Stdin = strings.NewReader(SNATRuleset)
 	if out, err := nft.CombinedOutput(); err != nil {
 		t.Fatalf("nft -f - in %s: %v: %s", lab.NAT.Name, err, out)
 	}
