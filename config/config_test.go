@@ -113,6 +113,10 @@ var badCases = []badCase{
 	{"snat ports negative", "snat: {ports: -1-100}\n", 1, "snat.ports", "not a decimal number"},
 	{"snat ports words", "snat: {ports: low-high}\n", 1, "snat.ports", "not a decimal number"},
 
+	// ha.sync_port.
+	{"sync port is the heartbeat port", "ha:\n  sync_port: 7946\n", 2, "ha.sync_port", "the same as ha.port"},
+	{"sync port 0", "ha:\n  sync_port: 0\n", 2, "ha.sync_port", msgPortRange},
+
 	// port_forwards.
 	{"to port out of range", "private_cidrs: [10.0.0.0/16]\nport_forwards:\n  - {protocol: tcp, port: 22, to: 10.0.11.5:22}\n  - protocol: tcp\n    port: 80\n    to: 10.0.11.5:70000\n", 6, "port_forwards[1].to", msgPortRange},
 	{"port 0", "port_forwards:\n  - {protocol: tcp, port: 0, to: 10.0.11.5:22}\n", 2, "port_forwards[0].port", msgPortRange},
@@ -388,6 +392,8 @@ ha:
   enabled: true
   peer: 10.0.2.10
   port: 7000
+  sync: false
+  sync_port: 7100
   interval: 100ms
   dead_after: 4
   key_file: /etc/hanat/pair.key
@@ -440,7 +446,7 @@ ha:
 			BackupRouteTables: []string{"rtb-0c1", "rtb-0c2"}, Preempt: false, HoldDown: Duration{time.Minute},
 			Health: HAHealth{Targets: []string{"203.0.113.10:80", "checkip.amazonaws.com:443"},
 				Interval: Duration{500 * time.Millisecond}, Timeout: Duration{300 * time.Millisecond}},
-			EIPs: []HAEIP{{AllocationID: "eipalloc-0abc", RouteTables: []string{"rtb-0a1"}}}},
+			EIPs: []HAEIP{{AllocationID: "eipalloc-0abc", RouteTables: []string{"rtb-0a1"}}}, Sync: false, SyncPort: 7100},
 	}
 	if !c.Equal(want) || !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)

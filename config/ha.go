@@ -16,6 +16,9 @@ import (
 // and so MetalLB, use too: open it between the pair only).
 const DefaultHAPort = 7946
 
+// DefaultSyncPort is the TCP port of the pair's state sync.
+const DefaultSyncPort = 7947
+
 // HA is the heartbeat pair and the ownership of the VPC's private route
 // tables. Without a peer hanatd still owns its home route tables alone
 // (a lone NAT instance re-points its AZ's routes at boot).
@@ -51,8 +54,19 @@ type HA struct {
 	HoldDown Duration `yaml:"hold_down" json:"hold_down"`
 	// Health is the node's own health check.
 	Health HAHealth `yaml:"health" json:"health"`
-	// EIPs follow their route tables to the node that owns them.
+	// EIPs follow their route tables to the node that owns them. With
+	// sync, an EIP that is not the node's own goes to its standby
+	// secondary private IP, so the peer's connections keep their public
+	// address.
 	EIPs []HAEIP `yaml:"eips" json:"eips"`
+	// Sync streams this node's NATed flows to its peer (TCP SyncPort,
+	// encrypted with keys derived from KeyFile) so a failover keeps
+	// established connections (default true; needs a peer). false: every
+	// failover resets them, as with any NAT instance.
+	Sync bool `yaml:"sync" json:"sync"`
+	// SyncPort is the TCP port of the state sync on both nodes (default
+	// 7947; allow it between the pair only).
+	SyncPort uint16 `yaml:"sync_port" json:"sync_port"`
 }
 
 // HAHealth is the upstream check: TCP connects to Targets through the
@@ -79,6 +93,8 @@ func defaultHA() HA {
 	return HA{
 		Enabled:   true,
 		Port:      DefaultHAPort,
+		Sync:      true,
+		SyncPort:  DefaultSyncPort,
 		Interval:  Duration{200 * time.Millisecond},
 		DeadAfter: 5,
 		KeyFile:   "/etc/hanat/ha.key",
@@ -107,7 +123,7 @@ func (h HA) equal(o HA) bool {
 	return h.Enabled == o.Enabled && h.Peer == o.Peer && h.Port == o.Port && h.Interval == o.Interval &&
 		h.DeadAfter == o.DeadAfter && h.KeyFile == o.KeyFile &&
 		slices.Equal(h.HomeRouteTables, o.HomeRouteTables) && slices.Equal(h.BackupRouteTables, o.BackupRouteTables) &&
-		h.Preempt == o.Preempt && h.HoldDown == o.HoldDown &&
+		h.Preempt == o.Preempt && h.HoldDown == o.HoldDown && h.Sync == o.Sync && h.SyncPort == o.SyncPort &&
 		slices.Equal(h.Health.Targets, o.Health.Targets) && h.Health.Interval == o.Health.Interval &&
 		h.Health.Timeout == o.Health.Timeout &&
 		slices.EqualFunc(h.EIPs, o.EIPs, func(a, b HAEIP) bool {
@@ -132,6 +148,8 @@ func (d *decoder) decodeHA(h *HA, path string, v *yaml.Node) {
 		"backup_route_tables": d.strings(&h.BackupRouteTables),
 		"preempt":             d.boolean(&h.Preempt),
 		"hold_down":           d.duration(&h.HoldDown),
+		"sync":                d.boolean(&h.Sync),
+		"sync_port":           d.port(&h.SyncPort),
 		"health": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
 				"targets":  d.strings(&h.Health.Targets),
@@ -184,6 +202,11 @@ func validateHA(k checker, h *HA) {
 	}
 	if h.Port == 0 {
 		k.report("ha.port", "0", "%s", msgPortRange)
+	}
+	if h.SyncPort == 0 {
+		k.report("ha.sync_port", "0", "%s", msgPortRange)
+	} else if h.SyncPort == h.Port {
+		k.report("ha.sync_port", strconv.Itoa(int(h.SyncPort)), "the same as ha.port: give the state sync a port of its own")
 	}
 	checkSubsecond(k, "ha.interval", h.Interval, 50*time.Millisecond, 10*time.Second, "50ms-10s")
 	if h.DeadAfter < 2 || h.DeadAfter > 100 {
