@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -171,6 +172,69 @@ func (c *EC2) MoveSecondaryIP(ctx context.Context, eniID string, ip netip.Addr) 
 	}
 	c.log.Info("secondary private IP assigned", "eni", eniID, "ip", ip)
 	return nil
+}
+
+// AssignSecondaryIP gives eniID one more secondary private IP, one EC2
+// picks from the ENI's subnet, and returns it.
+func (c *EC2) AssignSecondaryIP(ctx context.Context, eniID string) (netip.Addr, error) {
+	if eniID == "" {
+		return netip.Addr{}, fmt.Errorf("ec2 AssignPrivateIpAddresses: no ENI id")
+	}
+	var got netip.Addr
+	err := c.call(ctx, actAssignPrivateIPAddresses, "1 -> "+eniID, func(ctx context.Context) error {
+		out, err := c.api.AssignPrivateIpAddresses(ctx, &ec2.AssignPrivateIpAddressesInput{
+			NetworkInterfaceId:             aws.String(eniID),
+			SecondaryPrivateIpAddressCount: aws.Int32(1),
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range out.AssignedPrivateIpAddresses {
+			if ip, perr := netip.ParseAddr(aws.ToString(a.PrivateIpAddress)); perr == nil {
+				got = ip
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !got.IsValid() {
+		return netip.Addr{}, fmt.Errorf("ec2 AssignPrivateIpAddresses on %s: no address in the answer", eniID)
+	}
+	c.log.Info("secondary private IP assigned", "eni", eniID, "ip", got)
+	return got, nil
+}
+
+// SubnetsOf returns the CIDRs of the subnets associated with the route
+// tables tableIDs (a zone's private subnets are those its NAT's route
+// tables serve).
+func (c *EC2) SubnetsOf(ctx context.Context, vpcID string, tableIDs []string) ([]netip.Prefix, error) {
+	if len(tableIDs) == 0 {
+		return nil, nil
+	}
+	rts, err := c.RouteTables(ctx, RouteTableFilter{IDs: tableIDs})
+	if err != nil {
+		return nil, err
+	}
+	subnets, err := c.Subnets(ctx, vpcID)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]netip.Prefix, len(subnets))
+	for _, s := range subnets {
+		byID[s.ID] = s.CIDR
+	}
+	var out []netip.Prefix
+	for _, rt := range rts {
+		for _, id := range rt.SubnetIDs {
+			if p, ok := byID[id]; ok && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out, nil
 }
 
 // Subnets lists the subnets of vpcID, following pagination.

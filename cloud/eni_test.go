@@ -185,3 +185,50 @@ func TestMoveSecondaryIP(t *testing.T) {
 		t.Fatal("invalid address accepted")
 	}
 }
+
+// TestAssignSecondaryIPAndZoneSubnets: the standby address hanatd gives
+// its ENI comes from the ENI's subnet and is new; a zone's subnets are
+// those its route tables serve.
+func TestAssignSecondaryIPAndZoneSubnets(t *testing.T) {
+	l := newLab(t)
+	c := l.client(t)
+	ctx := context.Background()
+	before, err := c.ENI(ctx, l.natAENI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := c.AssignSecondaryIP(ctx, l.natAENI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.ENI(ctx, l.natAENI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(before.PrivateIPs, ip) || !slices.Contains(after.PrivateIPs, ip) || after.PrivateIPs[0] != before.PrivateIPs[0] {
+		t.Errorf("assigned %s: private IPs %v -> %v", ip, before.PrivateIPs, after.PrivateIPs)
+	}
+	subnets, err := c.Subnets(ctx, l.vpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pubA, privA netip.Prefix
+	for _, s := range subnets {
+		switch s.ID {
+		case l.pubA:
+			pubA = s.CIDR
+		case l.privA:
+			privA = s.CIDR
+		}
+	}
+	if !pubA.Contains(ip) {
+		t.Errorf("assigned %s outside the ENI's subnet %s", ip, pubA)
+	}
+	got, err := c.SubnetsOf(ctx, l.vpc, []string{l.rtbA})
+	if err != nil || len(got) != 1 || got[0] != privA {
+		t.Errorf("SubnetsOf(%s) = %v, %v; want [%s]", l.rtbA, got, err, privA)
+	}
+	if _, err := c.AssignSecondaryIP(ctx, ""); err == nil {
+		t.Error("no ENI accepted")
+	}
+}
