@@ -40,6 +40,8 @@ type HAStatus struct {
 	Tables []HATable `json:"tables"`
 	// EIPs follow their route tables.
 	EIPs []HAEIP `json:"eips,omitempty"`
+	// Sync is the state sync with the peer (hitless failover).
+	Sync *HASync `json:"sync,omitempty"`
 	// Counters: claims, releases, route_writes, route_write_errors,
 	// eip_associations, heartbeats_sent, heartbeats_accepted,
 	// heartbeats_lost and heartbeats_dropped_<reason>.
@@ -47,6 +49,43 @@ type HAStatus struct {
 	LastError   string            `json:"last_error,omitempty"`
 	LastErrorAt time.Time         `json:"last_error_at,omitzero"`
 	Message     string            `json:"message,omitempty"`
+}
+
+// HASync is the pair's state sync: this node's flows streamed to the
+// peer (Sent), the peer's held here for a takeover (Held).
+type HASync struct {
+	Enabled bool   `json:"enabled"`
+	Message string `json:"message,omitempty"` // why it is off
+	// Standby is the secondary private IP that carries the peer's EIP
+	// when this node serves the peer's zone.
+	Standby string       `json:"standby,omitempty"`
+	Sent    HASyncStream `json:"sent"`
+	Held    HASyncStream `json:"held"`
+	// LastTakeover is the last injection of held flows before the routes
+	// moved here.
+	LastTakeover *HATakeover `json:"last_takeover,omitempty"`
+}
+
+// HASyncStream is one direction of the sync.
+type HASyncStream struct {
+	Connected      bool              `json:"connected"`
+	Flows          int               `json:"flows"`
+	LagMS          int64             `json:"lag_ms"`
+	LastFullSyncAt time.Time         `json:"last_full_sync_at,omitzero"`
+	Snapshots      uint64            `json:"snapshots"`
+	Errors         map[string]uint64 `json:"errors,omitempty"` // by reason, non-zero only
+}
+
+// HATakeover is one injection of the peer's flows.
+type HATakeover struct {
+	At       time.Time `json:"at"`
+	Tables   []string  `json:"tables"`
+	Injected int       `json:"injected"`
+	Existed  int       `json:"existed"`
+	Refused  int       `json:"refused"`
+	Failed   int       `json:"failed"`
+	TookMS   int64     `json:"took_ms"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // HAPeer is the other node of the pair.

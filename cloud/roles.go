@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 )
 
@@ -56,15 +57,18 @@ func (c *EC2) DefaultRoutes(ctx context.Context, ids []string) (map[string]Defau
 	return out, nil
 }
 
-// EIPOn reports whether the Elastic IP allocationID is associated with an
-// address of eniID.
-func (c *EC2) EIPOn(ctx context.Context, allocationID, eniID string) (bool, error) {
+// EIPOn reports whether the Elastic IP allocationID is associated with
+// the private IP privateIP of eniID (invalid: its primary).
+func (c *EC2) EIPOn(ctx context.Context, allocationID, eniID string, privateIP netip.Addr) (bool, error) {
 	info, err := c.ENI(ctx, eniID)
 	if err != nil {
 		return false, err
 	}
+	if !privateIP.IsValid() && len(info.PrivateIPs) > 0 {
+		privateIP = info.PrivateIPs[0]
+	}
 	for _, a := range info.Associations {
-		if a.AllocationID == allocationID {
+		if a.AllocationID == allocationID && a.PrivateIP == privateIP {
 			return true, nil
 		}
 	}

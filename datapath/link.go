@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -175,4 +176,34 @@ func PrimaryIPv4(name string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", name)
 	}
 	return pfx[0].Addr(), nil
+}
+
+// EnsureAddress puts addr (as a /32) on the interface called name in the
+// calling thread's namespace, unless the interface has it already: on EC2
+// a secondary private IP the API assigned is not configured in the OS by
+// itself.
+func EnsureAddress(name string, addr netip.Addr) (added bool, err error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return false, fmt.Errorf("netlink.NewHandle: %w", err)
+	}
+	defer h.Close()
+	have, err := InterfaceIPv4s(h, name)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range have {
+		if p.Addr() == addr {
+			return false, nil
+		}
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return false, fmt.Errorf("link %s: %w", name, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if err := h.AddrAdd(l, a); err != nil {
+		return false, fmt.Errorf("add %s/32 to %s: %w", addr, name, err)
+	}
+	return true, nil
 }

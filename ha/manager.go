@@ -29,11 +29,15 @@ type Cloud interface {
 	// there) it makes the other call. It is the failover path: one EC2
 	// call instead of two.
 	SetDefaultRoute(ctx context.Context, tableID, eniID string, exists bool) error
-	// EIPOn reports whether the Elastic IP is associated with eniID.
-	EIPOn(ctx context.Context, allocationID, eniID string) (bool, error)
-	// AssociateEIP associates the Elastic IP with eniID's primary private
-	// IP, taking it from wherever it is (AllowReassociation).
-	AssociateEIP(ctx context.Context, allocationID, eniID string) error
+	// EIPOn reports whether the Elastic IP is associated with eniID, on
+	// the address AssociateEIP would choose.
+	EIPOn(ctx context.Context, allocationID, eniID string, home bool) (bool, error)
+	// AssociateEIP associates the Elastic IP with an address of eniID:
+	// its primary private IP for the group of the node's home tables,
+	// else the address that stands by for the peer's EIP (the primary
+	// when there is none), taking it from wherever it is
+	// (AllowReassociation). The survivor's primary IP keeps its own EIP.
+	AssociateEIP(ctx context.Context, allocationID, eniID string, home bool) error
 	// IsThrottled reports an error caused by API throttling.
 	IsThrottled(err error) bool
 }
@@ -90,6 +94,9 @@ type Options struct {
 	// an error is logged and counted, and the failover goes on.
 	Takeover       func(ctx context.Context, tables []string) error
 	TakeoverBudget time.Duration // default 1 s
+	// Standby: this node has an address standing by for the peer's EIP,
+	// so it holds its own EIP and the peer's at once (see reconcileEIPs).
+	Standby bool
 	// Health checks this node; nil: always healthy.
 	Health         func(ctx context.Context) (bool, string)
 	HealthInterval time.Duration // default 1 s
@@ -608,61 +615,80 @@ func (m *Manager) takeover(ctx context.Context, writes []Write) {
 }
 
 // reconcileEIPs associates the EIP of each group this node claims (and
-// whose writes have started: after the takeover) with its ENI. Claiming two groups, the first in configuration order wins
-// (the primary private IP carries one public IP).
+// whose writes have started: after the takeover) with its ENI. Without a
+// standby address only one EIP fits, on the primary private IP: the first
+// claimed group in configuration order wins. With one (Options.Standby),
+// the group of the node's home tables goes to the primary IP and the
+// others to the standby address.
 func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) error {
 	if len(m.o.EIPs) == 0 {
 		return nil
 	}
 	m.eipMu.Lock()
 	defer m.eipMu.Unlock()
+	type target struct {
+		g    *EIPGroup
+		home bool
+	}
+	var want []target
 	m.mu.Lock()
-	var want *EIPGroup
+	home := m.eng.HomeTables()
 	for i, g := range m.o.EIPs {
-		all := len(g.RouteTables) > 0
+		all, isHome := len(g.RouteTables) > 0, true
 		for _, id := range g.RouteTables {
 			// Claimed, and its takeover done: the EIP moves after the
 			// flows and before the routes.
 			if !m.eng.Claimed(id) || m.eng.Unwritten(id) {
 				all = false
 			}
+			isHome = isHome && slices.Contains(home, id)
 		}
-		if all {
-			want = &m.o.EIPs[i]
+		if !all {
+			continue
+		}
+		if known, seen := m.eips[g.AllocationID]; !seen || known != eni || full {
+			want = append(want, target{&m.o.EIPs[i], isHome || !m.o.Standby})
+		}
+		if !m.o.Standby {
 			break
 		}
 	}
-	known, seen := "", false
-	if want != nil {
-		known, seen = m.eips[want.AllocationID]
-	}
 	m.mu.Unlock()
-	if want == nil || (seen && known == eni && !full) {
-		return nil
+	var errs []error
+	for _, t := range want {
+		if err := m.associate(ctx, t.g, eni, t.home); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	on, err := m.cloud.EIPOn(ctx, want.AllocationID, eni)
+	return errors.Join(errs...)
+}
+
+// associate puts the group's EIP on eni (home: its primary IP) unless it
+// is there already.
+func (m *Manager) associate(ctx context.Context, g *EIPGroup, eni string, home bool) error {
+	on, err := m.cloud.EIPOn(ctx, g.AllocationID, eni, home)
 	if err != nil {
 		m.mu.Lock()
-		m.setErr(m.o.Now(), "describe EIP "+want.AllocationID+": "+err.Error())
+		m.setErr(m.o.Now(), "describe EIP "+g.AllocationID+": "+err.Error())
 		m.mu.Unlock()
 		return err
 	}
 	if !on {
-		if err := m.cloud.AssociateEIP(ctx, want.AllocationID, eni); err != nil {
+		if err := m.cloud.AssociateEIP(ctx, g.AllocationID, eni, home); err != nil {
 			m.mu.Lock()
-			m.setErr(m.o.Now(), fmt.Sprintf("associate EIP %s with %s: %v", want.AllocationID, eni, err))
+			m.setErr(m.o.Now(), fmt.Sprintf("associate EIP %s with %s: %v", g.AllocationID, eni, err))
 			m.mu.Unlock()
-			m.log.Warn("ha: EIP association failed; retrying", "allocation_id", want.AllocationID, "eni", eni, "err", err)
+			m.log.Warn("ha: EIP association failed; retrying", "allocation_id", g.AllocationID, "eni", eni, "err", err)
 			return err
 		}
-		m.log.Info("EIP follows its route tables to this node", "allocation_id", want.AllocationID, "eni", eni,
-			"route_tables", want.RouteTables)
+		m.log.Info("EIP follows its route tables to this node", "allocation_id", g.AllocationID, "eni", eni,
+			"route_tables", g.RouteTables, "primary_ip", home)
 		m.mu.Lock()
 		m.eng.Counters().EIPAssociations++
 		m.mu.Unlock()
 	}
 	m.mu.Lock()
-	m.eips[want.AllocationID] = eni
+	m.eips[g.AllocationID] = eni
 	m.mu.Unlock()
 	return nil
 }

@@ -20,6 +20,7 @@ type fakeCloud struct {
 	calls     []string // "route rtb-…", "eip eipalloc-…", in order
 	routes    map[string]string
 	eips      map[string]string // allocation → ENI
+	onStandby map[string]bool   // allocation → on its ENI's standby address
 	writes    int
 	fallbacks int
 	fail      bool
@@ -71,16 +72,20 @@ func (c *fakeCloud) SetDefaultRoute(ctx context.Context, id, eni string, exists 
 	return nil
 }
 
-func (c *fakeCloud) EIPOn(ctx context.Context, alloc, eni string) (bool, error) {
+func (c *fakeCloud) EIPOn(ctx context.Context, alloc, eni string, home bool) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.eips[alloc] == eni, nil
+	return c.eips[alloc] == eni && c.onStandby[alloc] == !home, nil
 }
 
-func (c *fakeCloud) AssociateEIP(ctx context.Context, alloc, eni string) error {
+func (c *fakeCloud) AssociateEIP(ctx context.Context, alloc, eni string, home bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.eips[alloc] = eni
+	if c.onStandby == nil {
+		c.onStandby = map[string]bool{}
+	}
+	c.onStandby[alloc] = !home
 	c.calls = append(c.calls, "eip "+alloc)
 	return nil
 }
@@ -431,5 +436,38 @@ func TestManagerTakeoverOrder(t *testing.T) {
 		if n := m.Status().Counters.TakeoverErrors; (n > 0) != fail {
 			t.Errorf("fail=%v: takeover_errors %d", fail, n)
 		}
+	}
+}
+
+// TestManagerEIPsWithStandby: with a standby address a node serving its
+// peer's zone holds both EIPs, its own on its primary address and the
+// peer's on the standby one; without, the first group wins the primary.
+func TestManagerEIPsWithStandby(t *testing.T) {
+	for _, standby := range []bool{true, false} {
+		fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": ""}, eips: map[string]string{}}
+		lo := netip.MustParseAddr("127.0.0.1")
+		m, err := New(nil, fc, Options{NodeID: "i-c", ENI: func() string { return "eni-c" }, Resync: 50 * time.Millisecond,
+			Listen: netip.AddrPortFrom(lo, freeUDPPort(t)), Peer: netip.AddrPortFrom(lo, freeUDPPort(t)),
+			Key: []byte("0123456789abcdef0123"), Interval: 50 * time.Millisecond, DeadAfter: 4,
+			Home: []string{"rtb-c"}, Standby: standby,
+			Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
+				return Discovered{Home: []string{"rtb-c"}, Backup: []string{"rtb-a"}}, nil
+			},
+			EIPs: []EIPGroup{{AllocationID: "eipalloc-a", RouteTables: []string{"rtb-a"}}, {AllocationID: "eipalloc-c", RouteTables: []string{"rtb-c"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runManager(t, m)
+		waitFor(t, "both tables point here (the peer never answers)", 5*time.Second, func() bool {
+			return fc.get("rtb-a") == "eni-c" && fc.get("rtb-c") == "eni-c"
+		})
+		waitFor(t, "the EIPs settle", 5*time.Second, func() bool {
+			fc.mu.Lock()
+			defer fc.mu.Unlock()
+			if standby {
+				return fc.eips["eipalloc-a"] == "eni-c" && fc.onStandby["eipalloc-a"] && fc.eips["eipalloc-c"] == "eni-c" && !fc.onStandby["eipalloc-c"]
+			}
+			return fc.eips["eipalloc-a"] == "eni-c" && !fc.onStandby["eipalloc-a"] && fc.eips["eipalloc-c"] == ""
+		})
 	}
 }

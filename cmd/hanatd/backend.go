@@ -45,6 +45,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		Cloud: b.d.ec2.status(),
 		HA:    b.d.ha.status(),
 	}
+	st.HA.Sync = b.d.sync.status()
 	st.Datapath.FastpathDetail = fastpathStatus(b.d.fast.Status())
 	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode
 	for i, pf := range s.nat.PortForwards {

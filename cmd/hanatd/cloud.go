@@ -16,6 +16,7 @@ import (
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/cloud"
 	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/doctor"
 )
 
@@ -34,6 +35,7 @@ type ec2Node struct {
 
 	mu      sync.Mutex
 	eni     cloud.ENI // the ENI of the outside interface
+	iface   string    // the outside interface's name
 	message string
 }
 
@@ -98,7 +100,7 @@ func (n *ec2Node) bindOutside(iface string) (cloud.ENI, error) {
 	}
 	n.mu.Lock()
 	changed := n.eni.ID != eni.ID
-	n.eni = eni
+	n.eni, n.iface = eni, iface
 	n.mu.Unlock()
 	if changed {
 		n.log.Info("outside interface is an ENI", "iface", iface, "eni", eni.ID, "subnet", eni.SubnetID)
@@ -110,6 +112,47 @@ func (n *ec2Node) outsideENI() cloud.ENI {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.eni
+}
+
+// ensureStandby finds or makes the standby address of a pair's node: a
+// secondary private IP of the outside ENI (assigned when there is none),
+// configured on the outside interface, where the peer's EIP goes when
+// this node serves the peer's zone. Invalid off EC2 or when EC2 refuses.
+func (n *ec2Node) ensureStandby(ctx context.Context) netip.Addr {
+	eni := n.outsideENI()
+	n.mu.Lock()
+	iface := n.iface
+	n.mu.Unlock()
+	if !n.onEC2() || n.ec2 == nil || eni.ID == "" {
+		return netip.Addr{}
+	}
+	info, err := n.ec2.ENI(ctx, eni.ID)
+	if err != nil {
+		n.log.Warn("no standby address: the peer's connections lose their public IP at a failover", "eni", eni.ID, "err", err)
+		return netip.Addr{}
+	}
+	var standby netip.Addr
+	if len(info.PrivateIPs) > 1 {
+		standby = info.PrivateIPs[1]
+	} else if standby, err = n.ec2.AssignSecondaryIP(ctx, eni.ID); err != nil {
+		n.log.Warn("no standby address: the peer's connections lose their public IP at a failover", "eni", eni.ID, "err", err)
+		return netip.Addr{}
+	}
+	if added, err := datapath.EnsureAddress(iface, standby); err != nil {
+		n.log.Warn("standby address not on the interface", "iface", iface, "addr", standby, "err", err)
+	} else if added {
+		n.log.Info("standby address configured", "iface", iface, "addr", standby)
+	}
+	return standby
+}
+
+// ownAddrs is the outside ENI's primary private IP, as IMDS says.
+func (n *ec2Node) ownAddrs() []netip.Addr {
+	eni := n.outsideENI()
+	if len(eni.PrivateIPs) == 0 {
+		return nil
+	}
+	return eni.PrivateIPs[:1]
 }
 
 // keepSourceDestCheckOff runs the source/dest check keeper until ctx is

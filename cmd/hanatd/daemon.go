@@ -46,8 +46,9 @@ type daemon struct {
 	cw       *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled (and possible)
 	exporter *metrics.Exporter     // nil unless metrics.listen
 	admin    *admin.Server
-	ec2      *ec2Node // the instance as IMDS and EC2 see it
-	ha       *haNode  // route table ownership and the HA pair
+	ec2      *ec2Node  // the instance as IMDS and EC2 see it
+	ha       *haNode   // route table ownership and the HA pair
+	sync     *syncNode // the pair's state sync and the takeover of the peer's flows
 
 	// logLevel is the handler level of log: log.level applies on reload.
 	logLevel *slog.LevelVar
@@ -122,6 +123,7 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 
 	d.ec2 = discoverEC2(ctx, log.With("component", "cloud"), cfg.Cloud)
 	d.bindOutside(ctx, cfg)
+	d.sync = d.newSync(ctx, cfg)
 	d.ha = d.newHA(ctx)
 	src := (&backend{d: d}).metricsSource
 	d.admin = admin.NewServer(log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
@@ -193,6 +195,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { d.ec2.keepSourceDestCheckOff(gctx); return nil })
 	g.Go(func() error { return d.ha.run(gctx) })
+	g.Go(func() error { return d.sync.run(gctx) })
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
 			return time.Since(time.Unix(0, d.loopBeat.Load())) < 3*reconcileInterval
@@ -226,8 +229,20 @@ func (d *daemon) goLogged(g *errgroup.Group, ctx context.Context, why string, pa
 func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) {
 	ticker := time.NewTicker(reconcileInterval)
 	defer ticker.Stop()
+	// The peer's zone's SNAT follows the HA loop's backup tables: a
+	// change reconciles at once, not at the next tick.
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	backups := fmt.Sprint(d.ha.backups())
 	for {
 		select {
+		case <-watch.C:
+			if now := fmt.Sprint(d.ha.backups()); now != backups {
+				backups = now
+				if err := d.reconcile(ctx); err != nil {
+					d.log.Error("reconcile failed", "err", err)
+				}
+			}
 		case <-ctx.Done():
 			return
 		case <-hup:
@@ -268,6 +283,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 		d.setError(err)
 		return err
 	}
+	nat.Zones = d.sync.zones(ctx, d.ha.backups(), nat.PrivateCIDRs)
 	if d.ec2.onEC2() {
 		if _, err := d.ec2.bindOutside(nat.OutsideIface); err != nil {
 			d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)

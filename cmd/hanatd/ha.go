@@ -88,7 +88,11 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	for _, e := range cfg.HA.EIPs {
 		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
 	}
-	adapter := &haCloud{ec2: c, log: h.log}
+	adapter := &haCloud{ec2: c, log: h.log, standby: d.sync.standby}
+	var takeover func(context.Context, []string) error
+	if d.sync.receiver != nil {
+		takeover = d.sync.takeover
+	}
 	m, err := ha.New(h.log, adapter, ha.Options{
 		NodeID:    inst.ID,
 		ENI:       func() string { return d.ec2.outsideENI().ID },
@@ -123,6 +127,8 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 			return found, nil
 		},
 		EIPs:           eips,
+		Takeover:       takeover,
+		Standby:        d.sync.standby.IsValid(),
 		Health:         hc.Check,
 		HealthInterval: cfg.HA.Health.Interval.Duration,
 	})
@@ -169,6 +175,21 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 		return m.Status(), true
 	}
 	return ha.Status{}, false
+}
+
+// backups are the peer's route tables this node takes over.
+func (h *haNode) backups() []string {
+	s, ok := h.snapshot()
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, t := range s.Tables {
+		if !t.Home {
+			out = append(out, t.ID)
+		}
+	}
+	return out
 }
 
 // status converts the HA loop's status for the admin socket.
@@ -269,8 +290,9 @@ func (b *backend) Maintenance(ctx context.Context, req admin.MaintenanceRequest)
 
 // haCloud implements ha.Cloud over the cloud package.
 type haCloud struct {
-	ec2 *cloud.EC2
-	log *slog.Logger
+	ec2     *cloud.EC2
+	log     *slog.Logger
+	standby netip.Addr // the address of the peer's EIP here (invalid: none)
 }
 
 // timed logs (at debug level) when an EC2 call of the HA loop started and
@@ -316,13 +338,22 @@ func (c *haCloud) SetDefaultRoute(ctx context.Context, rtb, eni string, exists b
 	return c.ec2.SetDefaultRoute(ctx, rtb, eni, exists)
 }
 
-func (c *haCloud) EIPOn(ctx context.Context, allocationID, eni string) (bool, error) {
-	return c.ec2.EIPOn(ctx, allocationID, eni)
+func (c *haCloud) EIPOn(ctx context.Context, allocationID, eni string, home bool) (bool, error) {
+	return c.ec2.EIPOn(ctx, allocationID, eni, c.eipAddr(home))
 }
 
-func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string) error {
-	_, err := c.ec2.AssociateEIP(ctx, allocationID, eni, netip.Addr{})
+func (c *haCloud) AssociateEIP(ctx context.Context, allocationID, eni string, home bool) error {
+	_, err := c.ec2.AssociateEIP(ctx, allocationID, eni, c.eipAddr(home))
 	return err
+}
+
+// eipAddr is where an EIP goes on this node: the primary IP (invalid)
+// for its own zone's, the standby address for the peer's.
+func (c *haCloud) eipAddr(home bool) netip.Addr {
+	if home {
+		return netip.Addr{}
+	}
+	return c.standby
 }
 
 func (c *haCloud) IsThrottled(err error) bool { return cloud.IsThrottled(err) }
