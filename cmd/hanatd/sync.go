@@ -70,7 +70,15 @@ func (d *daemon) newSync(ctx context.Context, cfg *config.Config) *syncNode {
 		n.why = "conntrack: " + err.Error()
 		return n
 	}
-	n.standby = d.ec2.ensureStandby(ctx)
+	// The peer's connections keep their public address only if its EIP
+	// can follow to this node: with ha.eips. Without, the standby address
+	// would have no public IP, so there is none (failovers then keep the
+	// flows' entries but not their address).
+	if len(cfg.HA.EIPs) > 0 {
+		n.standby = d.ec2.ensureStandby(ctx)
+	} else {
+		n.log.Warn("state sync without ha.eips: the peer's EIP cannot follow to this node, so its connections still reset at a failover")
+	}
 	self := d.snapshot().nat
 	filter := conntrack.Filter{PrivateCIDRs: slices.Clone(self.PrivateCIDRs), NATAddrs: self.AllSNATAddrs()}
 	if len(filter.PrivateCIDRs) == 0 {
