@@ -23,6 +23,11 @@ type HealthChecker struct {
 	// Targets are host:port to connect to. Empty: only the datapath is
 	// checked.
 	Targets []string
+	// PublicAway, when set and true, says this node's own public address
+	// is carried elsewhere (its zone's EIP is on the peer while the peer
+	// serves the zone): the upstream check cannot pass through it, so
+	// only the datapath counts until the EIP comes back.
+	PublicAway func() bool
 	// Timeout bounds one connection attempt (default 1 s).
 	Timeout time.Duration
 	// Dial connects; nil uses net.Dialer.
@@ -80,7 +85,7 @@ func (h *HealthChecker) probe(ctx context.Context) (bool, string) {
 			return false, "datapath down: " + why
 		}
 	}
-	if len(h.Targets) == 0 {
+	if len(h.Targets) == 0 || (h.PublicAway != nil && h.PublicAway()) {
 		return true, ""
 	}
 	timeout := h.Timeout

@@ -627,8 +627,9 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	m.eipMu.Lock()
 	defer m.eipMu.Unlock()
 	type target struct {
-		g    *EIPGroup
-		home bool
+		g         *EIPGroup
+		home      bool
+		elsewhere bool
 	}
 	var want []target
 	m.mu.Lock()
@@ -644,10 +645,18 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 			isHome = isHome && slices.Contains(home, id)
 		}
 		if !all {
+			if m.eips[g.AllocationID] == eni {
+				// Given away with its tables: the peer moves it; when
+				// this node claims them again it is known to be
+				// elsewhere.
+				m.eips[g.AllocationID] = ""
+			}
 			continue
 		}
 		if known, seen := m.eips[g.AllocationID]; !seen || known != eni || full {
-			want = append(want, target{&m.o.EIPs[i], isHome || !m.o.Standby})
+			// Known to be elsewhere: associate at once, no describe
+			// first (a takeover waits for this call).
+			want = append(want, target{&m.o.EIPs[i], isHome || !m.o.Standby, seen && known != eni && !full})
 		}
 		if !m.o.Standby {
 			break
@@ -656,7 +665,7 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	m.mu.Unlock()
 	var errs []error
 	for _, t := range want {
-		if err := m.associate(ctx, t.g, eni, t.home); err != nil {
+		if err := m.associate(ctx, t.g, eni, t.home, t.elsewhere); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -664,9 +673,12 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 }
 
 // associate puts the group's EIP on eni (home: its primary IP) unless it
-// is there already.
-func (m *Manager) associate(ctx context.Context, g *EIPGroup, eni string, home bool) error {
-	on, err := m.cloud.EIPOn(ctx, g.AllocationID, eni, home)
+// is there already (elsewhere: known not to be, no describe needed).
+func (m *Manager) associate(ctx context.Context, g *EIPGroup, eni string, home, elsewhere bool) error {
+	on, err := false, error(nil)
+	if !elsewhere {
+		on, err = m.cloud.EIPOn(ctx, g.AllocationID, eni, home)
+	}
 	if err != nil {
 		m.mu.Lock()
 		m.setErr(m.o.Now(), "describe EIP "+g.AllocationID+": "+err.Error())

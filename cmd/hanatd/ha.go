@@ -73,6 +73,9 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	hc := &ha.HealthChecker{
 		Targets: targets,
 		Timeout: cfg.HA.Health.Timeout.Duration,
+		// With the zones' EIPs following their tables, a node whose home
+		// tables the peer serves has lent it its public address.
+		PublicAway: func() bool { return d.sync.standby.IsValid() && d.ha.homeAway() },
 		Datapath: func() (bool, string) {
 			s := d.snapshot()
 			switch {
@@ -80,6 +83,9 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 				return false, "NAT datapath not applied yet: " + s.lastError
 			case s.lastError != "":
 				return false, s.lastError
+			}
+			if ok, why := d.sync.ready(); !ok {
+				return false, why
 			}
 			return true, ""
 		},
@@ -175,6 +181,24 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 		return m.Status(), true
 	}
 	return ha.Status{}, false
+}
+
+// homeAway reports whether the peer serves every home table of this node.
+func (h *haNode) homeAway() bool {
+	s, ok := h.snapshot()
+	if !ok {
+		return false
+	}
+	home := 0
+	for _, t := range s.Tables {
+		if t.Home {
+			home++
+			if t.OwnerNode == "self" {
+				return false
+			}
+		}
+	}
+	return home > 0
 }
 
 // backups are the peer's route tables this node takes over.

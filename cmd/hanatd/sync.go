@@ -32,6 +32,7 @@ type syncNode struct {
 	injector *conntrack.Injector
 	feed     *conntrack.EventFeed
 	peer     netip.Addr // the peer's private IP: its SNAT address
+	started  time.Time
 	standby  netip.Addr // carries the peer's EIP here (invalid: none)
 	nat      func() datapath.NAT
 	ec2      *ec2Node
@@ -45,7 +46,7 @@ type syncNode struct {
 
 // newSync builds the sync of a pair, or a node that says why it is off.
 func (d *daemon) newSync(ctx context.Context, cfg *config.Config) *syncNode {
-	n := &syncNode{log: d.log.With("component", "sync"), feed: d.feed, peer: cfg.HA.Peer, ec2: d.ec2,
+	n := &syncNode{log: d.log.With("component", "sync"), feed: d.feed, peer: cfg.HA.Peer, ec2: d.ec2, started: time.Now(),
 		nat: func() datapath.NAT { return d.snapshot().nat }}
 	switch {
 	case !cfg.HA.Enabled || !cfg.HA.Peer.IsValid():
@@ -128,6 +129,24 @@ func (n *syncNode) run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// syncWait bounds how long a starting node waits for its peer's first
+// snapshot before it counts as healthy anyway (a peer that is gone sends
+// none).
+const syncWait = 10 * time.Second
+
+// ready reports whether this node holds the peer's flows, so it may take
+// tables back (the HA loop counts it unhealthy until then: a failback
+// waits for the snapshot, at most syncWait after start).
+func (n *syncNode) ready() (bool, string) {
+	if n.receiver == nil || time.Since(n.started) > syncWait {
+		return true, ""
+	}
+	if n.receiver.Status().LastFullSync.IsZero() {
+		return false, "waiting for the peer's flows (state sync snapshot)"
+	}
+	return true, ""
 }
 
 // takeover injects the held flows, their NAT address rewritten to the one
