@@ -232,6 +232,12 @@ var (
 	descHAMissed    = newDesc("ha_heartbeats_missed_total", "Heartbeats from the peer that never arrived (by sequence number).", prometheus.CounterValue)
 	descHARejected  = newDesc("ha_heartbeats_rejected_total", "Heartbeats dropped as unauthenticated, replayed, stale or malformed.", prometheus.CounterValue)
 	descHALoss      = newDesc("ha_heartbeat_loss_ratio", "Missed heartbeats over expected ones since start (0 to 1).", prometheus.GaugeValue)
+	descSyncUp      = newDesc("sync_connected", "1 while the state sync to (direction=sent) or from (direction=held) the peer is connected.", prometheus.GaugeValue, "direction")
+	descSyncFlows   = newDesc("sync_flows", "Flows the peer holds of this node (direction=sent) and of the peer's held here (direction=held).", prometheus.GaugeValue, "direction")
+	descSyncLag     = newDesc("sync_lag_seconds", "Time from a flow change to the peer's acknowledgement of it.", prometheus.GaugeValue)
+	descSyncFull    = newDesc("sync_last_full_sync_timestamp_seconds", "When the peer's last full snapshot arrived (unix time; absent before the first).", prometheus.GaugeValue)
+	descSyncErrors  = newDesc("sync_errors_total", "State sync messages dropped and sessions failed, by reason.", prometheus.CounterValue, "reason")
+	descSyncInject  = newDesc("sync_takeover_injected_flows", "Flows the last takeover put in the kernel before the routes moved.", prometheus.GaugeValue)
 )
 
 var allDescs = []desc{
@@ -242,6 +248,7 @@ var allDescs = []desc{
 	descFastHits, descFastMisses, descFastFlows,
 	descHARole, descHATable, descHAFailovers, descHAPeerUp, descHAAge,
 	descHARecv, descHAMissed, descHARejected, descHALoss,
+	descSyncUp, descSyncFlows, descSyncLag, descSyncFull, descSyncErrors, descSyncInject,
 }
 
 // collector turns a Snapshot into metrics on every scrape (an unchecked
@@ -314,6 +321,20 @@ func collectSnapshot(ch chan<- prometheus.Metric, s *Snapshot) {
 			loss = float64(h.HeartbeatsMissed) / float64(expected)
 		}
 		emit(descHALoss, loss)
+		if y := h.Sync; y != nil {
+			emit(descSyncUp, boolValue(y.SentConnected), "sent")
+			emit(descSyncUp, boolValue(y.HeldConnected), "held")
+			emit(descSyncFlows, float64(y.FlowsSent), "sent")
+			emit(descSyncFlows, float64(y.FlowsHeld), "held")
+			emit(descSyncLag, y.Lag.Seconds())
+			if !y.LastFullSync.IsZero() {
+				emit(descSyncFull, float64(y.LastFullSync.UnixNano())/1e9)
+			}
+			for _, r := range sortedKeys(y.Errors) {
+				emit(descSyncErrors, float64(y.Errors[r]), r)
+			}
+			emit(descSyncInject, float64(y.Injected))
+		}
 	}
 }
 

@@ -300,3 +300,43 @@ func sample(t *testing.T, exposition, name string) float64 {
 	t.Fatalf("no %s in the exposition", name)
 	return 0
 }
+
+// TestSyncExposition: the pair's state sync, both directions.
+func TestSyncExposition(t *testing.T) {
+	s := fullSnapshot()
+	s.HA.Sync = &SyncSnapshot{SentConnected: true, HeldConnected: false, FlowsSent: 250, FlowsHeld: 240,
+		Lag: 30 * time.Millisecond, LastFullSync: time.Unix(1700000000, 0), Errors: map[string]uint64{"auth_failed": 3}, Injected: 21}
+	e := newTestExporter(t, staticSource(s))
+	want := `
+# HELP hanat_sync_connected 1 while the state sync to (direction=sent) or from (direction=held) the peer is connected.
+# TYPE hanat_sync_connected gauge
+hanat_sync_connected{direction="held"} 0
+hanat_sync_connected{direction="sent"} 1
+# HELP hanat_sync_flows Flows the peer holds of this node (direction=sent) and of the peer's held here (direction=held).
+# TYPE hanat_sync_flows gauge
+hanat_sync_flows{direction="held"} 240
+hanat_sync_flows{direction="sent"} 250
+# HELP hanat_sync_lag_seconds Time from a flow change to the peer's acknowledgement of it.
+# TYPE hanat_sync_lag_seconds gauge
+hanat_sync_lag_seconds 0.03
+# HELP hanat_sync_last_full_sync_timestamp_seconds When the peer's last full snapshot arrived (unix time; absent before the first).
+# TYPE hanat_sync_last_full_sync_timestamp_seconds gauge
+hanat_sync_last_full_sync_timestamp_seconds 1.7e+09
+# HELP hanat_sync_errors_total State sync messages dropped and sessions failed, by reason.
+# TYPE hanat_sync_errors_total counter
+hanat_sync_errors_total{reason="auth_failed"} 3
+# HELP hanat_sync_takeover_injected_flows Flows the last takeover put in the kernel before the routes moved.
+# TYPE hanat_sync_takeover_injected_flows gauge
+hanat_sync_takeover_injected_flows 21
+`
+	if err := testutil.GatherAndCompare(e.Registry(), strings.NewReader(want), "hanat_sync_connected", "hanat_sync_flows",
+		"hanat_sync_lag_seconds", "hanat_sync_last_full_sync_timestamp_seconds", "hanat_sync_errors_total",
+		"hanat_sync_takeover_injected_flows"); err != nil {
+		t.Error(err)
+	}
+	s.HA.Sync = nil
+	e2 := newTestExporter(t, staticSource(s))
+	if n, err := testutil.GatherAndCount(e2.Registry(), "hanat_sync_connected"); err != nil || n != 0 {
+		t.Errorf("sync off: %d series, %v; want none", n, err)
+	}
+}

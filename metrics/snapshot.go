@@ -102,6 +102,24 @@ type HASnapshot struct {
 	HeartbeatsReceived uint64
 	HeartbeatsMissed   uint64
 	HeartbeatsRejected uint64
+	// Sync is the state sync with the peer; nil when it is off.
+	Sync *SyncSnapshot
+}
+
+// SyncSnapshot is the pair's state sync: this node's flows sent to the
+// peer and the peer's held here for a takeover.
+type SyncSnapshot struct {
+	SentConnected, HeldConnected bool
+	FlowsSent, FlowsHeld         int
+	// Lag is the sender's lag (a change to its acknowledgement).
+	Lag time.Duration
+	// LastFullSync is when the peer's last snapshot arrived (zero: none).
+	LastFullSync time.Time
+	// Errors counts dropped sync messages and failed sessions by reason,
+	// both directions.
+	Errors map[string]uint64
+	// Injected counts the flows the last takeover put in the kernel.
+	Injected int
 }
 
 // Source returns the daemon's current Snapshot. It is called on every

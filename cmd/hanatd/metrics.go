@@ -20,6 +20,7 @@ func (b *backend) metricsSource(ctx context.Context) (metrics.Snapshot, error) {
 	s := snapshotOf(b.d.traffic.Read(ctx), b.d.census.Reading(), b.d.fast.Status(), time.Now())
 	if h, ok := b.d.ha.snapshot(); ok {
 		s.HA = haMetrics(h)
+		s.HA.Sync = b.d.sync.metrics()
 	}
 	return s, nil
 }

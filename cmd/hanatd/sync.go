@@ -15,6 +15,7 @@ import (
 	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/flowsync"
 	"github.com/hanat/hanat/ha"
+	"github.com/hanat/hanat/metrics"
 )
 
 // syncNode wires the pair's state sync (package flowsync) to the daemon:
@@ -213,6 +214,27 @@ func (n *syncNode) status() *admin.HASync {
 	st.LastTakeover = n.last
 	n.mu.Unlock()
 	return st
+}
+
+// metrics is the sync for the exporter, from the typed states.
+func (n *syncNode) metrics() *metrics.SyncSnapshot {
+	if n.sender == nil {
+		return nil
+	}
+	sent, held := n.sender.Status(), n.receiver.Status()
+	m := &metrics.SyncSnapshot{SentConnected: sent.Connected, HeldConnected: held.Connected, FlowsSent: sent.Flows,
+		FlowsHeld: held.Flows, Lag: sent.Lag, LastFullSync: held.LastFullSync, Errors: map[string]uint64{}}
+	for _, st := range []flowsync.Status{sent, held} {
+		for r, v := range streamOf(st).Errors {
+			m.Errors[r] += v
+		}
+	}
+	n.mu.Lock()
+	if n.last != nil {
+		m.Injected = n.last.Injected + n.last.Existed
+	}
+	n.mu.Unlock()
+	return m
 }
 
 func streamOf(s flowsync.Status) admin.HASyncStream {
