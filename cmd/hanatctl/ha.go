@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -350,6 +351,9 @@ func writeHAStatus(w io.Writer, h *admin.HAStatus, now time.Time) error {
 			return err
 		}
 	}
+	if err := writeSync(w, h.Sync, now); err != nil {
+		return err
+	}
 	keys := make([]string, 0, len(h.Counters))
 	for k := range h.Counters {
 		keys = append(keys, k)
@@ -365,4 +369,52 @@ func writeHAStatus(w io.Writer, h *admin.HAStatus, now time.Time) error {
 		fmt.Fprintf(w, "  counters: %s\n", strings.Join(parts, " "))
 	}
 	return nil
+}
+
+// writeSync prints the pair's state sync.
+func writeSync(w io.Writer, y *admin.HASync, now time.Time) error {
+	if y == nil {
+		return nil
+	}
+	tw := newTable(w)
+	if !y.Enabled {
+		fmt.Fprintf(tw, "  sync:	off (%s)\n", orDash(y.Message))
+		return tw.Flush()
+	}
+	standby := "none (the peer's connections lose their public IP at a failover)"
+	if y.Standby != "" {
+		standby = clean(y.Standby) + " (carries the peer's EIP while this node serves its zone)"
+	}
+	fmt.Fprintf(tw, "  sync standby:\t%s\n", standby)
+	for _, d := range []struct {
+		name string
+		s    admin.HASyncStream
+	}{{"sync sent", y.Sent}, {"sync held", y.Held}} {
+		state := "disconnected"
+		if d.s.Connected {
+			state = "connected"
+		}
+		full := "never"
+		if !d.s.LastFullSyncAt.IsZero() {
+			full = when(d.s.LastFullSyncAt, now)
+		}
+		fmt.Fprintf(tw, "  %s:\t%s, %d flows, lag %d ms, last full sync %s%s\n", d.name, state, d.s.Flows, d.s.LagMS, full, errorsOf(d.s.Errors))
+	}
+	if t := y.LastTakeover; t != nil {
+		fmt.Fprintf(tw, "  last takeover:\t%s: %d injected, %d already there, %d refused, %d failed in %d ms%s\n", when(t.At, now),
+			t.Injected, t.Existed, t.Refused, t.Failed, t.TookMS, map[bool]string{true: " (" + clean(t.Error) + ")", false: ""}[t.Error != ""])
+	}
+	return tw.Flush()
+}
+
+func errorsOf(m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", clean(k), m[k])
+	}
+	return ", errors " + strings.Join(parts, " ")
 }

@@ -28,6 +28,10 @@ func (b *fakeHABackend) Status(ctx context.Context) (admin.Status, error) {
 				LastChange: time.Now().Add(-time.Minute), LastReason: "operator failover", Changes: 2},
 		},
 		Counters: map[string]uint64{"route_writes": 3, "heartbeats_dropped_replay": 1},
+		Sync: &admin.HASync{Enabled: true, Standby: "10.0.1.20",
+			Sent: admin.HASyncStream{Connected: true, Flows: 250, LagMS: 12, LastFullSyncAt: time.Now().Add(-time.Minute)},
+			Held: admin.HASyncStream{Flows: 240, Errors: map[string]uint64{"auth_failed": 2}},
+			LastTakeover: &admin.HATakeover{At: time.Now().Add(-time.Hour), Injected: 239, Existed: 1, TookMS: 40}},
 	}
 	return st, err
 }
@@ -57,7 +61,9 @@ func TestHACommands(t *testing.T) {
 	o := hanatctl(t, "--socket", sock, "status")
 	o.want(t, 0)
 	for _, want := range []string{"HA", "i-a (eni-a): healthy", "peer:", "10.0.2.10:7946 i-c eni-c: alive", "last 120ms ago", "loss 1.0%",
-		"rtb-0a", "home", "peer eni-c", "operator failover", "route_writes=3", "heartbeats_dropped_replay=1"} {
+		"rtb-0a", "home", "peer eni-c", "operator failover", "route_writes=3", "heartbeats_dropped_replay=1",
+		"sync standby:", "10.0.1.20 (carries the peer's EIP", "sync sent:", "connected, 250 flows, lag 12 ms", "sync held:",
+		"disconnected, 240 flows", "last full sync never, errors auth_failed=2", "239 injected, 1 already there"} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, o.stdout)
 		}
