@@ -29,8 +29,8 @@ func (b *fakeHABackend) Status(ctx context.Context) (admin.Status, error) {
 		},
 		Counters: map[string]uint64{"route_writes": 3, "heartbeats_dropped_replay": 1},
 		Sync: &admin.HASync{Enabled: true, Standby: "10.0.1.20",
-			Sent: admin.HASyncStream{Connected: true, Flows: 250, LagMS: 12, LastFullSyncAt: time.Now().Add(-time.Minute)},
-			Held: admin.HASyncStream{Flows: 240, Errors: map[string]uint64{"auth_failed": 2}},
+			Sent:         admin.HASyncStream{Connected: true, Flows: 250, LagMS: 12, LastFullSyncAt: time.Now().Add(-time.Minute)},
+			Held:         admin.HASyncStream{Flows: 240, Errors: map[string]uint64{"auth_failed": 2}},
 			LastTakeover: &admin.HATakeover{At: time.Now().Add(-time.Hour), Injected: 239, Existed: 1, TookMS: 40}},
 	}
 	return st, err
