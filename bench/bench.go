@@ -51,7 +51,7 @@ type Options struct {
 	SyncFlows     int           // flows of the full sync and the inject; default 250k
 	StormRate     int           // new connections/s the storm offers; default 10k
 	StormDuration time.Duration // one storm sample; default 3s
-	StormRounds   int           // samples of each storm variant (median); default 3
+	StormRounds   int           // samples of each storm variant (median); default 5
 	StormWorkers  int           // concurrent storm clients; default 32
 }
 
@@ -102,7 +102,7 @@ func (o *Options) defaults() {
 		o.StormDuration = 3 * time.Second
 	}
 	if o.StormRounds <= 0 {
-		o.StormRounds = 3
+		o.StormRounds = 5
 	}
 	if o.StormWorkers <= 0 {
 		o.StormWorkers = 32
@@ -188,7 +188,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			return nil, err
 		}
 		defer iperf.stop()
-		if conns, err = startConnServer(t); err != nil {
+		if conns, err = startConnServer(t, 0); err != nil {
 			return nil, err
 		}
 		defer conns.stop()
@@ -433,7 +433,7 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 				"gbps", s.bulkXDPGbps, "passed", after.Passed()-before.Passed())
 		}
 	}
-	cr, err := connRate(ctx, t, opts.ConnWorkers, opts.ConnDuration, 0)
+	cr, err := connRate(ctx, t, connLoad{workers: opts.ConnWorkers, d: opts.ConnDuration})
 	if err != nil {
 		s.notes = append(s.notes, fmt.Sprintf("connection rate: %v", err))
 	} else {

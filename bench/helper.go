@@ -164,15 +164,19 @@ func connClientMain(args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(connResult{OK: ok.Load(), Failed: failed.Load(), TookNS: time.Since(start).Nanoseconds(), FirstErr: firstErr})
 }
 
-// helperCommand is this binary re-executed as role inside ns's namespace.
+// helperCommand is this binary re-executed as role inside ns's namespace,
+// under nice(1) with the given niceness when it is above 0.
 func helperCommand(ctx context.Context, ns interface {
 	Command(context.Context, string, ...string) *exec.Cmd
-}, role string, args ...string) (*exec.Cmd, error) {
+}, role string, niceness int, args ...string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for the %s helper: %w", role, err)
 	}
 	cmd := ns.Command(ctx, self, args...)
+	if niceness > 0 {
+		cmd = ns.Command(ctx, "nice", append([]string{"-n", strconv.Itoa(niceness), self}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), helperEnv+"="+role)
 	return cmd, nil
 }
@@ -184,9 +188,11 @@ type connServer struct {
 	done  chan error
 }
 
-func startConnServer(t *topo) (*connServer, error) {
+// startConnServer starts the conn-server helper in inet, niced when
+// niceness is above 0.
+func startConnServer(t *topo, niceness int) (*connServer, error) {
 	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
-	cmd, err := helperCommand(context.Background(), t.inet, roleConnServer, addr)
+	cmd, err := helperCommand(context.Background(), t.inet, roleConnServer, niceness, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -237,15 +243,23 @@ func (s *connServer) stop() {
 	}
 }
 
-// connRate runs the conn-client helper in priv: workers concurrent
-// clients for d, each connecting to inet, sending 64 bytes, reading the
-// 64-byte answer and the server's FIN, and closing; rate > 0 paces them
-// to at most rate connections/s.
-func connRate(ctx context.Context, t *topo, workers int, d time.Duration, rate int) (connResult, error) {
+// connLoad is a run of the conn-client helper: workers concurrent
+// clients for d; rate > 0 paces them to at most rate connections/s;
+// niceness > 0 runs the helper under nice(1).
+type connLoad struct {
+	workers        int
+	d              time.Duration
+	rate, niceness int
+}
+
+// connRate runs the conn-client helper in priv: each client connects to
+// inet, sends 64 bytes, reads the 64-byte answer and the server's FIN, and
+// closes.
+func connRate(ctx context.Context, t *topo, l connLoad) (connResult, error) {
 	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
-	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, l.d+30*time.Second)
 	defer cancel()
-	cmd, err := helperCommand(cctx, t.priv, roleConnClient, addr, strconv.Itoa(workers), d.String(), strconv.Itoa(rate))
+	cmd, err := helperCommand(cctx, t.priv, roleConnClient, l.niceness, addr, strconv.Itoa(l.workers), l.d.String(), strconv.Itoa(l.rate))
 	if err != nil {
 		return connResult{}, err
 	}

@@ -66,24 +66,29 @@ var rows = []struct{ name, unit, help string }{
 // syncRows are the state sync's measurements (issue 14): declared on
 // first use, as only a run with the sync section has them.
 var syncRows = map[string]struct{ unit, help string }{
-	MSyncFlows:        {"flows", "the NAT node's SNATed, established TCP flows of the full sync and the inject (Options.SyncFlows)"},
-	MSyncFull:         {"s", "full sync to the peer over the sync link: sender start (dial, handshake, dump, seal, TCP) to the receiver holding the completed snapshot"},
-	MSyncDump:         {"s", "the sender's conntrack dump of the node's table alone"},
-	MSyncHeldMem:      {"bytes", "receiver's Go heap grown by holding the flows (runtime.MemStats after GC, the sender stopped)"},
-	MSyncInject:       {"s", "takeover: the held flows rewritten (Takeover.Rewrite) and injected (conntrack.Injector) into the peer's kernel"},
-	MSyncInjectKernel: {"s", "system CPU time of that inject: the kernel creating the entries"},
-	MSyncBareCreate:   {"s", "the same entries by a ctnetlink create loop with tuples and timeout only (no NAT, status, state, mark), batches of 256 acknowledged once"},
-	MStormOffered:     {"conn/s", "short TCP connections/s the storm offers (Options.StormRate); the VM may sustain less"},
-	MStormOff:         {"conn/s", "short connections/s through the NAT, sync off"},
-	MStormBare:        {"conn/s", "the same with a bare subscriber (counts the events) on the NAT's conntrack event feed"},
-	MStormOn:          {"conn/s", "the same with a flowsync.Sender following the feed, streaming to the peer's receiver"},
-	MStormEvents:      {"events/s", "conntrack events the bare subscriber received during the storm"},
-	MStormLagP50:      {"ms", "sync lag, median: a probe connection's connect to the receiver holding its flow"},
-	MStormLagP99:      {"ms", "sync lag, 99th percentile (probes not held within 1 s count as beyond it)"},
-	MStormEventLagP99: {"ms", "99th percentile of the probes' connect to their event reaching the bare subscriber"},
-	MStormAckLagP50:   {"ms", "Sender.Status().Lag sampled every 10 ms (includes the receiver's 50 ms AckInterval), median"},
-	MStormAckLagP99:   {"ms", "the same, 99th percentile"},
-	MStormProbes:      {"probes", "probe connections of the sync-on samples"},
+	MSyncFlows:         {"flows", "the NAT node's SNATed, established TCP flows of the full sync and the inject (Options.SyncFlows)"},
+	MSyncFull:          {"s", "full sync to the peer over the sync link: sender start (dial, handshake, dump, seal, TCP) to the receiver holding the completed snapshot"},
+	MSyncDump:          {"s", "the sender's conntrack dump of the node's table alone"},
+	MSyncHeldMem:       {"bytes", "receiver's Go heap grown by holding the flows (runtime.MemStats after GC, the sender stopped)"},
+	MSyncInject:        {"s", "takeover: the held flows (Receiver.Held) rewritten (Takeover.Rewrite) and injected (conntrack.Injector) into the peer's kernel"},
+	MSyncInjectHeld:    {"s", "of which Receiver.Held"},
+	MSyncInjectRewrite: {"s", "of which Takeover.Rewrite"},
+	MSyncInjectWrite:   {"s", "of which Injector.Inject"},
+	MSyncInjectKernel:  {"s", "system CPU time of that Inject: the kernel creating the entries"},
+	MSyncBareCreate:    {"s", "the same entries by a ctnetlink create loop with tuples and timeout only (no NAT, status, state, mark), batches of 256 acknowledged once, not pipelined"},
+	MSyncBareKernel:    {"s", "system CPU time of that loop: the least the kernel takes for the entries"},
+	MStormOffered:      {"conn/s", "short TCP connections/s the storm offers (Options.StormRate); the VM may sustain less"},
+	MStormOff:          {"conn/s", "short connections/s through the NAT, sync off"},
+	MStormBare:         {"conn/s", "the same with a bare subscriber (counts the events) on the NAT's conntrack event feed"},
+	MStormOn:           {"conn/s", "the same with a flowsync.Sender following the feed, streaming to the peer's receiver"},
+	MStormEvents:       {"events/s", "conntrack events the bare subscriber received during the storm"},
+	MStormLagP50:       {"ms", "sync lag, median: a probe connection's connect to the receiver holding its flow"},
+	MStormLagP99:       {"ms", "sync lag, 99th percentile (probes not held within 1 s count as beyond it)"},
+	MStormEventLagP50:  {"ms", "event lag, median: a probe's connect to its event reaching the feed's subscribers (same samples as the sync lag)"},
+	MStormEventLagP99:  {"ms", "event lag, 99th percentile"},
+	MStormAckLagP50:    {"ms", "Sender.Status().Lag sampled every 10 ms (includes the receiver's 50 ms AckInterval), median"},
+	MStormAckLagP99:    {"ms", "the same, 99th percentile"},
+	MStormProbes:       {"probes", "probe connections of the sync-on samples"},
 }
 
 func newReport() *Report {
@@ -239,8 +244,9 @@ func (r *Report) syncTargets(value func(string, Mode) *float64, ratio func(strin
 	}
 	bounds := []Bound{
 		{full, value(MSyncDump, ModeNftables), MSyncDump + ": the sender's dump of the table alone, s"},
-		{inject, value(MSyncBareCreate, ModeNftables), MSyncBareCreate + ": ctnetlink creating the same entries without NAT, s"},
-		{inject, value(MSyncInjectKernel, ModeNftables), MSyncInjectKernel + ": the kernel's share of the inject, s"},
+		{inject, value(MSyncInjectWrite, ModeNftables), MSyncInjectWrite + ": the Injector's write alone, s"},
+		{inject, value(MSyncInjectKernel, ModeNftables), MSyncInjectKernel + ": the kernel's share of that write, s"},
+		{inject, value(MSyncBareKernel, ModeNftables), MSyncBareKernel + ": the kernel creating the same entries without NAT, s"},
 	}
 	for _, m := range []Mode{ModeNftables, ModeFastpath} {
 		lag := fmt.Sprintf("storm sync lag p99, ms (%s)", m)
@@ -249,7 +255,7 @@ func (r *Report) syncTargets(value func(string, Mode) *float64, ratio func(strin
 			target{lag, fmt.Sprintf("<= %d", syncLagTargetMS), value(MStormLagP99, m), false, syncLagTargetMS},
 			target{rate, fmt.Sprintf(">= %g", syncStormTargetX), ratio(MStormOn, m, MStormOff, m), true, syncStormTargetX})
 		bounds = append(bounds,
-			Bound{lag, value(MStormEventLagP99, m), MStormEventLagP99 + ": the probes' events reaching a bare subscriber, ms"},
+			Bound{lag, value(MStormEventLagP99, m), MStormEventLagP99 + ": the probes' events reaching the feed's subscribers, ms"},
 			Bound{rate, ratio(MStormBare, m, MStormOff, m), MStormBare + " / " + MStormOff})
 	}
 	return ts, bounds

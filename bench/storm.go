@@ -42,11 +42,13 @@ import (
 // path's ruleset to mark it worth keeping, the event that announces it to
 // the sync) and held open for probeHold. A probe's lag is the time from
 // its connect returning to the receiver holding its flow (Receiver.Held,
-// polled every heldPoll), so it includes the NAT's event, the feed, the
-// sender's queue and frame, the sealing, the link and the receiver's
-// apply. A probe not held within probeHold counts as beyond every
-// percentile it reaches. With the bare subscriber the same probes give
-// the time to the event's arrival (the lag's bound).
+// polled every heldPoll): the NAT's event, the feed, the sender's queue
+// and frame, the sealing, the link and the receiver's apply (and, in the
+// fastpath mode, the probe's own echoes up to its 16th packet). In the
+// same samples a watcher subscribed to the feed ahead of the sender notes
+// when each probe's event arrives: the event lag, the bound of the sync
+// lag (what any consumer of the events sees). A probe not seen within
+// probeHold counts as beyond every percentile it reaches.
 const (
 	MStormOffered = "sync_storm_offered_conn_per_s"
 	MStormOff     = "sync_storm_conn_per_s_sync_off"
@@ -55,7 +57,8 @@ const (
 	MStormEvents  = "sync_storm_events_per_s"
 	MStormLagP50  = "sync_storm_lag_p50_ms"
 	MStormLagP99  = "sync_storm_lag_p99_ms"
-	// MStormEventLagP99: the probes' events reaching the bare subscriber.
+	// MStormEventLag*: the probes' events reaching the feed's subscribers.
+	MStormEventLagP50 = "sync_storm_event_lag_p50_ms"
 	MStormEventLagP99 = "sync_storm_event_lag_p99_ms"
 	// MStormAckLag*: flowsync.Sender.Status().Lag (change handed to the
 	// sender → receiver's acknowledgement, which waits for the receiver's
@@ -73,6 +76,16 @@ const (
 	probeEchoes  = 10
 	heldPoll     = 2 * time.Millisecond
 	ackLagSample = 10 * time.Millisecond
+	// stormTimeWait is the NAT's conntrack TIME_WAIT timeout in seconds
+	// during the storm.
+	stormTimeWait = 1
+	// stormNiceness is the storm's client and server processes' nice
+	// value. On EC2 they are other machines: the NAT's CPUs run its
+	// forwarding (softirq, which no niceness defers) and hanatd. Here they
+	// share the CPUs with the NAT; niced, they leave the sync (this
+	// process, as hanatd) the CPU it would have, and what the sync uses
+	// comes out of the connection rate.
+	stormNiceness = 10
 )
 
 // stormVariant is one way the storm runs.
@@ -119,12 +132,20 @@ func runStorm(ctx context.Context, log *slog.Logger, opts Options, rep *Report, 
 	if _, err := t.priv.Run(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000"); err != nil {
 		return err
 	}
+	// A sustained storm ends as many connections a second as it opens,
+	// and each end costs its DESTROY event. The NAT's entries leave
+	// TIME_WAIT after a second instead of two minutes, so that a sample
+	// of seconds reaches that steady state (and a sample's ends do not
+	// fall into a later one's).
+	if _, err := t.nat.Run(ctx, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_tcp_timeout_time_wait=%d", stormTimeWait)); err != nil {
+		return err
+	}
 	_, peer, closePeer, err := newSyncPair(ctx, log, "", t.nat)
 	if err != nil {
 		return err
 	}
 	defer closePeer()
-	conns, err := startConnServer(t)
+	conns, err := startConnServer(t, stormNiceness)
 	if err != nil {
 		return err
 	}
@@ -154,12 +175,12 @@ type stormResult struct {
 	connPerS  float64
 	failed    uint64
 	probes    int
-	lags      []float64 // ms, of the probes seen (by the receiver, or the bare subscriber)
-	ackLags   []float64 // ms, Sender.Status().Lag samples
-	eventsPS  float64   // events the bare subscriber received per second
-	overflows uint64    // event socket overruns the bare subscriber saw
-	drops     uint64    // sender's queue drops
-	resyncs   uint64    // sender's snapshots after the first
+	lags      [2][]float64 // ms, of the probes seen, by sighting
+	ackLags   []float64    // ms, Sender.Status().Lag samples
+	eventsPS  float64      // events the bare subscriber received per second
+	overflows uint64       // event socket overruns the bare subscriber saw
+	drops     uint64       // sender's queue drops
+	resyncs   uint64       // sender's snapshots after the first
 }
 
 // mode sets m up, takes opts.StormRounds samples of each variant (their
@@ -186,27 +207,26 @@ func (l *stormLab) mode(ctx context.Context, log *slog.Logger, m Mode, opts Opti
 				return fmt.Errorf("%s, round %d: %w", v, r+1, err)
 			}
 			got[v] = append(got[v], s)
-			// The storm's entries (in TIME_WAIT for two minutes) would
-			// fill the table over the rounds: every sample starts empty.
-			if err := flushConntrack(ctx, l.t.nat); err != nil {
-				return err
-			}
 		}
 	}
-	rate := func(v stormVariant) float64 {
+	rates := [3]float64{}
+	for v, ss := range got {
 		var vs []float64
-		for _, s := range got[v] {
+		for _, s := range ss {
 			vs = append(vs, s.connPerS)
 			if s.failed > 0 {
-				rep.note(fmt.Sprintf("storm %s, %s: %d short connections failed", m, v, s.failed))
+				rep.note(fmt.Sprintf("storm %s, %s: %d short connections failed", m, stormVariant(v), s.failed))
 			}
 		}
-		return medianOf(vs)
+		rates[v] = medianOf(vs)
+		if len(vs) > 1 {
+			rep.note(fmt.Sprintf("storm %s, %s: %d samples from %s to %s conn/s", m, stormVariant(v), len(vs), fmtVal(&vs[0]), fmtVal(&vs[len(vs)-1])))
+		}
 	}
 	rep.set(MStormOffered, m, float64(opts.StormRate))
-	rep.set(MStormOff, m, rate(stormOff))
-	rep.set(MStormBare, m, rate(stormBare))
-	rep.set(MStormOn, m, rate(stormOn))
+	rep.set(MStormOff, m, rates[stormOff])
+	rep.set(MStormBare, m, rates[stormBare])
+	rep.set(MStormOn, m, rates[stormOn])
 	var events []float64
 	for _, s := range got[stormBare] {
 		events = append(events, s.eventsPS)
@@ -216,31 +236,31 @@ func (l *stormLab) mode(ctx context.Context, log *slog.Logger, m Mode, opts Opti
 	}
 	rep.set(MStormEvents, m, medianOf(events))
 
-	lags := func(v stormVariant) (vs []float64, probes int) {
-		for _, s := range got[v] {
-			vs = append(vs, s.lags...)
-			probes += s.probes
+	var lags [2][]float64
+	probes := 0
+	for _, s := range got[stormOn] {
+		for k := range lags {
+			lags[k] = append(lags[k], s.lags[k]...)
 		}
-		return vs, probes
+		probes += s.probes
 	}
-	on, probes := lags(stormOn)
 	rep.set(MStormProbes, m, float64(probes))
 	if probes == 0 {
 		return errors.New("bench storm: no probe opened")
 	}
-	p50, _ := lagPercentile(on, probes, 50)
-	p99, short := lagPercentile(on, probes, 99)
-	rep.set(MStormLagP50, m, p50)
-	rep.set(MStormLagP99, m, p99)
-	if short {
-		rep.note(fmt.Sprintf("storm %s, sync on: %d of %d probes were not held by the receiver within %s; the lag p99 is that bound, the least it is",
-			m, probes-len(on), probes, probeHold))
-	}
-	ev, evProbes := lags(stormBare)
-	if p, short := lagPercentile(ev, evProbes, 99); !short {
-		rep.set(MStormEventLagP99, m, p)
-	} else {
-		rep.note(fmt.Sprintf("storm %s, bare subscriber: %d of %d probes' events did not arrive within %s", m, evProbes-len(ev), evProbes, probeHold))
+	var p99 float64
+	for k, names := range [2][2]string{sightEvent: {MStormEventLagP50, MStormEventLagP99}, sightHeld: {MStormLagP50, MStormLagP99}} {
+		p50, _ := lagPercentile(lags[k], probes, 50)
+		p, short := lagPercentile(lags[k], probes, 99)
+		rep.set(names[0], m, p50)
+		rep.set(names[1], m, p)
+		if short {
+			rep.note(fmt.Sprintf("storm %s, sync on: %d of %d probes were not %s within %s; the p99 is that bound, the least it is",
+				m, probes-len(lags[k]), probes, probeSight(k), probeHold))
+		}
+		if k == int(sightHeld) {
+			p99 = p
+		}
 	}
 	var ack []float64
 	var drops, resyncs uint64
@@ -258,14 +278,14 @@ func (l *stormLab) mode(ctx context.Context, log *slog.Logger, m Mode, opts Opti
 	if drops > 0 || resyncs > 0 {
 		rep.note(fmt.Sprintf("storm %s, sync on: the sender's queue dropped %d changes; %d snapshots after the first", m, drops, resyncs))
 	}
-	log.Info("bench storm", "offered", opts.StormRate, "sync_off", int(rate(stormOff)), "bare", int(rate(stormBare)),
-		"sync_on", int(rate(stormOn)), "lag_p50_ms", p50, "lag_p99_ms", p99, "probes", probes)
+	log.Info("bench storm", "offered", opts.StormRate, "sync_off", int(rates[stormOff]), "bare", int(rates[stormBare]),
+		"sync_on", int(rates[stormOn]), "lag_p99_ms", p99, "probes", probes)
 	return nil
 }
 
 // sample runs the storm once in variant v.
 func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v stormVariant, opts Options) (res stormResult, err error) {
-	pr := &probes{pending: map[conntrack.Tuple]time.Time{}}
+	pr := newProbes()
 	var fns []func(context.Context) error
 	feed := nm.feed // the fast path's, which hanatd shares with the sync
 	if v != stormOff && feed == nil {
@@ -279,17 +299,22 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	var sender *syncSender
 	switch v {
 	case stormBare:
-		unsubscribe, err := feed.Subscribe(true, func(ev conntrack.Event) {
-			events.Add(1)
-			if ev.Flow.Original.Dst.Port() == probePort && ev.Kind != conntrack.EventDestroy && announced(ev.Flow) {
-				pr.seen(ev.Flow.Original, time.Now())
-			}
-		}, func() { overflows.Add(1) })
+		unsubscribe, err := feed.Subscribe(true, func(conntrack.Event) { events.Add(1) }, func() { overflows.Add(1) })
 		if err != nil {
 			return res, fmt.Errorf("bench storm: %w", err)
 		}
 		defer unsubscribe()
 	case stormOn:
+		// The watcher, ahead of the sender on the feed.
+		unsubscribe, err := feed.Subscribe(true, func(ev conntrack.Event) {
+			if ev.Flow.Original.Dst.Port() == probePort && ev.Kind != conntrack.EventDestroy && announced(ev.Flow) {
+				pr.seen(sightEvent, ev.Flow.Original, time.Now())
+			}
+		}, func() {})
+		if err != nil {
+			return res, fmt.Errorf("bench storm: %w", err)
+		}
+		defer unsubscribe()
 		if recv, err = startSyncReceiver(ctx, log, l.peer, l.key); err != nil {
 			return res, err
 		}
@@ -319,7 +344,7 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	start := time.Now()
 	probeErr := make(chan error, 1)
 	go func() { probeErr <- pr.run(ctx, l.t, opts.StormDuration) }()
-	cr, cerr := connRate(ctx, l.t, opts.StormWorkers, opts.StormDuration, opts.StormRate)
+	cr, cerr := connRate(ctx, l.t, connLoad{workers: opts.StormWorkers, d: opts.StormDuration, rate: opts.StormRate, niceness: stormNiceness})
 	took := time.Since(start)
 	nEvents := events.Load()
 	// The probe run ends after its last probe's hold (bounded: d + probeHold).
@@ -335,7 +360,7 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	res.probes, res.lags = pr.opened, pr.lags
 	res.eventsPS, res.overflows = float64(nEvents)/took.Seconds(), overflows.Load()
 	log.Info("bench storm sample", "conn_per_s", int(res.connPerS), "failed", res.failed, "probes", res.probes,
-		"probes_seen", len(res.lags), "events_per_s", int(res.eventsPS))
+		"probe_events", len(res.lags[sightEvent]), "probes_held", len(res.lags[sightHeld]), "events_per_s", int(res.eventsPS))
 	return res, nil
 }
 
@@ -348,14 +373,14 @@ func announced(f conntrack.Flow) bool {
 
 // pollHeld notes the probes the receiver holds.
 func pollHeld(recv *syncReceiver, pr *probes) {
-	if !pr.waiting() {
+	if !pr.waiting(sightHeld) {
 		return
 	}
 	held := recv.Held()
 	now := time.Now()
 	for _, f := range held {
 		if f.Original.Dst.Port() == probePort {
-			pr.seen(f.Original, now)
+			pr.seen(sightHeld, f.Original, now)
 		}
 	}
 }
@@ -377,31 +402,89 @@ func every(d time.Duration, fn func()) func(context.Context) error {
 	}
 }
 
+// probeSight is where a probe's flow is seen.
+type probeSight int
+
+const (
+	sightEvent probeSight = iota // its event reached the feed's subscribers
+	sightHeld                    // the receiver holds it
+)
+
+func (k probeSight) String() string {
+	return [...]string{"announced by an event", "held by the receiver"}[k]
+}
+
 // probes are the storm's long-lived probe connections: when each opened
-// and, once its flow is seen, how long that took.
+// and how long each sighting of its flow took.
 type probes struct {
-	mu      sync.Mutex
-	pending map[conntrack.Tuple]time.Time // opened, not yet seen
-	lags    []float64                     // ms
-	opened  int
+	mu     sync.Mutex
+	open   map[conntrack.Tuple]*probe
+	unseen [2]int // probes not yet seen, by sighting
+	// early holds sightings of a tuple before a probe had it (its event
+	// may beat the dialling goroutine).
+	early  [2]map[conntrack.Tuple]time.Time
+	lags   [2][]float64 // ms, within probeHold
+	opened int
 }
 
-// waiting reports whether a probe waits to be seen.
-func (p *probes) waiting() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.pending) > 0
+type probe struct {
+	opened time.Time
+	seen   [2]bool
 }
 
-// seen notes that the flow with original tuple t was seen at at: a lag if
-// it is a probe not seen before.
-func (p *probes) seen(t conntrack.Tuple, at time.Time) {
+func newProbes() *probes {
+	return &probes{open: map[conntrack.Tuple]*probe{}, early: [2]map[conntrack.Tuple]time.Time{{}, {}}}
+}
+
+// waiting reports whether a probe waits for sighting k.
+func (p *probes) waiting(k probeSight) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if opened, ok := p.pending[t]; ok {
-		delete(p.pending, t)
-		if d := at.Sub(opened); d <= probeHold {
-			p.lags = append(p.lags, float64(d.Microseconds())/1000)
+	return p.unseen[k] > 0
+}
+
+// seen notes sighting k of the flow with original tuple t at at: a lag if
+// it is a probe's first.
+func (p *probes) seen(k probeSight, t conntrack.Tuple, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pb, ok := p.open[t]
+	if !ok {
+		if _, ok := p.early[k][t]; !ok {
+			p.early[k][t] = at
+		}
+		return
+	}
+	p.see(pb, k, at)
+}
+
+func (p *probes) see(pb *probe, k probeSight, at time.Time) {
+	if pb.seen[k] {
+		return
+	}
+	pb.seen[k] = true
+	p.unseen[k]--
+	if d := at.Sub(pb.opened); d <= probeHold {
+		p.lags[k] = append(p.lags[k], float64(max(d, 0).Microseconds())/1000)
+	}
+}
+
+// add registers a probe whose dial began at dialed and returned at
+// opened; a sighting of its tuple since dialed was of its flow, before
+// its connect returned (lag 0).
+func (p *probes) add(t conntrack.Tuple, dialed, opened time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.opened++
+	pb := &probe{opened: opened}
+	p.open[t] = pb
+	for k := range p.unseen {
+		p.unseen[k]++
+		if at, ok := p.early[k][t]; ok {
+			delete(p.early[k], t)
+			if !at.Before(dialed) {
+				p.see(pb, probeSight(k), at)
+			}
 		}
 	}
 }
@@ -433,6 +516,7 @@ func (p *probes) run(ctx context.Context, t *topo, d time.Duration) error {
 		}
 		if now.Before(end) {
 			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			dialed := time.Now()
 			c, err := t.priv.DialContext(dctx, "tcp4", addr)
 			cancel()
 			if err != nil {
@@ -440,11 +524,7 @@ func (p *probes) run(ctx context.Context, t *topo, d time.Duration) error {
 			}
 			opened := time.Now()
 			local := c.LocalAddr().(*net.TCPAddr).AddrPort()
-			tuple := conntrack.Tuple{Proto: unix.IPPROTO_TCP, Src: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), Dst: netip.AddrPortFrom(inetAddr, probePort)}
-			p.mu.Lock()
-			p.pending[tuple] = opened
-			p.opened++
-			p.mu.Unlock()
+			p.add(conntrack.Tuple{Proto: unix.IPPROTO_TCP, Src: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), Dst: netip.AddrPortFrom(inetAddr, probePort)}, dialed, opened)
 			conns = append(conns, open{c: c, until: opened.Add(probeHold)})
 			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 			for range probeEchoes {

@@ -40,13 +40,20 @@ const (
 	// MSyncInject: takeover, from the held flows to their entries in the
 	// kernel (Receiver.Held, Takeover.Rewrite, Injector.Inject).
 	MSyncInject = "sync_inject_s"
-	// MSyncInjectKernel: the system CPU time of that inject (the kernel
-	// creating the entries inside sendmsg).
-	MSyncInjectKernel = "sync_inject_kernel_s"
+	// Its parts: Receiver.Held, Takeover.Rewrite, Injector.Inject, and
+	// the system CPU time of the inject (the kernel creating the entries
+	// inside sendmsg).
+	MSyncInjectHeld    = "sync_inject_held_s"
+	MSyncInjectRewrite = "sync_inject_rewrite_s"
+	MSyncInjectWrite   = "sync_inject_write_s"
+	MSyncInjectKernel  = "sync_inject_kernel_s"
 	// MSyncBareCreate: the same entries created by a ctnetlink loop that
 	// sends tuples and timeouts only (no NAT, status, protocol state or
-	// mark), batched as the injector batches: the bound of MSyncInject.
+	// mark) in batches acknowledged once, as the injector's are, but
+	// without its pipelining; MSyncBareKernel its system CPU time, the
+	// least the kernel takes for the entries (the inject's bound).
 	MSyncBareCreate = "sync_bare_create_s"
+	MSyncBareKernel = "sync_bare_create_kernel_s"
 
 	// Issue 14's targets.
 	syncFullTargetS   = 5
@@ -235,6 +242,11 @@ func runFullSync(ctx context.Context, log *slog.Logger, opts Options, rep *Repor
 	rep.set(MSyncDump, ModeNftables, dump.Seconds())
 	rep.set(MSyncHeldMem, ModeNftables, perFlow)
 
+	// The node is gone at a takeover: its entries are not in the
+	// survivor's kernel (here they would share its hash tables).
+	if err := flushConntrack(ctx, node); err != nil {
+		return err
+	}
 	return runTakeover(ctx, log, peer, recv.Receiver, n, rep)
 }
 
@@ -249,18 +261,17 @@ func runTakeover(ctx context.Context, log *slog.Logger, peer *netns.NS, recv *fl
 	defer in.Close()
 	tk := flowsync.Takeover{PrivateCIDRs: []netip.Prefix{syncPairCIDR}, Addrs: map[netip.Addr]netip.Addr{natOut: syncTakeoverAddr}}
 	start := time.Now()
-	rw := tk.Rewrite(recv.Held())
-	prepared := time.Since(start)
-	sys0, err := systemTime()
-	if err != nil {
+	held := recv.Held()
+	heldAt := time.Now()
+	rw := tk.Rewrite(held)
+	rewritten := time.Now()
+	held = nil
+	var res conntrack.InjectResult
+	kernel, ierr := systemTimeOf(func() (err error) {
+		res, err = in.Inject(ctx, rw.Flows)
 		return err
-	}
-	res, ierr := in.Inject(ctx, rw.Flows)
+	})
 	took := time.Since(start)
-	sys1, err := systemTime()
-	if err != nil {
-		return err
-	}
 	switch {
 	case rw.Refused > 0:
 		return fmt.Errorf("bench sync: takeover refused %d of %d held flows, first: %w", rw.Refused, n, rw.FirstRefusal)
@@ -286,9 +297,13 @@ func runTakeover(ctx context.Context, log *slog.Logger, peer *netns.NS, recv *fl
 		return fmt.Errorf("bench sync: after the inject the kernel has %d entries SNATed to %s (%d established, %d assured), want %d of each",
 			stats.Active, syncTakeoverAddr, stats.TCPEstablished, stats.Assured, n)
 	}
-	log.Info("bench sync: inject at takeover", "flows", n, "took", took, "held_and_rewrite", prepared, "kernel", sys1-sys0)
+	log.Info("bench sync: inject at takeover", "flows", n, "took", took, "held", heldAt.Sub(start), "rewrite", rewritten.Sub(heldAt),
+		"inject", start.Add(took).Sub(rewritten), "kernel", kernel)
 	rep.set(MSyncInject, ModeNftables, took.Seconds())
-	rep.set(MSyncInjectKernel, ModeNftables, (sys1 - sys0).Seconds())
+	rep.set(MSyncInjectHeld, ModeNftables, heldAt.Sub(start).Seconds())
+	rep.set(MSyncInjectRewrite, ModeNftables, rewritten.Sub(heldAt).Seconds())
+	rep.set(MSyncInjectWrite, ModeNftables, start.Add(took).Sub(rewritten).Seconds())
+	rep.set(MSyncInjectKernel, ModeNftables, kernel.Seconds())
 
 	if err := flushConntrack(ctx, peer); err != nil {
 		return err
@@ -308,12 +323,14 @@ func runTakeover(ctx context.Context, log *slog.Logger, peer *netns.NS, recv *fl
 	}
 	defer fill.close()
 	bareStart := time.Now()
-	if err := fill.fillTo(ctx, n); err != nil {
+	bareKernel, err := systemTimeOf(func() error { return fill.fillTo(ctx, n) })
+	if err != nil {
 		return fmt.Errorf("bench sync: bare create loop: %w", err)
 	}
 	bareTook := time.Since(bareStart)
-	log.Info("bench sync: bare ctnetlink create loop", "flows", n, "took", bareTook)
+	log.Info("bench sync: bare ctnetlink create loop", "flows", n, "took", bareTook, "kernel", bareKernel)
 	rep.set(MSyncBareCreate, ModeNftables, bareTook.Seconds())
+	rep.set(MSyncBareKernel, ModeNftables, bareKernel.Seconds())
 	return nil
 }
 
@@ -464,13 +481,18 @@ func waitUntil(ctx context.Context, limit, interval time.Duration, cond func() b
 	return nil
 }
 
-// systemTime is the process's system CPU time so far.
-func systemTime() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+// systemTimeOf runs fn and returns the system CPU time the process spent
+// meanwhile (fn's kernel work, when nothing else runs).
+func systemTimeOf(fn func() error) (time.Duration, error) {
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
 		return 0, fmt.Errorf("bench: getrusage: %w", err)
 	}
-	return time.Duration(ru.Stime.Nano()), nil
+	ferr := fn()
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
+		return 0, errors.Join(ferr, fmt.Errorf("bench: getrusage: %w", err))
+	}
+	return time.Duration(after.Stime.Nano() - before.Stime.Nano()), ferr
 }
 
 // flushConntrack empties ns's conntrack table.

@@ -50,7 +50,7 @@ func run() error {
 	flag.IntVar(&opts.SyncFlows, "sync-flows", 250_000, "flows of the full sync and the inject at takeover")
 	flag.IntVar(&opts.StormRate, "storm-rate", 10_000, "new connections/s the storm offers")
 	flag.DurationVar(&opts.StormDuration, "storm-duration", 3*time.Second, "one storm sample")
-	flag.IntVar(&opts.StormRounds, "storm-rounds", 3, "storm samples of each variant (sync off, bare subscriber, sync on; medians reported)")
+	flag.IntVar(&opts.StormRounds, "storm-rounds", 5, "storm samples of each variant (sync off, bare subscriber, sync on; medians reported)")
 	flag.IntVar(&opts.StormWorkers, "storm-workers", 32, "concurrent storm clients")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
