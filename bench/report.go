@@ -82,6 +82,11 @@ var syncRows = map[string]struct{ unit, help string }{
 	MStormBare:         {"conn/s", "the same with a bare subscriber (counts the events) on the NAT's conntrack event feed"},
 	MStormOn:           {"conn/s", "the same with a flowsync.Sender following the feed, streaming to the peer's receiver"},
 	MStormEvents:       {"events/s", "conntrack events the bare subscriber received during the storm"},
+	MStormRatioOn:      {"x", "median of the rounds' sync-on / sync-off rates (a round's samples are back to back)"},
+	MStormRatioBare:    {"x", "median of the rounds' bare-subscriber / sync-off rates"},
+	MStormCPUOff:       {"% CPU", "this process's CPU during the storm (fast path engine, probes), sync off"},
+	MStormCPUBare:      {"% CPU", "the same with the bare subscriber (its feed included)"},
+	MStormCPUOn:        {"% CPU", "the same with the sync (feed, sender, receiver)"},
 	MStormLagP50:       {"ms", "sync lag, median: a probe connection's connect to the receiver holding its flow"},
 	MStormLagP99:       {"ms", "sync lag, 99th percentile (probes not held within 1 s count as beyond it)"},
 	MStormEventLagP50:  {"ms", "event lag, median: a probe's connect to its event reaching the feed's subscribers (same samples as the sync lag)"},
@@ -197,7 +202,7 @@ func (r *Report) evalTargets() {
 			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
 	}
 	// Issue 14: the state sync.
-	syncTs, syncBounds := r.syncTargets(value, ratio)
+	syncTs, syncBounds := r.syncTargets(value)
 	ts = append(ts, syncTs...)
 	bounds = append(bounds, syncBounds...)
 	r.Bounds = r.Bounds[:0]
@@ -230,7 +235,7 @@ type target struct {
 }
 
 // syncTargets are issue 14's targets and their bounds.
-func (r *Report) syncTargets(value func(string, Mode) *float64, ratio func(string, Mode, string, Mode) *float64) ([]target, []Bound) {
+func (r *Report) syncTargets(value func(string, Mode) *float64) ([]target, []Bound) {
 	n := "250k"
 	if v, ok := r.Get(MSyncFlows, ModeNftables); ok {
 		n = humanCount(int(v))
@@ -253,10 +258,10 @@ func (r *Report) syncTargets(value func(string, Mode) *float64, ratio func(strin
 		rate := fmt.Sprintf("storm new conn/s sync on/off (%s)", m)
 		ts = append(ts,
 			target{lag, fmt.Sprintf("<= %d", syncLagTargetMS), value(MStormLagP99, m), false, syncLagTargetMS},
-			target{rate, fmt.Sprintf(">= %g", syncStormTargetX), ratio(MStormOn, m, MStormOff, m), true, syncStormTargetX})
+			target{rate, fmt.Sprintf(">= %g", syncStormTargetX), value(MStormRatioOn, m), true, syncStormTargetX})
 		bounds = append(bounds,
 			Bound{lag, value(MStormEventLagP99, m), MStormEventLagP99 + ": the probes' events reaching the feed's subscribers, ms"},
-			Bound{rate, ratio(MStormBare, m, MStormOff, m), MStormBare + " / " + MStormOff})
+			Bound{rate, value(MStormRatioBare, m), MStormRatioBare + ": a bare subscriber's rate over sync off's"})
 	}
 	return ts, bounds
 }

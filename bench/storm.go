@@ -55,6 +55,18 @@ const (
 	MStormOn      = "sync_storm_conn_per_s_sync_on"
 	MStormBare    = "sync_storm_conn_per_s_bare_subscriber"
 	MStormEvents  = "sync_storm_events_per_s"
+	// MStormRatio*: the median of the rounds' sync-on (bare subscriber)
+	// over sync-off rates; the samples of a round are taken back to back,
+	// so drifting background load cancels out better than in the ratio of
+	// the medians.
+	MStormRatioOn   = "sync_storm_on_off_ratio"
+	MStormRatioBare = "sync_storm_bare_off_ratio"
+	// MStormCPU*: the CPU this process (the NAT's hanatd part: the fast
+	// path's engine, the feed, the sync, and the probes) used during the
+	// storm, in % of one CPU.
+	MStormCPUOff  = "sync_storm_bench_cpu_pct_sync_off"
+	MStormCPUBare = "sync_storm_bench_cpu_pct_bare_subscriber"
+	MStormCPUOn   = "sync_storm_bench_cpu_pct_sync_on"
 	MStormLagP50  = "sync_storm_lag_p50_ms"
 	MStormLagP99  = "sync_storm_lag_p99_ms"
 	// MStormEventLag*: the probes' events reaching the feed's subscribers.
@@ -173,6 +185,7 @@ func runStorm(ctx context.Context, log *slog.Logger, opts Options, rep *Report, 
 // stormResult is one storm sample.
 type stormResult struct {
 	connPerS  float64
+	cpuPct    float64 // this process's CPU time during the storm, % of one CPU
 	failed    uint64
 	probes    int
 	lags      [2][]float64 // ms, of the probes seen, by sighting
@@ -224,9 +237,25 @@ func (l *stormLab) mode(ctx context.Context, log *slog.Logger, m Mode, opts Opti
 		}
 	}
 	rep.set(MStormOffered, m, float64(opts.StormRate))
-	rep.set(MStormOff, m, rates[stormOff])
-	rep.set(MStormBare, m, rates[stormBare])
-	rep.set(MStormOn, m, rates[stormOn])
+	for v, names := range [3][2]string{stormOff: {MStormOff, MStormCPUOff}, stormBare: {MStormBare, MStormCPUBare}, stormOn: {MStormOn, MStormCPUOn}} {
+		rep.set(names[0], m, rates[v])
+		var cpu []float64
+		for _, s := range got[v] {
+			cpu = append(cpu, s.cpuPct)
+		}
+		rep.set(names[1], m, medianOf(cpu))
+	}
+	for v, name := range map[stormVariant]string{stormOn: MStormRatioOn, stormBare: MStormRatioBare} {
+		var ratios []float64
+		for r := range got[v] {
+			if off := got[stormOff][r].connPerS; off > 0 {
+				ratios = append(ratios, got[v][r].connPerS/off)
+			}
+		}
+		if len(ratios) > 0 {
+			rep.set(name, m, medianOf(ratios))
+		}
+	}
 	var events []float64
 	for _, s := range got[stormBare] {
 		events = append(events, s.eventsPS)
@@ -344,8 +373,11 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	start := time.Now()
 	probeErr := make(chan error, 1)
 	go func() { probeErr <- pr.run(ctx, l.t, opts.StormDuration) }()
+	u0, s0, err0 := cpuTimes()
 	cr, cerr := connRate(ctx, l.t, connLoad{workers: opts.StormWorkers, d: opts.StormDuration, rate: opts.StormRate, niceness: stormNiceness})
 	took := time.Since(start)
+	u1, s1, err1 := cpuTimes()
+	res.cpuPct = 100 * (u1 - u0 + s1 - s0).Seconds() / took.Seconds()
 	nEvents := events.Load()
 	// The probe run ends after its last probe's hold (bounded: d + probeHold).
 	perr := <-probeErr
@@ -353,13 +385,13 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 		st := sender.Status()
 		res.drops, res.resyncs = st.Counters.QueueDrops, st.Snapshots-min(st.Snapshots, 1)
 	}
-	if err := errors.Join(cerr, perr, stop()); err != nil {
+	if err := errors.Join(cerr, perr, err0, err1, stop()); err != nil {
 		return res, err
 	}
 	res.connPerS, res.failed = cr.perSecond(), cr.Failed
 	res.probes, res.lags = pr.opened, pr.lags
 	res.eventsPS, res.overflows = float64(nEvents)/took.Seconds(), overflows.Load()
-	log.Info("bench storm sample", "conn_per_s", int(res.connPerS), "failed", res.failed, "probes", res.probes,
+	log.Info("bench storm sample", "conn_per_s", int(res.connPerS), "cpu_pct", int(res.cpuPct), "failed", res.failed, "probes", res.probes,
 		"probe_events", len(res.lags[sightEvent]), "probes_held", len(res.lags[sightHeld]), "events_per_s", int(res.eventsPS))
 	return res, nil
 }

@@ -484,15 +484,22 @@ func waitUntil(ctx context.Context, limit, interval time.Duration, cond func() b
 // systemTimeOf runs fn and returns the system CPU time the process spent
 // meanwhile (fn's kernel work, when nothing else runs).
 func systemTimeOf(fn func() error) (time.Duration, error) {
-	var before, after unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
-		return 0, fmt.Errorf("bench: getrusage: %w", err)
+	_, before, err := cpuTimes()
+	if err != nil {
+		return 0, err
 	}
 	ferr := fn()
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
-		return 0, errors.Join(ferr, fmt.Errorf("bench: getrusage: %w", err))
+	_, after, err := cpuTimes()
+	return after - before, errors.Join(ferr, err)
+}
+
+// cpuTimes is the process's user and system CPU time so far.
+func cpuTimes() (user, sys time.Duration, err error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0, fmt.Errorf("bench: getrusage: %w", err)
 	}
-	return time.Duration(after.Stime.Nano() - before.Stime.Nano()), ferr
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano()), nil
 }
 
 // flushConntrack empties ns's conntrack table.
