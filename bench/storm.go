@@ -378,6 +378,7 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	took := time.Since(start)
 	u1, s1, err1 := cpuTimes()
 	res.cpuPct = 100 * (u1 - u0 + s1 - s0).Seconds() / took.Seconds()
+	sysPct := 100 * (s1 - s0).Seconds() / took.Seconds()
 	nEvents := events.Load()
 	// The probe run ends after its last probe's hold (bounded: d + probeHold).
 	perr := <-probeErr
@@ -391,7 +392,7 @@ func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v 
 	res.connPerS, res.failed = cr.perSecond(), cr.Failed
 	res.probes, res.lags = pr.opened, pr.lags
 	res.eventsPS, res.overflows = float64(nEvents)/took.Seconds(), overflows.Load()
-	log.Info("bench storm sample", "conn_per_s", int(res.connPerS), "cpu_pct", int(res.cpuPct), "failed", res.failed, "probes", res.probes,
+	log.Info("bench storm sample", "conn_per_s", int(res.connPerS), "cpu_pct", int(res.cpuPct), "of_which_kernel_pct", int(sysPct), "failed", res.failed, "probes", res.probes,
 		"probe_events", len(res.lags[sightEvent]), "probes_held", len(res.lags[sightHeld]), "events_per_s", int(res.eventsPS))
 	return res, nil
 }
