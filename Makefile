@@ -86,8 +86,11 @@ fuzz:
 
 # The benchmark (root, a few minutes; not part of `make test`): hanat's
 # nftables slow path, the XDP fast path and an iptables-legacy MASQUERADE
-# NAT side by side in namespaces it creates. BENCH_JSON=path also writes
-# the figures as JSON; BENCH_ARGS passes flags (hanat-bench -h).
+# NAT side by side in namespaces it creates, hanatd's /metrics with many
+# flows, and the HA state sync (full sync, inject at takeover, a
+# connection storm with sync off and on). BENCH_JSON=path also writes
+# the figures as JSON; BENCH_ARGS passes flags (hanat-bench -h), e.g.
+# BENCH_ARGS=-sync-only for the state sync alone.
 bench: deps build
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/hanat-bench ./bench/cmd/hanat-bench

@@ -45,6 +45,14 @@ type Options struct {
 	Hanatd         string // hanatd binary; default hanatd next to this executable, else $PATH
 	MetricsFlows   []int  // conntrack sizes; default 10k and 1M
 	MetricsScrapes int    // requests per size (median and max reported); default 9
+
+	// Issue 14's state sync (sync.go, storm.go).
+	SkipSync      bool          // leave it out
+	SyncFlows     int           // flows of the full sync and the inject; default 250k
+	StormRate     int           // new connections/s the storm offers; default 10k
+	StormDuration time.Duration // one storm sample; default 3s
+	StormRounds   int           // samples of each storm variant (median); default 5
+	StormWorkers  int           // concurrent storm clients; default 32
 }
 
 func (o *Options) defaults() {
@@ -83,6 +91,21 @@ func (o *Options) defaults() {
 	}
 	if o.MetricsScrapes <= 0 {
 		o.MetricsScrapes = 9
+	}
+	if o.SyncFlows <= 0 {
+		o.SyncFlows = 250_000
+	}
+	if o.StormRate <= 0 {
+		o.StormRate = 10_000
+	}
+	if o.StormDuration <= 0 {
+		o.StormDuration = 3 * time.Second
+	}
+	if o.StormRounds <= 0 {
+		o.StormRounds = 5
+	}
+	if o.StormWorkers <= 0 {
+		o.StormWorkers = 32
 	}
 }
 
@@ -126,28 +149,16 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 	if slices.Contains(opts.Modes, ModeIptablesLegacy) {
 		tools = append(tools, "iptables-legacy")
 	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("bench: %s not found: %w", tool, err)
-		}
+	if err := lookTools(tools...); err != nil {
+		return nil, err
 	}
 	rep := newReport()
 
-	dir, err := os.MkdirTemp("", "hanat-bench-")
+	dir, bpffs, cleanup, err := scratchDirs("hanat-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	// A private bpffs for the fast path's pins: the host's /sys/fs/bpf
-	// is left alone.
-	bpffs := filepath.Join(dir, "bpffs")
-	if err := os.Mkdir(bpffs, 0o700); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
-		return nil, fmt.Errorf("bench: mount bpffs on %s: %w", bpffs, err)
-	}
-	defer func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) }()
+	defer cleanup()
 
 	t, err := newTopo(ctx)
 	if err != nil {
@@ -177,7 +188,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			return nil, err
 		}
 		defer iperf.stop()
-		if conns, err = startConnServer(t); err != nil {
+		if conns, err = startConnServer(t, 0); err != nil {
 			return nil, err
 		}
 		defer conns.stop()
@@ -206,7 +217,46 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			rep.note(fmt.Sprintf("/metrics answer time: %v", err))
 		}
 	}
+	if !opts.SkipSync && ctx.Err() == nil {
+		if err := runSync(ctx, log, opts, rep, bpffs, dir); err != nil {
+			log.Error("bench state sync failed", "err", err)
+			rep.note(fmt.Sprintf("state sync: %v", err))
+		}
+	}
 	return rep, ctx.Err()
+}
+
+// lookTools fails unless every tool is on $PATH.
+func lookTools(tools ...string) error {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("bench: %s not found: %w", tool, err)
+		}
+	}
+	return nil
+}
+
+// scratchDirs makes a temporary directory named with prefix and mounts a
+// private bpffs in it for the fast path's pins (the host's /sys/fs/bpf is
+// left alone); cleanup unmounts it and removes the directory.
+func scratchDirs(prefix string) (dir, bpffs string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("bench: %w", err)
+	}
+	bpffs = filepath.Join(dir, "bpffs")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, fmt.Errorf("bench: mount bpffs on %s: %w", bpffs, err)
+	}
+	return dir, bpffs, func() {
+		_ = unix.Unmount(bpffs, unix.MNT_DETACH)
+		os.RemoveAll(dir)
+	}, nil
 }
 
 // runSingleENI measures the UDP packet rate of every mode again in the
@@ -383,7 +433,7 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 				"gbps", s.bulkXDPGbps, "passed", after.Passed()-before.Passed())
 		}
 	}
-	cr, err := connRate(ctx, t, opts.ConnWorkers, opts.ConnDuration)
+	cr, err := connRate(ctx, t, connLoad{workers: opts.ConnWorkers, d: opts.ConnDuration})
 	if err != nil {
 		s.notes = append(s.notes, fmt.Sprintf("connection rate: %v", err))
 	} else {

@@ -53,6 +53,8 @@ func TestSmoke(t *testing.T) {
 		Hanatd:         buildHanatd(t),
 		MetricsFlows:   []int{1000, 5000},
 		MetricsScrapes: 3,
+		// The state sync has its own smoke test (TestSyncFigures).
+		SkipSync: true,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nlog:\n%s", err, logBuf.String())

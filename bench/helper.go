@@ -32,7 +32,7 @@ const helperEnv = "HANAT_BENCH_HELPER"
 // Roles.
 const (
 	roleConnServer = "conn-server" // args: listen address
-	roleConnClient = "conn-client" // args: address, workers, duration
+	roleConnClient = "conn-client" // args: address, workers, duration, rate (connections/s, 0: as fast as they go)
 )
 
 // MaybeRunHelper runs the helper role named by $HANAT_BENCH_HELPER and
@@ -108,10 +108,13 @@ func (r connResult) perSecond() float64 {
 }
 
 // connClientMain opens short connections with workers concurrent clients
-// for a duration and prints a connResult as JSON.
+// for a duration and prints a connResult as JSON. A rate above 0 paces
+// them: connection k starts no earlier than k/rate after the start (one
+// schedule shared by the workers, so a slow connection delays only its
+// worker); below that rate the workers go as fast as they can.
 func connClientMain(args []string) error {
-	if len(args) != 3 {
-		return fmt.Errorf("want address, workers, duration, got %q", args)
+	if len(args) != 4 {
+		return fmt.Errorf("want address, workers, duration, rate, got %q", args)
 	}
 	workers, err := strconv.Atoi(args[1])
 	if err != nil || workers < 1 || workers > 256 {
@@ -121,7 +124,11 @@ func connClientMain(args []string) error {
 	if err != nil || d <= 0 || d > 10*time.Minute {
 		return fmt.Errorf("duration %q: want (0, 10m]", args[2])
 	}
-	var ok, failed atomic.Uint64
+	rate, err := strconv.Atoi(args[3])
+	if err != nil || rate < 0 || rate > 1_000_000 {
+		return fmt.Errorf("rate %q: want 0..1000000 connections/s", args[3])
+	}
+	var ok, failed, tickets atomic.Uint64
 	var once sync.Once
 	var firstErr string
 	start := time.Now()
@@ -135,6 +142,15 @@ func connClientMain(args []string) error {
 			buf := make([]byte, connMsg+1)
 			// A worker makes at most 10^6 connections.
 			for i := 0; i < 1_000_000 && time.Now().Before(deadline); i++ {
+				if rate > 0 {
+					due := start.Add(time.Duration(tickets.Add(1)-1) * time.Second / time.Duration(rate))
+					if !due.Before(deadline) {
+						break
+					}
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
 				if err := oneConn(args[0], req, buf); err != nil {
 					failed.Add(1)
 					once.Do(func() { firstErr = err.Error() })
@@ -148,15 +164,19 @@ func connClientMain(args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(connResult{OK: ok.Load(), Failed: failed.Load(), TookNS: time.Since(start).Nanoseconds(), FirstErr: firstErr})
 }
 
-// helperCommand is this binary re-executed as role inside ns's namespace.
+// helperCommand is this binary re-executed as role inside ns's namespace,
+// under nice(1) with the given niceness when it is above 0.
 func helperCommand(ctx context.Context, ns interface {
 	Command(context.Context, string, ...string) *exec.Cmd
-}, role string, args ...string) (*exec.Cmd, error) {
+}, role string, niceness int, args ...string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for the %s helper: %w", role, err)
 	}
 	cmd := ns.Command(ctx, self, args...)
+	if niceness > 0 {
+		cmd = ns.Command(ctx, "nice", append([]string{"-n", strconv.Itoa(niceness), self}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), helperEnv+"="+role)
 	return cmd, nil
 }
@@ -168,9 +188,11 @@ type connServer struct {
 	done  chan error
 }
 
-func startConnServer(t *topo) (*connServer, error) {
+// startConnServer starts the conn-server helper in inet, niced when
+// niceness is above 0.
+func startConnServer(t *topo, niceness int) (*connServer, error) {
 	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
-	cmd, err := helperCommand(context.Background(), t.inet, roleConnServer, addr)
+	cmd, err := helperCommand(context.Background(), t.inet, roleConnServer, niceness, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -221,14 +243,23 @@ func (s *connServer) stop() {
 	}
 }
 
-// connRate runs the conn-client helper in priv: workers concurrent
-// clients for d, each connecting to inet, sending 64 bytes, reading the
-// 64-byte answer and the server's FIN, and closing.
-func connRate(ctx context.Context, t *topo, workers int, d time.Duration) (connResult, error) {
+// connLoad is a run of the conn-client helper: workers concurrent
+// clients for d; rate > 0 paces them to at most rate connections/s;
+// niceness > 0 runs the helper under nice(1).
+type connLoad struct {
+	workers        int
+	d              time.Duration
+	rate, niceness int
+}
+
+// connRate runs the conn-client helper in priv: each client connects to
+// inet, sends 64 bytes, reads the 64-byte answer and the server's FIN, and
+// closes.
+func connRate(ctx context.Context, t *topo, l connLoad) (connResult, error) {
 	addr := net.JoinHostPort(inetAddr.String(), strconv.Itoa(connPort))
-	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, l.d+30*time.Second)
 	defer cancel()
-	cmd, err := helperCommand(cctx, t.priv, roleConnClient, addr, strconv.Itoa(workers), d.String())
+	cmd, err := helperCommand(cctx, t.priv, roleConnClient, l.niceness, addr, strconv.Itoa(l.workers), l.d.String(), strconv.Itoa(l.rate))
 	if err != nil {
 		return connResult{}, err
 	}

@@ -131,7 +131,7 @@ state_dir: %s
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("bench metrics: %w", err)
 	}
-	fill, err := newFlowFiller(ns)
+	fill, err := newFlowFiller(ns, newFlowMessage, false)
 	if err != nil {
 		return err
 	}
@@ -310,23 +310,27 @@ func raiseConntrackMax(log *slog.Logger, want int) (func(), error) {
 	}, nil
 }
 
-// flowFiller creates UDP conntrack entries SNATed to metricsNAT in a
-// namespace with ctnetlink, in batches, each acknowledged.
+// flowFiller creates conntrack entries in a namespace with ctnetlink, in
+// batches of fillBatch, one sendmsg each: entry i is msg(i). Each entry is
+// acknowledged, or with ackLast only a batch's last one (the kernel
+// reports every failure anyway), as conntrack.Injector asks.
 type flowFiller struct {
-	c    *netlink.Conn
-	next int // flows created so far
+	c       *netlink.Conn
+	msg     func(i int) (netlink.Message, error)
+	ackLast bool
+	next    int // flows created so far
 }
 
-func newFlowFiller(ns *netns.NS) (*flowFiller, error) {
+func newFlowFiller(ns *netns.NS, msg func(int) (netlink.Message, error), ackLast bool) (*flowFiller, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.FD()})
 	if err != nil {
-		return nil, fmt.Errorf("bench metrics: ctnetlink in %s: %w", ns.Name, err)
+		return nil, fmt.Errorf("bench: ctnetlink in %s: %w", ns.Name, err)
 	}
 	if err := c.SetReadBuffer(4 << 20); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("bench metrics: ctnetlink read buffer: %w", err)
+		return nil, fmt.Errorf("bench: ctnetlink read buffer in %s: %w", ns.Name, err)
 	}
-	return &flowFiller{c: c}, nil
+	return &flowFiller{c: c, msg: msg, ackLast: ackLast}, nil
 }
 
 func (f *flowFiller) close() { f.c.Close() }
@@ -362,49 +366,79 @@ func flowTuple(i int) (src, dst netip.Addr, sport uint16) {
 		uint16(1024 + i%flowsPerDst)
 }
 
-// newFlowMessage is IPCTNL_MSG_CT_NEW for flow i, with source NAT to
-// metricsNAT (the kernel computes the reply tuple; the port is kept).
+// newFlowMessage is IPCTNL_MSG_CT_NEW for flow i of the /metrics table, a
+// UDP entry with source NAT to metricsNAT (the port is kept).
 func newFlowMessage(i int) (netlink.Message, error) {
 	src, dst, sport := flowTuple(i)
+	// The reply as without NAT: the NAT setup finds it differs from the
+	// translated tuple, rewrites it and sets IPS_SRC_NAT (a reply given
+	// already translated would leave the entry un-NATed).
+	e := ctEntry{
+		proto:   unix.IPPROTO_UDP,
+		orig:    [2]netip.AddrPort{netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, 53)},
+		reply:   [2]netip.AddrPort{netip.AddrPortFrom(dst, 53), netip.AddrPortFrom(src, sport)},
+		timeout: 3600,
+		natSrc:  metricsNAT,
+	}
+	m, err := e.message()
+	if err != nil {
+		return netlink.Message{}, fmt.Errorf("conntrack entry %d: %w", i, err)
+	}
+	return m, nil
+}
+
+// ctEntry is one conntrack entry as IPCTNL_MSG_CT_NEW creates it: the
+// original and reply tuples (source, destination), the timeout in
+// seconds and, when natSrc is valid, source NAT to that address. Nothing
+// else: no status, protocol state or mark.
+type ctEntry struct {
+	proto       uint8
+	orig, reply [2]netip.AddrPort
+	timeout     uint32
+	natSrc      netip.Addr
+}
+
+// message encodes e as a create-only request (NLM_F_CREATE|NLM_F_EXCL),
+// without NLM_F_ACK.
+func (e ctEntry) message() (netlink.Message, error) {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
-	tuple := func(a, b netip.Addr, pa, pb uint16) func(*netlink.AttributeEncoder) error {
+	tuple := func(t [2]netip.AddrPort) func(*netlink.AttributeEncoder) error {
 		return func(ae *netlink.AttributeEncoder) error {
 			ae.Nested(ctaTupleIP, func(ae *netlink.AttributeEncoder) error {
-				ae.Bytes(ctaIPv4Src, a.AsSlice())
-				ae.Bytes(ctaIPv4Dst, b.AsSlice())
+				ae.Bytes(ctaIPv4Src, t[0].Addr().AsSlice())
+				ae.Bytes(ctaIPv4Dst, t[1].Addr().AsSlice())
 				return nil
 			})
 			ae.Nested(ctaTupleProto, func(ae *netlink.AttributeEncoder) error {
-				ae.Uint8(ctaProtoNum, unix.IPPROTO_UDP)
-				ae.Uint16(ctaProtoSrc, pa)
-				ae.Uint16(ctaProtoDst, pb)
+				ae.Uint8(ctaProtoNum, e.proto)
+				ae.Uint16(ctaProtoSrc, t[0].Port())
+				ae.Uint16(ctaProtoDst, t[1].Port())
 				return nil
 			})
 			return nil
 		}
 	}
-	ae.Nested(ctaTupleOrig, tuple(src, dst, sport, 53))
-	// The reply as without NAT: the NAT setup finds it differs from the
-	// translated tuple, rewrites it and sets IPS_SRC_NAT (a reply given
-	// already translated would leave the entry un-NATed).
-	ae.Nested(ctaTupleReply, tuple(dst, src, 53, sport))
-	ae.Uint32(ctaTimeout, 3600)
-	ae.Nested(ctaNATSrc, func(ae *netlink.AttributeEncoder) error {
-		ae.Bytes(ctaNATV4Min, metricsNAT.AsSlice())
-		ae.Bytes(ctaNATV4Max, metricsNAT.AsSlice())
-		return nil
-	})
+	ae.Nested(ctaTupleOrig, tuple(e.orig))
+	ae.Nested(ctaTupleReply, tuple(e.reply))
+	ae.Uint32(ctaTimeout, e.timeout)
+	if e.natSrc.IsValid() {
+		ae.Nested(ctaNATSrc, func(ae *netlink.AttributeEncoder) error {
+			ae.Bytes(ctaNATV4Min, e.natSrc.AsSlice())
+			ae.Bytes(ctaNATV4Max, e.natSrc.AsSlice())
+			return nil
+		})
+	}
 	attrs, err := ae.Encode()
 	if err != nil {
-		return netlink.Message{}, fmt.Errorf("encode conntrack entry %d: %w", i, err)
+		return netlink.Message{}, fmt.Errorf("encode conntrack entry %s -> %s: %w", e.orig[0], e.orig[1], err)
 	}
 	// nfgenmsg: AF_INET, NFNETLINK_V0, res_id 0.
 	data := append([]byte{unix.AF_INET, 0, 0, 0}, attrs...)
 	return netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(nfnlSubsysCT<<8 | ctMsgNew),
-			Flags: netlink.Request | netlink.Create | netlink.Excl | netlink.Acknowledge,
+			Flags: netlink.Request | netlink.Create | netlink.Excl,
 		},
 		Data: data,
 	}, nil
@@ -418,19 +452,26 @@ func (f *flowFiller) fillTo(ctx context.Context, n int) error {
 		}
 		batch := make([]netlink.Message, 0, fillBatch)
 		for i := f.next; i < n && len(batch) < fillBatch; i++ {
-			m, err := newFlowMessage(i)
+			m, err := f.msg(i)
 			if err != nil {
 				return err
+			}
+			if !f.ackLast || i == n-1 || len(batch) == fillBatch-1 {
+				m.Header.Flags |= netlink.Acknowledge
 			}
 			batch = append(batch, m)
 		}
 		if _, err := f.c.SendMessages(batch); err != nil {
-			return fmt.Errorf("bench metrics: send conntrack entries %d..%d: %w", f.next, f.next+len(batch)-1, err)
+			return fmt.Errorf("bench: send conntrack entries %d..%d: %w", f.next, f.next+len(batch)-1, err)
 		}
-		for acked := 0; acked < len(batch); {
+		want := len(batch)
+		if f.ackLast {
+			want = 1
+		}
+		for acked := 0; acked < want; {
 			msgs, err := f.c.Receive()
 			if err != nil {
-				return fmt.Errorf("bench metrics: create conntrack entries %d..%d (raise nf_conntrack_max?): %w", f.next, f.next+len(batch)-1, err)
+				return fmt.Errorf("bench: create conntrack entries %d..%d (raise nf_conntrack_max?): %w", f.next, f.next+len(batch)-1, err)
 			}
 			acked += len(msgs)
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hanat/hanat/bpf"
@@ -51,6 +50,7 @@ type natMode struct {
 	sysctls *datapath.Sysctls
 	pinPath string
 	fast    *fastpath.Controller // hanatd's own fast path, in the nat namespace
+	feed    *conntrack.EventFeed // its event feed, which hanatd shares with the sync
 	stop    context.CancelFunc   // stops fast and its event feed
 	done    chan error           // one result each from fast and the feed
 }
@@ -146,7 +146,7 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	nm.fast, nm.stop, nm.done = fc, stop, make(chan error, 2)
+	nm.fast, nm.feed, nm.stop, nm.done = fc, feed, stop, make(chan error, 2)
 	go func() { nm.done <- feed.Run(runCtx) }()
 	go func() { nm.done <- fc.Run(runCtx) }()
 	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: fastpath.XDPModeNative, SysctlsManaged: true}, nat); err != nil {
@@ -219,7 +219,7 @@ func (nm *natMode) teardown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if out, err := nm.t.nat.Run(ctx, "conntrack", "-F"); err != nil && !strings.Contains(out, "flow entries have been deleted") {
+	if err := flushConntrack(ctx, nm.t.nat); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

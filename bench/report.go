@@ -63,6 +63,39 @@ var rows = []struct{ name, unit, help string }{
 	{MProgLookup, "ns/pkt", "floor + the fast path's flow lookup alone (same key, same LRU hash map, same driver)"},
 }
 
+// syncRows are the state sync's measurements (issue 14): declared on
+// first use, as only a run with the sync section has them.
+var syncRows = map[string]struct{ unit, help string }{
+	MSyncFlows:         {"flows", "the NAT node's SNATed, established TCP flows of the full sync and the inject (Options.SyncFlows)"},
+	MSyncFull:          {"s", "full sync to the peer over the sync link: sender start (dial, handshake, dump, seal, TCP) to the receiver holding the completed snapshot"},
+	MSyncDump:          {"s", "the sender's conntrack dump of the node's table alone"},
+	MSyncHeldMem:       {"bytes", "receiver's Go heap grown by holding the flows (runtime.MemStats after GC, the sender stopped)"},
+	MSyncInject:        {"s", "takeover: the held flows (Receiver.Held) rewritten (Takeover.Rewrite) and injected (conntrack.Injector) into the peer's kernel"},
+	MSyncInjectHeld:    {"s", "of which Receiver.Held"},
+	MSyncInjectRewrite: {"s", "of which Takeover.Rewrite"},
+	MSyncInjectWrite:   {"s", "of which Injector.Inject"},
+	MSyncInjectKernel:  {"s", "system CPU time of that Inject: the kernel creating the entries"},
+	MSyncBareCreate:    {"s", "the same entries by a ctnetlink create loop with tuples and timeout only (no NAT, status, state, mark), batches of 256 acknowledged once, not pipelined"},
+	MSyncBareKernel:    {"s", "system CPU time of that loop: the least the kernel takes for the entries"},
+	MStormOffered:      {"conn/s", "short TCP connections/s the storm offers (Options.StormRate); the VM may sustain less"},
+	MStormOff:          {"conn/s", "short connections/s through the NAT, sync off"},
+	MStormBare:         {"conn/s", "the same with a bare subscriber (counts the events) on the NAT's conntrack event feed"},
+	MStormOn:           {"conn/s", "the same with a flowsync.Sender following the feed, streaming to the peer's receiver"},
+	MStormEvents:       {"events/s", "conntrack events the bare subscriber received during the storm"},
+	MStormRatioOn:      {"x", "median of the rounds' sync-on / sync-off rates (a round's samples are back to back)"},
+	MStormRatioBare:    {"x", "median of the rounds' bare-subscriber / sync-off rates"},
+	MStormCPUOff:       {"% CPU", "this process's CPU during the storm (fast path engine, probes), sync off"},
+	MStormCPUBare:      {"% CPU", "the same with the bare subscriber (its feed included)"},
+	MStormCPUOn:        {"% CPU", "the same with the sync (feed, sender, receiver)"},
+	MStormLagP50:       {"ms", "sync lag, median: a probe connection's connect to the receiver holding its flow"},
+	MStormLagP99:       {"ms", "sync lag, 99th percentile (probes not held within 1 s count as beyond it)"},
+	MStormEventLagP50:  {"ms", "event lag, median: a probe's connect to its event reaching the feed's subscribers (same samples as the sync lag)"},
+	MStormEventLagP99:  {"ms", "event lag, 99th percentile"},
+	MStormAckLagP50:    {"ms", "Sender.Status().Lag sampled every 10 ms (includes the receiver's 50 ms AckInterval), median"},
+	MStormAckLagP99:    {"ms", "the same, 99th percentile"},
+	MStormProbes:       {"probes", "probe connections of the sync-on samples"},
+}
+
 func newReport() *Report {
 	r := &Report{}
 	for _, row := range rows {
@@ -91,6 +124,9 @@ func (r *Report) row(name, unit, help string) *Measurement {
 // (the scale and memory figures).
 func (r *Report) set(name string, mode Mode, v float64) {
 	unit, help := "ns/pkt", ""
+	if r, ok := syncRows[name]; ok {
+		unit, help = r.unit, r.help
+	}
 	switch {
 	case name == MMemPerFlow:
 		unit, help = "bytes", "flow map kernel memory per entry (one direction)"
@@ -137,12 +173,6 @@ func (r *Report) evalTargets() {
 		v := x / y
 		return &v
 	}
-	type tgt struct {
-		name, want string
-		r          *float64
-		atLeast    bool
-		bound      float64
-	}
 	scaleLo, scaleHi := r.scaleBounds()
 	metricsLo, metricsHi := r.metricsBounds()
 	value := func(name string, m Mode) *float64 {
@@ -151,7 +181,7 @@ func (r *Report) evalTargets() {
 		}
 		return nil
 	}
-	ts := []tgt{
+	ts := []target{
 		{"fastpath/nftables small-packet pps, two ENIs (redirect)", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
 		{"fastpath/nftables small-packet pps, single ENI (XDP_TX)", ">= 5", ratio(MUDPPPS1, ModeFastpath, MUDPPPS1, ModeNftables), true, 5},
 		{"NAT program / XDP_TX floor", "<= 1.5", ratio(MProgHit, ModeFastpath, MProgFloor, ModeFastpath), false, 1.5},
@@ -164,14 +194,19 @@ func (r *Report) evalTargets() {
 		{"/metrics answer " + metricsHi + " / " + metricsLo + " flows", "<= 1.5",
 			ratio(MMetricsPrefix+metricsHi, ModeNftables, MMetricsPrefix+metricsLo, ModeNftables), false, 1.5},
 	}
-	r.Bounds = r.Bounds[:0]
-	for _, b := range []Bound{
+	bounds := []Bound{
 		{ts[0].name, ratio(MCeiling, ModeFastpath, MUDPPPS, ModeNftables), MCeiling + " / nftables " + MUDPPPS},
 		{ts[1].name, ratio(MCeiling1, ModeFastpath, MUDPPPS1, ModeNftables), MCeiling1 + " / nftables " + MUDPPPS1},
 		{ts[2].name, ratio(MProgLookup, ModeFastpath, MProgFloor, ModeFastpath), MProgLookup + " / " + MProgFloor},
 		{ts[3].name, ratio(MScalePrefix+scaleHi+scaleLookupInfix, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath),
 			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
-	} {
+	}
+	// Issue 14: the state sync.
+	syncTs, syncBounds := r.syncTargets(value)
+	ts = append(ts, syncTs...)
+	bounds = append(bounds, syncBounds...)
+	r.Bounds = r.Bounds[:0]
+	for _, b := range bounds {
 		if b.Ratio != nil {
 			r.Bounds = append(r.Bounds, b)
 		}
@@ -188,6 +223,47 @@ func (r *Report) evalTargets() {
 		}
 		r.Targets = append(r.Targets, out)
 	}
+}
+
+// target is a goal as evalTargets checks it: a figure (or ratio) r, at
+// least or at most bound.
+type target struct {
+	name, want string
+	r          *float64
+	atLeast    bool
+	bound      float64
+}
+
+// syncTargets are issue 14's targets and their bounds.
+func (r *Report) syncTargets(value func(string, Mode) *float64) ([]target, []Bound) {
+	n := "250k"
+	if v, ok := r.Get(MSyncFlows, ModeNftables); ok {
+		n = humanCount(int(v))
+	}
+	full := fmt.Sprintf("full sync of %s flows, s", n)
+	inject := fmt.Sprintf("inject %s flows at takeover, s", n)
+	ts := []target{
+		{full, fmt.Sprintf("<= %d", syncFullTargetS), value(MSyncFull, ModeNftables), false, syncFullTargetS},
+		{"receiver memory per held flow, bytes", fmt.Sprintf("<= %d", syncMemTargetB), value(MSyncHeldMem, ModeNftables), false, syncMemTargetB},
+		{inject, fmt.Sprintf("<= %d", syncInjectTargetS), value(MSyncInject, ModeNftables), false, syncInjectTargetS},
+	}
+	bounds := []Bound{
+		{full, value(MSyncDump, ModeNftables), MSyncDump + ": the sender's dump of the table alone, s"},
+		{inject, value(MSyncInjectWrite, ModeNftables), MSyncInjectWrite + ": the Injector's write alone, s"},
+		{inject, value(MSyncInjectKernel, ModeNftables), MSyncInjectKernel + ": the kernel's share of that write, s"},
+		{inject, value(MSyncBareKernel, ModeNftables), MSyncBareKernel + ": the kernel creating the same entries without NAT, s"},
+	}
+	for _, m := range []Mode{ModeNftables, ModeFastpath} {
+		lag := fmt.Sprintf("storm sync lag p99, ms (%s)", m)
+		rate := fmt.Sprintf("storm new conn/s sync on/off (%s)", m)
+		ts = append(ts,
+			target{lag, fmt.Sprintf("<= %d", syncLagTargetMS), value(MStormLagP99, m), false, syncLagTargetMS},
+			target{rate, fmt.Sprintf(">= %g", syncStormTargetX), value(MStormRatioOn, m), true, syncStormTargetX})
+		bounds = append(bounds,
+			Bound{lag, value(MStormEventLagP99, m), MStormEventLagP99 + ": the probes' events reaching the feed's subscribers, ms"},
+			Bound{rate, value(MStormRatioBare, m), MStormRatioBare + ": a bare subscriber's rate over sync off's"})
+	}
+	return ts, bounds
 }
 
 // scaleBounds names the smallest and largest scale figures present.
@@ -252,7 +328,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "targets (issues 5 and 12):")
+	fmt.Fprintln(w, "targets (issues 5, 12 and 14):")
 	for _, t := range r.Targets {
 		state := "not measured"
 		if t.Met != nil {
@@ -266,7 +342,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.Bounds) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "bounds (the best ratio any XDP NAT could show here, from programs doing less than the NAT):")
+		fmt.Fprintln(w, "bounds (the best figure a target could show here, from programs doing less than the one measured):")
 		for _, b := range r.Bounds {
 			fmt.Fprintf(w, "  %-42s %.2f  (%s)\n", b.Target, *b.Ratio, b.From)
 		}

@@ -45,6 +45,13 @@ func run() error {
 	flag.StringVar(&opts.Hanatd, "hanatd", "", "hanatd binary for the /metrics answer time (default: hanatd next to hanat-bench, else on $PATH)")
 	metricsFlows := flag.String("metrics-flows", "10000,1000000", "conntrack sizes of the /metrics answer time")
 	flag.IntVar(&opts.MetricsScrapes, "metrics-scrapes", 9, "GETs of /metrics per size (median and max reported)")
+	syncOnly := flag.Bool("sync-only", false, "measure only the state sync: full sync and inject of -sync-flows flows, and the connection storm with sync off and on")
+	flag.BoolVar(&opts.SkipSync, "skip-sync", false, "leave out the state sync figures")
+	flag.IntVar(&opts.SyncFlows, "sync-flows", 250_000, "flows of the full sync and the inject at takeover")
+	flag.IntVar(&opts.StormRate, "storm-rate", 10_000, "new connections/s the storm offers")
+	flag.DurationVar(&opts.StormDuration, "storm-duration", 3*time.Second, "one storm sample")
+	flag.IntVar(&opts.StormRounds, "storm-rounds", 5, "storm samples of each variant (sync off, bare subscriber, sync on; medians reported)")
+	flag.IntVar(&opts.StormWorkers, "storm-workers", 32, "concurrent storm clients")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
 	flag.Parse()
@@ -75,13 +82,18 @@ func run() error {
 	defer cancel()
 
 	run := bench.Run
-	switch {
-	case *costsOnly && *metricsOnly:
-		return fmt.Errorf("-costs-only and -metrics-only: choose one")
-	case *costsOnly:
-		run = bench.RunCosts
-	case *metricsOnly:
-		run = bench.RunMetrics
+	only := 0
+	for _, o := range []struct {
+		set bool
+		run func(context.Context, *slog.Logger, bench.Options) (*bench.Report, error)
+	}{{*costsOnly, bench.RunCosts}, {*metricsOnly, bench.RunMetrics}, {*syncOnly, bench.RunSync}} {
+		if o.set {
+			run = o.run
+			only++
+		}
+	}
+	if only > 1 {
+		return fmt.Errorf("-costs-only, -metrics-only and -sync-only: choose one")
 	}
 	rep, err := run(ctx, log, opts)
 	if rep != nil {
