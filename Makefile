@@ -18,7 +18,8 @@ FUZZ_TARGETS := \
 	./conntrack:FuzzDecodeEvent \
 	./bpf:FuzzFastpath \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
-	./ha:FuzzUnmarshal
+	./ha:FuzzUnmarshal \
+	./flowsync:FuzzDecodeFrame
 
 .PHONY: all build deps test unit lint vet fmt generate check-generate fuzz bench demo clean
 
