@@ -52,9 +52,16 @@ type EIPGroup struct {
 
 // Discovered are the route tables discovery found. Tables are only ever
 // added: a table once known stays known until restart.
+//
+// HomeEIP and PeerEIP are the allocation ids of the zones' Elastic IPs
+// ("" unknown), used when Options.EIPs is empty: HomeEIP follows the home
+// tables, PeerEIP the backup tables. An EIP once found stays until a
+// discovery finds another.
 type Discovered struct {
 	Home   []string
 	Backup []string
+
+	HomeEIP, PeerEIP string
 }
 
 // Options configure a Manager.
@@ -84,7 +91,9 @@ type Options struct {
 	// the configured tables.
 	Discover         func(ctx context.Context, eni, peerENI string) (Discovered, error)
 	DiscoverInterval time.Duration
-	// EIPs follow their route tables (optional).
+	// EIPs follow their route tables (optional). Empty: the EIPs
+	// discovery finds (Discovered.HomeEIP, PeerEIP) follow the home and
+	// the backup tables.
 	EIPs []EIPGroup
 	// Takeover, when set, runs before this node points tables it claims
 	// at itself and before their EIPs move (the order is: takeover, EIP,
@@ -121,15 +130,18 @@ type Manager struct {
 	sendNow chan struct{}
 	eipMu   sync.Mutex // one EIP reconcile at a time
 
-	mu         sync.Mutex
-	eng        *Engine
-	recv       *Receiver
-	epoch      uint64
-	version    uint64 // the Engine's Version last acted on
-	lastErr    string
-	lastErrAt  time.Time
-	eips       map[string]string // allocation id → ENI it is on (last seen)
-	discovered bool
+	mu        sync.Mutex
+	eng       *Engine
+	recv      *Receiver
+	epoch     uint64
+	version   uint64 // the Engine's Version last acted on
+	lastErr   string
+	lastErrAt time.Time
+	eips      map[string]string // allocation id → ENI it is on (last seen)
+	// homeEIP and peerEIP: the zones' EIPs discovery found (see
+	// Discovered).
+	homeEIP, peerEIP string
+	discovered       bool
 	// discoveredPeer is the peer ENI the last discovery knew: a table
 	// pointing at the peer is one of ours to get back.
 	discoveredPeer string
@@ -501,6 +513,7 @@ func (m *Manager) discover(ctx context.Context) {
 	}
 	before := m.eng.TableCount()
 	m.eng.AddTables(valid(found.Home), valid(found.Backup))
+	m.learnEIPs(found)
 	if !m.discovered || m.eng.TableCount() != before {
 		m.log.Info("ha: route tables", "home", m.eng.HomeTables(), "backup", m.eng.BackupTables())
 	}
@@ -621,9 +634,6 @@ func (m *Manager) takeover(ctx context.Context, writes []Write) {
 // the group of the node's home tables goes to the primary IP and the
 // others to the standby address.
 func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) error {
-	if len(m.o.EIPs) == 0 {
-		return nil
-	}
 	m.eipMu.Lock()
 	defer m.eipMu.Unlock()
 	type target struct {
@@ -634,7 +644,8 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	var want []target
 	m.mu.Lock()
 	home := m.eng.HomeTables()
-	for i, g := range m.o.EIPs {
+	groups := m.eipGroups()
+	for i, g := range groups {
 		all, isHome := len(g.RouteTables) > 0, true
 		for _, id := range g.RouteTables {
 			// Claimed, and its takeover done: the EIP moves after the
@@ -656,7 +667,7 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 		if known, seen := m.eips[g.AllocationID]; !seen || known != eni || full {
 			// Known to be elsewhere: associate at once, no describe
 			// first (a takeover waits for this call).
-			want = append(want, target{&m.o.EIPs[i], isHome || !m.o.Standby, seen && known != eni && !full})
+			want = append(want, target{&groups[i], isHome || !m.o.Standby, seen && known != eni && !full})
 		}
 		if !m.o.Standby {
 			break
@@ -703,6 +714,45 @@ func (m *Manager) associate(ctx context.Context, g *EIPGroup, eni string, home, 
 	m.eips[g.AllocationID] = eni
 	m.mu.Unlock()
 	return nil
+}
+
+// learnEIPs keeps the zones' EIPs a discovery found (m.mu held).
+func (m *Manager) learnEIPs(found Discovered) {
+	if len(m.o.EIPs) > 0 {
+		return
+	}
+	for _, e := range []struct {
+		dst   *string
+		found string
+		zone  string
+	}{{&m.homeEIP, found.HomeEIP, "home"}, {&m.peerEIP, found.PeerEIP, "peer"}} {
+		if e.found == "" || e.found == *e.dst {
+			continue
+		}
+		if err := checkID(e.found); err != nil {
+			m.log.Warn("ha: discovered EIP ignored", "allocation_id", e.found, "err", err)
+			continue
+		}
+		m.log.Info("ha: EIP of the "+e.zone+" zone discovered", "allocation_id", e.found, "was", *e.dst)
+		*e.dst = e.found
+	}
+}
+
+// eipGroups are the EIPs that follow route tables: the configured ones,
+// else the discovered ones following the home and the backup tables (m.mu
+// held). The slice is the caller's.
+func (m *Manager) eipGroups() []EIPGroup {
+	if len(m.o.EIPs) > 0 {
+		return slices.Clone(m.o.EIPs)
+	}
+	var out []EIPGroup
+	if home := m.eng.HomeTables(); m.homeEIP != "" && len(home) > 0 {
+		out = append(out, EIPGroup{AllocationID: m.homeEIP, RouteTables: slices.Clone(home)})
+	}
+	if backup := m.eng.BackupTables(); m.peerEIP != "" && len(backup) > 0 {
+		out = append(out, EIPGroup{AllocationID: m.peerEIP, RouteTables: slices.Clone(backup)})
+	}
+	return out
 }
 
 func (m *Manager) setErr(now time.Time, s string) {
@@ -771,7 +821,7 @@ func (m *Manager) Status() Status {
 	if !s.Peer.LastSeen.IsZero() {
 		s.HeartbeatAge = now.Sub(s.Peer.LastSeen)
 	}
-	for _, g := range m.o.EIPs {
+	for _, g := range m.eipGroups() {
 		s.EIPs = append(s.EIPs, EIPStatus{AllocationID: g.AllocationID, RouteTables: slices.Clone(g.RouteTables), ENI: m.eips[g.AllocationID]})
 	}
 	return s

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -457,17 +458,68 @@ func TestManagerEIPsWithStandby(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runManager(t, m)
-		waitFor(t, "both tables point here (the peer never answers)", 5*time.Second, func() bool {
-			return fc.get("rtb-a") == "eni-c" && fc.get("rtb-c") == "eni-c"
-		})
-		waitFor(t, "the EIPs settle", 5*time.Second, func() bool {
-			fc.mu.Lock()
-			defer fc.mu.Unlock()
+		takeBothTables(t, fc, m, func() bool {
 			if standby {
 				return fc.eips["eipalloc-a"] == "eni-c" && fc.onStandby["eipalloc-a"] && fc.eips["eipalloc-c"] == "eni-c" && !fc.onStandby["eipalloc-c"]
 			}
 			return fc.eips["eipalloc-a"] == "eni-c" && !fc.onStandby["eipalloc-a"] && fc.eips["eipalloc-c"] == ""
 		})
+	}
+}
+
+// takeBothTables runs node c (whose peer never answers) until it serves
+// rtb-a and rtb-c and settled() holds for the EIPs (fc.mu held).
+func takeBothTables(t *testing.T, fc *fakeCloud, m *Manager, settled func() bool) {
+	t.Helper()
+	runManager(t, m)
+	waitFor(t, "both tables point here (the peer never answers)", 5*time.Second, func() bool {
+		return fc.get("rtb-a") == "eni-c" && fc.get("rtb-c") == "eni-c"
+	})
+	waitFor(t, "the EIPs settle", 5*time.Second, func() bool {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return settled()
+	})
+}
+
+// TestManagerDiscoveredEIPs: with no EIPs configured, the zones' EIPs
+// discovery finds follow the home and the backup tables (the home one on
+// the primary address, the peer's on the standby one), and the status
+// says so; configured EIPs win over discovered ones.
+func TestManagerDiscoveredEIPs(t *testing.T) {
+	for _, configured := range []bool{false, true} {
+		fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": ""}, eips: map[string]string{}}
+		lo := netip.MustParseAddr("127.0.0.1")
+		o := Options{NodeID: "i-c", ENI: func() string { return "eni-c" }, Resync: 50 * time.Millisecond,
+			Listen: netip.AddrPortFrom(lo, freeUDPPort(t)), Peer: netip.AddrPortFrom(lo, freeUDPPort(t)),
+			Key: []byte("0123456789abcdef0123"), Interval: 50 * time.Millisecond, DeadAfter: 4, Standby: true,
+			Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
+				return Discovered{Home: []string{"rtb-c"}, Backup: []string{"rtb-a"}, HomeEIP: "eipalloc-c", PeerEIP: "eipalloc-a"}, nil
+			}}
+		want := map[string][]string{"eipalloc-a": {"rtb-a"}, "eipalloc-c": {"rtb-c"}}
+		if configured {
+			o.EIPs = []EIPGroup{{AllocationID: "eipalloc-x", RouteTables: []string{"rtb-c"}}}
+			want = map[string][]string{"eipalloc-x": {"rtb-c"}}
+		}
+		m, err := New(nil, fc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		takeBothTables(t, fc, m, func() bool {
+			if configured {
+				return fc.eips["eipalloc-x"] == "eni-c" && fc.eips["eipalloc-a"] == "" && fc.eips["eipalloc-c"] == ""
+			}
+			return fc.eips["eipalloc-a"] == "eni-c" && fc.onStandby["eipalloc-a"] && fc.eips["eipalloc-c"] == "eni-c" && !fc.onStandby["eipalloc-c"]
+		})
+		got := map[string][]string{}
+		for _, e := range m.Status().EIPs {
+			got[e.AllocationID] = e.RouteTables
+			if e.ENI != "eni-c" {
+				t.Errorf("configured=%v: status says %s is on %q", configured, e.AllocationID, e.ENI)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("configured=%v: status EIPs %v, want %v", configured, got, want)
+		}
 	}
 }
