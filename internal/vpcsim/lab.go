@@ -239,6 +239,7 @@ type Lab struct {
 	eips         []eipInfo
 	ports        int // router-side ENI ports created (names <prefix>-e<n>)
 	internet     *Internet
+	seen         *serverSources
 
 	hostEC2URL string
 	servers    []*http.Server

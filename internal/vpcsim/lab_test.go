@@ -213,6 +213,31 @@ func TestUpReachability(t *testing.T) {
 	if !udpRoundTrip(uc, "ping") {
 		t.Fatal("UDP echo from nat-c got no answer")
 	}
+	// The servers say which public source they saw: nat-c's EIP.
+	natCIP := lab.Instance("nat-c").PublicIP
+	udpFrom := netip.AddrPortFrom(natCIP, netip.MustParseAddrPort(uc.LocalAddr().String()).Port())
+	if n := lab.ServerSources().UDPEcho[udpFrom]; n == 0 {
+		t.Errorf("the UDP echo server saw no datagram from %s: %+v", udpFrom, lab.ServerSources())
+	}
+	cc, err := lab.Dial(context.Background(), "nat-c", "tcp4", lab.Internet().ChargenAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(cc, make([]byte, 100)); err != nil {
+		t.Fatalf("chargen from nat-c: %v", err)
+	}
+	tcpFrom := netip.AddrPortFrom(natCIP, netip.MustParseAddrPort(cc.LocalAddr().String()).Port())
+	if got := lab.ServerSources().Chargen; !slices.Contains(got, tcpFrom) {
+		t.Errorf("chargen's open connections %v, want %s among them", got, tcpFrom)
+	}
+	cc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for slices.Contains(lab.ServerSources().Chargen, tcpFrom) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := lab.ServerSources().Chargen; slices.Contains(got, tcpFrom) {
+		t.Errorf("chargen still lists %s after the client closed: %v", tcpFrom, got)
+	}
 }
 
 func udpRoundTrip(c net.Conn, msg string) bool {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,6 +111,7 @@ func (l *Lab) startInternet() error {
 		w.Header().Set("X-Source-Addr", ap.String())
 		fmt.Fprintf(w, "%s\n", ap.Addr().Unmap())
 	}))
+	l.seen = &serverSources{udp: map[netip.AddrPort]uint64{}, tcp: map[netip.AddrPort]int{}}
 	var pc net.PacketConn
 	if err := l.inet.Do(func() error {
 		var err error
@@ -127,6 +130,7 @@ func (l *Lab) startInternet() error {
 			if err != nil {
 				return
 			}
+			l.seen.datagram(from)
 			_, _ = pc.WriteTo(buf[:n], from)
 		}
 	}()
@@ -135,7 +139,10 @@ func (l *Lab) startInternet() error {
 		handle func(net.Conn)
 	}{
 		{in.DiscardAddr, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }},
-		{in.ChargenAddr, chargen},
+		{in.ChargenAddr, func(c net.Conn) {
+			defer l.seen.open(c)()
+			chargen(c)
+		}},
 	} {
 		ln, err := listenIn(l.inet, "tcp4", s.addr.String())
 		if err != nil {
@@ -145,6 +152,78 @@ func (l *Lab) startInternet() error {
 	}
 	l.internet = in
 	return nil
+}
+
+// ServerSources is what the internet's servers see of their clients:
+// the public addresses the NATs translated them to.
+type ServerSources struct {
+	// UDPEcho counts the echo server's datagrams per source (the first
+	// maxSources sources; Dropped counts datagrams of sources beyond).
+	UDPEcho map[netip.AddrPort]uint64
+	Dropped uint64
+	// Chargen is the source of every open chargen connection.
+	Chargen []netip.AddrPort
+}
+
+// maxSources bounds the sources the lab remembers.
+const maxSources = 4096
+
+type serverSources struct {
+	mu      sync.Mutex
+	udp     map[netip.AddrPort]uint64
+	dropped uint64
+	tcp     map[netip.AddrPort]int // open chargen connections per source
+}
+
+func (s *serverSources) datagram(from net.Addr) {
+	ua, ok := from.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, known := s.udp[ap]; known || len(s.udp) < maxSources {
+		s.udp[ap]++
+	} else {
+		s.dropped++
+	}
+}
+
+// open records c's source until the returned func runs.
+func (s *serverSources) open(c net.Conn) func() {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return func() {}
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	s.mu.Lock()
+	s.tcp[ap]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.tcp[ap]--; s.tcp[ap] <= 0 {
+			delete(s.tcp, ap)
+		}
+	}
+}
+
+// ServerSources says which public sources the internet's servers see.
+func (l *Lab) ServerSources() ServerSources {
+	s := l.seen
+	if s == nil {
+		return ServerSources{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := ServerSources{UDPEcho: maps.Clone(s.udp), Dropped: s.dropped}
+	for ap := range s.tcp {
+		out.Chargen = append(out.Chargen, ap)
+	}
+	slices.SortFunc(out.Chargen, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
 }
 
 // serveTCP accepts on ln until the lab closes, running handle per
