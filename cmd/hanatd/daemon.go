@@ -233,12 +233,12 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) {
 	// change reconciles at once, not at the next tick.
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
-	backups := fmt.Sprint(d.ha.backups())
+	zone := fmt.Sprint(d.ha.peerZone())
 	for {
 		select {
 		case <-watch.C:
-			if now := fmt.Sprint(d.ha.backups()); now != backups {
-				backups = now
+			if now := fmt.Sprint(d.ha.peerZone()); now != zone {
+				zone = now
 				if err := d.reconcile(ctx); err != nil {
 					d.log.Error("reconcile failed", "err", err)
 				}
@@ -283,7 +283,7 @@ func (d *daemon) reconcile(ctx context.Context) error {
 		d.setError(err)
 		return err
 	}
-	nat.Zones = d.sync.zones(ctx, d.ha.backups(), nat.PrivateCIDRs)
+	nat.Zones = d.sync.zones(ctx, d.ha.peerZone(), nat.PrivateCIDRs)
 	if d.ec2.onEC2() {
 		if _, err := d.ec2.bindOutside(nat.OutsideIface); err != nil {
 			d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)

@@ -75,7 +75,7 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		Timeout: cfg.HA.Health.Timeout.Duration,
 		// With the zones' EIPs following their tables, a node whose home
 		// tables the peer serves has lent it its public address.
-		PublicAway: func() bool { return d.sync.standby.IsValid() && d.ha.homeAway() },
+		PublicAway: func() bool { return d.sync.standby.IsValid() && d.ha.homeAway() && d.ha.eipsFollow(true) },
 		Datapath: func() (bool, string) {
 			s := d.snapshot()
 			switch {
@@ -112,23 +112,32 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		Home:      cfg.HA.HomeRouteTables,
 		Backup:    cfg.HA.BackupRouteTables,
 		Discover: func(ctx context.Context, eni, peerENI string) (ha.Discovered, error) {
+			var found ha.Discovered
+			// Zero-config EIPs: with a standby address and no ha.eips,
+			// the zones' EIPs are read from where EC2 shows them.
+			if len(cfg.HA.EIPs) == 0 && d.sync.standby.IsValid() {
+				eips, err := adapter.ec2.PairEIPs(ctx, eni, peerENI)
+				if err != nil {
+					return ha.Discovered{}, err
+				}
+				found.HomeEIP, found.PeerEIP = eips.Home, eips.Peer
+			}
 			wantHome := len(cfg.HA.HomeRouteTables) == 0
 			// Backups only for a pair, and only when none are configured.
 			wantBackup := cfg.HA.Peer.IsValid() && len(cfg.HA.BackupRouteTables) == 0
 			if !wantHome && !wantBackup {
-				return ha.Discovered{}, nil
+				return found, nil
 			}
 			byAZ, err := adapter.ec2.PrivateRouteTablesByAZ(ctx, inst.VPCID)
 			if err != nil {
 				return ha.Discovered{}, err
 			}
 			roles := cloud.ClassifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
-			found := ha.Discovered{Home: roles.Home, Backup: roles.Backup}
-			if !wantHome {
-				found.Home = nil
+			if wantHome {
+				found.Home = roles.Home
 			}
-			if !wantBackup {
-				found.Backup = nil
+			if wantBackup {
+				found.Backup = roles.Backup
 			}
 			return found, nil
 		},
@@ -183,6 +192,23 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 	return ha.Status{}, false
 }
 
+// eipsFollow reports whether an EIP follows the home tables (home) or the
+// backup tables (the peer's zone): configured in ha.eips or discovered.
+func (h *haNode) eipsFollow(home bool) bool {
+	s, ok := h.snapshot()
+	if !ok {
+		return false
+	}
+	for _, e := range s.EIPs {
+		for _, t := range s.Tables {
+			if t.Home == home && slices.Contains(e.RouteTables, t.ID) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // homeAway reports whether the peer serves every home table of this node.
 func (h *haNode) homeAway() bool {
 	s, ok := h.snapshot()
@@ -201,16 +227,24 @@ func (h *haNode) homeAway() bool {
 	return home > 0
 }
 
-// backups are the peer's route tables this node takes over.
-func (h *haNode) backups() []string {
+// peerZone are the peer's route tables (this node's backups) whose EIP
+// follows them to this node: their subnets leave with the standby
+// address (syncNode.zones). Without an EIP for them, none.
+func (h *haNode) peerZone() []string {
 	s, ok := h.snapshot()
 	if !ok {
 		return nil
 	}
 	var out []string
 	for _, t := range s.Tables {
-		if !t.Home {
-			out = append(out, t.ID)
+		if t.Home {
+			continue
+		}
+		for _, e := range s.EIPs {
+			if slices.Contains(e.RouteTables, t.ID) {
+				out = append(out, t.ID)
+				break
+			}
 		}
 	}
 	return out

@@ -72,15 +72,12 @@ func (d *daemon) newSync(ctx context.Context, cfg *config.Config) *syncNode {
 		n.why = "conntrack: " + err.Error()
 		return n
 	}
-	// The peer's connections keep their public address only if its EIP
-	// can follow to this node: with ha.eips. Without, the standby address
-	// would have no public IP, so there is none (failovers then keep the
-	// flows' entries but not their address).
-	if len(cfg.HA.EIPs) > 0 {
-		n.standby = d.ec2.ensureStandby(ctx)
-	} else {
-		n.log.Warn("state sync without ha.eips: the peer's EIP cannot follow to this node, so its connections still reset at a failover")
-	}
+	// The peer's connections keep their public address if its EIP
+	// follows to this node's standby address: the EIP of ha.eips, else
+	// the one HA discovers on the peer (cloud.ClassifyPairEIPs). The
+	// standby address SNATs the peer's zone only while an EIP follows
+	// its tables (haNode.peerZone).
+	n.standby = d.ec2.ensureStandby(ctx)
 	self := d.snapshot().nat
 	filter := conntrack.Filter{PrivateCIDRs: slices.Clone(self.PrivateCIDRs), NATAddrs: self.AllSNATAddrs()}
 	if len(filter.PrivateCIDRs) == 0 {
@@ -162,7 +159,9 @@ func (n *syncNode) takeover(ctx context.Context, tables []string) error {
 	held := n.receiver.Held()
 	nat := n.nat()
 	addrs := map[netip.Addr]netip.Addr{}
-	if n.standby.IsValid() {
+	if n.standby.IsValid() && len(nat.Zones) > 0 {
+		// The peer's EIP follows to the standby address (the zone's
+		// SNAT is there only then): the peer's flows keep it.
 		addrs[n.peer] = n.standby
 	}
 	if len(nat.SNATAddrs) > 0 {

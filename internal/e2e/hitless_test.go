@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/vpcsim"
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
 
 // chargenPattern is what the lab's chargen server repeats.
@@ -85,12 +90,16 @@ func (s *stream) worstSince(t time.Time) time.Duration {
 	return w
 }
 
-// TestHitlessCrashFailover: with the pair's state sync (ha.sync, on by
-// default) and an EIP per zone, established connections from app-a
-// survive nat-a's crash: nat-c injects nat-a's synced flows, moves
+// TestHitlessCrashFailover: with the pair configured only with its peer
+// and key, the state sync (ha.sync, on by default) and the zones' EIPs
+// (found in EC2, no ha.eips) make established connections from app-a
+// survive every failover: nat-c injects nat-a's synced flows, moves
 // nat-a's EIP to its standby address and then the route, and every
-// stream continues byte-exact with the same public address (a changed
-// address or a missing conntrack entry would reset or stall them).
+// stream continues byte-exact, the server seeing the same public
+// IP:port (a changed address or a missing conntrack entry would reset
+// or stall them). The events: a crash, the failback, hanatctl failover
+// and takeover, a planned stop (handover) and the failback, maintenance
+// on and off, and a crash with 30 % of EC2 calls throttled.
 func TestHitlessCrashFailover(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the HA lab needs root (network namespaces)")
@@ -101,15 +110,8 @@ func TestHitlessCrashFailover(t *testing.T) {
 	if allocA == "" || allocC == "" {
 		t.Fatalf("no allocation ids for the NATs' EIPs (%q, %q)", allocA, allocC)
 	}
-	p.kill("nat-a")
-	p.kill("nat-c")
-	p.extra = fmt.Sprintf("  eips:\n    - allocation_id: %s\n      route_tables: [%s]\n    - allocation_id: %s\n      route_tables: [%s]\n",
-		allocA, p.rtbA, allocC, p.rtbC)
-	p.start(t, "nat-a")
-	p.start(t, "nat-c")
-	p.waitPeers(t, 20*time.Second)
-	p.waitRoutes(t, "restarted with the EIP groups", 10*time.Second, p.eniA, p.eniC)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	p.waitEIPsFound(t, 30*time.Second, map[string]string{allocA: p.rtbA, allocC: p.rtbC})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	syncUp := func(what string, ok func(a, c syncView) bool) {
 		t.Helper()
@@ -142,6 +144,11 @@ func TestHitlessCrashFailover(t *testing.T) {
 		go s.run(pattern)
 	}
 	udp := startUDPFlow(ctx, t, p, "app-a")
+	// What the servers see: every stream and the UDP flow from nat-a's
+	// EIP, one public IP:port each, for good.
+	publicA := p.lab.Instance("nat-a").PublicIP
+	var sources sourcesSeen
+	sources.first(ctx, t, p, publicA, n)
 	defer func() {
 		for _, s := range streams {
 			s.conn.Close()
@@ -192,6 +199,7 @@ func TestHitlessCrashFailover(t *testing.T) {
 		if uerr != nil {
 			t.Fatalf("%s: the UDP flow: %v", what, uerr)
 		}
+		sources.same(t, p, what)
 		v := p.syncOf(ctx, t, taker)
 		t.Logf("HITLESS %s: worst TCP stall %v over %d streams, UDP %v; %s's takeover %s", what,
 			worst.Round(time.Millisecond), n, uw.Round(time.Millisecond), taker, v.LastTakeover)
@@ -229,6 +237,114 @@ func TestHitlessCrashFailover(t *testing.T) {
 		return at
 	}, p.eniA, p.eniC, false)
 	event("planned stop of nat-a (handover)", "nat-c", hitlessPlannedBound, func() time.Time { return p.stopNAT(t, "nat-a", false, false) }, p.eniC, p.eniC, false)
+	event("nat-a's start after the stop and failback", "nat-a", hitlessPlannedBound, func() time.Time {
+		at := time.Now()
+		p.startNAT(t, "nat-a")
+		return at
+	}, p.eniA, p.eniC, true)
+	maintenance := func(on string) func() time.Time {
+		return func() time.Time {
+			at := time.Now()
+			if out, err := runCtl(p.nodes["nat-a"].socket, "maintenance", on); err != nil {
+				t.Fatalf("hanatctl maintenance %s: %v\n%s", on, err, out)
+			}
+			return at
+		}
+	}
+	event("maintenance on on nat-a", "nat-c", hitlessPlannedBound, maintenance("on"), p.eniC, p.eniC, false)
+	event("maintenance off on nat-a", "nat-a", hitlessPlannedBound, maintenance("off"), p.eniA, p.eniC, false)
+	p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency, ThrottleRate: 0.3, Seed: 7})
+	defer p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
+	event("crash of nat-a, 30% of EC2 calls throttled", "nat-c", hitlessThrottledBound, func() time.Time { return p.stopNAT(t, "nat-a", true, false) }, p.eniC, p.eniC, false)
+}
+
+// hitlessThrottledBound is the target stall of a crash while 30 % of the
+// EC2 calls are throttled.
+const hitlessThrottledBound = 3 * time.Second
+
+// sourcesSeen are the public sources the internet's servers see of the
+// workload: the streams' (chargen) and the UDP flow's.
+type sourcesSeen struct {
+	chargen []netip.AddrPort
+	udp     netip.AddrPort
+	udpKeys int // UDP sources the echo server had seen, the flow's included
+}
+
+// first waits until the servers see the n streams and the UDP flow, all
+// from public, and records them.
+func (s *sourcesSeen) first(ctx context.Context, t *testing.T, p *haPair, public netip.Addr, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got vpcsim.ServerSources
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		got = p.lab.ServerSources()
+		var from []netip.AddrPort
+		for _, ap := range got.Chargen {
+			if ap.Addr() == public {
+				from = append(from, ap)
+			}
+		}
+		var udp []netip.AddrPort
+		for ap := range got.UDPEcho {
+			if ap.Addr() == public {
+				udp = append(udp, ap)
+			}
+		}
+		if len(from) == n && len(udp) == 1 {
+			s.chargen, s.udp, s.udpKeys = from, udp[0], len(got.UDPEcho)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the servers do not see %d streams and a UDP flow from %s: %+v", n, public, got)
+}
+
+// same fails the test unless the servers still see every stream from the
+// public IP:port it had, and the UDP flow from no other source.
+func (s *sourcesSeen) same(t *testing.T, p *haPair, what string) {
+	t.Helper()
+	got := p.lab.ServerSources()
+	for _, ap := range s.chargen {
+		if !slices.Contains(got.Chargen, ap) {
+			t.Errorf("%s: the chargen server no longer has the connection from %s (open: %v)", what, ap, got.Chargen)
+		}
+	}
+	if len(got.UDPEcho) != s.udpKeys || got.UDPEcho[s.udp] == 0 {
+		t.Errorf("%s: the UDP echo server saw new sources: %v, the flow's was %s", what, got.UDPEcho, s.udp)
+	}
+}
+
+// waitEIPsFound waits until both nodes' status shows the zones' EIPs,
+// discovered, following their route tables (allocation id → table).
+func (p *haPair) waitEIPsFound(t *testing.T, within time.Duration, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, name := range []string{"nat-a", "nat-c"} {
+			st, err := p.nodes[name].client.Status(context.Background())
+			if err != nil || st.HA == nil {
+				ok, last = false, fmt.Sprintf("%s: %v", name, err)
+				break
+			}
+			found := 0
+			for _, e := range st.HA.EIPs {
+				if tbl, known := want[e.AllocationID]; known && slices.Contains(e.RouteTables, tbl) {
+					found++
+				}
+			}
+			if found != len(want) {
+				ok, last = false, fmt.Sprintf("%s: EIPs %+v", name, st.HA.EIPs)
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the zones' EIPs were not discovered within %v: %s", within, last)
 }
 
 // hitlessPlannedBound is the target stall of a planned handover or
