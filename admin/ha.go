@@ -128,6 +128,9 @@ type HAEIP struct {
 	AllocationID string   `json:"allocation_id"`
 	RouteTables  []string `json:"route_tables"`
 	ENI          string   `json:"eni,omitempty"`
+	// Address is the private IP of this node's ENI that carries it (its
+	// primary IP or its standby address); "" when it is not here.
+	Address string `json:"address,omitempty"`
 }
 
 // HARequest is the body of POST /v1/failover and /v1/takeover. Empty

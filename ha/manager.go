@@ -646,14 +646,13 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 	home := m.eng.HomeTables()
 	groups := m.eipGroups()
 	for i, g := range groups {
-		all, isHome := len(g.RouteTables) > 0, true
+		all := len(g.RouteTables) > 0
 		for _, id := range g.RouteTables {
 			// Claimed, and its takeover done: the EIP moves after the
 			// flows and before the routes.
 			if !m.eng.Claimed(id) || m.eng.Unwritten(id) {
 				all = false
 			}
-			isHome = isHome && slices.Contains(home, id)
 		}
 		if !all {
 			if m.eips[g.AllocationID] == eni {
@@ -667,7 +666,7 @@ func (m *Manager) reconcileEIPs(ctx context.Context, eni string, full bool) erro
 		if known, seen := m.eips[g.AllocationID]; !seen || known != eni || full {
 			// Known to be elsewhere: associate at once, no describe
 			// first (a takeover waits for this call).
-			want = append(want, target{&groups[i], isHome || !m.o.Standby, seen && known != eni && !full})
+			want = append(want, target{&groups[i], m.onPrimary(g, home), seen && known != eni && !full})
 		}
 		if !m.o.Standby {
 			break
@@ -714,6 +713,20 @@ func (m *Manager) associate(ctx context.Context, g *EIPGroup, eni string, home, 
 	m.eips[g.AllocationID] = eni
 	m.mu.Unlock()
 	return nil
+}
+
+// onPrimary reports whether g's EIP goes on the primary private IP: with
+// no standby address always, else when g follows home tables only.
+func (m *Manager) onPrimary(g EIPGroup, home []string) bool {
+	if !m.o.Standby {
+		return true
+	}
+	for _, id := range g.RouteTables {
+		if !slices.Contains(home, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // learnEIPs keeps the zones' EIPs a discovery found (m.mu held).
@@ -805,6 +818,10 @@ type EIPStatus struct {
 	AllocationID string
 	RouteTables  []string
 	ENI          string // where it was last seen associated ("" unknown)
+	// Primary: it goes on the primary private IP of the node serving its
+	// tables (its own zone's, or any without a standby address); else on
+	// the standby address.
+	Primary bool
 }
 
 // Status returns a snapshot.
@@ -821,8 +838,10 @@ func (m *Manager) Status() Status {
 	if !s.Peer.LastSeen.IsZero() {
 		s.HeartbeatAge = now.Sub(s.Peer.LastSeen)
 	}
+	home := m.eng.HomeTables()
 	for _, g := range m.eipGroups() {
-		s.EIPs = append(s.EIPs, EIPStatus{AllocationID: g.AllocationID, RouteTables: slices.Clone(g.RouteTables), ENI: m.eips[g.AllocationID]})
+		s.EIPs = append(s.EIPs, EIPStatus{AllocationID: g.AllocationID, RouteTables: slices.Clone(g.RouteTables),
+			ENI: m.eips[g.AllocationID], Primary: m.onPrimary(g, home)})
 	}
 	return s
 }

@@ -517,6 +517,9 @@ func TestManagerDiscoveredEIPs(t *testing.T) {
 			if e.ENI != "eni-c" {
 				t.Errorf("configured=%v: status says %s is on %q", configured, e.AllocationID, e.ENI)
 			}
+			if want := e.AllocationID != "eipalloc-a"; e.Primary != want {
+				t.Errorf("configured=%v: status says %s on the primary IP: %v, want %v", configured, e.AllocationID, e.Primary, want)
+			}
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("configured=%v: status EIPs %v, want %v", configured, got, want)

@@ -345,7 +345,11 @@ func writeHAStatus(w io.Writer, h *admin.HAStatus, now time.Time) error {
 	if len(h.EIPs) > 0 {
 		tw = newTable(w)
 		for _, e := range h.EIPs {
-			fmt.Fprintf(tw, "  EIP %s\tfollows %s\ton %s\n", clean(e.AllocationID), list(e.RouteTables), orDash(e.ENI))
+			on := orDash(e.ENI)
+			if e.Address != "" {
+				on += " " + clean(e.Address)
+			}
+			fmt.Fprintf(tw, "  EIP %s\tfollows %s\ton %s\n", clean(e.AllocationID), list(e.RouteTables), on)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

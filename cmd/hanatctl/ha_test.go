@@ -27,6 +27,8 @@ func (b *fakeHABackend) Status(ctx context.Context) (admin.Status, error) {
 			{ID: "rtb-0a", Home: true, Owner: "eni-c", OwnerNode: "peer", Desired: "peer", Claim: "none",
 				LastChange: time.Now().Add(-time.Minute), LastReason: "operator failover", Changes: 2},
 		},
+		EIPs: []admin.HAEIP{{AllocationID: "eipalloc-0a", RouteTables: []string{"rtb-0a"}, ENI: "eni-a", Address: "10.0.1.10"},
+			{AllocationID: "eipalloc-0c", RouteTables: []string{"rtb-0c"}, ENI: "eni-c"}},
 		Counters: map[string]uint64{"route_writes": 3, "heartbeats_dropped_replay": 1},
 		Sync: &admin.HASync{Enabled: true, Standby: "10.0.1.20",
 			Sent:         admin.HASyncStream{Connected: true, Flows: 250, LagMS: 12, LastFullSyncAt: time.Now().Add(-time.Minute)},
@@ -63,7 +65,8 @@ func TestHACommands(t *testing.T) {
 	for _, want := range []string{"HA", "i-a (eni-a): healthy", "peer:", "10.0.2.10:7946 i-c eni-c: alive", "last 120ms ago", "loss 1.0%",
 		"rtb-0a", "home", "peer eni-c", "operator failover", "route_writes=3", "heartbeats_dropped_replay=1",
 		"sync standby:", "10.0.1.20 (carries the peer's EIP", "sync sent:", "connected, 250 flows, lag 12 ms", "sync held:",
-		"disconnected, 240 flows", "last full sync never, errors auth_failed=2", "239 injected, 1 already there"} {
+		"disconnected, 240 flows", "last full sync never, errors auth_failed=2", "239 injected, 1 already there",
+		"EIP eipalloc-0a", "on eni-a 10.0.1.10", "EIP eipalloc-0c", "on eni-c\n"} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, o.stdout)
 		}

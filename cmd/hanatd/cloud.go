@@ -131,10 +131,11 @@ func (n *ec2Node) ensureStandby(ctx context.Context) netip.Addr {
 		n.log.Warn("no standby address: the peer's connections lose their public IP at a failover", "eni", eni.ID, "err", err)
 		return netip.Addr{}
 	}
-	var standby netip.Addr
-	if len(info.PrivateIPs) > 1 {
-		standby = info.PrivateIPs[1]
-	} else if standby, err = n.ec2.AssignSecondaryIP(ctx, eni.ID); err != nil {
+	standby := cloud.StandbyIP(info)
+	if !standby.IsValid() {
+		standby, err = n.ec2.AssignSecondaryIP(ctx, eni.ID)
+	}
+	if err != nil {
 		n.log.Warn("no standby address: the peer's connections lose their public IP at a failover", "eni", eni.ID, "err", err)
 		return netip.Addr{}
 	}

@@ -23,15 +23,32 @@ type haNode struct {
 	log *slog.Logger
 	cfg config.HA
 
+	// own is this node's primary private IP (none while unknown), standby
+	// its standby address (invalid: none): where its EIPs go.
+	own     func() []netip.Addr
+	standby netip.Addr
+
 	mu  sync.Mutex
 	m   *ha.Manager // nil when not running
 	why string      // why not running
 }
 
+type eipAddrs struct{ primary, standby netip.Addr }
+
+func (h *haNode) addrs() eipAddrs {
+	a := eipAddrs{standby: h.standby}
+	if h.own != nil {
+		if own := h.own(); len(own) > 0 {
+			a.primary = own[0]
+		}
+	}
+	return a
+}
+
 // newHA builds the HA loop, or a node that says why it does not run.
 func (d *daemon) newHA(ctx context.Context) *haNode {
 	cfg := d.config()
-	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA}
+	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA, own: d.ec2.ownAddrs, standby: d.sync.standby}
 	switch {
 	case !cfg.HA.Enabled:
 		h.why = "ha.enabled is false: hanatd does not touch route tables"
@@ -286,7 +303,17 @@ func (h *haNode) status() *admin.HAStatus {
 			Changes: t.Changes})
 	}
 	for _, e := range s.EIPs {
-		st.EIPs = append(st.EIPs, admin.HAEIP{AllocationID: e.AllocationID, RouteTables: e.RouteTables, ENI: e.ENI})
+		ae := admin.HAEIP{AllocationID: e.AllocationID, RouteTables: e.RouteTables, ENI: e.ENI}
+		if on := h.addrs(); e.ENI != "" && e.ENI == s.ENI {
+			addr := on.standby
+			if e.Primary {
+				addr = on.primary
+			}
+			if addr.IsValid() {
+				ae.Address = addr.String()
+			}
+		}
+		st.EIPs = append(st.EIPs, ae)
 	}
 	return st
 }

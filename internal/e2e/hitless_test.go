@@ -217,6 +217,21 @@ func TestHitlessCrashFailover(t *testing.T) {
 		}
 	}
 	event("crash of nat-a", "nat-c", haCrashBound, func() time.Time { return p.stopNAT(t, "nat-a", true, false) }, p.eniC, p.eniC, false)
+	// hanatctl status says where each EIP is: nat-c's own on its primary
+	// IP, nat-a's on nat-c's standby address.
+	if st, err := p.nodes["nat-c"].client.Status(ctx); err != nil || st.HA == nil || st.HA.Sync == nil {
+		t.Errorf("nat-c's status: %v", err)
+	} else {
+		on := map[string]string{}
+		for _, e := range st.HA.EIPs {
+			on[e.AllocationID] = e.ENI + " " + e.Address
+		}
+		primary := p.lab.Instance("nat-c").PrivateIP.String()
+		if on[allocA] != p.eniC+" "+st.HA.Sync.Standby || on[allocC] != p.eniC+" "+primary {
+			t.Errorf("nat-c's status after the crash: EIPs on %v, want %s on %s %s and %s on %s %s", on,
+				allocA, p.eniC, st.HA.Sync.Standby, allocC, p.eniC, primary)
+		}
+	}
 	event("nat-a's return and failback", "nat-a", hitlessPlannedBound, func() time.Time {
 		at := time.Now()
 		p.startNAT(t, "nat-a")
