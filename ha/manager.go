@@ -176,6 +176,7 @@ func New(log *slog.Logger, c Cloud, o Options) (*Manager, error) {
 	if o.ENI == nil {
 		o.ENI = func() string { return "" }
 	}
+	o.Discover = o.discoverMissing()
 	if o.NodeID == "" {
 		return nil, errors.New("ha: node id is empty")
 	}

@@ -42,7 +42,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 			LastApplied: s.lastApplied,
 			LastError:   s.lastError,
 		},
-		Cloud: b.d.ec2.status(),
+		Cloud: cloudStatus(b.d.ec2.Status()),
 		HA:    b.d.ha.status(),
 	}
 	st.HA.Sync = b.d.sync.status()
@@ -197,8 +197,8 @@ func stringsOf[T fmt.Stringer](xs []T) []string {
 }
 
 func (b *backend) Doctor(ctx context.Context) (admin.DoctorReport, error) {
-	f := b.d.ec2.doctorFacts(ctx)
-	f.IPForward = readIPForward()
+	f := b.d.ec2.DoctorFacts(ctx)
+	f.IPForward = datapath.IPForward()
 	if present, err := b.d.slow.Present(ctx); err == nil {
 		f.TablePresent = &present
 	}

@@ -33,22 +33,22 @@ type cloudWatchPublisher struct {
 // newCloudWatch builds the publisher from the config: the InstanceId
 // dimension and the region come from IMDS, so off EC2 (or when discovery
 // failed) it is an error naming why, and hanatd runs on without it.
-func newCloudWatch(ctx context.Context, log *slog.Logger, cfg config.CloudWatch, node *ec2Node, source metrics.Source) (*cloudWatchPublisher, error) {
-	if !node.onEC2() {
+func newCloudWatch(ctx context.Context, log *slog.Logger, cfg config.CloudWatch, node *cloud.Node, source metrics.Source) (*cloudWatchPublisher, error) {
+	if !node.OnEC2() {
 		return nil, errors.New("metrics.cloudwatch needs the instance id from IMDS, and hanatd is not on EC2 (or cloud.discover is false)")
 	}
 	c, err := cloud.NewCloudWatch(ctx, log.With("component", "cloudwatch"), cloud.CloudWatchOptions{
-		Region:   node.inst.Region,
+		Region:   node.Instance().Region,
 		Endpoint: cfg.Endpoint,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cloudwatch client (region %s): %w", node.inst.Region, err)
+		return nil, fmt.Errorf("cloudwatch client (region %s): %w", node.Instance().Region, err)
 	}
 	pub, err := metrics.NewCloudWatch(log.With("component", "cloudwatch"), metrics.CloudWatchOptions{
 		Client:     cloudWatchClient{c},
 		Source:     source,
 		Namespace:  cfg.Namespace,
-		InstanceID: node.inst.ID,
+		InstanceID: node.Instance().ID,
 		Interval:   cfg.Interval.Duration,
 	})
 	if err != nil {

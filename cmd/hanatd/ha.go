@@ -36,14 +36,14 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	case !cfg.HA.Enabled:
 		h.why = "ha.enabled is false: hanatd does not touch route tables"
 		return h
-	case !d.ec2.onEC2():
+	case !d.ec2.OnEC2():
 		h.why = "not on EC2: no route tables to own"
 		return h
-	case d.ec2.ec2 == nil:
-		h.why = "no EC2 API client: " + d.ec2.message
+	case d.ec2.EC2() == nil:
+		h.why = "no EC2 API client: " + d.ec2.Message()
 		return h
 	}
-	inst := d.ec2.inst
+	inst := d.ec2.Instance()
 	// Its own client: HA wants short backoffs, failover must not wait 5 s
 	// between two throttled attempts.
 	c, err := cloud.NewEC2(ctx, h.log.With("component", "ec2"), cloud.EC2Options{
@@ -75,7 +75,7 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		Timeout: cfg.HA.Health.Timeout.Duration,
 		// With the zones' EIPs following their tables, a node whose home
 		// tables the peer serves has lent it its public address.
-		PublicAway: func() bool { return d.sync.standby.IsValid() && d.ha.homeAway() },
+		PublicAway: func() bool { return d.sync.standby().IsValid() && d.ha.homeAway() },
 		Datapath: func() (bool, string) {
 			s := d.snapshot()
 			switch {
@@ -94,14 +94,14 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	for _, e := range cfg.HA.EIPs {
 		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
 	}
-	adapter := &haCloud{ec2: c, log: h.log, standby: d.sync.standby}
+	adapter := &haCloud{ec2: c, log: h.log, standby: d.sync.standby()}
 	var takeover func(context.Context, []string) error
-	if d.sync.receiver != nil {
-		takeover = d.sync.takeover
+	if d.sync.pair != nil {
+		takeover = d.sync.pair.Takeover
 	}
 	m, err := ha.New(h.log, adapter, ha.Options{
 		NodeID:    inst.ID,
-		ENI:       func() string { return d.ec2.outsideENI().ID },
+		ENI:       func() string { return d.ec2.OutsideENI().ID },
 		Peer:      peer,
 		Listen:    netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.HA.Port),
 		Key:       key,
@@ -112,29 +112,12 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		Home:      cfg.HA.HomeRouteTables,
 		Backup:    cfg.HA.BackupRouteTables,
 		Discover: func(ctx context.Context, eni, peerENI string) (ha.Discovered, error) {
-			wantHome := len(cfg.HA.HomeRouteTables) == 0
-			// Backups only for a pair, and only when none are configured.
-			wantBackup := cfg.HA.Peer.IsValid() && len(cfg.HA.BackupRouteTables) == 0
-			if !wantHome && !wantBackup {
-				return ha.Discovered{}, nil
-			}
-			byAZ, err := adapter.ec2.PrivateRouteTablesByAZ(ctx, inst.VPCID)
-			if err != nil {
-				return ha.Discovered{}, err
-			}
-			roles := cloud.ClassifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
-			found := ha.Discovered{Home: roles.Home, Backup: roles.Backup}
-			if !wantHome {
-				found.Home = nil
-			}
-			if !wantBackup {
-				found.Backup = nil
-			}
-			return found, nil
+			r, err := c.DiscoverRouteTables(ctx, inst.VPCID, inst.AvailabilityZone, eni, peerENI)
+			return ha.Discovered{Home: r.Home, Backup: r.Backup}, err
 		},
 		EIPs:           eips,
 		Takeover:       takeover,
-		Standby:        d.sync.standby.IsValid(),
+		Standby:        d.sync.standby().IsValid(),
 		Health:         hc.Check,
 		HealthInterval: cfg.HA.Health.Interval.Duration,
 	})
@@ -186,34 +169,13 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 // homeAway reports whether the peer serves every home table of this node.
 func (h *haNode) homeAway() bool {
 	s, ok := h.snapshot()
-	if !ok {
-		return false
-	}
-	home := 0
-	for _, t := range s.Tables {
-		if t.Home {
-			home++
-			if t.OwnerNode == "self" {
-				return false
-			}
-		}
-	}
-	return home > 0
+	return ok && s.HomeAway()
 }
 
 // backups are the peer's route tables this node takes over.
 func (h *haNode) backups() []string {
-	s, ok := h.snapshot()
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, t := range s.Tables {
-		if !t.Home {
-			out = append(out, t.ID)
-		}
-	}
-	return out
+	s, _ := h.snapshot()
+	return s.BackupTables()
 }
 
 // status converts the HA loop's status for the admin socket.
