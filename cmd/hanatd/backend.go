@@ -13,6 +13,7 @@ import (
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/doctor"
+	"github.com/hanat/hanat/traffic"
 )
 
 // backend adapts the daemon to the admin API. The admin package knows
@@ -77,7 +78,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		}
 	}
 	st.Traffic = trafficStatus(b.d.traffic.Read(ctx))
-	st.CloudWatch = b.d.cw.status()
+	st.CloudWatch = cloudWatchStatus(b.d.cw)
 	// From the census's last reading: no request dumps the table.
 	st.Connections = connectionsOf(b.d.census.Reading(), time.Now())
 	if len(errs) > 0 && st.Datapath.LastError == "" {
@@ -112,19 +113,14 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 		}
 		src = a
 	}
-	t, err := conntrack.Open(b.d.log, conntrack.NetNS{})
+	flows, matched, err := traffic.Flows(ctx, b.d.log, conntrack.NetNS{}, conntrackFilter(s.nat),
+		conntrack.FlowQuery{Protocol: q.Protocol, Src: src, Limit: q.Limit}, b.d.fast)
 	if err != nil {
 		return admin.FlowsResponse{}, err
 	}
-	defer t.Close()
-	flows, err := t.Flows(ctx, conntrackFilter(s.nat))
-	if err != nil {
-		return admin.FlowsResponse{}, err
-	}
-	selected, matched := conntrack.FlowQuery{Protocol: q.Protocol, Src: src, Limit: q.Limit}.Select(flows)
-	resp := admin.FlowsResponse{Flows: []admin.Flow{}, Total: matched, Truncated: matched > len(selected)}
-	for _, f := range selected {
-		fl := admin.Flow{
+	resp := admin.FlowsResponse{Flows: []admin.Flow{}, Total: matched, Truncated: matched > len(flows)}
+	for _, f := range flows {
+		resp.Flows = append(resp.Flows, admin.Flow{
 			ID:             f.ID,
 			Protocol:       f.ProtoName,
 			State:          f.TCPState,
@@ -138,18 +134,12 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 			BytesOut:       f.OrigBytes,
 			PacketsIn:      f.ReplyPackets,
 			BytesIn:        f.ReplyBytes,
-		}
-		// The fast path forwards what the kernel never counts.
-		if c, ok := b.d.fast.Lookup(f.Original); ok {
-			fl.Offloaded = c.Offloaded
-			fl.FastPacketsOut, fl.FastBytesOut = c.OrigPackets, c.OrigBytes
-			fl.FastPacketsIn, fl.FastBytesIn = c.ReplyPackets, c.ReplyBytes
-			fl.PacketsOut += c.OrigPackets
-			fl.BytesOut += c.OrigBytes
-			fl.PacketsIn += c.ReplyPackets
-			fl.BytesIn += c.ReplyBytes
-		}
-		resp.Flows = append(resp.Flows, fl)
+			Offloaded:      f.Fast.Offloaded,
+			FastPacketsOut: f.Fast.OrigPackets,
+			FastBytesOut:   f.Fast.OrigBytes,
+			FastPacketsIn:  f.Fast.ReplyPackets,
+			FastBytesIn:    f.Fast.ReplyBytes,
+		})
 	}
 	return resp, nil
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,7 +43,7 @@ type daemon struct {
 	ends     *conntrack.EndWatcher // idle timeouts, from DESTROY events
 	traffic  *traffic.Meter        // the NAT gateway's metrics: monotonic rule counters, fast-path totals
 	census   *conntrack.Census     // the one periodic count of hanat's flows (status, metrics)
-	cw       *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled (and possible)
+	cw       *metrics.CloudWatch   // nil unless metrics.cloudwatch.enabled (and possible)
 	exporter *metrics.Exporter     // nil unless metrics.listen
 	admin    *admin.Server
 	ec2      *cloud.Node // the instance as IMDS and EC2 see it
@@ -106,7 +105,7 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 		configExplicit: explicit,
 		startedAt:      time.Now(),
 		slow:           datapath.NewSlowpath(log, -1),
-		sysctls:        &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")},
+		sysctls:        datapath.HostSysctls(cfg.StateDir),
 		reloads:        make(chan reloadRequest),
 		notify:         sdNotify{log: log},
 		feed:           feed,
@@ -170,7 +169,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	d.goLogged(g, gctx, "", d.census.Run)
 	if d.cw != nil {
-		g.Go(func() error { return d.cw.run(gctx) })
+		// A failed period is logged and carried into the next one.
+		g.Go(func() error { return d.cw.Run(gctx) })
 	}
 	if d.exporter != nil {
 		// A metrics port taken by someone else must not stop the NAT.
@@ -354,29 +354,6 @@ func (d *daemon) snapshot() state {
 	s := d.state
 	s.sysctls = append([]datapath.SysctlResult(nil), d.state.sysctls...)
 	return s
-}
-
-// runCleanup removes exactly what hanat created: its nftables table and the
-// sysctl changes it recorded.
-func runCleanup(ctx context.Context, log *slog.Logger, cfg *config.Config) error {
-	var errs []error
-	removed, err := datapath.NewSlowpath(log, -1).Remove(ctx)
-	if err != nil {
-		errs = append(errs, err)
-	} else if removed {
-		log.Info("removed nftables table", "table", "inet "+datapath.TableName)
-	} else {
-		log.Info("no nftables table to remove", "table", "inet "+datapath.TableName)
-	}
-	s := &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")}
-	results, err := s.Restore(ctx)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, r := range results {
-		log.Info("sysctl restored", "key", r.Key, "now", r.Now)
-	}
-	return errors.Join(errs...)
 }
 
 // conntrackFilter selects the flows hanat NATs.
