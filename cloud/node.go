@@ -206,3 +206,10 @@ func (n *Node) Status() NodeStatus {
 func (n *Node) SubnetsOf(ctx context.Context, tables []string) ([]netip.Prefix, error) {
 	return n.ec2.SubnetsOf(ctx, n.inst.VPCID, tables)
 }
+
+// UpstreamTargets are what a NAT node of region checks its way out with
+// when the configuration names none: an AWS endpoint outside the VPC and
+// the region's EC2 API, both reached through the internet gateway.
+func UpstreamTargets(region string) []string {
+	return []string{"checkip.amazonaws.com:443", "ec2." + region + ".amazonaws.com:443"}
+}

@@ -46,3 +46,11 @@ func TestWithin(t *testing.T) {
 		t.Fatalf("within = %v, want %v (a subnet wider than the private CIDR is not in it)", got, want)
 	}
 }
+
+// TestCountersErrors: trouble is named, and only what happened is shown.
+func TestCountersErrors(t *testing.T) {
+	got := Counters{AuthFailed: 2, Lost: 1, Sessions: 5, Resyncs: 3}.Errors()
+	if want := map[string]uint64{"auth_failed": 2, "lost": 1}; !maps.Equal(got, want) {
+		t.Fatalf("errors = %v, want %v (sessions and resyncs are not errors)", got, want)
+	}
+}

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -64,5 +65,22 @@ func TestHomeAwayAndBackupTables(t *testing.T) {
 	}
 	if (EngineStatus{Tables: []TableStatus{{ID: "rtb-c"}}}).HomeAway() {
 		t.Error("no home tables: want not HomeAway")
+	}
+}
+
+// TestReceiverStatsNamed: the heartbeat counters as status names them,
+// and the loss ratio.
+func TestReceiverStatsNamed(t *testing.T) {
+	r := ReceiverStats{Accepted: 3, Lost: 1, Dropped: map[string]uint64{"replay": 2}}
+	got := r.Named(map[string]uint64{"claims": 1})
+	want := map[string]uint64{"claims": 1, "heartbeats_accepted": 3, "heartbeats_lost": 1, "heartbeats_dropped_replay": 2}
+	if !maps.Equal(got, want) {
+		t.Errorf("named = %v, want %v", got, want)
+	}
+	if l := r.Loss(); l != 0.25 {
+		t.Errorf("loss = %v, want 0.25", l)
+	}
+	if l := (ReceiverStats{}).Loss(); l != 0 {
+		t.Errorf("loss before any heartbeat = %v, want 0", l)
 	}
 }

@@ -32,12 +32,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		ConfigLoadedAt: s.configLoadedAt,
 		ConfigPath:     b.d.configPath,
 		Ready:          s.ready,
-		NAT: admin.NATStatus{
-			OutsideInterface: s.nat.OutsideIface,
-			PrivateCIDRs:     stringsOf(s.nat.PrivateCIDRs),
-			SNATAddrs:        stringsOf(s.nat.SNATAddrs),
-			Ports:            fmt.Sprintf("%d-%d", s.nat.PortMin, s.nat.PortMax),
-		},
+		NAT:            natStatus(s),
 		Datapath: admin.DatapathStatus{
 			Table:       "inet " + datapath.TableName,
 			LastApplied: s.lastApplied,
@@ -49,15 +44,6 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 	st.HA.Sync = b.d.sync.status()
 	st.Datapath.FastpathDetail = fastpathStatus(b.d.fast.Status())
 	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode
-	for i, pf := range s.nat.PortForwards {
-		name := ""
-		if i < len(s.cfg.PortForwards) {
-			name = s.cfg.PortForwards[i].Name
-		}
-		st.NAT.PortForwards = append(st.NAT.PortForwards, admin.PortForward{
-			Name: name, Protocol: pf.Protocol, Port: int(pf.Port), To: pf.To.String(),
-		})
-	}
 	for _, r := range s.sysctls {
 		st.Sysctls = append(st.Sysctls, admin.Sysctl{Key: r.Key, Want: r.Want, Now: r.Now, Applied: r.Applied, Note: r.Note})
 	}
@@ -85,6 +71,26 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		st.Datapath.LastError = strings.Join(errs, "; ")
 	}
 	return st, nil
+}
+
+// natStatus is the applied NAT as the admin API shows it.
+func natStatus(s state) admin.NATStatus {
+	st := admin.NATStatus{
+		OutsideInterface: s.nat.OutsideIface,
+		PrivateCIDRs:     stringsOf(s.nat.PrivateCIDRs),
+		SNATAddrs:        stringsOf(s.nat.SNATAddrs),
+		Ports:            fmt.Sprintf("%d-%d", s.nat.PortMin, s.nat.PortMax),
+	}
+	for i, pf := range s.nat.PortForwards {
+		name := ""
+		if i < len(s.cfg.PortForwards) {
+			name = s.cfg.PortForwards[i].Name
+		}
+		st.PortForwards = append(st.PortForwards, admin.PortForward{
+			Name: name, Protocol: pf.Protocol, Port: int(pf.Port), To: pf.To.String(),
+		})
+	}
+	return st
 }
 
 // connectionsOf is a census reading as the admin API shows it.

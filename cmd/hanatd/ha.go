@@ -66,30 +66,6 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		}
 		peer = netip.AddrPortFrom(cfg.HA.Peer, cfg.HA.Port)
 	}
-	targets := cfg.HA.Health.Targets
-	if len(targets) == 0 {
-		targets = []string{"checkip.amazonaws.com:443", "ec2." + inst.Region + ".amazonaws.com:443"}
-	}
-	hc := &ha.HealthChecker{
-		Targets: targets,
-		Timeout: cfg.HA.Health.Timeout.Duration,
-		// With the zones' EIPs following their tables, a node whose home
-		// tables the peer serves has lent it its public address.
-		PublicAway: func() bool { return d.sync.standby().IsValid() && d.ha.homeAway() },
-		Datapath: func() (bool, string) {
-			s := d.snapshot()
-			switch {
-			case !s.ready:
-				return false, "NAT datapath not applied yet: " + s.lastError
-			case s.lastError != "":
-				return false, s.lastError
-			}
-			if ok, why := d.sync.ready(); !ok {
-				return false, why
-			}
-			return true, ""
-		},
-	}
 	var eips []ha.EIPGroup
 	for _, e := range cfg.HA.EIPs {
 		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
@@ -118,7 +94,7 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		EIPs:           eips,
 		Takeover:       takeover,
 		Standby:        d.sync.standby().IsValid(),
-		Health:         hc.Check,
+		Health:         d.haHealth(cfg.HA.Health, inst.Region).Check,
 		HealthInterval: cfg.HA.Health.Interval.Duration,
 	})
 	if err != nil {
@@ -128,6 +104,33 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	}
 	h.m = m
 	return h
+}
+
+// haHealth checks this node for the HA loop: its datapath is applied
+// without error, it holds the peer's flows (state sync), and its
+// upstream is reachable.
+func (d *daemon) haHealth(cfg config.HAHealth, region string) *ha.HealthChecker {
+	targets := cfg.Targets
+	if len(targets) == 0 {
+		targets = cloud.UpstreamTargets(region)
+	}
+	return &ha.HealthChecker{
+		Targets: targets,
+		Timeout: cfg.Timeout.Duration,
+		// With the zones' EIPs following their tables, a node whose home
+		// tables the peer serves has lent it its public address.
+		PublicAway: func() bool { return d.sync.standby().IsValid() && d.ha.homeAway() },
+		Datapath: func() (bool, string) {
+			s := d.snapshot()
+			switch {
+			case !s.ready:
+				return false, "NAT datapath not applied yet: " + s.lastError
+			case s.lastError != "":
+				return false, s.lastError
+			}
+			return d.sync.ready()
+		},
+	}
 }
 
 func (h *haNode) run(ctx context.Context) error {
@@ -188,7 +191,7 @@ func (h *haNode) status() *admin.HAStatus {
 	st := &admin.HAStatus{
 		Enabled: true, Mode: "single", NodeID: s.NodeID, ENI: s.ENI, Healthy: s.Healthy, HealthNote: s.HealthReason,
 		Maintenance: s.Maintenance, Preempt: s.Preempt, HoldDown: s.HoldDown.String(), Interval: s.Interval.String(),
-		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: s.Counters.Named(),
+		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: s.Received.Named(s.Counters.Named()),
 		Tables: []admin.HATable{},
 	}
 	if s.PeerAddr != "" {
@@ -200,14 +203,7 @@ func (h *haNode) status() *admin.HAStatus {
 	if s.HeartbeatAge >= 0 {
 		st.Peer.HeartbeatAgeMS = s.HeartbeatAge.Milliseconds()
 	}
-	if total := s.Received.Accepted + s.Received.Lost; total > 0 {
-		st.Peer.Loss = float64(s.Received.Lost) / float64(total)
-	}
-	st.Counters["heartbeats_accepted"] = s.Received.Accepted
-	st.Counters["heartbeats_lost"] = s.Received.Lost
-	for reason, n := range s.Received.Dropped {
-		st.Counters["heartbeats_dropped_"+reason] = n
-	}
+	st.Peer.Loss = s.Received.Loss()
 	for _, t := range s.Tables {
 		st.Tables = append(st.Tables, admin.HATable{ID: t.ID, Home: t.Home, Owner: t.Owner, OwnerNode: t.OwnerNode,
 			Blackhole: t.Blackhole, Desired: t.Desired, Claim: t.Claim, LastChange: t.Last.At, LastReason: t.Last.Reason.String(),

@@ -160,7 +160,7 @@ func (n *syncNode) metrics() *metrics.SyncSnapshot {
 	m := &metrics.SyncSnapshot{SentConnected: sent.Connected, HeldConnected: held.Connected, FlowsSent: sent.Flows,
 		FlowsHeld: held.Flows, Lag: sent.Lag, LastFullSync: held.LastFullSync, Errors: map[string]uint64{}}
 	for _, st := range []flowsync.Status{sent, held} {
-		for r, v := range streamOf(st).Errors {
+		for r, v := range st.Counters.Errors() {
 			m.Errors[r] += v
 		}
 	}
@@ -171,14 +171,6 @@ func (n *syncNode) metrics() *metrics.SyncSnapshot {
 }
 
 func streamOf(s flowsync.Status) admin.HASyncStream {
-	out := admin.HASyncStream{Connected: s.Connected, Flows: s.Flows, LagMS: s.Lag.Milliseconds(),
-		LastFullSyncAt: s.LastFullSync, Snapshots: s.Snapshots, Errors: map[string]uint64{}}
-	c := s.Counters
-	for name, v := range map[string]uint64{"not_peer": c.NotPeer, "handshake": c.Handshake, "auth_failed": c.AuthFailed,
-		"replayed": c.Replayed, "malformed": c.Malformed, "lost": c.Lost, "queue_drops": c.QueueDrops, "failures": c.Failures} {
-		if v > 0 {
-			out.Errors[name] = v
-		}
-	}
-	return out
+	return admin.HASyncStream{Connected: s.Connected, Flows: s.Flows, LagMS: s.Lag.Milliseconds(),
+		LastFullSyncAt: s.LastFullSync, Snapshots: s.Snapshots, Errors: s.Counters.Errors()}
 }
