@@ -204,6 +204,9 @@ func (n *Node) Status() NodeStatus {
 
 // SubnetsOf is the subnets of route tables of the node's VPC.
 func (n *Node) SubnetsOf(ctx context.Context, tables []string) ([]netip.Prefix, error) {
+	if n.ec2 == nil {
+		return nil, errors.New("no EC2 API client: " + n.message)
+	}
 	return n.ec2.SubnetsOf(ctx, n.inst.VPCID, tables)
 }
 
