@@ -129,3 +129,13 @@ func ClassifyRouteTables(byAZ map[string][]RouteTable, az, eni, peerENI string) 
 	}
 	return out
 }
+
+// DiscoverRouteTables reads the VPC's private route tables and classifies
+// them for the node of ENI eni in zone az (ClassifyRouteTables).
+func (c *EC2) DiscoverRouteTables(ctx context.Context, vpcID, az, eni, peerENI string) (RouteTableRoles, error) {
+	byAZ, err := c.PrivateRouteTablesByAZ(ctx, vpcID)
+	if err != nil {
+		return RouteTableRoles{}, err
+	}
+	return ClassifyRouteTables(byAZ, az, eni, peerENI), nil
+}

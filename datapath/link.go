@@ -207,3 +207,13 @@ func EnsureAddress(name string, addr netip.Addr) (added bool, err error) {
 	}
 	return true, nil
 }
+
+// HardwareAddr is the MAC address of the interface called name in the
+// calling thread's namespace (how the cloud knows it: an ENI by MAC).
+func HardwareAddr(name string) (string, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return "", fmt.Errorf("outside interface %s: %w", name, err)
+	}
+	return l.Attrs().HardwareAddr.String(), nil
+}

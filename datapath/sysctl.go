@@ -470,3 +470,14 @@ func MemTotalBytes() (uint64, error) {
 	}
 	return uint64(si.Totalram) * uint64(si.Unit), nil
 }
+
+// IPForward reads net.ipv4.ip_forward in the calling process's
+// namespace; nil when it cannot be read.
+func IPForward() *bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		return nil
+	}
+	on := strings.TrimSpace(string(b)) == "1"
+	return &on
+}

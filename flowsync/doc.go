@@ -16,6 +16,11 @@
 // can matter are synced (Syncable). Nothing blocks the caller: a full
 // queue drops the change and forces a snapshot.
 //
-// The package touches no kernel: the daemon hands it a Source
-// (conntrack.Table) and injects what Takeover.Rewrite returns.
+// Sender, Receiver and Takeover touch no kernel: they are handed a
+// Source (conntrack.Table) and return what to inject. Pair is one node's
+// whole sync as the daemon runs it: it opens the conntrack sockets (a
+// table to dump, an injector) through package conntrack, follows the
+// daemon's event feed, gates the failback on the peer's first snapshot,
+// injects the peer's flows at a takeover (TakeoverAddrs, Rewrite) and
+// names the peer zone's subnets that leave with the standby address.
 package flowsync

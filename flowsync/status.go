@@ -51,3 +51,16 @@ func (c *counters) snapshot() Counters {
 		Failures: c.failures.Load(),
 	}
 }
+
+// Errors are the counters of trouble by name, those above zero: what
+// hanatctl status and the metrics show per stream.
+func (c Counters) Errors() map[string]uint64 {
+	out := map[string]uint64{}
+	for name, v := range map[string]uint64{"not_peer": c.NotPeer, "handshake": c.Handshake, "auth_failed": c.AuthFailed,
+		"replayed": c.Replayed, "malformed": c.Malformed, "lost": c.Lost, "queue_drops": c.QueueDrops, "failures": c.Failures} {
+		if v > 0 {
+			out[name] = v
+		}
+	}
+	return out
+}

@@ -384,6 +384,26 @@ type ReceiverStats struct {
 	LastSeq  uint64
 }
 
+// Loss is the share of the peer's heartbeats lost (0 before any).
+func (r ReceiverStats) Loss() float64 {
+	total := r.Accepted + r.Lost
+	if total == 0 {
+		return 0
+	}
+	return float64(r.Lost) / float64(total)
+}
+
+// Named adds the heartbeat counters to counters (Counters.Named) by
+// name: heartbeats_accepted, heartbeats_lost, heartbeats_dropped_<why>.
+func (r ReceiverStats) Named(counters map[string]uint64) map[string]uint64 {
+	counters["heartbeats_accepted"] = r.Accepted
+	counters["heartbeats_lost"] = r.Lost
+	for reason, n := range r.Dropped {
+		counters["heartbeats_dropped_"+reason] = n
+	}
+	return counters
+}
+
 // Stats returns a copy of the counters.
 func (r *Receiver) Stats() ReceiverStats {
 	d := make(map[string]uint64, len(r.dropped))

@@ -54,9 +54,9 @@ type EIPGroup struct {
 // added: a table once known stays known until restart.
 //
 // HomeEIP and PeerEIP are the allocation ids of the zones' Elastic IPs
-// ("" unknown), used when Options.EIPs is empty: HomeEIP follows the home
-// tables, PeerEIP the backup tables. An EIP once found stays until a
-// discovery finds another.
+// ("" unknown; Options.DiscoverEIPs), used when Options.EIPs is empty:
+// HomeEIP follows the home tables, PeerEIP the backup tables. An EIP once
+// found stays until a discovery finds another.
 type Discovered struct {
 	Home   []string
 	Backup []string
@@ -91,6 +91,9 @@ type Options struct {
 	// the configured tables.
 	Discover         func(ctx context.Context, eni, peerENI string) (Discovered, error)
 	DiscoverInterval time.Duration
+	// DiscoverEIPs finds the zones' EIPs (Discovered.HomeEIP, PeerEIP)
+	// with the tables, when EIPs is empty; nil: none are discovered.
+	DiscoverEIPs func(ctx context.Context, eni, peerENI string) (home, peer string, err error)
 	// EIPs follow their route tables (optional). Empty: the EIPs
 	// discovery finds (Discovered.HomeEIP, PeerEIP) follow the home and
 	// the backup tables.
@@ -176,6 +179,7 @@ func New(log *slog.Logger, c Cloud, o Options) (*Manager, error) {
 	if o.ENI == nil {
 		o.ENI = func() string { return "" }
 	}
+	o.Discover = o.discoverMissing()
 	if o.NodeID == "" {
 		return nil, errors.New("ha: node id is empty")
 	}
@@ -405,7 +409,7 @@ func (m *Manager) observeLoop(ctx context.Context) {
 		again := !m.discovered || now.Sub(lastDiscover) >= m.o.DiscoverInterval ||
 			peerENI != m.discoveredPeer || noHome && now.Sub(lastDiscover) >= 2*time.Second
 		m.mu.Unlock()
-		if m.o.Discover != nil && again {
+		if (m.o.Discover != nil || m.o.DiscoverEIPs != nil) && again {
 			m.discover(ctx)
 			lastDiscover = now
 		}
@@ -493,7 +497,14 @@ func (m *Manager) discover(ctx context.Context) {
 	if eni == "" {
 		return
 	}
-	found, err := m.o.Discover(ctx, eni, peerENI)
+	var found Discovered
+	var err error
+	if m.o.Discover != nil {
+		found, err = m.o.Discover(ctx, eni, peerENI)
+	}
+	if err == nil && m.o.DiscoverEIPs != nil && len(m.o.EIPs) == 0 {
+		found.HomeEIP, found.PeerEIP, err = m.o.DiscoverEIPs(ctx, eni, peerENI)
+	}
 	now := m.o.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()

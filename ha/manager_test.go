@@ -494,7 +494,10 @@ func TestManagerDiscoveredEIPs(t *testing.T) {
 			Listen: netip.AddrPortFrom(lo, freeUDPPort(t)), Peer: netip.AddrPortFrom(lo, freeUDPPort(t)),
 			Key: []byte("0123456789abcdef0123"), Interval: 50 * time.Millisecond, DeadAfter: 4, Standby: true,
 			Discover: func(ctx context.Context, eni, peerENI string) (Discovered, error) {
-				return Discovered{Home: []string{"rtb-c"}, Backup: []string{"rtb-a"}, HomeEIP: "eipalloc-c", PeerEIP: "eipalloc-a"}, nil
+				return Discovered{Home: []string{"rtb-c"}, Backup: []string{"rtb-a"}}, nil
+			},
+			DiscoverEIPs: func(ctx context.Context, eni, peerENI string) (string, string, error) {
+				return "eipalloc-c", "eipalloc-a", nil
 			}}
 		want := map[string][]string{"eipalloc-a": {"rtb-a"}, "eipalloc-c": {"rtb-c"}}
 		if configured {

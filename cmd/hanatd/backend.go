@@ -13,6 +13,7 @@ import (
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/doctor"
+	"github.com/hanat/hanat/traffic"
 )
 
 // backend adapts the daemon to the admin API. The admin package knows
@@ -31,32 +32,18 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		ConfigLoadedAt: s.configLoadedAt,
 		ConfigPath:     b.d.configPath,
 		Ready:          s.ready,
-		NAT: admin.NATStatus{
-			OutsideInterface: s.nat.OutsideIface,
-			PrivateCIDRs:     stringsOf(s.nat.PrivateCIDRs),
-			SNATAddrs:        stringsOf(s.nat.SNATAddrs),
-			Ports:            fmt.Sprintf("%d-%d", s.nat.PortMin, s.nat.PortMax),
-		},
+		NAT:            natStatus(s),
 		Datapath: admin.DatapathStatus{
 			Table:       "inet " + datapath.TableName,
 			LastApplied: s.lastApplied,
 			LastError:   s.lastError,
 		},
-		Cloud: b.d.ec2.status(),
+		Cloud: cloudStatus(b.d.ec2.Status()),
 		HA:    b.d.ha.status(),
 	}
 	st.HA.Sync = b.d.sync.status()
 	st.Datapath.FastpathDetail = fastpathStatus(b.d.fast.Status())
 	st.Datapath.Fastpath = st.Datapath.FastpathDetail.Mode
-	for i, pf := range s.nat.PortForwards {
-		name := ""
-		if i < len(s.cfg.PortForwards) {
-			name = s.cfg.PortForwards[i].Name
-		}
-		st.NAT.PortForwards = append(st.NAT.PortForwards, admin.PortForward{
-			Name: name, Protocol: pf.Protocol, Port: int(pf.Port), To: pf.To.String(),
-		})
-	}
 	for _, r := range s.sysctls {
 		st.Sysctls = append(st.Sysctls, admin.Sysctl{Key: r.Key, Want: r.Want, Now: r.Now, Applied: r.Applied, Note: r.Note})
 	}
@@ -77,13 +64,33 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		}
 	}
 	st.Traffic = trafficStatus(b.d.traffic.Read(ctx))
-	st.CloudWatch = b.d.cw.status()
+	st.CloudWatch = cloudWatchStatus(b.d.cw)
 	// From the census's last reading: no request dumps the table.
 	st.Connections = connectionsOf(b.d.census.Reading(), time.Now())
 	if len(errs) > 0 && st.Datapath.LastError == "" {
 		st.Datapath.LastError = strings.Join(errs, "; ")
 	}
 	return st, nil
+}
+
+// natStatus is the applied NAT as the admin API shows it.
+func natStatus(s state) admin.NATStatus {
+	st := admin.NATStatus{
+		OutsideInterface: s.nat.OutsideIface,
+		PrivateCIDRs:     stringsOf(s.nat.PrivateCIDRs),
+		SNATAddrs:        stringsOf(s.nat.SNATAddrs),
+		Ports:            fmt.Sprintf("%d-%d", s.nat.PortMin, s.nat.PortMax),
+	}
+	for i, pf := range s.nat.PortForwards {
+		name := ""
+		if i < len(s.cfg.PortForwards) {
+			name = s.cfg.PortForwards[i].Name
+		}
+		st.PortForwards = append(st.PortForwards, admin.PortForward{
+			Name: name, Protocol: pf.Protocol, Port: int(pf.Port), To: pf.To.String(),
+		})
+	}
+	return st
 }
 
 // connectionsOf is a census reading as the admin API shows it.
@@ -112,19 +119,14 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 		}
 		src = a
 	}
-	t, err := conntrack.Open(b.d.log, conntrack.NetNS{})
+	flows, matched, err := traffic.Flows(ctx, b.d.log, conntrack.NetNS{}, conntrackFilter(s.nat),
+		conntrack.FlowQuery{Protocol: q.Protocol, Src: src, Limit: q.Limit}, b.d.fast)
 	if err != nil {
 		return admin.FlowsResponse{}, err
 	}
-	defer t.Close()
-	flows, err := t.Flows(ctx, conntrackFilter(s.nat))
-	if err != nil {
-		return admin.FlowsResponse{}, err
-	}
-	selected, matched := conntrack.FlowQuery{Protocol: q.Protocol, Src: src, Limit: q.Limit}.Select(flows)
-	resp := admin.FlowsResponse{Flows: []admin.Flow{}, Total: matched, Truncated: matched > len(selected)}
-	for _, f := range selected {
-		fl := admin.Flow{
+	resp := admin.FlowsResponse{Flows: []admin.Flow{}, Total: matched, Truncated: matched > len(flows)}
+	for _, f := range flows {
+		resp.Flows = append(resp.Flows, admin.Flow{
 			ID:             f.ID,
 			Protocol:       f.ProtoName,
 			State:          f.TCPState,
@@ -138,18 +140,12 @@ func (b *backend) Flows(ctx context.Context, q admin.FlowsQuery) (admin.FlowsRes
 			BytesOut:       f.OrigBytes,
 			PacketsIn:      f.ReplyPackets,
 			BytesIn:        f.ReplyBytes,
-		}
-		// The fast path forwards what the kernel never counts.
-		if c, ok := b.d.fast.Lookup(f.Original); ok {
-			fl.Offloaded = c.Offloaded
-			fl.FastPacketsOut, fl.FastBytesOut = c.OrigPackets, c.OrigBytes
-			fl.FastPacketsIn, fl.FastBytesIn = c.ReplyPackets, c.ReplyBytes
-			fl.PacketsOut += c.OrigPackets
-			fl.BytesOut += c.OrigBytes
-			fl.PacketsIn += c.ReplyPackets
-			fl.BytesIn += c.ReplyBytes
-		}
-		resp.Flows = append(resp.Flows, fl)
+			Offloaded:      f.Fast.Offloaded,
+			FastPacketsOut: f.Fast.OrigPackets,
+			FastBytesOut:   f.Fast.OrigBytes,
+			FastPacketsIn:  f.Fast.ReplyPackets,
+			FastBytesIn:    f.Fast.ReplyBytes,
+		})
 	}
 	return resp, nil
 }
@@ -197,8 +193,8 @@ func stringsOf[T fmt.Stringer](xs []T) []string {
 }
 
 func (b *backend) Doctor(ctx context.Context) (admin.DoctorReport, error) {
-	f := b.d.ec2.doctorFacts(ctx)
-	f.IPForward = readIPForward()
+	f := b.d.ec2.DoctorFacts(ctx)
+	f.IPForward = datapath.IPForward()
 	if present, err := b.d.slow.Present(ctx); err == nil {
 		f.TablePresent = &present
 	}

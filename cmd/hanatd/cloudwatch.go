@@ -24,53 +24,40 @@ func (a cloudWatchClient) PutMetricData(ctx context.Context, namespace string, d
 	return a.c.PutMetricData(ctx, namespace, out)
 }
 
-// cloudWatchPublisher is the optional CloudWatch publication of the NAT
-// gateway's metrics; nil when off.
-type cloudWatchPublisher struct {
-	pub *metrics.CloudWatch
-}
-
 // newCloudWatch builds the publisher from the config: the InstanceId
 // dimension and the region come from IMDS, so off EC2 (or when discovery
 // failed) it is an error naming why, and hanatd runs on without it.
-func newCloudWatch(ctx context.Context, log *slog.Logger, cfg config.CloudWatch, node *ec2Node, source metrics.Source) (*cloudWatchPublisher, error) {
-	if !node.onEC2() {
+func newCloudWatch(ctx context.Context, log *slog.Logger, cfg config.CloudWatch, node *cloud.Node, source metrics.Source) (*metrics.CloudWatch, error) {
+	if !node.OnEC2() {
 		return nil, errors.New("metrics.cloudwatch needs the instance id from IMDS, and hanatd is not on EC2 (or cloud.discover is false)")
 	}
 	c, err := cloud.NewCloudWatch(ctx, log.With("component", "cloudwatch"), cloud.CloudWatchOptions{
-		Region:   node.inst.Region,
+		Region:   node.Instance().Region,
 		Endpoint: cfg.Endpoint,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cloudwatch client (region %s): %w", node.inst.Region, err)
+		return nil, fmt.Errorf("cloudwatch client (region %s): %w", node.Instance().Region, err)
 	}
 	pub, err := metrics.NewCloudWatch(log.With("component", "cloudwatch"), metrics.CloudWatchOptions{
 		Client:     cloudWatchClient{c},
 		Source:     source,
 		Namespace:  cfg.Namespace,
-		InstanceID: node.inst.ID,
+		InstanceID: node.Instance().ID,
 		Interval:   cfg.Interval.Duration,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &cloudWatchPublisher{pub: pub}, nil
+	return pub, nil
 }
 
-// run publishes until ctx is done; a failed period is logged and carried
-// into the next one.
-func (p *cloudWatchPublisher) run(ctx context.Context) error {
+// cloudWatchStatus is the publication as the admin API shows it (nil:
+// off).
+func cloudWatchStatus(p *metrics.CloudWatch) *admin.CloudWatchStatus {
 	if p == nil {
 		return nil
 	}
-	return p.pub.Run(ctx)
-}
-
-func (p *cloudWatchPublisher) status() *admin.CloudWatchStatus {
-	if p == nil {
-		return nil
-	}
-	o, s := p.pub.Options(), p.pub.Status()
+	o, s := p.Options(), p.Status()
 	return &admin.CloudWatchStatus{
 		Namespace:     o.Namespace,
 		InstanceID:    o.InstanceID,

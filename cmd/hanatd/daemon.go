@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/cloud"
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/datapath"
@@ -43,12 +43,12 @@ type daemon struct {
 	ends     *conntrack.EndWatcher // idle timeouts, from DESTROY events
 	traffic  *traffic.Meter        // the NAT gateway's metrics: monotonic rule counters, fast-path totals
 	census   *conntrack.Census     // the one periodic count of hanat's flows (status, metrics)
-	cw       *cloudWatchPublisher  // nil unless metrics.cloudwatch.enabled (and possible)
+	cw       *metrics.CloudWatch   // nil unless metrics.cloudwatch.enabled (and possible)
 	exporter *metrics.Exporter     // nil unless metrics.listen
 	admin    *admin.Server
-	ec2      *ec2Node  // the instance as IMDS and EC2 see it
-	ha       *haNode   // route table ownership and the HA pair
-	sync     *syncNode // the pair's state sync and the takeover of the peer's flows
+	ec2      *cloud.Node // the instance as IMDS and EC2 see it
+	ha       *haNode     // route table ownership and the HA pair
+	sync     *syncNode   // the pair's state sync and the takeover of the peer's flows
 
 	// logLevel is the handler level of log: log.level applies on reload.
 	logLevel *slog.LevelVar
@@ -105,7 +105,7 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 		configExplicit: explicit,
 		startedAt:      time.Now(),
 		slow:           datapath.NewSlowpath(log, -1),
-		sysctls:        &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")},
+		sysctls:        datapath.HostSysctls(cfg.StateDir),
 		reloads:        make(chan reloadRequest),
 		notify:         sdNotify{log: log},
 		feed:           feed,
@@ -121,8 +121,11 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 	d.state.cfg = cfg
 	d.state.configLoadedAt = time.Now()
 
-	d.ec2 = discoverEC2(ctx, log.With("component", "cloud"), cfg.Cloud)
-	d.bindOutside(ctx, cfg)
+	d.ec2 = cloud.DiscoverNode(ctx, log.With("component", "cloud"), cloud.NodeOptions{
+		Discover: cfg.Cloud.Discover, IMDSEndpoint: cfg.Cloud.IMDSEndpoint, EC2Endpoint: cfg.Cloud.EC2Endpoint})
+	// The outside interface's ENI before the HA loop and the sync start
+	// (each reconcile binds it again).
+	d.bindOutside(ctx, cfg.Interfaces.Outside)
 	d.sync = d.newSync(ctx, cfg)
 	d.ha = d.newHA(ctx)
 	src := (&backend{d: d}).metricsSource
@@ -142,21 +145,6 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 		}
 	}
 	return d, nil
-}
-
-// bindOutside matches the outside interface to its ENI before the HA loop
-// starts (each reconcile does it again).
-func (d *daemon) bindOutside(ctx context.Context, cfg *config.Config) {
-	if !d.ec2.onEC2() {
-		return
-	}
-	iface := cfg.Interfaces.Outside
-	if iface == "" {
-		iface, _, _ = datapath.DefaultRoute(ctx, nil)
-	}
-	if _, err := d.ec2.bindOutside(iface); err != nil {
-		d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)
-	}
 }
 
 // Run reconciles the datapath, serves the admin socket and reacts to
@@ -181,7 +169,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	d.goLogged(g, gctx, "", d.census.Run)
 	if d.cw != nil {
-		g.Go(func() error { return d.cw.run(gctx) })
+		// A failed period is logged and carried into the next one.
+		g.Go(func() error { return d.cw.Run(gctx) })
 	}
 	if d.exporter != nil {
 		// A metrics port taken by someone else must not stop the NAT.
@@ -193,7 +182,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error { d.ec2.keepSourceDestCheckOff(gctx); return nil })
+	g.Go(func() error { d.ec2.KeepSourceDestCheckOff(gctx); return nil })
 	g.Go(func() error { return d.ha.run(gctx) })
 	g.Go(func() error { return d.sync.run(gctx) })
 	g.Go(func() error {
@@ -273,22 +262,18 @@ func (d *daemon) config() *config.Config {
 // instance, and applies it. Applying an unchanged state is a no-op.
 func (d *daemon) reconcile(ctx context.Context) error {
 	cfg := d.config()
-	disc, err := discover(ctx)
+	disc, err := datapath.Discover(ctx)
 	if err != nil {
 		d.log.Warn("interface discovery", "err", err)
 	}
-	disc.VPCCIDRs = d.ec2.vpcCIDRs()
-	nat, notes, err := resolveNAT(cfg, disc)
+	disc.VPCCIDRs = d.ec2.VPCCIDRs()
+	nat, notes, err := datapath.Resolve(natOf(cfg), disc)
 	if err != nil {
 		d.setError(err)
 		return err
 	}
 	nat.Zones = d.sync.zones(ctx, d.ha.peerZone(), nat.PrivateCIDRs)
-	if d.ec2.onEC2() {
-		if _, err := d.ec2.bindOutside(nat.OutsideIface); err != nil {
-			d.log.Warn("cannot match the outside interface to an ENI; source/dest check and doctor need it", "err", err)
-		}
-	}
+	d.bindOutside(ctx, nat.OutsideIface)
 	// The filter goes in before forwarding is switched on, so there is no
 	// moment where the box forwards without the no-open-relay rules.
 	d.traffic.Carry(ctx) // a replaced table restarts its counters
@@ -369,38 +354,6 @@ func (d *daemon) snapshot() state {
 	s := d.state
 	s.sysctls = append([]datapath.SysctlResult(nil), d.state.sysctls...)
 	return s
-}
-
-// discover finds the interface holding the IPv4 default route and its
-// primary address.
-func discover(ctx context.Context) (discovered, error) {
-	d := discovered{IfaceAddr: datapath.PrimaryIPv4}
-	iface, addr, err := datapath.DefaultRoute(ctx, nil)
-	d.OutsideIface, d.OutsideAddr = iface, addr
-	return d, err
-}
-
-// runCleanup removes exactly what hanat created: its nftables table and the
-// sysctl changes it recorded.
-func runCleanup(ctx context.Context, log *slog.Logger, cfg *config.Config) error {
-	var errs []error
-	removed, err := datapath.NewSlowpath(log, -1).Remove(ctx)
-	if err != nil {
-		errs = append(errs, err)
-	} else if removed {
-		log.Info("removed nftables table", "table", "inet "+datapath.TableName)
-	} else {
-		log.Info("no nftables table to remove", "table", "inet "+datapath.TableName)
-	}
-	s := &datapath.Sysctls{ProcRoot: "/proc/sys", StatePath: filepath.Join(cfg.StateDir, "sysctl.json")}
-	results, err := s.Restore(ctx)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, r := range results {
-		log.Info("sysctl restored", "key", r.Key, "now", r.Now)
-	}
-	return errors.Join(errs...)
 }
 
 // conntrackFilter selects the flows hanat NATs.

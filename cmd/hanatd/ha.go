@@ -33,34 +33,34 @@ type haNode struct {
 	why string      // why not running
 }
 
-type eipAddrs struct{ primary, standby netip.Addr }
-
-func (h *haNode) addrs() eipAddrs {
-	a := eipAddrs{standby: h.standby}
-	if h.own != nil {
-		if own := h.own(); len(own) > 0 {
-			a.primary = own[0]
-		}
+// eipAddr is the private IP that carries an EIP here: the primary IP, or
+// the standby address.
+func (h *haNode) eipAddr(primary bool) netip.Addr {
+	if !primary {
+		return h.standby
 	}
-	return a
+	if own := h.own(); len(own) > 0 {
+		return own[0]
+	}
+	return netip.Addr{}
 }
 
 // newHA builds the HA loop, or a node that says why it does not run.
 func (d *daemon) newHA(ctx context.Context) *haNode {
 	cfg := d.config()
-	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA, own: d.ec2.ownAddrs, standby: d.sync.standby}
+	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA, own: d.ec2.OwnAddrs, standby: d.sync.standby()}
 	switch {
 	case !cfg.HA.Enabled:
 		h.why = "ha.enabled is false: hanatd does not touch route tables"
 		return h
-	case !d.ec2.onEC2():
+	case !d.ec2.OnEC2():
 		h.why = "not on EC2: no route tables to own"
 		return h
-	case d.ec2.ec2 == nil:
-		h.why = "no EC2 API client: " + d.ec2.message
+	case d.ec2.EC2() == nil:
+		h.why = "no EC2 API client: " + d.ec2.Message()
 		return h
 	}
-	inst := d.ec2.inst
+	inst := d.ec2.Instance()
 	// Its own client: HA wants short backoffs, failover must not wait 5 s
 	// between two throttled attempts.
 	c, err := cloud.NewEC2(ctx, h.log.With("component", "ec2"), cloud.EC2Options{
@@ -83,42 +83,18 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		}
 		peer = netip.AddrPortFrom(cfg.HA.Peer, cfg.HA.Port)
 	}
-	targets := cfg.HA.Health.Targets
-	if len(targets) == 0 {
-		targets = []string{"checkip.amazonaws.com:443", "ec2." + inst.Region + ".amazonaws.com:443"}
-	}
-	hc := &ha.HealthChecker{
-		Targets: targets,
-		Timeout: cfg.HA.Health.Timeout.Duration,
-		// With the zones' EIPs following their tables, a node whose home
-		// tables the peer serves has lent it its public address.
-		PublicAway: func() bool { return d.sync.standby.IsValid() && d.ha.homeAway() && d.ha.eipsFollow(true) },
-		Datapath: func() (bool, string) {
-			s := d.snapshot()
-			switch {
-			case !s.ready:
-				return false, "NAT datapath not applied yet: " + s.lastError
-			case s.lastError != "":
-				return false, s.lastError
-			}
-			if ok, why := d.sync.ready(); !ok {
-				return false, why
-			}
-			return true, ""
-		},
-	}
 	var eips []ha.EIPGroup
 	for _, e := range cfg.HA.EIPs {
 		eips = append(eips, ha.EIPGroup{AllocationID: e.AllocationID, RouteTables: slices.Clone(e.RouteTables)})
 	}
-	adapter := &haCloud{ec2: c, log: h.log, standby: d.sync.standby}
+	adapter := &haCloud{ec2: c, log: h.log, standby: d.sync.standby()}
 	var takeover func(context.Context, []string) error
-	if d.sync.receiver != nil {
-		takeover = d.sync.takeover
+	if d.sync.pair != nil {
+		takeover = d.sync.pair.Takeover
 	}
 	m, err := ha.New(h.log, adapter, ha.Options{
 		NodeID:    inst.ID,
-		ENI:       func() string { return d.ec2.outsideENI().ID },
+		ENI:       func() string { return d.ec2.OutsideENI().ID },
 		Peer:      peer,
 		Listen:    netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.HA.Port),
 		Key:       key,
@@ -129,39 +105,22 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 		Home:      cfg.HA.HomeRouteTables,
 		Backup:    cfg.HA.BackupRouteTables,
 		Discover: func(ctx context.Context, eni, peerENI string) (ha.Discovered, error) {
-			var found ha.Discovered
-			// Zero-config EIPs: with a standby address and no ha.eips,
-			// the zones' EIPs are read from where EC2 shows them.
-			if len(cfg.HA.EIPs) == 0 && d.sync.standby.IsValid() {
-				eips, err := adapter.ec2.PairEIPs(ctx, eni, peerENI)
-				if err != nil {
-					return ha.Discovered{}, err
-				}
-				found.HomeEIP, found.PeerEIP = eips.Home, eips.Peer
+			r, err := c.DiscoverRouteTables(ctx, inst.VPCID, inst.AvailabilityZone, eni, peerENI)
+			return ha.Discovered{Home: r.Home, Backup: r.Backup}, err
+		},
+		// Zero-config EIPs: with a standby address and no ha.eips, the
+		// zones' EIPs are read from where EC2 shows them.
+		DiscoverEIPs: func(ctx context.Context, eni, peerENI string) (string, string, error) {
+			if !d.sync.standby().IsValid() {
+				return "", "", nil
 			}
-			wantHome := len(cfg.HA.HomeRouteTables) == 0
-			// Backups only for a pair, and only when none are configured.
-			wantBackup := cfg.HA.Peer.IsValid() && len(cfg.HA.BackupRouteTables) == 0
-			if !wantHome && !wantBackup {
-				return found, nil
-			}
-			byAZ, err := adapter.ec2.PrivateRouteTablesByAZ(ctx, inst.VPCID)
-			if err != nil {
-				return ha.Discovered{}, err
-			}
-			roles := cloud.ClassifyRouteTables(byAZ, inst.AvailabilityZone, eni, peerENI)
-			if wantHome {
-				found.Home = roles.Home
-			}
-			if wantBackup {
-				found.Backup = roles.Backup
-			}
-			return found, nil
+			e, err := c.PairEIPs(ctx, eni, peerENI)
+			return e.Home, e.Peer, err
 		},
 		EIPs:           eips,
 		Takeover:       takeover,
-		Standby:        d.sync.standby.IsValid(),
-		Health:         hc.Check,
+		Standby:        d.sync.standby().IsValid(),
+		Health:         d.haHealth(cfg.HA.Health, inst.Region).Check,
 		HealthInterval: cfg.HA.Health.Interval.Duration,
 	})
 	if err != nil {
@@ -171,6 +130,33 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	}
 	h.m = m
 	return h
+}
+
+// haHealth checks this node for the HA loop: its datapath is applied
+// without error, it holds the peer's flows (state sync), and its
+// upstream is reachable.
+func (d *daemon) haHealth(cfg config.HAHealth, region string) *ha.HealthChecker {
+	targets := cfg.Targets
+	if len(targets) == 0 {
+		targets = cloud.UpstreamTargets(region)
+	}
+	return &ha.HealthChecker{
+		Targets: targets,
+		Timeout: cfg.Timeout.Duration,
+		// With the zones' EIPs following their tables, a node whose home
+		// tables the peer serves has lent it its public address.
+		PublicAway: func() bool { return d.sync.standby().IsValid() && d.ha.homeAway() && d.ha.eipsFollow(true) },
+		Datapath: func() (bool, string) {
+			s := d.snapshot()
+			switch {
+			case !s.ready:
+				return false, "NAT datapath not applied yet: " + s.lastError
+			case s.lastError != "":
+				return false, s.lastError
+			}
+			return d.sync.ready()
+		},
+	}
 }
 
 func (h *haNode) run(ctx context.Context) error {
@@ -209,62 +195,25 @@ func (h *haNode) snapshot() (s ha.Status, ok bool) {
 	return ha.Status{}, false
 }
 
-// eipsFollow reports whether an EIP follows the home tables (home) or the
-// backup tables (the peer's zone): configured in ha.eips or discovered.
-func (h *haNode) eipsFollow(home bool) bool {
-	s, ok := h.snapshot()
-	if !ok {
-		return false
-	}
-	for _, e := range s.EIPs {
-		for _, t := range s.Tables {
-			if t.Home == home && slices.Contains(e.RouteTables, t.ID) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // homeAway reports whether the peer serves every home table of this node.
 func (h *haNode) homeAway() bool {
 	s, ok := h.snapshot()
-	if !ok {
-		return false
-	}
-	home := 0
-	for _, t := range s.Tables {
-		if t.Home {
-			home++
-			if t.OwnerNode == "self" {
-				return false
-			}
-		}
-	}
-	return home > 0
+	return ok && s.HomeAway()
 }
 
 // peerZone are the peer's route tables (this node's backups) whose EIP
 // follows them to this node: their subnets leave with the standby
 // address (syncNode.zones). Without an EIP for them, none.
 func (h *haNode) peerZone() []string {
-	s, ok := h.snapshot()
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, t := range s.Tables {
-		if t.Home {
-			continue
-		}
-		for _, e := range s.EIPs {
-			if slices.Contains(e.RouteTables, t.ID) {
-				out = append(out, t.ID)
-				break
-			}
-		}
-	}
-	return out
+	s, _ := h.snapshot()
+	return s.FollowedBy(false)
+}
+
+// eipsFollow reports whether an EIP follows the home tables (home) or the
+// backup tables (the peer's zone): configured in ha.eips or discovered.
+func (h *haNode) eipsFollow(home bool) bool {
+	s, _ := h.snapshot()
+	return len(s.FollowedBy(home)) > 0
 }
 
 // status converts the HA loop's status for the admin socket.
@@ -277,7 +226,7 @@ func (h *haNode) status() *admin.HAStatus {
 	st := &admin.HAStatus{
 		Enabled: true, Mode: "single", NodeID: s.NodeID, ENI: s.ENI, Healthy: s.Healthy, HealthNote: s.HealthReason,
 		Maintenance: s.Maintenance, Preempt: s.Preempt, HoldDown: s.HoldDown.String(), Interval: s.Interval.String(),
-		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: s.Counters.Named(),
+		DeadAfter: s.DeadAfter.String(), LastError: s.LastError, LastErrorAt: s.LastErrorAt, Counters: s.Received.Named(s.Counters.Named()),
 		Tables: []admin.HATable{},
 	}
 	if s.PeerAddr != "" {
@@ -289,14 +238,7 @@ func (h *haNode) status() *admin.HAStatus {
 	if s.HeartbeatAge >= 0 {
 		st.Peer.HeartbeatAgeMS = s.HeartbeatAge.Milliseconds()
 	}
-	if total := s.Received.Accepted + s.Received.Lost; total > 0 {
-		st.Peer.Loss = float64(s.Received.Lost) / float64(total)
-	}
-	st.Counters["heartbeats_accepted"] = s.Received.Accepted
-	st.Counters["heartbeats_lost"] = s.Received.Lost
-	for reason, n := range s.Received.Dropped {
-		st.Counters["heartbeats_dropped_"+reason] = n
-	}
+	st.Peer.Loss = s.Received.Loss()
 	for _, t := range s.Tables {
 		st.Tables = append(st.Tables, admin.HATable{ID: t.ID, Home: t.Home, Owner: t.Owner, OwnerNode: t.OwnerNode,
 			Blackhole: t.Blackhole, Desired: t.Desired, Claim: t.Claim, LastChange: t.Last.At, LastReason: t.Last.Reason.String(),
@@ -304,14 +246,8 @@ func (h *haNode) status() *admin.HAStatus {
 	}
 	for _, e := range s.EIPs {
 		ae := admin.HAEIP{AllocationID: e.AllocationID, RouteTables: e.RouteTables, ENI: e.ENI}
-		if on := h.addrs(); e.ENI != "" && e.ENI == s.ENI {
-			addr := on.standby
-			if e.Primary {
-				addr = on.primary
-			}
-			if addr.IsValid() {
-				ae.Address = addr.String()
-			}
+		if addr := h.eipAddr(e.Primary); e.ENI != "" && e.ENI == s.ENI && addr.IsValid() {
+			ae.Address = addr.String()
 		}
 		st.EIPs = append(st.EIPs, ae)
 	}

@@ -1,80 +1,25 @@
 package main
 
 import (
-	"errors"
-	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/hanat/hanat/config"
 )
 
-func TestResolveNAT(t *testing.T) {
-	disc := discovered{
-		OutsideIface: "ens5",
-		OutsideAddr:  netip.MustParseAddr("10.0.1.10"),
-		IfaceAddr: func(name string) (netip.Addr, error) {
-			if name == "ens6" {
-				return netip.MustParseAddr("10.0.1.20"), nil
-			}
-			return netip.Addr{}, errors.New("no such interface")
-		},
+// TestNATOf: what the configuration asks of the datapath before
+// discovery fills in the rest (datapath.TestResolve).
+func TestNATOf(t *testing.T) {
+	nat := natOf(config.Default())
+	if nat.PortMin != 1024 || nat.PortMax != 65535 || len(nat.PrivateCIDRs) != 0 || nat.OutsideIface != "" || len(nat.SNATAddrs) != 0 {
+		t.Fatalf("nat = %+v", nat)
 	}
-	vpc := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}
-
-	t.Run("empty config on EC2", func(t *testing.T) {
-		d := disc
-		d.VPCCIDRs = vpc
-		nat, notes, err := resolveNAT(config.Default(), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(nat.PrivateCIDRs, vpc) || nat.OutsideIface != "ens5" ||
-			!slices.Equal(nat.SNATAddrs, []netip.Addr{disc.OutsideAddr}) || nat.PortMin != 1024 || nat.PortMax != 65535 {
-			t.Fatalf("nat = %+v", nat)
-		}
-		if nat.HostInput == nil || !slices.Equal(nat.HostInput.TCPPorts, []uint16{22}) {
-			t.Fatalf("host input = %+v, want the default filter with tcp/22 open", nat.HostInput)
-		}
-		if len(notes) != 3 {
-			t.Errorf("notes = %q, want one per discovered value", notes)
-		}
-	})
-	t.Run("empty config off EC2 falls back to RFC 1918", func(t *testing.T) {
-		nat, _, err := resolveNAT(config.Default(), disc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(nat.PrivateCIDRs, rfc1918) {
-			t.Fatalf("private = %v", nat.PrivateCIDRs)
-		}
-	})
-	t.Run("config wins", func(t *testing.T) {
-		cfg := config.Default()
-		cfg.Interfaces.Outside = "ens6"
-		cfg.PrivateCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")}
-		cfg.HostInput.Filter = false
-		d := disc
-		d.VPCCIDRs = vpc
-		nat, _, err := resolveNAT(cfg, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if nat.OutsideIface != "ens6" || nat.SNATAddrs[0] != netip.MustParseAddr("10.0.1.20") ||
-			!slices.Equal(nat.PrivateCIDRs, cfg.PrivateCIDRs) || nat.HostInput != nil {
-			t.Fatalf("nat = %+v", nat)
-		}
-	})
-	t.Run("no default route and no outside interface", func(t *testing.T) {
-		if _, _, err := resolveNAT(config.Default(), discovered{}); err == nil {
-			t.Fatal("want an error naming the missing outside interface")
-		}
-	})
-	t.Run("configured interface without address", func(t *testing.T) {
-		cfg := config.Default()
-		cfg.Interfaces.Outside = "ens9"
-		if _, _, err := resolveNAT(cfg, disc); err == nil {
-			t.Fatal("want an error for an outside interface without IPv4")
-		}
-	})
+	if nat.HostInput == nil || !slices.Equal(nat.HostInput.TCPPorts, []uint16{22}) {
+		t.Fatalf("host input = %+v, want the default filter with tcp/22 open", nat.HostInput)
+	}
+	cfg := config.Default()
+	cfg.HostInput.Filter = false
+	if nat := natOf(cfg); nat.HostInput != nil {
+		t.Fatalf("host input = %+v with host_input.filter false", nat.HostInput)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/fastpath"
 )
 
@@ -106,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// The fast path first: it would keep forwarding offloaded flows
 		// without the table.
 		ferr := fastpath.Cleanup(log, *pinPath)
-		if err := errors.Join(ferr, runCleanup(ctx, log, cfg)); err != nil {
+		if err := errors.Join(ferr, datapath.Cleanup(ctx, log, cfg.StateDir)); err != nil {
 			log.Error("cleanup failed", "err", err)
 			return 1
 		}
