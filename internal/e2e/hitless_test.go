@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +213,10 @@ func TestHitlessCrashFailover(t *testing.T) {
 		// takeover, whatever the load.
 		w := max(worst, uw)
 		t.Logf("HITLESS-TARGET %s: %v against a target of %v: met=%v", what, w.Round(time.Millisecond), bound, w <= bound)
+		if w > bound {
+			// Where the time went: the taker's HA and sync log since the event.
+			t.Logf("HITLESS-MISS %s: %s's log since the event:\n%s", what, taker, logSince(p.nodes[taker].proc.Output(), at))
+		}
 		if w > hitlessCeiling {
 			t.Errorf("%s: worst stall %v, beyond %v", what, w, hitlessCeiling)
 		}
@@ -271,6 +276,27 @@ func TestHitlessCrashFailover(t *testing.T) {
 	p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency, ThrottleRate: 0.3, Seed: 7})
 	defer p.lab.SetAPIFaults(ec2sim.Faults{Latency: haAPILatency})
 	event("crash of nat-a, 30% of EC2 calls throttled", "nat-c", hitlessThrottledBound, func() time.Time { return p.stopNAT(t, "nat-a", true, false) }, p.eniC, p.eniC, false)
+}
+
+// logSince is the HA, EC2 and sync lines of a hanatd log (slog text, time=
+// first) written at or after at.
+func logSince(out string, at time.Time) string {
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if !ok {
+			continue
+		}
+		when, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || when.Before(at) {
+			continue
+		}
+		if strings.Contains(line, "component=ha") || strings.Contains(line, "component=ec2") || strings.Contains(line, "component=sync") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // hitlessThrottledBound is the target stall of a crash while 30 % of the
