@@ -41,10 +41,12 @@ var downloadSeed = [32]byte{'h', 'a', 'n', 'a', 't', ' ', 'd', 'e', 'm', 'o'}
 // what it saw of each connection: the source (the public address and port
 // after the NAT and the IGW), the bytes sent and their digest.
 type downloadServer struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	sent map[netip.AddrPort]*serverSide
+	ln     net.Listener
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	sent   map[netip.AddrPort]*serverSide
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // serverSide is the server's view of one download.
@@ -72,7 +74,7 @@ func startDownloadServer(ns *netns.NS, addr netip.AddrPort) (*downloadServer, er
 	}); err != nil {
 		return nil, fmt.Errorf("listen for the download on %s in %s: %w", addr, ns.Name, err)
 	}
-	s := &downloadServer{ln: ln, sent: map[netip.AddrPort]*serverSide{}}
+	s := &downloadServer{ln: ln, sent: map[netip.AddrPort]*serverSide{}, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -88,12 +90,21 @@ func (s *downloadServer) accept() {
 		src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		side := &serverSide{source: src}
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = c.Close()
+			return
+		}
 		s.sent[src] = side
+		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			side.serve(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
 		}()
 	}
 }
@@ -105,10 +116,16 @@ func (s *downloadServer) side(src netip.AddrPort) *serverSide {
 	return s.sent[src]
 }
 
-// close stops accepting and waits for the downloads to end (their
-// connections are closed by the client or by the lab going down).
+// close stops accepting, closes the open downloads (one the failover
+// broke would otherwise wait for its write deadline) and waits for them.
 func (s *downloadServer) close() {
 	_ = s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
