@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/internal/vpcsim"
 	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
@@ -127,6 +128,12 @@ type demo struct {
 	nodes    map[string]*demoNode
 	rtbA     string
 	eipA     netip.Addr // nat-a's EIP, the public address of AZ a
+
+	// The download and what the server saw of it.
+	srv  *downloadServer
+	dl   *download
+	side *serverSide
+	seen netip.AddrPort
 }
 
 type demoNode struct {
@@ -222,55 +229,90 @@ func (d *demo) run(ctx context.Context) error {
 	d.step("hanatctl doctor on nat-a")
 	runCtlTo(ctx, d.out, d.hanatctl, d.nodes[demoNATA].socket, "doctor")
 
+	if err := d.startDownload(ctx); err != nil {
+		return err
+	}
+	defer d.srv.close()
+	defer d.dl.close()
+	for _, phase := range []func(context.Context) error{d.crash, d.failback, d.finish} {
+		if err := phase(ctx); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{demoNATA, demoNATC} {
+		d.step("hanatctl status on %s: its HA section", name)
+		d.statusHA(ctx, name)
+	}
+
+	d.step("what to try next")
+	d.say("ip netns exec %s-app-a curl -s http://203.0.113.10/     # a private host through its NAT", lab.Prefix())
+	d.say("%s --socket %s status|flows|doctor|failover", d.hanatctl, d.nodes[demoNATA].socket)
+	d.say("make demo DEMO_ARGS=--sync=false                   # the same story without the state sync")
+	d.say("go test ./internal/e2e/ -run TestHitlessCrashFailover -v  # the story as a test, 20 streams")
+	return nil
+}
+
+// startDownload starts the download server and app-a's download, and
+// waits until nat-c holds the flow.
+func (d *demo) startDownload(ctx context.Context) error {
+	lab := d.lab
 	downloadAddr := netip.AddrPortFrom(lab.Internet().Addr, downloadPort)
 	d.step("app-a starts a long download from the internet server %s (1.6 MB/s, every byte checked)", downloadAddr)
 	srv, err := startDownloadServer(lab.Internet().NS, downloadAddr)
 	if err != nil {
 		return err
 	}
-	defer srv.close()
 	dl, err := startDownload(ctx, func(ctx context.Context) (net.Conn, error) {
 		return lab.Dial(ctx, demoApp, "tcp4", downloadAddr.String())
 	})
 	if err != nil {
+		srv.close()
 		return fmt.Errorf("start the download from %s: %w", demoApp, err)
 	}
-	defer dl.close()
-	side, err := d.serverSide(ctx, srv)
-	if err != nil {
+	d.srv, d.dl = srv, dl
+	if d.side, err = d.serverSide(ctx, srv); err != nil {
 		return err
 	}
-	seen := side.source
-	d.say("app-a %s -> the server sees the download coming from %s %s nat-a's EIP", dl.local, seen, verdict(seen.Addr() == d.eipA, "=", "!="))
-	if seen.Addr() != d.eipA {
-		return fmt.Errorf("the server sees the download from %s, not from nat-a's EIP %s", seen, d.eipA)
+	d.seen = d.side.source
+	d.say("app-a %s -> the server sees the download coming from %s %s nat-a's EIP", dl.local, d.seen, verdict(d.seen.Addr() == d.eipA, "=", "!="))
+	if d.seen.Addr() != d.eipA {
+		return fmt.Errorf("the server sees the download from %s, not from nat-a's EIP %s", d.seen, d.eipA)
 	}
 	if held, err := d.waitHeld(ctx, demoNATC); err != nil {
 		return err
 	} else if d.sync {
-		d.say("nat-c holds %d of nat-a's flows, the download's among them (state sync, TCP 7947, AES-256-GCM)", held)
+		d.say("nat-c holds %d of nat-a's flows, the download's among them (state sync, TCP %d, AES-256-GCM)", held, config.DefaultSyncPort)
 	}
-	d.natBinding(ctx, demoNATA, dl)
-	time.Sleep(time.Second)
-	if err := d.checkDownload(dl, "before the crash"); err != nil {
+	d.natBinding(ctx, demoNATA)
+	if err := sleep(ctx, time.Second); err != nil {
 		return err
 	}
+	p := dl.progress()
+	if err := p.healthy(); err != nil {
+		return fmt.Errorf("before the crash: %w", err)
+	}
+	d.say("download running: %d bytes, every byte as sent", p.received)
+	return nil
+}
 
+// crash crashes nat-a and tells what happened to the download.
+func (d *demo) crash(ctx context.Context) error {
 	d.step("crashing nat-a (EC2 StopInstances --force: SIGKILL, links down, no handover)")
 	crashAt := time.Now()
-	moved := d.watchMoves(ctx, natC.ENIID, demoNATC)
-	if err := lab.CrashInstance(ctx, demoNATA); err != nil {
+	moved := d.watchMoves(ctx, d.lab.Instance(demoNATC).ENIID, demoNATC)
+	if err := d.lab.CrashInstance(ctx, demoNATA); err != nil {
 		return fmt.Errorf("crash %s: %w", demoNATA, err)
 	}
 	d.at(crashAt, time.Now(), "nat-a is down")
-	if err := d.aftermath(ctx, dl, srv, seen, crashAt, <-moved, "the crash", demoNATC); err != nil {
-		return err
-	}
+	return d.aftermath(ctx, crashAt, <-moved, "the crash", demoNATC)
+}
 
+// failback brings nat-a back and tells how it takes its table back.
+func (d *demo) failback(ctx context.Context) error {
 	d.step("nat-a comes back (EC2 StartInstances, hanatd started); it takes its table back after the %v hold-down", d.holdDown)
 	startAt := time.Now()
-	moved = d.watchMoves(ctx, natA.ENIID, demoNATA)
-	if err := lab.StartInstance(ctx, demoNATA); err != nil {
+	moved := d.watchMoves(ctx, d.lab.Instance(demoNATA).ENIID, demoNATA)
+	if err := d.lab.StartInstance(ctx, demoNATA); err != nil {
 		return fmt.Errorf("start %s: %w", demoNATA, err)
 	}
 	if err := d.startNAT(ctx, demoNATA); err != nil {
@@ -289,11 +331,16 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.at(startAt, time.Now(), "nat-a and nat-c both up and healthy: the %v hold-down starts", d.holdDown)
-	if err := d.aftermath(ctx, dl, srv, seen, startAt, <-moved, "the failback", demoNATA); err != nil {
+	if err := d.aftermath(ctx, startAt, <-moved, "the failback", demoNATA); err != nil {
 		return err
 	}
 	d.showOwners()
+	return nil
+}
 
+// finish ends the download unpaced and checks its digest.
+func (d *demo) finish(ctx context.Context) error {
+	dl := d.dl
 	d.step("finishing the download (the rest unpaced) and checking its digest")
 	fctx, cancel := context.WithTimeout(ctx, 2*demoWithin)
 	defer cancel()
@@ -305,7 +352,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := p.healthy(); err != nil {
 		return err
 	}
-	_, sdigest, serr := side.snapshot()
+	_, sdigest, serr := d.side.snapshot()
 	if serr != nil {
 		return fmt.Errorf("the server's side: %w", serr)
 	}
@@ -314,18 +361,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("download continued, %d bytes, sha256 %x… = the server's: digest ok (the last %d MiB in %.1fs)",
 		p.received, p.digest[:8], (p.received-paced)>>20, time.Since(finishAt).Seconds())
-	d.say("one TCP connection from %s to the server as %s from start to end, through a crash and a failback", dl.local, seen)
-
-	for _, name := range []string{demoNATA, demoNATC} {
-		d.step("hanatctl status on %s: its HA section", name)
-		d.statusHA(ctx, name)
-	}
-
-	d.step("what to try next")
-	d.say("ip netns exec %s-app-a curl -s http://203.0.113.10/     # a private host through its NAT", lab.Prefix())
-	d.say("%s --socket %s status|flows|doctor|failover", d.hanatctl, d.nodes[demoNATA].socket)
-	d.say("make demo DEMO_ARGS=--sync=false                   # the same story without the state sync")
-	d.say("go test ./internal/e2e/ -run TestHitlessCrashFailover -v  # the story as a test, 20 streams")
+	d.say("one TCP connection from %s to the server as %s from start to end, through a crash and a failback", dl.local, d.seen)
 	return nil
 }
 
@@ -566,7 +602,8 @@ func (d *demo) watchMoves(ctx context.Context, eni, instance string) <-chan move
 // synced flows into its kernel, the download's longest stall; then, after
 // watching the download for demoObserve, that it continues as sent from
 // the same public address.
-func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer, seen netip.AddrPort, t0 time.Time, m moves, event, taker string) error {
+func (d *demo) aftermath(ctx context.Context, t0 time.Time, m moves, event, taker string) error {
+	dl, seen := d.dl, d.seen
 	if m.eip.IsZero() {
 		return fmt.Errorf("after %s: nat-a's EIP %s did not move to %s within %v", event, d.eipA, taker, demoWithin)
 	}
@@ -574,7 +611,9 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 		return fmt.Errorf("after %s: route table private-a (%s) did not move to %s within %v", event, d.rtbA, taker, demoWithin)
 	}
 	before := dl.progress().received
-	time.Sleep(demoObserve)
+	if err := sleep(ctx, demoObserve); err != nil {
+		return err
+	}
 	type happening struct {
 		at   time.Time
 		what string
@@ -591,7 +630,6 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 	worst, end := dl.worstStallSince(t0)
 	switch {
 	case worst < stallMin:
-		hs = append(hs, happening{time.Now(), fmt.Sprintf("the download never waited %v for data since %s", stallMin, event)})
 	case end.IsZero():
 		hs = append(hs, happening{time.Now(), fmt.Sprintf("the download is stalled, for %.3fs now", worst.Seconds())})
 	default:
@@ -601,6 +639,9 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 	for _, h := range hs {
 		d.at(t0, h.at, "%s", h.what)
 	}
+	if worst < stallMin {
+		d.say("no stall: the download never waited %v for data since %s", stallMin, event)
+	}
 	p := dl.progress()
 	if err := p.healthy(); err != nil {
 		return fmt.Errorf("after %s: %w", event, err)
@@ -609,7 +650,7 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 		return fmt.Errorf("after %s: the download is stuck at %d bytes (no data for %.1fs)", event, p.received, worst.Seconds())
 	}
 	d.say("download continuing: %d bytes so far, every byte as sent (+%d in the last %v)", p.received, p.received-before, demoObserve)
-	side := srv.side(seen)
+	side := d.srv.side(seen)
 	if side == nil {
 		return fmt.Errorf("after %s: the server has no download from %s", event, seen)
 	}
@@ -618,7 +659,7 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 		return fmt.Errorf("after %s: the server's side: %w", event, serr)
 	}
 	d.say("same public IP:port: the server's socket still talks to %s and has sent %d bytes (only that address can ACK them)", seen, sent)
-	d.natBinding(ctx, taker, dl)
+	d.natBinding(ctx, taker)
 	if ip, err := fetch(ctx, d.lab, demoApp); err != nil {
 		return fmt.Errorf("after %s: a new request from %s: %w", event, demoApp, err)
 	} else if ip != d.eipA {
@@ -631,7 +672,8 @@ func (d *demo) aftermath(ctx context.Context, dl *download, srv *downloadServer,
 // natBinding prints nat's conntrack entry of the download: the NAT
 // address and port it translates to, which the IGW maps to the EIP. It
 // is an illustration: a missing conntrack tool only says so.
-func (d *demo) natBinding(ctx context.Context, nat string, dl *download) {
+func (d *demo) natBinding(ctx context.Context, nat string) {
+	dl := d.dl
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := d.lab.Instance(nat).NS.Run(cctx, "conntrack", "-L", "-p", "tcp", "--src", dl.local.Addr().String(), "--sport", fmt.Sprint(dl.local.Port()))
@@ -666,15 +708,6 @@ func (d *demo) natBinding(ctx context.Context, nat string, dl *download) {
 	d.say("(%s has no conntrack entry for %s)", nat, dl.local)
 }
 
-func (d *demo) checkDownload(dl *download, when string) error {
-	p := dl.progress()
-	if err := p.healthy(); err != nil {
-		return fmt.Errorf("%s: %w", when, err)
-	}
-	d.say("download running: %d bytes, every byte as sent", p.received)
-	return nil
-}
-
 // showOwners prints where the private route tables and the EIPs point.
 func (d *demo) showOwners() {
 	st := d.lab.Status()
@@ -707,6 +740,16 @@ func eipOf(st vpcsim.Status, public netip.Addr) (netip.Addr, string) {
 		return e.PrivateIP, ""
 	}
 	return netip.Addr{}, ""
+}
+
+// sleep waits for d or the end of ctx.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func verdict(ok bool, yes, no string) string {

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // demoBins builds hanatd and hanatctl for the demo.
@@ -27,6 +29,8 @@ func demoBins(t *testing.T) (hanatd, hanatctl string) {
 // code; the lab must be gone afterwards, whatever the outcome.
 func runDemo(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	// The lab needs ip and nft; the story's NAT binding line, conntrack.
+	testtool.Require(t, "ip", "nft", "conntrack")
 	hanatd, hanatctl := demoBins(t)
 	prefix := testPrefix()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
