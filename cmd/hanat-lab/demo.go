@@ -18,12 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
-
-	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/internal/vpcsim"
 	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
@@ -169,8 +163,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	lab.SetAPIFaults(ec2sim.Faults{Latency: demoAPILatency})
 	// The tag the IAM policy requires before hanat may write a table.
-	if err := tagTables(ctx, lab, d.rtbA, rtbC); err != nil {
-		return err
+	if err := lab.Model().Tag([]string{d.rtbA, rtbC}, map[string]string{"hanat": ""}); err != nil {
+		return fmt.Errorf("tag the private route tables: %w", err)
 	}
 	allocA, allocC := lab.EIPAllocationID(natA.PublicIP), lab.EIPAllocationID(natC.PublicIP)
 	if allocA == "" || allocC == "" {
@@ -281,7 +275,7 @@ func (d *demo) startDownload(ctx context.Context) error {
 	if held, err := d.waitHeld(ctx, demoNATC); err != nil {
 		return err
 	} else if d.sync {
-		d.say("nat-c holds %d of nat-a's flows, the download's among them (state sync, TCP %d, AES-256-GCM)", held, config.DefaultSyncPort)
+		d.say("nat-c holds %d of nat-a's flows, the download's among them (the state sync)", held)
 	}
 	d.natBinding(ctx, demoNATA)
 	if err := sleep(ctx, time.Second); err != nil {
@@ -379,19 +373,6 @@ func (d *demo) statusHA(ctx context.Context, name string) {
 		text = text[i+1:]
 	}
 	fmt.Fprint(d.out, text)
-}
-
-// tagTables tags the private route tables with `hanat`, as the IAM policy
-// requires before hanat may write them.
-func tagTables(ctx context.Context, lab *vpcsim.Lab, rtbs ...string) error {
-	c := lab.Credentials()
-	api := ec2.New(ec2.Options{Region: lab.Region(), BaseEndpoint: aws.String(lab.EC2Endpoint()),
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if _, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: rtbs,
-		Tags: []types.Tag{{Key: aws.String("hanat"), Value: aws.String("")}}}); err != nil {
-		return fmt.Errorf("tag the route tables %v with hanat: %w", rtbs, err)
-	}
-	return nil
 }
 
 // startNAT writes name's config and starts its hanatd, ready when it
