@@ -31,9 +31,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanatctl ./cmd/hanatctl
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hanat-lab ./cmd/hanat-lab
 
-# The main job: the seed's VPC simulated on this machine (root), a hanat NAT
-# instance per AZ with an empty config, shown working, then torn down.
-# DEMO_ARGS=--hold keeps it up until Ctrl-C.
+# The main job: the seed's VPC simulated on this machine (root) with the hanat
+# HA pair and state sync; a download from app-a survives nat-a's crash and the
+# failback, each step timed, the digest checked; then torn down (~35 s).
+# DEMO_ARGS=--hold keeps it up until Ctrl-C; DEMO_ARGS=--sync=false shows the
+# download dying without the state sync (the demo then fails).
 demo: deps build
 	$(BIN)/hanat-lab demo --hanatd $(BIN)/hanatd --hanatctl $(BIN)/hanatctl $(DEMO_ARGS)
 

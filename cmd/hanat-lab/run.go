@@ -43,9 +43,10 @@ usage:
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
   hanat-lab faults heal [--prefix P] [A B [--proto …] [--port N]]
-  hanat-lab demo [--hanatd bin/hanatd] [--hanatctl bin/hanatctl] [--hold]
-                                                  (make demo: a NAT per AZ running hanatd, shown
-                                                   end to end, then torn down)
+  hanat-lab demo [--hanatd bin/hanatd] [--hanatctl bin/hanatctl] [--hold] [--sync=false] [--hold-down 5s]
+                                                  (make demo: the HA pair with state sync; a download
+                                                   from app-a through nat-a's crash and the failback,
+                                                   each step timed, then torn down)
 
 Without --prefix, commands act on the only lab that is up. The background
 process, its log (serve.log) and control socket live in ` + runRoot + `/<prefix>/.

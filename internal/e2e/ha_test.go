@@ -185,17 +185,7 @@ func setupHAPair(t *testing.T, extra string) *haPair {
 
 // routeTarget is where a lab route table's 0.0.0.0/0 points now.
 func routeTarget(lab *vpcsim.Lab, rtb string) string {
-	for _, rt := range lab.Status().RouteTables {
-		if rt.ID != rtb {
-			continue
-		}
-		for _, r := range rt.Routes {
-			if r.Destination.Bits() == 0 {
-				return r.NetworkInterfaceID
-			}
-		}
-	}
-	return ""
+	return lab.Status().DefaultRouteENI(rtb)
 }
 
 func (p *haPair) waitRoutes(t *testing.T, what string, within time.Duration, a, c string) {

@@ -164,3 +164,19 @@ func (l *Lab) Status() Status {
 	}
 	return st
 }
+
+// DefaultRouteENI is where route table rtb's 0.0.0.0/0 points: an ENI id,
+// "" when it has none or points elsewhere.
+func (s Status) DefaultRouteENI(rtb string) string {
+	for _, rt := range s.RouteTables {
+		if rt.ID != rtb {
+			continue
+		}
+		for _, r := range rt.Routes {
+			if r.Destination.Bits() == 0 {
+				return r.NetworkInterfaceID
+			}
+		}
+	}
+	return ""
+}

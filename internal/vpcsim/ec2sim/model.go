@@ -236,6 +236,20 @@ func (m *Model) setTags(id string, tags map[string]string) {
 	}
 }
 
+// Tag sets tags on existing resources, as CreateTags does, for a lab
+// that sets its stage without an API client (the demo).
+func (m *Model) Tag(ids []string, tags map[string]string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if aerr := m.existAllLocked(ids); aerr != nil {
+		return fmt.Errorf("ec2sim tag %v: %w", ids, aerr)
+	}
+	for _, id := range ids {
+		m.setTags(id, tags)
+	}
+	return nil
+}
+
 // AddVPC adds a VPC with cidr and returns its id (vpc-…).
 func (m *Model) AddVPC(cidr netip.Prefix, tags map[string]string) string {
 	m.mu.Lock()

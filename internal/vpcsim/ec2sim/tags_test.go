@@ -3,6 +3,7 @@ package ec2sim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"os"
@@ -323,4 +324,21 @@ func TestNamedActionsAnswered(t *testing.T) {
 		t.Errorf("stats after the calls: %+v", st)
 	}
 	t.Logf("named EC2 actions: %v", slices.Sorted(maps.Keys(named)))
+}
+
+// TestModelTag: the lab's own Tag adds to a resource's tags as CreateTags
+// does (DescribeTags shows them); an unknown id is NotFound and tags
+// nothing.
+func TestModelTag(t *testing.T) {
+	l := newTestLab(t)
+	if err := l.m.Tag([]string{l.rtbA}, map[string]string{"hanat": ""}); err != nil {
+		t.Fatalf("Tag %s: %v", l.rtbA, err)
+	}
+	l.wantTags(t, l.rtbA, map[string]string{"Name": "private-a", "hanat:group": "a", "hanat": ""})
+	err := l.m.Tag([]string{l.rtbC, "rtb-0000000000000dead"}, map[string]string{"hanat": ""})
+	var aerr *APIError
+	if !errors.As(err, &aerr) || !strings.Contains(aerr.Code, "NotFound") {
+		t.Fatalf("Tag of an unknown route table: %v, want a NotFound APIError", err)
+	}
+	l.wantTags(t, l.rtbC, map[string]string{"Name": "private-c", "hanat:group": "c"})
 }
