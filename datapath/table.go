@@ -77,6 +77,7 @@ const (
 	RuleInputLoopback    = "input_loopback"
 	RuleInputIPv6        = "input_ipv6"
 	RuleInputInvalid     = "input_drop_invalid"
+	RuleInputOwnSocket   = "input_own_socket"
 	RuleInputEstablished = "input_established"
 	RuleInputICMP        = "input_icmp"
 	RuleInputPrivate     = "input_private"
@@ -369,6 +370,22 @@ func (b *builder) hostInput(private *nftables.Set, hi HostInput) {
 		ctStateAny(expr.CtStateBitINVALID),
 		tcpFlagsMasked(expr.CmpOpNeq, tcpFlagACK, tcpFlagSYN|tcpFlagRST|tcpFlagACK),
 		counterVerdict(expr.VerdictDrop),
+	))
+	// An invalid ACK segment of a connection a socket of this host holds
+	// (the socket lookup finds one bound to a specific address: a
+	// connected socket) is accepted: the host's connections opened before
+	// conntrack tracked this namespace (hanatd's own EC2 and IMDS
+	// connections, made before its first table) stay invalid for good
+	// with tcp_loose=0, and the port rules would drop their replies from
+	// public addresses. The host's TCP stack judges such segments itself.
+	// ct state invalid socket wildcard 0 counter accept comment "input_own_socket"
+	b.addRule(input, RuleInputOwnSocket, concat(
+		ctStateAny(expr.CtStateBitINVALID),
+		[]expr.Any{
+			&expr.Socket{Key: expr.SocketKeyWildcard, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+		},
+		counterVerdict(expr.VerdictAccept),
 	))
 	// ct state established,related counter accept comment "input_established"
 	b.addRule(input, RuleInputEstablished, concat(

@@ -461,7 +461,7 @@ func TestBuildTableHostInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{RuleInputLoopback, RuleInputIPv6, RuleInputInvalid, RuleInputInvalid, RuleInputEstablished, RuleInputICMP,
+	want := []string{RuleInputLoopback, RuleInputIPv6, RuleInputInvalid, RuleInputInvalid, RuleInputOwnSocket, RuleInputEstablished, RuleInputICMP,
 		RuleInputPrivate, RuleInputDNAT, RuleInputTCP, RuleInputUDP, RuleInputDrop}
 	if got := ruleNames(tbl, ChainInput); !slices.Equal(got, want) {
 		t.Errorf("input rules = %q, want %q", got, want)

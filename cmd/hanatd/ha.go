@@ -62,10 +62,12 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	}
 	inst := d.ec2.Instance()
 	// Its own client: HA wants short backoffs, failover must not wait 5 s
-	// between two throttled attempts.
+	// between two throttled attempts. EC2's bucket for ReplaceRoute and
+	// AssociateAddress refills 5 tokens/s, so a retry within 200 ms
+	// (jittered: 100 ms on average) finds one as soon as EC2 has it.
 	c, err := cloud.NewEC2(ctx, h.log.With("component", "ec2"), cloud.EC2Options{
 		Region: inst.Region, Endpoint: cfg.Cloud.EC2Endpoint,
-		CallTimeout: 5 * time.Second, MaxAttempts: 10, MaxBackoff: 400 * time.Millisecond,
+		CallTimeout: 5 * time.Second, MaxAttempts: 10, MaxBackoff: 200 * time.Millisecond,
 	})
 	if err != nil {
 		h.why = "EC2 API client: " + err.Error()
