@@ -21,17 +21,22 @@ type NodeOptions struct {
 	Discover     bool
 	IMDSEndpoint string // "" is IMDS's own
 	EC2Endpoint  string // "" is the region's
+	// ManageSourceDestCheck: keep the outside ENI's source/dest check
+	// off (false: leave it to the operator).
+	ManageSourceDestCheck bool
 }
 
 // Node is the EC2 instance a NAT runs on, as IMDS and EC2 see it. Off EC2
 // (or with discovery off) it is a node whose Message says why; that is
 // not an error.
 type Node struct {
-	log     *slog.Logger
-	inst    *Instance // nil off EC2
-	ec2     *EC2      // nil without an EC2 client
-	srcDst  *SourceDestKeeper
-	message string
+	log    *slog.Logger
+	inst   *Instance         // nil off EC2
+	ec2    *EC2              // nil without an EC2 client
+	srcDst *SourceDestKeeper // nil: not managed, or no EC2 client
+	// srcDstOff: the configuration leaves the check to the operator.
+	srcDstOff bool
+	message   string
 
 	mu    sync.Mutex
 	eni   ENI    // the ENI of the outside interface
@@ -68,6 +73,11 @@ func DiscoverNode(ctx context.Context, log *slog.Logger, o NodeOptions) *Node {
 		return n
 	}
 	n.ec2 = ec2c
+	if !o.ManageSourceDestCheck {
+		n.srcDstOff = true
+		log.Info("the source/dest check is left as it is (cloud.manage_source_dest_check is false)")
+		return n
+	}
 	n.srcDst = NewSourceDestKeeper(log, ec2c, func() string { return n.OutsideENI().ID })
 	return n
 }
@@ -196,6 +206,9 @@ func (n *Node) Status() NodeStatus {
 		st.PublicIP = n.inst.PublicIP
 	}
 	st.SourceDestCheck = "unknown: no EC2 API client"
+	if n.srcDstOff {
+		st.SourceDestCheck = "not managed: cloud.manage_source_dest_check is false"
+	}
 	if n.srcDst != nil {
 		st.SourceDestCheck = n.srcDst.State()
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // labNode is NAT-A of the lab as DiscoverNode would have found it.
@@ -87,5 +89,38 @@ func TestNodeDoctorFacts(t *testing.T) {
 	noClient.ec2, noClient.message = nil, "no credentials"
 	if f := noClient.DoctorFacts(context.Background()); !f.OnEC2 || f.IGWErr != "no EC2 API client: no credentials" || f.PrivateRouteTablesErr != f.IGWErr {
 		t.Errorf("without a client: facts = %+v", f)
+	}
+}
+
+// TestNodeSourceDestCheckOnlyWhenManaged: with
+// cloud.manage_source_dest_check false the node never touches the check
+// and its status says so; with it true it keeps it off.
+func TestNodeSourceDestCheckOnlyWhenManaged(t *testing.T) {
+	for _, manage := range []bool{false, true} {
+		l := newLab(t)
+		isolateEnv(t)
+		t.Setenv("AWS_ACCESS_KEY_ID", labCreds.AccessKeyID)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", labCreds.SecretAccessKey)
+		n := DiscoverNode(context.Background(), testLogger(t), NodeOptions{Discover: true,
+			IMDSEndpoint: l.imdsServer(t, l.natA, nil).URL, EC2Endpoint: l.srv.URL, ManageSourceDestCheck: manage})
+		if _, err := n.BindOutside("ens5", l.macNatA.String()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		go n.KeepSourceDestCheckOff(ctx)
+		deadline := time.Now().Add(2 * time.Second)
+		for manage && l.calls("ModifyNetworkInterfaceAttribute") == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !manage {
+			time.Sleep(300 * time.Millisecond)
+		}
+		cancel()
+		if got := l.calls("ModifyNetworkInterfaceAttribute"); (got > 0) != manage {
+			t.Errorf("manage=%v: %d ModifyNetworkInterfaceAttribute calls", manage, got)
+		}
+		if st := n.Status().SourceDestCheck; strings.Contains(st, "not managed") == manage {
+			t.Errorf("manage=%v: status says %q", manage, st)
+		}
 	}
 }

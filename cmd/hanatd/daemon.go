@@ -122,7 +122,8 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 	d.state.configLoadedAt = time.Now()
 
 	d.ec2 = cloud.DiscoverNode(ctx, log.With("component", "cloud"), cloud.NodeOptions{
-		Discover: cfg.Cloud.Discover, IMDSEndpoint: cfg.Cloud.IMDSEndpoint, EC2Endpoint: cfg.Cloud.EC2Endpoint})
+		Discover: cfg.Cloud.Discover, IMDSEndpoint: cfg.Cloud.IMDSEndpoint, EC2Endpoint: cfg.Cloud.EC2Endpoint,
+		ManageSourceDestCheck: cfg.Cloud.ManageSourceDestCheck})
 	// The outside interface's ENI before the HA loop and the sync start
 	// (each reconcile binds it again).
 	d.bindOutside(ctx, cfg.Interfaces.Outside)
