@@ -21,7 +21,6 @@ import (
 // pair, without one as a single instance owning its home route tables.
 type haNode struct {
 	log *slog.Logger
-	cfg config.HA
 
 	// own is this node's primary private IP (none while unknown), standby
 	// its standby address (invalid: none): where its EIPs go.
@@ -48,7 +47,7 @@ func (h *haNode) eipAddr(primary bool) netip.Addr {
 // newHA builds the HA loop, or a node that says why it does not run.
 func (d *daemon) newHA(ctx context.Context) *haNode {
 	cfg := d.config()
-	h := &haNode{log: d.log.With("component", "ha"), cfg: cfg.HA, own: d.ec2.OwnAddrs, standby: d.sync.standby()}
+	h := &haNode{log: d.log.With("component", "ha"), own: d.ec2.OwnAddrs, standby: d.sync.standby()}
 	switch {
 	case !cfg.HA.Enabled:
 		h.why = "ha.enabled is false: hanatd does not touch route tables"
