@@ -17,5 +17,9 @@
 // queue drops the change and forces a snapshot.
 //
 // The package touches no kernel: the daemon hands it a Source
-// (conntrack.Table) and injects what Takeover.Rewrite returns.
+// (conntrack.Table), and at a takeover an injector
+// (conntrack.Injector): Receiver.InjectTakeover rewrites each held flow
+// (Takeover's rules and refusals) as the injector's encoder takes it, so
+// that the rewrite runs while the kernel creates the entries before.
+// Takeover.Rewrite does the same for a list of flows (Receiver.Held).
 package flowsync
