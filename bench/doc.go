@@ -101,13 +101,24 @@
 //     is live);
 //   - inject: the node's entries are flushed (a dead node's table is not
 //     in the survivor's kernel), then the held flows are rewritten as at
-//     a takeover (Takeover.Rewrite: the node's SNAT address becomes the
-//     peer's address carrying the node's EIP) and injected into the
-//     peer's kernel, which runs the survivor's ruleset (a zone SNATed to
-//     that address); the entries are read back as SNATed, established and
-//     assured. The figure is Held + Rewrite + Inject, each part shown, with
-//     the kernel's time of the inject and of a bare ctnetlink create loop
-//     of the same entries without NAT as bounds;
+//     a takeover (the node's SNAT address becomes the peer's address
+//     carrying the node's EIP) and injected into the peer's kernel, which
+//     runs the survivor's ruleset (a zone SNATed to that address); the
+//     entries are read back as SNATed, established and assured. The
+//     figure is Receiver.NATAddrs (what the takeover's address map is
+//     made of) + Receiver.InjectTakeover, which rewrites each flow as the
+//     injector's encoder takes it, overlapping the rewrite with the
+//     kernel's work on the batch before (Injector.InjectSeq); shown with
+//     its parts, the rewrite alone (Receiver.Takeover, for context), the
+//     same takeover in steps (Held, Rewrite, Inject of the whole list),
+//     and as bounds the kernel's time of the inject and of a bare
+//     ctnetlink create loop of the same entries without NAT. Both use
+//     one socket: ctnetlink creates entries under its subsystem's mutex,
+//     and a second socket measured no faster (conntrack's
+//     BenchmarkInject250k), spinning on it. Most of the kernel's time
+//     per entry is hash lookups the NAT needs (the entry, the null DST
+//     binding's and the SNAT tuple's uniqueness, the insert) and
+//     attribute parsing;
 //   - storm: short TCP connections (the conn-client helper, paced to
 //     Options.StormRate, 10 k/s, or what the machine sustains below it)
 //     through the two-ENI topology's NAT in the nftables and fastpath

@@ -70,11 +70,12 @@ var syncRows = map[string]struct{ unit, help string }{
 	MSyncFull:          {"s", "full sync to the peer over the sync link: sender start (dial, handshake, dump, seal, TCP) to the receiver holding the completed snapshot"},
 	MSyncDump:          {"s", "the sender's conntrack dump of the node's table alone"},
 	MSyncHeldMem:       {"bytes", "receiver's Go heap grown by holding the flows (runtime.MemStats after GC, the sender stopped)"},
-	MSyncInject:        {"s", "takeover: the held flows (Receiver.Held) rewritten (Takeover.Rewrite) and injected (conntrack.Injector) into the peer's kernel"},
-	MSyncInjectHeld:    {"s", "of which Receiver.Held"},
-	MSyncInjectRewrite: {"s", "of which Takeover.Rewrite"},
-	MSyncInjectWrite:   {"s", "of which Injector.Inject"},
-	MSyncInjectKernel:  {"s", "system CPU time of that Inject: the kernel creating the entries"},
+	MSyncInject:        {"s", "takeover: the held flows' NAT addresses (Receiver.NATAddrs), then each flow rewritten as the injector's encoder takes it (Receiver.InjectTakeover, Injector.InjectSeq) into the peer's kernel"},
+	MSyncInjectHeld:    {"s", "of which Receiver.NATAddrs"},
+	MSyncInjectWrite:   {"s", "of which InjectTakeover (the rewrite overlapped with the kernel's work)"},
+	MSyncInjectKernel:  {"s", "system CPU time of that InjectTakeover: the kernel creating the entries"},
+	MSyncInjectRewrite: {"s", "the rewrite alone (Receiver.Takeover), not part of the figure: what InjectTakeover overlaps"},
+	MSyncInjectSteps:   {"s", "the same takeover in steps: Receiver.Held, Takeover.Rewrite, then Injector.Inject of the whole list (hanatd's wiring until it calls InjectTakeover)"},
 	MSyncBareCreate:    {"s", "the same entries by a ctnetlink create loop with tuples and timeout only (no NAT, status, state, mark), batches of 256 acknowledged once, not pipelined"},
 	MSyncBareKernel:    {"s", "system CPU time of that loop: the least the kernel takes for the entries"},
 	MStormOffered:      {"conn/s", "short TCP connections/s the storm offers (Options.StormRate); the VM may sustain less"},
@@ -249,7 +250,7 @@ func (r *Report) syncTargets(value func(string, Mode) *float64) ([]target, []Bou
 	}
 	bounds := []Bound{
 		{full, value(MSyncDump, ModeNftables), MSyncDump + ": the sender's dump of the table alone, s"},
-		{inject, value(MSyncInjectWrite, ModeNftables), MSyncInjectWrite + ": the Injector's write alone, s"},
+		{inject, value(MSyncInjectWrite, ModeNftables), MSyncInjectWrite + ": InjectTakeover alone, s"},
 		{inject, value(MSyncInjectKernel, ModeNftables), MSyncInjectKernel + ": the kernel's share of that write, s"},
 		{inject, value(MSyncBareKernel, ModeNftables), MSyncBareKernel + ": the kernel creating the same entries without NAT, s"},
 	}

@@ -38,15 +38,23 @@ const (
 	// MSyncHeldMem: the receiver's live heap grown by holding the flows.
 	MSyncHeldMem = "sync_held_bytes_per_flow"
 	// MSyncInject: takeover, from the held flows to their entries in the
-	// kernel (Receiver.Held, Takeover.Rewrite, Injector.Inject).
+	// kernel: Receiver.NATAddrs (what the takeover's address map is made
+	// of), then Receiver.InjectTakeover, the rewrite of each flow
+	// overlapping the kernel's work on the batch before
+	// (Injector.InjectSeq).
 	MSyncInject = "sync_inject_s"
-	// Its parts: Receiver.Held, Takeover.Rewrite, Injector.Inject, and
-	// the system CPU time of the inject (the kernel creating the entries
-	// inside sendmsg).
+	// Its parts: Receiver.NATAddrs, InjectTakeover, and the system CPU
+	// time of that (the kernel creating the entries inside sendmsg); and
+	// for context the rewrite alone (Receiver.Takeover, not part of the
+	// figure: what InjectTakeover overlaps).
 	MSyncInjectHeld    = "sync_inject_held_s"
-	MSyncInjectRewrite = "sync_inject_rewrite_s"
 	MSyncInjectWrite   = "sync_inject_write_s"
 	MSyncInjectKernel  = "sync_inject_kernel_s"
+	MSyncInjectRewrite = "sync_inject_rewrite_s"
+	// MSyncInjectSteps: the same takeover in steps, Held, Rewrite, then
+	// Inject of the whole list (what hanatd's wiring does until it calls
+	// InjectTakeover).
+	MSyncInjectSteps = "sync_inject_steps_s"
 	// MSyncBareCreate: the same entries created by a ctnetlink loop that
 	// sends tuples and timeouts only (no NAT, status, protocol state or
 	// mark) in batches acknowledged once, as the injector's are, but
@@ -260,50 +268,64 @@ func runTakeover(ctx context.Context, log *slog.Logger, peer *netns.NS, recv *fl
 	}
 	defer in.Close()
 	tk := flowsync.Takeover{PrivateCIDRs: []netip.Prefix{syncPairCIDR}, Addrs: map[netip.Addr]netip.Addr{natOut: syncTakeoverAddr}}
+	// The rewrite alone, untimed in the takeover (which overlaps it with
+	// the kernel's work): what the pipelining hides. Its flows are the
+	// bare loop's, below.
+	rwStart := time.Now()
+	rw := recv.Takeover(tk)
+	rwTook := time.Since(rwStart)
+	if rw.Refused > 0 || len(rw.Flows) != n {
+		return fmt.Errorf("bench sync: takeover rewrote %d of %d held flows, refused %d, first: %v", len(rw.Flows), n, rw.Refused, rw.FirstRefusal)
+	}
+
+	// The takeover as hanatd makes it: the held flows' NAT addresses
+	// (what its address map is made of), then the rewrite and the inject
+	// in one (Receiver.InjectTakeover), the encoder pulling each flow
+	// rewritten from the receiver while the kernel creates the batch
+	// before.
 	start := time.Now()
-	held := recv.Held()
-	heldAt := time.Now()
-	rw := tk.Rewrite(held)
-	rewritten := time.Now()
-	held = nil
-	var res conntrack.InjectResult
+	if got := recv.NATAddrs(); len(got) != 1 || got[0] != natOut {
+		return fmt.Errorf("bench sync: the held flows' NAT addresses are %v, want [%s]", got, natOut)
+	}
+	addrsAt := time.Now()
+	var (
+		tres flowsync.TakeoverResult
+		res  conntrack.InjectResult
+	)
 	kernel, ierr := systemTimeOf(func() (err error) {
-		res, err = in.Inject(ctx, rw.Flows)
+		tres, res, err = recv.InjectTakeover(ctx, tk, in)
 		return err
 	})
 	took := time.Since(start)
-	switch {
-	case rw.Refused > 0:
-		return fmt.Errorf("bench sync: takeover refused %d of %d held flows, first: %w", rw.Refused, n, rw.FirstRefusal)
-	case len(rw.Flows) != n:
-		return fmt.Errorf("bench sync: takeover rewrote %d flows, want %d", len(rw.Flows), n)
-	case ierr != nil:
-		return fmt.Errorf("bench sync: inject %d flows: %w", n, ierr)
-	case res.Created != n:
-		return fmt.Errorf("bench sync: inject of %d flows created %d (%d existed, %d failed, first: %v)", n, res.Created, res.Existed, res.Failed, res.FirstErr)
+	if err := checkInjected(ctx, log, peer, n, tres, res, ierr); err != nil {
+		return err
 	}
-	// The entries are the survivor's now: SNATed to the takeover address,
-	// established, assured.
-	tb, err := conntrack.Open(log, conntrack.NetNSFD(peer.FD()))
-	if err != nil {
-		return fmt.Errorf("bench sync: %w", err)
-	}
-	defer tb.Close()
-	stats, err := tb.Stats(ctx, conntrack.Filter{PrivateCIDRs: []netip.Prefix{syncPairCIDR}, NATAddrs: []netip.Addr{syncTakeoverAddr}})
-	if err != nil {
-		return fmt.Errorf("bench sync: read the injected entries back: %w", err)
-	}
-	if stats.Active != n || stats.TCPEstablished != n || stats.Assured != n {
-		return fmt.Errorf("bench sync: after the inject the kernel has %d entries SNATed to %s (%d established, %d assured), want %d of each",
-			stats.Active, syncTakeoverAddr, stats.TCPEstablished, stats.Assured, n)
-	}
-	log.Info("bench sync: inject at takeover", "flows", n, "took", took, "held", heldAt.Sub(start), "rewrite", rewritten.Sub(heldAt),
-		"inject", start.Add(took).Sub(rewritten), "kernel", kernel)
+	log.Info("bench sync: inject at takeover", "flows", n, "took", took, "nat_addrs", addrsAt.Sub(start),
+		"inject", start.Add(took).Sub(addrsAt), "kernel", kernel, "rewrite_alone", rwTook)
 	rep.set(MSyncInject, ModeNftables, took.Seconds())
-	rep.set(MSyncInjectHeld, ModeNftables, heldAt.Sub(start).Seconds())
-	rep.set(MSyncInjectRewrite, ModeNftables, rewritten.Sub(heldAt).Seconds())
-	rep.set(MSyncInjectWrite, ModeNftables, start.Add(took).Sub(rewritten).Seconds())
+	rep.set(MSyncInjectHeld, ModeNftables, addrsAt.Sub(start).Seconds())
+	rep.set(MSyncInjectRewrite, ModeNftables, rwTook.Seconds())
+	rep.set(MSyncInjectWrite, ModeNftables, start.Add(took).Sub(addrsAt).Seconds())
 	rep.set(MSyncInjectKernel, ModeNftables, kernel.Seconds())
+
+	// The takeover in steps, as hanatd's wiring made it before
+	// InjectTakeover: Held, Rewrite, then Inject of the whole list.
+	if err := flushConntrack(ctx, peer); err != nil {
+		return err
+	}
+	runtime.GC()
+	stepStart := time.Now()
+	held := recv.Held()
+	srw := tk.Rewrite(held)
+	held = nil
+	res, ierr = in.Inject(ctx, srw.Flows)
+	stepTook := time.Since(stepStart)
+	if err := checkInjected(ctx, log, peer, n, srw, res, ierr); err != nil {
+		return fmt.Errorf("in steps: %w", err)
+	}
+	srw = flowsync.TakeoverResult{}
+	log.Info("bench sync: inject at takeover in steps (Held, Rewrite, Inject)", "flows", n, "took", stepTook)
+	rep.set(MSyncInjectSteps, ModeNftables, stepTook.Seconds())
 
 	if err := flushConntrack(ctx, peer); err != nil {
 		return err
@@ -331,6 +353,34 @@ func runTakeover(ctx context.Context, log *slog.Logger, peer *netns.NS, recv *fl
 	log.Info("bench sync: bare ctnetlink create loop", "flows", n, "took", bareTook, "kernel", bareKernel)
 	rep.set(MSyncBareCreate, ModeNftables, bareTook.Seconds())
 	rep.set(MSyncBareKernel, ModeNftables, bareKernel.Seconds())
+	return nil
+}
+
+// checkInjected checks a takeover's outcome: nothing refused, every flow
+// created without error, and the kernel holding them SNATed to the
+// takeover address, established and assured.
+func checkInjected(ctx context.Context, log *slog.Logger, peer *netns.NS, n int, rw flowsync.TakeoverResult, res conntrack.InjectResult, ierr error) error {
+	switch {
+	case rw.Refused > 0:
+		return fmt.Errorf("bench sync: takeover refused %d of %d held flows, first: %w", rw.Refused, n, rw.FirstRefusal)
+	case ierr != nil:
+		return fmt.Errorf("bench sync: inject %d flows: %w", n, ierr)
+	case res.Created != n:
+		return fmt.Errorf("bench sync: inject of %d flows created %d (%d existed, %d failed, first: %v)", n, res.Created, res.Existed, res.Failed, res.FirstErr)
+	}
+	tb, err := conntrack.Open(log, conntrack.NetNSFD(peer.FD()))
+	if err != nil {
+		return fmt.Errorf("bench sync: %w", err)
+	}
+	defer tb.Close()
+	stats, err := tb.Stats(ctx, conntrack.Filter{PrivateCIDRs: []netip.Prefix{syncPairCIDR}, NATAddrs: []netip.Addr{syncTakeoverAddr}})
+	if err != nil {
+		return fmt.Errorf("bench sync: read the injected entries back: %w", err)
+	}
+	if stats.Active != n || stats.TCPEstablished != n || stats.Assured != n {
+		return fmt.Errorf("bench sync: after the inject the kernel has %d entries SNATed to %s (%d established, %d assured), want %d of each",
+			stats.Active, syncTakeoverAddr, stats.TCPEstablished, stats.Assured, n)
+	}
 	return nil
 }
 

@@ -44,7 +44,7 @@ func TestSyncFigures(t *testing.T) {
 		t.Errorf("%s = %v (%v), want %d", MSyncFlows, v, ok, n)
 	}
 	for _, name := range []string{MSyncFull, MSyncDump, MSyncHeldMem, MSyncInject, MSyncInjectHeld, MSyncInjectRewrite,
-		MSyncInjectWrite, MSyncBareCreate} {
+		MSyncInjectWrite, MSyncInjectSteps, MSyncBareCreate} {
 		if v, ok := rep.Get(name, ModeNftables); !ok || v <= 0 {
 			t.Errorf("%s not measured (%v, %v)", name, v, ok)
 		}

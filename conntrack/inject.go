@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -138,9 +139,11 @@ func (r *InjectResult) fail(err error) {
 // Its methods are safe for concurrent use; calls run one at a time.
 //
 // One socket does the work: ctnetlink creates entries under the
-// subsystem's mutex, so a second socket would only spin on it. Inject
-// pipelines instead, encoding the next batch while the kernel works
-// through the current one.
+// subsystem's mutex, so a second socket would only spin on it (measured:
+// two sockets on two goroutines were no faster on 2 vCPUs, with up to
+// twice the kernel time). Inject pipelines instead, encoding the next
+// batch while the kernel works through the current one; InjectSeq also
+// overlaps producing the flows with it.
 type Injector struct {
 	log     *slog.Logger
 	where   string
@@ -159,6 +162,7 @@ type Injector struct {
 type injectBatch struct {
 	first int // index of the batch's first flow in the caller's list
 	flows []Flow
+	own   []Flow // InjectSeq's copies of its flows (flows is own[:n])
 	buf   []byte
 	// seqs[i] is the sequence number of flows[i]'s message; 0 for a flow
 	// that could not be encoded, whose error is in bad[i].
@@ -266,34 +270,94 @@ func (in *Injector) nextSeq() uint32 {
 // ended or the socket failed; the result then counts the flows not reached
 // as failed.
 func (in *Injector) Inject(ctx context.Context, flows []Flow) (InjectResult, error) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	var res InjectResult
-	d, err := in.socket()
-	if err != nil {
-		err = fmt.Errorf("conntrack inject (%s): %w", in.where, err)
-		for range flows {
-			res.fail(err)
-		}
-		return res, err
-	}
-
-	// The encoder fills free batches and hands them over in order.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ready := make(chan *injectBatch, cap(in.free))
-	go func() {
-		defer close(ready)
+	return in.inject(ctx, len(flows), func(ctx context.Context, free <-chan *injectBatch, ready chan<- *injectBatch) {
 		for start := 0; start < len(flows); start += injectBatchLen {
 			var b *injectBatch
 			select {
-			case b = <-in.free:
+			case b = <-free:
 			case <-ctx.Done():
 				return
 			}
 			b.encode(in, start, flows[start:min(start+injectBatchLen, len(flows))])
 			ready <- b // never blocks: ready holds every batch there is
 		}
+	})
+}
+
+// InjectSeq is Inject for the flows that flows yields, at most n: it
+// encodes them as they come while the kernel works through the batch
+// before, so that producing the flows (a takeover's rewrite) overlaps
+// the kernel's work instead of preceding it. The flows are copied; flows
+// is ranged over once, on a goroutine of its own, and stopped early when
+// ctx ends or the socket fails; the error's result then counts n less
+// the flows accounted for as failed. Flows beyond n are not injected and
+// count as failed.
+func (in *Injector) InjectSeq(ctx context.Context, n int, flows iter.Seq[Flow]) (InjectResult, error) {
+	var extra int
+	res, err := in.inject(ctx, n, func(ctx context.Context, free <-chan *injectBatch, ready chan<- *injectBatch) {
+		var b *injectBatch
+		start, taken := 0, 0
+		handOver := func() {
+			b.encode(in, start, b.own)
+			start += len(b.own)
+			ready <- b // never blocks, as above
+			b = nil
+		}
+		for f := range flows {
+			if taken == n {
+				extra++
+				continue
+			}
+			taken++
+			if b == nil {
+				select {
+				case b = <-free:
+				case <-ctx.Done():
+					return
+				}
+				b.own = b.own[:0]
+			}
+			b.own = append(b.own, f)
+			if len(b.own) == injectBatchLen {
+				handOver()
+			}
+		}
+		if b != nil {
+			handOver()
+		}
+	})
+	if extra > 0 {
+		ferr := fmt.Errorf("conntrack inject (%s): %d flows beyond the %d announced", in.where, extra, n)
+		for range extra {
+			res.fail(ferr)
+		}
+	}
+	return res, err
+}
+
+// inject runs produce, which fills free batches with up to n flows in
+// order and hands them to ready, while this goroutine sends each batch
+// and reads its reports: the encoding of the next batch overlaps the
+// kernel's work on the current one.
+func (in *Injector) inject(ctx context.Context, n int, produce func(ctx context.Context, free <-chan *injectBatch, ready chan<- *injectBatch)) (InjectResult, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var res InjectResult
+	d, err := in.socket()
+	if err != nil {
+		err = fmt.Errorf("conntrack inject (%s): %w", in.where, err)
+		for range n {
+			res.fail(err)
+		}
+		return res, err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan *injectBatch, cap(in.free))
+	go func() {
+		defer close(ready)
+		produce(ctx, in.free, ready)
 	}()
 
 	done := 0 // flows accounted for
@@ -310,17 +374,18 @@ func (in *Injector) Inject(ctx context.Context, flows []Flow) (InjectResult, err
 			}
 		}
 		if err != nil {
-			cancel() // stop the encoder; drain what it made
+			cancel() // stop the producer; drain what it made
 		}
 		b.flows = nil
+		clear(b.own) // drop the copies' references
 		in.free <- b
 	}
-	if err == nil && done < len(flows) {
-		err = ctx.Err() // the encoder stopped early
+	if err == nil && done < n {
+		err = ctx.Err() // the producer stopped early, or made fewer
 	}
 	if err != nil {
 		err = fmt.Errorf("conntrack inject (%s): %w", in.where, err)
-		for range flows[done:] {
+		for range n - done {
 			res.fail(err)
 		}
 		return res, err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,23 +92,11 @@ func TestInjectDumpsBack(t *testing.T) {
 		t.Fatalf("Inject = %+v, %v; want %d created", res, err, len(flows))
 	}
 
-	tb, err := Open(nil, NetNSFD(lab.nat.FD()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tb.Close()
-	got, err := tb.Flows(ctx, injectFilter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byOrig := map[Tuple]Flow{}
-	for _, f := range got {
-		byOrig[f.Original] = f
-	}
+	byOrig := injectedIn(t, ctx, lab.nat)
 	for _, want := range flows {
 		f, ok := byOrig[want.Original]
 		if !ok {
-			t.Errorf("injected %s: not in the dump (%d flows dumped: %+v)", want.Original, len(got), got)
+			t.Errorf("injected %s: not in the dump (%d flows dumped: %+v)", want.Original, len(byOrig), byOrig)
 			continue
 		}
 		if f.Reply != want.Reply || f.SNAT != want.SNAT || f.DNAT != want.DNAT || f.Assured != want.Assured ||
@@ -151,9 +140,28 @@ func TestInjectDumpsBack(t *testing.T) {
 	if err := in.Delete(ctx, flows[0].Original); !errors.Is(err, ErrNoFlow) {
 		t.Errorf("Delete of a deleted entry: %v, want ErrNoFlow", err)
 	}
-	if left, err := tb.Flows(ctx, injectFilter); err != nil || len(left) != 0 {
-		t.Errorf("after deleting all: %d flows left (%+v), %v", len(left), left, err)
+	if left := injectedIn(t, ctx, lab.nat); len(left) != 0 {
+		t.Errorf("after deleting all: %d flows left (%+v)", len(left), left)
 	}
+}
+
+// injectedIn dumps ns's entries of injectFilter by original tuple.
+func injectedIn(t *testing.T, ctx context.Context, ns *netns.NS) map[Tuple]Flow {
+	t.Helper()
+	tb, err := Open(nil, NetNSFD(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	got, err := tb.Flows(ctx, injectFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOrig := make(map[Tuple]Flow, len(got))
+	for _, f := range got {
+		byOrig[f.Original] = f
+	}
+	return byOrig
 }
 
 // forwardRuleset is the datapath's forward policy in small: a mid-stream
@@ -435,4 +443,48 @@ func ensureConntrackMax(b *testing.B, want int) func() {
 		b.Fatalf("raise %s to %d: %v", path, want, err)
 	}
 	return func() { _ = os.WriteFile(path, []byte(strconv.Itoa(old)), 0o644) }
+}
+
+// TestInjectSeq injects flows as an iterator yields them, across several
+// batches: each yielded flow is created once, a bad one fails alone and
+// is named, flows beyond the count announced fail without reaching the
+// kernel, and Inject of the same flows finds every one existing.
+func TestInjectSeq(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab := injectLab(t, ctx)
+	in := openInjector(t, lab.nat)
+
+	const n = 2*injectBatchLen + 88
+	flows := make([]Flow, n)
+	for i := range flows {
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(100 + i%50)}), 443)
+		src := netip.AddrPortFrom(netip.MustParseAddr("10.0.11.10"), uint16(20000+i))
+		flows[i] = Flow{
+			Original: Tuple{Proto: protoTCP, Src: src, Dst: dst},
+			Reply:    Tuple{Proto: protoTCP, Src: dst, Dst: netip.AddrPortFrom(tNatOut, src.Port())},
+			TCPState: "ESTABLISHED", Assured: true, SNAT: true, Timeout: 300 * time.Second,
+		}
+	}
+	const bad = injectBatchLen + 3
+	flows[bad].Timeout = 0
+	// Announced one short: the last flow yielded is beyond the count.
+	res, err := in.InjectSeq(ctx, n-1, slices.Values(flows))
+	if err != nil || res.Created != n-2 || res.Failed != 2 || res.Existed != 0 {
+		t.Fatalf("InjectSeq = %+v, %v; want %d created, 2 failed", res, err, n-2)
+	}
+	if res.FirstErr == nil || !strings.Contains(res.FirstErr.Error(), flows[bad].Original.String()) {
+		t.Errorf("first error %v: want it to name flow %d, %s", res.FirstErr, bad, flows[bad].Original)
+	}
+	have := injectedIn(t, ctx, lab.nat)
+	for i, f := range flows {
+		if _, in := have[f.Original]; in != (i != bad && i != n-1) {
+			t.Errorf("flow %d %s: in the table %v, want %v", i, f.Original, in, !in)
+		}
+	}
+	flows[bad].Timeout = time.Minute
+	res, err = in.Inject(ctx, flows)
+	if err != nil || res.Created != 2 || res.Existed != n-2 || res.Failed != 0 {
+		t.Errorf("Inject of the same flows = %+v, %v; want 2 created, %d existed", res, err, n-2)
+	}
 }

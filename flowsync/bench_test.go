@@ -64,3 +64,55 @@ func BenchmarkHeldMemory(b *testing.B) {
 	}
 	b.ReportMetric(perFlow, "B/flow")
 }
+
+// BenchmarkTakeover250k times what a takeover does before the kernel
+// sees a message: the held flows of a receiver holding 250k, checked and
+// rewritten for injection.
+//
+//	go test ./flowsync/ -run '^$' -bench Takeover250k -benchtime 5x
+func BenchmarkTakeover250k(b *testing.B) {
+	const n = 250_000
+	c := heldCore(b, n)
+	b.ResetTimer()
+	for range b.N {
+		res := testTakeover.Rewrite(c.heldFlows())
+		if len(res.Flows) != n || res.Refused != 0 {
+			b.Fatalf("rewrote %d flows, %d refused (%v)", len(res.Flows), res.Refused, res.FirstRefusal)
+		}
+	}
+}
+
+// heldCore is a receiver's core holding the snapshot of flows 0..n-1.
+func heldCore(tb testing.TB, n int) *receiverCore {
+	c := newReceiverCore()
+	_ = c.apply(&frame{kind: kindSnapshotBegin, snapshot: 1})
+	for lo := 0; lo < n; lo += snapshotChunk {
+		recs := make([]record, 0, snapshotChunk)
+		for i := lo; i < min(lo+snapshotChunk, n); i++ {
+			r, err := recordOf(testFlow(i))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			recs = append(recs, r)
+		}
+		_ = c.apply(&frame{kind: kindSnapshotRecords, snapshot: 1, records: recs})
+	}
+	if err := c.apply(&frame{kind: kindSnapshotEnd, snapshot: 1, total: uint32(n)}); err != nil || c.flows() != n {
+		tb.Fatalf("snapshot: %v, %d flows", err, c.flows())
+	}
+	return c
+}
+
+// BenchmarkReceiverTakeover250k is BenchmarkTakeover250k's work as
+// Receiver.Takeover does it, from the compact view.
+func BenchmarkReceiverTakeover250k(b *testing.B) {
+	const n = 250_000
+	c := heldCore(b, n)
+	b.ResetTimer()
+	for range b.N {
+		res := c.takeover(testTakeover)
+		if len(res.Flows) != n || res.Refused != 0 {
+			b.Fatalf("rewrote %d flows, %d refused (%v)", len(res.Flows), res.Refused, res.FirstRefusal)
+		}
+	}
+}

@@ -17,10 +17,15 @@
 // queue drops the change and forces a snapshot.
 //
 // Sender, Receiver and Takeover touch no kernel: they are handed a
-// Source (conntrack.Table) and return what to inject. Pair is one node's
-// whole sync as the daemon runs it: it opens the conntrack sockets (a
-// table to dump, an injector) through package conntrack, follows the
-// daemon's event feed, gates the failback on the peer's first snapshot,
-// injects the peer's flows at a takeover (TakeoverAddrs, Rewrite) and
-// names the peer zone's subnets that leave with the standby address.
+// Source (conntrack.Table) and, at a takeover, an injector
+// (conntrack.Injector): Receiver.InjectTakeover rewrites each held flow
+// (Takeover's rules and refusals) as the injector's encoder takes it, so
+// that the rewrite runs while the kernel creates the entries before;
+// Takeover.Rewrite does the same for a list of flows (Receiver.Held).
+// Pair is one node's whole sync as the daemon runs it: it opens the
+// conntrack sockets (a table to dump, an injector) through package
+// conntrack, follows the daemon's event feed, gates the failback on the
+// peer's first snapshot, injects the peer's flows at a takeover
+// (TakeoverAddrs, InjectTakeover) and names the peer zone's subnets that
+// leave with the standby address.
 package flowsync

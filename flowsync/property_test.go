@@ -2,6 +2,7 @@ package flowsync
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -191,17 +192,37 @@ func (w *syncWorld) expected() []conntrack.Flow {
 // checkTakeover: whatever the receiver holds, nothing outside the private
 // CIDRs or translated to another address than the survivor's reaches the
 // injection, and no flow twice.
+// The receiver's own takeover (Receiver.Takeover, InjectTakeover's
+// flows), made from its compact view, is held to the same and must be
+// Rewrite's of Held, timeouts included.
 func (w *syncWorld) checkTakeover(t *testing.T) {
 	res := testTakeover.Rewrite(w.recv.heldFlows())
-	seen := map[conntrack.Tuple]bool{}
-	for _, f := range res.Flows {
-		if !testPrivate.Contains(f.Original.Src.Addr()) || f.Reply.Dst.Addr() != testOwnNAT || seen[f.Original] {
-			t.Fatalf("takeover would inject %+v", f)
+	fast := w.recv.takeover(testTakeover)
+	for _, rw := range []TakeoverResult{res, fast} {
+		seen := map[conntrack.Tuple]bool{}
+		for _, f := range rw.Flows {
+			if !testPrivate.Contains(f.Original.Src.Addr()) || f.Reply.Dst.Addr() != testOwnNAT || seen[f.Original] {
+				t.Fatalf("takeover would inject %+v", f)
+			}
+			seen[f.Original] = true
 		}
-		seen[f.Original] = true
+	}
+	if got, want := canonTimed(fast.Flows), canonTimed(res.Flows); got != want || fast.Refused != res.Refused {
+		t.Fatalf("the receiver's takeover (%d refused) differs from Rewrite of Held (%d refused):\n%s", fast.Refused, res.Refused, lineDiff(got, want))
 	}
 	w.stats.refused += res.Refused
 	w.stats.injected += len(res.Flows)
+}
+
+// canonTimed is canon with each flow's timeout.
+func canonTimed(flows []conntrack.Flow) string {
+	lines := strings.Split(canon(flows), "\n")
+	timeouts := make([]string, 0, len(flows))
+	for _, f := range flows {
+		timeouts = append(timeouts, fmt.Sprintf("%s %s", f.Original, f.Timeout))
+	}
+	slices.Sort(timeouts)
+	return strings.Join(append(lines, timeouts...), "\n")
 }
 
 // TestSyncConverges: after any sequence of changes, lost and duplicated

@@ -42,26 +42,49 @@ const minInjectTimeout = 10 * time.Second
 
 // Rewrite checks and rewrites held flows (Receiver.Held) for injection.
 func (t Takeover) Rewrite(held []conntrack.Flow) TakeoverResult {
-	var res TakeoverResult
-	seen := make(map[conntrack.Tuple]struct{}, len(held))
-	for _, f := range held {
-		out, err := t.rewrite(f)
+	res := TakeoverResult{Flows: make([]conntrack.Flow, 0, len(held))}
+	// The original tuples seen, compact (rewrite checked them: one
+	// address family each).
+	seen4 := make(map[flowKey[[4]byte]]struct{}, len(held))
+	seen6 := map[flowKey[[16]byte]]struct{}{}
+	for i := range held {
+		f := &held[i]
+		out, err := t.rewrite(*f)
 		if err == nil {
-			if _, dup := seen[out.Original]; dup {
+			var dup bool
+			if o := out.Original; o.Src.Addr().Is4() {
+				dup = firstTime(seen4, keyOf[[4]byte](o))
+			} else {
+				dup = firstTime(seen6, keyOf[[16]byte](o))
+			}
+			if !dup {
 				err = fmt.Errorf("original tuple held twice")
 			}
 		}
 		if err != nil {
-			if res.Refused == 0 {
-				res.FirstRefusal = fmt.Errorf("flow %s: %w", f.Original, err)
-			}
-			res.Refused++
+			res.refuse(f.Original, err)
 			continue
 		}
-		seen[out.Original] = struct{}{}
 		res.Flows = append(res.Flows, out)
 	}
 	return res
+}
+
+// refuse counts the flow with original tuple orig as refused for err.
+func (res *TakeoverResult) refuse(orig conntrack.Tuple, err error) {
+	if res.Refused == 0 {
+		res.FirstRefusal = fmt.Errorf("flow %s: %w", orig, err)
+	}
+	res.Refused++
+}
+
+// firstTime adds k to seen and reports whether it was not there.
+func firstTime[A addrBytes](seen map[flowKey[A]]struct{}, k flowKey[A]) bool {
+	if _, ok := seen[k]; ok {
+		return false
+	}
+	seen[k] = struct{}{}
+	return true
 }
 
 func (t Takeover) rewrite(f conntrack.Flow) (conntrack.Flow, error) {
@@ -69,36 +92,41 @@ func (t Takeover) rewrite(f conntrack.Flow) (conntrack.Flow, error) {
 	if err != nil {
 		return conntrack.Flow{}, err
 	}
+	return t.rewriteRecord(r)
+}
+
+// rewriteRecord checks and rewrites one held flow (check passed).
+func (t Takeover) rewriteRecord(r record) (conntrack.Flow, error) {
 	switch {
-	case f.SNAT && !f.DNAT:
+	case r.snat && !r.dnat:
 		// private host → internet: the reply comes from where the
 		// original went, to the NAT address.
-		if !t.private(f.Original.Src.Addr()) {
-			return conntrack.Flow{}, fmt.Errorf("source %s outside the private CIDRs", f.Original.Src.Addr())
+		if !t.private(r.orig.Src.Addr()) {
+			return conntrack.Flow{}, fmt.Errorf("source %s outside the private CIDRs", r.orig.Src.Addr())
 		}
-		if f.Reply.Src != f.Original.Dst {
-			return conntrack.Flow{}, fmt.Errorf("reply source %s is not the original destination", f.Reply.Src)
+		if r.reply.Src != r.orig.Dst {
+			return conntrack.Flow{}, fmt.Errorf("reply source %s is not the original destination", r.reply.Src)
 		}
-		to, ok := t.Addrs[f.Reply.Dst.Addr()]
+		to, ok := t.Addrs[r.reply.Dst.Addr()]
 		if !ok {
-			return conntrack.Flow{}, fmt.Errorf("NAT address %s is not one of the peer's SNAT addresses", f.Reply.Dst.Addr())
+			return conntrack.Flow{}, fmt.Errorf("NAT address %s is not one of the peer's SNAT addresses", r.reply.Dst.Addr())
 		}
-		r.reply.Dst = netip.AddrPortFrom(to, f.Reply.Dst.Port())
-	case f.DNAT && !f.SNAT:
+		r.reply.Dst = netip.AddrPortFrom(to, r.reply.Dst.Port())
+	case r.dnat && !r.snat:
 		// port forward: internet → NAT address, forwarded to a private host.
-		if !t.private(f.Reply.Src.Addr()) {
-			return conntrack.Flow{}, fmt.Errorf("forward target %s outside the private CIDRs", f.Reply.Src.Addr())
+		if !t.private(r.reply.Src.Addr()) {
+			return conntrack.Flow{}, fmt.Errorf("forward target %s outside the private CIDRs", r.reply.Src.Addr())
 		}
-		if f.Reply.Dst != f.Original.Src {
-			return conntrack.Flow{}, fmt.Errorf("reply destination %s is not the original source", f.Reply.Dst)
+		if r.reply.Dst != r.orig.Src {
+			return conntrack.Flow{}, fmt.Errorf("reply destination %s is not the original source", r.reply.Dst)
 		}
-		to, ok := t.Addrs[f.Original.Dst.Addr()]
+		to, ok := t.Addrs[r.orig.Dst.Addr()]
 		if !ok {
-			return conntrack.Flow{}, fmt.Errorf("NAT address %s is not one of the peer's SNAT addresses", f.Original.Dst.Addr())
+			return conntrack.Flow{}, fmt.Errorf("NAT address %s is not one of the peer's SNAT addresses", r.orig.Dst.Addr())
 		}
-		r.orig.Dst = netip.AddrPortFrom(to, f.Original.Dst.Port())
+		r.orig.Dst = netip.AddrPortFrom(to, r.orig.Dst.Port())
 	default:
-		return conntrack.Flow{}, fmt.Errorf("neither SNAT nor DNAT alone (SNAT %v, DNAT %v)", f.SNAT, f.DNAT)
+		return conntrack.Flow{}, fmt.Errorf("neither SNAT nor DNAT alone (SNAT %v, DNAT %v)", r.snat, r.dnat)
 	}
 	out := r.flow()
 	out.Timeout = max(out.Timeout, minInjectTimeout)

@@ -1,6 +1,8 @@
 package flowsync
 
 import (
+	"context"
+	"iter"
 	"net/netip"
 	"strings"
 	"testing"
@@ -94,5 +96,64 @@ func TestSyncable(t *testing.T) {
 		if got := Syncable(tc.f); got != tc.want {
 			t.Errorf("%s: Syncable = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// seqInjector is a SeqInjector that takes up to stopAfter flows (all when
+// 0) and reports them created.
+type seqInjector struct {
+	stopAfter int
+	announced int
+	got       []conntrack.Flow
+}
+
+func (s *seqInjector) InjectSeq(_ context.Context, n int, flows iter.Seq[conntrack.Flow]) (conntrack.InjectResult, error) {
+	s.announced = n
+	for f := range flows {
+		s.got = append(s.got, f)
+		if len(s.got) == s.stopAfter {
+			break
+		}
+	}
+	return conntrack.InjectResult{Created: len(s.got)}, nil
+}
+
+// TestReceiverInjectTakeover: the receiver's takeover hands the injector
+// exactly what Rewrite makes of Held, refusals counted, within the count
+// it announces; NATAddrs names the held flows' NAT addresses.
+func TestReceiverInjectTakeover(t *testing.T) {
+	r, err := NewReceiver(ReceiverConfig{Key: testKey, Peer: testPeerNAT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 700
+	r.core = heldCore(t, n)
+	outside := testFlow(n)
+	outside.Original.Src = netip.MustParseAddrPort("172.16.0.5:4000")
+	rec, err := recordOf(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.core.held.put(rec)
+	want := testTakeover.Rewrite(r.Held())
+
+	in := &seqInjector{}
+	rw, ir, err := r.InjectTakeover(context.Background(), testTakeover, in)
+	if err != nil || ir.Created != n || rw.Refused != 1 || rw.FirstRefusal == nil || rw.Flows != nil {
+		t.Fatalf("InjectTakeover = %+v, %+v, %v; want %d created, 1 refused", rw, ir, err, n)
+	}
+	if in.announced < len(in.got) {
+		t.Errorf("announced %d flows, yielded %d", in.announced, len(in.got))
+	}
+	if got := canonTimed(in.got); got != canonTimed(want.Flows) {
+		t.Errorf("injected flows differ from Rewrite of Held:\n%s", lineDiff(got, canonTimed(want.Flows)))
+	}
+	// An injector that stops early (its context ended) stops the rewrite.
+	early := &seqInjector{stopAfter: 10}
+	if _, ir, err := r.InjectTakeover(context.Background(), testTakeover, early); err != nil || ir.Created != 10 {
+		t.Errorf("stopped after 10: %+v, %v", ir, err)
+	}
+	if got := r.NATAddrs(); len(got) != 1 || got[0] != testPeerNAT {
+		t.Errorf("NATAddrs = %v, want [%s]", got, testPeerNAT)
 	}
 }
