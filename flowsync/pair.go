@@ -174,7 +174,7 @@ func (p *Pair) Ready() (bool, string) {
 // standby address (when there is one); any other address of the peer's
 // (its standby, with which it served this node's zone) to self, this
 // node's SNAT address (when there is one).
-func TakeoverAddrs(held []conntrack.Flow, peer, standby, self netip.Addr) map[netip.Addr]netip.Addr {
+func TakeoverAddrs(held []netip.Addr, peer, standby, self netip.Addr) map[netip.Addr]netip.Addr {
 	addrs := map[netip.Addr]netip.Addr{}
 	if standby.IsValid() {
 		addrs[peer] = standby
@@ -182,8 +182,8 @@ func TakeoverAddrs(held []conntrack.Flow, peer, standby, self netip.Addr) map[ne
 	if !self.IsValid() {
 		return addrs
 	}
-	for _, f := range held {
-		if a := f.NATAddr().Addr(); a != peer && a.IsValid() {
+	for _, a := range held {
+		if a != peer && a.IsValid() {
 			if _, ok := addrs[a]; !ok {
 				addrs[a] = self
 			}
@@ -196,7 +196,6 @@ func TakeoverAddrs(held []conntrack.Flow, peer, standby, self netip.Addr) map[ne
 // TakeoverAddrs), into the kernel before the EIP and the routes move.
 func (p *Pair) Takeover(ctx context.Context, tables []string) error {
 	start := time.Now()
-	held := p.receiver.Held()
 	private, snat := p.cfg.NAT()
 	var self netip.Addr
 	if len(snat) > 0 {
@@ -206,9 +205,10 @@ func (p *Pair) Takeover(ctx context.Context, tables []string) error {
 	if p.cfg.PeerEIPHere != nil && !p.cfg.PeerEIPHere() {
 		standby = netip.Addr{}
 	}
-	addrs := TakeoverAddrs(held, p.cfg.Peer, standby, self)
-	rw := Takeover{PrivateCIDRs: private, Addrs: addrs}.Rewrite(held)
-	res, err := p.injector.Inject(ctx, rw.Flows)
+	addrs := TakeoverAddrs(p.receiver.NATAddrs(), p.cfg.Peer, standby, self)
+	// The offload mark is this node's table's to set: cleared, the
+	// flows go on to this node's fast path after its threshold.
+	rw, res, err := p.receiver.InjectTakeover(ctx, Takeover{PrivateCIDRs: private, Addrs: addrs, ClearMark: p.cfg.EstablishedMark}, p.injector)
 	t := &TakeoverReport{At: start, Tables: tables, Injected: res.Created, Existed: res.Existed, Refused: rw.Refused,
 		Failed: res.Failed, Took: time.Since(start)}
 	switch {
@@ -222,10 +222,11 @@ func (p *Pair) Takeover(ctx context.Context, tables []string) error {
 	p.mu.Lock()
 	p.last = t
 	p.mu.Unlock()
-	p.log.Info("peer's flows injected before the routes move", "tables", tables, "held", len(held), "injected", res.Created,
+	held := res.Created + res.Existed + res.Failed + rw.Refused
+	p.log.Info("peer's flows injected before the routes move", "tables", tables, "held", held, "injected", res.Created,
 		"existed", res.Existed, "refused", rw.Refused, "failed", res.Failed, "took", time.Since(start).Round(time.Millisecond))
 	if err != nil {
-		return fmt.Errorf("inject %d flows: %w", len(rw.Flows), err)
+		return fmt.Errorf("inject the %d held flows: %w", held, err)
 	}
 	return nil
 }

@@ -21,7 +21,10 @@ func snatFlow(nat string) conntrack.Flow {
 func TestTakeoverAddrs(t *testing.T) {
 	peer, standby, self := netip.MustParseAddr("10.0.2.10"), netip.MustParseAddr("10.0.1.11"), netip.MustParseAddr("10.0.1.10")
 	peerStandby := netip.MustParseAddr("10.0.2.11")
-	held := []conntrack.Flow{snatFlow("10.0.2.10"), snatFlow("10.0.2.11"), snatFlow("10.0.2.11"), {Original: tcp("10.0.11.9:1", "198.51.100.1:2")}}
+	var held []netip.Addr
+	for _, f := range []conntrack.Flow{snatFlow("10.0.2.10"), snatFlow("10.0.2.11"), snatFlow("10.0.2.11"), {Original: tcp("10.0.11.9:1", "198.51.100.1:2")}} {
+		held = append(held, f.NATAddr().Addr())
+	}
 
 	got := TakeoverAddrs(held, peer, standby, self)
 	want := map[netip.Addr]netip.Addr{peer: standby, peerStandby: self}

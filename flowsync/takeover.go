@@ -25,6 +25,10 @@ type Takeover struct {
 	// Addrs maps each of the peer's SNAT addresses to the address of this
 	// node that carries its EIP.
 	Addrs map[netip.Addr]netip.Addr
+	// ClearMark are conntrack mark bits the peer's table set that this
+	// node's table sets for itself (the fast path's offload mark: left
+	// set, this node's offload rule would never take the flow).
+	ClearMark uint32
 }
 
 // TakeoverResult is what Rewrite produced.
@@ -130,6 +134,7 @@ func (t Takeover) rewriteRecord(r record) (conntrack.Flow, error) {
 	}
 	out := r.flow()
 	out.Timeout = max(out.Timeout, minInjectTimeout)
+	out.Mark &^= t.ClearMark
 	return out, nil
 }
 

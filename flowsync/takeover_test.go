@@ -31,6 +31,14 @@ func TestTakeoverRewrites(t *testing.T) {
 	if got.Timeout != minInjectTimeout {
 		t.Errorf("timeout %s, want the floor %s", got.Timeout, minInjectTimeout)
 	}
+	// The offload mark is cleared (this node's table sets it again), the
+	// other bits kept.
+	snat.Mark = 0xc0000002
+	tk := testTakeover
+	tk.ClearMark = 0x40000000
+	if res := tk.Rewrite([]conntrack.Flow{snat}); len(res.Flows) != 1 || res.Flows[0].Mark != 0x80000002 {
+		t.Errorf("mark rewritten to %#x, want 0x80000002: %+v", res.Flows[0].Mark, res)
+	}
 	if f := res.Flows[1]; f.Original.Dst != netip.AddrPortFrom(testOwnNAT, 8080) || f.Reply != fwd.Reply || !f.DNAT {
 		t.Errorf("port forward rewritten to %+v", f)
 	}
