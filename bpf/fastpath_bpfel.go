@@ -29,12 +29,13 @@ const (
 	FastpathCounterIdCOUNTER_PASS_NOT_IPV4    FastpathCounterId = 10
 	FastpathCounterIdCOUNTER_PASS_PARSE       FastpathCounterId = 11
 	FastpathCounterIdCOUNTER_PASS_REDIRECT    FastpathCounterId = 12
-	FastpathCounterIdCOUNTER_MAX              FastpathCounterId = 13
+	FastpathCounterIdCOUNTER_PASS_UNWRITABLE  FastpathCounterId = 13
+	FastpathCounterIdCOUNTER_MAX              FastpathCounterId = 14
 )
 
 type FastpathFastpathStats struct {
 	_     structs.HostLayout
-	Count [13]uint64
+	Count [14]uint64
 	Dir   [2]struct {
 		_       structs.HostLayout
 		Packets uint64

@@ -422,6 +422,7 @@ func PassCounters(c bpf.Counters) map[string]uint64 {
 		"syn": c.PassSYN, "fin": c.PassFIN, "rst": c.PassRST, "fragment": c.PassFragment,
 		"ip_options": c.PassIPOptions, "ttl": c.PassTTL, "not_tcp_udp": c.PassNotTCPUDP,
 		"too_big": c.PassTooBig, "not_ipv4": c.PassNotIPv4, "parse": c.PassParse, "redirect": c.PassRedirect,
+		"unwritable": c.PassUnwritable,
 	}
 }
 

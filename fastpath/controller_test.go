@@ -21,12 +21,12 @@ import (
 
 func TestPassCounters(t *testing.T) {
 	m := PassCounters(bpf.Counters{PassSYN: 1, PassFIN: 2, PassRST: 3, PassFragment: 4, PassIPOptions: 5, PassTTL: 6,
-		PassNotTCPUDP: 7, PassTooBig: 8, PassNotIPv4: 9, PassParse: 10, PassRedirect: 11})
+		PassNotTCPUDP: 7, PassTooBig: 8, PassNotIPv4: 9, PassParse: 10, PassRedirect: 11, PassUnwritable: 12})
 	var sum uint64
 	for _, v := range m {
 		sum += v
 	}
-	if len(m) != 11 || sum != 66 {
+	if len(m) != 12 || sum != 78 {
 		t.Errorf("pass counters %v", m)
 	}
 }
