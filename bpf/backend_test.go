@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -102,33 +103,30 @@ func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
 // maps, so a flow written once is seen by both.
 func TestTCProgramLoads(t *testing.T) {
 	e := newEnv(t, noSuchPort)
-	xdpInfo, err := e.objs.Program().Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcInfo, err := e.tcProgram().Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	xdpMaps, _ := xdpInfo.MapIDs()
-	tcMaps, _ := tcInfo.MapIDs()
-	has := func(ids []ebpf.MapID, id ebpf.MapID) bool {
-		for _, i := range ids {
-			if i == id {
-				return true
-			}
+	mapIDs := func(p *ebpf.Program) []ebpf.MapID {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
 		}
-		return false
+		ids, _ := info.MapIDs()
+		return ids
 	}
-	for _, m := range []*ebpf.Map{e.objs.objs.Flows, e.objs.objs.TxPorts, e.objs.objs.Counters} {
+	id := func(m *ebpf.Map) ebpf.MapID {
 		info, err := m.Info()
 		if err != nil {
 			t.Fatal(err)
 		}
 		id, _ := info.ID()
-		if !has(xdpMaps, id) || !has(tcMaps, id) {
-			t.Fatalf("map %s (id %d): xdp program uses %v, tc program %v; want both", info.Name, id, xdpMaps, tcMaps)
+		return id
+	}
+	xdpMaps, tcMaps := mapIDs(e.objs.Program()), mapIDs(e.tcProgram())
+	for _, m := range []*ebpf.Map{e.objs.objs.Flows, e.objs.objs.Counters} {
+		if !slices.Contains(xdpMaps, id(m)) || !slices.Contains(tcMaps, id(m)) {
+			t.Fatalf("map %v (id %d): xdp program uses %v, tc program %v; want both", m, id(m), xdpMaps, tcMaps)
 		}
+	}
+	if !slices.Contains(tcMaps, id(e.objs.objs.TcPorts)) || len(tcMaps) != 3 {
+		t.Fatalf("tc program uses maps %v, want flows, counters and tc_ports (%d)", tcMaps, id(e.objs.objs.TcPorts))
 	}
 }
 

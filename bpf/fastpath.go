@@ -32,7 +32,7 @@ const DefaultMaxFlows = 65536
 const minMTU = 68
 
 // Names under LoadOptions.PinPath of the maps this package pins.
-var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapCounters}
+var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapTcPorts, FastpathMapCounters}
 
 // ErrFlowNotFound is wrapped by LookupFlow and DeleteFlow when the flow is
 // not in the map (it may have been evicted by the LRU).
@@ -400,6 +400,7 @@ func (o *Objects) loadTC() (*ebpf.Program, error) {
 	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		FastpathMapFlows:    o.objs.Flows,
 		FastpathMapTxPorts:  o.objs.TxPorts,
+		FastpathMapTcPorts:  o.objs.TcPorts,
 		FastpathMapCounters: o.objs.Counters,
 	}})
 	if err != nil {
@@ -599,22 +600,45 @@ func (o *Objects) iterateFlowsOneByOne(fn func(FlowKey, FlowAction, FlowStats) b
 }
 
 // AddTxPort allows redirecting to ifindex (an egress interface other than
-// the ingress one). The interface must exist in the caller's network
-// namespace and, for native XDP redirect, support ndo_xdp_xmit.
+// the ingress one) from both programs. The interface must exist in the
+// caller's network namespace and, for native XDP redirect, support
+// ndo_xdp_xmit with frames it can deliver (AddTCPort otherwise).
 func (o *Objects) AddTxPort(ifindex uint32) error {
 	if err := o.objs.TxPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bpf: add tx port ifindex %d: %w", ifindex, err)
 	}
+	return o.addTCPort(ifindex)
+}
+
+// AddTCPort allows the tc program (only) to redirect to ifindex: an
+// interface that takes skbs but not XDP frames; the XDP program passes
+// flows towards it to the stack. It removes ifindex from the XDP program's
+// ports.
+func (o *Objects) AddTCPort(ifindex uint32) error {
+	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: remove XDP tx port ifindex %d: %w", ifindex, err)
+	}
+	return o.addTCPort(ifindex)
+}
+
+func (o *Objects) addTCPort(ifindex uint32) error {
+	if err := o.objs.TcPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: add tc port ifindex %d: %w", ifindex, err)
+	}
 	return nil
 }
 
-// RemoveTxPort removes ifindex from the redirect ports; flows to it then
-// take the slow path. Removing a missing port is not an error.
+// RemoveTxPort removes ifindex from both programs' redirect ports; flows
+// to it then take the slow path. Removing a missing port is not an error.
 func (o *Objects) RemoveTxPort(ifindex uint32) error {
+	var errs []error
 	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err)
+		errs = append(errs, fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err))
 	}
-	return nil
+	if err := o.objs.TcPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("bpf: remove tc port ifindex %d: %w", ifindex, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Counters returns the program's counters summed over all CPUs (one read

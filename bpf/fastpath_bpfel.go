@@ -76,6 +76,7 @@ type FastpathFlowValue struct {
 const (
 	FastpathMapCounters       = "counters"
 	FastpathMapFlows          = "flows"
+	FastpathMapTcPorts        = "tc_ports"
 	FastpathMapTxPorts        = "tx_ports"
 	FastpathProgHanatFastpath = "hanat_fastpath"
 )
@@ -131,6 +132,7 @@ type FastpathProgramSpecs struct {
 type FastpathMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	TcPorts  *ebpf.MapSpec `ebpf:"tc_ports"`
 	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
@@ -162,6 +164,7 @@ func (o *FastpathObjects) Close() error {
 type FastpathMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Flows    *ebpf.Map `ebpf:"flows"`
+	TcPorts  *ebpf.Map `ebpf:"tc_ports"`
 	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 }
 
@@ -169,6 +172,7 @@ func (m *FastpathMaps) Close() error {
 	return _FastpathClose(
 		m.Counters,
 		m.Flows,
+		m.TcPorts,
 		m.TxPorts,
 	)
 }

@@ -76,10 +76,10 @@ int hanat_fastpath_tc(struct __sk_buff *skb)
 	v = fp_classify(data, data_end, len, in_ifindex, skb->gso_size, &p, &why);
 	if (!v)
 		return PASS(why);
-	/* tx_ports names the interfaces the fast path runs on; a flow to any
+	/* tc_ports names the interfaces the fast path runs on; a flow to any
 	 * other (or one withdrawn) takes the slow path, as under XDP. */
 	if (v->egress_ifindex != in_ifindex &&
-	    !bpf_map_lookup_elem(&tx_ports, &v->egress_ifindex))
+	    !bpf_map_lookup_elem(&tc_ports, &v->egress_ifindex))
 		return PASS(COUNTER_PASS_REDIRECT);
 
 	/* Everything the write needs, read before the first helper call

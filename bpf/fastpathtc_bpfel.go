@@ -56,6 +56,7 @@ type FastpathTcFlowValue struct {
 const (
 	FastpathTcMapCounters         = "counters"
 	FastpathTcMapFlows            = "flows"
+	FastpathTcMapTcPorts          = "tc_ports"
 	FastpathTcMapTxPorts          = "tx_ports"
 	FastpathTcProgHanatFastpathTc = "hanat_fastpath_tc"
 )
@@ -111,6 +112,7 @@ type FastpathTcProgramSpecs struct {
 type FastpathTcMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	TcPorts  *ebpf.MapSpec `ebpf:"tc_ports"`
 	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
@@ -142,6 +144,7 @@ func (o *FastpathTcObjects) Close() error {
 type FastpathTcMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Flows    *ebpf.Map `ebpf:"flows"`
+	TcPorts  *ebpf.Map `ebpf:"tc_ports"`
 	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 }
 
@@ -149,6 +152,7 @@ func (m *FastpathTcMaps) Close() error {
 	return _FastpathTcClose(
 		m.Counters,
 		m.Flows,
+		m.TcPorts,
 		m.TxPorts,
 	)
 }

@@ -103,13 +103,23 @@ struct {
 	__type(value, struct flow_value);
 } flows SEC(".maps");
 
-/* Egress interfaces other than the ingress one: key and value = ifindex. */
+/* Egress interfaces other than the ingress one that can transmit the XDP
+ * program's frames (native XDP, ndo_xdp_xmit): key and value = ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, 64);
 	__type(key, __u32);
 	__type(value, __u32);
 } tx_ports SEC(".maps");
+
+/* Egress interfaces the tc program may redirect an skb to (every interface
+ * the fast path runs on, whatever its backend): key and value = ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} tc_ports SEC(".maps");
 
 /* Forwarded traffic of one direction. */
 struct dir_totals {
