@@ -21,7 +21,8 @@ import (
 // Config is what the configuration asks of the fast path.
 type Config struct {
 	Enabled bool
-	// Mode is XDPModeAuto, XDPModeNative or XDPModeGeneric.
+	// Mode is what ParseMode accepts: auto, xdp (native), tc or
+	// xdp-generic (generic).
 	Mode string
 	// TCPTimeout and UDPTimeout are the idle timeouts of offloaded
 	// established TCP and UDP flows (the kernel's
@@ -63,8 +64,10 @@ type Options struct {
 
 // Status is the fast path now.
 type Status struct {
-	// Mode is XDPNative, XDPGeneric or XDPOff; Reason says why when it
-	// is not native (or why there is no fast path at all).
+	// Mode is XDPNative, XDPGeneric, BackendTC or XDPOff; Reason says
+	// why when it is not native (or why there is no fast path at all).
+	// Interfaces says which backend runs on each interface and why
+	// (Mode, Note, Error).
 	Mode       string
 	Reason     string
 	Interfaces []InterfaceState

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,21 @@ func (ft *fastTopo) nat44() NAT {
 	}
 }
 
+// peersGRO turns GRO on at the NAT's veth peers, which gives them NAPI to
+// receive native XDP frames: "xdp" then runs native XDP there.
+func (ft *fastTopo) peersGRO(t *testing.T, on bool) {
+	t.Helper()
+	state := map[bool]string{true: "on", false: "off"}[on]
+	for _, c := range []struct {
+		ns  *netns.NS
+		dev string
+	}{{ft.priv, ft.privIf}, {ft.inet, ft.inetIf}} {
+		if out, err := c.ns.Run(testContext(t), "ethtool", "-K", c.dev, "gro", state); err != nil {
+			t.Fatalf("ethtool: %v: %s", err, out)
+		}
+	}
+}
+
 func openFast(t *testing.T, ft *fastTopo, pinPath, mode string) *XDP {
 	t.Helper()
 	var f *XDP
@@ -115,6 +131,7 @@ func xdpOn(t *testing.T, h *netlink.Handle, name string) (mode string, progID ui
 // is no longer wanted, and removes everything as --cleanup does.
 func TestFastpathAttachPinRestart(t *testing.T) {
 	ft := newFastTopo(t)
+	ft.peersGRO(t, true)
 	pin := filepath.Join(bpffsDir(t), "hanat")
 
 	f := openFast(t, ft, pin, XDPModeNative)
@@ -152,8 +169,8 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 		t.Fatalf("after Close the program left %s (mode %s); the pinned link should keep it", ft.in, mode)
 	}
 
-	// auto accepts the native attachment found pinned.
-	f2 := openFast(t, ft, pin, XDPModeAuto)
+	// xdp (native) keeps the native attachment found pinned.
+	f2 := openFast(t, ft, pin, XDPModeNative)
 	st = syncFast(t, ft, f2, ft.in, ft.out)
 	if st.Mode != XDPNative {
 		t.Fatalf("state after restart = %+v", st)
@@ -208,6 +225,7 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 // leaves the fast path off there with a reason, never an error.
 func TestFastpathAttachFailure(t *testing.T) {
 	ft := newFastTopo(t)
+	ft.peersGRO(t, true)
 	pin := filepath.Join(bpffsDir(t), "hanat")
 	f := openFast(t, ft, pin, XDPModeNative)
 	defer f.Close()
@@ -222,19 +240,58 @@ func TestFastpathAttachFailure(t *testing.T) {
 	}
 }
 
-// TestFastpathAutoOnVeth: auto picks generic mode on veth and says why.
+// TestFastpathAutoOnVeth: auto runs tc on veth (a tcx link) and says why.
 func TestFastpathAutoOnVeth(t *testing.T) {
 	ft := newFastTopo(t)
-	f := openFast(t, ft, filepath.Join(bpffsDir(t), "hanat"), XDPModeAuto)
+	pin := filepath.Join(bpffsDir(t), "hanat")
+	f := openFast(t, ft, pin, XDPModeAuto)
 	defer f.Close()
 	st := syncFast(t, ft, f, ft.in)
-	if st.Mode != XDPGeneric || len(st.Interfaces) != 1 || st.Interfaces[0].Note == "" {
-		t.Fatalf("state = %+v, want generic with a note", st)
+	if st.Mode != BackendTC || len(st.Interfaces) != 1 || st.Interfaces[0].Note == "" {
+		t.Fatalf("state = %+v, want tc with a note", st)
 	}
-	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPGeneric {
-		t.Errorf("kernel mode %s, want generic", mode)
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPOff {
+		t.Errorf("kernel XDP mode %s, want none", mode)
+	}
+	if _, err := os.Stat(filepath.Join(pin, tcLinkPinPrefix+ft.in)); err != nil {
+		t.Errorf("tcx link pin: %v", err)
 	}
 	t.Logf("reason %q, note %q", st.Reason, st.Interfaces[0].Note)
+}
+
+// TestFastpathNativeVethPeerWithoutNAPI: forced native XDP on a veth whose
+// peer has neither an XDP program nor GRO would blackhole every frame it
+// sends; the interface runs tc and says why, and switches to native once
+// the peer has NAPI (GRO on).
+func TestFastpathNativeVethPeerWithoutNAPI(t *testing.T) {
+	ft := newFastTopo(t)
+	ft.peersGRO(t, false)
+	pin := filepath.Join(bpffsDir(t), "hanat")
+	f := openFast(t, ft, pin, XDPModeNative)
+	defer f.Close()
+	st := syncFast(t, ft, f, ft.in, ft.out)
+	if st.Mode != BackendTC || len(st.Interfaces) != 2 {
+		t.Fatalf("state = %+v, want tc on both", st)
+	}
+	for _, is := range st.Interfaces {
+		if is.Mode != BackendTC || !strings.Contains(is.Note, "neither an XDP program nor GRO") {
+			t.Errorf("%s: mode %s note %q, want tc saying the peer has no NAPI", is.Name, is.Mode, is.Note)
+		}
+	}
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPOff {
+		t.Errorf("kernel XDP mode %s on %s, want none", mode, ft.in)
+	}
+	ft.peersGRO(t, true)
+	st = syncFast(t, ft, f, ft.in, ft.out)
+	if st.Mode != XDPNative {
+		t.Fatalf("with GRO on the peers: state = %+v, want native", st)
+	}
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPNative {
+		t.Errorf("kernel XDP mode %s on %s, want native", mode, ft.in)
+	}
+	if _, err := os.Stat(filepath.Join(pin, tcLinkPinPrefix+ft.in)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("tcx link pin left after switching to native: %v", err)
+	}
 }
 
 func TestFastpathBadMode(t *testing.T) {
