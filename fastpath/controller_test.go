@@ -69,6 +69,14 @@ func TestControllerInNamespace(t *testing.T) {
 	for _, kv := range []string{"net.netfilter.nf_conntrack_events=1", "net.netfilter.nf_conntrack_tcp_be_liberal=1"} {
 		natlab.MustRun(t, ctx, lab.NAT, "sysctl", "-w", kv)
 	}
+	// The hosts' TCP leaves them with partial checksums (CHECKSUM_PARTIAL:
+	// the pseudo-header's sum only), and veth would hand them on as such,
+	// unverified. With checksum offload off on the NAT's veths the stack
+	// finishes them in software on the way out, so the receiving host
+	// verifies what the tc program wrote into a partial checksum.
+	for _, dev := range []string{"in0", "out0"} {
+		natlab.MustRun(t, ctx, lab.NAT, "ethtool", "-K", dev, "tx", "off")
+	}
 	log := slog.New(slog.NewTextHandler(natlab.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	nat := datapath.NAT{
 		PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")},
