@@ -167,8 +167,9 @@ func (c *Controller) Apply(ctx context.Context, cfg Config, nat datapath.NAT) er
 	}
 }
 
-// Run applies configurations and keeps the offload engine running until
-// ctx is done. On return the program stays attached and its maps pinned,
+// Run applies configurations, keeps the offload engine running and
+// watches the backends' output (withdrawing one that fails) until ctx is
+// done. On return the program stays attached and its maps pinned,
 // so offloaded flows keep forwarding until the next hanatd takes them
 // over.
 func (c *Controller) Run(ctx context.Context) error {
@@ -179,6 +180,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.routes.Close()
 		}
 	}()
+	watch := time.NewTicker(OutputWatchInterval)
+	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,8 +191,34 @@ func (c *Controller) Run(ctx context.Context) error {
 			close(req.reply)
 		case err := <-c.engDone:
 			c.engineFailed(ctx, err)
+		case <-watch.C:
+			c.watchOutputs()
 		}
 	}
+}
+
+// watchOutputs withdraws backends whose output fails (withdraw.go) and
+// publishes the new state when it did.
+func (c *Controller) watchOutputs() {
+	x := c.xdp // only Run writes it
+	if x == nil {
+		return
+	}
+	cs, err := x.Objects().Counters()
+	if err != nil {
+		return
+	}
+	withdrew := false
+	if err := c.inNamespace(func() error {
+		withdrew = x.WatchOutputs(cs.Hits)
+		return nil
+	}); err != nil || !withdrew {
+		return
+	}
+	st := x.State()
+	c.mu.Lock()
+	c.state = st
+	c.mu.Unlock()
 }
 
 func (c *Controller) apply(ctx context.Context, cfg Config, nat datapath.NAT) {

@@ -148,6 +148,12 @@ type XDP struct {
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
+
+	// The output watch (withdraw.go).
+	withdrawn  map[string]withdrawal // by interface name
+	watchDrops map[string]uint64
+	watchHits  uint64
+	watched    bool
 }
 
 // OpenXDP mounts the bpffs if needed and loads the program, reusing
@@ -172,7 +178,8 @@ func OpenXDP(log *slog.Logger, opts XDPOptions) (*XDP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fast path: %w", err)
 	}
-	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment)}, nil
+	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment),
+		withdrawn: make(map[string]withdrawal), watchDrops: make(map[string]uint64)}, nil
 }
 
 // ensureBPFFS makes sure pinPath's parent directory is on a bpffs. When
@@ -218,6 +225,7 @@ func (f *XDP) SetMode(mode string) error {
 		return nil
 	}
 	f.mode = mode
+	clear(f.withdrawn) // a new mode is a fresh start
 	for _, a := range f.attached {
 		if a.on() && !f.modeAcceptable(a.mode) {
 			f.detach(a)
@@ -289,13 +297,13 @@ func (f *XDP) syncOne(name string) {
 		// recreated under the same name: then ifindex differs).
 		switch {
 		case a.mode == BackendTC:
-			if a.tcFallback == "" || f.plan(l).tries[0].mode == BackendTC {
+			if a.tcFallback == "" || f.plan(l).first() == BackendTC {
 				return
 			}
 			f.log.Info("the reason for tc is gone; trying XDP again", "interface", name, "was", a.tcFallback)
 		case currentXDPMode(l) != a.mode:
 			f.log.Warn("XDP program no longer attached as expected; re-attaching", "interface", name)
-		case f.plan(l).tries[0].mode == BackendTC && a.mode == XDPNative:
+		case f.plan(l).first() == BackendTC && a.mode == XDPNative:
 			f.log.Warn("native XDP can no longer transmit on this interface; switching to tc", "interface", name)
 		default:
 			return
@@ -340,7 +348,10 @@ func (f *XDP) addPort(a *attachment) {
 func (f *XDP) adopt(name string, l netlink.Link) (*attachment, bool) {
 	p := f.plan(l)
 	a := &attachment{name: name, ifindex: l.Attrs().Index, note: p.note}
-	if p.tries[0].mode == BackendTC {
+	if p.first() == "" {
+		return nil, false
+	}
+	if p.first() == BackendTC {
 		f.removePinnedXDP(name)
 		if h, ok := f.adoptPinnedTC(name, a.ifindex); ok {
 			a.mode, a.tc, a.tcFallback = BackendTC, h, p.tcFallback
@@ -424,8 +435,19 @@ type attachPlan struct {
 	tcFallback string
 }
 
+// first is the backend tried first, "" when none is.
+func (p attachPlan) first() string {
+	if len(p.tries) == 0 {
+		return ""
+	}
+	return p.tries[0].mode
+}
+
 // plan decides the backends for l under the configured mode.
 func (f *XDP) plan(l netlink.Link) attachPlan {
+	if p, ok := f.withdrawnPlan(l); ok {
+		return p
+	}
 	native := try{XDPNative, link.XDPDriverMode}
 	tc := try{mode: BackendTC}
 	switch f.mode {
@@ -498,6 +520,9 @@ func (f *XDP) attach(name string, l netlink.Link, prevErr string) *attachment {
 		return a
 	}
 	a.err = strings.Join(errs, "; ")
+	if len(p.tries) == 0 {
+		a.err, a.note = p.note, ""
+	}
 	f.logOff(name, a.err, prevErr)
 	return a
 }

@@ -403,11 +403,32 @@ func TestFastpathForwardsVeth(t *testing.T) {
 	}
 }
 
-func testFastpathForwards(t *testing.T, mode string) {
-	ft := newFastTopo(t)
-	ctx := testContext(t)
-	n := ft.nat44()
-	if _, err := datapath.NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, n); err != nil {
+// udpPair is a UDP server on the internet host (203.0.113.100:5353) and a
+// client connected to it from the private host (10.0.11.2:40000); both are
+// closed at cleanup.
+func (ft *fastTopo) udpPair(t *testing.T) (srv, cl *net.UDPConn) {
+	t.Helper()
+	if err := ft.inet.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if err := ft.priv.Do(func() (err error) {
+		cl, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.IP{10, 0, 11, 2}, Port: 40000}, &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return srv, cl
+}
+
+// slowPath sets the NAT up: its nftables table and sysctls.
+func (ft *fastTopo) slowPath(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := datapath.NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, ft.nat44()); err != nil {
 		t.Fatal(err)
 	}
 	if err := ft.nat.Do(func() error {
@@ -416,6 +437,12 @@ func testFastpathForwards(t *testing.T, mode string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testFastpathForwards(t *testing.T, mode string) {
+	ft := newFastTopo(t)
+	ctx := testContext(t)
+	ft.slowPath(t, ctx)
 	// Locally generated traffic on veth carries partial checksums, which
 	// an XDP rewrite cannot fix up: send full checksums. Native XDP_TX and
 	// redirect on veth need NAPI on the receiving peer: GRO on.
@@ -434,22 +461,7 @@ func testFastpathForwards(t *testing.T, mode string) {
 		t.Fatalf("fast path off: %+v", st)
 	}
 
-	var srv *net.UDPConn
-	if err := ft.inet.Do(func() (err error) {
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	var cl *net.UDPConn
-	if err := ft.priv.Do(func() (err error) {
-		cl, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.IP{10, 0, 11, 2}, Port: 40000}, &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srv, cl := ft.udpPair(t)
 
 	exchange := func(i int) (netip.AddrPort, error) {
 		msg := []byte{byte(i), 'x', 'y'}
