@@ -45,20 +45,37 @@ type withdrawal struct {
 	why     string
 }
 
-// linkDrops is what an interface's counters say it dropped or failed:
-// rx_dropped (where veth and drivers count failed XDP redirects and
-// XDP_TX), tx_dropped and tx_errors.
-func linkDrops(l netlink.Link) (uint64, bool) {
+// linkSample is what an interface's counters say: drops counts rx_dropped
+// (where veth and drivers count failed XDP redirects and XDP_TX),
+// tx_dropped and tx_errors; txDrops only the last two; tx is tx_packets.
+type linkSample struct {
+	drops, txDrops, tx uint64
+}
+
+func sampleLink(l netlink.Link) (linkSample, bool) {
 	s := l.Attrs().Statistics
 	if s == nil {
-		return 0, false
+		return linkSample{}, false
 	}
-	return s.RxDropped + s.TxDropped + s.TxErrors, true
+	return linkSample{drops: s.RxDropped + s.TxDropped + s.TxErrors, txDrops: s.TxDropped + s.TxErrors, tx: s.TxPackets}, true
+}
+
+// failing reports whether d dropped packets are a failing output's share of
+// dHits forwarded ones.
+func failing(d, dHits uint64) bool {
+	return d >= withdrawMinDrops && d*withdrawDropShare >= dHits && dHits > 0
 }
 
 // WatchOutputs takes one sample: hits is the programs' hit counter now.
 // It reports whether it withdrew a backend (State then says where and
 // why). It runs in the NAT's namespace.
+//
+// XDP fails when an XDP interface's drops are a large share of the hits
+// and the XDP interfaces together transmitted less than half of them (so
+// an RX ring overflowing under load, which drops before the program and
+// leaves what it forwards leaving, does not count). tc fails when a tc
+// interface's transmit drops and errors are a large share of the hits
+// (its GSO packets leave as one, so transmitted packets say nothing).
 func (f *XDP) WatchOutputs(hits uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -67,6 +84,8 @@ func (f *XDP) WatchOutputs(hits uint64) bool {
 	f.watchHits, f.watched = hits, true
 	var tripped []*attachment
 	var whys []string
+	var xdpTx uint64
+	var xdpDropping []*attachment
 	for _, name := range slices.Sorted(maps.Keys(f.attached)) {
 		a := f.attached[name]
 		if !a.on() {
@@ -76,22 +95,32 @@ func (f *XDP) WatchOutputs(hits uint64) bool {
 		if err != nil {
 			continue // Sync reports a vanished interface
 		}
-		drops, ok := linkDrops(l)
-		prev, seen := f.watchDrops[name]
-		f.watchDrops[name] = drops
-		if !ok || !seen || first || drops < prev {
+		now, ok := sampleLink(l)
+		prev, seen := f.watchLinks[name]
+		f.watchLinks[name] = now
+		if !ok || !seen || first || now.drops < prev.drops || now.tx < prev.tx {
 			continue
 		}
-		d := drops - prev
-		if d >= withdrawMinDrops && d*withdrawDropShare >= dHits && dHits > 0 {
+		if a.mode != BackendTC {
+			xdpTx += now.tx - prev.tx
+			if d := now.drops - prev.drops; failing(d, dHits) {
+				xdpDropping = append(xdpDropping, a)
+				whys = append(whys, fmt.Sprintf("%s dropped %d packets", name, d))
+			}
+		} else if d := now.txDrops - prev.txDrops; failing(d, dHits) {
 			tripped = append(tripped, a)
-			whys = append(whys, fmt.Sprintf("%s dropped %d packets while the fast path forwarded %d", name, d, dHits))
+			whys = append(whys, fmt.Sprintf("%s failed to send %d packets", name, d))
 		}
 	}
+	if len(xdpDropping) > 0 && 2*xdpTx < dHits {
+		tripped = append(tripped, xdpDropping...)
+		whys = append(whys, fmt.Sprintf("the XDP interfaces sent %d", xdpTx))
+	}
+	whys = append(whys, fmt.Sprintf("while the fast path forwarded %d", dHits))
 	if len(tripped) == 0 {
 		return false
 	}
-	why := "output failing (" + strings.Join(whys, "; ") + ")"
+	why := "output failing (" + strings.Join(whys, ", ") + ")"
 	xdpFailed := false
 	for _, a := range tripped {
 		if a.mode != BackendTC {

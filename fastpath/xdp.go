@@ -151,7 +151,7 @@ type XDP struct {
 
 	// The output watch (withdraw.go).
 	withdrawn  map[string]withdrawal // by interface name
-	watchDrops map[string]uint64
+	watchLinks map[string]linkSample
 	watchHits  uint64
 	watched    bool
 }
@@ -179,7 +179,7 @@ func OpenXDP(log *slog.Logger, opts XDPOptions) (*XDP, error) {
 		return nil, fmt.Errorf("fast path: %w", err)
 	}
 	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment),
-		withdrawn: make(map[string]withdrawal), watchDrops: make(map[string]uint64)}, nil
+		withdrawn: make(map[string]withdrawal), watchLinks: make(map[string]linkSample)}, nil
 }
 
 // ensureBPFFS makes sure pinPath's parent directory is on a bpffs. When
