@@ -29,7 +29,7 @@ func TestSnapshotOf(t *testing.T) {
 	if s.Fastpath == nil || s.Fastpath.Hits != 10 || s.Fastpath.Misses != 2 || s.Fastpath.OffloadedFlows != 1 {
 		t.Errorf("fast path %+v", s.Fastpath)
 	}
-	wantBackends := []metrics.FastpathBackend{{"ens5", "tc", "tc: native XDP refused"}, {"ens6", "off", "gone"}}
+	wantBackends := []metrics.FastpathBackend{{Interface: "ens5", Backend: "tc", Reason: "tc: native XDP refused"}, {Interface: "ens6", Backend: "off", Reason: "gone"}}
 	if s.Fastpath == nil || !reflect.DeepEqual(s.Fastpath.Backends, wantBackends) {
 		t.Errorf("fast path backends %+v, want %+v", s.Fastpath, wantBackends)
 	}
