@@ -93,7 +93,7 @@ type DatapathStatus struct {
 	LastError   string    `json:"last_error"`
 	// Counters are the table's named counters (e.g. dropped traffic).
 	Counters map[string]Counter `json:"counters"`
-	// Fastpath is the XDP fast path's mode: "native", "generic" or "off".
+	// Fastpath is the fast path's backend: "native", "generic", "tc" or "off".
 	Fastpath string `json:"fastpath"`
 	// FastpathDetail says why the fast path is off or generic, where it
 	// runs, what it offloaded and how its packets went.
@@ -102,7 +102,7 @@ type DatapathStatus struct {
 
 // FastpathStatus is the XDP fast path and its conntrack offload engine.
 type FastpathStatus struct {
-	Mode       string              `json:"mode"` // native, generic or off
+	Mode       string              `json:"mode"` // native, generic, tc or off
 	Reason     string              `json:"reason,omitempty"`
 	Interfaces []FastpathInterface `json:"interfaces,omitempty"`
 	// OffloadedFlows are connections in the fast path now; PendingFlows
@@ -128,9 +128,10 @@ type FastpathStatus struct {
 // FastpathInterface is the fast path on one interface.
 type FastpathInterface struct {
 	Name  string `json:"name"`
-	Mode  string `json:"mode"` // native, generic or off
+	Mode  string `json:"mode"` // native, generic, tc or off
 	Error string `json:"error,omitempty"`
-	Note  string `json:"note,omitempty"`
+	// Note says why this backend (e.g. why tc and not native XDP).
+	Note string `json:"note,omitempty"`
 }
 
 // Counter is a packet and byte count.

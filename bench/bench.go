@@ -367,7 +367,7 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	}
 
 	var offloaded func() (int, error)
-	if m == ModeFastpath {
+	if nm.fast != nil {
 		offloaded = nm.offloaded
 	}
 	if err := tr.attachCounter(); err != nil {

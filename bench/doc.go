@@ -8,6 +8,8 @@
 //     (driver) mode on the NAT's two veths and the real conntrack offload
 //     engine (fastpath.Controller, as hanatd runs it) filling the flow map from conntrack
 //     events, as hanatd wires them;
+//   - ModeFastpathTC (only when -modes names fastpath_tc): the same with
+//     the fast path's tc backend (fastpath.mode tc) instead of XDP;
 //   - ModeIptablesLegacy: a hand-made NAT instance as fck-nat configures it
 //     (ip_forward=1, `iptables-legacy -t nat -A POSTROUTING -o <outside> -j
 //     MASQUERADE`, nothing else),

@@ -25,6 +25,9 @@ const (
 	ModeNftables       Mode = "nftables"
 	ModeFastpath       Mode = "fastpath"
 	ModeIptablesLegacy Mode = "iptables_legacy"
+	// ModeFastpathTC is the fast path's tc backend (fastpath.mode tc);
+	// not in a default run (-modes names it).
+	ModeFastpathTC Mode = "fastpath_tc"
 )
 
 // AllModes are the modes of a full run.
@@ -32,12 +35,12 @@ var AllModes = []Mode{ModeNftables, ModeFastpath, ModeIptablesLegacy}
 
 // ParseMode accepts a mode name.
 func ParseMode(s string) (Mode, error) {
-	for _, m := range AllModes {
+	for _, m := range append(AllModes, ModeFastpathTC) {
 		if string(m) == s {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("unknown mode %q (want nftables, fastpath or iptables_legacy)", s)
+	return "", fmt.Errorf("unknown mode %q (want nftables, fastpath, fastpath_tc or iptables_legacy)", s)
 }
 
 // natMode is a configured NAT in the topology's nat namespace.
@@ -83,8 +86,8 @@ func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, st
 		}
 	}()
 	switch m {
-	case ModeNftables, ModeFastpath:
-		return nm, nm.setupHanat(ctx, m == ModeFastpath, bpffs, stateDir)
+	case ModeNftables, ModeFastpath, ModeFastpathTC:
+		return nm, nm.setupHanat(ctx, m != ModeNftables, bpffs, stateDir)
 	case ModeIptablesLegacy:
 		// fck-nat's setup: forwarding on, redirects off on the outside
 		// interface, one MASQUERADE rule, no filtering.
@@ -149,11 +152,15 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	nm.fast, nm.feed, nm.stop, nm.done = fc, feed, stop, make(chan error, 2)
 	go func() { nm.done <- feed.Run(runCtx) }()
 	go func() { nm.done <- fc.Run(runCtx) }()
-	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: fastpath.XDPModeNative, SysctlsManaged: true}, nat); err != nil {
+	mode, backend := fastpath.XDPModeNative, fastpath.XDPNative
+	if nm.mode == ModeFastpathTC {
+		mode, backend = fastpath.XDPModeTC, fastpath.BackendTC
+	}
+	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: mode, SysctlsManaged: true}, nat); err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
-	if st := fc.Status(); st.Mode != fastpath.XDPNative || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
-		return fmt.Errorf("mode %s: fast path is %q on %+v (%s), want native on the NAT's %d interfaces with its engine", nm.mode, st.Mode, st.Interfaces, st.Reason+st.EngineError, nm.t.interfaces())
+	if st := fc.Status(); st.Mode != backend || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
+		return fmt.Errorf("mode %s: fast path is %q on %+v (%s), want %s on the NAT's %d interfaces with its engine", nm.mode, st.Mode, st.Interfaces, st.Reason+st.EngineError, backend, nm.t.interfaces())
 	}
 	return nil
 }

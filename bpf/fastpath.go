@@ -32,7 +32,7 @@ const DefaultMaxFlows = 65536
 const minMTU = 68
 
 // Names under LoadOptions.PinPath of the maps this package pins.
-var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapCounters}
+var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapTcPorts, FastpathMapCounters}
 
 // ErrFlowNotFound is wrapped by LookupFlow and DeleteFlow when the flow is
 // not in the map (it may have been evicted by the LRU).
@@ -91,6 +91,9 @@ type Counters struct {
 	PassNotIPv4   uint64 // other ethertype (ARP, IPv6, QinQ, ...)
 	PassParse     uint64 // truncated or malformed headers
 	PassRedirect  uint64 // egress ifindex not in tx_ports, or redirect failed
+	// PassUnwritable: the tc program could not make the skb's headers
+	// writable (no memory to unshare a cloned skb); never under XDP.
+	PassUnwritable uint64
 
 	// Hits split by direction (FlowAction.Outbound), packets and bytes
 	// (IPv4 total lengths, as conntrack counts): forwarded private →
@@ -137,6 +140,8 @@ func (c *Counters) field(id FastpathCounterId) *uint64 {
 		return &c.PassParse
 	case FastpathCounterIdCOUNTER_PASS_REDIRECT:
 		return &c.PassRedirect
+	case FastpathCounterIdCOUNTER_PASS_UNWRITABLE:
+		return &c.PassUnwritable
 	}
 	return nil
 }
@@ -146,7 +151,7 @@ func (c *Counters) field(id FastpathCounterId) *uint64 {
 func (c Counters) Passed() uint64 {
 	return c.Misses + c.PassSYN + c.PassFIN + c.PassRST + c.PassFragment +
 		c.PassIPOptions + c.PassTTL + c.PassNotTCPUDP + c.PassTooBig +
-		c.PassNotIPv4 + c.PassParse + c.PassRedirect
+		c.PassNotIPv4 + c.PassParse + c.PassRedirect + c.PassUnwritable
 }
 
 // be16 returns the native-endian value whose memory holds v in network
@@ -313,9 +318,13 @@ type LoadOptions struct {
 	Logger *slog.Logger
 }
 
-// Objects is the loaded fast-path program and its maps.
+// Objects is the loaded fast-path programs and their maps: the XDP
+// program and the tc program, both on the same flow map, redirect ports
+// and counters.
 type Objects struct {
 	objs     FastpathObjects
+	tc       *ebpf.Program // nil when the kernel refused it (tcErr says why)
+	tcErr    error
 	maxFlows uint32
 }
 
@@ -330,15 +339,10 @@ func Load(opts LoadOptions) (*Objects, error) {
 	if maxFlows == 0 {
 		maxFlows = DefaultMaxFlows
 	}
-	spec, err := LoadFastpath()
+	spec, err := sizedSpec("fast-path", LoadFastpath, maxFlows)
 	if err != nil {
-		return nil, fmt.Errorf("bpf: load fast-path spec: %w", err)
+		return nil, err
 	}
-	fm, ok := spec.Maps[FastpathMapFlows]
-	if !ok {
-		return nil, fmt.Errorf("bpf: fast-path spec has no map %q", FastpathMapFlows)
-	}
-	fm.MaxEntries = maxFlows
 
 	copts := &ebpf.CollectionOptions{}
 	if opts.PinPath != "" {
@@ -364,13 +368,55 @@ func Load(opts LoadOptions) (*Objects, error) {
 		err = spec.LoadAndAssign(&o.objs, copts)
 	}
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("bpf: load fast path: %+v", verr)
-		}
-		return nil, fmt.Errorf("bpf: load fast path (pin path %q): %w", opts.PinPath, err)
+		return nil, loadError(fmt.Sprintf("fast path (pin path %q)", opts.PinPath), err)
+	}
+	if o.tc, o.tcErr = o.loadTC(); o.tcErr != nil {
+		log.Warn("tc fast-path program not loaded; XDP only", "err", o.tcErr)
 	}
 	return o, nil
+}
+
+// sizedSpec loads a program's spec with its flow map sized for maxFlows.
+func sizedSpec(what string, load func() (*ebpf.CollectionSpec, error), maxFlows uint32) (*ebpf.CollectionSpec, error) {
+	spec, err := load()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: load %s spec: %w", what, err)
+	}
+	fm, ok := spec.Maps[FastpathMapFlows]
+	if !ok {
+		return nil, fmt.Errorf("bpf: %s spec has no map %q", what, FastpathMapFlows)
+	}
+	fm.MaxEntries = maxFlows
+	return spec, nil
+}
+
+// loadTC loads the tc program onto the XDP program's maps.
+func (o *Objects) loadTC() (*ebpf.Program, error) {
+	spec, err := sizedSpec("tc fast-path", LoadFastpathTc, o.maxFlows)
+	if err != nil {
+		return nil, err
+	}
+	var objs FastpathTcPrograms
+	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		FastpathMapFlows:    o.objs.Flows,
+		FastpathMapTxPorts:  o.objs.TxPorts,
+		FastpathMapTcPorts:  o.objs.TcPorts,
+		FastpathMapCounters: o.objs.Counters,
+	}})
+	if err != nil {
+		return nil, loadError("tc fast path", err)
+	}
+	return objs.HanatFastpathTc, nil
+}
+
+// loadError wraps a failed program load; a verifier rejection carries the
+// whole verifier log (%+v), which is what a reader needs.
+func loadError(what string, err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return fmt.Errorf("bpf: load %s: %+v", what, verr)
+	}
+	return fmt.Errorf("bpf: load %s: %w", what, err)
 }
 
 // unpinIncompatible removes pinned maps that do not match spec, so the next
@@ -415,12 +461,27 @@ func RemovePins(pinPath string) error {
 // Program is the XDP program, for attaching.
 func (o *Objects) Program() *ebpf.Program { return o.objs.HanatFastpath }
 
+// TCProgram is the tc program (tcx or clsact ingress), for attaching; the
+// error says why there is none.
+func (o *Objects) TCProgram() (*ebpf.Program, error) {
+	if o.tc == nil {
+		return nil, o.tcErr
+	}
+	return o.tc, nil
+}
+
 // MaxFlows is the flow map's size.
 func (o *Objects) MaxFlows() uint32 { return o.maxFlows }
 
 // Close releases the program and maps. Pinned maps and attached programs
 // stay in the kernel.
 func (o *Objects) Close() error {
+	if o.tc != nil {
+		if err := o.tc.Close(); err != nil {
+			return fmt.Errorf("bpf: close tc fast-path program: %w", err)
+		}
+		o.tc = nil
+	}
 	if err := o.objs.Close(); err != nil {
 		return fmt.Errorf("bpf: close fast-path objects: %w", err)
 	}
@@ -539,22 +600,45 @@ func (o *Objects) iterateFlowsOneByOne(fn func(FlowKey, FlowAction, FlowStats) b
 }
 
 // AddTxPort allows redirecting to ifindex (an egress interface other than
-// the ingress one). The interface must exist in the caller's network
-// namespace and, for native XDP redirect, support ndo_xdp_xmit.
+// the ingress one) from both programs. The interface must exist in the
+// caller's network namespace and, for native XDP redirect, support
+// ndo_xdp_xmit with frames it can deliver (AddTCPort otherwise).
 func (o *Objects) AddTxPort(ifindex uint32) error {
 	if err := o.objs.TxPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bpf: add tx port ifindex %d: %w", ifindex, err)
 	}
+	return o.addTCPort(ifindex)
+}
+
+// AddTCPort allows the tc program (only) to redirect to ifindex: an
+// interface that takes skbs but not XDP frames; the XDP program passes
+// flows towards it to the stack. It removes ifindex from the XDP program's
+// ports.
+func (o *Objects) AddTCPort(ifindex uint32) error {
+	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: remove XDP tx port ifindex %d: %w", ifindex, err)
+	}
+	return o.addTCPort(ifindex)
+}
+
+func (o *Objects) addTCPort(ifindex uint32) error {
+	if err := o.objs.TcPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: add tc port ifindex %d: %w", ifindex, err)
+	}
 	return nil
 }
 
-// RemoveTxPort removes ifindex from the redirect ports; flows to it then
-// take the slow path. Removing a missing port is not an error.
+// RemoveTxPort removes ifindex from both programs' redirect ports; flows
+// to it then take the slow path. Removing a missing port is not an error.
 func (o *Objects) RemoveTxPort(ifindex uint32) error {
+	var errs []error
 	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err)
+		errs = append(errs, fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err))
 	}
-	return nil
+	if err := o.objs.TcPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("bpf: remove tc port ifindex %d: %w", ifindex, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Counters returns the program's counters summed over all CPUs (one read

@@ -29,12 +29,13 @@ const (
 	FastpathCounterIdCOUNTER_PASS_NOT_IPV4    FastpathCounterId = 10
 	FastpathCounterIdCOUNTER_PASS_PARSE       FastpathCounterId = 11
 	FastpathCounterIdCOUNTER_PASS_REDIRECT    FastpathCounterId = 12
-	FastpathCounterIdCOUNTER_MAX              FastpathCounterId = 13
+	FastpathCounterIdCOUNTER_PASS_UNWRITABLE  FastpathCounterId = 13
+	FastpathCounterIdCOUNTER_MAX              FastpathCounterId = 14
 )
 
 type FastpathFastpathStats struct {
 	_     structs.HostLayout
-	Count [13]uint64
+	Count [14]uint64
 	Dir   [2]struct {
 		_       structs.HostLayout
 		Packets uint64
@@ -75,6 +76,7 @@ type FastpathFlowValue struct {
 const (
 	FastpathMapCounters       = "counters"
 	FastpathMapFlows          = "flows"
+	FastpathMapTcPorts        = "tc_ports"
 	FastpathMapTxPorts        = "tx_ports"
 	FastpathProgHanatFastpath = "hanat_fastpath"
 )
@@ -130,6 +132,7 @@ type FastpathProgramSpecs struct {
 type FastpathMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	TcPorts  *ebpf.MapSpec `ebpf:"tc_ports"`
 	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
@@ -161,6 +164,7 @@ func (o *FastpathObjects) Close() error {
 type FastpathMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Flows    *ebpf.Map `ebpf:"flows"`
+	TcPorts  *ebpf.Map `ebpf:"tc_ports"`
 	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 }
 
@@ -168,6 +172,7 @@ func (m *FastpathMaps) Close() error {
 	return _FastpathClose(
 		m.Counters,
 		m.Flows,
+		m.TcPorts,
 		m.TxPorts,
 	)
 }

@@ -134,6 +134,9 @@ func newEnv(t testing.TB, redirectIfindex uint32) *env {
 			t.Error(err)
 		}
 	})
+	if _, err := objs.TCProgram(); err != nil {
+		t.Fatal(err)
+	}
 	// The model gets the flows as they are written, not NewFlowEntry's
 	// map values: it must not share the production checksum deltas.
 	e := &env{objs: objs, model: model{flows: map[FlowKey]FlowAction{}, txPorts: map[uint32]bool{}}}
@@ -235,50 +238,58 @@ func hitCases() []hitCase {
 
 func TestFastpathHit(t *testing.T) {
 	e := newEnv(t, noSuchPort)
-	for _, tc := range hitCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			in := tc.in.build()
-			want := rewritten(tc.in, tc.act).build()
-			before, statsBefore := e.counters(t), e.stats(t, tc.key)
-			verdict, out, err := e.run(in, loIfindex)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if verdict != xdpTX {
-				t.Fatalf("verdict %d, want XDP_TX (%d)", verdict, xdpTX)
-			}
-			if !bytes.Equal(out, want) {
-				t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
-			}
-			if err := verifyChecksums(out, tc.in.udpNoCsum); err != nil {
-				t.Fatal(err)
-			}
-			if err := verifyWithGopacket(out, tc.in.udpNoCsum); err != nil {
-				t.Fatal(err)
-			}
-			if tc.in.udpNoCsum && binary.BigEndian.Uint16(out[14+20+6:]) != 0 {
-				t.Fatal("UDP checksum 0 was changed")
-			}
-			after := e.counters(t)
-			if d := counterDelta(before, after); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
-				t.Fatalf("counter changes %v, want only one hit", d)
-			}
-			// The hit counts in its direction's totals only.
-			dir := [4]uint64{after.OutPackets - before.OutPackets, after.OutBytes - before.OutBytes,
-				after.InPackets - before.InPackets, after.InBytes - before.InBytes}
-			wantDir := [4]uint64{0, 0, 1, ipTotLen(in)}
-			if tc.act.Outbound {
-				wantDir = [4]uint64{1, ipTotLen(in), 0, 0}
-			}
-			if dir != wantDir {
-				t.Fatalf("direction totals changed by out %d pkts %d bytes, in %d pkts %d bytes; want %v (outbound %v)",
-					dir[0], dir[1], dir[2], dir[3], wantDir, tc.act.Outbound)
-			}
-			s := e.stats(t, tc.key)
-			if s.Packets != statsBefore.Packets+1 || s.Bytes != statsBefore.Bytes+ipTotLen(in) {
-				t.Fatalf("flow stats %+v after %+v, want one more packet of %d bytes", s, statsBefore, ipTotLen(in))
-			}
-		})
+	for _, b := range backends {
+		for _, tc := range hitCases() {
+			t.Run(b.name+"/"+tc.name, func(t *testing.T) { checkHit(t, e, b, tc) })
+		}
+	}
+}
+
+// checkHit runs one hit case through b: the frame is rewritten exactly as
+// the case says, its checksums are right when recomputed from scratch, and
+// only the hit counters change.
+func checkHit(t *testing.T, e *env, b backend, tc hitCase) {
+	t.Helper()
+	in := tc.in.build()
+	want := rewritten(tc.in, tc.act).build()
+	before, statsBefore := e.counters(t), e.stats(t, tc.key)
+	verdict, out, err := b.run(e, in, loIfindex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict != b.verdict(xdpTX) {
+		t.Fatalf("verdict %d, want %d (XDP_TX's)", verdict, b.verdict(xdpTX))
+	}
+	if !bytes.Equal(out, want) {
+		t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
+	}
+	if err := verifyChecksums(out, tc.in.udpNoCsum); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyWithGopacket(out, tc.in.udpNoCsum); err != nil {
+		t.Fatal(err)
+	}
+	if tc.in.udpNoCsum && binary.BigEndian.Uint16(out[14+20+6:]) != 0 {
+		t.Fatal("UDP checksum 0 was changed")
+	}
+	after := e.counters(t)
+	if d := counterDelta(before, after); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
+		t.Fatalf("counter changes %v, want only one hit", d)
+	}
+	// The hit counts in its direction's totals only.
+	dir := [4]uint64{after.OutPackets - before.OutPackets, after.OutBytes - before.OutBytes,
+		after.InPackets - before.InPackets, after.InBytes - before.InBytes}
+	wantDir := [4]uint64{0, 0, 1, ipTotLen(in)}
+	if tc.act.Outbound {
+		wantDir = [4]uint64{1, ipTotLen(in), 0, 0}
+	}
+	if dir != wantDir {
+		t.Fatalf("direction totals changed by out %d pkts %d bytes, in %d pkts %d bytes; want %v (outbound %v)",
+			dir[0], dir[1], dir[2], dir[3], wantDir, tc.act.Outbound)
+	}
+	s := e.stats(t, tc.key)
+	if s.Packets != statsBefore.Packets+1 || s.Bytes != statsBefore.Bytes+ipTotLen(in) {
+		t.Fatalf("flow stats %+v after %+v, want one more packet of %d bytes", s, statsBefore, ipTotLen(in))
 	}
 }
 
@@ -333,58 +344,67 @@ func passCases() []passCase {
 
 func TestFastpathPass(t *testing.T) {
 	e := newEnv(t, noSuchPort)
-	for _, tc := range passCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			before := e.counters(t)
-			verdict, out, err := e.run(tc.frame, loIfindex)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if verdict != xdpPass {
-				t.Fatalf("verdict %d, want XDP_PASS (%d)", verdict, xdpPass)
-			}
-			if !bytes.Equal(out, tc.frame) {
-				t.Fatalf("passed frame was modified\n got %x\nwant %x", out, tc.frame)
-			}
-			if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{tc.counter: 1}) {
-				t.Fatalf("counter changes %v, want only counter %d +1", d, tc.counter)
-			}
-		})
+	for _, b := range backends {
+		for _, tc := range passCases() {
+			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
+				before := e.counters(t)
+				verdict, out, err := b.run(e, tc.frame, loIfindex)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if verdict != b.verdict(xdpPass) {
+					t.Fatalf("verdict %d, want %d (XDP_PASS's)", verdict, b.verdict(xdpPass))
+				}
+				if !bytes.Equal(out, tc.frame) {
+					t.Fatalf("passed frame was modified\n got %x\nwant %x", out, tc.frame)
+				}
+				if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{tc.counter: 1}) {
+					t.Fatalf("counter changes %v, want only counter %d +1", d, tc.counter)
+				}
+			})
+		}
 	}
 }
 
-// TestFastpathTruncated cuts valid frames at every length: the program
+// TestFastpathTruncated cuts valid frames at every length: each program
 // passes each unmodified and counts a parse failure. The kernel itself
-// refuses test runs shorter than an Ethernet header (EINVAL), so the
-// program never sees those.
+// refuses test runs shorter than an Ethernet header (EINVAL), and skb ones
+// of an IPv4 ethertype shorter than the IPv4 header, so the programs never
+// see those.
 func TestFastpathTruncated(t *testing.T) {
 	e := newEnv(t, noSuchPort)
 	vlan := packet(tcpOut, tcpACK, []byte("abc"))
 	vlan.vlan = true
-	for _, o := range []frameOpts{packet(tcpOut, tcpACK, []byte("abc")), packet(udpIn, 0, []byte("abc")), vlan} {
-		full := o.build()
-		if v, _, err := e.run(full, loIfindex); err != nil || v != xdpTX {
-			t.Fatalf("untruncated frame: verdict %d, err %v; want XDP_TX", v, err)
+	for _, b := range backends {
+		for _, o := range []frameOpts{packet(tcpOut, tcpACK, []byte("abc")), packet(udpIn, 0, []byte("abc")), vlan} {
+			checkTruncated(t, e, b, o.build())
 		}
-		for n := 0; n < len(full); n++ {
-			frame := bytes.Clone(full[:n])
-			before := e.counters(t)
-			verdict, out, err := e.run(frame, loIfindex)
-			if n < 14 {
-				if !errors.Is(err, unix.EINVAL) {
-					t.Fatalf("length %d: kernel accepted a frame shorter than Ethernet (verdict %d, err %v)", n, verdict, err)
-				}
-				continue
+	}
+}
+
+func checkTruncated(t *testing.T, e *env, b backend, full []byte) {
+	t.Helper()
+	if v, _, err := b.run(e, full, loIfindex); err != nil || v != b.verdict(xdpTX) {
+		t.Fatalf("%s: untruncated frame: verdict %d, err %v; want XDP_TX's", b.name, v, err)
+	}
+	for n := 0; n < len(full); n++ {
+		frame := bytes.Clone(full[:n])
+		before := e.counters(t)
+		verdict, out, err := b.run(e, frame, loIfindex)
+		if b.refused(frame) {
+			if !errors.Is(err, unix.EINVAL) {
+				t.Fatalf("%s: length %d: kernel accepted a frame it refuses to test-run (verdict %d, err %v)", b.name, n, verdict, err)
 			}
-			if err != nil {
-				t.Fatalf("length %d: %v", n, err)
-			}
-			if verdict != xdpPass || !bytes.Equal(out, frame) {
-				t.Fatalf("length %d of %d: verdict %d, frame modified %v; want unmodified XDP_PASS", n, len(full), verdict, !bytes.Equal(out, frame))
-			}
-			if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_PASS_PARSE: 1}) {
-				t.Fatalf("length %d: counter changes %v, want one parse failure", n, d)
-			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("length %d: %v", n, err)
+		}
+		if verdict != b.verdict(xdpPass) || !bytes.Equal(out, frame) {
+			t.Fatalf("%s: length %d of %d: verdict %d, frame modified %v; want unmodified XDP_PASS's", b.name, n, len(full), verdict, !bytes.Equal(out, frame))
+		}
+		if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_PASS_PARSE: 1}) {
+			t.Fatalf("length %d: counter changes %v, want one parse failure", n, d)
 		}
 	}
 }
@@ -436,46 +456,50 @@ func TestFastpathRedirect(t *testing.T) {
 	o := packet(tcpRedir, tcpACK, []byte("redirected"))
 	in, want := o.build(), rewritten(o, act).build()
 
-	// Not a tx port yet: slow path, frame untouched.
-	before := e.counters(t)
-	verdict, out, err := e.run(in, loIfindex)
-	if err != nil || verdict != xdpPass || !bytes.Equal(out, in) {
-		t.Fatalf("without tx port: verdict %d err %v modified %v; want unmodified XDP_PASS", verdict, err, !bytes.Equal(out, in))
-	}
-	if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_PASS_REDIRECT: 1}) {
-		t.Fatalf("counter changes %v", d)
-	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			// Not a tx port yet: slow path, frame untouched.
+			before := e.counters(t)
+			verdict, out, err := b.run(e, in, loIfindex)
+			if err != nil || verdict != b.verdict(xdpPass) || !bytes.Equal(out, in) {
+				t.Fatalf("without tx port: verdict %d err %v modified %v; want unmodified XDP_PASS", verdict, err, !bytes.Equal(out, in))
+			}
+			if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_PASS_REDIRECT: 1}) {
+				t.Fatalf("counter changes %v", d)
+			}
 
-	// The devmap resolves ifindexes in the caller's namespace.
-	if err := ns.Do(func() error { return e.objs.AddTxPort(dummy) }); err != nil {
-		t.Fatal(err)
-	}
-	before = e.counters(t)
-	verdict, out, err = e.run(in, loIfindex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if verdict != xdpRedirect {
-		t.Fatalf("verdict %d, want XDP_REDIRECT (%d)", verdict, xdpRedirect)
-	}
-	if !bytes.Equal(out, want) {
-		t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
-	}
-	if err := verifyChecksums(out, false); err != nil {
-		t.Fatal(err)
-	}
-	if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
-		t.Fatalf("counter changes %v, want one hit", d)
-	}
+			// The devmap resolves ifindexes in the caller's namespace.
+			if err := ns.Do(func() error { return e.objs.AddTxPort(dummy) }); err != nil {
+				t.Fatal(err)
+			}
+			before = e.counters(t)
+			verdict, out, err = b.run(e, in, loIfindex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if verdict != b.verdict(xdpRedirect) {
+				t.Fatalf("verdict %d, want XDP_REDIRECT (%d)", verdict, xdpRedirect)
+			}
+			if !bytes.Equal(out, want) {
+				t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
+			}
+			if err := verifyChecksums(out, false); err != nil {
+				t.Fatal(err)
+			}
+			if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 1}) {
+				t.Fatalf("counter changes %v, want one hit", d)
+			}
 
-	if err := e.objs.RemoveTxPort(dummy); err != nil {
-		t.Fatal(err)
-	}
-	if verdict, out, err := e.run(in, loIfindex); err != nil || verdict != xdpPass || !bytes.Equal(out, in) {
-		t.Fatalf("after RemoveTxPort: verdict %d err %v; want unmodified XDP_PASS", verdict, err)
-	}
-	if err := e.objs.RemoveTxPort(dummy); err != nil {
-		t.Fatalf("removing a missing port: %v", err)
+			if err := e.objs.RemoveTxPort(dummy); err != nil {
+				t.Fatal(err)
+			}
+			if verdict, out, err := b.run(e, in, loIfindex); err != nil || verdict != b.verdict(xdpPass) || !bytes.Equal(out, in) {
+				t.Fatalf("after RemoveTxPort: verdict %d err %v; want unmodified XDP_PASS", verdict, err)
+			}
+			if err := e.objs.RemoveTxPort(dummy); err != nil {
+				t.Fatalf("removing a missing port: %v", err)
+			}
+		})
 	}
 }
 
@@ -490,28 +514,35 @@ func TestFastpathIngressIfindex(t *testing.T) {
 	act := tcpOutAct
 	act.EgressIfindex = dummy
 	act.DstMAC = macPeer[:]
-	err := ns.Do(func() error {
-		// Keyed on lo only: a miss when the packet arrives on the dummy.
-		if verdict, out, err := e.run(in, dummy); err != nil || verdict != xdpPass || !bytes.Equal(out, in) {
-			t.Errorf("flow of another interface: verdict %d err %v; want unmodified XDP_PASS", verdict, err)
-		}
-		if err := e.objs.PutFlow(onDummy, act); err != nil {
-			return err
-		}
-		verdict, out, err := e.run(in, dummy)
-		if err != nil {
-			return err
-		}
-		if want := rewritten(o, act).build(); verdict != xdpTX || !bytes.Equal(out, want) {
-			t.Errorf("flow keyed on the dummy: verdict %d, frame %x; want XDP_TX and %x", verdict, out, want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := e.stats(t, onDummy); s.Packets != 1 {
-		t.Fatalf("dummy flow stats %+v, want 1 packet", s)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			err := ns.Do(func() error {
+				// Keyed on lo only: a miss when the packet arrives on the dummy.
+				if verdict, out, err := b.run(e, in, dummy); err != nil || verdict != b.verdict(xdpPass) || !bytes.Equal(out, in) {
+					t.Errorf("flow of another interface: verdict %d err %v; want unmodified XDP_PASS", verdict, err)
+				}
+				if err := e.objs.PutFlow(onDummy, act); err != nil {
+					return err
+				}
+				verdict, out, err := b.run(e, in, dummy)
+				if err != nil {
+					return err
+				}
+				if want := rewritten(o, act).build(); verdict != b.verdict(xdpTX) || !bytes.Equal(out, want) {
+					t.Errorf("flow keyed on the dummy: verdict %d, frame %x; want XDP_TX and %x", verdict, out, want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := e.stats(t, onDummy); s.Packets != 1 {
+				t.Fatalf("dummy flow stats %+v, want 1 packet", s)
+			}
+			if err := e.objs.DeleteFlow(onDummy); err != nil { // for the next backend
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -796,10 +827,11 @@ func TestFloor(t *testing.T) {
 // non-frags XDP program (its limit is a page minus headroom and tailroom).
 const maxTestRunFrame = 3000
 
-// FuzzFastpath feeds arbitrary frames to the program through
+// FuzzFastpath feeds arbitrary frames to both programs (XDP and tc) through
 // BPF_PROG_TEST_RUN and compares verdict, output bytes and the counter
 // touched with the Go reference model (model_test.go). The verdict must
-// always be XDP_PASS, XDP_TX or XDP_REDIRECT.
+// always be XDP_PASS, XDP_TX or XDP_REDIRECT, or the tc program's
+// TC_ACT_UNSPEC or TC_ACT_REDIRECT.
 func FuzzFastpath(f *testing.F) {
 	for _, tc := range hitCases() {
 		f.Add(tc.in.build())
@@ -835,37 +867,44 @@ func FuzzFastpath(f *testing.F) {
 		if len(frame) > maxTestRunFrame {
 			frame = frame[:maxTestRunFrame]
 		}
-		before := e.counters(t)
-		verdict, out, err := e.run(frame, loIfindex)
-		if len(frame) < 14 {
-			if !errors.Is(err, unix.EINVAL) {
-				t.Fatalf("kernel accepted a %d-byte frame: verdict %d err %v", len(frame), verdict, err)
-			}
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch verdict {
-		case xdpPass, xdpTX, xdpRedirect:
-		default:
-			t.Fatalf("verdict %d, want only XDP_PASS, XDP_TX or XDP_REDIRECT", verdict)
-		}
-		want := e.model.run(frame, loIfindex)
-		if verdict != want.verdict || !bytes.Equal(out, want.out) {
-			t.Fatalf("program: verdict %d frame %x\nmodel:   verdict %d frame %x", verdict, out, want.verdict, want.out)
-		}
-		if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{want.counter: 1}) {
-			t.Fatalf("counter changes %v, model says counter %d", d, want.counter)
-		}
-		// Directly, without the model's arithmetic: a forwarded frame whose
-		// checksums were right still has right ones, recomputed from scratch.
-		if want.counter == FastpathCounterIdCOUNTER_HIT && verifyChecksums(frame, true) == nil {
-			if err := verifyChecksums(out, true); err != nil {
-				t.Fatalf("input checksums were correct, output's are not: %v\nin  %x\nout %x", err, frame, out)
-			}
+		for _, b := range backends {
+			fuzzOne(t, e, b, frame)
 		}
 	})
+}
+
+// fuzzOne runs one fuzz input through b and checks it against the model.
+func fuzzOne(t *testing.T, e *env, b backend, frame []byte) {
+	before := e.counters(t)
+	verdict, out, err := b.run(e, frame, loIfindex)
+	if b.refused(frame) {
+		if !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("%s: kernel accepted a %d-byte frame: verdict %d err %v", b.name, len(frame), verdict, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch verdict {
+	case b.verdict(xdpPass), b.verdict(xdpTX), b.verdict(xdpRedirect):
+	default:
+		t.Fatalf("%s: verdict %d, want only XDP_PASS's, XDP_TX's or XDP_REDIRECT's", b.name, verdict)
+	}
+	want := e.model.run(frame, loIfindex)
+	if verdict != b.verdict(want.verdict) || !bytes.Equal(out, want.out) {
+		t.Fatalf("%s program: verdict %d frame %x\nmodel:   verdict %d (XDP) frame %x", b.name, verdict, out, want.verdict, want.out)
+	}
+	if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{want.counter: 1}) {
+		t.Fatalf("%s: counter changes %v, model says counter %d", b.name, d, want.counter)
+	}
+	// Directly, without the model's arithmetic: a forwarded frame whose
+	// checksums were right still has right ones, recomputed from scratch.
+	if want.counter == FastpathCounterIdCOUNTER_HIT && verifyChecksums(frame, true) == nil {
+		if err := verifyChecksums(out, true); err != nil {
+			t.Fatalf("%s: input checksums were correct, output's are not: %v\nin  %x\nout %x", b.name, err, frame, out)
+		}
+	}
 }
 
 // TestFastpathUDPComputedZero: when the rewritten UDP checksum computes to
@@ -885,12 +924,14 @@ func TestFastpathUDPComputedZero(t *testing.T) {
 	if err := e.objs.PutFlow(udpOut, act); err != nil {
 		t.Fatal(err)
 	}
-	verdict, out, err := e.run(o.build(), loIfindex)
-	if err != nil || verdict != xdpTX {
-		t.Fatalf("verdict %d err %v, want XDP_TX", verdict, err)
-	}
-	if want := rewritten(o, act).build(); !bytes.Equal(out, want) {
-		t.Fatalf("rewritten frame differs\n got %x\nwant %x", out, want)
+	for _, b := range backends {
+		verdict, out, err := b.run(e, o.build(), loIfindex)
+		if err != nil || verdict != b.verdict(xdpTX) {
+			t.Fatalf("%s: verdict %d err %v, want XDP_TX's", b.name, verdict, err)
+		}
+		if want := rewritten(o, act).build(); !bytes.Equal(out, want) {
+			t.Fatalf("%s: rewritten frame differs\n got %x\nwant %x", b.name, out, want)
+		}
 	}
 }
 

@@ -1,5 +1,6 @@
-// Package bpf holds hanat's XDP programs (C sources, bpf2go bindings and the
-// committed BPF objects) and a typed Go API over their maps.
+// Package bpf holds hanat's fast-path programs, XDP and tc (C sources,
+// bpf2go bindings and the committed BPF objects), and a typed Go API over
+// their maps.
 //
 // Regenerate with `go generate ./bpf/...` (clang and libbpf-dev's
 // /usr/include/bpf headers needed; the kernel UAPI subset is vendored in
@@ -8,4 +9,5 @@
 package bpf
 
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type flow_key -type flow_value -type counter_id -type fastpath_stats Fastpath fastpath.c -- -I./include
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel FastpathTc fastpath_tc.c -- -I./include
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel Floor floor.c -- -I./include

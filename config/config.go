@@ -165,7 +165,10 @@ type HostInput struct {
 type Fastpath struct {
 	// Enabled turns the XDP fast path on (default true).
 	Enabled bool `yaml:"enabled" json:"enabled"`
-	// Mode is the XDP attach mode: auto, native or generic (default auto).
+	// Mode is the fast path's backend: auto (native XDP where the driver
+	// and MTU allow it, else tc), xdp (native XDP), tc, or xdp-generic
+	// (generic XDP, only when asked: it turns GRO off); native and
+	// generic are accepted for xdp and xdp-generic (default auto).
 	Mode string `yaml:"mode" json:"mode"`
 	// OffloadAfterPackets is how many packets (both directions) an
 	// established flow carries through the slow path before it is
@@ -195,9 +198,12 @@ const (
 	ProtocolTCP = "tcp"
 	ProtocolUDP = "udp"
 
-	FastpathAuto    = "auto"
-	FastpathNative  = "native"
-	FastpathGeneric = "generic"
+	FastpathAuto       = "auto"
+	FastpathXDP        = "xdp"
+	FastpathTC         = "tc"
+	FastpathXDPGeneric = "xdp-generic"
+	FastpathNative     = "native"  // alias of xdp
+	FastpathGeneric    = "generic" // alias of xdp-generic
 )
 
 // Default returns the configuration an empty file yields.

@@ -179,7 +179,7 @@ var badCases = []badCase{
 
 	// fastpath, admin, log, state_dir.
 	{"fastpath enabled string", "fastpath: {enabled: 'true'}\n", 1, "fastpath.enabled", "expected true or false, got a string"},
-	{"fastpath mode", "fastpath:\n  mode: turbo\n", 2, "fastpath.mode", "must be one of auto, native, generic"},
+	{"fastpath mode", "fastpath:\n  mode: turbo\n", 2, "fastpath.mode", "must be one of auto, xdp, tc, xdp-generic, native, generic"},
 	{"fastpath offload negative", "fastpath:\n  offload_after_packets: -1\n", 2, "fastpath.offload_after_packets", "must be 0 (offload at once) to 1000000 packets"},
 	{"fastpath offload huge", "fastpath:\n  offload_after_packets: 10000000\n", 2, "fastpath.offload_after_packets", "must be 0 (offload at once) to 1000000 packets"},
 	{"admin socket relative", "admin: {socket: run/admin.sock}\n", 1, "admin.socket", "absolute path"},
@@ -832,6 +832,26 @@ func TestHostInput(t *testing.T) {
 		_, err := Parse("h.yaml", []byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q) error = %v, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestFastpathModes: every fast-path mode and its aliases parse and are
+// kept as written (the fast path resolves the aliases).
+func TestFastpathModes(t *testing.T) {
+	for _, mode := range []string{"auto", "xdp", "tc", "xdp-generic", "native", "generic"} {
+		c, err := Parse("hanat.yaml", []byte("fastpath:\n  mode: "+mode+"\n"))
+		if err != nil {
+			t.Errorf("mode %s: %v", mode, err)
+			continue
+		}
+		if c.Fastpath.Mode != mode {
+			t.Errorf("mode %s parsed as %q", mode, c.Fastpath.Mode)
+		}
+	}
+	for _, mode := range []string{"skb", "XDP", "tcx", "xdp_generic"} {
+		if _, err := Parse("hanat.yaml", []byte("fastpath:\n  mode: "+mode+"\n")); err == nil {
+			t.Errorf("mode %s accepted", mode)
 		}
 	}
 }

@@ -119,7 +119,7 @@ func validate(c *Config, d *decoder) {
 		k.report("metrics.cloudwatch.endpoint", c.Metrics.CloudWatch.Endpoint, "%s", msg)
 	}
 
-	checkEnum(k, "fastpath.mode", c.Fastpath.Mode, FastpathAuto, FastpathNative, FastpathGeneric)
+	checkEnum(k, "fastpath.mode", c.Fastpath.Mode, FastpathAuto, FastpathXDP, FastpathTC, FastpathXDPGeneric, FastpathNative, FastpathGeneric)
 
 	if msg := checkAbsPath(c.Admin.Socket); msg != "" {
 		k.report("admin.socket", c.Admin.Socket, "%s", msg)

@@ -21,7 +21,8 @@ import (
 // Config is what the configuration asks of the fast path.
 type Config struct {
 	Enabled bool
-	// Mode is XDPModeAuto, XDPModeNative or XDPModeGeneric.
+	// Mode is what ParseMode accepts: auto, xdp (native), tc or
+	// xdp-generic (generic).
 	Mode string
 	// TCPTimeout and UDPTimeout are the idle timeouts of offloaded
 	// established TCP and UDP flows (the kernel's
@@ -63,8 +64,10 @@ type Options struct {
 
 // Status is the fast path now.
 type Status struct {
-	// Mode is XDPNative, XDPGeneric or XDPOff; Reason says why when it
-	// is not native (or why there is no fast path at all).
+	// Mode is XDPNative, XDPGeneric, BackendTC or XDPOff; Reason says
+	// why when it is not native (or why there is no fast path at all).
+	// Interfaces says which backend runs on each interface and why
+	// (Mode, Note, Error).
 	Mode       string
 	Reason     string
 	Interfaces []InterfaceState
@@ -164,8 +167,9 @@ func (c *Controller) Apply(ctx context.Context, cfg Config, nat datapath.NAT) er
 	}
 }
 
-// Run applies configurations and keeps the offload engine running until
-// ctx is done. On return the program stays attached and its maps pinned,
+// Run applies configurations, keeps the offload engine running and
+// watches the backends' output (withdrawing one that fails) until ctx is
+// done. On return the program stays attached and its maps pinned,
 // so offloaded flows keep forwarding until the next hanatd takes them
 // over.
 func (c *Controller) Run(ctx context.Context) error {
@@ -176,6 +180,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.routes.Close()
 		}
 	}()
+	watch := time.NewTicker(OutputWatchInterval)
+	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,8 +191,34 @@ func (c *Controller) Run(ctx context.Context) error {
 			close(req.reply)
 		case err := <-c.engDone:
 			c.engineFailed(ctx, err)
+		case <-watch.C:
+			c.watchOutputs()
 		}
 	}
+}
+
+// watchOutputs withdraws backends whose output fails (withdraw.go) and
+// publishes the new state when it did.
+func (c *Controller) watchOutputs() {
+	x := c.xdp // only Run writes it
+	if x == nil {
+		return
+	}
+	cs, err := x.Objects().Counters()
+	if err != nil {
+		return
+	}
+	withdrew := false
+	if err := c.inNamespace(func() error {
+		withdrew = x.WatchOutputs(cs.Hits)
+		return nil
+	}); err != nil || !withdrew {
+		return
+	}
+	st := x.State()
+	c.mu.Lock()
+	c.state = st
+	c.mu.Unlock()
 }
 
 func (c *Controller) apply(ctx context.Context, cfg Config, nat datapath.NAT) {
@@ -422,6 +454,7 @@ func PassCounters(c bpf.Counters) map[string]uint64 {
 		"syn": c.PassSYN, "fin": c.PassFIN, "rst": c.PassRST, "fragment": c.PassFragment,
 		"ip_options": c.PassIPOptions, "ttl": c.PassTTL, "not_tcp_udp": c.PassNotTCPUDP,
 		"too_big": c.PassTooBig, "not_ipv4": c.PassNotIPv4, "parse": c.PassParse, "redirect": c.PassRedirect,
+		"unwritable": c.PassUnwritable,
 	}
 }
 

@@ -14,8 +14,10 @@ func TestImports(t *testing.T) {
 		"github.com/hanat/hanat/bpf",
 		"github.com/hanat/hanat/conntrack",
 		"github.com/hanat/hanat/datapath",
+		"github.com/cilium/ebpf",
 		"github.com/cilium/ebpf/",
 		"github.com/vishvananda/netlink",
+		"github.com/vishvananda/netlink/nl",
 		"github.com/vishvananda/netns",
 		"golang.org/x/sys/unix",
 	)

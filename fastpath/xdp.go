@@ -21,44 +21,68 @@ import (
 	"github.com/hanat/hanat/datapath"
 )
 
-// The XDP fast path: the program from package bpf attached to the NAT's
-// interfaces, its maps and links pinned on a bpffs so that forwarding
-// survives a daemon restart.
+// The fast path's backends: the programs from package bpf attached to the
+// NAT's interfaces, their maps and links pinned on a bpffs so that
+// forwarding survives a daemon restart. One backend per interface: native
+// XDP, the tc program (tc.go), or generic XDP.
 //
-// Attach mode. "auto" tries driver (native) mode first and falls back to
-// generic (skb) mode with a warning; "native" and "generic" try only that
-// mode. When nothing attaches, the NAT runs on the slow path alone and
-// State says why. Native mode is the point of the fast path, but
-// drivers refuse it in common EC2 setups: ENA rejects native XDP when the
-// MTU is above 3498 bytes (EC2's default MTU inside a VPC is 9001), so on
-// such an instance either lower the MTU (`ip link set dev ens5 mtu 3498`)
-// or accept generic mode, which still skips nftables and conntrack but not
-// the skb allocation. "auto" picks generic there rather than failing.
+// Mode (config fastpath.mode). "auto" tries native XDP first and falls
+// back to tc with a warning; "xdp" (alias "native") is native XDP only,
+// "tc" the tc program only, "xdp-generic" (alias "generic") generic XDP
+// only, which is never chosen unless asked for: it turns GRO off and on
+// EC2 measured slower than the slow path alone for bulk TCP. When nothing
+// attaches, the NAT runs on the slow path alone and State says why. Native
+// mode is the fastest, but drivers refuse it in common EC2 setups: ENA
+// rejects native XDP when the MTU is above 3498 bytes (EC2's default MTU
+// inside a VPC is 9001), so on such an instance either lower the MTU (`ip
+// link set dev ens5 mtu 3498`) to get native XDP, or keep it and run tc.
 //
-// veth is the exception to "native first": a veth forwards XDP_TX and
-// redirected frames only when its peer runs NAPI (GRO or an XDP program on
-// the peer) and the frames carry full checksums (locally generated traffic
-// carries partial ones), neither of which hanatd can see or fix from its
-// side of the pair. "auto" therefore uses generic mode on veth (labs,
-// containers); "native" forces driver mode there for benchmarks whose
-// peers are set up for it.
+// Never a blackhole: an interface whose native XDP could not transmit
+// what the program sends runs tc instead, and says why. A veth forwards
+// XDP_TX and redirected frames only into its peer's NAPI (an XDP program,
+// GRO or threaded NAPI on the peer) and only with full checksums (locally
+// generated traffic carries partial ones, which an XDP rewrite cannot
+// finish). "auto" therefore runs tc on veth (labs, containers); "xdp" runs
+// native XDP on a veth only when its peer has an XDP program (the one NAPI
+// signal netlink shows), else tc. Interfaces running tc are not XDP
+// redirect targets (bpf.Objects.AddTCPort): a flow from a native XDP
+// interface towards one takes the slow path.
 
 // DefaultPinPath is where the fast path's maps and links are pinned.
 const DefaultPinPath = "/sys/fs/bpf/hanat"
 
-// XDP attach modes as State reports them.
+// Backends as State reports them, per interface and overall.
 const (
 	XDPNative  = "native"
 	XDPGeneric = "generic"
+	BackendTC  = "tc"
 	XDPOff     = "off"
 )
 
-// Requested attach modes (config fastpath.mode).
+// Requested modes (config fastpath.mode).
 const (
 	XDPModeAuto    = "auto"
-	XDPModeNative  = "native"
-	XDPModeGeneric = "generic"
+	XDPModeNative  = "xdp"
+	XDPModeGeneric = "xdp-generic"
+	XDPModeTC      = "tc"
 )
+
+// ParseMode returns the requested mode named by s: auto (also ""), xdp,
+// tc or xdp-generic, with "native" and "generic" accepted for xdp and
+// xdp-generic.
+func ParseMode(s string) (string, error) {
+	switch s {
+	case "", XDPModeAuto:
+		return XDPModeAuto, nil
+	case XDPModeNative, "native":
+		return XDPModeNative, nil
+	case XDPModeGeneric, "generic":
+		return XDPModeGeneric, nil
+	case XDPModeTC:
+		return XDPModeTC, nil
+	}
+	return "", fmt.Errorf("fast path mode %q: want %s, %s, %s or %s (or native, generic)", s, XDPModeAuto, XDPModeNative, XDPModeTC, XDPModeGeneric)
+}
 
 // linkPinPrefix names a pinned XDP link: <pin path>/xdp_link_<ifname>.
 const linkPinPrefix = "xdp_link_"
@@ -68,7 +92,7 @@ const bpffsMagic = 0xcafe4a11
 
 // XDPOptions configure OpenXDP.
 type XDPOptions struct {
-	// Mode is XDPModeAuto (default), XDPModeNative or XDPModeGeneric.
+	// Mode is a mode ParseMode accepts; auto when empty.
 	Mode string
 	// PinPath is a directory on a bpffs; DefaultPinPath when empty. If
 	// its bpffs is not mounted (the usual /sys/fs/bpf missing), it is
@@ -82,14 +106,15 @@ type XDPOptions struct {
 type InterfaceState struct {
 	Name    string `json:"name"`
 	Ifindex int    `json:"ifindex"`
-	Mode    string `json:"mode"`            // XDPNative, XDPGeneric or XDPOff
+	Mode    string `json:"mode"`            // XDPNative, XDPGeneric, BackendTC or XDPOff
 	Error   string `json:"error,omitempty"` // why not native (auto) or why off
-	Note    string `json:"note,omitempty"`  // e.g. why auto chose generic
+	Note    string `json:"note,omitempty"`  // why this backend, e.g. why tc and not native XDP
 }
 
 // State is what the fast path does: Mode is XDPNative when every
 // interface runs the program in driver mode, XDPGeneric when at least one
-// runs it in generic mode, XDPOff when none runs it (Reason says why).
+// runs it in generic mode, BackendTC when at least one runs tc (and none
+// generic), XDPOff when none runs it (Reason says why).
 type State struct {
 	Mode       string           `json:"mode"`
 	Reason     string           `json:"reason,omitempty"`
@@ -103,8 +128,15 @@ type attachment struct {
 	mode    string
 	err     string
 	note    string
-	lnk     link.Link // nil when off
+	lnk     link.Link // the XDP link; nil when off or on tc
+	tc      *tcHook   // the tc program's hook; nil unless mode is BackendTC
+	// tcFallback is why tc runs instead of the native XDP the mode asked
+	// for (empty when tc is what was asked for).
+	tcFallback string
 }
+
+// on reports whether a backend runs on the interface.
+func (a *attachment) on() bool { return a.lnk != nil || a.tc != nil }
 
 // XDP owns the loaded XDP program and its attachments. Its methods are
 // safe for concurrent use.
@@ -116,6 +148,12 @@ type XDP struct {
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
+
+	// The output watch (withdraw.go).
+	withdrawn  map[string]withdrawal // by interface name
+	watchLinks map[string]linkSample
+	watchHits  uint64
+	watched    bool
 }
 
 // OpenXDP mounts the bpffs if needed and loads the program, reusing
@@ -125,12 +163,9 @@ func OpenXDP(log *slog.Logger, opts XDPOptions) (*XDP, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	mode := opts.Mode
-	if mode == "" {
-		mode = XDPModeAuto
-	}
-	if mode != XDPModeAuto && mode != XDPModeNative && mode != XDPModeGeneric {
-		return nil, fmt.Errorf("fast path mode %q: want %s, %s or %s", mode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	mode, err := ParseMode(opts.Mode)
+	if err != nil {
+		return nil, err
 	}
 	pinPath := opts.PinPath
 	if pinPath == "" {
@@ -143,7 +178,8 @@ func OpenXDP(log *slog.Logger, opts XDPOptions) (*XDP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fast path: %w", err)
 	}
-	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment)}, nil
+	return &XDP{log: log, mode: mode, pinPath: pinPath, objs: objs, attached: make(map[string]*attachment),
+		withdrawn: make(map[string]withdrawal), watchLinks: make(map[string]linkSample)}, nil
 }
 
 // ensureBPFFS makes sure pinPath's parent directory is on a bpffs. When
@@ -179,11 +215,9 @@ func onBPFFS(path string) bool {
 // SetMode changes the requested attach mode; the next Sync re-attaches the
 // interfaces whose mode no longer fits.
 func (f *XDP) SetMode(mode string) error {
-	if mode == "" {
-		mode = XDPModeAuto
-	}
-	if mode != XDPModeAuto && mode != XDPModeNative && mode != XDPModeGeneric {
-		return fmt.Errorf("fast path mode %q: want %s, %s or %s", mode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	mode, err := ParseMode(mode)
+	if err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -191,8 +225,9 @@ func (f *XDP) SetMode(mode string) error {
 		return nil
 	}
 	f.mode = mode
+	clear(f.withdrawn) // a new mode is a fresh start
 	for _, a := range f.attached {
-		if a.lnk != nil && !f.modeAcceptable(a.mode) {
+		if a.on() && !f.modeAcceptable(a.mode) {
 			f.detach(a)
 		}
 	}
@@ -206,7 +241,7 @@ func (f *XDP) Objects() *bpf.Objects { return f.objs }
 // PinPath is where the maps and links are pinned.
 func (f *XDP) PinPath() string { return f.pinPath }
 
-// Sync attaches the program to exactly the named interfaces (idempotent):
+// Sync attaches a backend to exactly the named interfaces (idempotent):
 // attachments pinned by an earlier run are taken over and switched to the
 // freshly loaded program without a gap, new interfaces are attached, and
 // attachments of interfaces no longer named are removed. Every attached
@@ -230,7 +265,7 @@ func (f *XDP) Sync(ctx context.Context, ifaces []string) State {
 		if slices.Contains(want, name) {
 			continue
 		}
-		if a, ok := f.attached[name]; ok && a.lnk != nil {
+		if a, ok := f.attached[name]; ok && a.on() {
 			f.detach(a)
 		} else {
 			f.removePinnedLink(name)
@@ -239,7 +274,7 @@ func (f *XDP) Sync(ctx context.Context, ifaces []string) State {
 	}
 	for name, a := range f.attached {
 		if !slices.Contains(want, name) {
-			if a.lnk != nil {
+			if a.on() {
 				f.detach(a)
 			}
 			delete(f.attached, name)
@@ -248,7 +283,7 @@ func (f *XDP) Sync(ctx context.Context, ifaces []string) State {
 	return f.stateLocked()
 }
 
-// syncOne makes sure the program runs on one interface.
+// syncOne makes sure the right backend runs on one interface.
 func (f *XDP) syncOne(name string) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
@@ -257,19 +292,28 @@ func (f *XDP) syncOne(name string) {
 	}
 	ifindex := l.Attrs().Index
 	a := f.attached[name]
-	if a != nil && a.lnk != nil && a.ifindex == ifindex {
+	if a != nil && a.on() && a.ifindex == ifindex {
 		// Still attached by us (the interface could have been
 		// recreated under the same name: then ifindex differs).
-		if cur := currentXDPMode(l); cur == a.mode {
+		switch {
+		case a.mode == BackendTC:
+			if a.tcFallback == "" || f.plan(l).first() == BackendTC {
+				return
+			}
+			f.log.Info("the reason for tc is gone; trying XDP again", "interface", name, "was", a.tcFallback)
+		case currentXDPMode(l) != a.mode:
+			f.log.Warn("XDP program no longer attached as expected; re-attaching", "interface", name)
+		case f.plan(l).first() == BackendTC && a.mode == XDPNative:
+			f.log.Warn("native XDP can no longer transmit on this interface; switching to tc", "interface", name)
+		default:
 			return
 		}
-		f.log.Warn("XDP program no longer attached as expected; re-attaching", "interface", name)
 		f.detach(a)
 	}
-	if a == nil || a.lnk == nil {
-		if lnk, mode, ok := f.adoptPinned(name, l); ok {
-			f.attached[name] = &attachment{name: name, ifindex: ifindex, mode: mode, lnk: lnk}
-			f.addTxPort(name, ifindex)
+	if a == nil || !a.on() {
+		if na, ok := f.adopt(name, l); ok {
+			f.attached[name] = na
+			f.addPort(na)
 			return
 		}
 	}
@@ -277,19 +321,49 @@ func (f *XDP) syncOne(name string) {
 	if a != nil {
 		prevErr = a.err
 	}
-	a = f.attach(name, ifindex, l.Type(), prevErr)
+	a = f.attach(name, l, prevErr)
 	f.attached[name] = a
-	if a.lnk != nil {
-		f.addTxPort(name, ifindex)
+	if a.on() {
+		f.addPort(a)
 	}
 }
 
-func (f *XDP) addTxPort(name string, ifindex int) {
-	if err := f.objs.AddTxPort(uint32(ifindex)); err != nil {
+// addPort registers an attached interface as a redirect target: of both
+// programs when it runs XDP, of the tc program only when it runs tc (its
+// XDP transmit is what tc avoids).
+func (f *XDP) addPort(a *attachment) {
+	add := f.objs.AddTxPort
+	if a.mode == BackendTC {
+		add = f.objs.AddTCPort
+	}
+	if err := add(uint32(a.ifindex)); err != nil {
 		// Flows leaving through this interface from another one then
 		// take the slow path (counted as pass_redirect).
-		f.log.Warn("cannot register fast-path redirect port", "interface", name, "err", err)
+		f.log.Warn("cannot register fast-path redirect port", "interface", a.name, "err", err)
 	}
+}
+
+// adopt takes over what an earlier run left attached when it still fits
+// the plan for the interface.
+func (f *XDP) adopt(name string, l netlink.Link) (*attachment, bool) {
+	p := f.plan(l)
+	a := &attachment{name: name, ifindex: l.Attrs().Index, note: p.note}
+	if p.first() == "" {
+		return nil, false
+	}
+	if p.first() == BackendTC {
+		f.removePinnedXDP(name)
+		if h, ok := f.adoptPinnedTC(name, a.ifindex); ok {
+			a.mode, a.tc, a.tcFallback = BackendTC, h, p.tcFallback
+			return a, true
+		}
+		return nil, false
+	}
+	if lnk, mode, ok := f.adoptPinned(name, l); ok {
+		a.mode, a.lnk = mode, lnk
+		return a, true
+	}
+	return nil, false
 }
 
 // adoptPinned takes over a link pinned by an earlier run when it still
@@ -337,37 +411,97 @@ func (f *XDP) adoptPinned(name string, l netlink.Link) (link.Link, string, bool)
 func (f *XDP) modeAcceptable(mode string) bool {
 	switch f.mode {
 	case XDPModeNative:
-		return mode == XDPNative
+		return mode == XDPNative || mode == BackendTC // tc where native would blackhole
 	case XDPModeGeneric:
 		return mode == XDPGeneric
+	case XDPModeTC:
+		return mode == BackendTC
 	}
-	return mode == XDPNative || mode == XDPGeneric
+	return mode == XDPNative || mode == BackendTC
 }
 
-// attach attaches the program in the configured mode, falling back from
-// native to generic in auto mode, and pins the link.
-func (f *XDP) attach(name string, ifindex int, linkType string, prevErr string) *attachment {
-	a := &attachment{name: name, ifindex: ifindex, mode: XDPOff}
-	type try struct {
-		mode  string
-		flags link.XDPAttachFlags
+// try is one backend to attempt.
+type try struct {
+	mode  string
+	flags link.XDPAttachFlags // XDP modes
+}
+
+// attachPlan is the backends to try on one interface, in order, and why.
+type attachPlan struct {
+	tries []try
+	note  string
+	// tcFallback, when set, is why tc runs where native XDP was asked for
+	// (or auto would have tried it); Sync tries XDP again once it is gone.
+	tcFallback string
+}
+
+// first is the backend tried first, "" when none is.
+func (p attachPlan) first() string {
+	if len(p.tries) == 0 {
+		return ""
 	}
-	var tries []try
-	if f.mode == XDPModeAuto && linkType == "veth" {
-		a.note = "veth: auto uses generic mode (native XDP_TX/redirect on veth needs NAPI on the peer and full checksums; set fastpath.mode native to force)"
-	} else if f.mode == XDPModeAuto || f.mode == XDPModeNative {
-		tries = append(tries, try{XDPNative, link.XDPDriverMode})
+	return p.tries[0].mode
+}
+
+// plan decides the backends for l under the configured mode.
+func (f *XDP) plan(l netlink.Link) attachPlan {
+	if p, ok := f.withdrawnPlan(l); ok {
+		return p
 	}
-	if f.mode == XDPModeAuto || f.mode == XDPModeGeneric {
-		tries = append(tries, try{XDPGeneric, link.XDPGenericMode})
+	native := try{XDPNative, link.XDPDriverMode}
+	tc := try{mode: BackendTC}
+	switch f.mode {
+	case XDPModeTC:
+		return attachPlan{tries: []try{tc}, note: "tc as configured"}
+	case XDPModeGeneric:
+		return attachPlan{tries: []try{{XDPGeneric, link.XDPGenericMode}}, note: "generic XDP as configured (GRO off)"}
 	}
+	if l.Type() == "veth" {
+		if f.mode == XDPModeAuto {
+			why := "veth: auto runs tc (native XDP on veth needs NAPI on the peer and full checksums; fastpath.mode xdp forces it where the peer has NAPI)"
+			return attachPlan{tries: []try{tc}, note: why}
+		}
+		if ok, why := vethPeerTakesXDP(l); !ok {
+			why += ": tc instead of native XDP"
+			return attachPlan{tries: []try{tc}, note: why, tcFallback: why}
+		}
+		return attachPlan{tries: []try{native}, note: "native XDP (the veth peer has NAPI: an XDP program or GRO)"}
+	}
+	if f.mode == XDPModeAuto {
+		return attachPlan{tries: []try{native, tc}}
+	}
+	return attachPlan{tries: []try{native}}
+}
+
+// attach attaches the planned backends in order until one takes, and
+// pins the link.
+func (f *XDP) attach(name string, l netlink.Link, prevErr string) *attachment {
+	ifindex := l.Attrs().Index
+	p := f.plan(l)
+	a := &attachment{name: name, ifindex: ifindex, mode: XDPOff, note: p.note}
+	f.removePinnedLink(name) // whatever an earlier run left that did not fit
 	var errs []string
-	for _, tr := range tries {
+	for _, tr := range p.tries {
+		if tr.mode == BackendTC {
+			h, err := f.attachTC(name, ifindex)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("tc: %v", err))
+				continue
+			}
+			a.tc, a.mode, a.tcFallback = h, BackendTC, p.tcFallback
+			if len(errs) > 0 {
+				a.err = strings.Join(errs, "; ")
+				a.note = "tc: native XDP refused (" + a.err + ")"
+			}
+			a.note = strings.TrimPrefix(a.note+" ["+h.how+"]", " ")
+			f.log.Info("fast path attached", "interface", name, "mode", BackendTC, "hook", h.how, "note", a.note)
+			return a
+		}
 		lnk, err := link.AttachXDP(link.XDPOptions{Program: f.objs.Program(), Interface: ifindex, Flags: tr.flags})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", tr.mode, err))
 			if tr.mode == XDPNative && f.mode == XDPModeAuto {
-				f.log.Warn("native XDP refused; trying generic mode (slower, still skips nftables and conntrack)",
+				f.log.Warn("native XDP refused; trying tc (keeps GRO, still skips nftables and conntrack)",
 					"interface", name, "err", err)
 			}
 			continue
@@ -386,6 +520,9 @@ func (f *XDP) attach(name string, ifindex int, linkType string, prevErr string) 
 		return a
 	}
 	a.err = strings.Join(errs, "; ")
+	if len(p.tries) == 0 {
+		a.err, a.note = p.note, ""
+	}
 	f.logOff(name, a.err, prevErr)
 	return a
 }
@@ -404,7 +541,7 @@ func (f *XDP) setOff(name string, ifindex int, why string) {
 	prev := ""
 	if a, ok := f.attached[name]; ok {
 		prev = a.err
-		if a.lnk != nil {
+		if a.on() {
 			f.detach(a)
 		}
 	}
@@ -414,29 +551,51 @@ func (f *XDP) setOff(name string, ifindex int, why string) {
 
 // detach removes one attachment and its pin.
 func (f *XDP) detach(a *attachment) {
-	if err := a.lnk.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		f.log.Warn("unpin XDP link", "interface", a.name, "err", err)
+	if a.lnk != nil {
+		if err := a.lnk.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			f.log.Warn("unpin XDP link", "interface", a.name, "err", err)
+		}
+		if err := a.lnk.Close(); err != nil {
+			f.log.Warn("close XDP link", "interface", a.name, "err", err)
+		}
 	}
-	if err := a.lnk.Close(); err != nil {
-		f.log.Warn("close XDP link", "interface", a.name, "err", err)
+	if a.tc != nil {
+		if err := a.tc.detach(); err != nil {
+			f.log.Warn("detach tc program", "interface", a.name, "err", err)
+		}
 	}
 	if err := f.objs.RemoveTxPort(uint32(a.ifindex)); err != nil {
 		f.log.Warn("remove fast-path redirect port", "interface", a.name, "err", err)
 	}
-	a.lnk, a.mode = nil, XDPOff
+	a.lnk, a.tc, a.mode = nil, nil, XDPOff
 	f.log.Info("fast path detached", "interface", a.name)
 }
 
+// removePinnedLink detaches whatever links an earlier run pinned for name.
 func (f *XDP) removePinnedLink(name string) {
-	path := f.linkPin(name)
+	f.removePinnedXDP(name)
+	if removePinned(f.tcLinkPin(name)) {
+		f.log.Info("fast path's tc program detached from an interface", "interface", name)
+	}
+}
+
+func (f *XDP) removePinnedXDP(name string) {
+	if removePinned(f.linkPin(name)) {
+		f.log.Info("fast path's XDP program detached from an interface", "interface", name)
+	}
+}
+
+// removePinned detaches the link pinned at path and removes the pin; it
+// reports whether a live link was there.
+func removePinned(path string) bool {
 	lnk, err := link.LoadPinnedLink(path, nil)
 	if err != nil {
-		f.removePin(path)
-		return
+		_ = os.Remove(path)
+		return false
 	}
 	_ = lnk.Unpin()
 	_ = lnk.Close()
-	f.log.Info("fast path detached from an interface no longer used", "interface", name)
+	return true
 }
 
 func (f *XDP) removePin(path string) {
@@ -454,6 +613,7 @@ func (f *XDP) pinnedNames() []string {
 	return pinnedLinkNames(f.pinPath)
 }
 
+// pinnedLinkNames lists the interfaces with a pinned XDP or tcx link.
 func pinnedLinkNames(pinPath string) []string {
 	ents, err := os.ReadDir(pinPath)
 	if err != nil {
@@ -461,8 +621,10 @@ func pinnedLinkNames(pinPath string) []string {
 	}
 	var out []string
 	for _, e := range ents {
-		if n, ok := strings.CutPrefix(e.Name(), linkPinPrefix); ok && n != "" {
-			out = append(out, n)
+		for _, prefix := range []string{linkPinPrefix, tcLinkPinPrefix} {
+			if n, ok := strings.CutPrefix(e.Name(), prefix); ok && n != "" && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
 		}
 	}
 	return out
@@ -507,39 +669,31 @@ func (f *XDP) stateLocked() State {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	on, generic := 0, 0
-	vethOnly := true
-	var offReasons []string
+	count := map[string]int{}
+	var offReasons, tcReasons []string
 	for _, n := range names {
 		a := f.attached[n]
 		st.Interfaces = append(st.Interfaces, InterfaceState{Name: a.name, Ifindex: a.ifindex, Mode: a.mode, Error: a.err, Note: a.note})
+		count[a.mode]++
 		switch a.mode {
-		case XDPNative:
-			on++
-		case XDPGeneric:
-			on++
-			generic++
-			if a.note == "" {
-				vethOnly = false
-			}
-		default:
+		case XDPOff:
 			offReasons = append(offReasons, a.name+": "+a.err)
+		case BackendTC:
+			tcReasons = append(tcReasons, a.name+": "+a.note)
 		}
 	}
+	on := len(names) - count[XDPOff]
 	switch {
 	case on == 0 && len(names) == 0:
 		st.Reason = "no interface to attach to"
 	case on == 0:
-		st.Reason = "XDP could not attach (" + strings.Join(offReasons, "; ") + "); slow path only"
-	case generic > 0:
+		st.Reason = "no backend could attach (" + strings.Join(offReasons, "; ") + "); slow path only"
+	case count[XDPGeneric] > 0:
 		st.Mode = XDPGeneric
-		st.Reason = "generic (skb) mode: the driver refused native XDP"
-		switch {
-		case f.mode == XDPModeGeneric:
-			st.Reason = "generic (skb) mode as configured"
-		case vethOnly:
-			st.Reason = "generic (skb) mode: auto picks it on veth"
-		}
+		st.Reason = "generic (skb) XDP as configured"
+	case count[BackendTC] > 0:
+		st.Mode = BackendTC
+		st.Reason = "tc on " + strings.Join(tcReasons, "; ")
 	default:
 		st.Mode = XDPNative
 	}
@@ -555,7 +709,7 @@ func (f *XDP) Attached(ifindex int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range f.attached {
-		if a.ifindex == ifindex && a.lnk != nil {
+		if a.ifindex == ifindex && a.on() {
 			return true
 		}
 	}
@@ -576,6 +730,12 @@ func (f *XDP) Close() error {
 			}
 			a.lnk = nil
 		}
+		if a.tc != nil {
+			if err := a.tc.close(); err != nil {
+				errs = append(errs, fmt.Errorf("close tc link on %s: %w", a.name, err))
+			}
+			a.tc = nil
+		}
 	}
 	if err := f.objs.Close(); err != nil {
 		errs = append(errs, err)
@@ -583,9 +743,11 @@ func (f *XDP) Close() error {
 	return errors.Join(errs...)
 }
 
-// Remove detaches every XDP link pinned under pinPath
+// Remove detaches every XDP and tcx link pinned under pinPath
 // (DefaultPinPath when empty), removes the pinned maps and the directory,
-// for `hanatd --cleanup`. It reports whether anything was there. A missing
+// for `hanatd --cleanup`. (A clsact filter, the tc backend on kernels
+// without tcx, is not pinned: it stays until `tc filter del dev IF
+// ingress` or the interface goes.) It reports whether anything was there. A missing
 // bpffs or directory is not an error.
 func Remove(log *slog.Logger, pinPath string) (bool, error) {
 	if log == nil {
@@ -599,22 +761,27 @@ func Remove(log *slog.Logger, pinPath string) (bool, error) {
 	}
 	var errs []error
 	for _, name := range pinnedLinkNames(pinPath) {
-		path := filepath.Join(pinPath, linkPinPrefix+name)
-		lnk, err := link.LoadPinnedLink(path, nil)
-		if err != nil {
-			// A pin that is not a link (or a dead one): remove the file.
-			if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove pinned XDP link %q: %w (open: %w)", path, rerr, err))
+		for _, prefix := range []string{linkPinPrefix, tcLinkPinPrefix} {
+			path := filepath.Join(pinPath, prefix+name)
+			if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+				continue
 			}
-			continue
+			lnk, err := link.LoadPinnedLink(path, nil)
+			if err != nil {
+				// A pin that is not a link (or a dead one): remove the file.
+				if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove pinned link %q: %w (open: %w)", path, rerr, err))
+				}
+				continue
+			}
+			uerr := lnk.Unpin()
+			cerr := lnk.Close()
+			if err := errors.Join(uerr, cerr); err != nil {
+				errs = append(errs, fmt.Errorf("detach pinned link %q: %w", path, err))
+				continue
+			}
+			log.Info("fast path detached", "interface", name, "pin", prefix+name)
 		}
-		uerr := lnk.Unpin()
-		cerr := lnk.Close()
-		if err := errors.Join(uerr, cerr); err != nil {
-			errs = append(errs, fmt.Errorf("detach pinned XDP link %q: %w", path, err))
-			continue
-		}
-		log.Info("fast path detached", "interface", name)
 	}
 	if err := bpf.RemovePins(pinPath); err != nil {
 		errs = append(errs, err)

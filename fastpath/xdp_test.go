@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,21 @@ func (ft *fastTopo) nat44() NAT {
 	}
 }
 
+// peersGRO turns GRO on at the NAT's veth peers, which gives them NAPI to
+// receive native XDP frames: "xdp" then runs native XDP there.
+func (ft *fastTopo) peersGRO(t *testing.T, on bool) {
+	t.Helper()
+	state := map[bool]string{true: "on", false: "off"}[on]
+	for _, c := range []struct {
+		ns  *netns.NS
+		dev string
+	}{{ft.priv, ft.privIf}, {ft.inet, ft.inetIf}} {
+		if out, err := c.ns.Run(testContext(t), "ethtool", "-K", c.dev, "gro", state); err != nil {
+			t.Fatalf("ethtool: %v: %s", err, out)
+		}
+	}
+}
+
 func openFast(t *testing.T, ft *fastTopo, pinPath, mode string) *XDP {
 	t.Helper()
 	var f *XDP
@@ -115,6 +131,7 @@ func xdpOn(t *testing.T, h *netlink.Handle, name string) (mode string, progID ui
 // is no longer wanted, and removes everything as --cleanup does.
 func TestFastpathAttachPinRestart(t *testing.T) {
 	ft := newFastTopo(t)
+	ft.peersGRO(t, true)
 	pin := filepath.Join(bpffsDir(t), "hanat")
 
 	f := openFast(t, ft, pin, XDPModeNative)
@@ -152,8 +169,8 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 		t.Fatalf("after Close the program left %s (mode %s); the pinned link should keep it", ft.in, mode)
 	}
 
-	// auto accepts the native attachment found pinned.
-	f2 := openFast(t, ft, pin, XDPModeAuto)
+	// xdp (native) keeps the native attachment found pinned.
+	f2 := openFast(t, ft, pin, XDPModeNative)
 	st = syncFast(t, ft, f2, ft.in, ft.out)
 	if st.Mode != XDPNative {
 		t.Fatalf("state after restart = %+v", st)
@@ -208,6 +225,7 @@ func TestFastpathAttachPinRestart(t *testing.T) {
 // leaves the fast path off there with a reason, never an error.
 func TestFastpathAttachFailure(t *testing.T) {
 	ft := newFastTopo(t)
+	ft.peersGRO(t, true)
 	pin := filepath.Join(bpffsDir(t), "hanat")
 	f := openFast(t, ft, pin, XDPModeNative)
 	defer f.Close()
@@ -222,19 +240,58 @@ func TestFastpathAttachFailure(t *testing.T) {
 	}
 }
 
-// TestFastpathAutoOnVeth: auto picks generic mode on veth and says why.
+// TestFastpathAutoOnVeth: auto runs tc on veth (a tcx link) and says why.
 func TestFastpathAutoOnVeth(t *testing.T) {
 	ft := newFastTopo(t)
-	f := openFast(t, ft, filepath.Join(bpffsDir(t), "hanat"), XDPModeAuto)
+	pin := filepath.Join(bpffsDir(t), "hanat")
+	f := openFast(t, ft, pin, XDPModeAuto)
 	defer f.Close()
 	st := syncFast(t, ft, f, ft.in)
-	if st.Mode != XDPGeneric || len(st.Interfaces) != 1 || st.Interfaces[0].Note == "" {
-		t.Fatalf("state = %+v, want generic with a note", st)
+	if st.Mode != BackendTC || len(st.Interfaces) != 1 || st.Interfaces[0].Note == "" {
+		t.Fatalf("state = %+v, want tc with a note", st)
 	}
-	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPGeneric {
-		t.Errorf("kernel mode %s, want generic", mode)
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPOff {
+		t.Errorf("kernel XDP mode %s, want none", mode)
+	}
+	if _, err := os.Stat(filepath.Join(pin, tcLinkPinPrefix+ft.in)); err != nil {
+		t.Errorf("tcx link pin: %v", err)
 	}
 	t.Logf("reason %q, note %q", st.Reason, st.Interfaces[0].Note)
+}
+
+// TestFastpathNativeVethPeerWithoutNAPI: forced native XDP on a veth whose
+// peer has neither an XDP program nor GRO would blackhole every frame it
+// sends; the interface runs tc and says why, and switches to native once
+// the peer has NAPI (GRO on).
+func TestFastpathNativeVethPeerWithoutNAPI(t *testing.T) {
+	ft := newFastTopo(t)
+	ft.peersGRO(t, false)
+	pin := filepath.Join(bpffsDir(t), "hanat")
+	f := openFast(t, ft, pin, XDPModeNative)
+	defer f.Close()
+	st := syncFast(t, ft, f, ft.in, ft.out)
+	if st.Mode != BackendTC || len(st.Interfaces) != 2 {
+		t.Fatalf("state = %+v, want tc on both", st)
+	}
+	for _, is := range st.Interfaces {
+		if is.Mode != BackendTC || !strings.Contains(is.Note, "neither an XDP program nor GRO") {
+			t.Errorf("%s: mode %s note %q, want tc saying the peer has no NAPI", is.Name, is.Mode, is.Note)
+		}
+	}
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPOff {
+		t.Errorf("kernel XDP mode %s on %s, want none", mode, ft.in)
+	}
+	ft.peersGRO(t, true)
+	st = syncFast(t, ft, f, ft.in, ft.out)
+	if st.Mode != XDPNative {
+		t.Fatalf("with GRO on the peers: state = %+v, want native", st)
+	}
+	if mode, _ := xdpOn(t, ft.hn, ft.in); mode != XDPNative {
+		t.Errorf("kernel XDP mode %s on %s, want native", mode, ft.in)
+	}
+	if _, err := os.Stat(filepath.Join(pin, tcLinkPinPrefix+ft.in)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("tcx link pin left after switching to native: %v", err)
+	}
 }
 
 func TestFastpathBadMode(t *testing.T) {
@@ -346,11 +403,32 @@ func TestFastpathForwardsVeth(t *testing.T) {
 	}
 }
 
-func testFastpathForwards(t *testing.T, mode string) {
-	ft := newFastTopo(t)
-	ctx := testContext(t)
-	n := ft.nat44()
-	if _, err := datapath.NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, n); err != nil {
+// udpPair is a UDP server on the internet host (203.0.113.100:5353) and a
+// client connected to it from the private host (10.0.11.2:40000); both are
+// closed at cleanup.
+func (ft *fastTopo) udpPair(t *testing.T) (srv, cl *net.UDPConn) {
+	t.Helper()
+	if err := ft.inet.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if err := ft.priv.Do(func() (err error) {
+		cl, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.IP{10, 0, 11, 2}, Port: 40000}, &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return srv, cl
+}
+
+// slowPath sets the NAT up: its nftables table and sysctls.
+func (ft *fastTopo) slowPath(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := datapath.NewSlowpath(testLogger(t), ft.nat.FD()).Apply(ctx, ft.nat44()); err != nil {
 		t.Fatal(err)
 	}
 	if err := ft.nat.Do(func() error {
@@ -359,6 +437,12 @@ func testFastpathForwards(t *testing.T, mode string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testFastpathForwards(t *testing.T, mode string) {
+	ft := newFastTopo(t)
+	ctx := testContext(t)
+	ft.slowPath(t, ctx)
 	// Locally generated traffic on veth carries partial checksums, which
 	// an XDP rewrite cannot fix up: send full checksums. Native XDP_TX and
 	// redirect on veth need NAPI on the receiving peer: GRO on.
@@ -377,22 +461,7 @@ func testFastpathForwards(t *testing.T, mode string) {
 		t.Fatalf("fast path off: %+v", st)
 	}
 
-	var srv *net.UDPConn
-	if err := ft.inet.Do(func() (err error) {
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	var cl *net.UDPConn
-	if err := ft.priv.Do(func() (err error) {
-		cl, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.IP{10, 0, 11, 2}, Port: 40000}, &net.UDPAddr{IP: net.IP{203, 0, 113, 100}, Port: 5353})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srv, cl := ft.udpPair(t)
 
 	exchange := func(i int) (netip.AddrPort, error) {
 		msg := []byte{byte(i), 'x', 'y'}

@@ -219,9 +219,10 @@ var (
 	descIdle       = newDesc("idle_timeouts_total", "Established flows removed after their idle timeout (NAT gateway: IdleTimeoutCount).", prometheus.CounterValue)
 	descDropped    = newDesc("packets_dropped_total", "Packets dropped, by reason (NAT gateway: PacketsDropCount is the sum).", prometheus.CounterValue, "reason")
 
-	descFastHits   = newDesc("fastpath_hits_total", "Packets the XDP fast path forwarded itself.", prometheus.CounterValue)
-	descFastMisses = newDesc("fastpath_misses_total", "Packets the XDP fast path passed to the kernel's slow path.", prometheus.CounterValue)
-	descFastFlows  = newDesc("fastpath_offloaded_flows", "Flows in the XDP fast path's map now.", prometheus.GaugeValue)
+	descFastHits    = newDesc("fastpath_hits_total", "Packets the XDP fast path forwarded itself.", prometheus.CounterValue)
+	descFastMisses  = newDesc("fastpath_misses_total", "Packets the XDP fast path passed to the kernel's slow path.", prometheus.CounterValue)
+	descFastFlows   = newDesc("fastpath_offloaded_flows", "Flows in the XDP fast path's map now.", prometheus.GaugeValue)
+	descFastBackend = newDesc("fastpath_backend", "The fast path's backend on an interface (native, generic, tc or off) and why, as labels; always 1.", prometheus.GaugeValue, "interface", "backend", "reason")
 
 	descHARole      = newDesc("ha_role", "This node's HA role, as a label; always 1.", prometheus.GaugeValue, "role")
 	descHATable     = newDesc("ha_route_table_owned", "Whether this node owns the route table (its 0.0.0.0/0 points here): 1 or 0.", prometheus.GaugeValue, "route_table")
@@ -245,7 +246,7 @@ var allDescs = []desc{
 	descBytesOutDst, descBytesOutSrc, descBytesInDst, descBytesInSrc,
 	descPktsOutDst, descPktsOutSrc, descPktsInDst, descPktsInSrc,
 	descPortErrors, descIdle, descDropped,
-	descFastHits, descFastMisses, descFastFlows,
+	descFastHits, descFastMisses, descFastFlows, descFastBackend,
 	descHARole, descHATable, descHAFailovers, descHAPeerUp, descHAAge,
 	descHARecv, descHAMissed, descHARejected, descHALoss,
 	descSyncUp, descSyncFlows, descSyncLag, descSyncFull, descSyncErrors, descSyncInject,
@@ -302,6 +303,9 @@ func collectSnapshot(ch chan<- prometheus.Metric, s *Snapshot) {
 		emit(descFastHits, float64(f.Hits))
 		emit(descFastMisses, float64(f.Misses))
 		emit(descFastFlows, float64(f.OffloadedFlows))
+		for _, b := range f.Backends {
+			emit(descFastBackend, 1, b.Interface, b.Backend, b.Reason)
+		}
 	}
 	if h := s.HA; h != nil {
 		if h.Role != "" {

@@ -32,7 +32,8 @@ func fullSnapshot() Snapshot {
 		PortAllocationErrors:     2,
 		IdleTimeouts:             3,
 		PacketsDropped:           map[string]uint64{"invalid": 4, "unsolicited": 5, "not_private": 1},
-		Fastpath:                 &FastpathSnapshot{Hits: 70, Misses: 30, OffloadedFlows: 6},
+		Fastpath: &FastpathSnapshot{Hits: 70, Misses: 30, OffloadedFlows: 6,
+			Backends: []FastpathBackend{{"ens5", "tc", "tc: native XDP refused"}, {"ens6", "native", ""}}},
 		HA: &HASnapshot{
 			Role:               "active-active",
 			RouteTables:        map[string]bool{"rtb-0a": true, "rtb-0c": false},
@@ -117,6 +118,10 @@ hanat_fastpath_hits_total 70
 # HELP hanat_fastpath_misses_total Packets the XDP fast path passed to the kernel's slow path.
 # TYPE hanat_fastpath_misses_total counter
 hanat_fastpath_misses_total 30
+# HELP hanat_fastpath_backend The fast path's backend on an interface (native, generic, tc or off) and why, as labels; always 1.
+# TYPE hanat_fastpath_backend gauge
+hanat_fastpath_backend{backend="tc",interface="ens5",reason="tc: native XDP refused"} 1
+hanat_fastpath_backend{backend="native",interface="ens6",reason=""} 1
 # HELP hanat_ha_role This node's HA role, as a label; always 1.
 # TYPE hanat_ha_role gauge
 hanat_ha_role{role="active-active"} 1
@@ -147,7 +152,7 @@ hanat_build_info{version="1.2.3"} 1
 		"hanat_active_connections", "hanat_bytes_in_from_destination_total", "hanat_bytes_out_to_destination_total",
 		"hanat_packets_in_from_destination_total", "hanat_packets_dropped_total", "hanat_port_allocation_errors_total",
 		"hanat_idle_timeouts_total", "hanat_connection_attempts_total", "hanat_connections_established_total",
-		"hanat_fastpath_hits_total", "hanat_fastpath_misses_total", "hanat_ha_role", "hanat_ha_route_table_owned",
+		"hanat_fastpath_hits_total", "hanat_fastpath_misses_total", "hanat_fastpath_backend", "hanat_ha_role", "hanat_ha_route_table_owned",
 		"hanat_ha_failovers_total", "hanat_ha_heartbeat_age_seconds", "hanat_ha_heartbeat_loss_ratio",
 		"hanat_ha_peer_up", "hanat_up", "hanat_build_info",
 	}

@@ -77,6 +77,14 @@ type FastpathSnapshot struct {
 	Misses uint64
 	// OffloadedFlows is the number of flows in the fast-path map now.
 	OffloadedFlows uint64
+	// Backends is the backend on each interface and why.
+	Backends []FastpathBackend
+}
+
+// FastpathBackend is the fast path's backend on one interface: native,
+// generic, tc or off, and the reason (why tc and not native XDP, why off).
+type FastpathBackend struct {
+	Interface, Backend, Reason string
 }
 
 // HASnapshot is the heartbeat pair's state.

@@ -158,9 +158,9 @@ func TestBootedDebian(t *testing.T) {
 			t.Errorf("status: ready=%v table present=%v outside=%q, want true true hnt-out", st.Ready, st.Datapath.Present, st.NAT.OutsideInterface)
 		}
 		// The fast path loads and pins with exactly the unit's capabilities
-		// (no CAP_SYS_ADMIN): generic XDP on the veth.
-		if st.Datapath.FastpathDetail.Mode != "generic" {
-			t.Errorf("fast path mode %q (reason %q), want generic: the unit's capabilities or paths do not let hanatd load XDP\n%s",
+		// (no CAP_SYS_ADMIN): auto runs tc on the veth.
+		if st.Datapath.FastpathDetail.Mode != "tc" {
+			t.Errorf("fast path mode %q (reason %q), want tc: the unit's capabilities or paths do not let hanatd load its programs\n%s",
 				st.Datapath.FastpathDetail.Mode, st.Datapath.FastpathDetail.Reason, c.journal())
 		}
 		if out, err := c.exec("hanatctl", "status"); err != nil || !strings.Contains(out, "ready") {

@@ -27,6 +27,7 @@ typedef __u32 __wsum;
 
 /* include/uapi/linux/bpf.h */
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
@@ -49,6 +50,52 @@ struct xdp_md {
 	__u32 rx_queue_index;
 	__u32 egress_ifindex;
 };
+
+/* include/uapi/linux/bpf.h: the skb context of tc programs, up to the
+ * fields the tc program reads (the verifier checks offsets, so the layout
+ * up to gso_size must be the kernel's). */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 data_meta;
+	__u64 flow_keys; /* __bpf_md_ptr(struct bpf_flow_keys *, flow_keys) */
+	__u64 tstamp;
+	__u32 wire_len;
+	__u32 gso_segs;
+	__u64 sk; /* __bpf_md_ptr(struct bpf_sock *, sk) */
+	__u32 gso_size;
+};
+
+/* Flags of bpf_l4_csum_replace. */
+#define BPF_F_PSEUDO_HDR (1ULL << 4)
+#define BPF_F_MARK_MANGLED_0 (1ULL << 5)
+
+/* include/uapi/linux/pkt_cls.h; TC_ACT_UNSPEC is also tcx's TCX_NEXT. */
+#define TC_ACT_UNSPEC (-1)
+#define TC_ACT_REDIRECT 7
 
 /* include/uapi/linux/if_ether.h */
 #define ETH_ALEN 6

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"time"
@@ -59,6 +60,9 @@ func snapshotOf(tr traffic.Totals, conns conntrack.Reading, fp fastpath.Status, 
 		}
 		if e := fp.Engine; e != nil {
 			f.OffloadedFlows = uint64(e.Offloaded)
+		}
+		for _, is := range fp.Interfaces {
+			f.Backends = append(f.Backends, metrics.FastpathBackend{Interface: is.Name, Backend: is.Mode, Reason: cmp.Or(is.Note, is.Error)})
 		}
 		s.Fastpath = f
 	}

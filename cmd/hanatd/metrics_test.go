@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/ha"
+	"github.com/hanat/hanat/metrics"
 	"github.com/hanat/hanat/traffic"
 )
 
@@ -16,7 +18,8 @@ func TestSnapshotOf(t *testing.T) {
 	tr := traffic.Totals{BytesInFromSource: 100, BytesOutToDestination: 100, PacketsInFromDestination: 7,
 		ConnectionAttempts: 3, ConnectionsEstablished: 2, PortAllocationErrors: 1, IdleTimeouts: 5,
 		PacketsDropped: map[string]uint64{"invalid": 2}}
-	fp := fastpath.Status{Mode: fastpath.XDPGeneric, Counters: &bpf.Counters{Hits: 10, Misses: 2}, Engine: &fastpath.EngineStats{Offloaded: 1}}
+	fp := fastpath.Status{Mode: fastpath.BackendTC, Counters: &bpf.Counters{Hits: 10, Misses: 2}, Engine: &fastpath.EngineStats{Offloaded: 1},
+		Interfaces: []fastpath.InterfaceState{{Name: "ens5", Mode: fastpath.BackendTC, Note: "tc: native XDP refused"}, {Name: "ens6", Mode: fastpath.XDPOff, Error: "gone"}}}
 	s := snapshotOf(tr, conntrack.Reading{Stats: conntrack.Stats{Active: 4}, At: now.Add(-1500 * time.Millisecond)}, fp, now)
 	if s.ActiveConnections != 4 || s.ActiveConnectionsAge != 1500*time.Millisecond || s.BytesInFromSource != 100 ||
 		s.PacketsInFromDestination != 7 || s.ConnectionsEstablished != 2 ||
@@ -25,6 +28,10 @@ func TestSnapshotOf(t *testing.T) {
 	}
 	if s.Fastpath == nil || s.Fastpath.Hits != 10 || s.Fastpath.Misses != 2 || s.Fastpath.OffloadedFlows != 1 {
 		t.Errorf("fast path %+v", s.Fastpath)
+	}
+	wantBackends := []metrics.FastpathBackend{{Interface: "ens5", Backend: "tc", Reason: "tc: native XDP refused"}, {Interface: "ens6", Backend: "off", Reason: "gone"}}
+	if s.Fastpath == nil || !reflect.DeepEqual(s.Fastpath.Backends, wantBackends) {
+		t.Errorf("fast path backends %+v, want %+v", s.Fastpath, wantBackends)
 	}
 	s = snapshotOf(traffic.Totals{}, conntrack.Reading{}, fastpath.Status{Mode: fastpath.XDPOff}, now)
 	if s.Fastpath != nil || s.ActiveConnectionsAge >= 0 || s.PacketsDropped == nil {

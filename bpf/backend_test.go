@@ -1,0 +1,178 @@
+//go:build linux
+
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+// tc verdicts (include/uapi/linux/pkt_cls.h) as BPF_PROG_TEST_RUN returns
+// them.
+const (
+	tcActUnspec   = ^uint32(0) // TC_ACT_UNSPEC (-1), tcx's TCX_NEXT
+	tcActRedirect = 7
+)
+
+// backend is one of the two programs over the same maps, with its verdicts
+// for what the XDP program calls XDP_PASS, XDP_TX and XDP_REDIRECT (the
+// model's terms): the tests and the fuzzer run both on every input.
+type backend struct {
+	name string
+	run  func(e *env, frame []byte, ingress uint32) (uint32, []byte, error)
+	// verdict maps an XDP verdict to this program's.
+	verdict func(xdpVerdict uint32) uint32
+	// refused says the kernel refuses to test-run frame (EINVAL), so the
+	// program never sees it.
+	refused func(frame []byte) bool
+}
+
+var backends = []backend{
+	{"xdp", (*env).run, func(v uint32) uint32 { return v }, func(frame []byte) bool { return len(frame) < 14 }},
+	{"tc", func(e *env, frame []byte, ingress uint32) (uint32, []byte, error) {
+		return runTC(e.tcProgram(), frame, skbCtx{ingress: ingress})
+	}, tcVerdict, tcRefused},
+}
+
+// tcRefused: an skb test run needs an Ethernet header and, when its
+// ethertype says IPv4, a whole IPv4 header after it.
+func tcRefused(frame []byte) bool {
+	return len(frame) < 14 || (binary.BigEndian.Uint16(frame[12:]) == ethPIPv4 && len(frame) < 14+20)
+}
+
+// tcVerdict is the tc program's verdict for the XDP program's: it passes
+// with TC_ACT_UNSPEC and sends with bpf_redirect, to the ingress interface
+// too.
+func tcVerdict(xdp uint32) uint32 {
+	if xdp == xdpPass {
+		return tcActUnspec
+	}
+	return tcActRedirect
+}
+
+func (e *env) tcProgram() *ebpf.Program {
+	p, err := e.objs.TCProgram()
+	if err != nil {
+		panic(err) // newEnv checked it
+	}
+	return p
+}
+
+// skbCtx is what a test run sets in struct __sk_buff.
+type skbCtx struct {
+	ingress          uint32 // ingress_ifindex and ifindex
+	gsoSegs, gsoSize uint32
+}
+
+// skbCtxWords are struct __sk_buff (192 bytes) as 32-bit words, and the
+// indexes of the fields a test run may set.
+const (
+	skbCtxWords       = 48
+	skbIngressIfindex = 9
+	skbIfindex        = 10
+	skbGSOSegs        = 41
+	skbGSOSize        = 44
+)
+
+// runTC runs a tc program once through BPF_PROG_TEST_RUN. The kernel
+// builds an skb of the frame (CHECKSUM_NONE, linear) on the device of
+// ifindex (lo when 1).
+func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
+	var ctx [skbCtxWords]uint32
+	ctx[skbIngressIfindex] = c.ingress
+	if c.ingress > 1 {
+		ctx[skbIfindex] = c.ingress
+	}
+	ctx[skbGSOSegs], ctx[skbGSOSize] = c.gsoSegs, c.gsoSize
+	opts := &ebpf.RunOptions{
+		Data:    frame,
+		DataOut: make([]byte, len(frame)+256),
+		Context: ctx,
+		Repeat:  1,
+	}
+	verdict, err := prog.Run(opts)
+	return verdict, opts.DataOut, err
+}
+
+// TestTCProgramLoads: Load loads the tc program onto the XDP program's
+// maps, so a flow written once is seen by both.
+func TestTCProgramLoads(t *testing.T) {
+	e := newEnv(t, noSuchPort)
+	mapIDs := func(p *ebpf.Program) []ebpf.MapID {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := info.MapIDs()
+		return ids
+	}
+	id := func(m *ebpf.Map) ebpf.MapID {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		return id
+	}
+	xdpMaps, tcMaps := mapIDs(e.objs.Program()), mapIDs(e.tcProgram())
+	for _, m := range []*ebpf.Map{e.objs.objs.Flows, e.objs.objs.Counters} {
+		if !slices.Contains(xdpMaps, id(m)) || !slices.Contains(tcMaps, id(m)) {
+			t.Fatalf("map %v (id %d): xdp program uses %v, tc program %v; want both", m, id(m), xdpMaps, tcMaps)
+		}
+	}
+	if !slices.Contains(tcMaps, id(e.objs.objs.TcPorts)) || len(tcMaps) != 3 {
+		t.Fatalf("tc program uses maps %v, want flows, counters and tc_ports (%d)", tcMaps, id(e.objs.objs.TcPorts))
+	}
+}
+
+// TestFastpathTCGSO: a GSO packet (a GRO aggregate, which tc sees and
+// generic XDP would have made linear) is checked against the MTU per
+// segment and counted as its segments.
+func TestFastpathTCGSO(t *testing.T) {
+	e := newEnv(t, noSuchPort)
+	prog := e.tcProgram()
+	// Three 1000-byte segments of payload: 3040 bytes of IPv4, over the
+	// 1500 MTU as a whole, each segment 1040.
+	o := packet(tcpOut, tcpACK, make([]byte, 3000))
+	in, want := o.build(), rewritten(o, tcpOutAct).build()
+	before, sBefore := e.counters(t), e.stats(t, tcpOut)
+	verdict, out, err := runTC(prog, in, skbCtx{ingress: loIfindex, gsoSegs: 3, gsoSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict != tcActRedirect || !bytes.Equal(out, want) {
+		t.Fatalf("GSO packet within the MTU per segment: verdict %d, frame equal %v; want TC_ACT_REDIRECT and the rewrite", verdict, bytes.Equal(out, want))
+	}
+	if err := verifyChecksums(out, false); err != nil {
+		t.Fatal(err)
+	}
+	after := e.counters(t)
+	if d := counterDelta(before, after); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_HIT: 3}) {
+		t.Fatalf("counter changes %v, want 3 hits (one per segment)", d)
+	}
+	// The segments leave as 3 IPv4 packets of 20+20+1000 bytes.
+	if s := e.stats(t, tcpOut); s.Packets-sBefore.Packets != 3 || s.Bytes-sBefore.Bytes != 3*1040 {
+		t.Fatalf("flow stats %+v after %+v, want 3 more packets of 1040 bytes", s, sBefore)
+	}
+	if after.OutPackets-before.OutPackets != 3 || after.OutBytes-before.OutBytes != 3*1040 {
+		t.Fatalf("out totals +%d packets +%d bytes, want 3 and %d", after.OutPackets-before.OutPackets, after.OutBytes-before.OutBytes, 3*1040)
+	}
+
+	// Segments of 1461 payload bytes are 1501 bytes of IPv4: too big.
+	before = e.counters(t)
+	verdict, out, err = runTC(prog, in, skbCtx{ingress: loIfindex, gsoSegs: 3, gsoSize: 1461})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict != tcActUnspec || !bytes.Equal(out[:len(in)], in) {
+		t.Fatalf("GSO segments over the MTU: verdict %d; want unmodified TC_ACT_UNSPEC", verdict)
+	}
+	if d := counterDelta(before, e.counters(t)); !reflect.DeepEqual(d, map[FastpathCounterId]uint64{FastpathCounterIdCOUNTER_PASS_TOO_BIG: 1}) {
+		t.Fatalf("counter changes %v, want one too_big", d)
+	}
+}
