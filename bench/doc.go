@@ -42,7 +42,10 @@
 //   - 64-byte UDP packets per second over many flows: an XDP program run
 //     with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES on priv's veth
 //     writes a whole header for the next flow on every run (live-frame
-//     pages come back rewritten by the receivers) and returns XDP_TX, so
+//     pages come back rewritten by the receivers), with the datagram's
+//     real UDP checksum (pseudo-header; never 0, so the NAT's checksum
+//     update is measured; TestGenUDPChecksum verifies it from scratch;
+//     the program-cost driver's headers carry it too), and returns XDP_TX, so
 //     real frames enter the NAT far faster than any socket loop; an XDP
 //     program on inet's veth counts the translated datagrams that arrive
 //     and drops them. Before measuring, every flow is made ASSURED in

@@ -66,6 +66,24 @@ volatile const __be16 gen_tot_len;  /* IPv4 total length */
 
 __u32 gen_next; /* next flow; one generator thread, so no atomics */
 
+/* The real UDP checksum (RFC 768, pseudo-header) of a datagram whose
+ * payload is all zero bytes, as the generators' frames are (their pages
+ * start zeroed and nothing on the way writes past the UDP header). The
+ * one's-complement sum is byte-order independent (RFC 1071), so the
+ * network-order fields are summed as they are. A sum of 0 is sent as
+ * 0xffff (0 would mean no checksum). */
+static __always_inline __be16 udp_check(__be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
+					__be16 ulen)
+{
+	__u32 sum = (saddr >> 16) + (saddr & 0xffff) + (daddr >> 16) + (daddr & 0xffff) +
+		    bpf_htons(IPPROTO_UDP) + 2 * (__u32)ulen + sport + dport;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	return sum ? (__be16)sum : 0xffff;
+}
+
 static __always_inline void write_udp_header(struct ethhdr *eth, const volatile __u8 *dst_mac,
 					      const volatile __u8 *src_mac, __be32 saddr, __be32 daddr,
 					      __be16 sport, __be16 dport, __be16 tot_len, __be16 check)
@@ -94,7 +112,7 @@ static __always_inline void write_udp_header(struct ethhdr *eth, const volatile 
 	uh->source = sport;
 	uh->dest = dport;
 	uh->len = bpf_htons(bpf_ntohs(tot_len) - sizeof(struct iphdr));
-	uh->check = 0; /* IPv4 UDP without checksum: valid, and stays 0 through NAT */
+	uh->check = udp_check(saddr, daddr, sport, dport, uh->len);
 }
 
 SEC("xdp")
@@ -234,12 +252,7 @@ int wire_xdp(struct xdp_md *ctx)
 	return bpf_redirect_map(&wire_xdp_ports, ctx->ingress_ifindex, XDP_PASS);
 }
 
-/* The head of struct __sk_buff (include/uapi/linux/bpf.h) up to ifindex. */
-struct __sk_buff {
-	__u32 len, pkt_type, mark, queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto, priority,
-		ingress_ifindex, ifindex;
-};
-
+/* struct __sk_buff is hanat_kernel.h's. */
 #define TC_ACT_OK 0
 #define WIRE_TC_PORTS 256
 
