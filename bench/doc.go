@@ -1,5 +1,5 @@
 // Package bench is hanat's benchmark (`make bench`, root): the same
-// namespaces and the same traffic through three NATs side by side in one
+// namespaces and the same traffic through four NATs side by side in one
 // run,
 //
 //   - ModeNftables: hanat's nftables slow path only (table inet hanat from
@@ -8,8 +8,9 @@
 //     (driver) mode on the NAT's two veths and the real conntrack offload
 //     engine (fastpath.Controller, as hanatd runs it) filling the flow map from conntrack
 //     events, as hanatd wires them;
-//   - ModeFastpathTC (only when -modes names fastpath_tc): the same with
-//     the fast path's tc backend (fastpath.mode tc) instead of XDP;
+//   - ModeFastpathTC: the same with the fast path's tc backend
+//     (fastpath.mode tc) instead of XDP, in every default run and in
+//     the text table's fastpath_tc and tc/nft columns;
 //   - ModeIptablesLegacy: a hand-made NAT instance as fck-nat configures it
 //     (ip_forward=1, `iptables-legacy -t nat -A POSTROUTING -o <outside> -j
 //     MASQUERADE`, nothing else),

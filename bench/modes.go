@@ -31,11 +31,11 @@ const (
 )
 
 // AllModes are the modes of a full run.
-var AllModes = []Mode{ModeNftables, ModeFastpath, ModeIptablesLegacy}
+var AllModes = []Mode{ModeNftables, ModeFastpath, ModeFastpathTC, ModeIptablesLegacy}
 
 // ParseMode accepts a mode name.
 func ParseMode(s string) (Mode, error) {
-	for _, m := range append(AllModes, ModeFastpathTC) {
+	for _, m := range AllModes {
 		if string(m) == s {
 			return m, nil
 		}

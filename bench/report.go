@@ -34,7 +34,7 @@ type Bound struct {
 }
 
 // Report is a run's result. Its JSON form is
-// {"measurements":[{"name","unit","modes":{"nftables","fastpath","iptables_legacy"}}...],"targets":[...],"notes":[...]}.
+// {"measurements":[{"name","unit","modes":{"nftables","fastpath","fastpath_tc","iptables_legacy"}}...],"targets":[...],"notes":[...]}.
 type Report struct {
 	Measurements []*Measurement `json:"measurements"`
 	Targets      []Target       `json:"targets"`
@@ -307,23 +307,24 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return nil
 }
 
-// WriteTable prints the figures with the fastpath/nftables and
-// iptables_legacy/nftables ratios, then the targets and notes.
+// WriteTable prints the figures with the fastpath/nftables,
+// fastpath_tc/nftables and iptables_legacy/nftables ratios, then the
+// targets and notes.
 func (r *Report) WriteTable(w io.Writer) error {
 	r.evalTargets()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measurement\tunit\tnftables\tfastpath\tiptables_legacy\tfast/nft\tipt/nft\t")
+	fmt.Fprintln(tw, "measurement\tunit\tnftables\tfastpath\tfastpath_tc\tiptables_legacy\tfast/nft\ttc/nft\tipt/nft\t")
 	for _, m := range r.Measurements {
-		nft, fast, ipt := m.Modes[ModeNftables], m.Modes[ModeFastpath], m.Modes[ModeIptablesLegacy]
-		if nft == nil && fast == nil && ipt == nil {
+		nft, fast, tc, ipt := m.Modes[ModeNftables], m.Modes[ModeFastpath], m.Modes[ModeFastpathTC], m.Modes[ModeIptablesLegacy]
+		if nft == nil && fast == nil && tc == nil && ipt == nil {
 			continue
 		}
-		fr, ir := fmtRatio(fast, nft), fmtRatio(ipt, nft)
+		fr, tr, ir := fmtRatio(fast, nft), fmtRatio(tc, nft), fmtRatio(ipt, nft)
 		if m.Name == MTCPRetrans { // counts, not rates: a ratio means nothing
-			fr, ir = "-", "-"
+			fr, tr, ir = "-", "-", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Name, m.Unit,
-			fmtVal(nft), fmtVal(fast), fmtVal(ipt), fr, ir)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Name, m.Unit,
+			fmtVal(nft), fmtVal(fast), fmtVal(tc), fmtVal(ipt), fr, tr, ir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -39,7 +39,7 @@ func TestReportJSONHasEveryModeKey(t *testing.T) {
 		if m.Name == "" || m.Unit == "" {
 			t.Errorf("measurement without name or unit: %+v", m)
 		}
-		for _, mode := range []string{"nftables", "fastpath", "iptables_legacy"} {
+		for _, mode := range []string{"nftables", "fastpath", "fastpath_tc", "iptables_legacy"} {
 			if _, ok := m.Modes[mode]; !ok {
 				t.Errorf("%s: modes has no %q key (want a value or null)", m.Name, mode)
 			}
@@ -76,6 +76,7 @@ func TestReportTable(t *testing.T) {
 	r.set(MConnRate, ModeNftables, 4000)
 	r.set(MConnRate, ModeFastpath, 3000)
 	r.set(MConnRate, ModeIptablesLegacy, 4400)
+	r.set(MConnRate, ModeFastpathTC, 5000)
 	r.set(scaleName(1000), ModeFastpath, 80)
 	r.set(scaleName(1_000_000), ModeFastpath, 400)
 	r.note("a note")
@@ -85,7 +86,7 @@ func TestReportTable(t *testing.T) {
 	}
 	out := buf.String()
 	for _, want := range []string{
-		"tcp_new_conn_per_s", "0.75x", "1.10x",
+		"tcp_new_conn_per_s", "0.75x", "1.10x", "1.25x", "fastpath_tc", "tc/nft",
 		"new conn/s offload on/off", "0.75  MISSED",
 		"fast path cost 1M / 1k flows", "5.00  MISSED",
 		"fastpath/nftables small-packet pps", "not measured",
