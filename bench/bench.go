@@ -124,6 +124,9 @@ const (
 	MProgHit      = "prog_cost_nat_hit"
 	MProgFloor    = "prog_cost_xdp_tx_floor"
 	MProgLookup   = "prog_cost_floor_plus_flow_lookup"
+	MProgDriver   = "prog_cost_driver_empty"
+	MProgAbove    = "prog_cost_nat_above_floor"
+	MProgOwnRatio = "prog_cost_nat_over_floor_own"
 	MScalePrefix  = "fastpath_cost_flows_"
 	MMemPerFlow   = "flow_map_bytes_per_flow"
 	MMemPerConn   = "flow_map_bytes_per_connection"
@@ -496,6 +499,11 @@ func runCosts(log *slog.Logger, opts Options, rep *Report) error {
 	rep.set(MProgHit, ModeFastpath, ns(one.raw))
 	rep.set(MProgFloor, ModeFastpath, ns(one.floor))
 	rep.set(MProgLookup, ModeFastpath, ns(one.lookup))
+	rep.set(MProgDriver, ModeFastpath, ns(one.driver))
+	rep.set(MProgAbove, ModeFastpath, ns(one.net()))
+	if r := one.ownRatio(); r > 0 {
+		rep.set(MProgOwnRatio, ModeFastpath, r)
+	}
 	log.Info("bench: program cost", "nat_ns", ns(one.raw), "floor_ns", ns(one.floor), "floor_plus_lookup_ns", ns(one.lookup))
 
 	for _, n := range opts.ScaleFlows {

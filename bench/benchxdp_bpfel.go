@@ -38,6 +38,7 @@ const (
 	benchXDPMapWireTcPorts    = "wire_tc_ports"
 	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
 	benchXDPProgBenchCount    = "bench_count"
+	benchXDPProgBenchEmpty    = "bench_empty"
 	benchXDPProgBenchFwd      = "bench_fwd"
 	benchXDPProgBenchGen      = "bench_gen"
 	benchXDPProgBenchLookup   = "bench_lookup"
@@ -116,6 +117,7 @@ type benchXDPSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
 	BenchCount  *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchEmpty  *ebpf.ProgramSpec `ebpf:"bench_empty"`
 	BenchFwd    *ebpf.ProgramSpec `ebpf:"bench_fwd"`
 	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
 	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
@@ -246,6 +248,7 @@ type benchXDPVariables struct {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
 	BenchCount  *ebpf.Program `ebpf:"bench_count"`
+	BenchEmpty  *ebpf.Program `ebpf:"bench_empty"`
 	BenchFwd    *ebpf.Program `ebpf:"bench_fwd"`
 	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
 	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
@@ -257,6 +260,7 @@ type benchXDPPrograms struct {
 func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
+		p.BenchEmpty,
 		p.BenchFwd,
 		p.BenchGen,
 		p.BenchLookup,

@@ -36,6 +36,7 @@ var (
 type sprayCost struct {
 	flows       int
 	maxEntries  uint32
+	driver      time.Duration // driver + the empty program (bench_empty), per packet
 	raw         time.Duration // driver + NAT program, per packet
 	floor       time.Duration // driver + floor program (swap MACs, XDP_TX), per packet
 	lookup      time.Duration // driver + floor + the flow lookup (bench_lookup), per packet
@@ -45,6 +46,16 @@ type sprayCost struct {
 
 // net is the NAT program's own share: raw minus driver and floor.
 func (s sprayCost) net() time.Duration { return s.raw - s.floor }
+
+// ownRatio is the NAT program's cost over the floor program's, each
+// without the driver's time (raw and floor minus the empty program's
+// run); 0 when the floor is not above the driver.
+func (s sprayCost) ownRatio() float64 {
+	if s.floor <= s.driver {
+		return 0
+	}
+	return float64(s.raw-s.driver) / float64(s.floor-s.driver)
+}
 
 func (s sprayCost) bytesPerEntry() float64 { return float64(s.memlock) / float64(s.maxEntries) }
 
@@ -122,6 +133,7 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	var drv struct {
 		BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
 		BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
+		BenchEmpty  *ebpf.Program `ebpf:"bench_empty"`
 		Target      *ebpf.Map     `ebpf:"target"`
 	}
 	if err := dspec.LoadAndAssign(&drv, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{benchXDPMapFlows: flows}}); err != nil {
@@ -129,6 +141,7 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	}
 	defer drv.BenchSpray.Close()
 	defer drv.BenchLookup.Close()
+	defer drv.BenchEmpty.Close()
 	defer drv.Target.Close()
 
 	// Every call runs every flow at least once.
@@ -150,8 +163,12 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	}
 	// One untimed pass each brings caches and the map into the state
 	// steady traffic would.
-	var rawRuns, floorRuns, lookupRuns []time.Duration
+	var rawRuns, floorRuns, lookupRuns, driverRuns []time.Duration
 	for i := -1; i < rounds; i++ {
+		e, err := run(drv.BenchEmpty)
+		if err != nil {
+			return sc, fmt.Errorf("spray %d: driver + empty program: %w", n, err)
+		}
 		f, err := run(floorProg)
 		if err != nil {
 			return sc, fmt.Errorf("spray %d: driver + floor: %w", n, err)
@@ -166,9 +183,11 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 		}
 		if i >= 0 {
 			floorRuns, lookupRuns, rawRuns = append(floorRuns, f), append(lookupRuns, l), append(rawRuns, r)
+			driverRuns = append(driverRuns, e)
 		}
 	}
 	sc.floor, sc.lookup, sc.raw = median(floorRuns), median(lookupRuns), median(rawRuns)
+	sc.driver = median(driverRuns)
 	var per []bpf.RawStats
 	if err := coll.Maps[bpf.FastpathMapCounters].Lookup(uint32(0), &per); err != nil {
 		return sc, fmt.Errorf("spray %d: counters: %w", n, err)

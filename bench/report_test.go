@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReportJSONHasEveryModeKey(t *testing.T) {
@@ -148,6 +149,27 @@ func TestHumanCount(t *testing.T) {
 	for n, want := range map[int]string{1000: "1k", 100_000: "100k", 1_000_000: "1M", 1500: "1500", 2_000_000: "2M"} {
 		if got := humanCount(n); got != want {
 			t.Errorf("humanCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestCostArithmetic(t *testing.T) {
+	s := sprayCost{driver: 20 * time.Nanosecond, floor: 30 * time.Nanosecond, raw: 45 * time.Nanosecond}
+	if got := s.net(); got != 15*time.Nanosecond {
+		t.Errorf("above floor %v, want 15ns", got)
+	}
+	if got := s.ownRatio(); got != 2.5 { // (45-20)/(30-20)
+		t.Errorf("own ratio %v, want 2.5", got)
+	}
+	if got := (sprayCost{driver: 30, floor: 30, raw: 45}).ownRatio(); got != 0 {
+		t.Errorf("own ratio with floor = driver %v, want 0", got)
+	}
+	r := newReport()
+	r.set(MProgOwnRatio, ModeFastpath, 1.4)
+	r.evalTargets()
+	for _, tg := range r.Targets {
+		if tg.Name == "NAT program / floor, driver subtracted" && (tg.Met == nil || !*tg.Met || *tg.Ratio != 1.4) {
+			t.Errorf("target %+v, want 1.4 met", tg)
 		}
 	}
 }

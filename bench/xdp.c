@@ -214,6 +214,14 @@ struct {
 	__type(value, struct lookup_value);
 } flows SEC(".maps");
 
+/* The empty program: the program-cost driver's own time (tail call
+ * included) is the cost of tail-calling it. */
+SEC("xdp")
+int bench_empty(struct xdp_md *ctx)
+{
+	return XDP_TX;
+}
+
 SEC("xdp")
 int bench_lookup(struct xdp_md *ctx)
 {
