@@ -13,6 +13,20 @@ import (
 	"github.com/hanat/hanat/internal/natlab"
 )
 
+// emptyNATLab is the NAT lab (root; skipped otherwise) with an empty
+// ruleset in the NAT's namespace, and a context bounding the test.
+func emptyNATLab(t *testing.T) (context.Context, *natlab.Lab) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	lab := natlab.New(t, ctx)
+	natlab.MustRun(t, ctx, lab.NAT, "nft", "flush", "ruleset")
+	return ctx, lab
+}
+
 // TestHostConnectionOpenedBeforeTheTable: a TCP connection of the NAT
 // host itself to a public address, opened before hanat's table (so before
 // conntrack tracked the namespace), keeps working once the table is in
@@ -21,13 +35,7 @@ import (
 // Without it the server's replies were dropped as unsolicited (hanatd's
 // own EC2 connection hung for its 10 s deadline at start).
 func TestHostConnectionOpenedBeforeTheTable(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	lab := natlab.New(t, ctx)
-	natlab.MustRun(t, ctx, lab.NAT, "nft", "flush", "ruleset")
+	ctx, lab := emptyNATLab(t)
 	natlab.MustRun(t, ctx, lab.NAT, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0")
 	server := netip.AddrPortFrom(natlab.Inet, 7007)
 	natlab.ServeTCPEcho(t, lab.Inet, server.String())

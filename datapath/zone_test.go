@@ -1,9 +1,7 @@
 package datapath
 
 import (
-	"context"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,13 +37,7 @@ func TestNormalizeZones(t *testing.T) {
 // TestSlowpathZoneSNAT: a zone's sources leave with the zone's address,
 // the others with the NAT's, in a real namespace NAT.
 func TestSlowpathZoneSNAT(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	lab := natlab.New(t, ctx)
-	natlab.MustRun(t, ctx, lab.NAT, "nft", "flush", "ruleset")
+	ctx, lab := emptyNATLab(t)
 	zoneAddr := mustAddr("198.51.100.3")
 	natlab.MustRun(t, ctx, lab.NAT, "ip", "addr", "add", zoneAddr.String()+"/24", "dev", "out0")
 	// A second private host, outside the zone.
