@@ -40,9 +40,19 @@ var backends = []backend{
 }
 
 // tcRefused: an skb test run needs an Ethernet header and, when its
-// ethertype says IPv4, a whole IPv4 header after it.
+// ethertype says IPv4 or IPv6, a whole fixed IP header after it (20 or 40
+// bytes; probed on 6.18, the fuzzer found the IPv6 case in CI).
 func tcRefused(frame []byte) bool {
-	return len(frame) < 14 || (binary.BigEndian.Uint16(frame[12:]) == ethPIPv4 && len(frame) < 14+20)
+	if len(frame) < 14 {
+		return true
+	}
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case ethPIPv4:
+		return len(frame) < 14+20
+	case ethPIPv6:
+		return len(frame) < 14+40
+	}
+	return false
 }
 
 // tcVerdict is the tc program's verdict for the XDP program's: it passes
