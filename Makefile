@@ -17,6 +17,7 @@ FUZZ_TARGETS := \
 	./conntrack:FuzzHandleDatagram \
 	./conntrack:FuzzDecodeEvent \
 	./bpf:FuzzFastpath \
+	./geneve:FuzzParse \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
 	./ha:FuzzUnmarshal \
 	./flowsync:FuzzDecodeFrame
