@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -478,23 +479,26 @@ func (e *fastEnv) attached(dev string) (string, bool) {
 	if strings.Contains(out, "prog/xdp") || strings.Contains(out, " xdp") {
 		return out, true
 	}
-	var ifindex uint32
+	// The tcx programs on dev's ingress, asked inside the NAT's namespace:
+	// an ifindex means nothing outside it (another namespace's ifindex 2
+	// with a tcx link, from a test running beside this one, is not dev).
+	var progs []link.AttachedProgram
 	if err := e.tp.nat.Do(func() error {
 		l, err := net.InterfaceByName(dev)
-		if err == nil {
-			ifindex = uint32(l.Index)
+		if err != nil {
+			return err
 		}
-		return err
+		r, err := link.QueryPrograms(link.QueryOptions{Target: l.Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return fmt.Errorf("query tcx ingress of %s: %w", dev, err)
+		}
+		progs = r.Programs
+		return nil
 	}); err != nil {
 		e.t.Fatal(err)
 	}
-	it := new(link.Iterator)
-	defer it.Close()
-	for it.Next() {
-		info, err := it.Link.Info()
-		if err == nil && info.Type == link.TCXType && info.TCX() != nil && info.TCX().Ifindex == ifindex {
-			return fmt.Sprintf("%s\ntcx link %d on ifindex %d", out, it.ID, ifindex), true
-		}
+	if len(progs) > 0 {
+		return fmt.Sprintf("%s\ntcx ingress programs %v", out, progs), true
 	}
 	return out, false
 }
