@@ -261,6 +261,20 @@ func (m *Member) StartDrain(reason string) bool {
 	return true
 }
 
+// Stop drains the member for a shutdown (unless a drain runs already) and
+// waits until the drain has ended or ctx is done (a second SIGTERM, the
+// daemon's own deadline); it reports whether the drain ended. Run must be
+// running.
+func (m *Member) Stop(ctx context.Context, reason string) bool {
+	m.StartDrain(reason)
+	select {
+	case <-m.drained:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Drained is closed when a drain has ended: the daemon may stop.
 func (m *Member) Drained() <-chan struct{} { return m.drained }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hanat/hanat/geneve"
+	"github.com/hanat/hanat/internal/testtool"
 )
 
 // fakeDatapath is a datapath whose health and flows the test sets.
@@ -116,16 +117,10 @@ func get(t *testing.T, m *Member, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// eventually polls cond (bounded) until it holds.
+// eventually waits (bounded) until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testtool.Eventually(t, 5*time.Second, what, cond)
 }
 
 // TestHTTPCheck: 200 "healthy" only while the datapath and the upstream
@@ -280,5 +275,31 @@ func TestNewRefuses(t *testing.T) {
 		if _, err := New(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestStopIsBounded: Stop waits for the drain, but a done context (a
+// second SIGTERM) ends the wait with flows left; once the last flow ends
+// the drain does too, and a later Stop returns at once.
+func TestStopIsBounded(t *testing.T) {
+	dp := &fakeDatapath{}
+	dp.set(nil, Flow{})
+	m := startMember(t, Options{Datapath: dp, DeregistrationDelay: time.Hour, HealthCheck: HealthCheck{Protocol: ProtocolTCP}})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if m.Stop(ctx, "SIGTERM") {
+		t.Fatal("Stop reported a drain that ended with a flow left and an hour of delay")
+	}
+	if st := m.Status(t.Context()); !st.Drain.Draining || st.Drain.Reason != "SIGTERM" || st.Healthy {
+		t.Fatalf("after Stop: %+v", st.Drain)
+	}
+	dp.set(nil)
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel2()
+	if !m.Stop(ctx2, "again") {
+		t.Fatal("Stop did not see the drain end after the last flow")
+	}
+	if r := m.Status(t.Context()).Drain; r.Reason != "SIGTERM" || r.Ended == nil || r.Ended.End != DrainLastFlow {
+		t.Fatalf("drain = %+v", r)
 	}
 }
