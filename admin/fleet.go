@@ -18,9 +18,11 @@ type FleetStatus struct {
 	// Peers the GWLB addresses seen.
 	GWLBAddrs []string    `json:"gwlb_addrs"`
 	Peers     []FleetPeer `json:"peers"`
-	// Lifecycle is the Auto Scaling target lifecycle state last read
-	// ("": not read, or in no Auto Scaling group).
+	// Lifecycle is the Auto Scaling target lifecycle state last read at
+	// LifecycleAt ("" then: in no Auto Scaling group; LifecycleAt zero:
+	// never read, or not watched).
 	Lifecycle      string     `json:"lifecycle,omitempty"`
+	LifecycleAt    time.Time  `json:"lifecycle_at,omitzero"`
 	LifecycleError string     `json:"lifecycle_error,omitempty"`
 	Drain          FleetDrain `json:"drain"`
 	// FlowsPerEndpoint counts the datapath's flows by GWLB endpoint

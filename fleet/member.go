@@ -124,6 +124,7 @@ type Member struct {
 	drainErr     error
 	drainResult  *DrainResult
 	lifecycle    string
+	lifecycleAt  time.Time // last successful read
 	lifecycleErr error
 	wasInService bool
 	responderErr error
@@ -325,7 +326,7 @@ func (m *Member) watchLifecycle(ctx context.Context) {
 		if err != nil {
 			m.lifecycleErr = err
 		} else {
-			m.lifecycle, m.lifecycleErr = state, nil
+			m.lifecycle, m.lifecycleAt, m.lifecycleErr = state, m.clock.Now(), nil
 		}
 		drain := err == nil && drainsOn(state, m.wasInService)
 		if state == StateInService {

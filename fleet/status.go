@@ -21,9 +21,11 @@ type Status struct {
 	Reason       string    // why not healthy
 	CheckedAt    time.Time // last evaluation
 	ResponderErr string    // the health check responder cannot serve
-	// Lifecycle is the last target lifecycle state read ("": none, or
-	// the instance is in no Auto Scaling group).
+	// Lifecycle is the last target lifecycle state read, at LifecycleAt
+	// ("" then: the instance is in no Auto Scaling group; LifecycleAt
+	// zero: never read, or not watched).
 	Lifecycle    string
+	LifecycleAt  time.Time
 	LifecycleErr string
 	Drain        DrainStatus
 	// Flows per GWLB endpoint (vpce-…), from the datapath.
@@ -58,7 +60,7 @@ func (m *Member) Status(ctx context.Context) Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := Status{Role: Role, HealthCheck: m.o.HealthCheck.String(), GWLBAddrs: slices.Clone(m.o.GWLBAddrs),
-		CheckedAt: m.checkedAt, Lifecycle: m.lifecycle, Flows: map[string]int{}}
+		CheckedAt: m.checkedAt, Lifecycle: m.lifecycle, LifecycleAt: m.lifecycleAt, Flows: map[string]int{}}
 	st.Healthy, st.Reason = m.healthLocked()
 	st.ResponderErr = errText(m.responderErr)
 	st.LifecycleErr = errText(m.lifecycleErr)

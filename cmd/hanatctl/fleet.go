@@ -27,7 +27,13 @@ func writeFleetStatus(w io.Writer, f *admin.FleetStatus, now time.Time) error {
 	if f.ResponderError != "" {
 		fmt.Fprintf(tw, "  responder error:\t%s\n", clean(f.ResponderError))
 	}
-	lc := orDash(f.Lifecycle)
+	lc := clean(f.Lifecycle)
+	switch {
+	case f.LifecycleAt.IsZero():
+		lc = "not read (off EC2, or gwlb.lifecycle_hook off)"
+	case lc == "":
+		lc = "not in an Auto Scaling group"
+	}
 	if f.LifecycleError != "" {
 		lc += " (last read failed: " + clean(f.LifecycleError) + ")"
 	}
@@ -35,7 +41,7 @@ func writeFleetStatus(w io.Writer, f *admin.FleetStatus, now time.Time) error {
 	fmt.Fprintf(tw, "  drain:\t%s\n", drainText(f.Drain, now))
 	gwlb := list(f.GWLBAddrs)
 	if len(f.GWLBAddrs) == 0 {
-		gwlb = "discovered"
+		gwlb = "none configured"
 	}
 	fmt.Fprintf(tw, "  GWLB addresses:\t%s\n", gwlb)
 	if f.FlowsError != "" {

@@ -175,7 +175,7 @@ func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
 	}
 	s := f.m.Status(ctx)
 	st := &admin.FleetStatus{Role: s.Role, HealthCheck: s.HealthCheck, Healthy: s.Healthy, HealthNote: s.Reason,
-		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleError: s.LifecycleErr,
+		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleAt: s.LifecycleAt, LifecycleError: s.LifecycleErr,
 		FlowsPerEndpoint: s.Flows, FlowsError: s.FlowsErr, GWLBAddrs: stringsOf(s.GWLBAddrs)}
 	for _, p := range s.Peers {
 		st.Peers = append(st.Peers, admin.FleetPeer{Address: p.Addr.String(), LastCheck: p.LastCheck, Checks: p.Checks, Flows: p.Flows})
