@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/hanat/hanat/cloud"
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/internal/testtool"
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
 
 // fleetDaemon is a daemon off EC2 with cfg, as far as newFleet needs one.
@@ -63,6 +66,18 @@ func TestNewFleet(t *testing.T) {
 	noAddr.GWLB.Enabled = true
 	if _, err := fleetDaemon(t, noAddr).newFleet(noAddr); err == nil || !strings.Contains(err.Error(), "set gwlb.health_check.address") {
 		t.Fatalf("off EC2 without an address: %v, want an error naming gwlb.health_check.address", err)
+	}
+}
+
+// TestFleetMemberOwnsNoRouteTables: a fleet member's route tables point
+// at the GWLB endpoints; the HA loop must not start and claim them.
+func TestFleetMemberOwnsNoRouteTables(t *testing.T) {
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	d.sync = &syncNode{}
+	h := d.newHA(t.Context())
+	if m, why := h.running(); m != nil || !strings.Contains(why, "a fleet member (gwlb.enabled)") {
+		t.Fatalf("HA of a fleet member: running %v, why %q", m != nil, why)
 	}
 }
 
@@ -120,5 +135,48 @@ func TestStopContextEndsOnSIGTERM(t *testing.T) {
 	case <-ctx2.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the bound did not end the drain's context")
+	}
+}
+
+// TestFleetLifecycleFromIMDS: on EC2 (the lab's IMDS), an instance whose
+// Auto Scaling target lifecycle state is Terminated — a scale-in — drains
+// at once, through cloud's IMDSv2 client and the fleet's watch.
+func TestFleetLifecycleFromIMDS(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := ec2sim.NewModel("us-sim-1", log, ec2sim.NopFabric{})
+	vpc := m.AddVPC(netip.MustParsePrefix("10.0.0.0/16"), nil)
+	subnet := m.AddSubnet(vpc, netip.MustParsePrefix("10.0.1.0/24"), "us-sim-1a", nil)
+	inst := m.AddInstance("us-sim-1a", subnet, nil)
+	if m.AddNetworkInterface(subnet, inst, 0, nil, netip.MustParseAddr("10.0.1.10"), nil) == "" {
+		t.Fatal("building the instance failed")
+	}
+	srv := httptest.NewServer(m.IMDSHandler(func(*http.Request) (string, bool) { return inst, true }))
+	defer srv.Close()
+	if err := m.SetTargetLifecycleState(inst, ec2sim.LifecycleTerminated); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	d.ec2 = cloud.DiscoverNode(t.Context(), log, cloud.NodeOptions{Discover: true, IMDSEndpoint: srv.URL})
+	if !d.ec2.OnEC2() {
+		t.Fatalf("not on the lab's EC2: %s", d.ec2.Message())
+	}
+	f, err := d.newFleet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-f.m.Drained():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Terminated did not drain the member: %+v", f.status(t.Context()))
+	}
+	st := f.status(t.Context())
+	if st.Lifecycle != ec2sim.LifecycleTerminated || !strings.Contains(st.Drain.Reason, "Terminated") || st.Drain.Ended != "last flow ended" || st.Healthy {
+		t.Fatalf("status = %+v", st)
 	}
 }
