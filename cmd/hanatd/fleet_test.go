@@ -56,6 +56,21 @@ func fleetConfig(t *testing.T) *config.Config {
 	return cfg
 }
 
+// runFleet builds d's fleet member of cfg and runs it until the test
+// ends.
+func runFleet(t *testing.T, d *daemon, cfg *config.Config) *fleetNode {
+	t.Helper()
+	f, err := d.newFleet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
 func TestNewFleet(t *testing.T) {
 	off := config.Default()
 	f, err := fleetDaemon(t, off).newFleet(off)
@@ -87,14 +102,7 @@ func TestFleetMemberOwnsNoRouteTables(t *testing.T) {
 func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
 	cfg := fleetConfig(t)
 	d := fleetDaemon(t, cfg)
-	f, err := d.newFleet(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.run(ctx) }()
-	defer func() { cancel(); <-done }()
+	f := runFleet(t, d, cfg)
 	reason := func() string { return f.status(t.Context()).HealthNote }
 	testtool.Eventually(t, 5*time.Second, "NAT not applied", func() bool { return strings.Contains(reason(), "NAT datapath not applied yet") })
 	d.mu.Lock()
@@ -162,14 +170,7 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	if !d.ec2.OnEC2() {
 		t.Fatalf("not on the lab's EC2: %s", d.ec2.Message())
 	}
-	f, err := d.newFleet(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = f.run(ctx) }()
-	defer func() { cancel(); <-done }()
+	f := runFleet(t, d, cfg)
 	select {
 	case <-f.m.Drained():
 	case <-time.After(5 * time.Second):
