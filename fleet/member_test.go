@@ -308,3 +308,31 @@ func TestStopIsBounded(t *testing.T) {
 		t.Fatalf("drain = %+v", r)
 	}
 }
+
+// TestResponderRetriesATakenPort: a health check port held by another
+// process is reported in the status, and served once it is free.
+func TestResponderRetriesATakenPort(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	listen := netip.MustParseAddrPort(held.Addr().String())
+	m, err := New(Options{Datapath: &fakeDatapath{}, Upstream: checkFunc(func(context.Context) error { return nil }),
+		HealthCheck: HealthCheck{Listen: listen, Protocol: ProtocolHTTP}, CheckInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the taken port in the status", func() bool {
+		return strings.Contains(m.Status(t.Context()).ResponderErr, "address already in use")
+	})
+	held.Close()
+	eventually(t, "served once free", func() bool { c, _ := get(t, m, "/"); return c == http.StatusOK })
+	if e := m.Status(t.Context()).ResponderErr; e != "" {
+		t.Fatalf("responder error %q after it bound", e)
+	}
+}
