@@ -66,6 +66,9 @@ type Status struct {
 	// HA is the route table ownership and the heartbeat pair (nil when
 	// not running).
 	HA *HAStatus `json:"ha,omitempty"`
+	// Fleet is the node as a Gateway Load Balancer's target (nil unless
+	// it is a fleet member).
+	Fleet *FleetStatus `json:"fleet,omitempty"`
 }
 
 // NATStatus is the NAT the datapath implements.

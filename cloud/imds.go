@@ -135,6 +135,18 @@ func Discover(ctx context.Context, c *imds.Client, timeout time.Duration) (*Inst
 	return inst, nil
 }
 
+// lifecyclePath is where IMDS serves an Auto Scaling instance's target
+// lifecycle state: InService, Terminated (a scale-in), Standby, Detached
+// or a warm pool's Warmed:… state.
+const lifecyclePath = "autoscaling/target-lifecycle-state"
+
+// TargetLifecycleState reads the instance's Auto Scaling target lifecycle
+// state from IMDSv2; "" (and no error) when the instance is in no Auto
+// Scaling group (IMDS has no such item).
+func TargetLifecycleState(ctx context.Context, c *imds.Client) (string, error) {
+	return metadataReader{c: c}.getOptional(ctx, lifecyclePath)
+}
+
 // ENIByMAC returns the instance's ENI with the given MAC.
 func (i *Instance) ENIByMAC(mac string) (ENI, bool) {
 	for _, e := range i.ENIs {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 )
 
 // imdsServer serves the lab's IMDS as instanceID (a fixed identity, as if
@@ -146,5 +148,31 @@ func TestDiscoverConnectionRefusedIsNoIMDS(t *testing.T) {
 	_, err := discover(t, closed.URL, 10*time.Second)
 	if !errors.Is(err, ErrNoIMDS) {
 		t.Fatalf("refused connection: %v, want ErrNoIMDS", err)
+	}
+}
+
+// TestTargetLifecycleState reads the Auto Scaling target lifecycle state
+// through the SDK's IMDSv2 client: InService, then Terminated once the lab
+// scales the instance in, "" outside an Auto Scaling group.
+func TestTargetLifecycleState(t *testing.T) {
+	l := newLab(t)
+	c := NewIMDSClient(IMDSOptions{Endpoint: l.imdsServer(t, l.natA, nil).URL, Timeout: 5 * time.Second})
+	read := func(want string) {
+		t.Helper()
+		if got, err := TargetLifecycleState(t.Context(), c); err != nil || got != want {
+			t.Fatalf("target lifecycle state = %q, %v; want %q", got, err, want)
+		}
+	}
+	read(ec2sim.LifecycleInService)
+	if err := l.m.SetTargetLifecycleState(l.natA, ec2sim.LifecycleTerminated); err != nil {
+		t.Fatal(err)
+	}
+	read(ec2sim.LifecycleTerminated)
+	if err := l.m.SetTargetLifecycleState(l.natA, ""); err != nil {
+		t.Fatal(err)
+	}
+	read("")
+	if _, err := (&Node{}).TargetLifecycleState(t.Context()); err == nil {
+		t.Fatal("a node off EC2 read a lifecycle state")
 	}
 }

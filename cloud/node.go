@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // imdsTimeout bounds discovery at start: on EC2 IMDS answers in
@@ -32,6 +34,7 @@ type NodeOptions struct {
 type Node struct {
 	log    *slog.Logger
 	inst   *Instance         // nil off EC2
+	imds   *imds.Client      // nil off EC2
 	ec2    *EC2              // nil without an EC2 client
 	srcDst *SourceDestKeeper // nil: not managed, or no EC2 client
 	// srcDstOff: the configuration leaves the check to the operator.
@@ -63,7 +66,7 @@ func DiscoverNode(ctx context.Context, log *slog.Logger, o NodeOptions) *Node {
 		}
 		return n
 	}
-	n.inst = inst
+	n.inst, n.imds = inst, c
 	log.Info("on EC2", "instance", inst.ID, "region", inst.Region, "az", inst.AvailabilityZone,
 		"vpc", inst.VPCID, "vpc_cidrs", inst.VPCCIDRs, "enis", len(inst.ENIs))
 	ec2c, err := NewEC2(ctx, log.With("component", "ec2"), EC2Options{Region: inst.Region, Endpoint: o.EC2Endpoint})
@@ -84,6 +87,17 @@ func DiscoverNode(ctx context.Context, log *slog.Logger, o NodeOptions) *Node {
 
 // OnEC2 reports whether IMDS answered.
 func (n *Node) OnEC2() bool { return n.inst != nil }
+
+// TargetLifecycleState is the instance's Auto Scaling target lifecycle
+// state now ("": in no Auto Scaling group), read within imdsTimeout.
+func (n *Node) TargetLifecycleState(ctx context.Context) (string, error) {
+	if n.imds == nil {
+		return "", errors.New("target lifecycle state: not on EC2")
+	}
+	ctx, cancel := context.WithTimeout(ctx, imdsTimeout)
+	defer cancel()
+	return TargetLifecycleState(ctx, n.imds)
+}
 
 // Instance is what IMDS said (nil off EC2).
 func (n *Node) Instance() *Instance { return n.inst }

@@ -46,6 +46,9 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics" json:"metrics"`
 	// HA is the heartbeat pair and route table ownership.
 	HA HA `yaml:"ha" json:"ha"`
+	// GWLB makes the node a member of a fleet behind a Gateway Load
+	// Balancer (instead of half of a pair).
+	GWLB GWLB `yaml:"gwlb" json:"gwlb"`
 	// Admin is the admin unix socket.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// Log is the daemon's logging.
@@ -223,6 +226,7 @@ func Default() *Config {
 		Metrics:   Metrics{Listen: "127.0.0.1:9469", CloudWatch: CloudWatch{Namespace: "hanat", Interval: Duration{time.Minute}}},
 		Admin:     Admin{Socket: "/run/hanat/admin.sock", Group: "hanat"},
 		HA:        defaultHA(),
+		GWLB:      defaultGWLB(),
 		Log:       Log{Level: "info", Format: "text"},
 		StateDir:  "/var/lib/hanat",
 	}
@@ -239,6 +243,7 @@ func (c *Config) Clone() *Config {
 	n.HostInput.TCPPorts = slices.Clone(c.HostInput.TCPPorts)
 	n.HostInput.UDPPorts = slices.Clone(c.HostInput.UDPPorts)
 	n.HA = c.HA.clone()
+	n.GWLB = c.GWLB.clone()
 	if c.PortForwards != nil {
 		n.PortForwards = make([]PortForward, len(c.PortForwards))
 		for i, pf := range c.PortForwards {
@@ -269,6 +274,7 @@ func (c *Config) Equal(o *Config) bool {
 		c.Metrics == o.Metrics &&
 		c.Admin == o.Admin &&
 		c.HA.equal(o.HA) &&
+		c.GWLB.equal(o.GWLB) &&
 		c.Log == o.Log &&
 		c.StateDir == o.StateDir
 }

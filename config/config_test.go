@@ -441,6 +441,7 @@ ha:
 		Admin:     Admin{Socket: "/run/hanat/test.sock", Group: "1000"},
 		Log:       Log{Level: "debug", Format: "json"},
 		StateDir:  "/srv/hanat",
+		GWLB:      defaultGWLB(),
 		HA: HA{Enabled: true, Peer: netip.MustParseAddr("10.0.2.10"), Port: 7000, Interval: Duration{100 * time.Millisecond},
 			DeadAfter: 4, KeyFile: "/etc/hanat/pair.key", HomeRouteTables: []string{"rtb-0a1"},
 			BackupRouteTables: []string{"rtb-0c1", "rtb-0c2"}, Preempt: false, HoldDown: Duration{time.Minute},
@@ -633,7 +634,8 @@ func TestExampleFile(t *testing.T) {
 	for _, key := range []string{"interfaces:", "outside:", "private_cidrs:", "snat:", "addresses:", "ports:",
 		"port_forwards:", "name:", "protocol:", "port:", "to:", "sources:", "sysctl:", "manage:", "conntrack_max:",
 		"tcp_established_timeout:", "udp_timeout:", "udp_stream_timeout:", "fastpath:", "enabled:", "mode:",
-		"admin:", "socket:", "group:", "log:", "level:", "format:", "state_dir:"} {
+		"admin:", "socket:", "group:", "log:", "level:", "format:", "state_dir:",
+		"gwlb:", "health_check:", "address:", "path:", "deregistration_delay:", "lifecycle_hook:"} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("example.yaml lacks %s", key)
 		}

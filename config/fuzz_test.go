@@ -18,6 +18,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(""))
+	f.Add([]byte("gwlb:\n  enabled: true\n  addresses: [10.0.1.200]\n  health_check: {address: 10.0.1.10, port: 8081, protocol: http, path: /healthz}\n" +
+		"  deregistration_delay: 45s\n  lifecycle_hook: false\n"))
 	f.Add([]byte("private_cidrs: [10.0.0.0/16]\nsnat: {addresses: [10.0.1.10], ports: 2000-3000}\n" +
 		"port_forwards:\n  - {name: ssh, protocol: tcp, port: 2222, to: 10.0.11.5:22, sources: [203.0.113.0/24]}\n" +
 		"  - {protocol: udp, port: 53, to: 10.0.11.6}\n" +

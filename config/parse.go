@@ -715,16 +715,8 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 		},
 		"snat": func(path string, v *yaml.Node) {
 			d.mapping(path, v, map[string]field{
-				"addresses": func(path string, v *yaml.Node) {
-					var out []netip.Addr
-					d.sequence(path, v, func(path string, _ int, v *yaml.Node) {
-						var a netip.Addr
-						d.addr(&a)(path, v)
-						out = append(out, a)
-					})
-					c.SNAT.Addresses = out
-				},
-				"ports": d.portRange(&c.SNAT.Ports),
+				"addresses": d.addrs(&c.SNAT.Addresses),
+				"ports":     d.portRange(&c.SNAT.Ports),
 			})
 		},
 		"port_forwards": func(path string, v *yaml.Node) {
@@ -794,6 +786,9 @@ func (d *decoder) config(c *Config, root *yaml.Node) {
 		"ha": func(path string, v *yaml.Node) {
 			d.decodeHA(&c.HA, path, v)
 		},
+		"gwlb": func(path string, v *yaml.Node) {
+			d.decodeGWLB(&c.GWLB, path, v)
+		},
 		"state_dir": d.str(&c.StateDir),
 	})
 }
@@ -807,6 +802,20 @@ func (d *decoder) ports(dst *[]uint16) field {
 			var p uint16
 			d.port(&p)(path, v)
 			out = append(out, p)
+		})
+		*dst = out
+	}
+}
+
+// addrs decodes a list of addresses. Entries that fail keep their index
+// (as the zero Addr) so later messages name the right element.
+func (d *decoder) addrs(dst *[]netip.Addr) field {
+	return func(path string, v *yaml.Node) {
+		var out []netip.Addr
+		d.sequence(path, v, func(path string, _ int, v *yaml.Node) {
+			var a netip.Addr
+			d.addr(&a)(path, v)
+			out = append(out, a)
 		})
 		*dst = out
 	}

@@ -131,6 +131,7 @@ func validate(c *Config, d *decoder) {
 	}
 
 	validateHA(k, &c.HA)
+	validateGWLB(k, &c.GWLB, &c.HA)
 
 	checkEnum(k, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	checkEnum(k, "log.format", c.Log.Format, "text", "json")

@@ -99,7 +99,7 @@ func TestUnitFile(t *testing.T) {
 	}
 	caps := u.fields("Service", "CapabilityBoundingSet")
 	slices.Sort(caps)
-	want := []string{"CAP_BPF", "CAP_CHOWN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"}
+	want := []string{"CAP_BPF", "CAP_CHOWN", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_PERFMON"}
 	if !slices.Equal(caps, want) {
 		t.Errorf("CapabilityBoundingSet = %v, want %v", caps, want)
 	}

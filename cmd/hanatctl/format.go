@@ -212,7 +212,10 @@ func writeStatus(w io.Writer, st admin.Status, now time.Time) error {
 	if err := writeTraffic(w, st.Traffic, st.CloudWatch, now); err != nil {
 		return err
 	}
-	return writeHAStatus(w, st.HA, now)
+	if err := writeHAStatus(w, st.HA, now); err != nil {
+		return err
+	}
+	return writeFleetStatus(w, st.Fleet, now)
 }
 
 // writeTraffic prints the NAT gateway's metrics under their CloudWatch

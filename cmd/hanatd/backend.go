@@ -40,6 +40,7 @@ func (b *backend) Status(ctx context.Context) (admin.Status, error) {
 		},
 		Cloud: cloudStatus(b.d.ec2.Status()),
 		HA:    b.d.ha.status(),
+		Fleet: b.d.fleet.status(ctx),
 	}
 	st.HA.Sync = b.d.sync.status()
 	st.Datapath.FastpathDetail = fastpathStatus(b.d.fast.Status())

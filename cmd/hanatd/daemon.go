@@ -49,6 +49,7 @@ type daemon struct {
 	ec2      *cloud.Node // the instance as IMDS and EC2 see it
 	ha       *haNode     // route table ownership and the HA pair
 	sync     *syncNode   // the pair's state sync and the takeover of the peer's flows
+	fleet    *fleetNode  // the GWLB fleet member (gwlb.enabled)
 
 	// logLevel is the handler level of log: log.level applies on reload.
 	logLevel *slog.LevelVar
@@ -129,6 +130,9 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 	d.bindOutside(ctx, cfg.Interfaces.Outside)
 	d.sync = d.newSync(ctx, cfg)
 	d.ha = d.newHA(ctx)
+	if d.fleet, err = d.newFleet(cfg); err != nil {
+		return nil, err
+	}
 	src := (&backend{d: d}).metricsSource
 	d.admin = admin.NewServer(log.With("component", "admin"), &backend{d: d}, admin.ServerOptions{
 		SocketPath: cfg.Admin.Socket, Group: cfg.Admin.Group, Version: version,
@@ -157,7 +161,14 @@ func (d *daemon) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 	d.log.Info("hanatd starting", "version", version, "config", d.configPath, "pid", os.Getpid())
 
-	g, gctx := errgroup.WithContext(ctx)
+	// A fleet member drains before it stops: its parts run on after the
+	// first SIGTERM until the drain has ended (fleetNode.stop).
+	runCtx, stopRun := ctx, context.CancelFunc(func() {})
+	if d.fleet.m != nil {
+		runCtx, stopRun = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
 	// The event feed, the end watcher and the fast path run before the
 	// first reconcile, which hands the fast path its configuration.
 	d.goLogged(g, gctx, "conntrack event socket failed: idle timeouts are not counted and the fast path offloads nothing new", d.feed.Run)
@@ -186,6 +197,19 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { d.ec2.KeepSourceDestCheckOff(gctx); return nil })
 	g.Go(func() error { return d.ha.run(gctx) })
 	g.Go(func() error { return d.sync.run(gctx) })
+	if d.fleet.m != nil {
+		g.Go(func() error { return d.fleet.run(gctx) })
+		g.Go(func() error {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-ctx.Done():
+			}
+			d.fleet.stop(d.notify)
+			stopRun()
+			return nil
+		})
+	}
 	g.Go(func() error {
 		d.notify.watchdog(gctx, func() bool {
 			return time.Since(time.Unix(0, d.loopBeat.Load())) < 3*reconcileInterval

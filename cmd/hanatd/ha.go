@@ -49,6 +49,9 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 	cfg := d.config()
 	h := &haNode{log: d.log.With("component", "ha"), own: d.ec2.OwnAddrs, standby: d.sync.standby()}
 	switch {
+	case cfg.GWLB.Enabled:
+		h.why = "a fleet member (gwlb.enabled): the route tables point at the GWLB endpoints, hanatd does not touch them"
+		return h
 	case !cfg.HA.Enabled:
 		h.why = "ha.enabled is false: hanatd does not touch route tables"
 		return h
@@ -137,27 +140,45 @@ func (d *daemon) newHA(ctx context.Context) *haNode {
 // without error, it holds the peer's flows (state sync), and its
 // upstream is reachable.
 func (d *daemon) haHealth(cfg config.HAHealth, region string) *ha.HealthChecker {
-	targets := cfg.Targets
-	if len(targets) == 0 {
-		targets = cloud.UpstreamTargets(region)
-	}
 	return &ha.HealthChecker{
-		Targets: targets,
+		Targets: upstreamTargets(cfg, region),
 		Timeout: cfg.Timeout.Duration,
 		// With the zones' EIPs following their tables, a node whose home
 		// tables the peer serves has lent it its public address.
 		PublicAway: func() bool { return d.sync.standby().IsValid() && d.ha.homeAway() && d.ha.eipsFollow(true) },
 		Datapath: func() (bool, string) {
-			s := d.snapshot()
-			switch {
-			case !s.ready:
-				return false, "NAT datapath not applied yet: " + s.lastError
-			case s.lastError != "":
-				return false, s.lastError
+			if up, why := d.natUp(); !up {
+				return false, why
 			}
 			return d.sync.ready()
 		},
 	}
+}
+
+// upstreamTargets are the upstream check's targets: the configured ones,
+// else the region's defaults (off EC2, with no region, the endpoint
+// outside AWS's regions only).
+func upstreamTargets(cfg config.HAHealth, region string) []string {
+	switch {
+	case len(cfg.Targets) > 0:
+		return cfg.Targets
+	case region == "":
+		return cloud.UpstreamTargets(region)[:1]
+	}
+	return cloud.UpstreamTargets(region)
+}
+
+// natUp reports whether the NAT's datapath is applied without error, and
+// why not.
+func (d *daemon) natUp() (bool, string) {
+	s := d.snapshot()
+	switch {
+	case !s.ready:
+		return false, "NAT datapath not applied yet: " + s.lastError
+	case s.lastError != "":
+		return false, s.lastError
+	}
+	return true, ""
 }
 
 func (h *haNode) run(ctx context.Context) error {

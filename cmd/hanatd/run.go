@@ -47,10 +47,14 @@ OPTIONS
 SIGNALS
   SIGHUP               reload the configuration and reconcile; a file that
                        changes a setting read only at start (ha.*,
-                       cloud.*, admin.*, metrics.*, log.format,
+                       cloud.*, gwlb.*, admin.*, metrics.*, log.format,
                        state_dir) is refused as a whole, naming each key
                        in the log, and nothing is applied
-  SIGTERM, SIGINT      stop the control plane; NAT keeps forwarding
+  SIGTERM, SIGINT      stop the control plane; NAT keeps forwarding. A fleet
+                       member (gwlb.enabled) drains first: it fails its
+                       GWLB health checks at once and stops when its last
+                       flow ends or gwlb.deregistration_delay passes; a
+                       second signal stops it at once
 
 EXIT STATUS
   0 success, 1 runtime or configuration error, 2 usage error

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,15 @@ func (s sdNotify) ready() {
 
 func (s sdNotify) stopping() {
 	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
+}
+
+// extendTimeout asks systemd for d more of the current start or stop
+// timeout (a fleet member's drain outlasts TimeoutStopSec).
+func (s sdNotify) extendTimeout(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	_, _ = sd.SdNotify(false, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", d.Microseconds()))
 }
 
 func (s sdNotify) status(msg string) {

@@ -2,7 +2,8 @@
 // the machine: a host tool, a plugin directory, another user. What is
 // missing skips the test on a developer's machine and fails it under CI
 // (environment variable CI set), where `make deps` must have provided it:
-// under CI a missing tool is a failure, never a skip.
+// under CI a missing tool is a failure, never a skip. It also holds the
+// bounded wait the tests share (Eventually).
 package testtool
 
 import (

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -30,9 +31,69 @@ type imdsToken struct {
 	expires    time.Time
 }
 
+// tokenStore is IMDS's own state: its session tokens and each instance's
+// Auto Scaling target lifecycle state (kept here, not on the instance,
+// because only IMDS serves it).
 type tokenStore struct {
 	mu     sync.Mutex
 	tokens map[string]imdsToken
+	// lifecycle is the target lifecycle state set per instance; an
+	// instance not in it is InService, one set to "" is in no Auto
+	// Scaling group.
+	lifecycle map[string]string
+}
+
+// Target lifecycle states IMDS serves at autoscaling/target-lifecycle-state:
+// the steady states Amazon EC2 Auto Scaling moves an instance to.
+const (
+	LifecycleInService        = "InService"
+	LifecycleTerminated       = "Terminated"
+	LifecycleDetached         = "Detached"
+	LifecycleStandby          = "Standby"
+	LifecycleWarmedHibernated = "Warmed:Hibernated"
+	LifecycleWarmedRunning    = "Warmed:Running"
+	LifecycleWarmedStopped    = "Warmed:Stopped"
+	LifecycleWarmedTerminated = "Warmed:Terminated"
+)
+
+var lifecycleStates = []string{LifecycleInService, LifecycleTerminated, LifecycleDetached, LifecycleStandby,
+	LifecycleWarmedHibernated, LifecycleWarmedRunning, LifecycleWarmedStopped, LifecycleWarmedTerminated}
+
+// SetTargetLifecycleState sets what IMDS serves the instance at
+// meta-data/autoscaling/target-lifecycle-state, as Auto Scaling does when
+// a transition starts (Terminated: a scale-in, its lifecycle hook
+// running). Every instance starts InService; "" takes the item away, as
+// for an instance in no Auto Scaling group.
+func (m *Model) SetTargetLifecycleState(instanceID, state string) error {
+	if state != "" && !slices.Contains(lifecycleStates, state) {
+		return fmt.Errorf("set target lifecycle state of instance %q: unknown state %q (want one of %s)",
+			instanceID, state, strings.Join(lifecycleStates, ", "))
+	}
+	m.mu.RLock()
+	known := m.insts[instanceID] != nil
+	m.mu.RUnlock()
+	if !known {
+		return fmt.Errorf("set target lifecycle state of instance %q: no such instance", instanceID)
+	}
+	m.tokens.mu.Lock()
+	defer m.tokens.mu.Unlock()
+	if m.tokens.lifecycle == nil {
+		m.tokens.lifecycle = map[string]string{}
+	}
+	m.tokens.lifecycle[instanceID] = state
+	return nil
+}
+
+// targetLifecycleState is what IMDS serves instanceID; ok is false when
+// the instance is in no Auto Scaling group.
+func (s *tokenStore) targetLifecycleState(instanceID string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	state, set := s.lifecycle[instanceID]
+	if !set {
+		return LifecycleInService, true
+	}
+	return state, state != ""
 }
 
 // issue returns a new token for instanceID valid for ttl.
@@ -211,6 +272,9 @@ func (m *Model) imdsTree(instanceID string) (imdsFiles, bool) {
 	md("placement/region", m.region)
 	md("services/domain", "amazonaws.com")
 	md("services/partition", "aws")
+	if state, ok := m.tokens.targetLifecycleState(in.id); ok {
+		md("autoscaling/target-lifecycle-state", state)
+	}
 
 	var primaryIP netip.Addr
 	for _, id := range in.enis {

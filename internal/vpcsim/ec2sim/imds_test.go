@@ -239,3 +239,43 @@ func TestIMDSTokenFlow(t *testing.T) {
 		t.Fatalf("unidentified caller: %d", resp.StatusCode)
 	}
 }
+
+// TestIMDSTargetLifecycleState: every instance is InService until the lab
+// sets another state (a scale-in: Terminated), per instance; "" takes
+// the item away (no Auto Scaling group: 404); unknown states and
+// instances are refused.
+func TestIMDSTargetLifecycleState(t *testing.T) {
+	l := newTestLab(t)
+	srv := l.imdsServer(t)
+	const path = "autoscaling/target-lifecycle-state"
+	a, b := imdsClient(srv, l.natA), imdsClient(srv, l.appA)
+	if got := imdsGet(t, a, path); got != LifecycleInService {
+		t.Fatalf("default %s = %q, want InService", path, got)
+	}
+	if got := imdsGet(t, a, "autoscaling/"); got != "target-lifecycle-state" {
+		t.Fatalf("autoscaling/ listing = %q", got)
+	}
+	if err := l.m.SetTargetLifecycleState(l.natA, LifecycleTerminated); err != nil {
+		t.Fatal(err)
+	}
+	if got := imdsGet(t, a, path); got != LifecycleTerminated {
+		t.Fatalf("after a scale-in %s = %q, want Terminated", path, got)
+	}
+	if got := imdsGet(t, b, path); got != LifecycleInService {
+		t.Fatalf("the other instance's %s = %q, want InService", path, got)
+	}
+	if err := l.m.SetTargetLifecycleState(l.natA, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.GetMetadata(context.Background(), &imds.GetMetadataInput{Path: path})
+	var status interface{ HTTPStatusCode() int }
+	if !errors.As(err, &status) || status.HTTPStatusCode() != http.StatusNotFound {
+		t.Fatalf("%s outside an Auto Scaling group: %v, want 404", path, err)
+	}
+	if err := l.m.SetTargetLifecycleState(l.natA, "Terminating:Wait"); err == nil || !strings.Contains(err.Error(), "unknown state") {
+		t.Fatalf("a transition state (not a target): %v, want refused", err)
+	}
+	if err := l.m.SetTargetLifecycleState("i-0000000000000dead", LifecycleInService); err == nil || !strings.Contains(err.Error(), "no such instance") {
+		t.Fatalf("unknown instance: %v", err)
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hanat/hanat/admin"
+)
+
+// fleetBackend is a fleet member draining after a scale-in.
+type fleetBackend struct {
+	fakeBackend
+	fleet admin.FleetStatus
+}
+
+func (b *fleetBackend) Status(ctx context.Context) (admin.Status, error) {
+	st, err := b.fakeBackend.Status(ctx)
+	f := b.fleet
+	st.Fleet = &f
+	return st, err
+}
+
+func TestFleetStatus(t *testing.T) {
+	now := time.Now()
+	b := &fleetBackend{fleet: admin.FleetStatus{
+		Role: "fleet member", HealthCheck: "tcp 10.0.1.10:80", CheckedAt: now.Add(-time.Second),
+		HealthNote: "draining since 2026-12-04T01:00:00Z: Auto Scaling target lifecycle state Terminated",
+		Lifecycle:  "Terminated", LifecycleAt: now,
+		Peers: []admin.FleetPeer{{Address: "10.0.1.200", LastCheck: now.Add(-3 * time.Second), Checks: 41, Flows: 2},
+			{Address: "10.0.3.200", Flows: 1}},
+		Drain: admin.FleetDrain{Draining: true, Since: now.Add(-50 * time.Second), Reason: "Auto Scaling target lifecycle state Terminated",
+			LeftMS: 250_000, Flows: 3},
+		FlowsPerEndpoint: map[string]int{"vpce-0123456789abcdef0": 2, "vpce-0fedcba987654321f": 1},
+	}}
+	sock := startDaemon(t, b)
+	o := hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	for _, want := range []string{"Fleet (Gateway Load Balancer target)", "fleet member: UNHEALTHY: draining since",
+		"tcp 10.0.1.10:80, evaluated", "lifecycle:", "Terminated", "3 flows left, 4m10s left of the deregistration delay",
+		"GWLB addresses:", "none configured", "10.0.1.200", "41", "10.0.3.200", "never",
+		"vpce-0123456789abcdef0", "vpce-0fedcba987654321f", "total"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, o.stdout)
+		}
+	}
+
+	// Ended: how, and with how many flows left.
+	b.fleet.Drain.Ended, b.fleet.Drain.TookMS, b.fleet.Drain.FlowsLeft = "deregistration delay passed", 300_000, 2
+	b.fleet.FlowsPerEndpoint, b.fleet.Peers = nil, nil
+	b.fleet.Lifecycle = "" // read: no Auto Scaling group
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	for _, want := range []string{"DRAINED: deregistration delay passed after 5m0s with 2 flows left", "GWLB peers seen:", "none yet",
+		"flows per endpoint:", "none", "not in an Auto Scaling group"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, o.stdout)
+		}
+	}
+
+	// A healthy member, not draining.
+	b.fleet = admin.FleetStatus{Role: "fleet member", HealthCheck: "http 10.0.1.10:80 /", Healthy: true, GWLBAddrs: []string{"10.0.1.200"}}
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	for _, want := range []string{"fleet member: healthy", "drain:", "no\n", "GWLB addresses:  10.0.1.200", "lifecycle:", "not read"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, o.stdout)
+		}
+	}
+}

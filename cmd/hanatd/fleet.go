@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/fleet"
+	"github.com/hanat/hanat/ha"
+)
+
+// drainGrace is what the daemon's own bound on a shutdown drain adds to
+// the deregistration delay: a datapath that cannot say its flows are gone
+// must not hold the stop for ever.
+const drainGrace = 30 * time.Second
+
+// fleetNode wires the fleet member (package fleet) to the daemon; m is nil
+// unless gwlb.enabled.
+type fleetNode struct {
+	log   *slog.Logger
+	m     *fleet.Member
+	delay time.Duration
+}
+
+// newFleet builds the fleet member of gwlb.enabled: its health check
+// responder on the instance's private IP (or gwlb.health_check.address),
+// the datapath and upstream checks, the lifecycle watch.
+func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
+	f := &fleetNode{log: d.log.With("component", "fleet")}
+	g := cfg.GWLB
+	if !g.Enabled {
+		return f, nil
+	}
+	addr := g.HealthCheck.Address
+	if !addr.IsValid() {
+		if !d.ec2.OnEC2() {
+			return nil, errors.New("gwlb: not on EC2, so there is no private IP to answer the health checks on: set gwlb.health_check.address")
+		}
+		addr = d.ec2.Instance().PrivateIP
+	}
+	region := ""
+	var lifecycle fleet.Lifecycle
+	if d.ec2.OnEC2() {
+		region = d.ec2.Instance().Region
+		if g.LifecycleHook {
+			lifecycle = d.ec2
+		}
+	}
+	upstream := &ha.HealthChecker{Targets: upstreamTargets(cfg.HA.Health, region), Timeout: cfg.HA.Health.Timeout.Duration}
+	m, err := fleet.New(fleet.Options{
+		Log:                 f.log,
+		Datapath:            fleetDatapath{d: d, gwlb: unwiredGWLB{}},
+		Upstream:            upstreamCheck{upstream},
+		Lifecycle:           lifecycle,
+		GWLBAddrs:           g.Addresses,
+		HealthCheck:         fleet.HealthCheck{Listen: netip.AddrPortFrom(addr, g.HealthCheck.Port), Protocol: g.HealthCheck.Protocol, Path: g.HealthCheck.Path},
+		DeregistrationDelay: g.DeregistrationDelay.Duration,
+		CheckInterval:       cfg.HA.Health.Interval.Duration,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gwlb: %w", err)
+	}
+	f.m, f.delay = m, g.DeregistrationDelay.Duration
+	return f, nil
+}
+
+// SEAM (issue 16): the member's GWLB datapath, package gwlb (built on
+// another branch), is wired here once merged, replacing unwiredGWLB:
+//
+//	dp, err := gwlb.Attach(ctx, gwlb.Config{Link: outside, LocalAddr: addr, GWLBAddrs: g.Addresses, PinDir: pinPath})
+//	... fleetDatapath{d: d, gwlb: gwlbAdapter{dp}}
+//
+// where gwlbAdapter's Check reports a detached or failing program and
+// its Flows maps dp.Flows() (inner 5-tuple + geneve.Options) to
+// fleet.Flow{Options: …, GWLB: outer source}; dp.SetGWLBAddrs follows
+// discovery. Until then the member says its datapath is not attached, so
+// it fails every health check: a member that cannot decapsulate must never
+// draw GWLB's flows.
+type unwiredGWLB struct{}
+
+func (unwiredGWLB) Check(context.Context) error {
+	return errors.New("GWLB datapath not attached: hanatd is built without the gwlb datapath yet")
+}
+
+func (unwiredGWLB) Flows(context.Context) ([]fleet.Flow, error) { return nil, nil }
+
+// fleetDatapath is the member's datapath: the NAT's slow path applied
+// without error, and the GWLB decapsulation.
+type fleetDatapath struct {
+	d    *daemon
+	gwlb fleet.Datapath
+}
+
+func (p fleetDatapath) Check(ctx context.Context) error {
+	if up, why := p.d.natUp(); !up {
+		return errors.New(why)
+	}
+	return p.gwlb.Check(ctx)
+}
+
+func (p fleetDatapath) Flows(ctx context.Context) ([]fleet.Flow, error) { return p.gwlb.Flows(ctx) }
+
+// upstreamCheck is the pair's upstream check (ha.HealthChecker, with its
+// hysteresis) as the fleet's Upstream.
+type upstreamCheck struct{ c *ha.HealthChecker }
+
+func (u upstreamCheck) Check(ctx context.Context) error {
+	if ok, why := u.c.Check(ctx); !ok {
+		return errors.New(why)
+	}
+	return nil
+}
+
+func (f *fleetNode) run(ctx context.Context) error {
+	if f.m == nil {
+		return nil
+	}
+	return f.m.Run(ctx)
+}
+
+// stop drains the member after the first SIGTERM (the daemon's ctx is
+// done) and returns once the drain has ended, a second SIGTERM or SIGINT
+// came, or the deregistration delay and drainGrace have passed.
+func (f *fleetNode) stop(notify sdNotify) {
+	ctx, cancel := stopContext(f.delay + drainGrace)
+	defer cancel()
+	f.drainUntil(ctx, notify)
+}
+
+// stopContext is done after bound or at the next SIGTERM or SIGINT.
+func stopContext(bound time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	return ctx, func() { stopSignals(); cancel() }
+}
+
+// drainUntil drains the member until the drain ends or ctx is done; while
+// it waits it asks systemd for more stop time than TimeoutStopSec gives,
+// up to ctx's deadline.
+func (f *fleetNode) drainUntil(ctx context.Context, notify sdNotify) bool {
+	extend := func() {
+		if dl, ok := ctx.Deadline(); ok {
+			notify.extendTimeout(time.Until(dl))
+		}
+	}
+	extend()
+	done := make(chan bool, 1)
+	go func() { done <- f.m.Stop(ctx, "hanatd stopping (SIGTERM)") }()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case ended := <-done:
+			if !ended {
+				f.log.Warn("drain cut short: a second signal, or the deregistration delay and its grace passed")
+			}
+			return ended
+		case <-tick.C:
+			extend()
+		}
+	}
+}
+
+// status is the member as the admin API shows it (nil when off).
+func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
+	if f.m == nil {
+		return nil
+	}
+	s := f.m.Status(ctx)
+	st := &admin.FleetStatus{Role: s.Role, HealthCheck: s.HealthCheck, Healthy: s.Healthy, HealthNote: s.Reason,
+		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleAt: s.LifecycleAt, LifecycleError: s.LifecycleErr,
+		FlowsPerEndpoint: s.Flows, FlowsError: s.FlowsErr, GWLBAddrs: stringsOf(s.GWLBAddrs)}
+	for _, p := range s.Peers {
+		st.Peers = append(st.Peers, admin.FleetPeer{Address: p.Addr.String(), LastCheck: p.LastCheck, Checks: p.Checks, Flows: p.Flows})
+	}
+	d := s.Drain
+	st.Drain = admin.FleetDrain{Draining: d.Draining, Since: d.Since, Reason: d.Reason, LeftMS: d.Left.Milliseconds(),
+		Flows: d.Flows, LastError: d.LastErr}
+	if e := d.Ended; e != nil {
+		st.Drain.Ended, st.Drain.TookMS, st.Drain.FlowsLeft = string(e.End), e.Took.Milliseconds(), e.FlowsLeft
+	}
+	return st
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanat/hanat/cloud"
+	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/internal/testtool"
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
+)
+
+// fleetDaemon is a daemon off EC2 with cfg, as far as newFleet needs one.
+func fleetDaemon(t *testing.T, cfg *config.Config) *daemon {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := &daemon{log: log, ec2: cloud.DiscoverNode(t.Context(), log, cloud.NodeOptions{})}
+	d.state.cfg = cfg
+	return d
+}
+
+// fleetConfig is gwlb on, its HTTP check on a free loopback port and the
+// upstream check against a listener of the test's.
+func fleetConfig(t *testing.T) *config.Config {
+	t.Helper()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	hc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := netip.MustParseAddrPort(hc.Addr().String()).Port()
+	hc.Close()
+	cfg := config.Default()
+	cfg.GWLB.Enabled = true
+	cfg.GWLB.HealthCheck = config.GWLBHealthCheck{Address: netip.MustParseAddr("127.0.0.1"), Port: port, Protocol: "http", Path: "/"}
+	cfg.GWLB.DeregistrationDelay = config.Duration{Duration: time.Hour}
+	cfg.HA.Health.Targets = []string{up.Addr().String()}
+	cfg.HA.Health.Interval = config.Duration{Duration: 100 * time.Millisecond}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runFleet builds d's fleet member of cfg and runs it until the test
+// ends.
+func runFleet(t *testing.T, d *daemon, cfg *config.Config) *fleetNode {
+	t.Helper()
+	f, err := d.newFleet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func TestNewFleet(t *testing.T) {
+	off := config.Default()
+	f, err := fleetDaemon(t, off).newFleet(off)
+	if err != nil || f.m != nil || f.status(t.Context()) != nil {
+		t.Fatalf("gwlb off: member %v, %v", f, err)
+	}
+	noAddr := config.Default()
+	noAddr.GWLB.Enabled = true
+	if _, err := fleetDaemon(t, noAddr).newFleet(noAddr); err == nil || !strings.Contains(err.Error(), "set gwlb.health_check.address") {
+		t.Fatalf("off EC2 without an address: %v, want an error naming gwlb.health_check.address", err)
+	}
+}
+
+// TestFleetMemberOwnsNoRouteTables: a fleet member's route tables point
+// at the GWLB endpoints; the HA loop must not start and claim them.
+func TestFleetMemberOwnsNoRouteTables(t *testing.T) {
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	d.sync = &syncNode{}
+	h := d.newHA(t.Context())
+	if m, why := h.running(); m != nil || !strings.Contains(why, "a fleet member (gwlb.enabled)") {
+		t.Fatalf("HA of a fleet member: running %v, why %q", m != nil, why)
+	}
+}
+
+// TestFleetMemberUnhealthyUntilWired: the member's datapath is the NAT's
+// slow path and the GWLB seam; until the gwlb datapath is wired it fails
+// its health check, with the reason, even with the NAT up.
+func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	f := runFleet(t, d, cfg)
+	reason := func() string { return f.status(t.Context()).HealthNote }
+	testtool.Eventually(t, 5*time.Second, "NAT not applied", func() bool { return strings.Contains(reason(), "NAT datapath not applied yet") })
+	d.mu.Lock()
+	d.state.ready = true
+	d.mu.Unlock()
+	testtool.Eventually(t, 5*time.Second, "the GWLB seam", func() bool { return strings.Contains(reason(), "GWLB datapath not attached") })
+	st := f.status(t.Context())
+	if st.Healthy || st.Role != "fleet member" || !strings.HasPrefix(st.HealthCheck, "http 127.0.0.1:") || st.Drain.Draining {
+		t.Fatalf("status = %+v", st)
+	}
+
+	// A shutdown drain with no flow (the seam has none) ends at once.
+	sctx, scancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer scancel()
+	if !f.drainUntil(sctx, sdNotify{log: d.log}) {
+		t.Fatal("a drain without flows did not end")
+	}
+	if st := f.status(t.Context()); st.Drain.Ended != "last flow ended" || !strings.Contains(st.HealthNote, "draining since") {
+		t.Fatalf("after the drain: %+v", st.Drain)
+	}
+}
+
+// TestStopContextEndsOnSIGTERM: the second SIGTERM of a drain ends it.
+func TestStopContextEndsOnSIGTERM(t *testing.T) {
+	ctx, cancel := stopContext(time.Minute)
+	defer cancel()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGTERM did not end the drain's context")
+	}
+	ctx2, cancel2 := stopContext(20 * time.Millisecond)
+	defer cancel2()
+	select {
+	case <-ctx2.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bound did not end the drain's context")
+	}
+}
+
+// TestFleetLifecycleFromIMDS: on EC2 (the lab's IMDS), an instance whose
+// Auto Scaling target lifecycle state is Terminated — a scale-in — drains
+// at once, through cloud's IMDSv2 client and the fleet's watch.
+func TestFleetLifecycleFromIMDS(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := ec2sim.NewModel("us-sim-1", log, ec2sim.NopFabric{})
+	vpc := m.AddVPC(netip.MustParsePrefix("10.0.0.0/16"), nil)
+	subnet := m.AddSubnet(vpc, netip.MustParsePrefix("10.0.1.0/24"), "us-sim-1a", nil)
+	inst := m.AddInstance("us-sim-1a", subnet, nil)
+	if m.AddNetworkInterface(subnet, inst, 0, nil, netip.MustParseAddr("10.0.1.10"), nil) == "" {
+		t.Fatal("building the instance failed")
+	}
+	srv := httptest.NewServer(m.IMDSHandler(func(*http.Request) (string, bool) { return inst, true }))
+	defer srv.Close()
+	if err := m.SetTargetLifecycleState(inst, ec2sim.LifecycleTerminated); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	d.ec2 = cloud.DiscoverNode(t.Context(), log, cloud.NodeOptions{Discover: true, IMDSEndpoint: srv.URL})
+	if !d.ec2.OnEC2() {
+		t.Fatalf("not on the lab's EC2: %s", d.ec2.Message())
+	}
+	f := runFleet(t, d, cfg)
+	select {
+	case <-f.m.Drained():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Terminated did not drain the member: %+v", f.status(t.Context()))
+	}
+	st := f.status(t.Context())
+	if st.Lifecycle != ec2sim.LifecycleTerminated || !strings.Contains(st.Drain.Reason, "Terminated") || st.Drain.Ended != "last flow ended" || st.Healthy {
+		t.Fatalf("status = %+v", st)
+	}
+}
