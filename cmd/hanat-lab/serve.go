@@ -58,6 +58,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	point := fs.Bool("point-routes", false, "point private route tables at NATs")
 	spare := fs.Int("spare-eips", 0, "spare EIPs")
 	region := fs.String("region", "", "region")
+	gwlb := fs.Bool("gwlb", false, "add a GWLB with the NATs as targets, private routes at its endpoints")
 	if _, _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
@@ -72,8 +73,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	lab, err := vpcsim.Up(ctx, log, vpcsim.Options{Prefix: *prefix, NATInstances: *nats,
-		PointPrivateRoutesAtNATs: *point, SpareEIPs: *spare, Region: *region})
+	opts := vpcsim.Options{Prefix: *prefix, NATInstances: *nats,
+		PointPrivateRoutesAtNATs: *point, SpareEIPs: *spare, Region: *region}
+	if *gwlb {
+		opts.GWLB = &vpcsim.GWLBOptions{PointPrivateRoutes: true, RegisterNATs: true}
+	}
+	lab, err := vpcsim.Up(ctx, log, opts)
 	if err != nil {
 		return err
 	}
