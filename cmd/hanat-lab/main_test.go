@@ -321,7 +321,31 @@ func TestCLIGWLB(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, human)
 		}
 	}
+	// Deregistering drains (300 s by default); registering it again is
+	// refused while it drains; an instance that is no target is an error.
+	mustCLI(t, "gwlb", "deregister", "--prefix", prefix, "nat-a2")
+	for _, tg := range lab(t, prefix).GWLB.Targets {
+		if tg.Instance == "nat-a2" && tg.State != "draining" {
+			t.Errorf("after deregister nat-a2: %+v", tg)
+		}
+	}
+	if _, _, code := cli(t, "gwlb", "register", "--prefix", prefix, "nat-a2"); code != 1 {
+		t.Errorf("register of a draining target: exit %d, want 1", code)
+	}
+	if _, _, code := cli(t, "gwlb", "deregister", "--prefix", prefix, "app-a"); code != 1 {
+		t.Errorf("deregister of app-a, no target: exit %d, want 1", code)
+	}
 	mustCLI(t, "down", "--prefix", prefix)
+}
+
+// lab is the lab's status through the CLI.
+func lab(t *testing.T, prefix string) vpcsim.Status {
+	t.Helper()
+	var st vpcsim.Status
+	if err := json.Unmarshal([]byte(mustCLI(t, "status", "--prefix", prefix, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func TestCLIDownAfterKill(t *testing.T) {
@@ -401,6 +425,9 @@ func TestUsageErrors(t *testing.T) {
 		{"up", "--prefix", "BAD PREFIX"},
 		{"up", "--nat-instances", "99", "--prefix", "hntx"},
 		{"up", "--gwlb", "--point-routes", "--prefix", "hntx"},
+		{"gwlb"},
+		{"gwlb", "drain", "--prefix", "hntx", "nat-a"},
+		{"gwlb", "register", "--prefix", "hntx"},
 		{"exec", "--prefix", "hntx", "app-a"},
 		{"faults"},
 		{"faults", "api", "--throttle", "2", "--prefix", "hntx"},

@@ -41,6 +41,10 @@ usage:
                                                    --force: no shutdown, as EC2's --force or a crash)
   hanat-lab crash [--prefix P] INSTANCE             (= stop --force: processes SIGKILLed, links down)
   hanat-lab start [--prefix P] INSTANCE
+  hanat-lab gwlb register|deregister [--prefix P] INSTANCE
+                                                  (a lab up with --gwlb: add the instance to the
+                                                   target group, or deregister it: draining for
+                                                   the deregistration delay)
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
   hanat-lab faults heal [--prefix P] [A B [--proto …] [--port N]]
@@ -89,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStopStart(ctx, args[0], args[1:], stdout)
 	case "faults":
 		err = cmdFaults(ctx, args[1:], stdout)
+	case "gwlb":
+		err = cmdGWLB(ctx, args[1:], stdout)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout)
 	default:
@@ -582,6 +588,30 @@ func cmdStopStart(ctx context.Context, verb string, args []string, stdout io.Wri
 	done := map[string]string{"stop": "stopped (graceful shutdown first)",
 		"crash": "stopped without a shutdown (crash)", "start": "started"}[verb]
 	fmt.Fprintf(stdout, "%s: %s\n", pos[0], done)
+	return nil
+}
+
+func cmdGWLB(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "register" && args[0] != "deregister" {
+		return usagef("gwlb: want register or deregister")
+	}
+	fs := flag.NewFlagSet("gwlb "+args[0], flag.ContinueOnError)
+	prefix := fs.String("prefix", "", "lab prefix")
+	pos, _, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("gwlb %s: want one INSTANCE", args[0])
+	}
+	p, err := resolvePrefix(*prefix)
+	if err != nil {
+		return err
+	}
+	if err := newClient(p).post(ctx, "/v1/instances/"+pos[0]+"/"+args[0], nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %sed\n", pos[0], args[0])
 	return nil
 }
 

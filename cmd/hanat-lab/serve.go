@@ -156,8 +156,12 @@ func controlHandler(lab *vpcsim.Lab, log *slog.Logger) http.Handler {
 			reply(w, nil, lab.CrashInstance(r.Context(), name))
 		case "start":
 			reply(w, nil, lab.StartInstance(r.Context(), name))
+		case "register":
+			reply(w, nil, lab.RegisterTarget(name))
+		case "deregister":
+			reply(w, nil, lab.DeregisterTarget(name))
 		default:
-			reply(w, nil, fmt.Errorf("unknown verb %q (want stop, crash or start)", r.PathValue("verb")))
+			reply(w, nil, fmt.Errorf("unknown verb %q (want stop, crash, start, register or deregister)", r.PathValue("verb")))
 		}
 	})
 	mux.HandleFunc("POST /v1/faults/api", func(w http.ResponseWriter, r *http.Request) {

@@ -208,7 +208,7 @@ func (g *GWLB) Deregister(ip netip.Addr) error {
 // (state unused) until they end.
 func (g *GWLB) finishDrainLocked(t *target) {
 	if g.cfg.OnDeregistration == Rebalance {
-		g.rehashFlowsLocked(t)
+		g.rehashFlowsLocked(t, false)
 	}
 	t.state = StateUnused
 	if t.flows == 0 {
@@ -244,27 +244,36 @@ func (g *GWLB) ReportCheck(ip netip.Addr, ok bool, detail string) TargetState {
 	if t.state != old {
 		g.log.Info("gwlb target health", "target", ip, "from", old, "to", t.state, "flows", t.flows, "last_error", t.lastErr)
 		if t.state == StateUnhealthy && g.cfg.OnUnhealthy == Rebalance {
-			g.rehashFlowsLocked(t)
+			g.rehashFlowsLocked(t, true)
 		}
 	}
 	return t.state
 }
 
-// rehashFlowsLocked moves t's flows to other targets (rebalance).
-func (g *GWLB) rehashFlowsLocked(t *target) {
+// rehashFlowsLocked moves t's flows to other targets (rebalance): to
+// healthy ones only when healthyOnly (an unhealthy target's flows stay
+// when there is none), else to any candidate (a deregistered target's
+// flows must go somewhere).
+func (g *GWLB) rehashFlowsLocked(t *target, healthyOnly bool) {
 	moved := 0
 	for _, f := range g.flows {
-		if f.target != t {
-			continue
-		}
-		if nt := g.pickLocked(f.ep, f.key, t); nt != nil {
-			t.flows--
-			nt.flows++
-			f.target = nt
+		if f.target == t && g.rehashLocked(f, healthyOnly) {
 			moved++
 		}
 	}
 	g.log.Info("gwlb flows rebalanced", "from", t.ip, "moved", moved, "left", t.flows)
+}
+
+// rehashLocked moves flow f off its target, and reports whether it did.
+func (g *GWLB) rehashLocked(f *flow, healthyOnly bool) bool {
+	nt := g.pickLocked(f.ep, f.key, f.target)
+	if nt == nil || healthyOnly && nt.state != StateHealthy {
+		return false
+	}
+	f.target.flows--
+	nt.flows++
+	f.target = nt
+	return true
 }
 
 // candidatesLocked are the targets a new flow through ep may go to: the
@@ -331,6 +340,11 @@ func (g *GWLB) Forward(epID uint64, pkt []byte) (Delivery, error) {
 	if f != nil && now.Sub(f.last) > g.idleTimeout(key) {
 		g.forgetLocked(f)
 		f = nil
+	}
+	if f != nil && f.target.state == StateUnhealthy && g.cfg.OnUnhealthy == Rebalance {
+		// Rehashed when the target went unhealthy, unless no target was
+		// healthy then: try again.
+		g.rehashLocked(f, true)
 	}
 	if f == nil {
 		t := g.pickLocked(ep, key, nil)

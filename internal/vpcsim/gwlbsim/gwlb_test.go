@@ -448,3 +448,34 @@ func FuzzReturnAndForward(f *testing.F) {
 		}
 	})
 }
+
+// TestRebalanceWaitsForAHealthyTarget: with rebalance, a failed target's
+// flows move only to a healthy target; when there is none they stay, and
+// move with their next packet once one is healthy again.
+func TestRebalanceWaitsForAHealthyTarget(t *testing.T) {
+	g, _ := newTestGWLB(t, Config{OnUnhealthy: Rebalance, OnDeregistration: Rebalance})
+	_, by := flows(t, g, epA, 60000, 40)
+	fail := func(ip netip.Addr, ok bool) {
+		for range 3 {
+			g.ReportCheck(ip, ok, "test")
+		}
+	}
+	fail(tA2, false)
+	fail(tA1, false) // AZ a has no healthy target left
+	for _, ts := range g.Status().Targets {
+		if ts.IP == tA1 && ts.Flows != 40 {
+			t.Fatalf("with no healthy target left %s holds %d of the 40 flows, want all", tA1, ts.Flows)
+		}
+	}
+	for sport := range by {
+		if d := forward(t, g, epA, sport); d.Target != tA1 {
+			t.Fatalf("with no healthy target flow %d went to %s, want it to stay on %s", sport, d.Target, tA1)
+		}
+	}
+	fail(tA2, true)
+	for sport := range by {
+		if d := forward(t, g, epA, sport); d.Target != tA2 {
+			t.Fatalf("once %s is healthy again flow %d is on %s", tA2, sport, d.Target)
+		}
+	}
+}
