@@ -86,6 +86,10 @@ type Config struct {
 	OtherIdleTimeout time.Duration
 }
 
+// MaxTargetsPerAZ is AWS's quota of targets per AZ per target group of a
+// Gateway Load Balancer.
+const MaxTargetsPerAZ = 300
+
 // Defaults of AWS's target group attributes.
 const (
 	DefaultInterval            = 10 * time.Second

@@ -178,6 +178,15 @@ func (g *GWLB) Register(ip netip.Addr, az string) error {
 		t.state, t.okRun, t.failRun, t.az = StateInitial, 0, 0, az
 		return nil
 	}
+	n := 0
+	for _, t := range g.targets {
+		if t.az == az {
+			n++
+		}
+	}
+	if n >= MaxTargetsPerAZ {
+		return fmt.Errorf("gwlbsim: register %s: AZ %s already has %d targets, AWS's quota per target group", ip, az, MaxTargetsPerAZ)
+	}
 	g.targets[ip] = &target{ip: ip, az: az, state: StateInitial}
 	g.log.Info("gwlb target registered", "target", ip, "az", az)
 	return nil

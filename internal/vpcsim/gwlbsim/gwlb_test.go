@@ -348,6 +348,29 @@ func TestConfigDefaultsAndRefusals(t *testing.T) {
 	}
 }
 
+func TestTargetQuota(t *testing.T) {
+	g, err := New(Config{}, map[string]netip.Addr{"a": gwA}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := netip.MustParseAddr("10.1.0.0")
+	for i := range MaxTargetsPerAZ {
+		base = base.Next()
+		if err := g.Register(base, "a"); err != nil {
+			t.Fatalf("target %d: %v", i+1, err)
+		}
+	}
+	if err := g.Register(base.Next(), "a"); err == nil {
+		t.Fatalf("target %d in one AZ accepted", MaxTargetsPerAZ+1)
+	}
+	if err := g.Register(base.Next(), "c"); err != nil {
+		t.Fatalf("the first target in another AZ: %v", err)
+	}
+	if err := g.Register(base, "c"); err == nil {
+		t.Fatal("a target registered twice")
+	}
+}
+
 func TestNoTargetAndFailOpen(t *testing.T) {
 	c := &clock{t: time.Now()}
 	g, err := New(Config{}, map[string]netip.Addr{"a": gwA}, c.now, nil)
