@@ -287,13 +287,14 @@ func TestCLIGWLB(t *testing.T) {
 	needRoot(t)
 	prefix := testPrefix()
 	downAtEnd(t, prefix)
-	out := mustCLI(t, "up", "--prefix", prefix, "--gwlb", "--nat-instances", "3", "--json")
+	out := mustCLI(t, "up", "--prefix", prefix, "--gwlb", "--nat-instances", "3", "--gwlb-interval", "2s", "--gwlb-failover", "rebalance", "--json")
 	var st vpcsim.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("up --json: %v\n%s", err, out)
 	}
 	g := st.GWLB
-	if g == nil || len(g.Endpoints) != 2 || len(g.Nodes) != 2 || len(g.Targets) != 3 {
+	if g == nil || len(g.Endpoints) != 2 || len(g.Nodes) != 2 || len(g.Targets) != 3 || g.Attributes.OnDeregistration != "rebalance" ||
+		!strings.Contains(g.Attributes.HealthCheck, "TCP:80 every 2s") || g.Attributes.DeregistrationDelay != "5m0s" {
 		t.Fatalf("GWLB after up --gwlb: %+v", g)
 	}
 	for _, tg := range g.Targets {
@@ -426,6 +427,8 @@ func TestUsageErrors(t *testing.T) {
 		{"up", "--nat-instances", "99", "--prefix", "hntx"},
 		{"up", "--gwlb", "--point-routes", "--prefix", "hntx"},
 		{"gwlb"},
+		{"up", "--gwlb-delay", "1s", "--prefix", "hntx"},
+		{"up", "--gwlb", "--gwlb-check", "UDP:6081", "--prefix", "hntx"},
 		{"gwlb", "drain", "--prefix", "hntx", "nat-a"},
 		{"gwlb", "register", "--prefix", "hntx"},
 		{"exec", "--prefix", "hntx", "app-a"},

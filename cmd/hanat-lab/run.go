@@ -30,6 +30,8 @@ const usage = `hanat-lab: the seed's VPC simulated in network namespaces
 
 usage:
   hanat-lab up [--prefix P] [--nat-instances N] [--point-routes | --gwlb] [--spare-eips N] [--config FILE] [--json]
+               [--gwlb-check TCP:80|HTTP:PORT/PATH] [--gwlb-interval 10s] [--gwlb-failover no_rebalance|rebalance]
+               [--gwlb-delay 300s] [--gwlb-cross-zone]      (the target group's attributes; AWS's defaults shown)
   hanat-lab down [--prefix P]
   hanat-lab status [--prefix P] [--json]
   hanat-lab exec [--prefix P] NAME -- CMD [ARG…]    (NAME: an instance, router, igw or internet;
@@ -210,6 +212,8 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	region := fs.String("region", "", "region (default "+vpcsim.DefaultRegion+")")
 	cfgPath := fs.String("config", "", "YAML file with prefix, nat_instances, point_private_routes, spare_eips, region")
 	gwlb := fs.Bool("gwlb", false, "add a Gateway Load Balancer, an endpoint per AZ as the private route tables' 0.0.0.0/0, all NAT instances its targets")
+	var gf gwlbFlags
+	gf.register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	pos, _, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -246,6 +250,13 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if cfg.GWLB && cfg.PointPrivateRoutes {
 		return usagef("--gwlb points the private route tables at the GWLB endpoints; --point-routes would point them at the NATs")
+	}
+	gargs := gf.args(set)
+	if len(gargs) > 0 && !cfg.GWLB {
+		return usagef("--gwlb-… flags need --gwlb")
+	}
+	if _, err := gf.config(); err != nil {
+		return usagef("%v", err)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = vpcsim.RandomPrefix()
@@ -284,7 +295,7 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 		sargs = append(sargs, "--region", cfg.Region)
 	}
 	if cfg.GWLB {
-		sargs = append(sargs, "--gwlb")
+		sargs = append(append(sargs, "--gwlb"), gargs...)
 	}
 	cmd := exec.Command(self, sargs...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -59,8 +59,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	spare := fs.Int("spare-eips", 0, "spare EIPs")
 	region := fs.String("region", "", "region")
 	gwlb := fs.Bool("gwlb", false, "add a GWLB with the NATs as targets, private routes at its endpoints")
+	var gf gwlbFlags
+	gf.register(fs)
 	if _, _, err := parseInterleaved(fs, args); err != nil {
 		return err
+	}
+	gcfg, err := gf.config()
+	if err != nil {
+		return usagef("%v", err)
 	}
 	if err := vpcsim.ValidatePrefix(*prefix); err != nil {
 		return usagef("%v", err)
@@ -76,7 +82,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	opts := vpcsim.Options{Prefix: *prefix, NATInstances: *nats,
 		PointPrivateRoutesAtNATs: *point, SpareEIPs: *spare, Region: *region}
 	if *gwlb {
-		opts.GWLB = &vpcsim.GWLBOptions{PointPrivateRoutes: true, RegisterNATs: true}
+		opts.GWLB = &vpcsim.GWLBOptions{Config: gcfg, PointPrivateRoutes: true, RegisterNATs: true}
 	}
 	lab, err := vpcsim.Up(ctx, log, opts)
 	if err != nil {
