@@ -128,7 +128,7 @@ func TestCLILifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("up --json: %v\n%s", err, out)
 	}
-	if st.Prefix != prefix || len(st.Instances) != 3 || st.EC2Endpoint == "" || st.Credentials.AccessKeyID == "" {
+	if st.Prefix != prefix || len(st.Instances) != 3 || st.EC2Endpoint == "" || st.Credentials.AccessKeyID == "" || st.GWLB != nil {
 		t.Fatalf("status after up: %+v", st)
 	}
 	if _, _, code := cli(t, "up", "--prefix", prefix); code == 0 {
@@ -280,6 +280,75 @@ func instState(st vpcsim.Status, name string) string {
 
 // `up` killed midway, and a serve process killed after the lab is up:
 // `down` removes everything either way.
+// TestCLIGWLB: `up --gwlb --nat-instances 3` builds the GWLB with an
+// endpoint per AZ as the private route tables' default route and all
+// three NATs registered; the pair's lab (no --gwlb) has no GWLB.
+func TestCLIGWLB(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix()
+	downAtEnd(t, prefix)
+	out := mustCLI(t, "up", "--prefix", prefix, "--gwlb", "--nat-instances", "3", "--gwlb-interval", "2s", "--gwlb-failover", "rebalance", "--json")
+	var st vpcsim.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("up --json: %v\n%s", err, out)
+	}
+	g := st.GWLB
+	if g == nil || len(g.Endpoints) != 2 || len(g.Nodes) != 2 || len(g.Targets) != 3 || g.Attributes.OnDeregistration != "rebalance" ||
+		!strings.Contains(g.Attributes.HealthCheck, "TCP:80 every 2s") || g.Attributes.DeregistrationDelay != "5m0s" {
+		t.Fatalf("GWLB after up --gwlb: %+v", g)
+	}
+	for _, tg := range g.Targets {
+		if !strings.HasPrefix(tg.Instance, "nat-") || tg.State == "" {
+			t.Errorf("target %+v: want a NAT instance with a state", tg)
+		}
+	}
+	for i, rtb := range []string{"private-a", "private-c"} {
+		for _, rt := range st.RouteTables {
+			if rt.Name != rtb {
+				continue
+			}
+			found := false
+			for _, r := range rt.Routes {
+				found = found || r.Destination.Bits() == 0 && r.VpcEndpointID == g.Endpoints[i].ID
+			}
+			if !found {
+				t.Errorf("%s has no 0.0.0.0/0 → %s: %+v", rtb, g.Endpoints[i].ID, rt.Routes)
+			}
+		}
+	}
+	human := mustCLI(t, "status", "--prefix", prefix)
+	for _, want := range []string{"GWLB " + vpcsim.GWLBName, g.Endpoints[0].ID, "TARGET", "nat-a2", "cross-zone false"} {
+		if !strings.Contains(human, want) {
+			t.Errorf("status lacks %q:\n%s", want, human)
+		}
+	}
+	// Deregistering drains (300 s by default); registering it again is
+	// refused while it drains; an instance that is no target is an error.
+	mustCLI(t, "gwlb", "deregister", "--prefix", prefix, "nat-a2")
+	for _, tg := range lab(t, prefix).GWLB.Targets {
+		if tg.Instance == "nat-a2" && tg.State != "draining" {
+			t.Errorf("after deregister nat-a2: %+v", tg)
+		}
+	}
+	if _, _, code := cli(t, "gwlb", "register", "--prefix", prefix, "nat-a2"); code != 1 {
+		t.Errorf("register of a draining target: exit %d, want 1", code)
+	}
+	if _, _, code := cli(t, "gwlb", "deregister", "--prefix", prefix, "app-a"); code != 1 {
+		t.Errorf("deregister of app-a, no target: exit %d, want 1", code)
+	}
+	mustCLI(t, "down", "--prefix", prefix)
+}
+
+// lab is the lab's status through the CLI.
+func lab(t *testing.T, prefix string) vpcsim.Status {
+	t.Helper()
+	var st vpcsim.Status
+	if err := json.Unmarshal([]byte(mustCLI(t, "status", "--prefix", prefix, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func TestCLIDownAfterKill(t *testing.T) {
 	needRoot(t)
 	for _, after := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
@@ -356,6 +425,12 @@ func TestUsageErrors(t *testing.T) {
 		{"bogus"},
 		{"up", "--prefix", "BAD PREFIX"},
 		{"up", "--nat-instances", "99", "--prefix", "hntx"},
+		{"up", "--gwlb", "--point-routes", "--prefix", "hntx"},
+		{"gwlb"},
+		{"up", "--gwlb-delay", "1s", "--prefix", "hntx"},
+		{"up", "--gwlb", "--gwlb-check", "UDP:6081", "--prefix", "hntx"},
+		{"gwlb", "drain", "--prefix", "hntx", "nat-a"},
+		{"gwlb", "register", "--prefix", "hntx"},
 		{"exec", "--prefix", "hntx", "app-a"},
 		{"faults"},
 		{"faults", "api", "--throttle", "2", "--prefix", "hntx"},

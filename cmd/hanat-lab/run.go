@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +29,9 @@ import (
 const usage = `hanat-lab: the seed's VPC simulated in network namespaces
 
 usage:
-  hanat-lab up [--prefix P] [--nat-instances N] [--point-routes] [--spare-eips N] [--config FILE] [--json]
+  hanat-lab up [--prefix P] [--nat-instances N] [--point-routes | --gwlb] [--spare-eips N] [--config FILE] [--json]
+               [--gwlb-check TCP:80|HTTP:PORT/PATH] [--gwlb-interval 10s] [--gwlb-failover no_rebalance|rebalance]
+               [--gwlb-delay 300s] [--gwlb-cross-zone]      (the target group's attributes; AWS's defaults shown)
   hanat-lab down [--prefix P]
   hanat-lab status [--prefix P] [--json]
   hanat-lab exec [--prefix P] NAME -- CMD [ARG…]    (NAME: an instance, router, igw or internet;
@@ -40,6 +43,10 @@ usage:
                                                    --force: no shutdown, as EC2's --force or a crash)
   hanat-lab crash [--prefix P] INSTANCE             (= stop --force: processes SIGKILLed, links down)
   hanat-lab start [--prefix P] INSTANCE
+  hanat-lab gwlb register|deregister [--prefix P] INSTANCE
+                                                  (a lab up with --gwlb: add the instance to the
+                                                   target group, or deregister it: draining for
+                                                   the deregistration delay)
   hanat-lab faults api [--prefix P] [--latency 50ms] [--throttle 0.3] [--error 0.1] [--actions A,B] [--seed N]
   hanat-lab faults partition [--prefix P] A B [--proto tcp|udp|icmp] [--port N]
   hanat-lab faults heal [--prefix P] [A B [--proto …] [--port N]]
@@ -88,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStopStart(ctx, args[0], args[1:], stdout)
 	case "faults":
 		err = cmdFaults(ctx, args[1:], stdout)
+	case "gwlb":
+		err = cmdGWLB(ctx, args[1:], stdout)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout)
 	default:
@@ -177,6 +186,7 @@ type labConfig struct {
 	PointPrivateRoutes bool   `yaml:"point_private_routes"`
 	SpareEIPs          int    `yaml:"spare_eips"`
 	Region             string `yaml:"region"`
+	GWLB               bool   `yaml:"gwlb"`
 }
 
 func loadConfig(path string) (labConfig, error) {
@@ -201,6 +211,9 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	spare := fs.Int("spare-eips", 0, "unassociated EIPs to allocate")
 	region := fs.String("region", "", "region (default "+vpcsim.DefaultRegion+")")
 	cfgPath := fs.String("config", "", "YAML file with prefix, nat_instances, point_private_routes, spare_eips, region")
+	gwlb := fs.Bool("gwlb", false, "add a Gateway Load Balancer, an endpoint per AZ as the private route tables' 0.0.0.0/0, all NAT instances its targets")
+	var gf gwlbFlags
+	gf.register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	pos, _, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -231,6 +244,19 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if set["region"] {
 		cfg.Region = *region
+	}
+	if set["gwlb"] {
+		cfg.GWLB = *gwlb
+	}
+	if cfg.GWLB && cfg.PointPrivateRoutes {
+		return usagef("--gwlb points the private route tables at the GWLB endpoints; --point-routes would point them at the NATs")
+	}
+	gargs := gf.args(set)
+	if len(gargs) > 0 && !cfg.GWLB {
+		return usagef("--gwlb-… flags need --gwlb")
+	}
+	if _, err := gf.config(); err != nil {
+		return usagef("%v", err)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = vpcsim.RandomPrefix()
@@ -267,6 +293,9 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if cfg.Region != "" {
 		sargs = append(sargs, "--region", cfg.Region)
+	}
+	if cfg.GWLB {
+		sargs = append(append(sargs, "--gwlb"), gargs...)
 	}
 	cmd := exec.Command(self, sargs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -408,6 +437,9 @@ func printStatus(w io.Writer, st vpcsim.Status, asJSON bool) error {
 			if rt.NetworkInterfaceID != "" {
 				target = rt.NetworkInterfaceID
 			}
+			if rt.VpcEndpointID != "" {
+				target = rt.VpcEndpointID
+			}
 			s := rt.Destination.String() + "→" + target
 			if rt.State != "active" {
 				s += " (" + rt.State + ")"
@@ -436,6 +468,11 @@ func printStatus(w io.Writer, st vpcsim.Status, asJSON bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if g := st.GWLB; g != nil {
+		if err := printGWLB(w, g); err != nil {
+			return err
+		}
+	}
 	for _, p := range st.Partitions {
 		fmt.Fprintf(w, "partition %s ↔ %s proto=%q port=%d\n", p.A, p.B, p.Proto, p.Port)
 	}
@@ -443,6 +480,48 @@ func printStatus(w io.Writer, st vpcsim.Status, asJSON bool) error {
 	if f.ErrorRate > 0 || f.ThrottleRate > 0 || f.Latency != "0s" {
 		fmt.Fprintf(w, "API faults: latency %s, error rate %g, throttle rate %g, actions %v\n", f.Latency, f.ErrorRate, f.ThrottleRate, f.Actions)
 	}
+	return nil
+}
+
+// printGWLB prints the lab's Gateway Load Balancer: nodes, endpoints,
+// attributes, per-target health and flows, and the drops that happened.
+func printGWLB(w io.Writer, g *vpcsim.StatusGWLB) error {
+	a := g.Attributes
+	fmt.Fprintf(w, "\nGWLB %s ns %s\n  %s\n", g.Name, g.Namespace, g.ARN)
+	fmt.Fprintf(w, "  health check %s; stickiness %s; failover %s/%s; deregistration delay %s; cross-zone %v\n",
+		a.HealthCheck, a.Stickiness, a.OnUnhealthy, a.OnDeregistration, a.DeregistrationDelay, a.CrossZone)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range g.Nodes {
+		fmt.Fprintf(tw, "  node\t%s\t%s\t%s\n", n.AZ, n.ENIID, n.Addr)
+	}
+	for _, e := range g.Endpoints {
+		fmt.Fprintf(tw, "  endpoint\t%s\t%s\t%s\t%s\n", e.AZ, e.ID, e.Subnet, e.Addr)
+	}
+	fmt.Fprintln(tw, "  TARGET\tINSTANCE\tAZ\tSTATE\tFLOWS\tPACKETS\tREPLIES\tLAST CHECK ERROR")
+	for _, t := range g.Targets {
+		state := string(t.State)
+		if t.DrainingFor != "" {
+			state += " (" + t.DrainingFor + " left)"
+		}
+		last := t.LastError
+		if last == "" {
+			last = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", t.IP, t.Instance, t.AZ, state, t.Flows, t.Packets, t.Replies, last)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var drops []string
+	for _, k := range slices.Sorted(maps.Keys(g.Drops)) {
+		if g.Drops[k] > 0 {
+			drops = append(drops, fmt.Sprintf("%s=%d", k, g.Drops[k]))
+		}
+	}
+	if len(drops) == 0 {
+		drops = []string{"none"}
+	}
+	fmt.Fprintf(w, "  flows %d, forwarded %d, returned %d, drops %s\n", g.Flows, g.Forwarded, g.Returned, strings.Join(drops, " "))
 	return nil
 }
 
@@ -520,6 +599,30 @@ func cmdStopStart(ctx context.Context, verb string, args []string, stdout io.Wri
 	done := map[string]string{"stop": "stopped (graceful shutdown first)",
 		"crash": "stopped without a shutdown (crash)", "start": "started"}[verb]
 	fmt.Fprintf(stdout, "%s: %s\n", pos[0], done)
+	return nil
+}
+
+func cmdGWLB(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "register" && args[0] != "deregister" {
+		return usagef("gwlb: want register or deregister")
+	}
+	fs := flag.NewFlagSet("gwlb "+args[0], flag.ContinueOnError)
+	prefix := fs.String("prefix", "", "lab prefix")
+	pos, _, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("gwlb %s: want one INSTANCE", args[0])
+	}
+	p, err := resolvePrefix(*prefix)
+	if err != nil {
+		return err
+	}
+	if err := newClient(p).post(ctx, "/v1/instances/"+pos[0]+"/"+args[0], nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %sed\n", pos[0], args[0])
 	return nil
 }
 

@@ -58,8 +58,15 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	point := fs.Bool("point-routes", false, "point private route tables at NATs")
 	spare := fs.Int("spare-eips", 0, "spare EIPs")
 	region := fs.String("region", "", "region")
+	gwlb := fs.Bool("gwlb", false, "add a GWLB with the NATs as targets, private routes at its endpoints")
+	var gf gwlbFlags
+	gf.register(fs)
 	if _, _, err := parseInterleaved(fs, args); err != nil {
 		return err
+	}
+	gcfg, err := gf.config()
+	if err != nil {
+		return usagef("%v", err)
 	}
 	if err := vpcsim.ValidatePrefix(*prefix); err != nil {
 		return usagef("%v", err)
@@ -72,8 +79,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	lab, err := vpcsim.Up(ctx, log, vpcsim.Options{Prefix: *prefix, NATInstances: *nats,
-		PointPrivateRoutesAtNATs: *point, SpareEIPs: *spare, Region: *region})
+	opts := vpcsim.Options{Prefix: *prefix, NATInstances: *nats,
+		PointPrivateRoutesAtNATs: *point, SpareEIPs: *spare, Region: *region}
+	if *gwlb {
+		opts.GWLB = &vpcsim.GWLBOptions{Config: gcfg, PointPrivateRoutes: true, RegisterNATs: true}
+	}
+	lab, err := vpcsim.Up(ctx, log, opts)
 	if err != nil {
 		return err
 	}
@@ -151,8 +162,12 @@ func controlHandler(lab *vpcsim.Lab, log *slog.Logger) http.Handler {
 			reply(w, nil, lab.CrashInstance(r.Context(), name))
 		case "start":
 			reply(w, nil, lab.StartInstance(r.Context(), name))
+		case "register":
+			reply(w, nil, lab.RegisterTarget(name))
+		case "deregister":
+			reply(w, nil, lab.DeregisterTarget(name))
 		default:
-			reply(w, nil, fmt.Errorf("unknown verb %q (want stop, crash or start)", r.PathValue("verb")))
+			reply(w, nil, fmt.Errorf("unknown verb %q (want stop, crash, start, register or deregister)", r.PathValue("verb")))
 		}
 	})
 	mux.HandleFunc("POST /v1/faults/api", func(w http.ResponseWriter, r *http.Request) {

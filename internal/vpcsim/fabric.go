@@ -214,13 +214,22 @@ func (l *Lab) setRouteLocked(rt *rtbInfo, dst netip.Prefix, t ec2sim.RouteTarget
 		r.Gw = net.IP(hop.AsSlice())
 		r.LinkIndex = e.subnet.brIdx
 		r.Flags = int(netlink.FLAG_ONLINK)
+	case t.VpcEndpointID != "":
+		s := l.vpces[t.VpcEndpointID]
+		if s == nil || !t.NextHop.IsValid() {
+			return fmt.Errorf("vpcsim SetRoute %s in %s: unknown GWLB endpoint %q", dst, rt.name, t.VpcEndpointID)
+		}
+		r.Gw = net.IP(t.NextHop.AsSlice())
+		r.LinkIndex = s.brIdx
+		r.Flags = int(netlink.FLAG_ONLINK)
 	default:
 		return fmt.Errorf("vpcsim SetRoute %s in %s: unsupported target %+v", dst, rt.name, t)
 	}
 	if err := l.rtrH.RouteReplace(r); err != nil {
 		return fmt.Errorf("vpcsim SetRoute %s in %s (table %d) via %+v: %w", dst, rt.name, rt.table, t, err)
 	}
-	l.log.Info("route set", "route_table", rt.name, "dst", dst, "gateway", t.GatewayID, "eni", t.NetworkInterfaceID, "next_hop", t.NextHop)
+	l.log.Info("route set", "route_table", rt.name, "dst", dst, "gateway", t.GatewayID, "eni", t.NetworkInterfaceID,
+		"vpc_endpoint", t.VpcEndpointID, "next_hop", t.NextHop)
 	return nil
 }
 

@@ -101,6 +101,9 @@ type Options struct {
 	Region string
 	// Credentials default to TestCredentials.
 	Credentials ec2sim.Credentials
+	// GWLB, when set, adds a Gateway Load Balancer with an endpoint per AZ
+	// (see GWLBOptions).
+	GWLB *GWLBOptions
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9]{1,7}$`)
@@ -253,6 +256,9 @@ type Lab struct {
 	maps       map[netip.Addr]netip.Addr // IGW: public → private
 	partitions []partition
 	procs      map[*Process]struct{}
+	vpces      map[string]*subnetInfo // GWLB endpoint id → its subnet
+
+	gwlb *gwlbState // nil without Options.GWLB
 
 	closeOnce sync.Once
 	closeErr  error
@@ -282,6 +288,9 @@ func Up(ctx context.Context, log *slog.Logger, opts Options) (*Lab, error) {
 	if opts.SpareEIPs < 0 || opts.SpareEIPs > 50 {
 		return nil, fmt.Errorf("vpcsim.Up: SpareEIPs %d: want 0..50", opts.SpareEIPs)
 	}
+	if opts.GWLB != nil && opts.GWLB.PointPrivateRoutes && opts.PointPrivateRoutesAtNATs {
+		return nil, fmt.Errorf("vpcsim.Up: GWLB.PointPrivateRoutes and PointPrivateRoutesAtNATs both claim the private route tables")
+	}
 	if opts.Region == "" {
 		opts.Region = DefaultRegion
 	}
@@ -299,6 +308,7 @@ func Up(ctx context.Context, log *slog.Logger, opts Options) (*Lab, error) {
 		enis:   map[string]*eniState{},
 		maps:   map[netip.Addr]netip.Addr{},
 		procs:  map[*Process]struct{}{},
+		vpces:  map[string]*subnetInfo{},
 	}
 	l.model = ec2sim.NewModel(opts.Region, l.log.With("component", "ec2sim"), &fabric{l: l})
 	if err := l.build(ctx, opts); err != nil {
@@ -478,6 +488,9 @@ func (l *Lab) Close(ctx context.Context) error {
 		if l.igwH != nil {
 			l.igwH.Close()
 		}
+		if l.gwlb != nil && l.gwlb.h != nil {
+			l.gwlb.h.Close()
+		}
 		// Cleanup kills what still runs in the namespaces before deleting
 		// them; closing our handles afterwards only releases the fds.
 		if err := Cleanup(l.prefix); err != nil {
@@ -496,7 +509,11 @@ func (l *Lab) Close(ctx context.Context) error {
 
 func (l *Lab) allNS() []*netns.NS {
 	var out []*netns.NS
-	for _, ns := range []*netns.NS{l.router, l.igw, l.inet} {
+	gw := (*netns.NS)(nil)
+	if l.gwlb != nil {
+		gw = l.gwlb.ns
+	}
+	for _, ns := range []*netns.NS{l.router, l.igw, l.inet, gw} {
 		if ns != nil {
 			out = append(out, ns)
 		}

@@ -25,6 +25,7 @@ type Status struct {
 	Internet     StatusInternet   `json:"internet"`
 	Partitions   []StatusPart     `json:"partitions,omitempty"`
 	APIFaults    StatusFaults     `json:"api_faults"`
+	GWLB         *StatusGWLB      `json:"gwlb,omitempty"`
 	// Env is what a process inside an instance needs for the SDK.
 	Env []string `json:"instance_env"`
 }
@@ -162,6 +163,7 @@ func (l *Lab) Status() Status {
 	for _, p := range l.partitions {
 		st.Partitions = append(st.Partitions, StatusPart{A: p.A, B: p.B, Proto: p.Proto, Port: p.Port})
 	}
+	st.GWLB = l.gwlbStatus()
 	return st
 }
 

@@ -208,11 +208,19 @@ func (l *Lab) build(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	if opts.GWLB != nil {
+		if err := l.buildGWLB(ctx, *opts.GWLB); err != nil {
+			return fmt.Errorf("GWLB: %w", err)
+		}
+	}
 	l.mu.Lock()
 	err = errors.Join(l.applyRouterFilterLocked(), l.applyIGWLocked())
 	l.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if l.gwlb != nil {
+		l.startGWLB()
 	}
 	return l.startServers(ctx)
 }
@@ -415,25 +423,11 @@ func (l *Lab) addENI(in *instState, index int, s *subnetInfo, ip netip.Addr) err
 		return fmt.Errorf("address %s outside its subnet", ip)
 	}
 	e := &eniState{inst: in, dev: fmt.Sprintf("eth%d", index), subnet: s, mac: macFor(ip), primary: ip, check: true}
-	e.port = fmt.Sprintf("%s-e%d", l.prefix, l.ports)
-	l.ports++
-	if err := veth(l.rtrH, e.port, in.ns, e.dev, e.mac); err != nil {
-		return err
-	}
-	port, err := l.rtrH.LinkByName(e.port)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", e.port, err)
-	}
-	if err := l.rtrH.LinkSetMasterByIndex(port, s.brIdx); err != nil {
-		return fmt.Errorf("add %s to bridge %s: %w", e.port, s.bridge, err)
-	}
-	if err := l.rtrH.LinkSetUp(port); err != nil {
-		return fmt.Errorf("set %s up: %w", e.port, err)
-	}
-	link, err := addrUp(in.h, e.dev, netip.PrefixFrom(e.primary, s.cidr.Bits()))
+	port, link, err := l.plugPort(in.ns, in.h, e.dev, s, ip, e.mac)
 	if err != nil {
 		return err
 	}
+	e.port = port
 	if index == 0 {
 		if err := defaultRoute(in.h, link, s.gw); err != nil {
 			return fmt.Errorf("%s: %w", in.ns.Name, err)
@@ -448,6 +442,32 @@ func (l *Lab) addENI(in *instState, index int, s *subnetInfo, ip netip.Addr) err
 	l.enis[e.id] = e
 	l.mu.Unlock()
 	return nil
+}
+
+// plugPort links device dev of namespace ns (netlink handle h) to subnet
+// s's bridge with address ip and MAC mac, as an ENI is: a veth whose
+// router side (returned, <prefix>-e<n>) is a bridge port.
+func (l *Lab) plugPort(ns *netns.NS, h *netlink.Handle, dev string, s *subnetInfo, ip netip.Addr, mac net.HardwareAddr) (string, netlink.Link, error) {
+	name := fmt.Sprintf("%s-e%d", l.prefix, l.ports)
+	l.ports++
+	if err := veth(l.rtrH, name, ns, dev, mac); err != nil {
+		return "", nil, err
+	}
+	port, err := l.rtrH.LinkByName(name)
+	if err != nil {
+		return "", nil, fmt.Errorf("link %s: %w", name, err)
+	}
+	if err := l.rtrH.LinkSetMasterByIndex(port, s.brIdx); err != nil {
+		return "", nil, fmt.Errorf("add %s to bridge %s: %w", name, s.bridge, err)
+	}
+	if err := l.rtrH.LinkSetUp(port); err != nil {
+		return "", nil, fmt.Errorf("set %s up: %w", name, err)
+	}
+	link, err := addrUp(h, dev, netip.PrefixFrom(ip, s.cidr.Bits()))
+	if err != nil {
+		return "", nil, err
+	}
+	return name, link, nil
 }
 
 // pointPrivateRoutes adds 0.0.0.0/0 → the same AZ's NAT to each private
@@ -476,16 +496,20 @@ func (l *Lab) pointPrivateRoutes(ctx context.Context) error {
 			}
 		}
 		e := nat.enis[0]
-		target := ec2sim.RouteTarget{NetworkInterfaceID: e.id, NextHop: e.primary}
-		if err := l.model.AddRouteNoFabric(rt.id, dflt, target); err != nil {
-			return fmt.Errorf("model: %w", err)
-		}
-		l.mu.Lock()
-		err := l.setRouteLocked(rt, dflt, target)
-		l.mu.Unlock()
-		if err != nil {
+		if err := l.addInitialRoute(rt, dflt, ec2sim.RouteTarget{NetworkInterfaceID: e.id, NextHop: e.primary}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// addInitialRoute puts a route the lab starts with into the model and the
+// router's kernel table.
+func (l *Lab) addInitialRoute(rt *rtbInfo, dst netip.Prefix, target ec2sim.RouteTarget) error {
+	if err := l.model.AddRouteNoFabric(rt.id, dst, target); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.setRouteLocked(rt, dst, target)
 }

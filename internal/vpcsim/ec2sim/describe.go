@@ -257,7 +257,13 @@ var routeTableFilters = []string{"route-table-id", "vpc-id", "owner-id",
 func (m *Model) xRouteTableLocked(t *routeTable) xRouteTable {
 	x := xRouteTable{RouteTableID: t.id, VpcID: t.vpcID, OwnerID: m.account, Tags: m.tagListLocked(t.id)}
 	for _, r := range t.routes {
-		xr := xRoute{DestinationCidrBlock: r.dst.String(), GatewayID: r.target.GatewayID,
+		// AWS shows an endpoint target as gatewayId (the SDK's Route has no
+		// VpcEndpointId field); CreateRoute takes it as VpcEndpointId.
+		gw := r.target.GatewayID
+		if r.target.VpcEndpointID != "" {
+			gw = r.target.VpcEndpointID
+		}
+		xr := xRoute{DestinationCidrBlock: r.dst.String(), GatewayID: gw,
 			NetworkInterfaceID: r.target.NetworkInterfaceID, State: m.routeStateLocked(r), Origin: r.origin}
 		if e := m.enis[r.target.NetworkInterfaceID]; e != nil && e.instanceID != "" {
 			xr.InstanceID, xr.InstanceOwnerID = e.instanceID, m.account
@@ -472,8 +478,21 @@ var eniFilters = []string{"network-interface-id", "attachment.instance-id", "att
 func (m *Model) xENILocked(e *eni) xENI {
 	x := xENI{NetworkInterfaceID: e.id, SubnetID: e.subnetID, VpcID: e.vpcID, AvailabilityZone: e.az,
 		OwnerID: m.account, Status: "available", MacAddress: e.mac.String(), PrivateIPAddress: e.primary.String(),
-		PrivateDNSName: m.privateDNS(e.primary), SourceDestCheck: e.srcDstCheck, InterfaceType: "interface",
-		Tags: m.tagListLocked(e.id)}
+		PrivateDNSName: m.privateDNS(e.primary), SourceDestCheck: e.srcDstCheck, InterfaceType: ENITypeInterface,
+		Description: e.description, RequesterManaged: e.requesterManaged, Tags: m.tagListLocked(e.id)}
+	if e.interfaceType != "" {
+		x.InterfaceType = e.interfaceType
+	}
+	if e.requesterManaged {
+		// A service's ENI is in use, attached to no instance of yours.
+		owner := "amazon-elb"
+		if e.interfaceType == ENITypeGWLBEndpoint {
+			owner = "amazon-aws"
+		}
+		x.Status = "in-use"
+		x.Attachment = &xENIAttach{AttachmentID: "ela-attach-" + e.id[len("eni-"):], InstanceOwnerID: owner,
+			DeviceIndex: 1, Status: "attached", AttachTime: e.created.Format(awsTime)}
+	}
 	if in := m.insts[e.instanceID]; in != nil {
 		x.Status = "in-use"
 		x.Attachment = &xENIAttach{AttachmentID: e.attachmentID, InstanceID: in.id, InstanceOwnerID: m.account,
@@ -516,7 +535,7 @@ func eniField(x xENI) fieldFunc {
 		case "interface-type":
 			return one(x.InterfaceType)
 		case "requester-managed":
-			return one("false")
+			return one(boolStr(x.RequesterManaged))
 		case "description":
 			return []string{x.Description}
 		case "private-ip-address":
@@ -668,7 +687,7 @@ var tagFilters = []string{"resource-id", "resource-type", "key", "value"}
 // creation.
 func (m *Model) taggableLocked() []string {
 	var all []string
-	for _, ids := range [][]string{m.instIDs, m.eniIDs, m.subnetIDs, m.vpcIDs, m.igwIDs, m.rtbIDs, m.eipIDs} {
+	for _, ids := range [][]string{m.instIDs, m.eniIDs, m.subnetIDs, m.vpcIDs, m.igwIDs, m.rtbIDs, m.eipIDs, m.vpceIDs} {
 		all = append(all, ids...)
 	}
 	return all
@@ -676,7 +695,7 @@ func (m *Model) taggableLocked() []string {
 
 func (m *Model) existsLocked(id string) bool {
 	return m.vpcs[id] != nil || m.igws[id] != nil || m.subnets[id] != nil || m.rtbs[id] != nil ||
-		m.insts[id] != nil || m.enis[id] != nil || m.eips[id] != nil
+		m.insts[id] != nil || m.enis[id] != nil || m.eips[id] != nil || m.vpces[id] != nil
 }
 
 func (m *Model) describeTags(_ context.Context, p params) (response, *APIError) {

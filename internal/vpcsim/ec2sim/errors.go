@@ -62,6 +62,7 @@ var idKinds = []idKind{
 	{"i", "InvalidInstanceID.NotFound", "instance", "instance"},
 	{"eni", "InvalidNetworkInterfaceID.NotFound", "networkInterface", "network-interface"},
 	{"eipalloc", "InvalidAllocationID.NotFound", "allocation", "elastic-ip"},
+	{"vpce", "InvalidVpcEndpointId.NotFound", "vpcEndpoint", "vpc-endpoint"},
 }
 
 func kindOf(id string) (idKind, bool) {

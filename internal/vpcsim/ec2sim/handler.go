@@ -25,6 +25,7 @@ var actions = map[string]actionFunc{
 	"DescribeRouteTables":             (*Model).describeRouteTables,
 	"DescribeAddresses":               (*Model).describeAddresses,
 	"DescribeTags":                    (*Model).describeTags,
+	"DescribeVpcEndpoints":            (*Model).describeVpcEndpoints,
 	"ModifyNetworkInterfaceAttribute": (*Model).modifyNetworkInterfaceAttribute,
 	"ModifyInstanceAttribute":         (*Model).modifyInstanceAttribute,
 	"CreateRoute":                     (*Model).createRoute,

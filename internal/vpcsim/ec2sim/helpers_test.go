@@ -65,6 +65,9 @@ func (f *recordingFabric) Reset(fail map[string]error) {
 }
 
 func (f *recordingFabric) SetRoute(_ context.Context, rtb string, dst netip.Prefix, t RouteTarget) error {
+	if t.VpcEndpointID != "" {
+		return f.call(fmt.Sprintf("SetRoute %s %s vpce=%s via=%s", rtb, dst, t.VpcEndpointID, t.NextHop))
+	}
 	return f.call(fmt.Sprintf("SetRoute %s %s gw=%s eni=%s via=%s", rtb, dst, t.GatewayID, t.NetworkInterfaceID, t.NextHop))
 }
 func (f *recordingFabric) DeleteRoute(_ context.Context, rtb string, dst netip.Prefix) error {

@@ -30,7 +30,8 @@ type Fabric interface {
 type RouteTarget struct {
 	GatewayID          string     // igw-… or "local"
 	NetworkInterfaceID string     // eni-…
-	NextHop            netip.Addr // the ENI's primary private IP, filled by the model
+	VpcEndpointID      string     // vpce-…, a Gateway Load Balancer endpoint
+	NextHop            netip.Addr // the ENI's (or endpoint ENI's) primary private IP, filled by the model
 }
 
 // NopFabric implements Fabric doing nothing (for pure HTTP tests).
@@ -89,6 +90,9 @@ type Model struct {
 	eips      map[string]*eip
 	eipIDs    []string
 	tags      map[string]map[string]string // resource id → key → value
+	gwlbs     []*gwlb
+	vpces     map[string]*vpcEndpoint
+	vpceIDs   []string
 
 	faults faultState
 	tokens tokenStore
@@ -156,6 +160,12 @@ type eni struct {
 	primary      netip.Addr
 	secondaries  []netip.Addr
 	srcDstCheck  bool
+	// A load balancer's or endpoint's ENI: requester-managed, never
+	// attached to an instance.
+	interfaceType    string // "" means ENITypeInterface
+	created          time.Time
+	description      string
+	requesterManaged bool
 }
 
 type eip struct {
@@ -188,6 +198,7 @@ func NewModel(region string, log *slog.Logger, f Fabric) *Model {
 		enis:    map[string]*eni{},
 		eips:    map[string]*eip{},
 		tags:    map[string]map[string]string{},
+		vpces:   map[string]*vpcEndpoint{},
 	}
 	now := time.Now
 	m.clock.Store(&now)
@@ -358,7 +369,7 @@ func (m *Model) AddRouteNoFabric(rtbID string, dst netip.Prefix, t RouteTarget) 
 	if rt.route(dst) >= 0 {
 		return fmt.Errorf("add route %s to %q: route already exists", dst, rtbID)
 	}
-	resolved, err := m.resolveTargetLocked(rt, t.GatewayID, t.NetworkInterfaceID, "")
+	resolved, err := m.resolveTargetLocked(rt, targetParams{gateway: t.GatewayID, eni: t.NetworkInterfaceID, endpoint: t.VpcEndpointID})
 	if err != nil {
 		return fmt.Errorf("add route %s to %q: %w", dst, rtbID, err)
 	}
@@ -575,6 +586,9 @@ func (m *Model) routeStateLocked(r route) string {
 		if e.instanceID != "" && m.insts[e.instanceID].state != InstanceRunning {
 			return "blackhole"
 		}
+	}
+	if id := r.target.VpcEndpointID; id != "" && m.vpces[id] == nil {
+		return "blackhole"
 	}
 	if id := r.target.GatewayID; id != "" && id != "local" {
 		if g := m.igws[id]; g == nil || g.vpcID == "" {

@@ -44,24 +44,40 @@ func (m *Model) applySteps(ctx context.Context, action string, steps []step) *AP
 
 // unsupportedTargets are route targets this simulator has no such thing for.
 var unsupportedTargets = []string{"NatGatewayId", "VpcPeeringConnectionId", "TransitGatewayId",
-	"EgressOnlyInternetGatewayId", "LocalGatewayId", "CarrierGatewayId", "CoreNetworkArn", "VpcEndpointId", "OdbNetworkArn"}
+	"EgressOnlyInternetGatewayId", "LocalGatewayId", "CarrierGatewayId", "CoreNetworkArn", "OdbNetworkArn"}
 
-// resolveTargetLocked checks a route target (exactly one of gatewayID,
-// eniID, instanceID) against route table t and returns it with NextHop
-// filled. An instance resolves to its only ENI.
-func (m *Model) resolveTargetLocked(t *routeTable, gatewayID, eniID, instanceID string) (RouteTarget, *APIError) {
+// targetParams are the route targets a request names (at most one may be
+// set).
+type targetParams struct {
+	gateway, eni, instance, endpoint string
+}
+
+// resolveTargetLocked checks a route target (exactly one of gateway, ENI,
+// instance, GWLB endpoint) against route table t and returns it with
+// NextHop filled. An instance resolves to its only ENI, an endpoint to its
+// ENI's address.
+func (m *Model) resolveTargetLocked(t *routeTable, tp targetParams) (RouteTarget, *APIError) {
+	gatewayID, eniID, instanceID := tp.gateway, tp.eni, tp.instance
 	n := 0
-	for _, s := range []string{gatewayID, eniID, instanceID} {
+	for _, s := range []string{gatewayID, eniID, instanceID, tp.endpoint} {
 		if s != "" {
 			n++
 		}
 	}
 	if n == 0 {
 		return RouteTarget{}, apiErr(http.StatusBadRequest, "MissingParameter",
-			"The request must contain exactly one of gatewayId, natGatewayId, networkInterfaceId, vpcPeeringConnectionId, egressOnlyInternetGatewayId, transitGatewayId, localGatewayId, carrierGatewayId, instanceId or coreNetworkArn")
+			"The request must contain exactly one of gatewayId, natGatewayId, networkInterfaceId, vpcPeeringConnectionId, egressOnlyInternetGatewayId, transitGatewayId, localGatewayId, carrierGatewayId, instanceId, vpcEndpointId or coreNetworkArn")
 	}
 	if n > 1 {
 		return RouteTarget{}, errParamCombination("The parameter combination is not supported: specify exactly one route target")
+	}
+	if strings.HasPrefix(gatewayID, "vpce-") {
+		// CreateRoute's GatewayId takes gateway endpoints only; a GWLB
+		// endpoint must be given as VpcEndpointId.
+		if m.vpces[gatewayID] == nil {
+			return RouteTarget{}, errNotFound("InvalidGatewayID.NotFound", "gateway", gatewayID)
+		}
+		return RouteTarget{}, errInvalidParam("Route table %s: the Gateway Load Balancer endpoint %s must be given as VpcEndpointId, not GatewayId", t.id, gatewayID)
 	}
 	if gatewayID != "" {
 		if gatewayID == "local" {
@@ -75,6 +91,9 @@ func (m *Model) resolveTargetLocked(t *routeTable, gatewayID, eniID, instanceID 
 			return RouteTarget{}, errInvalidParam("route table %s and network gateway %s belong to different networks", t.id, gatewayID)
 		}
 		return RouteTarget{GatewayID: gatewayID}, nil
+	}
+	if tp.endpoint != "" {
+		return m.resolveEndpointLocked(t, tp.endpoint)
 	}
 	if instanceID != "" {
 		e, aerr := m.instanceENILocked(instanceID)
@@ -91,6 +110,18 @@ func (m *Model) resolveTargetLocked(t *routeTable, gatewayID, eniID, instanceID 
 		return RouteTarget{}, errInvalidParam("route table %s and interface %s belong to different networks", t.id, eniID)
 	}
 	return RouteTarget{NetworkInterfaceID: e.id, NextHop: e.primary}, nil
+}
+
+// resolveEndpointLocked resolves a VpcEndpointId route target.
+func (m *Model) resolveEndpointLocked(t *routeTable, id string) (RouteTarget, *APIError) {
+	v := m.vpces[id]
+	if v == nil {
+		return RouteTarget{}, errNotFound("InvalidVpcEndpointId.NotFound", "vpcEndpoint", id)
+	}
+	if v.vpcID != t.vpcID {
+		return RouteTarget{}, errInvalidParam("route table %s and VPC endpoint %s belong to different networks", t.id, id)
+	}
+	return RouteTarget{VpcEndpointID: v.id, NextHop: m.enis[v.eniID].primary}, nil
 }
 
 // instanceENILocked returns the single ENI of an instance, failing as AWS
@@ -136,13 +167,14 @@ func parseRouteRequest(p params) (routeRequest, *APIError) {
 	return routeRequest{rtbID: rtbID, dst: dst}, nil
 }
 
-func parseRouteTarget(p params) (gatewayID, eniID, instanceID string, aerr *APIError) {
+func parseRouteTarget(p params) (targetParams, *APIError) {
 	for _, k := range unsupportedTargets {
 		if p.str(k) != "" {
-			return "", "", "", errInvalidParam("The simulator does not support route target %s", k)
+			return targetParams{}, errInvalidParam("The simulator does not support route target %s", k)
 		}
 	}
-	return p.str("GatewayId"), p.str("NetworkInterfaceId"), p.str("InstanceId"), nil
+	return targetParams{gateway: p.str("GatewayId"), eni: p.str("NetworkInterfaceId"), instance: p.str("InstanceId"),
+		endpoint: p.str("VpcEndpointId")}, nil
 }
 
 func (m *Model) createRoute(ctx context.Context, p params) (response, *APIError) {
@@ -150,7 +182,7 @@ func (m *Model) createRoute(ctx context.Context, p params) (response, *APIError)
 	if aerr != nil {
 		return nil, aerr
 	}
-	gw, eniID, instID, aerr := parseRouteTarget(p)
+	tp, aerr := parseRouteTarget(p)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -158,7 +190,7 @@ func (m *Model) createRoute(ctx context.Context, p params) (response, *APIError)
 	defer m.mutMu.Unlock()
 
 	m.mu.RLock()
-	target, aerr := m.checkRouteLocked(rr, gw, eniID, instID)
+	target, aerr := m.checkRouteLocked(rr, tp)
 	if aerr == nil && m.rtbs[rr.rtbID].route(rr.dst) >= 0 {
 		aerr = apiErr(http.StatusBadRequest, "RouteAlreadyExists", "The route identified by %s already exists.", rr.dst)
 	}
@@ -183,12 +215,12 @@ func (m *Model) createRoute(ctx context.Context, p params) (response, *APIError)
 	return &returnResp{Return: true}, nil
 }
 
-func (m *Model) checkRouteLocked(rr routeRequest, gw, eniID, instID string) (RouteTarget, *APIError) {
+func (m *Model) checkRouteLocked(rr routeRequest, tp targetParams) (RouteTarget, *APIError) {
 	t := m.rtbs[rr.rtbID]
 	if t == nil {
 		return RouteTarget{}, errNotFound("InvalidRouteTableID.NotFound", "routeTable", rr.rtbID)
 	}
-	return m.resolveTargetLocked(t, gw, eniID, instID)
+	return m.resolveTargetLocked(t, tp)
 }
 
 func (m *Model) replaceRoute(ctx context.Context, p params) (response, *APIError) {
@@ -196,7 +228,7 @@ func (m *Model) replaceRoute(ctx context.Context, p params) (response, *APIError
 	if aerr != nil {
 		return nil, aerr
 	}
-	gw, eniID, instID, aerr := parseRouteTarget(p)
+	tp, aerr := parseRouteTarget(p)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -205,16 +237,16 @@ func (m *Model) replaceRoute(ctx context.Context, p params) (response, *APIError
 		return nil, aerr
 	}
 	if localTarget {
-		if gw != "" && gw != "local" || eniID != "" || instID != "" {
+		if tp.gateway != "" && tp.gateway != "local" || tp.eni != "" || tp.instance != "" || tp.endpoint != "" {
 			return nil, errParamCombination("LocalTarget cannot be combined with another route target")
 		}
-		gw = "local"
+		tp.gateway = "local"
 	}
 	m.mutMu.Lock()
 	defer m.mutMu.Unlock()
 
 	m.mu.RLock()
-	target, aerr := m.checkRouteLocked(rr, gw, eniID, instID)
+	target, aerr := m.checkRouteLocked(rr, tp)
 	idx := -1
 	var old route
 	if aerr == nil {
@@ -303,6 +335,9 @@ func targetString(t RouteTarget) string {
 	}
 	if t.NetworkInterfaceID != "" {
 		parts = append(parts, t.NetworkInterfaceID+" via "+t.NextHop.String())
+	}
+	if t.VpcEndpointID != "" {
+		parts = append(parts, t.VpcEndpointID+" via "+t.NextHop.String())
 	}
 	return strings.Join(parts, ",")
 }

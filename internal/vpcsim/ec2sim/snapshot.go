@@ -64,6 +64,7 @@ type Route struct {
 	Destination        netip.Prefix `json:"destination"`
 	GatewayID          string       `json:"gateway_id,omitempty"`
 	NetworkInterfaceID string       `json:"network_interface_id,omitempty"`
+	VpcEndpointID      string       `json:"vpc_endpoint_id,omitempty"`
 	InstanceID         string       `json:"instance_id,omitempty"`
 	NextHop            netip.Addr   `json:"next_hop,omitzero"`
 	State              string       `json:"state"`
@@ -137,7 +138,7 @@ func (m *Model) Snapshot() Snapshot {
 			rt.Associations = append(rt.Associations, RouteTableAssociation{ID: a.id, SubnetID: a.subnetID})
 		}
 		for _, r := range t.routes {
-			out := Route{Destination: r.dst, GatewayID: r.target.GatewayID, NetworkInterfaceID: r.target.NetworkInterfaceID,
+			out := Route{Destination: r.dst, GatewayID: r.target.GatewayID, NetworkInterfaceID: r.target.NetworkInterfaceID, VpcEndpointID: r.target.VpcEndpointID,
 				NextHop: r.target.NextHop, State: m.routeStateLocked(r), Origin: r.origin}
 			if e := m.enis[r.target.NetworkInterfaceID]; e != nil {
 				out.InstanceID = e.instanceID

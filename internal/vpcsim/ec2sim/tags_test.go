@@ -164,6 +164,10 @@ func sdkCalls(l *testLab) []struct {
 			return err
 		}},
 		{"DescribeVpcs", func(ctx context.Context) error { _, err := ec.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{}); return err }},
+		{"DescribeVpcEndpoints", func(ctx context.Context) error {
+			_, err := ec.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{})
+			return err
+		}},
 		{"DescribeInternetGateways", func(ctx context.Context) error {
 			_, err := ec.DescribeInternetGateways(ctx, &ec2.DescribeInternetGatewaysInput{})
 			return err

@@ -357,3 +357,26 @@ func writeBody(w http.ResponseWriter, status int, contentType, requestID string,
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+type xVpcEndpoint struct {
+	VpcEndpointID       string   `xml:"vpcEndpointId"`
+	VpcEndpointType     string   `xml:"vpcEndpointType"`
+	VpcID               string   `xml:"vpcId"`
+	ServiceName         string   `xml:"serviceName"`
+	State               string   `xml:"state"`
+	RouteTableIDs       []string `xml:"routeTableIdSet>item"`
+	SubnetIDs           []string `xml:"subnetIdSet>item"`
+	NetworkInterfaceIDs []string `xml:"networkInterfaceIdSet>item"`
+	PrivateDNSEnabled   bool     `xml:"privateDnsEnabled"`
+	RequesterManaged    bool     `xml:"requesterManaged"`
+	CreationTimestamp   string   `xml:"creationTimestamp"`
+	OwnerID             string   `xml:"ownerId"`
+	IPAddressType       string   `xml:"ipAddressType"`
+	Tags                []xTag   `xml:"tagSet>item"`
+}
+
+type describeVpcEndpointsResp struct {
+	respHeader
+	VpcEndpoints []xVpcEndpoint `xml:"vpcEndpointSet>item"`
+	NextToken    string         `xml:"nextToken,omitempty"`
+}
