@@ -38,8 +38,10 @@ const (
 	benchXDPMapWireTcPorts    = "wire_tc_ports"
 	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
 	benchXDPProgBenchCount    = "bench_count"
+	benchXDPProgBenchCountTc  = "bench_count_tc"
 	benchXDPProgBenchEmpty    = "bench_empty"
 	benchXDPProgBenchFwd      = "bench_fwd"
+	benchXDPProgBenchFwdTc    = "bench_fwd_tc"
 	benchXDPProgBenchGen      = "bench_gen"
 	benchXDPProgBenchLookup   = "bench_lookup"
 	benchXDPProgBenchSpray    = "bench_spray"
@@ -116,14 +118,16 @@ type benchXDPSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
-	BenchCount  *ebpf.ProgramSpec `ebpf:"bench_count"`
-	BenchEmpty  *ebpf.ProgramSpec `ebpf:"bench_empty"`
-	BenchFwd    *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BenchSpray  *ebpf.ProgramSpec `ebpf:"bench_spray"`
-	WireTc      *ebpf.ProgramSpec `ebpf:"wire_tc"`
-	WireXdp     *ebpf.ProgramSpec `ebpf:"wire_xdp"`
+	BenchCount   *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchCountTc *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
+	BenchEmpty   *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchFwd     *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchFwdTc   *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
+	BenchGen     *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchLookup  *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BenchSpray   *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	WireTc       *ebpf.ProgramSpec `ebpf:"wire_tc"`
+	WireXdp      *ebpf.ProgramSpec `ebpf:"wire_xdp"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
@@ -247,21 +251,25 @@ type benchXDPVariables struct {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
-	BenchCount  *ebpf.Program `ebpf:"bench_count"`
-	BenchEmpty  *ebpf.Program `ebpf:"bench_empty"`
-	BenchFwd    *ebpf.Program `ebpf:"bench_fwd"`
-	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
-	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
-	BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
-	WireTc      *ebpf.Program `ebpf:"wire_tc"`
-	WireXdp     *ebpf.Program `ebpf:"wire_xdp"`
+	BenchCount   *ebpf.Program `ebpf:"bench_count"`
+	BenchCountTc *ebpf.Program `ebpf:"bench_count_tc"`
+	BenchEmpty   *ebpf.Program `ebpf:"bench_empty"`
+	BenchFwd     *ebpf.Program `ebpf:"bench_fwd"`
+	BenchFwdTc   *ebpf.Program `ebpf:"bench_fwd_tc"`
+	BenchGen     *ebpf.Program `ebpf:"bench_gen"`
+	BenchLookup  *ebpf.Program `ebpf:"bench_lookup"`
+	BenchSpray   *ebpf.Program `ebpf:"bench_spray"`
+	WireTc       *ebpf.Program `ebpf:"wire_tc"`
+	WireXdp      *ebpf.Program `ebpf:"wire_xdp"`
 }
 
 func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
+		p.BenchCountTc,
 		p.BenchEmpty,
 		p.BenchFwd,
+		p.BenchFwdTc,
 		p.BenchGen,
 		p.BenchLookup,
 		p.BenchSpray,

@@ -102,11 +102,52 @@ func fwdIfindex(t *topo) uint32 {
 	return uint32(t.natOutIdx)
 }
 
-// ceiling measures the chain's packet rate with the bare forwarder
-// (bench_fwd) in place of the NAT on its receiving interface: frames arrive
-// at the counter untranslated. The NAT namespace must have no XDP program
-// attached (run it between modes).
-func (tr *traffic) ceiling(ctx context.Context, d time.Duration) (float64, error) {
+// forwarder is a bare forwarder (no NAT, no lookup) the ceiling puts in
+// place of the NAT on its receiving interface, with the counter that
+// counts its frames.
+type forwarder int
+
+const (
+	// fwdXDP: bench_fwd in native mode: frames redirected (or sent back
+	// with XDP_TX), built into socket buffers at the receiver.
+	fwdXDP forwarder = iota
+	// fwdXDPSKB: the same program in generic mode: the NAT's interface
+	// builds a socket buffer and sends it, as the slow path modes do.
+	fwdXDPSKB
+	// fwdTC: bench_fwd_tc on tc ingress (tcx), the tc backend's bound.
+	fwdTC
+	// fwdXDPXC, fwdXDPSKBXC: fwdXDP and fwdXDPSKB counted by the native
+	// XDP counter (bench_count), the benchmark's counter before: it
+	// copies every socket buffer into a page, not the frames.
+	fwdXDPXC
+	fwdXDPSKBXC
+	fwdKinds
+)
+
+func (k forwarder) String() string {
+	return [...]string{
+		"bare XDP forwarder (native redirect, frames)",
+		"bare XDP forwarder (generic, socket buffers)",
+		"bare tc forwarder",
+		"bare XDP forwarder (native redirect), native XDP counter",
+		"bare XDP forwarder (generic), native XDP counter",
+	}[k]
+}
+
+// mode is the column of the report a forwarder's figure is in: that of
+// the backend it bounds.
+func (k forwarder) mode() Mode {
+	if k == fwdTC {
+		return ModeFastpathTC
+	}
+	return ModeFastpath
+}
+
+// ceiling measures the chain's packet rate with forwarder k in place of
+// the NAT on its receiving interface: frames arrive at the counter
+// untranslated. The NAT namespace must have no program attached (run it
+// in a lab of no mode).
+func (tr *traffic) ceiling(ctx context.Context, d time.Duration, k forwarder) (float64, error) {
 	var l link.Link
 	if err := tr.t.nat.Do(func() (err error) {
 		if !tr.t.singleENI {
@@ -114,13 +155,20 @@ func (tr *traffic) ceiling(ctx context.Context, d time.Duration) (float64, error
 				return fmt.Errorf("forwarder port %d: %w", tr.t.natOutIdx, err)
 			}
 		}
-		l, err = link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchFwd, Interface: tr.t.natInIdx, Flags: link.XDPDriverMode})
+		switch k {
+		case fwdTC:
+			l, err = link.AttachTCX(link.TCXOptions{Program: tr.objs.BenchFwdTc, Interface: tr.t.natInIdx, Attach: ebpf.AttachTCXIngress})
+		case fwdXDPSKB, fwdXDPSKBXC:
+			l, err = link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchFwd, Interface: tr.t.natInIdx, Flags: link.XDPGenericMode})
+		default:
+			l, err = link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchFwd, Interface: tr.t.natInIdx, Flags: link.XDPDriverMode})
+		}
 		return err
 	}); err != nil {
-		return 0, fmt.Errorf("ceiling: attach the bare forwarder: %w", err)
+		return 0, fmt.Errorf("ceiling: attach the %s: %w", k, err)
 	}
 	defer l.Close()
-	if err := tr.attachCounter(); err != nil {
+	if err := tr.attachCounterOf(k == fwdXDPXC || k == fwdXDPSKBXC || tr.t.singleENI); err != nil {
 		return 0, err
 	}
 	defer tr.detachCounter()
@@ -139,17 +187,36 @@ func (tr *traffic) close() {
 	_ = tr.objs.Close()
 }
 
-// attachCounter puts the arrival counter on inet's veth, in native mode
-// (frames are counted before any skb is built). It stays there only for
-// the UDP tests: an XDP program on a veth makes its peer (the NAT's out0)
-// drop its GSO features and copies every skb it receives into a page,
-// costs a real internet host would not add to TCP tests.
-func (tr *traffic) attachCounter() error {
+// attachCounter puts the arrival counter on inet's veth, on tc ingress
+// (tcx, before the tc wire): every mode's packets reach it as socket
+// buffers, the fast path's frames built into one by the veth, as a NIC
+// driver builds them, the slow path's as they were sent. So the counter
+// does the same work per packet in every mode; the native XDP counter
+// (attachCounterOf(true)) did not: a veth with XDP copies every socket
+// buffer it receives into a page first, a redirected frame not. It
+// stays there only for the UDP tests.
+//
+// The single-ENI shape keeps the native XDP counter: on this kernel
+// (6.18) frames sent back with XDP_TX to a veth with GRO but no XDP
+// program are stuck in its ring after the first 256 (the NAT's out0
+// counts the rest as xdp_tx_errors), so nothing would be counted there.
+func (tr *traffic) attachCounter() error { return tr.attachCounterOf(tr.t.singleENI) }
+
+// attachCounterOf attaches the tc counter, or with xdp the native XDP
+// counter (bench_count).
+func (tr *traffic) attachCounterOf(xdp bool) error {
 	if tr.countLink != nil {
 		return nil
 	}
 	return tr.t.inet.Do(func() error {
-		l, err := link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchCount, Interface: tr.t.inetIfindex, Flags: link.XDPDriverMode})
+		var l link.Link
+		var err error
+		if xdp {
+			l, err = link.AttachXDP(link.XDPOptions{Program: tr.objs.BenchCount, Interface: tr.t.inetIfindex, Flags: link.XDPDriverMode})
+		} else {
+			l, err = link.AttachTCX(link.TCXOptions{Program: tr.objs.BenchCountTc, Interface: tr.t.inetIfindex,
+				Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
+		}
 		if err != nil {
 			return fmt.Errorf("attach counter to %s in %s: %w", hostDev, tr.t.inet.Name, err)
 		}
