@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/internal/netns"
 )
 
@@ -38,6 +39,13 @@ type Options struct {
 
 	CostRounds int   // BPF_PROG_TEST_RUN rounds per cost figure (median); default 7
 	ScaleFlows []int // flow-map sizes of the scale test; default 1k, 100k, 1M
+	// ProfileDir: when set, every packet-rate sample at scale is
+	// profiled (profile.go) into files there, and its BPF programs' run
+	// times are notes.
+	ProfileDir string
+	// ScalePPSFlows: concurrent flows of the packet rate at scale
+	// (scale.go); default 1k, 100k, 1M; empty (not nil) leaves it out.
+	ScalePPSFlows []int
 
 	Iperf3 string // iperf3 binary; default "iperf3"
 
@@ -83,6 +91,9 @@ func (o *Options) defaults() {
 	}
 	if o.ScaleFlows == nil {
 		o.ScaleFlows = []int{1000, 100_000, 1_000_000}
+	}
+	if o.ScalePPSFlows == nil {
+		o.ScalePPSFlows = []int{1000, 100_000, 1_000_000}
 	}
 	if o.Iperf3 == "" {
 		o.Iperf3 = "iperf3"
@@ -184,6 +195,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			}
 			log.Error("bench single-ENI packet rate failed", "err", err)
 			rep.note(fmt.Sprintf("single-ENI packet rate: %v", err))
+		}
+	}
+	if ctx.Err() == nil {
+		if err := runScalePPS(ctx, log, opts, rep, bpffs, dir); err != nil {
+			log.Error("bench packet rate at scale failed", "err", err)
+			rep.note(fmt.Sprintf("packet rate at scale: %v", err))
 		}
 	}
 	if ctx.Err() == nil {
@@ -372,11 +389,16 @@ type modeSample struct {
 // runMode configures one mode, takes one sample of each figure and tears
 // the mode down.
 func runMode(ctx context.Context, log *slog.Logger, l *lab, m Mode, opts Options, bpffs, dir string) (s modeSample, err error) {
+	return runModeAs(ctx, log, l, m, modeTweaks{}, opts, bpffs, dir)
+}
+
+// runModeAs is runMode with the mode's setup changed by tw.
+func runModeAs(ctx context.Context, log *slog.Logger, l *lab, m Mode, tw modeTweaks, opts Options, bpffs, dir string) (s modeSample, err error) {
 	t, tr := l.t, l.tr
 	nan := math.NaN()
 	s = modeSample{pps: nan, fastShare: nan, bulkGbps: nan, bulkXDPGbps: nan, retrans: nan, connPerS: nan}
 	log.Info("bench: configuring")
-	nm, err := setupMode(ctx, log, t, m, bpffs, dir)
+	nm, err := setupModeAs(ctx, log, t, m, tw, bpffs, dir)
 	if err != nil {
 		return s, err
 	}
@@ -399,8 +421,15 @@ func runMode(ctx context.Context, log *slog.Logger, l *lab, m Mode, opts Options
 	}
 	defer tr.detachCounter()
 	log.Info("bench: warming up flows", "flows", opts.Flows)
-	if err := tr.warmUp(ctx, offloaded); err != nil {
+	after := datapath.DefaultOffloadAfterPackets
+	if tw.offloadAfter > 0 {
+		after = tw.offloadAfter
+	}
+	if err := tr.warmUp(ctx, offloaded, after); err != nil {
 		return s, err
+	}
+	if tr.shortfall != "" {
+		s.notes = append(s.notes, tr.shortfall)
 	}
 	// The mode's namespaces are its own: no other mode's nat table.
 	if err := checkNoLegacyNAT(t, m); err != nil {
@@ -412,7 +441,20 @@ func runMode(ctx context.Context, log *slog.Logger, l *lab, m Mode, opts Options
 			return s, err
 		}
 	}
+	var prof *profile
+	if tw.profile != "" {
+		if prof, err = startProfile(log, opts.ProfileDir, tw.profile, opts.PPSDuration); err != nil {
+			return s, err
+		}
+	}
 	ps, err := tr.measure(ctx, opts.PPSDuration)
+	if prof != nil {
+		lines, perr := prof.stop()
+		for _, l := range lines {
+			s.notes = append(s.notes, "profile: "+l)
+		}
+		err = errors.Join(err, perr)
+	}
 	if err != nil {
 		return s, err
 	}

@@ -52,6 +52,8 @@ func TestSmoke(t *testing.T) {
 		ConnWorkers:  2,
 		CostRounds:   1,
 		ScaleFlows:   []int{1000},
+		// Two sizes: more flows than one destination port takes.
+		ScalePPSFlows: []int{100, genPorts + 100},
 		// The /metrics answer time with the real hanatd, tiny tables.
 		Hanatd:         buildHanatd(t),
 		MetricsFlows:   []int{1000, 5000},
@@ -90,6 +92,16 @@ func TestSmoke(t *testing.T) {
 	for _, name := range []string{MCeilingTC, MCeilingTC1} {
 		if v, ok := rep.Get(name, ModeFastpathTC); !ok || v <= 0 {
 			t.Errorf("%s not measured (%v, %v)", name, v, ok)
+		}
+	}
+	for _, n := range []int{100, genPorts + 100} {
+		for _, m := range []Mode{ModeNftables, ModeFastpath} {
+			if v, ok := rep.Get(scalePPSName(n), m); !ok || v <= 0 {
+				t.Errorf("%s %s not measured (%v, %v)", scalePPSName(n), m, v, ok)
+			}
+		}
+		if v, ok := rep.Get(scalePPSName(n)+scaleShareInfix, ModeFastpath); !ok || v < 50 {
+			t.Errorf("%d flows: fast path carried %v%% (measured %v), want most", n, v, ok)
 		}
 	}
 	if len(rep.Auto) != 2 {
@@ -146,6 +158,7 @@ func TestModesInOwnNamespaces(t *testing.T) {
 		SkipSingleENI: true,
 		CostRounds:    1,
 		ScaleFlows:    []int{},
+		ScalePPSFlows: []int{},
 		SkipMetrics:   true,
 		SkipSync:      true,
 	})

@@ -48,6 +48,7 @@ const (
 	benchXDPProgWireTc        = "wire_tc"
 	benchXDPProgWireXdp       = "wire_xdp"
 	benchXDPVarCntDport       = "cnt_dport"
+	benchXDPVarCntDports      = "cnt_dports"
 	benchXDPVarCntSaddr       = "cnt_saddr"
 	benchXDPVarFwdDstMac      = "fwd_dst_mac"
 	benchXDPVarFwdIfindex     = "fwd_ifindex"
@@ -58,6 +59,7 @@ const (
 	benchXDPVarGenFlows       = "gen_flows"
 	benchXDPVarGenIpCheck     = "gen_ip_check"
 	benchXDPVarGenNext        = "gen_next"
+	benchXDPVarGenPorts       = "gen_ports"
 	benchXDPVarGenSaddr       = "gen_saddr"
 	benchXDPVarGenSportBase   = "gen_sport_base"
 	benchXDPVarGenSrcMac      = "gen_src_mac"
@@ -147,6 +149,7 @@ type benchXDPMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPVariableSpecs struct {
 	CntDport       *ebpf.VariableSpec `ebpf:"cnt_dport"`
+	CntDports      *ebpf.VariableSpec `ebpf:"cnt_dports"`
 	CntSaddr       *ebpf.VariableSpec `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.VariableSpec `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.VariableSpec `ebpf:"fwd_ifindex"`
@@ -157,6 +160,7 @@ type benchXDPVariableSpecs struct {
 	GenFlows       *ebpf.VariableSpec `ebpf:"gen_flows"`
 	GenIpCheck     *ebpf.VariableSpec `ebpf:"gen_ip_check"`
 	GenNext        *ebpf.VariableSpec `ebpf:"gen_next"`
+	GenPorts       *ebpf.VariableSpec `ebpf:"gen_ports"`
 	GenSaddr       *ebpf.VariableSpec `ebpf:"gen_saddr"`
 	GenSportBase   *ebpf.VariableSpec `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.VariableSpec `ebpf:"gen_src_mac"`
@@ -219,6 +223,7 @@ func (m *benchXDPMaps) Close() error {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPVariables struct {
 	CntDport       *ebpf.Variable `ebpf:"cnt_dport"`
+	CntDports      *ebpf.Variable `ebpf:"cnt_dports"`
 	CntSaddr       *ebpf.Variable `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.Variable `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.Variable `ebpf:"fwd_ifindex"`
@@ -229,6 +234,7 @@ type benchXDPVariables struct {
 	GenFlows       *ebpf.Variable `ebpf:"gen_flows"`
 	GenIpCheck     *ebpf.Variable `ebpf:"gen_ip_check"`
 	GenNext        *ebpf.Variable `ebpf:"gen_next"`
+	GenPorts       *ebpf.Variable `ebpf:"gen_ports"`
 	GenSaddr       *ebpf.Variable `ebpf:"gen_saddr"`
 	GenSportBase   *ebpf.Variable `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.Variable `ebpf:"gen_src_mac"`

@@ -46,12 +46,10 @@ func ParseMode(s string) (Mode, error) {
 
 // natMode is a configured NAT in the topology's nat namespace.
 type natMode struct {
-	mode Mode
-	log  *slog.Logger
-	t    *topo
-	// fpMode, when set, is the fast path's mode instead of the one of
-	// mode, whatever backend it picks (probeAuto).
-	fpMode string
+	mode   Mode
+	log    *slog.Logger
+	t      *topo
+	tweaks modeTweaks
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
@@ -83,13 +81,35 @@ func hanatFastNAT() datapath.NAT {
 // setupMode configures the NAT for m. bpffs is a directory on a bpffs for
 // the fast path's pins; stateDir a scratch directory.
 func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, stateDir string) (_ *natMode, err error) {
-	return setupModeAs(ctx, log, t, m, "", bpffs, stateDir)
+	return setupModeAs(ctx, log, t, m, modeTweaks{}, bpffs, stateDir)
 }
 
-// setupModeAs is setupMode with the fast path's mode fpMode (when not
-// empty) instead of m's.
-func setupModeAs(ctx context.Context, log *slog.Logger, t *topo, m Mode, fpMode, bpffs, stateDir string) (_ *natMode, err error) {
-	nm := &natMode{mode: m, log: log, t: t, fpMode: fpMode}
+// modeTweaks change a mode's setup; the zero value is the mode as hanatd
+// (or fck-nat) runs it.
+type modeTweaks struct {
+	// fpMode, when set, is the fast path's mode instead of the one of
+	// the mode, whatever backend it picks (probeAuto).
+	fpMode string
+	// maxFlows: the fast path's flow map size (entries), 0 the default.
+	maxFlows uint32
+	// offloadAfter: the packets after which a flow is offloaded, 0
+	// hanatd's default (datapath.DefaultOffloadAfterPackets).
+	offloadAfter int
+	// conntrackMax: the NAT namespace's nf_conntrack_max, 0 unchanged.
+	conntrackMax int
+	// profile: when set, the packet-rate sample is profiled under this
+	// name (Options.ProfileDir).
+	profile string
+}
+
+// setupModeAs is setupMode with tw.
+func setupModeAs(ctx context.Context, log *slog.Logger, t *topo, m Mode, tw modeTweaks, bpffs, stateDir string) (_ *natMode, err error) {
+	nm := &natMode{mode: m, log: log, t: t, tweaks: tw}
+	if tw.conntrackMax > 0 {
+		if _, err := t.nat.Run(ctx, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_max=%d", tw.conntrackMax)); err != nil {
+			return nil, fmt.Errorf("mode %s: %w", m, err)
+		}
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, nm.teardown(ctx))
@@ -119,6 +139,9 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	nat := hanatNAT()
 	if fast {
 		nat = hanatFastNAT()
+		if nm.tweaks.offloadAfter > 0 {
+			nat.Offload.AfterPackets = uint64(nm.tweaks.offloadAfter)
+		}
 	}
 	nm.slow = datapath.NewSlowpath(nm.log, nm.t.nat.FD())
 	if _, err := nm.slow.Apply(ctx, nat); err != nil {
@@ -154,7 +177,7 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
 	// The daemon's own wiring: one Controller, driven by Apply.
-	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat})
+	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat, MaxFlows: nm.tweaks.maxFlows})
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
@@ -166,13 +189,13 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	if nm.mode == ModeFastpathTC {
 		mode, backend = fastpath.XDPModeTC, fastpath.BackendTC
 	}
-	if nm.fpMode != "" {
-		mode = nm.fpMode
+	if nm.tweaks.fpMode != "" {
+		mode = nm.tweaks.fpMode
 	}
 	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: mode, SysctlsManaged: true}, nat); err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
-	if nm.fpMode != "" {
+	if nm.tweaks.fpMode != "" {
 		backend = fc.Status().Mode
 	}
 	if st := fc.Status(); st.Mode != backend || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
@@ -283,7 +306,7 @@ func probeAuto(ctx context.Context, log *slog.Logger, opts Options, rep *Report,
 	var errs []error
 	for _, sh := range shapes {
 		_, err := inLab(ctx, log, noTCP, sh.single, func(l *lab) (modeSample, error) {
-			nm, err := setupModeAs(ctx, log.With("mode", "auto", "shape", sh.name), l.t, ModeFastpath, fastpath.XDPModeAuto, bpffs, dir)
+			nm, err := setupModeAs(ctx, log.With("mode", "auto", "shape", sh.name), l.t, ModeFastpath, modeTweaks{fpMode: fastpath.XDPModeAuto}, bpffs, dir)
 			if err != nil {
 				return modeSample{}, err
 			}

@@ -141,6 +141,10 @@ func (r *Report) set(name string, mode Mode, v float64) {
 		unit, help = r.unit, r.help
 	}
 	switch {
+	case strings.HasPrefix(name, MScalePPSPrefix) && strings.HasSuffix(name, scaleShareInfix):
+		unit, help = "%", "arrivals forwarded as fast-path hits at that many flows"
+	case strings.HasPrefix(name, MScalePPSPrefix):
+		unit, help = "pps", "64-byte UDP frames/s arriving translated, two ENIs, with that many concurrent flows (all in conntrack and, with a fast path, in its map), one sample"
 	case name == MMemPerFlow:
 		unit, help = "bytes", "flow map kernel memory per entry (one direction)"
 	case name == MMemPerConn:
@@ -221,6 +225,18 @@ func (r *Report) evalTargets() {
 			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
 		{ts[6].name, ratio(MCeilingTC, ModeFastpathTC, MUDPPPS, ModeNftables), MCeilingTC + " / nftables " + MUDPPPS},
 		{ts[7].name, ratio(MCeilingTC1, ModeFastpathTC, MUDPPPS1, ModeNftables), MCeilingTC1 + " / nftables " + MUDPPPS1},
+	}
+	// Issue 15: every fast-path backend at the largest flow count.
+	if big := r.scalePPSHi(); big != "" {
+		fig := MScalePPSPrefix + big
+		for _, b := range []struct {
+			m       Mode
+			ceiling string
+		}{{ModeFastpath, MCeiling}, {ModeFastpathTC, MCeilingTC}} {
+			name := fmt.Sprintf("%s/nftables small-packet pps at %s flows", b.m, big)
+			ts = append(ts, target{name, ">= 3", ratio(fig, b.m, fig, ModeNftables), true, 3})
+			bounds = append(bounds, Bound{name, ratio(b.ceiling, b.m, fig, ModeNftables), b.ceiling + " / nftables " + fig})
+		}
 	}
 	autoTs := r.autoTargets(ratio)
 	ts = append(ts, autoTs...)
@@ -331,6 +347,36 @@ func (r *Report) scaleBounds() (lo, hi string) {
 		return "1k", "1M"
 	}
 	return names[0], names[len(names)-1]
+}
+
+// scalePPSHi names the largest flow count of the packet rate at scale
+// ("" when none was measured).
+func (r *Report) scalePPSHi() string {
+	hi, most := "", -1
+	for _, m := range r.Measurements {
+		if n, ok := strings.CutPrefix(m.Name, MScalePPSPrefix); ok && !strings.HasSuffix(n, scaleShareInfix) {
+			if v := parseHuman(n); v > most {
+				hi, most = n, v
+			}
+		}
+	}
+	return hi
+}
+
+// parseHuman undoes humanCount (-1 when s is not one of its answers).
+func parseHuman(s string) int {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1_000_000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1000, strings.TrimSuffix(s, "k")
+	}
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return -1
+	}
+	return n * mult
 }
 
 // metricsBounds names the smallest and largest /metrics sizes present.

@@ -65,9 +65,10 @@ volatile const __u8 gen_src_mac[ETH_ALEN];
 volatile const __u8 gen_dst_mac[ETH_ALEN];
 volatile const __be32 gen_saddr;
 volatile const __be32 gen_daddr;
-volatile const __u16 gen_sport_base; /* host order: flow i uses base + i */
-volatile const __be16 gen_dport;
+volatile const __u16 gen_sport_base; /* host order: flow i uses base + i % gen_ports */
+volatile const __be16 gen_dport;     /* flow i: gen_dport + i / gen_ports */
 volatile const __u32 gen_flows = 1;
+volatile const __u32 gen_ports = 65535; /* flows per destination port */
 volatile const __be16 gen_ip_check; /* constant: only the ports vary */
 volatile const __be16 gen_tot_len;  /* IPv4 total length */
 
@@ -132,13 +133,18 @@ int bench_gen(struct xdp_md *ctx)
 	if (data + GEN_HDR_LEN > data_end)
 		return XDP_ABORTED;
 	gen_next = f + 1 >= gen_flows ? 0 : f + 1;
+	/* More flows than source ports: the next destination port (one SNAT
+	 * address has a source port range per destination). */
 	write_udp_header(data, gen_dst_mac, gen_src_mac, gen_saddr, gen_daddr,
-			 bpf_htons((__u16)(gen_sport_base + f)), gen_dport, gen_tot_len, gen_ip_check);
+			 bpf_htons((__u16)(gen_sport_base + f % gen_ports)),
+			 bpf_htons((__u16)(bpf_ntohs(gen_dport) + f / gen_ports)), gen_tot_len,
+			 gen_ip_check);
 	return XDP_TX;
 }
 
 volatile const __be32 cnt_saddr;
 volatile const __be16 cnt_dport;
+volatile const __u16 cnt_dports = 1; /* ports from cnt_dport on */
 
 enum { CNT_TRANSLATED = 0, CNT_UNTRANSLATED, CNT_MAX };
 
@@ -160,7 +166,8 @@ static __always_inline int count_arrival(void *data, void *data_end)
 	__u64 *c;
 
 	if ((void *)(uh + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    ip->ihl != 5 || ip->protocol != IPPROTO_UDP || uh->dest != cnt_dport)
+	    ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+	    (__u16)(bpf_ntohs(uh->dest) - bpf_ntohs(cnt_dport)) >= cnt_dports)
 		return 0;
 	k = ip->saddr == cnt_saddr ? CNT_TRANSLATED : CNT_UNTRANSLATED;
 	c = bpf_map_lookup_elem(&cnt_packets, &k);
