@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -208,5 +209,41 @@ func TestLegacyNATCheck(t *testing.T) {
 	}
 	if err := checkNoLegacyNAT(tp, ModeIptablesLegacy); err != nil {
 		t.Fatalf("iptables_legacy's own namespace: %v", err)
+	}
+}
+
+// TestBareForwarders: in a two-ENI lab of no mode, every bare forwarder
+// (XDP native, the same XDP program generic, tc) gets its frames to the
+// receiver, and the receiver's counter then is the tc one: no XDP
+// program on inet's eth0 (which would copy every socket buffer into a
+// page, and not the frames).
+func TestBareForwarders(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, attaches XDP and tc programs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := newLab(ctx, log, Options{Flows: 16, SkipTCP: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	for k := range forwarder(fwdKinds) {
+		pps, err := l.tr.ceiling(ctx, 200*time.Millisecond, k)
+		if err != nil || pps <= 0 {
+			t.Errorf("%s: %v pps, %v", k, pps, err)
+		}
+	}
+	if err := l.tr.attachCounter(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.tr.detachCounter()
+	a, err := linkAttrs(l.t.inet, hostDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Xdp != nil && a.Xdp.Attached {
+		t.Errorf("the receiver's counter is an XDP program (id %d) on %s: socket buffers would be copied, frames not", a.Xdp.ProgId, hostDev)
 	}
 }

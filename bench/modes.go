@@ -316,8 +316,8 @@ func probeAuto(ctx context.Context, log *slog.Logger, opts Options, rep *Report,
 			all := ""
 			for i, ifc := range st.Interfaces {
 				backends = append(backends, ifc.Name+"="+ifc.Mode)
-				if ifc.Note != "" {
-					pick.Reason = strings.TrimSpace(pick.Reason + "; " + ifc.Name + ": " + ifc.Note)
+				if ifc.Note != "" && !strings.Contains(pick.Reason, ifc.Note) {
+					pick.Reason = strings.TrimPrefix(pick.Reason+"; "+ifc.Name+": "+ifc.Note, "; ")
 				}
 				if i == 0 {
 					all = ifc.Mode
