@@ -66,11 +66,11 @@ vet:
 
 # Rebuild the BPF objects with clang (bpf2go).
 generate:
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/... ./bench/
 
 # Fails when the committed bpf2go output differs from a fresh build.
 check-generate: generate
-	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed objects are stale; run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/ bench/ || { echo "bpf/, bench/: committed objects are stale; run 'make generate' and commit"; exit 1; }
 
 # Go's fuzzer can end a time-boxed run with "context deadline exceeded"
 # when the time runs out while a worker is busy (minimizing a new input);

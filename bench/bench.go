@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hanat/hanat/bpf"
+	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/internal/netns"
 )
 
 // Options configure Run. Zero values mean the defaults of a full run.
@@ -37,6 +39,13 @@ type Options struct {
 
 	CostRounds int   // BPF_PROG_TEST_RUN rounds per cost figure (median); default 7
 	ScaleFlows []int // flow-map sizes of the scale test; default 1k, 100k, 1M
+	// ProfileDir: when set, every packet-rate sample at scale is
+	// profiled (profile.go) into files there, and its BPF programs' run
+	// times are notes.
+	ProfileDir string
+	// ScalePPSFlows: concurrent flows of the packet rate at scale
+	// (scale.go); default 1k, 100k, 1M; empty (not nil) leaves it out.
+	ScalePPSFlows []int
 
 	Iperf3 string // iperf3 binary; default "iperf3"
 
@@ -83,6 +92,9 @@ func (o *Options) defaults() {
 	if o.ScaleFlows == nil {
 		o.ScaleFlows = []int{1000, 100_000, 1_000_000}
 	}
+	if o.ScalePPSFlows == nil {
+		o.ScalePPSFlows = []int{1000, 100_000, 1_000_000}
+	}
 	if o.Iperf3 == "" {
 		o.Iperf3 = "iperf3"
 	}
@@ -116,6 +128,12 @@ const (
 	MUDPPPS1      = "udp_64b_pps_single_eni"
 	MCeiling      = "udp_64b_pps_bare_xdp_forwarder"
 	MCeiling1     = "udp_64b_pps_bare_xdp_forwarder_single_eni"
+	MCeilingSKB   = "udp_64b_pps_bare_xdp_forwarder_skb"
+	MCeilingSKB1  = "udp_64b_pps_bare_xdp_forwarder_skb_single_eni"
+	MCeilingTC    = "udp_64b_pps_bare_tc_forwarder"
+	MCeilingTC1   = "udp_64b_pps_bare_tc_forwarder_single_eni"
+	MCeilingXC    = "udp_64b_pps_bare_xdp_forwarder_xdp_counter"
+	MCeilingSKBXC = "udp_64b_pps_bare_xdp_forwarder_skb_xdp_counter"
 	MFastShare1   = "udp_fastpath_hit_share_single_eni"
 	MTCPBulk      = "tcp_bulk_throughput"
 	MTCPRetrans   = "tcp_bulk_retransmits"
@@ -163,54 +181,39 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 	}
 	defer cleanup()
 
-	t, err := newTopo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err := t.close(); err != nil {
-			log.Error("bench: topology cleanup", "err", err)
-		}
-	}()
-	log.Info("bench topology up", "priv", t.priv.Name, "nat", t.nat.Name, "inet", t.inet.Name)
-	// Many short connections: a wide ephemeral port range on the client.
-	if _, err := t.priv.Run(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000"); err != nil {
-		return nil, err
-	}
-
-	tr, err := newTraffic(log, t, opts.Flows)
-	if err != nil {
-		return nil, err
-	}
-	defer tr.close()
-
-	var iperf *iperfServer
-	var conns *connServer
-	if !opts.SkipTCP {
-		if iperf, err = startIperf(ctx, t, opts.Iperf3); err != nil {
-			return nil, err
-		}
-		defer iperf.stop()
-		if conns, err = startConnServer(t, 0); err != nil {
-			return nil, err
-		}
-		defer conns.stop()
-	}
-
-	if err := runRounds(ctx, log, t, tr, opts, rep, bpffs, dir, MUDPPPS, MFastShare, MCeiling); err != nil {
+	// Every mode of every round measures in a namespace set of its own
+	// (lab): see newLab.
+	if err := runRounds(ctx, log, false, opts, rep, bpffs, dir, twoENINames); err != nil {
 		return rep, err
 	}
 	if !opts.SkipSingleENI {
-		if err := runSingleENI(ctx, log, opts, rep, bpffs, dir); err != nil {
+		udpOnly := opts
+		udpOnly.SkipTCP = true
+		if err := runRounds(ctx, log.With("shape", "single-eni"), true, udpOnly, rep, bpffs, dir, singleENINames); err != nil {
+			if ctx.Err() != nil {
+				return rep, err
+			}
 			log.Error("bench single-ENI packet rate failed", "err", err)
 			rep.note(fmt.Sprintf("single-ENI packet rate: %v", err))
 		}
 	}
+	if ctx.Err() == nil {
+		if err := runScalePPS(ctx, log, opts, rep, bpffs, dir); err != nil {
+			log.Error("bench packet rate at scale failed", "err", err)
+			rep.note(fmt.Sprintf("packet rate at scale: %v", err))
+		}
+	}
+	if ctx.Err() == nil {
+		if err := probeAuto(ctx, log, opts, rep, bpffs, dir); err != nil {
+			log.Error("bench: auto's backends", "err", err)
+			rep.note(fmt.Sprintf("auto's backends: %v", err))
+		}
+	}
 
 	// Program costs: no traffic leaves (BPF_PROG_TEST_RUN without live
-	// frames); run on a thread in priv all the same, whose loopback is
-	// the ingress interface.
-	if err := t.priv.Do(func() error { return runCosts(log, opts, rep) }); err != nil {
+	// frames); run on a thread in a namespace of their own all the same,
+	// whose loopback is the ingress interface.
+	if err := inScratchNS("hnt-benchc-", func() error { return runCosts(log, opts, rep) }); err != nil {
 		log.Error("bench program costs failed", "err", err)
 		rep.note(fmt.Sprintf("program costs: %v", err))
 	}
@@ -262,48 +265,50 @@ func scratchDirs(prefix string) (dir, bpffs string, cleanup func(), err error) {
 	}, nil
 }
 
-// runSingleENI measures the UDP packet rate of every mode again in the
-// single-ENI shape (the NAT receives and sends on one interface, the fast
-// path answers with XDP_TX), rounds interleaved as in Run.
-func runSingleENI(ctx context.Context, log *slog.Logger, opts Options, rep *Report, bpffs, dir string) error {
-	t, err := newSingleENITopo(ctx)
+// inScratchNS runs fn on a thread in a new, empty network namespace,
+// deleted afterwards.
+func inScratchNS(prefix string, fn func() error) error {
+	ns, err := netns.Create(netns.UniqueName(prefix))
 	if err != nil {
-		return err
+		return fmt.Errorf("bench: %w", err)
 	}
-	defer func() {
-		if err := t.close(); err != nil {
-			log.Error("bench: single-ENI topology cleanup", "err", err)
-		}
-	}()
-	log.Info("bench single-ENI topology up", "vpc", t.priv.Name, "nat", t.nat.Name)
-	tr, err := newTraffic(log, t, opts.Flows)
-	if err != nil {
-		return err
-	}
-	defer tr.close()
-	udpOnly := opts
-	udpOnly.SkipTCP = true
-	return runRounds(ctx, log.With("shape", "single-eni"), t, tr, udpOnly, rep, bpffs, dir, MUDPPPS1, MFastShare1, MCeiling1)
+	return errors.Join(ns.Do(fn), ns.Close())
 }
 
-// runRounds measures every mode in t, rounds interleaved (each round sets
-// every mode up in turn and takes one sample of each figure, then one of
-// the bare forwarder), and puts the medians in the report under the
-// given packet-rate, hit-share and ceiling names. A failed mode is a
-// note; only cancellation stops it.
-func runRounds(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, opts Options, rep *Report, bpffs, dir, ppsName, shareName, ceilingName string) error {
+// shapeNames are the report's names of a shape's packet-rate figures.
+type shapeNames struct {
+	pps, share string
+	// The bare forwarders (see forwarder), by kind.
+	fwd [fwdKinds]string
+}
+
+var (
+	twoENINames    = shapeNames{MUDPPPS, MFastShare, [fwdKinds]string{MCeiling, MCeilingSKB, MCeilingTC, MCeilingXC, MCeilingSKBXC}}
+	singleENINames = shapeNames{MUDPPPS1, MFastShare1, [fwdKinds]string{MCeiling1, MCeilingSKB1, MCeilingTC1}} // the shape counts with XDP: no _xdp_counter figures
+)
+
+// runRounds measures every mode in the shape, rounds interleaved (each
+// round sets every mode up in turn and takes one sample of each figure,
+// then one of each bare forwarder), and puts the medians in the report
+// under the shape's names. Each mode's sample, and each round's bare
+// forwarders, are taken in a lab of their own, removed before the next
+// is built. A failed mode is a note; only cancellation stops it.
+func runRounds(ctx context.Context, log *slog.Logger, singleENI bool, opts Options, rep *Report, bpffs, dir string, names shapeNames) error {
 	shape := ""
-	if t.singleENI {
+	if singleENI {
 		shape = "single-ENI "
 	}
 	samples := map[Mode][]modeSample{}
-	var ceilings []float64 // bare forwarder, packets/s
+	var ceilings [fwdKinds][]float64 // bare forwarders, packets/s
 	for r := 0; r < opts.Rounds; r++ {
 		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s, err := runMode(ctx, log.With("mode", m, "round", r+1), t, tr, m, opts, bpffs, dir)
+			mlog := log.With("mode", m, "round", r+1)
+			s, err := inLab(ctx, mlog, opts, singleENI, func(l *lab) (modeSample, error) {
+				return runMode(ctx, mlog, l, m, opts, bpffs, dir)
+			})
 			for _, n := range s.notes {
 				rep.note(fmt.Sprintf("%s%s round %d: %s", shape, m, r+1, n))
 			}
@@ -314,23 +319,55 @@ func runRounds(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, opts
 			}
 			samples[m] = append(samples[m], s)
 		}
-		// The bare forwarder (a failure is a note: the modes' figures
+		// The bare forwarders (a failure is a note: the modes' figures
 		// stand alone).
-		if pps, err := tr.ceiling(ctx, opts.PPSDuration); err != nil {
-			rep.note(fmt.Sprintf("%sbare forwarder round %d: %v", shape, r+1, err))
-		} else {
-			log.Info("bench: udp, bare XDP forwarder", "pps", int(pps), "round", r+1)
-			ceilings = append(ceilings, pps)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_, err := inLab(ctx, log, opts, singleENI, func(l *lab) (modeSample, error) {
+			for k := range forwarder(fwdKinds) {
+				if singleENI && (k == fwdXDPXC || k == fwdXDPSKBXC) {
+					continue // the shape's counter is the native XDP one already
+				}
+				pps, err := l.tr.ceiling(ctx, opts.PPSDuration, k)
+				if err != nil {
+					rep.note(fmt.Sprintf("%s%s round %d: %v", shape, k, r+1, err))
+					continue
+				}
+				log.Info("bench: udp, "+k.String(), "pps", int(pps), "round", r+1)
+				ceilings[k] = append(ceilings[k], pps)
+			}
+			return modeSample{}, nil
+		})
+		if err != nil {
+			rep.note(fmt.Sprintf("%sbare forwarders round %d: %v", shape, r+1, err))
 		}
 	}
 	for _, m := range opts.Modes {
-		summarize(rep, m, samples[m], ppsName, shareName)
+		summarize(rep, m, samples[m], names.pps, names.share)
 	}
-	if len(ceilings) > 0 {
-		// In the fastpath column: it is the XDP path's upper bound.
-		rep.set(ceilingName, ModeFastpath, medianOf(ceilings))
+	for k, vs := range ceilings {
+		if len(vs) > 0 {
+			// In the column of the backend they bound.
+			rep.set(names.fwd[k], forwarder(k).mode(), medianOf(vs))
+		}
 	}
 	return nil
+}
+
+// inLab runs fn in a new lab of the shape and removes the lab afterwards.
+func inLab(ctx context.Context, log *slog.Logger, opts Options, singleENI bool, fn func(*lab) (modeSample, error)) (modeSample, error) {
+	l, err := newLab(ctx, log, opts, singleENI)
+	if err != nil {
+		return modeSample{}, err
+	}
+	log.Debug("bench lab up", "priv", l.t.priv.Name, "nat", l.t.nat.Name, "inet", l.t.inet.Name)
+	s, err := fn(l)
+	if cerr := l.close(); cerr != nil {
+		log.Error("bench: lab cleanup", "err", cerr)
+		err = errors.Join(err, cerr)
+	}
+	return s, err
 }
 
 // medianOf returns the median of vs (the upper one of an even count);
@@ -351,11 +388,17 @@ type modeSample struct {
 
 // runMode configures one mode, takes one sample of each figure and tears
 // the mode down.
-func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode, opts Options, bpffs, dir string) (s modeSample, err error) {
+func runMode(ctx context.Context, log *slog.Logger, l *lab, m Mode, opts Options, bpffs, dir string) (s modeSample, err error) {
+	return runModeAs(ctx, log, l, m, modeTweaks{}, opts, bpffs, dir)
+}
+
+// runModeAs is runMode with the mode's setup changed by tw.
+func runModeAs(ctx context.Context, log *slog.Logger, l *lab, m Mode, tw modeTweaks, opts Options, bpffs, dir string) (s modeSample, err error) {
+	t, tr := l.t, l.tr
 	nan := math.NaN()
 	s = modeSample{pps: nan, fastShare: nan, bulkGbps: nan, bulkXDPGbps: nan, retrans: nan, connPerS: nan}
 	log.Info("bench: configuring")
-	nm, err := setupMode(ctx, log, t, m, bpffs, dir)
+	nm, err := setupModeAs(ctx, log, t, m, tw, bpffs, dir)
 	if err != nil {
 		return s, err
 	}
@@ -378,7 +421,18 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 	}
 	defer tr.detachCounter()
 	log.Info("bench: warming up flows", "flows", opts.Flows)
-	if err := tr.warmUp(ctx, offloaded); err != nil {
+	after := datapath.DefaultOffloadAfterPackets
+	if tw.offloadAfter > 0 {
+		after = tw.offloadAfter
+	}
+	if err := tr.warmUp(ctx, offloaded, after); err != nil {
+		return s, err
+	}
+	if tr.shortfall != "" {
+		s.notes = append(s.notes, tr.shortfall)
+	}
+	// The mode's namespaces are its own: no other mode's nat table.
+	if err := checkNoLegacyNAT(t, m); err != nil {
 		return s, err
 	}
 	var before bpf.Counters
@@ -387,7 +441,20 @@ func runMode(ctx context.Context, log *slog.Logger, t *topo, tr *traffic, m Mode
 			return s, err
 		}
 	}
+	var prof *profile
+	if tw.profile != "" {
+		if prof, err = startProfile(log, opts.ProfileDir, tw.profile, opts.PPSDuration); err != nil {
+			return s, err
+		}
+	}
 	ps, err := tr.measure(ctx, opts.PPSDuration)
+	if prof != nil {
+		lines, perr := prof.stop()
+		for _, l := range lines {
+			s.notes = append(s.notes, "profile: "+l)
+		}
+		err = errors.Join(err, perr)
+	}
 	if err != nil {
 		return s, err
 	}

@@ -3,11 +3,15 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hanat/hanat/internal/netns"
 	"github.com/hanat/hanat/internal/testtool"
 )
 
@@ -49,6 +53,8 @@ func TestSmoke(t *testing.T) {
 		ConnWorkers:  2,
 		CostRounds:   1,
 		ScaleFlows:   []int{1000},
+		// Two sizes: more flows than one destination port takes.
+		ScalePPSFlows: []int{100, genPorts + 100},
 		// The /metrics answer time with the real hanatd, tiny tables.
 		Hanatd:         buildHanatd(t),
 		MetricsFlows:   []int{1000, 5000},
@@ -79,10 +85,28 @@ func TestSmoke(t *testing.T) {
 	if v, ok := rep.Get(MTCPBulkXDP, ModeFastpath); !skipTCP && (!ok || v <= 0) {
 		t.Errorf("the XDP program forwarded none of the TCP stream (%v, %v)", v, ok)
 	}
-	for _, name := range []string{MUDPPPS1, MCeiling, MCeiling1} {
+	for _, name := range []string{MUDPPPS1, MCeiling, MCeiling1, MCeilingSKB, MCeilingSKB1, MCeilingXC, MCeilingSKBXC} {
 		if v, ok := rep.Get(name, ModeFastpath); !ok || v <= 0 {
 			t.Errorf("%s not measured (%v, %v)", name, v, ok)
 		}
+	}
+	for _, name := range []string{MCeilingTC, MCeilingTC1} {
+		if v, ok := rep.Get(name, ModeFastpathTC); !ok || v <= 0 {
+			t.Errorf("%s not measured (%v, %v)", name, v, ok)
+		}
+	}
+	for _, n := range []int{100, genPorts + 100} {
+		for _, m := range []Mode{ModeNftables, ModeFastpath} {
+			if v, ok := rep.Get(scalePPSName(n), m); !ok || v <= 0 {
+				t.Errorf("%s %s not measured (%v, %v)", scalePPSName(n), m, v, ok)
+			}
+		}
+		if v, ok := rep.Get(scalePPSName(n)+scaleShareInfix, ModeFastpath); !ok || v < 50 {
+			t.Errorf("%d flows: fast path carried %v%% (measured %v), want most", n, v, ok)
+		}
+	}
+	if len(rep.Auto) != 2 {
+		t.Errorf("auto's backends: %+v, want one pick per shape", rep.Auto)
 	}
 	if v, ok := rep.Get(MFastShare, ModeFastpath); !ok || v < 50 {
 		t.Errorf("fast path carried %v%% of the UDP arrivals (measured %v), want most", v, ok)
@@ -105,4 +129,121 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("smoke figures (tiny durations, not a benchmark):\n%s", table.String())
+}
+
+// TestModesInOwnNamespaces: iptables-legacy first, then nftables, two
+// rounds. iptables-legacy's nat table stays hooked into a namespace once
+// registered, so nftables measured in the same namespaces after it would
+// pay its hooks; runMode refuses to measure then (checkNoLegacyNAT),
+// which would leave a note and no nftables figure of that round.
+func TestModesInOwnNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, loads iptables rules")
+	}
+	if testing.Short() {
+		t.Skip("two rounds of two modes take ~15s")
+	}
+	if !testtool.Have(t, "iptables-legacy") {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var logBuf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+	rep, err := Run(ctx, log, Options{
+		Modes:         []Mode{ModeIptablesLegacy, ModeNftables},
+		Rounds:        2,
+		Flows:         16,
+		PPSDuration:   100 * time.Millisecond,
+		SkipTCP:       true,
+		SkipSingleENI: true,
+		CostRounds:    1,
+		ScaleFlows:    []int{},
+		ScalePPSFlows: []int{},
+		SkipMetrics:   true,
+		SkipSync:      true,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nlog:\n%s", err, logBuf.String())
+	}
+	for _, n := range rep.Notes {
+		if strings.Contains(n, "nat table") {
+			t.Errorf("note: %s", n)
+		}
+	}
+	for _, m := range []Mode{ModeIptablesLegacy, ModeNftables} {
+		if v, ok := rep.Get(MUDPPPS, m); !ok || v <= 0 {
+			t.Errorf("%s: no UDP packets arrived (%v, %v)", m, v, ok)
+		}
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool {
+		return strings.HasPrefix(n, string(ModeNftables)+" "+MUDPPPS+": 2 samples")
+	}) {
+		t.Errorf("nftables was not measured in both rounds; notes %q", rep.Notes)
+	}
+}
+
+// TestLegacyNATCheck: the check sees iptables-legacy's nat table in a
+// namespace where it was registered, and nothing in a fresh one.
+func TestLegacyNATCheck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	if !testtool.Have(t, "iptables-legacy") {
+		return
+	}
+	ns, err := netns.Create(netns.UniqueName("hnt-benchlg-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	tp := &topo{nat: ns}
+	if err := checkNoLegacyNAT(tp, ModeNftables); err != nil {
+		t.Fatalf("fresh namespace: %v", err)
+	}
+	if _, err := ns.Run(context.Background(), "iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNoLegacyNAT(tp, ModeNftables); err == nil {
+		t.Fatal("nat table registered, the check saw nothing")
+	}
+	if err := checkNoLegacyNAT(tp, ModeIptablesLegacy); err != nil {
+		t.Fatalf("iptables_legacy's own namespace: %v", err)
+	}
+}
+
+// TestBareForwarders: in a two-ENI lab of no mode, every bare forwarder
+// (XDP native, the same XDP program generic, tc) gets its frames to the
+// receiver, and the receiver's counter then is the tc one: no XDP
+// program on inet's eth0 (which would copy every socket buffer into a
+// page, and not the frames).
+func TestBareForwarders(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, attaches XDP and tc programs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := newLab(ctx, log, Options{Flows: 16, SkipTCP: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	for k := range forwarder(fwdKinds) {
+		pps, err := l.tr.ceiling(ctx, 200*time.Millisecond, k)
+		if err != nil || pps <= 0 {
+			t.Errorf("%s: %v pps, %v", k, pps, err)
+		}
+	}
+	if err := l.tr.attachCounter(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.tr.detachCounter()
+	a, err := linkAttrs(l.t.inet, hostDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Xdp != nil && a.Xdp.Attached {
+		t.Errorf("the receiver's counter is an XDP program (id %d) on %s: socket buffers would be copied, frames not", a.Xdp.ProgId, hostDev)
+	}
 }

@@ -38,14 +38,17 @@ const (
 	benchXDPMapWireTcPorts    = "wire_tc_ports"
 	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
 	benchXDPProgBenchCount    = "bench_count"
+	benchXDPProgBenchCountTc  = "bench_count_tc"
 	benchXDPProgBenchEmpty    = "bench_empty"
 	benchXDPProgBenchFwd      = "bench_fwd"
+	benchXDPProgBenchFwdTc    = "bench_fwd_tc"
 	benchXDPProgBenchGen      = "bench_gen"
 	benchXDPProgBenchLookup   = "bench_lookup"
 	benchXDPProgBenchSpray    = "bench_spray"
 	benchXDPProgWireTc        = "wire_tc"
 	benchXDPProgWireXdp       = "wire_xdp"
 	benchXDPVarCntDport       = "cnt_dport"
+	benchXDPVarCntDports      = "cnt_dports"
 	benchXDPVarCntSaddr       = "cnt_saddr"
 	benchXDPVarFwdDstMac      = "fwd_dst_mac"
 	benchXDPVarFwdIfindex     = "fwd_ifindex"
@@ -56,6 +59,7 @@ const (
 	benchXDPVarGenFlows       = "gen_flows"
 	benchXDPVarGenIpCheck     = "gen_ip_check"
 	benchXDPVarGenNext        = "gen_next"
+	benchXDPVarGenPorts       = "gen_ports"
 	benchXDPVarGenSaddr       = "gen_saddr"
 	benchXDPVarGenSportBase   = "gen_sport_base"
 	benchXDPVarGenSrcMac      = "gen_src_mac"
@@ -116,14 +120,16 @@ type benchXDPSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
-	BenchCount  *ebpf.ProgramSpec `ebpf:"bench_count"`
-	BenchEmpty  *ebpf.ProgramSpec `ebpf:"bench_empty"`
-	BenchFwd    *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BenchSpray  *ebpf.ProgramSpec `ebpf:"bench_spray"`
-	WireTc      *ebpf.ProgramSpec `ebpf:"wire_tc"`
-	WireXdp     *ebpf.ProgramSpec `ebpf:"wire_xdp"`
+	BenchCount   *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchCountTc *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
+	BenchEmpty   *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchFwd     *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchFwdTc   *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
+	BenchGen     *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchLookup  *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BenchSpray   *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	WireTc       *ebpf.ProgramSpec `ebpf:"wire_tc"`
+	WireXdp      *ebpf.ProgramSpec `ebpf:"wire_xdp"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
@@ -143,6 +149,7 @@ type benchXDPMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPVariableSpecs struct {
 	CntDport       *ebpf.VariableSpec `ebpf:"cnt_dport"`
+	CntDports      *ebpf.VariableSpec `ebpf:"cnt_dports"`
 	CntSaddr       *ebpf.VariableSpec `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.VariableSpec `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.VariableSpec `ebpf:"fwd_ifindex"`
@@ -153,6 +160,7 @@ type benchXDPVariableSpecs struct {
 	GenFlows       *ebpf.VariableSpec `ebpf:"gen_flows"`
 	GenIpCheck     *ebpf.VariableSpec `ebpf:"gen_ip_check"`
 	GenNext        *ebpf.VariableSpec `ebpf:"gen_next"`
+	GenPorts       *ebpf.VariableSpec `ebpf:"gen_ports"`
 	GenSaddr       *ebpf.VariableSpec `ebpf:"gen_saddr"`
 	GenSportBase   *ebpf.VariableSpec `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.VariableSpec `ebpf:"gen_src_mac"`
@@ -215,6 +223,7 @@ func (m *benchXDPMaps) Close() error {
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPVariables struct {
 	CntDport       *ebpf.Variable `ebpf:"cnt_dport"`
+	CntDports      *ebpf.Variable `ebpf:"cnt_dports"`
 	CntSaddr       *ebpf.Variable `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.Variable `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.Variable `ebpf:"fwd_ifindex"`
@@ -225,6 +234,7 @@ type benchXDPVariables struct {
 	GenFlows       *ebpf.Variable `ebpf:"gen_flows"`
 	GenIpCheck     *ebpf.Variable `ebpf:"gen_ip_check"`
 	GenNext        *ebpf.Variable `ebpf:"gen_next"`
+	GenPorts       *ebpf.Variable `ebpf:"gen_ports"`
 	GenSaddr       *ebpf.Variable `ebpf:"gen_saddr"`
 	GenSportBase   *ebpf.Variable `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.Variable `ebpf:"gen_src_mac"`
@@ -247,21 +257,25 @@ type benchXDPVariables struct {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
-	BenchCount  *ebpf.Program `ebpf:"bench_count"`
-	BenchEmpty  *ebpf.Program `ebpf:"bench_empty"`
-	BenchFwd    *ebpf.Program `ebpf:"bench_fwd"`
-	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
-	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
-	BenchSpray  *ebpf.Program `ebpf:"bench_spray"`
-	WireTc      *ebpf.Program `ebpf:"wire_tc"`
-	WireXdp     *ebpf.Program `ebpf:"wire_xdp"`
+	BenchCount   *ebpf.Program `ebpf:"bench_count"`
+	BenchCountTc *ebpf.Program `ebpf:"bench_count_tc"`
+	BenchEmpty   *ebpf.Program `ebpf:"bench_empty"`
+	BenchFwd     *ebpf.Program `ebpf:"bench_fwd"`
+	BenchFwdTc   *ebpf.Program `ebpf:"bench_fwd_tc"`
+	BenchGen     *ebpf.Program `ebpf:"bench_gen"`
+	BenchLookup  *ebpf.Program `ebpf:"bench_lookup"`
+	BenchSpray   *ebpf.Program `ebpf:"bench_spray"`
+	WireTc       *ebpf.Program `ebpf:"wire_tc"`
+	WireXdp      *ebpf.Program `ebpf:"wire_xdp"`
 }
 
 func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
+		p.BenchCountTc,
 		p.BenchEmpty,
 		p.BenchFwd,
+		p.BenchFwdTc,
 		p.BenchGen,
 		p.BenchLookup,
 		p.BenchSpray,

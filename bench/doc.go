@@ -32,9 +32,50 @@
 //
 //	vpc: eth0 198.51.100.100 + 10.0.11.10/32 ──out0─ nat 198.51.100.2
 //
-// and, in both, with a bare XDP forwarder (MACs + redirect or XDP_TX, no
-// NAT, no lookup) in place of the NAT: the ceiling of any XDP NAT on this
-// machine, which the report prints as a bound next to the target.
+// and, in both, with bare forwarders (MACs + redirect or XDP_TX, no NAT,
+// no lookup) in place of the NAT: bench_fwd in native XDP mode, the
+// ceiling of any XDP NAT on this machine; the same program in generic
+// mode, whose packets reach the receiver as socket buffers as the slow
+// path's do (the same forwarder, delivered the other way); and
+// bench_fwd_tc on tcx ingress (MACs + bpf_redirect), the tc backend's
+// bound. The report prints them as bounds next to the targets.
+//
+// Every mode of every round is measured in a namespace set (lab) of its
+// own, built for it and deleted before the next mode's is built, and the
+// bare forwarders of a round in another: iptables-legacy's nat table,
+// once registered in a namespace, stays hooked in until the namespace
+// goes, and must not charge the modes after it. runMode checks
+// /proc/net/ip_tables_names of the NAT's namespace before measuring any
+// other mode (TestModesInOwnNamespaces).
+//
+// The receiver counts on tc ingress (tcx, before the tc wire) in the
+// two-ENI shape: every mode's packets reach it as socket buffers (the XDP
+// fast path's frames built into one by the veth, as a NIC driver does),
+// so it does the same work per packet in every mode. A native XDP
+// counter, as before, copies every socket buffer into a page and not the
+// redirected frames; the bare XDP forwarder's figures under that counter
+// (_xdp_counter) show how much that favoured XDP. The single-ENI shape
+// keeps the XDP counter: frames sent back with XDP_TX to a veth with GRO
+// but no XDP program stall in its ring on this kernel.
+//
+// The packet rate is measured again at scale (scale.go): 64-byte UDP
+// with 1 k, 100 k and 1 M concurrent flows (Options.ScalePPSFlows), two
+// ENIs, through the slow path, native XDP and tc, one sample each, each
+// in a lab of its own. The generator spreads the flows over 40 k source
+// ports per destination port (one SNAT address has a port range per
+// destination) and the counter counts every destination port used. The
+// slow path holds every flow in the kernel's conntrack: the namespace's
+// nf_conntrack_max, and the host's and the hash size (global: nf_conntrack
+// hashsize, as many buckets as flows) are raised for the run and put
+// back. The fast path gets a flow map with room for four entries per
+// flow and offloads after 4 packets instead of 16 (the warm-up of 1 M
+// flows; the steady state measured does not depend on it). The targets
+// want every fast-path backend at >= 3x the slow path at 1 M flows, with
+// the bare forwarders over the slow path at 1 M as the bound.
+//
+// Last, the fast path is set up once per shape with fastpath.mode auto
+// (hanatd's default) to record the backend it picks on each interface;
+// auto's targets take that backend's column.
 //
 // and measures, in rounds (each round sets every mode up in turn and takes
 // one sample of each figure; the report has the medians, so background load
@@ -47,9 +88,9 @@
 //     real UDP checksum (pseudo-header; never 0, so the NAT's checksum
 //     update is measured; TestGenUDPChecksum verifies it from scratch;
 //     the program-cost driver's headers carry it too), and returns XDP_TX, so
-//     real frames enter the NAT far faster than any socket loop; an XDP
-//     program on inet's veth counts the translated datagrams that arrive
-//     and drops them. Before measuring, every flow is made ASSURED in
+//     real frames enter the NAT far faster than any socket loop; a
+//     program on inet's veth (tc ingress, see above) counts the translated
+//     datagrams that arrive and drops them. Before measuring, every flow is made ASSURED in
 //     conntrack (a datagram, a reply, and another datagram more than two
 //     seconds later), the same way in every mode, so the offload engine
 //     offloads them. veth hands XDP frames to its peer's NAPI on the same
@@ -155,6 +196,7 @@
 // to receive XDP frames). Nothing outside the namespaces is touched: the
 // fast path's pins live on a private bpffs mounted in a temporary
 // directory, the host's nf_conntrack_max is left alone except for the
-// /metrics figure (above), and everything is removed at the end, also on
-// error or interrupt.
+// /metrics figure (above) and the packet rate at scale (which also
+// raises the conntrack hash size), and everything is removed at the end,
+// also on error or interrupt.
 package bench

@@ -288,24 +288,31 @@ const hostConntrackMax = "/proc/sys/net/netfilter/nf_conntrack_max"
 // raiseConntrackMax makes the host's nf_conntrack_max at least want and
 // returns what puts the old value back.
 func raiseConntrackMax(log *slog.Logger, want int) (func(), error) {
-	b, err := os.ReadFile(hostConntrackMax)
+	return raiseHostSetting(log, hostConntrackMax, "nf_conntrack_max", "a namespace's cannot exceed it", want)
+}
+
+// raiseHostSetting makes the host's integer setting at path (a sysctl or
+// module parameter, called name) at least want and returns what puts
+// the old value back; why is said in the log.
+func raiseHostSetting(log *slog.Logger, path, name, why string, want int) (func(), error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("bench metrics: %w", err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	old, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("bench metrics: %s: %q: %w", hostConntrackMax, b, err)
+		return nil, fmt.Errorf("bench: %s: %q: %w", path, b, err)
 	}
 	if old >= want {
 		return func() {}, nil
 	}
-	log.Info("bench: raising the host's nf_conntrack_max for the run (a namespace's cannot exceed it)", "from", old, "to", want)
-	if err := os.WriteFile(hostConntrackMax, []byte(strconv.Itoa(want)), 0o644); err != nil {
-		return nil, fmt.Errorf("bench metrics: raise %s to %d: %w", hostConntrackMax, want, err)
+	log.Info("bench: raising the host's "+name+" for the run ("+why+")", "from", old, "to", want)
+	if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: raise %s to %d: %w", path, want, err)
 	}
 	return func() {
-		if err := os.WriteFile(hostConntrackMax, []byte(strconv.Itoa(old)), 0o644); err != nil {
-			log.Error("bench: restore the host's nf_conntrack_max", "value", old, "err", err)
+		if err := os.WriteFile(path, []byte(strconv.Itoa(old)), 0o644); err != nil {
+			log.Error("bench: restore the host's "+name, "value", old, "err", err)
 		}
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hanat/hanat/bpf"
@@ -45,9 +46,10 @@ func ParseMode(s string) (Mode, error) {
 
 // natMode is a configured NAT in the topology's nat namespace.
 type natMode struct {
-	mode Mode
-	log  *slog.Logger
-	t    *topo
+	mode   Mode
+	log    *slog.Logger
+	t      *topo
+	tweaks modeTweaks
 
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
@@ -79,7 +81,35 @@ func hanatFastNAT() datapath.NAT {
 // setupMode configures the NAT for m. bpffs is a directory on a bpffs for
 // the fast path's pins; stateDir a scratch directory.
 func setupMode(ctx context.Context, log *slog.Logger, t *topo, m Mode, bpffs, stateDir string) (_ *natMode, err error) {
-	nm := &natMode{mode: m, log: log, t: t}
+	return setupModeAs(ctx, log, t, m, modeTweaks{}, bpffs, stateDir)
+}
+
+// modeTweaks change a mode's setup; the zero value is the mode as hanatd
+// (or fck-nat) runs it.
+type modeTweaks struct {
+	// fpMode, when set, is the fast path's mode instead of the one of
+	// the mode, whatever backend it picks (probeAuto).
+	fpMode string
+	// maxFlows: the fast path's flow map size (entries), 0 the default.
+	maxFlows uint32
+	// offloadAfter: the packets after which a flow is offloaded, 0
+	// hanatd's default (datapath.DefaultOffloadAfterPackets).
+	offloadAfter int
+	// conntrackMax: the NAT namespace's nf_conntrack_max, 0 unchanged.
+	conntrackMax int
+	// profile: when set, the packet-rate sample is profiled under this
+	// name (Options.ProfileDir).
+	profile string
+}
+
+// setupModeAs is setupMode with tw.
+func setupModeAs(ctx context.Context, log *slog.Logger, t *topo, m Mode, tw modeTweaks, bpffs, stateDir string) (_ *natMode, err error) {
+	nm := &natMode{mode: m, log: log, t: t, tweaks: tw}
+	if tw.conntrackMax > 0 {
+		if _, err := t.nat.Run(ctx, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_max=%d", tw.conntrackMax)); err != nil {
+			return nil, fmt.Errorf("mode %s: %w", m, err)
+		}
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, nm.teardown(ctx))
@@ -109,6 +139,9 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	nat := hanatNAT()
 	if fast {
 		nat = hanatFastNAT()
+		if nm.tweaks.offloadAfter > 0 {
+			nat.Offload.AfterPackets = uint64(nm.tweaks.offloadAfter)
+		}
 	}
 	nm.slow = datapath.NewSlowpath(nm.log, nm.t.nat.FD())
 	if _, err := nm.slow.Apply(ctx, nat); err != nil {
@@ -144,7 +177,7 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
 	// The daemon's own wiring: one Controller, driven by Apply.
-	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat})
+	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat, MaxFlows: nm.tweaks.maxFlows})
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
@@ -156,8 +189,14 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	if nm.mode == ModeFastpathTC {
 		mode, backend = fastpath.XDPModeTC, fastpath.BackendTC
 	}
+	if nm.tweaks.fpMode != "" {
+		mode = nm.tweaks.fpMode
+	}
 	if err := fc.Apply(ctx, fastpath.Config{Enabled: true, Mode: mode, SysctlsManaged: true}, nat); err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
+	}
+	if nm.tweaks.fpMode != "" {
+		backend = fc.Status().Mode
 	}
 	if st := fc.Status(); st.Mode != backend || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
 		return fmt.Errorf("mode %s: fast path is %q on %+v (%s), want %s on the NAT's %d interfaces with its engine", nm.mode, st.Mode, st.Interfaces, st.Reason+st.EngineError, backend, nm.t.interfaces())
@@ -229,5 +268,78 @@ func (nm *natMode) teardown(ctx context.Context) error {
 	if err := flushConntrack(ctx, nm.t.nat); err != nil {
 		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
+}
+
+// AutoPick is the backend fastpath.mode auto chose in one shape of the
+// benchmark, and the mode whose column measured that backend.
+type AutoPick struct {
+	Shape   string `json:"shape"`
+	Backend string `json:"backend"`          // per interface, e.g. "in0=tc out0=tc"
+	Mode    Mode   `json:"mode,omitempty"`   // fastpath or fastpath_tc; empty when mixed
+	Reason  string `json:"reason,omitempty"` // auto's own words (Status.Reason and notes)
+}
+
+// Shapes of the auto picks.
+const (
+	ShapeTwoENI    = "two ENIs"
+	ShapeSingleENI = "one ENI"
+)
+
+// probeAuto sets the fast path up with fastpath.mode auto, as hanatd's
+// default, in a lab of each shape and records the backend it picks on
+// each interface (rep.Auto); evalTargets then gives auto's ratio per
+// shape from the column of that backend.
+func probeAuto(ctx context.Context, log *slog.Logger, opts Options, rep *Report, bpffs, dir string) error {
+	shapes := []struct {
+		name   string
+		single bool
+	}{{ShapeTwoENI, false}}
+	if !opts.SkipSingleENI {
+		shapes = append(shapes, struct {
+			name   string
+			single bool
+		}{ShapeSingleENI, true})
+	}
+	noTCP := opts
+	noTCP.SkipTCP = true
+	var errs []error
+	for _, sh := range shapes {
+		_, err := inLab(ctx, log, noTCP, sh.single, func(l *lab) (modeSample, error) {
+			nm, err := setupModeAs(ctx, log.With("mode", "auto", "shape", sh.name), l.t, ModeFastpath, modeTweaks{fpMode: fastpath.XDPModeAuto}, bpffs, dir)
+			if err != nil {
+				return modeSample{}, err
+			}
+			st := nm.fast.Status()
+			pick := AutoPick{Shape: sh.name, Reason: st.Reason}
+			var backends []string
+			all := ""
+			for i, ifc := range st.Interfaces {
+				backends = append(backends, ifc.Name+"="+ifc.Mode)
+				if ifc.Note != "" && !strings.Contains(pick.Reason, ifc.Note) {
+					pick.Reason = strings.TrimPrefix(pick.Reason+"; "+ifc.Name+": "+ifc.Note, "; ")
+				}
+				if i == 0 {
+					all = ifc.Mode
+				} else if all != ifc.Mode {
+					all = "mixed"
+				}
+			}
+			pick.Backend = strings.Join(backends, " ")
+			switch all {
+			case fastpath.XDPNative:
+				pick.Mode = ModeFastpath
+			case fastpath.BackendTC:
+				pick.Mode = ModeFastpathTC
+			}
+			rep.Auto = append(rep.Auto, pick)
+			log.Info("bench: auto's backend", "shape", sh.name, "backend", pick.Backend, "reason", pick.Reason)
+			return modeSample{}, nm.teardown(context.WithoutCancel(ctx))
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", sh.name, err))
+		}
+	}
+	rep.evalTargets()
 	return errors.Join(errs...)
 }

@@ -42,18 +42,27 @@ type Report struct {
 	// for a target, measured with programs that do less than the NAT:
 	// the bare forwarder for the packet rate, floor + flow lookup for
 	// the program cost and the flow lookup alone for the scale test.
-	Bounds []Bound  `json:"bounds,omitempty"`
-	Notes  []string `json:"notes,omitempty"`
+	Bounds []Bound `json:"bounds,omitempty"`
+	// Auto is the backend fastpath.mode auto picks in each shape
+	// (probeAuto); the targets give its ratio from that backend's column.
+	Auto  []AutoPick `json:"auto,omitempty"`
+	Notes []string   `json:"notes,omitempty"`
 }
 
 // rows are the measurements in report order with unit and help text.
 var rows = []struct{ name, unit, help string }{
-	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, over Options.Flows flows (default 1024)"},
+	{MUDPPPS, "pps", "64-byte UDP frames/s arriving translated, over Options.Flows flows (default 1024), counted on the receiver's tc ingress (the same work per packet in every mode)"},
 	{MFastShare, "%", "arrivals forwarded as XDP fast-path hits"},
-	{MUDPPPS1, "pps", "the same in the single-ENI shape (one NAT interface, fast path sends with XDP_TX)"},
+	{MUDPPPS1, "pps", "the same in the single-ENI shape (one NAT interface, fast path sends with XDP_TX), counted by the native XDP counter (frames XDP_TX'd to a veth without XDP stall on this kernel)"},
 	{MFastShare1, "%", "arrivals forwarded as XDP fast-path hits, single ENI"},
 	{MCeiling, "pps", "the same chain with a bare XDP forwarder (MACs + redirect, no NAT, no lookup) in place of the NAT: the most any XDP NAT can reach here"},
 	{MCeiling1, "pps", "the same, single ENI (MACs + XDP_TX)"},
+	{MCeilingSKB, "pps", "the same bare XDP forwarder in generic mode: its packets reach the counter as socket buffers, as the slow path's do (the other delivery of the same forwarder)"},
+	{MCeilingSKB1, "pps", "the same, single ENI"},
+	{MCeilingXC, "pps", "the bare XDP forwarder (native) counted by a native XDP counter, the benchmark's counter before (frames, no copy)"},
+	{MCeilingSKBXC, "pps", "the bare XDP forwarder (generic) counted by the native XDP counter: every socket buffer copied into a page at the receiver"},
+	{MCeilingTC, "pps", "the same chain with a bare tc forwarder (tcx ingress: MACs + bpf_redirect, no NAT, no lookup) in place of the NAT: the tc backend's bound"},
+	{MCeilingTC1, "pps", "the same, single ENI (redirect back out of the receiving interface)"},
 	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
 	{MTCPBulkXDP, "Gbit/s", "outbound IPv4 bytes the XDP program forwarded itself during the iperf3 run (incl. its omitted first second)"},
 	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
@@ -132,6 +141,10 @@ func (r *Report) set(name string, mode Mode, v float64) {
 		unit, help = r.unit, r.help
 	}
 	switch {
+	case strings.HasPrefix(name, MScalePPSPrefix) && strings.HasSuffix(name, scaleShareInfix):
+		unit, help = "%", "arrivals forwarded as fast-path hits at that many flows"
+	case strings.HasPrefix(name, MScalePPSPrefix):
+		unit, help = "pps", "64-byte UDP frames/s arriving translated, two ENIs, with that many concurrent flows (all in conntrack and, with a fast path, in its map), one sample"
 	case name == MMemPerFlow:
 		unit, help = "bytes", "flow map kernel memory per entry (one direction)"
 	case name == MMemPerConn:
@@ -192,6 +205,11 @@ func (r *Report) evalTargets() {
 		{"NAT program / floor, driver subtracted", "<= 1.5", value(MProgOwnRatio, ModeFastpath), false, 1.5},
 		{"fast path cost " + scaleHi + " / " + scaleLo + " flows", "<= 1.2", ratio(MScalePrefix+scaleHi, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath), false, 1.2},
 		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},
+		// Issue 15: the tc backend.
+		{"fastpath_tc/nftables small-packet pps, two ENIs", ">= 2", ratio(MUDPPPS, ModeFastpathTC, MUDPPPS, ModeNftables), true, 2},
+		{"fastpath_tc/nftables small-packet pps, single ENI", ">= 2", ratio(MUDPPPS1, ModeFastpathTC, MUDPPPS1, ModeNftables), true, 2},
+		{"fastpath_tc/nftables TCP bulk", ">= 1.2", ratio(MTCPBulk, ModeFastpathTC, MTCPBulk, ModeNftables), true, 1.2},
+		{"fastpath / bare XDP forwarder pps, two ENIs", ">= 0.95", ratio(MUDPPPS, ModeFastpath, MCeiling, ModeFastpath), true, 0.95},
 		{"new conn/s offload on/off", ">= 0.95", ratio(MConnRate, ModeFastpath, MConnRate, ModeNftables), true, 0.95},
 		// Issue 12: an absolute bound (the "ratio" is the slowest answer in ms) and flatness.
 		{"/metrics slowest answer, ms, " + metricsHi + " flows", fmt.Sprintf("<= %d", metricsTargetMS),
@@ -205,7 +223,23 @@ func (r *Report) evalTargets() {
 		{ts[2].name, ratio(MProgLookup, ModeFastpath, MProgFloor, ModeFastpath), MProgLookup + " / " + MProgFloor},
 		{ts[4].name, ratio(MScalePrefix+scaleHi+scaleLookupInfix, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath),
 			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
+		{ts[6].name, ratio(MCeilingTC, ModeFastpathTC, MUDPPPS, ModeNftables), MCeilingTC + " / nftables " + MUDPPPS},
+		{ts[7].name, ratio(MCeilingTC1, ModeFastpathTC, MUDPPPS1, ModeNftables), MCeilingTC1 + " / nftables " + MUDPPPS1},
 	}
+	// Issue 15: every fast-path backend at the largest flow count.
+	if big := r.scalePPSHi(); big != "" {
+		fig := MScalePPSPrefix + big
+		for _, b := range []struct {
+			m       Mode
+			ceiling string
+		}{{ModeFastpath, MCeiling}, {ModeFastpathTC, MCeilingTC}} {
+			name := fmt.Sprintf("%s/nftables small-packet pps at %s flows", b.m, big)
+			ts = append(ts, target{name, ">= 3", ratio(fig, b.m, fig, ModeNftables), true, 3})
+			bounds = append(bounds, Bound{name, ratio(b.ceiling, b.m, fig, ModeNftables), b.ceiling + " / nftables " + fig})
+		}
+	}
+	autoTs := r.autoTargets(ratio)
+	ts = append(ts, autoTs...)
 	// Issue 14: the state sync.
 	syncTs, syncBounds := r.syncTargets(value)
 	ts = append(ts, syncTs...)
@@ -228,6 +262,35 @@ func (r *Report) evalTargets() {
 		}
 		r.Targets = append(r.Targets, out)
 	}
+}
+
+// autoShapes are the figures of each shape auto can choose in.
+var autoShapes = []struct{ shape, figure, what string }{
+	{ShapeSingleENI, MUDPPPS1, "small-packet pps, one ENI"},
+	{ShapeTwoENI, MUDPPPS, "small-packet pps, two ENIs"},
+	{ShapeTwoENI, MTCPBulk, "TCP bulk, two ENIs"},
+	{ShapeTwoENI, MConnRate, "new conn/s, two ENIs"},
+}
+
+// autoTargets: auto never below the slow path, in each shape, from the
+// column of the backend it picked there (not measured when it picked a
+// mix, or nothing was probed).
+func (r *Report) autoTargets(ratio func(string, Mode, string, Mode) *float64) []target {
+	var ts []target
+	for _, sh := range autoShapes {
+		name := "auto/nftables " + sh.what
+		var v *float64
+		for _, p := range r.Auto {
+			if p.Shape == sh.shape {
+				name = fmt.Sprintf("auto (%s)/nftables %s", p.Backend, sh.what)
+				if p.Mode != "" {
+					v = ratio(sh.figure, p.Mode, sh.figure, ModeNftables)
+				}
+			}
+		}
+		ts = append(ts, target{name, ">= 1", v, true, 1})
+	}
+	return ts
 }
 
 // target is a goal as evalTargets checks it: a figure (or ratio) r, at
@@ -286,6 +349,36 @@ func (r *Report) scaleBounds() (lo, hi string) {
 	return names[0], names[len(names)-1]
 }
 
+// scalePPSHi names the largest flow count of the packet rate at scale
+// ("" when none was measured).
+func (r *Report) scalePPSHi() string {
+	hi, most := "", -1
+	for _, m := range r.Measurements {
+		if n, ok := strings.CutPrefix(m.Name, MScalePPSPrefix); ok && !strings.HasSuffix(n, scaleShareInfix) {
+			if v := parseHuman(n); v > most {
+				hi, most = n, v
+			}
+		}
+	}
+	return hi
+}
+
+// parseHuman undoes humanCount (-1 when s is not one of its answers).
+func parseHuman(s string) int {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1_000_000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1000, strings.TrimSuffix(s, "k")
+	}
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return -1
+	}
+	return n * mult
+}
+
 // metricsBounds names the smallest and largest /metrics sizes present.
 func (r *Report) metricsBounds() (lo, hi string) {
 	var names []string
@@ -334,7 +427,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "targets (issues 5, 12 and 14):")
+	if len(r.Auto) > 0 {
+		fmt.Fprintln(w, "fastpath.mode auto picks (its figures are those of that backend's column):")
+		for _, p := range r.Auto {
+			col := string(p.Mode)
+			if col == "" {
+				col = "none (a mix of backends)"
+			}
+			fmt.Fprintf(w, "  %-10s %-28s column %s  (%s)\n", p.Shape, p.Backend, col, p.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "targets (issues 5, 12, 14 and 15):")
 	for _, t := range r.Targets {
 		state := "not measured"
 		if t.Met != nil {

@@ -173,3 +173,50 @@ func TestCostArithmetic(t *testing.T) {
 		}
 	}
 }
+
+// TestReportAutoAndTCBounds: auto's ratio per shape comes from the column
+// of the backend it picked there (none for a mix), and the bare tc
+// forwarder bounds the tc targets.
+func TestReportAutoAndTCBounds(t *testing.T) {
+	r := newReport()
+	r.set(MUDPPPS, ModeNftables, 500_000)
+	r.set(MUDPPPS, ModeFastpath, 2_000_000)
+	r.set(MUDPPPS, ModeFastpathTC, 1_000_000)
+	r.set(MUDPPPS1, ModeNftables, 400_000)
+	r.set(MUDPPPS1, ModeFastpath, 1_600_000)
+	r.set(MCeilingTC, ModeFastpathTC, 1_500_000)
+	r.Auto = []AutoPick{
+		{Shape: ShapeTwoENI, Backend: "in0=tc out0=tc", Mode: ModeFastpathTC},
+		{Shape: ShapeSingleENI, Backend: "out0=native in0=tc"},
+	}
+	r.evalTargets()
+	got := map[string]Target{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg
+	}
+	if tg := got["auto (in0=tc out0=tc)/nftables small-packet pps, two ENIs"]; tg.Ratio == nil || *tg.Ratio != 2 || !*tg.Met {
+		t.Errorf("auto two ENIs %+v, want the tc column's 2, met", tg)
+	}
+	if tg, ok := got["auto (out0=native in0=tc)/nftables small-packet pps, one ENI"]; !ok || tg.Ratio != nil {
+		t.Errorf("auto one ENI (mixed) %+v (present %v), want listed, not measured", tg, ok)
+	}
+	if tg := got["fastpath_tc/nftables small-packet pps, two ENIs"]; tg.Ratio == nil || *tg.Ratio != 2 || !*tg.Met {
+		t.Errorf("tc pps target %+v, want 2 met", tg)
+	}
+	found := false
+	for _, b := range r.Bounds {
+		if b.Target == "fastpath_tc/nftables small-packet pps, two ENIs" {
+			found = b.Ratio != nil && *b.Ratio == 3
+		}
+	}
+	if !found {
+		t.Errorf("bounds %+v, want the bare tc forwarder's 3 for the tc pps target", r.Bounds)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "column fastpath_tc") || !strings.Contains(buf.String(), "none (a mix of backends)") {
+		t.Errorf("table does not say what auto picks:\n%s", buf.String())
+	}
+}

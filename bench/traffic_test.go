@@ -40,13 +40,16 @@ func TestGenUDPChecksum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const flows = 300
+	// More flows than ports per destination: the generator moves on to
+	// the next destination port every 100 flows (as genPorts in a run).
+	const flows, ports = 300, 100
 	if err := setVars(spec, map[string]any{
 		"gen_saddr":      privAddr.As4(),
 		"gen_daddr":      inetAddr.As4(),
 		"gen_sport_base": uint16(genSportBase),
 		"gen_dport":      be16(genDport),
 		"gen_flows":      uint32(flows),
+		"gen_ports":      uint32(ports),
 		"gen_tot_len":    be16(genFrameLen - 14),
 	}); err != nil {
 		t.Fatal(err)
@@ -62,8 +65,8 @@ func TestGenUDPChecksum(t *testing.T) {
 		if err != nil || ret != 3 { // XDP_TX
 			t.Fatalf("flow %d: ret %d, %v", i, ret, err)
 		}
-		if sp := binary.BigEndian.Uint16(out[34:]); sp != uint16(genSportBase+i) {
-			t.Fatalf("flow %d: source port %d", i, sp)
+		if sp, dp := binary.BigEndian.Uint16(out[34:]), binary.BigEndian.Uint16(out[36:]); sp != uint16(genSportBase+i%ports) || dp != uint16(genDport+i/ports) {
+			t.Fatalf("flow %d: ports %d -> %d, want %d -> %d", i, sp, dp, genSportBase+i%ports, genDport+i/ports)
 		}
 		udpSumOK(t, out)
 	}

@@ -11,15 +11,22 @@
  *               through the veth into the NAT. Live-frame pages are recycled
  *               after the receivers rewrote them in place (TTL, MACs, NAT),
  *               so every header byte is written on every run.
- *  bench_count  on the internet host's veth: counts the generator's UDP
- *               datagrams (destination port cnt_dport) as they arrive after
- *               NAT, as translated (source cnt_saddr) or not, and drops them;
- *               everything else passes to the stack (iperf3, ARP, ...).
+ *  bench_count_tc on the internet host's veth, tc ingress (tcx, first):
+ *               counts the generator's UDP datagrams (destination port
+ *               cnt_dport) as they arrive after NAT, as translated (source
+ *               cnt_saddr) or not, and drops them; everything else goes on
+ *               (the tc wire, iperf3, ARP, ...). Every mode's packets
+ *               reach it as socket buffers: the same work per packet.
+ *  bench_count  the same counter as a native XDP program (the benchmark's
+ *               counter before; kept to show its asymmetry: a socket buffer
+ *               arriving at a veth with XDP is copied into a page first, a
+ *               redirected frame is not).
  *  bench_fwd    the ceiling: on the NAT's receiving interface in place of
  *               the NAT, a bare forwarder (write the MACs, then XDP_TX, or
  *               redirect to fwd_ifindex through fwd_port). No NAT, no flow
  *               lookup: the packet rate of the same chain with the least an
  *               XDP forwarder can do, which bounds any XDP NAT's rate here.
+ *  bench_fwd_tc the tc bound: the same on tc ingress (MACs, bpf_redirect).
  *  bench_lookup the floor plus the fast path's flow lookup: builds the same
  *               16-byte key from the frame, looks it up in `flows` (the
  *               fast path's own map, passed in at load), swaps the MACs and
@@ -58,9 +65,10 @@ volatile const __u8 gen_src_mac[ETH_ALEN];
 volatile const __u8 gen_dst_mac[ETH_ALEN];
 volatile const __be32 gen_saddr;
 volatile const __be32 gen_daddr;
-volatile const __u16 gen_sport_base; /* host order: flow i uses base + i */
-volatile const __be16 gen_dport;
+volatile const __u16 gen_sport_base; /* host order: flow i uses base + i % gen_ports */
+volatile const __be16 gen_dport;     /* flow i: gen_dport + i / gen_ports */
 volatile const __u32 gen_flows = 1;
+volatile const __u32 gen_ports = 65535; /* flows per destination port */
 volatile const __be16 gen_ip_check; /* constant: only the ports vary */
 volatile const __be16 gen_tot_len;  /* IPv4 total length */
 
@@ -125,13 +133,18 @@ int bench_gen(struct xdp_md *ctx)
 	if (data + GEN_HDR_LEN > data_end)
 		return XDP_ABORTED;
 	gen_next = f + 1 >= gen_flows ? 0 : f + 1;
+	/* More flows than source ports: the next destination port (one SNAT
+	 * address has a source port range per destination). */
 	write_udp_header(data, gen_dst_mac, gen_src_mac, gen_saddr, gen_daddr,
-			 bpf_htons((__u16)(gen_sport_base + f)), gen_dport, gen_tot_len, gen_ip_check);
+			 bpf_htons((__u16)(gen_sport_base + f % gen_ports)),
+			 bpf_htons((__u16)(bpf_ntohs(gen_dport) + f / gen_ports)), gen_tot_len,
+			 gen_ip_check);
 	return XDP_TX;
 }
 
 volatile const __be32 cnt_saddr;
 volatile const __be16 cnt_dport;
+volatile const __u16 cnt_dports = 1; /* ports from cnt_dport on */
 
 enum { CNT_TRANSLATED = 0, CNT_UNTRANSLATED, CNT_MAX };
 
@@ -142,11 +155,10 @@ struct {
 	__type(value, __u64);
 } cnt_packets SEC(".maps");
 
-SEC("xdp")
-int bench_count(struct xdp_md *ctx)
+/* Counts one arrival if it is one of the generators' datagrams (1), else
+ * leaves it alone (0). The same work whatever delivered the packet. */
+static __always_inline int count_arrival(void *data, void *data_end)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip = (void *)(eth + 1);
 	struct udphdr *uh = (void *)(ip + 1);
@@ -154,13 +166,35 @@ int bench_count(struct xdp_md *ctx)
 	__u64 *c;
 
 	if ((void *)(uh + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    ip->ihl != 5 || ip->protocol != IPPROTO_UDP || uh->dest != cnt_dport)
-		return XDP_PASS;
+	    ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+	    (__u16)(bpf_ntohs(uh->dest) - bpf_ntohs(cnt_dport)) >= cnt_dports)
+		return 0;
 	k = ip->saddr == cnt_saddr ? CNT_TRANSLATED : CNT_UNTRANSLATED;
 	c = bpf_map_lookup_elem(&cnt_packets, &k);
 	if (c)
 		*c += 1;
-	return XDP_DROP;
+	return 1;
+}
+
+SEC("xdp")
+int bench_count(struct xdp_md *ctx)
+{
+	return count_arrival((void *)(long)ctx->data, (void *)(long)ctx->data_end) ? XDP_DROP : XDP_PASS;
+}
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+
+/* The counter on tc ingress (tcx, first in the chain): every packet
+ * reaches it as a socket buffer, the slow path's as it was sent, the XDP
+ * fast path's frames built into one by the veth as a NIC driver builds
+ * them. Whatever is not counted goes on to the next program (the tc
+ * wire) or the stack. */
+SEC("tc")
+int bench_count_tc(struct __sk_buff *skb)
+{
+	return count_arrival((void *)(long)skb->data, (void *)(long)skb->data_end) ? TC_ACT_SHOT
+										   : TC_ACT_UNSPEC;
 }
 
 volatile const __u8 fwd_src_mac[ETH_ALEN];
@@ -174,23 +208,39 @@ struct {
 	__type(value, __u32);
 } fwd_port SEC(".maps");
 
-SEC("xdp")
-int bench_fwd(struct xdp_md *ctx)
+static __always_inline int fwd_write_macs(void *data, void *data_end)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
+		return 0;
 #pragma unroll
 	for (int i = 0; i < ETH_ALEN; i++) {
 		eth->h_dest[i] = fwd_dst_mac[i];
 		eth->h_source[i] = fwd_src_mac[i];
 	}
+	return 1;
+}
+
+SEC("xdp")
+int bench_fwd(struct xdp_md *ctx)
+{
+	if (!fwd_write_macs((void *)(long)ctx->data, (void *)(long)ctx->data_end))
+		return XDP_PASS;
 	if (!fwd_ifindex)
 		return XDP_TX;
 	return bpf_redirect_map(&fwd_port, fwd_ifindex, XDP_PASS);
+}
+
+/* The tc bound: the same bare forwarder on tc ingress (MACs, then
+ * bpf_redirect to fwd_ifindex's egress, or back out of the receiving
+ * interface when it is 0), no NAT, no lookup. */
+SEC("tc")
+int bench_fwd_tc(struct __sk_buff *skb)
+{
+	if (!fwd_write_macs((void *)(long)skb->data, (void *)(long)skb->data_end))
+		return TC_ACT_UNSPEC;
+	return bpf_redirect(fwd_ifindex ? fwd_ifindex : skb->ifindex, 0);
 }
 
 /* The fast path's flow key and map (same layout as bpf/fastpath.c; the
@@ -261,7 +311,6 @@ int wire_xdp(struct xdp_md *ctx)
 }
 
 /* struct __sk_buff is hanat_kernel.h's. */
-#define TC_ACT_OK 0
 #define WIRE_TC_PORTS 256
 
 /* index: ingress ifindex, value: where its packets go (0: none) */

@@ -28,7 +28,7 @@ func main() {
 
 func run() error {
 	var opts bench.Options
-	modes := flag.String("modes", "nftables,fastpath,iptables_legacy", "modes to measure, in order")
+	modes := flag.String("modes", allModes(), "modes to measure, in order")
 	flag.IntVar(&opts.Flows, "flows", 1024, "UDP flows of the packet-rate test")
 	flag.DurationVar(&opts.PPSDuration, "pps-duration", 2*time.Second, "one packet-rate sample")
 	flag.IntVar(&opts.Rounds, "rounds", 3, "rounds over all modes, one sample of each figure per round (medians reported)")
@@ -37,7 +37,8 @@ func run() error {
 	flag.BoolVar(&opts.SkipTCP, "skip-tcp", false, "skip iperf3 and the connection rate")
 	flag.BoolVar(&opts.SkipSingleENI, "skip-single-eni", false, "skip the packet-rate test in the single-ENI shape")
 	scale := flag.String("scale-flows", "1000,100000,1000000", "flow-map sizes of the scale test")
-	timeout := flag.Duration("timeout", 10*time.Minute, "give up (and clean up) after this long")
+	scalePPS := flag.String("scale-pps-flows", "1000,100000,1000000", "concurrent flows of the packet rate at scale (slow path, XDP, tc); empty leaves it out")
+	timeout := flag.Duration("timeout", 15*time.Minute, "give up (and clean up) after this long")
 	flag.IntVar(&opts.CostRounds, "cost-rounds", 0, "BPF_PROG_TEST_RUN rounds per program-cost figure (median); 0 means the default")
 	costsOnly := flag.Bool("costs-only", false, "measure only the program costs and the flow-map scale test (BPF_PROG_TEST_RUN, no traffic, no modes)")
 	metricsOnly := flag.Bool("metrics-only", false, "measure only hanatd's /metrics answer time with -metrics-flows NATed flows in conntrack")
@@ -52,6 +53,7 @@ func run() error {
 	flag.DurationVar(&opts.StormDuration, "storm-duration", 3*time.Second, "one storm sample")
 	flag.IntVar(&opts.StormRounds, "storm-rounds", 5, "storm samples of each variant (sync off, bare subscriber, sync on; medians reported)")
 	flag.IntVar(&opts.StormWorkers, "storm-workers", 32, "concurrent storm clients")
+	flag.StringVar(&opts.ProfileDir, "profile-dir", "", "profile every packet-rate sample at scale (BPF programs' run time, perf when installed) into this directory")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
 	flag.Parse()
@@ -65,6 +67,9 @@ func run() error {
 	}
 	var err error
 	if opts.ScaleFlows, err = sizes("-scale-flows", *scale); err != nil {
+		return err
+	}
+	if opts.ScalePPSFlows, err = sizes("-scale-pps-flows", *scalePPS); err != nil {
 		return err
 	}
 	if opts.MetricsFlows, err = sizes("-metrics-flows", *metricsFlows); err != nil {
@@ -131,4 +136,13 @@ func sizes(flagName, list string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// allModes is bench.AllModes as -modes takes it.
+func allModes() string {
+	var s []string
+	for _, m := range bench.AllModes {
+		s = append(s, string(m))
+	}
+	return strings.Join(s, ",")
 }
