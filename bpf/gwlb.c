@@ -21,7 +21,8 @@
  * again, outer source the ENI's address, outer destination the flow's
  * GWLB, UDP 6081, the flow's own options, and sent with bpf_redirect_neigh
  * (a route and neighbour lookup for the new destination fills in L2).
- * Everything else leaves untouched.
+ * An ICMP error towards a private host about one of its remembered
+ * flows goes back the same way. Everything else leaves untouched.
  *
  * Keep enum gwlb_reason in sync with gwlb/counters.go.
  */
@@ -41,6 +42,9 @@
 #define IPPROTO_ICMP 1
 #define ICMP_ECHOREPLY 0
 #define ICMP_ECHO 8
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 #define ETH_P_IPV6 0x86dd
 
 #define GENEVE_PORT 6081
@@ -392,6 +396,32 @@ struct encap {
 
 _Static_assert(sizeof(struct encap) == GWLB_OVERHEAD, "encap must be GWLB's overhead");
 
+/* quoted_key reads the packet an ICMP error quotes at off (its IPv4 header
+ * and at least 8 bytes of L4, RFC 792) into k, as that packet's sender
+ * (host, which the error goes back to) sent it; non-zero when the quote is
+ * not a packet of host's. */
+static __always_inline int quoted_key(struct __sk_buff *skb, __u32 off, __be32 host, struct gwlb_flow_key *k)
+{
+	struct iphdr ip;
+	__u8 l4[8];
+
+	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5 || ip.saddr != host ||
+	    bpf_skb_load_bytes(skb, off + ip.ihl * 4, l4, sizeof(l4)))
+		return -1;
+	k->saddr = ip.saddr;
+	k->daddr = ip.daddr;
+	k->proto = ip.protocol;
+	k->sport = 0;
+	k->dport = 0;
+	if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
+		__builtin_memcpy(&k->sport, l4, 4);
+	} else if (ip.protocol == IPPROTO_ICMP && l4[0] == ICMP_ECHO) {
+		__builtin_memcpy(&k->sport, &l4[4], 2);
+		k->dport = k->sport;
+	}
+	return 0;
+}
+
 SEC("tc")
 int hanat_gwlb_egress(struct __sk_buff *skb)
 {
@@ -425,6 +455,13 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 			if (icmp[0] == ICMP_ECHO || icmp[0] == ICMP_ECHOREPLY) {
 				__builtin_memcpy(&key.sport, &icmp[4], 2);
 				key.dport = key.sport;
+			} else if (icmp[0] == ICMP_DEST_UNREACH || icmp[0] == ICMP_TIME_EXCEEDED ||
+				   icmp[0] == ICMP_PARAMETERPROB) {
+				/* An error about a packet the private host sent
+				 * (conntrack has de-NATed the quote too): the
+				 * quoted packet's own tuple is the flow. */
+				if (quoted_key(skb, l4 + sizeof(icmp), h.ip.daddr, &key))
+					return TC_ACT_UNSPEC;
 			}
 		}
 	}

@@ -91,6 +91,13 @@ func icmpEcho(src, dst netip.Addr, typ uint8, id uint16) []byte {
 	return ipv4(src, dst, protoICMP, 64, l4, -1)
 }
 
+// icmpError is an ICMP error (typ, code) quoting the start of quoted.
+func icmpError(src, dst netip.Addr, typ, code uint8, quoted []byte) []byte {
+	l4 := append([]byte{typ, code, 0, 0, 0, 0, 0, 0}, quoted[:28]...)
+	binary.BigEndian.PutUint16(l4[2:], csumFinish(csumSum(0, l4)))
+	return ipv4(src, dst, protoICMP, 64, l4, -1)
+}
+
 // ether puts an Ethernet header (IPv4 unless ethType says otherwise) in
 // front of pkt.
 func ether(ethType uint16, pkt []byte) []byte {

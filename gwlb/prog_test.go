@@ -322,6 +322,8 @@ func TestEncap(t *testing.T) {
 	}{
 		{"udp", udpPacket(srvUDP, hostUDP, []byte("answer")), addrGWLB2, opts2},
 		{"icmp echo reply", icmpEcho(srvTCP.Addr(), host, 0, 0x4242), addrGWLB, opts},
+		{"port unreachable about the udp flow", icmpError(srvUDP.Addr(), host, 3, 3, udpPacket(hostUDP, srvUDP, []byte("query"))), addrGWLB2, opts2},
+		{"time exceeded about the echo", icmpError(netip.MustParseAddr("192.0.2.1"), host, 11, 0, icmpEcho(host, srvTCP.Addr(), 8, 0x4242)), addrGWLB, opts},
 	} {
 		before := e.counters(t)
 		v, out := e.egress(t, ether(0x0800, tc.reply))
@@ -370,6 +372,8 @@ func TestEgressPassThrough(t *testing.T) {
 		{"tcp with the udp flow's ports", ether(0x0800, tcpPacket(srvUDP, hostUDP, 0x10, nil))},
 		{"arp", ether(0x0806, make([]byte, 28))},
 		{"encapsulated", encapFrame(addrENI, opts, udpPacket(srvUDP, hostUDP, nil))},
+		{"an error about another flow", ether(0x0800, icmpError(srvUDP.Addr(), host, 3, 3, udpPacket(netip.AddrPortFrom(host, 5354), srvUDP, nil)))},
+		{"an error to another host quoting the flow", ether(0x0800, icmpError(srvUDP.Addr(), addrOther, 3, 3, udpPacket(hostUDP, srvUDP, nil)))},
 	} {
 		before := e.counters(t)
 		v, out := e.egress(t, tc.frame)
