@@ -61,8 +61,11 @@
 #define GENEVE_HEADER_LEN (GENEVE_BASE_LEN + GENEVE_OPTIONS_LEN)
 /* What the encapsulation adds: outer IPv4, UDP, GENEVE. */
 #define GWLB_OVERHEAD (20 + 8 + GENEVE_HEADER_LEN)
-/* The options area is at most 63 words; each option at least one. */
-#define GENEVE_MAX_OPTIONS 63
+/* How many options the walk needs to look at: each option it passes adds
+ * one of the three AWS types, so after three the fourth is always refused
+ * (duplicate, unknown or truncated): four steps decide every header, and
+ * the verifier walks four instead of the 63 an options area can hold. */
+#define GENEVE_WALK_OPTIONS 4
 
 enum gwlb_reason {
 	GWLB_DECAP = 0,		/* decapsulated, into the stack */
@@ -223,7 +226,7 @@ static __always_inline enum gwlb_reason parse_options(struct __sk_buff *skb, __u
 	struct geneve_opt o;
 	__u32 i, n, want;
 
-	for (i = 0; i < GENEVE_MAX_OPTIONS; i++) {
+	for (i = 0; i < GENEVE_WALK_OPTIONS; i++) {
 		if (pos >= len)
 			break;
 		if (len - pos < sizeof(o))
@@ -254,8 +257,8 @@ static __always_inline enum gwlb_reason parse_options(struct __sk_buff *skb, __u
 		}
 		pos += sizeof(o) + n;
 	}
-	if (pos < len) /* more than 63 options cannot fit in 252 bytes */
-		return GWLB_TRUNCATED;
+	if (pos < len) /* never: the fourth option is refused above */
+		return GWLB_UNKNOWN_OPTION;
 	if (seen != (1 << AWS_OPT_ENDPOINT | 1 << AWS_OPT_ATTACHMENT | 1 << AWS_OPT_COOKIE))
 		return GWLB_MISSING_OPTION;
 	return GWLB_DECAP;

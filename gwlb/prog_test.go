@@ -201,6 +201,17 @@ func genevePayload(inner []byte, mut func([]byte) []byte) []byte {
 	return mut(b)
 }
 
+// fourthOption adds an option of class, type and words data words after
+// GWLB's three.
+func fourthOption(class uint16, typ uint8, words int) func([]byte) []byte {
+	return func(b []byte) []byte {
+		opt := append(binary.BigEndian.AppendUint16(nil, class), typ, byte(words))
+		opt = append(opt, make([]byte, 4*words)...)
+		b[0] += byte(len(opt) / 4)
+		return append(append(b[:40:40], opt...), b[40:]...)
+	}
+}
+
 // TestRefused: every refusal is a drop, counted once under its reason,
 // and remembers no flow.
 func TestRefused(t *testing.T) {
@@ -234,6 +245,9 @@ func TestRefused(t *testing.T) {
 			return b
 		}), string(geneve.ReasonOptionLength)},
 		{"option past header", gen(func(b []byte) []byte { b[35] = 3; return b }), string(geneve.ReasonTruncated)},
+		{"fourth option unknown", gen(fourthOption(0x0109, 1, 1)), string(geneve.ReasonUnknownOption)},
+		{"fourth option a second cookie", gen(fourthOption(geneve.ClassAWS, geneve.OptFlowCookie, 1)), string(geneve.ReasonDuplicate)},
+		{"fourth option past header", gen(func(b []byte) []byte { b = fourthOption(geneve.ClassAWS, 9, 1)(b); b[43] = 2; return b }), string(geneve.ReasonTruncated)},
 		{"inner ipv6", gen(func(b []byte) []byte { b[2], b[3] = 0x86, 0xdd; return append(b[:40], ipv6...) }), ReasonInnerIPv6},
 		{"inner short", gen(func(b []byte) []byte { return b[:40+19] }), ReasonInnerMalformed},
 		{"inner version 5", gen(func(b []byte) []byte { b[40] = 0x55; return b }), ReasonInnerMalformed},
