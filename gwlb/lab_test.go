@@ -4,6 +4,7 @@ package gwlb
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -254,8 +255,12 @@ func TestMemberInNamespaces(t *testing.T) {
 	// router, so the echo server's socket needs no sharing): not
 	// forwarded, so nothing is encapsulated towards the GWLB.
 	before = l.counters(t)
+	back := sniffFrom(t, l.router, "r-nat")
 	for _, src := range []netip.AddrPort{netip.MustParseAddrPort("198.51.100.100:9999"), labServer} {
 		sendRaw(t, l.router, udpPacket(src, labHost, []byte("unsolicited")))
+	}
+	if pkt := back(500 * time.Millisecond); pkt != nil {
+		t.Fatalf("the member forwarded unsolicited inbound: %x", pkt)
 	}
 	if _, _, inner, got := recvGeneve(t, gw, 500*time.Millisecond); got {
 		t.Fatalf("unsolicited inbound reached the GWLB encapsulated: %x", inner)
@@ -383,5 +388,49 @@ func TestAttachAdoptsPins(t *testing.T) {
 	})
 	if left, _ := filepath.Glob(filepath.Join(pins, "*")); len(left) != 0 {
 		t.Fatalf("pins left after Detach: %v", left)
+	}
+}
+
+// sniffFrom opens a packet socket on ns's interface ifname; the function it
+// returns gives the first IPv4 packet received there (not sent) towards the
+// private subnet 10.0.11.0/24 within d, nil when none came.
+func sniffFrom(t *testing.T, ns *netns.NS, ifname string) func(d time.Duration) []byte {
+	t.Helper()
+	var fd int
+	err := ns.Do(func() error {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		// htons(ETH_P_IP)
+		proto := int(binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, syscall.ETH_P_IP)))
+		fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, proto)
+		if err != nil {
+			return err
+		}
+		return syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: l.Attrs().Index})
+	})
+	if err != nil {
+		t.Fatalf("packet socket on %s in %s: %v", ifname, ns.Name, err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	return func(d time.Duration) []byte {
+		deadline := time.Now().Add(d)
+		buf := make([]byte, 2048)
+		for time.Now().Before(deadline) {
+			tv := syscall.NsecToTimeval(int64(time.Until(deadline)) + 1)
+			_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+			n, from, err := syscall.Recvfrom(fd, buf, 0)
+			if err != nil {
+				return nil // timed out
+			}
+			if ll, ok := from.(*syscall.SockaddrLinklayer); ok && ll.Pkttype == syscall.PACKET_OUTGOING {
+				continue
+			}
+			if n >= 20 && buf[16] == 10 && buf[17] == 0 && buf[18] == 11 {
+				return append([]byte(nil), buf[:n]...)
+			}
+		}
+		return nil
 	}
 }
