@@ -25,41 +25,48 @@ import (
 func TestWithFastPathTC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l := newLab(t, ctx)
-	h := natlab.Handle(t, l.nat)
-	eni := natlab.LinkByName(t, h, "eni0").Attrs()
-	hr := natlab.Handle(t, l.router)
-	routerMAC := natlab.LinkByName(t, hr, "r-nat").Attrs().HardwareAddr
-
-	fp, err := bpf.Load(bpf.LoadOptions{MaxFlows: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fp.Close() })
-	tc, err := fp.TCProgram()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ifx := uint32(eni.Index)
+	var fp *bpf.Objects
 	snat := netip.AddrPortFrom(labENI, 61000)
-	out := bpf.FlowKey{Ifindex: ifx, Proto: bpf.ProtoUDP, Src: labHost, Dst: labServer}
-	in := bpf.FlowKey{Ifindex: ifx, Proto: bpf.ProtoUDP, Src: labServer, Dst: snat}
-	for k, a := range map[bpf.FlowKey]bpf.FlowAction{
-		out: {NewSrc: snat, NewDst: labServer, EgressIfindex: ifx, SrcMAC: eni.HardwareAddr, DstMAC: routerMAC, MTU: 1500, Outbound: true},
-		in:  {NewSrc: labServer, NewDst: labHost, EgressIfindex: ifx, SrcMAC: eni.HardwareAddr, DstMAC: routerMAC, MTU: 1500},
-	} {
-		if err := fp.PutFlow(k, a); err != nil {
+	// The fast path's tc program goes on first, as fastpath/tc.go attaches
+	// it (no anchor: the hook's end); gwlb's Attach then puts its ingress
+	// at the head.
+	l := newLab(t, ctx, func(l *lab) {
+		h := natlab.Handle(t, l.nat)
+		eni := natlab.LinkByName(t, h, "eni0").Attrs()
+		hr := natlab.Handle(t, l.router)
+		routerMAC := natlab.LinkByName(t, hr, "r-nat").Attrs().HardwareAddr
+
+		var err error
+		fp, err = bpf.Load(bpf.LoadOptions{MaxFlows: 64})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	var lnk link.Link
-	if err := l.nat.Do(func() (err error) {
-		lnk, err = link.AttachTCX(link.TCXOptions{Interface: eni.Index, Program: tc, Attach: ebpf.AttachTCXIngress, Anchor: link.Tail()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lnk.Close() })
+		t.Cleanup(func() { fp.Close() })
+		tc, err := fp.TCProgram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ifx := uint32(eni.Index)
+		out := bpf.FlowKey{Ifindex: ifx, Proto: bpf.ProtoUDP, Src: labHost, Dst: labServer}
+		in := bpf.FlowKey{Ifindex: ifx, Proto: bpf.ProtoUDP, Src: labServer, Dst: snat}
+		for k, a := range map[bpf.FlowKey]bpf.FlowAction{
+			out: {NewSrc: snat, NewDst: labServer, EgressIfindex: ifx, SrcMAC: eni.HardwareAddr, DstMAC: routerMAC, MTU: 1500, Outbound: true},
+			in:  {NewSrc: labServer, NewDst: labHost, EgressIfindex: ifx, SrcMAC: eni.HardwareAddr, DstMAC: routerMAC, MTU: 1500},
+		} {
+			if err := fp.PutFlow(k, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.nat.Do(func() error {
+			lnk, err := link.AttachTCX(link.TCXOptions{Interface: eni.Index, Program: tc, Attach: ebpf.AttachTCXIngress})
+			if err == nil {
+				t.Cleanup(func() { lnk.Close() })
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	peers := natlab.ServeUDPEcho(t, l.inet, labServer.String())
 	gw := genevePeer(t, l.gwlb, labGWLB)

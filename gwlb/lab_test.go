@@ -44,7 +44,9 @@ type lab struct {
 	dp                      *Datapath
 }
 
-func newLab(t *testing.T, ctx context.Context) *lab {
+// newLab builds the lab and attaches the datapath to the member's ENI;
+// beforeAttach, when set, runs just before that.
+func newLab(t *testing.T, ctx context.Context, beforeAttach func(*lab)) *lab {
 	t.Helper()
 	testtool.Require(t, "ethtool")
 	l := &lab{
@@ -99,6 +101,9 @@ func newLab(t *testing.T, ctx context.Context) *lab {
 		t.Fatal(err)
 	}
 
+	if beforeAttach != nil {
+		beforeAttach(l)
+	}
 	pins := filepath.Join("/sys/fs/bpf", "hanat-test-"+l.nat.Name)
 	t.Cleanup(func() { _ = os.RemoveAll(pins) })
 	if err := l.nat.Do(func() (err error) {
@@ -193,7 +198,7 @@ func (l *lab) counters(t *testing.T) map[string]uint64 {
 func TestMemberInNamespaces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l := newLab(t, ctx)
+	l := newLab(t, ctx, nil)
 	peers := natlab.ServeUDPEcho(t, l.inet, labServer.String())
 	gw := genevePeer(t, l.gwlb, labGWLB)
 
