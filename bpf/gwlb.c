@@ -24,7 +24,16 @@
  * An ICMP error towards a private host about one of its remembered
  * flows goes back the same way. Everything else leaves untouched.
  *
- * Keep enum gwlb_reason in sync with gwlb/counters.go.
+ * Two limits the programs live with:
+ *   - the ingress strips headers from an skb whose checksum state it cannot
+ *     read. A CHECKSUM_PARTIAL outer packet (never from an ENA; from a
+ *     local socket over a veth, unless it sends without a UDP checksum, as
+ *     the tests' fake GWLB does) would keep a checksum start inside the
+ *     removed headers;
+ *   - the egress adds 68 bytes: the ENI's MTU must leave room for them
+ *     above the inner packets' (EC2's 9001 above the internet's 1500).
+ *
+ * Keep enum gwlb_reason in sync with gwlb/maps.go.
  */
 #include "hanat_kernel.h"
 #include <bpf/bpf_endian.h>
