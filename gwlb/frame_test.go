@@ -73,10 +73,16 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 }
 
 func tcpPacket(src, dst netip.AddrPort, flags uint8, payload []byte) []byte {
+	return tcpSegment(src, dst, 0x11223344, 0, flags, payload)
+}
+
+// tcpSegment is a TCP segment without options.
+func tcpSegment(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte) []byte {
 	l4 := make([]byte, 20, 20+len(payload))
 	binary.BigEndian.PutUint16(l4[0:], src.Port())
 	binary.BigEndian.PutUint16(l4[2:], dst.Port())
-	binary.BigEndian.PutUint32(l4[4:], 0x11223344)
+	binary.BigEndian.PutUint32(l4[4:], seq)
+	binary.BigEndian.PutUint32(l4[8:], ack)
 	l4[12], l4[13] = 5<<4, flags
 	binary.BigEndian.PutUint16(l4[14:], 64240)
 	l4 = append(l4, payload...)

@@ -439,3 +439,73 @@ func sniffFrom(t *testing.T, ns *netns.NS, ifname string) func(d time.Duration) 
 		return nil
 	}
 }
+
+// TestMemberTCPInNamespaces: a TCP connection of a private host, its
+// segments written by hand and carried by the fake GWLB, through the
+// member's ruleset to a TCP echo server: the handshake completes, the
+// data comes back echoed, every segment back encapsulated with the
+// flow's options and a right TCP checksum.
+func TestMemberTCPInNamespaces(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l := newLab(t, ctx, nil)
+	natlab.ServeTCPEcho(t, l.inet, "198.51.100.100:7007")
+	server := netip.MustParseAddrPort("198.51.100.100:7007")
+	host := netip.MustParseAddrPort("10.0.11.5:40000")
+	gw := genevePeer(t, l.gwlb, labGWLB)
+	const (
+		syn, rst, psh, ack = 0x02, 0x04, 0x08, 0x10
+		iss                = 1000
+	)
+	// next returns the next segment of the connection back from the
+	// GWLB, checked; nil when none came within d.
+	next := func(d time.Duration) []byte {
+		t.Helper()
+		_, h, inner, ok := recvGeneve(t, gw, d)
+		if !ok {
+			return nil
+		}
+		if h.Options != labOpts {
+			t.Fatalf("segment back with options %+v, want %+v", h.Options, labOpts)
+		}
+		if err := verifyIPv4(inner, false); err != nil {
+			t.Fatalf("segment back %x: %v", inner, err)
+		}
+		if inner[9] != protoTCP || netip.AddrFrom4([4]byte(inner[12:16])) != server.Addr() || netip.AddrFrom4([4]byte(inner[16:20])) != host.Addr() ||
+			binary.BigEndian.Uint16(inner[20:]) != server.Port() || binary.BigEndian.Uint16(inner[22:]) != host.Port() {
+			t.Fatalf("segment back %x is not from %v to %v", inner, server, host)
+		}
+		return inner[20:]
+	}
+
+	var synack []byte
+	for try := 0; try < 3 && synack == nil; try++ {
+		sendGeneve(t, gw, labOpts, tcpSegment(host, server, iss, 0, syn, nil))
+		synack = next(2 * time.Second)
+	}
+	if synack == nil || synack[13] != syn|ack || binary.BigEndian.Uint32(synack[8:]) != iss+1 {
+		t.Fatalf("no SYN-ACK for the SYN: %x; counters %v", synack, l.counters(t))
+	}
+	srvSeq := binary.BigEndian.Uint32(synack[4:]) + 1
+	msg := []byte("a tcp stream through the gwlb")
+	sendGeneve(t, gw, labOpts, tcpSegment(host, server, iss+1, srvSeq, psh|ack, msg))
+	var echoed []byte
+	for i := 0; i < 8 && len(echoed) < len(msg); i++ {
+		seg := next(2 * time.Second)
+		if seg == nil {
+			break
+		}
+		if seg[13]&rst != 0 {
+			t.Fatalf("the server reset the connection: %x", seg)
+		}
+		echoed = append(echoed, seg[int(seg[12]>>4)*4:]...)
+	}
+	if string(echoed) != string(msg) {
+		t.Fatalf("echoed %q, want %q", echoed, msg)
+	}
+	fl, err := l.dp.Flows()
+	if err != nil || len(fl) != 1 || fl[0].Proto != protoTCP || fl[0].Src != host || fl[0].Dst != server {
+		t.Fatalf("flows %+v (%v), want the one TCP flow", fl, err)
+	}
+	sendGeneve(t, gw, labOpts, tcpSegment(host, server, iss+1+uint32(len(msg)), srvSeq+uint32(len(msg)), rst, nil))
+}
