@@ -569,3 +569,24 @@ func FuzzIngress(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPassThrough is what the programs cost every packet of the ENI
+// that is not the GWLB's: ingress on a plain UDP packet, egress on a
+// packet of no remembered flow (one LRU lookup), each run b.N times in the
+// kernel (ns/op is the kernel's per-run time).
+func BenchmarkPassThrough(b *testing.B) {
+	e := newEnv(b)
+	frame := ether(0x0800, udpPacket(hostUDP, srvUDP, make([]byte, 18)))
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"ingress", e.objs.HanatGwlbIngress}, {"egress", e.objs.HanatGwlbEgress}} {
+		b.Run(p.name, func(b *testing.B) {
+			_, d, err := p.prog.Benchmark(frame, b.N, b.ResetTimer)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
+		})
+	}
+}
