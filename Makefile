@@ -18,6 +18,7 @@ FUZZ_TARGETS := \
 	./conntrack:FuzzDecodeEvent \
 	./bpf:FuzzFastpath \
 	./geneve:FuzzParse \
+	./gwlb:FuzzIngress \
 	./internal/vpcsim/gwlbsim:FuzzReturnAndForward \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
 	./ha:FuzzUnmarshal \

@@ -344,36 +344,45 @@ func Load(opts LoadOptions) (*Objects, error) {
 		return nil, err
 	}
 
-	copts := &ebpf.CollectionOptions{}
-	if opts.PinPath != "" {
-		if err := os.MkdirAll(opts.PinPath, 0o700); err != nil {
-			return nil, fmt.Errorf("bpf: create pin directory %q: %w", opts.PinPath, err)
-		}
-		for _, name := range pinnedMaps {
-			ms, ok := spec.Maps[name]
-			if !ok {
-				return nil, fmt.Errorf("bpf: fast-path spec has no map %q", name)
-			}
-			ms.Pinning = ebpf.PinByName
-		}
-		copts.Maps.PinPath = opts.PinPath
-	}
-
 	o := &Objects{maxFlows: maxFlows}
-	err = spec.LoadAndAssign(&o.objs, copts)
-	if errors.Is(err, ebpf.ErrMapIncompatible) && opts.PinPath != "" {
-		if uerr := unpinIncompatible(spec, opts.PinPath, log); uerr != nil {
-			return nil, fmt.Errorf("bpf: load fast path with maps pinned under %q: %w (and %w)", opts.PinPath, err, uerr)
-		}
-		err = spec.LoadAndAssign(&o.objs, copts)
-	}
-	if err != nil {
-		return nil, loadError(fmt.Sprintf("fast path (pin path %q)", opts.PinPath), err)
+	if err := loadPinned(spec, &o.objs, opts.PinPath, pinnedMaps, "fast path", log); err != nil {
+		return nil, err
 	}
 	if o.tc, o.tcErr = o.loadTC(); o.tcErr != nil {
 		log.Warn("tc fast-path program not loaded; XDP only", "err", o.tcErr)
 	}
 	return o, nil
+}
+
+// loadPinned loads spec into objs (a bpf2go Objects struct) with the maps
+// named in pinned pinned by name under pinPath (none when it is ""):
+// compatible pins are reused, incompatible ones replaced with a warning.
+func loadPinned(spec *ebpf.CollectionSpec, objs any, pinPath string, pinned []string, what string, log *slog.Logger) error {
+	copts := &ebpf.CollectionOptions{}
+	if pinPath != "" {
+		if err := os.MkdirAll(pinPath, 0o700); err != nil {
+			return fmt.Errorf("bpf: create pin directory %q: %w", pinPath, err)
+		}
+		for _, name := range pinned {
+			ms, ok := spec.Maps[name]
+			if !ok {
+				return fmt.Errorf("bpf: %s spec has no map %q", what, name)
+			}
+			ms.Pinning = ebpf.PinByName
+		}
+		copts.Maps.PinPath = pinPath
+	}
+	err := spec.LoadAndAssign(objs, copts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) && pinPath != "" {
+		if uerr := unpinIncompatible(spec, pinPath, pinned, log); uerr != nil {
+			return fmt.Errorf("bpf: load %s with maps pinned under %q: %w (and %w)", what, pinPath, err, uerr)
+		}
+		err = spec.LoadAndAssign(objs, copts)
+	}
+	if err != nil {
+		return loadError(fmt.Sprintf("%s (pin path %q)", what, pinPath), err)
+	}
+	return nil
 }
 
 // sizedSpec loads a program's spec with its flow map sized for maxFlows.
@@ -421,8 +430,8 @@ func loadError(what string, err error) error {
 
 // unpinIncompatible removes pinned maps that do not match spec, so the next
 // load creates fresh ones. Programs still attached keep the old maps.
-func unpinIncompatible(spec *ebpf.CollectionSpec, pinPath string, log *slog.Logger) error {
-	for _, name := range pinnedMaps {
+func unpinIncompatible(spec *ebpf.CollectionSpec, pinPath string, pinned []string, log *slog.Logger) error {
+	for _, name := range pinned {
 		path := filepath.Join(pinPath, name)
 		m, err := ebpf.LoadPinnedMap(path, nil)
 		if errors.Is(err, os.ErrNotExist) {
@@ -433,7 +442,7 @@ func unpinIncompatible(spec *ebpf.CollectionSpec, pinPath string, log *slog.Logg
 		}
 		cerr := spec.Maps[name].Compatible(m)
 		if cerr != nil {
-			log.Warn("replacing incompatible pinned fast-path map; its entries are lost", "path", path, "reason", cerr)
+			log.Warn("replacing incompatible pinned map; its entries are lost", "path", path, "reason", cerr)
 			if err := m.Unpin(); err != nil {
 				m.Close()
 				return fmt.Errorf("unpin map %q: %w", path, err)
@@ -447,9 +456,11 @@ func unpinIncompatible(spec *ebpf.CollectionSpec, pinPath string, log *slog.Logg
 // RemovePins deletes the map pins Load creates under pinPath (for
 // `hanatd --cleanup`); missing pins are not an error. Other files in the
 // directory (e.g. a pinned link) are left alone.
-func RemovePins(pinPath string) error {
+func RemovePins(pinPath string) error { return removePins(pinPath, pinnedMaps) }
+
+func removePins(pinPath string, pinned []string) error {
 	var errs []error
-	for _, name := range pinnedMaps {
+	for _, name := range pinned {
 		path := filepath.Join(pinPath, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove pinned map %q: %w", path, err))
