@@ -224,17 +224,35 @@ func TestPackerTemplate(t *testing.T) {
 	}
 }
 
-// TestUserDataTemplate renders the HA user data the way Terraform's
-// templatefile does, with the values nat.tf passes, and checks the result
-// is valid shell carrying them.
+// TestUserDataTemplate renders the user data of the pair and of the fleet
+// the way Terraform's templatefile does, with the values their examples
+// pass, and checks the result is valid shell carrying them.
 func TestUserDataTemplate(t *testing.T) {
-	src, err := os.ReadFile("ami/user-data-ha.sh")
+	for _, c := range []struct {
+		script, tf string
+		vars       map[string]string
+		want       []string
+	}{
+		{"ami/user-data-ha.sh", "terraform/nat.tf",
+			map[string]string{"peer_address": "10.0.2.10", "key_source": "ssm:/hanat/ha-key", "region": "eu-west-1"},
+			[]string{"peer='10.0.2.10'", "key_source='ssm:/hanat/ha-key'", "region='eu-west-1'"}},
+		{"ami/user-data-fleet.sh", "terraform-fleet/fleet.tf",
+			map[string]string{"gwlb_description": "ELB gwy/hanat-gwlb/0123456789abcdef", "region": "eu-west-1",
+				"health_check_port": "80", "deregistration_delay": "300s"},
+			[]string{"description='ELB gwy/hanat-gwlb/0123456789abcdef'", "region='eu-west-1'", "port='80'", "delay='300s'"}},
+	} {
+		t.Run(filepath.Base(c.script), func(t *testing.T) { checkUserData(t, c.script, c.tf, c.vars, c.want) })
+	}
+}
+
+func checkUserData(t *testing.T, script, tfFile string, values map[string]string, want []string) {
+	src, err := os.ReadFile(script)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, diags := hclsyntax.ParseTemplate(src, "user-data-ha.sh", hcl.InitialPos)
+	tmpl, diags := hclsyntax.ParseTemplate(src, filepath.Base(script), hcl.InitialPos)
 	if diags.HasErrors() {
-		t.Fatalf("user-data-ha.sh is not a valid template: %s", diags.Error())
+		t.Fatalf("%s is not a valid template: %s", script, diags.Error())
 	}
 	var vars []string
 	for _, tr := range tmpl.Variables() {
@@ -242,26 +260,25 @@ func TestUserDataTemplate(t *testing.T) {
 	}
 	slices.Sort(vars)
 	vars = slices.Compact(vars)
-	// nat.tf's templatefile() passes exactly these.
-	tf, _ := os.ReadFile("terraform/nat.tf")
+	// The example's templatefile() passes exactly these.
+	tf, _ := os.ReadFile(tfFile)
 	for _, v := range vars {
 		if !strings.Contains(string(tf), "    "+v+" ") {
-			t.Errorf("template variable %s is not passed by terraform/nat.tf", v)
+			t.Errorf("template variable %s is not passed by %s", v, tfFile)
 		}
 	}
-	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
-		"peer_address": cty.StringVal("10.0.2.10"),
-		"key_source":   cty.StringVal("ssm:/hanat/ha-key"),
-		"region":       cty.StringVal("eu-west-1"),
-	}}
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{}}
+	for k, v := range values {
+		ctx.Variables[k] = cty.StringVal(v)
+	}
 	out, diags := tmpl.Value(ctx)
 	if diags.HasErrors() {
 		t.Fatalf("render: %s", diags.Error())
 	}
 	rendered := out.AsString()
-	for _, want := range []string{"peer='10.0.2.10'", "key_source='ssm:/hanat/ha-key'", "region='eu-west-1'"} {
-		if !strings.Contains(rendered, want) {
-			t.Errorf("rendered user data lacks %s", want)
+	for _, w := range want {
+		if !strings.Contains(rendered, w) {
+			t.Errorf("rendered user data lacks %s", w)
 		}
 	}
 	path := filepath.Join(t.TempDir(), "user-data.sh")

@@ -97,19 +97,26 @@ func copyTree(src, dst string) error {
 }
 
 // TestTerraformValidate runs `terraform init -plugin-dir=… && terraform
-// validate` (and `terraform fmt -check`) on a copy of the pair's example,
-// offline: only the local plugin directory is a provider source, so the
-// example may need no provider but the AWS one the machine image carries.
+// validate` (and `terraform fmt -check`) on a copy of each example (the
+// pair's and the fleet's), offline: only the local plugin directory is a
+// provider source, so an example may need no provider but the AWS one the
+// machine image carries.
 func TestTerraformValidate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("terraform validate loads the AWS provider's schema (~5-15 s; -short)")
 	}
 	testtool.Require(t, "terraform")
 	plugins := tfPluginDir(t)
-	// The example reads ../iam-policy.json and ../ami/user-data-ha.sh.
+	for _, example := range []string{"terraform", "terraform-fleet"} {
+		t.Run(example, func(t *testing.T) { terraformValidate(t, example, plugins) })
+	}
+}
+
+func terraformValidate(t *testing.T, example, plugins string) {
+	// The examples read ../iam-policy.json and ../ami/user-data-*.sh.
 	root := t.TempDir()
-	work := filepath.Join(root, "terraform")
-	for _, c := range [][2]string{{"terraform", work}, {"ami", filepath.Join(root, "ami")}, {"iam-policy.json", filepath.Join(root, "iam-policy.json")}} {
+	work := filepath.Join(root, example)
+	for _, c := range [][2]string{{example, work}, {"ami", filepath.Join(root, "ami")}, {"iam-policy.json", filepath.Join(root, "iam-policy.json")}} {
 		fi, err := os.Stat(c[0])
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +155,7 @@ func TestTerraformValidate(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		t.Logf("terraform %s: %v (%s)", strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
 		if err != nil {
-			return fmt.Errorf("terraform %s in a copy of packaging/terraform: %w\n%s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("terraform %s in a copy of packaging/%s: %w\n%s", strings.Join(args, " "), example, err, out)
 		}
 		return nil
 	}
