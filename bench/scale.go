@@ -20,12 +20,13 @@ const (
 	// half a minute per mode. The figure is the steady state with every
 	// flow in the tables, which the threshold does not change.
 	scaleOffloadAfter = 4
-	// scaleMinOffloaded: with more than scaleBigTable flows, the share of
-	// them the warm-up waits to see offloaded; less after its wait is a
-	// note (the engine's event socket can overflow at 100 k new flows and
-	// resync), and the hit share says what the fast path carried.
+	// scaleMinOffloaded: the share of a scale run's flows the warm-up
+	// waits to see offloaded; less after its wait is a note (the engine's
+	// event socket can overflow at 100 k new flows and resync; on a loaded
+	// machine a few of 40 k warm-up datagrams are lost, so those flows are
+	// never ASSURED: CI's smoke test once saw 99.1 %), and the hit share
+	// says what the fast path carried.
 	scaleMinOffloaded = 0.99
-	scaleBigTable     = 65_536
 )
 
 // scaleModes are the backends the scale test compares.
@@ -81,9 +82,7 @@ func runScalePPS(ctx context.Context, log *slog.Logger, opts Options, rep *Repor
 				tw.profile = fmt.Sprintf("%s-%s", m, humanCount(n))
 			}
 			s, err := inLab(ctx, mlog, o, false, func(l *lab) (modeSample, error) {
-				if n > scaleBigTable {
-					l.tr.minOffloaded = scaleMinOffloaded
-				}
+				l.tr.minOffloaded = scaleMinOffloaded
 				return runModeAs(ctx, mlog, l, m, tw, o, bpffs, dir)
 			})
 			for _, note := range s.notes {
