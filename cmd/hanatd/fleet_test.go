@@ -96,10 +96,11 @@ func TestFleetMemberOwnsNoRouteTables(t *testing.T) {
 	}
 }
 
-// TestFleetMemberUnhealthyUntilWired: the member's datapath is the NAT's
-// slow path and the GWLB seam; until the gwlb datapath is wired it fails
-// its health check, with the reason, even with the NAT up.
-func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
+// TestFleetMemberUnhealthyUntilAttached: the member's datapath is the
+// NAT's slow path and the GWLB datapath; until the latter is attached to
+// the outside interface (resolved by the NAT) it fails its health check,
+// with the reason, even with the NAT up.
+func TestFleetMemberUnhealthyUntilAttached(t *testing.T) {
 	cfg := fleetConfig(t)
 	d := fleetDaemon(t, cfg)
 	f := runFleet(t, d, cfg)
@@ -108,13 +109,13 @@ func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
 	d.mu.Lock()
 	d.state.ready = true
 	d.mu.Unlock()
-	testtool.Eventually(t, 5*time.Second, "the GWLB seam", func() bool { return strings.Contains(reason(), "GWLB datapath not attached") })
+	testtool.Eventually(t, 5*time.Second, "GWLB datapath not attached", func() bool { return strings.Contains(reason(), "GWLB datapath not attached") })
 	st := f.status(t.Context())
 	if st.Healthy || st.Role != "fleet member" || !strings.HasPrefix(st.HealthCheck, "http 127.0.0.1:") || st.Drain.Draining {
 		t.Fatalf("status = %+v", st)
 	}
 
-	// A shutdown drain with no flow (the seam has none) ends at once.
+	// A shutdown drain with no flow (nothing attached) ends at once.
 	sctx, scancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer scancel()
 	if !f.drainUntil(sctx, sdNotify{log: d.log}) {
