@@ -82,6 +82,15 @@ func setupFleet(t *testing.T) *fleetLab {
 	bpffs := mountBPFFS(t)
 	cfg := fleetConfig(lab)
 	for _, name := range fleetMembers {
+		// The members' ENIs compute checksums in software, as an ENA does
+		// for an encapsulated packet (it offloads no inner checksum): a
+		// veth would pass the reply's inner UDP checksum on unfinished
+		// (CHECKSUM_PARTIAL) inside the GENEVE, and the lab's GWLB would
+		// hand the private host a datagram its kernel drops
+		// (InCsumErrors).
+		if out, err := lab.Instance(name).NS.Run(context.Background(), "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+			t.Fatalf("ethtool -K eth0 tx off in %s: %v\n%s", name, err, out)
+		}
 		// Each member pins its programs in its own directory: bpffs is
 		// the host's, not the namespace's.
 		f.nodes[name] = startLabHanatd(t, lab, name, cfg, "--pin-path", filepath.Join(bpffs, name))
@@ -180,6 +189,32 @@ func ask(flows []fleetFlow, wait time.Duration) []bool {
 	return out
 }
 
+// why says which hosts' flows went unanswered, what the GWLB counted
+// and what each member's datapath counted.
+func (f *fleetLab) why(flows []fleetFlow, ok []bool) string {
+	lost := map[string]int{}
+	for i, fl := range flows {
+		if !ok[i] {
+			lost[netip.MustParseAddrPort(fl.src).Addr().String()]++
+		}
+	}
+	g := f.lab.Status().GWLB
+	out := fmt.Sprintf("unanswered by private host %v; GWLB forwarded %d returned %d drops %v", lost, g.Forwarded, g.Returned, g.Drops)
+	for _, tg := range g.Targets {
+		out += fmt.Sprintf("; target %s %s flows %d", tg.Instance, tg.State, tg.Flows)
+	}
+	for _, name := range fleetMembers {
+		if st, err := f.nodes[name].client.Status(context.Background()); err == nil && st.Fleet != nil {
+			out += fmt.Sprintf("; %s counters %v", name, st.Fleet.Datapath)
+		}
+	}
+	for _, host := range []string{"app-a", "app-c"} {
+		snmp, _ := f.lab.Instance(host).NS.Run(context.Background(), "sh", "-c", "grep -E '^(Udp|Ip):' /proc/net/snmp")
+		out += fmt.Sprintf("; %s snmp %q", host, snmp)
+	}
+	return out
+}
+
 func answered(ok []bool) int {
 	n := 0
 	for _, b := range ok {
@@ -255,7 +290,7 @@ func TestGWLBFleet(t *testing.T) {
 	flows := f.openFlows(t, fleetFlows)
 	first := ask(flows, 2*time.Second)
 	if n := answered(first); n != fleetFlows {
-		t.Fatalf("%d of %d flows echoed through the fleet", n, fleetFlows)
+		t.Fatalf("%d of %d flows echoed through the fleet (%s)", n, fleetFlows, f.why(flows, first))
 	}
 	owners := ownerOf(t, flows, f.owners(t, fleetMembers...))
 	per := perMember(owners)
