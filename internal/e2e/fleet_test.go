@@ -308,6 +308,21 @@ func TestGWLBFleet(t *testing.T) {
 		}
 	}
 	t.Log(line)
+	// Each member counts its live flows per GWLB endpoint (hanatctl
+	// status): the GWLB's remembered flows that conntrack still has.
+	for _, name := range fleetMembers {
+		st, err := f.nodes[name].client.Status(context.Background())
+		if err != nil || st.Fleet == nil {
+			t.Fatalf("status of %s: %v", name, err)
+		}
+		total := 0
+		for _, n := range st.Fleet.FlowsPerEndpoint {
+			total += n
+		}
+		if total != per[name] || len(st.Fleet.FlowsPerEndpoint) != 2 || st.Fleet.FlowsError != "" {
+			t.Errorf("%s counts flows per endpoint %v (%q), want %d over both endpoints", name, st.Fleet.FlowsPerEndpoint, st.Fleet.FlowsError, per[name])
+		}
+	}
 
 	// Stickiness: a second round keeps every flow on its member and its
 	// public source; the echo server saw each flow from one source only,
