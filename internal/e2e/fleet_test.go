@@ -72,11 +72,14 @@ ha:
 `, strings.Join(addrs, ", "), fleetCheckPort, fleetDrainDelay, lab.Internet().Addr, vpcsim.InternetHTTPPort)
 }
 
-func setupFleet(t *testing.T) *fleetLab {
+// setupFleet is the fleet's lab with the target group's failover mode
+// (gwlbsim.NoRebalance or Rebalance) and three healthy members.
+func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 	t.Helper()
 	lab := upLabWith(t, vpcsim.Options{NATInstances: 3, GWLB: &vpcsim.GWLBOptions{
 		Config: gwlbsim.Config{CrossZone: true, HealthCheck: gwlbsim.HealthCheck{Port: fleetCheckPort, Interval: fleetCheckInterval,
-			Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 3}},
+			Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 3},
+			OnUnhealthy: failover, OnDeregistration: failover},
 		PointPrivateRoutes: true, RegisterNATs: true}})
 	f := &fleetLab{lab: lab, nodes: map[string]*labNAT{}, publics: map[netip.Addr]string{}}
 	bpffs := mountBPFFS(t)
@@ -284,7 +287,7 @@ func (f *fleetLab) counters(t *testing.T, name string) map[string]uint64 {
 // TestGWLBFleet: spread, stickiness, bad GENEVE, a crash and a drain of a
 // real hanat fleet behind the lab's GWLB.
 func TestGWLBFleet(t *testing.T) {
-	f := setupFleet(t)
+	f := setupFleet(t, gwlbsim.NoRebalance)
 	lab := f.lab
 
 	flows := f.openFlows(t, fleetFlows)
@@ -503,4 +506,46 @@ func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
 	}
 	t.Logf("FLEET-DRAIN unhealthy_ms=%d exit_ms=%d delay_ms=%d flows=%d answered_during=%d",
 		unhealthy.Milliseconds(), exit.Milliseconds(), fleetDrainDelay.Milliseconds(), len(mine), during)
+}
+
+// TestGWLBFleetRebalanceCrash: with rebalance, a crashed member's flows
+// are rehashed to the two others once it is unhealthy. Their conntrack
+// never saw those flows, so each continues as a new NAT flow: echoed
+// again, but from another EIP (the internet sees a new source; a TCP
+// connection would be reset instead).
+//
+//	FLEET-REBALANCE unhealthy_ms=<n> crashed_flows=<n> answered=<n> new_source=<n>
+func TestGWLBFleetRebalanceCrash(t *testing.T) {
+	f := setupFleet(t, gwlbsim.Rebalance)
+	flows := f.openFlows(t, 90)
+	if n := answered(ask(flows, 2*time.Second)); n != len(flows) {
+		t.Fatalf("%d of %d flows echoed (%s)", n, len(flows), f.why(flows, make([]bool, len(flows))))
+	}
+	owners := ownerOf(t, flows, f.owners(t, fleetMembers...))
+	crashed := "nat-c"
+	f.nodes[crashed].proc.Kill()
+	<-f.nodes[crashed].proc.Done()
+	took := f.waitState(t, crashed, gwlbsim.StateUnhealthy, 4*time.Second)
+	after := ask(flows, 2*time.Second)
+	now := f.owners(t, "nat-a", "nat-a2")
+	crashedN, ok, moved := 0, 0, 0
+	for i, o := range owners {
+		if o.member != crashed {
+			if !after[i] || len(now[flows[i].src]) != 1 || now[flows[i].src][0] != o {
+				t.Errorf("survivor flow %s (%+v): echoed %v, now %+v", flows[i].src, o, after[i], now[flows[i].src])
+			}
+			continue
+		}
+		crashedN++
+		if after[i] {
+			ok++
+		}
+		if len(now[flows[i].src]) == 1 {
+			moved++
+		}
+	}
+	if ok != crashedN || moved != crashedN {
+		t.Errorf("rebalance: of %s's %d flows %d echoed after the crash, %d NATed by a survivor; want all", crashed, crashedN, ok, moved)
+	}
+	t.Logf("FLEET-REBALANCE unhealthy_ms=%d crashed_flows=%d answered=%d new_source=%d", took.Milliseconds(), crashedN, ok, moved)
 }
