@@ -117,6 +117,11 @@ func (g *gwlbDatapath) attached(ctx context.Context) (*gwlb.Datapath, error) {
 }
 
 func (g *gwlbDatapath) Check(ctx context.Context) error {
+	if len(g.addrs) == 0 {
+		// The datapath would refuse every packet as foreign: a healthy
+		// member that drops all its flows.
+		return errors.New("GWLB datapath: no GWLB addresses to accept GENEVE from: set gwlb.addresses (their discovery from EC2 is not wired yet)")
+	}
 	dp, err := g.attached(ctx)
 	if err != nil {
 		return err

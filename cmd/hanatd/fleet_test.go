@@ -48,6 +48,7 @@ func fleetConfig(t *testing.T) *config.Config {
 	cfg.GWLB.Enabled = true
 	cfg.GWLB.HealthCheck = config.GWLBHealthCheck{Address: netip.MustParseAddr("127.0.0.1"), Port: port, Protocol: "http", Path: "/"}
 	cfg.GWLB.DeregistrationDelay = config.Duration{Duration: time.Hour}
+	cfg.GWLB.Addresses = []netip.Addr{netip.MustParseAddr("10.0.1.5")}
 	cfg.HA.Health.Targets = []string{up.Addr().String()}
 	cfg.HA.Health.Interval = config.Duration{Duration: 100 * time.Millisecond}
 	if err := cfg.Validate(); err != nil {
@@ -191,6 +192,10 @@ func TestGWLBDatapathAttachFails(t *testing.T) {
 	d := fleetDaemon(t, cfg)
 	d.state.nat.OutsideIface = "hnt-nosuch0"
 	g := &gwlbDatapath{d: d, local: netip.MustParseAddr("127.0.0.1"), pinDir: gwlbPinDir(t.TempDir())}
+	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "no GWLB addresses") {
+		t.Fatalf("Check without GWLB addresses: %v", err)
+	}
+	g.addrs = []netip.Addr{netip.MustParseAddr("10.0.1.5")}
 	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), `GWLB datapath not attached: gwlb: interface "hnt-nosuch0"`) {
 		t.Fatalf("Check on a missing interface: %v", err)
 	}
