@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/geneve"
 	"github.com/hanat/hanat/internal/vpcsim"
@@ -47,6 +50,7 @@ type fleetLab struct {
 	lab     *vpcsim.Lab
 	nodes   map[string]*labNAT
 	publics map[netip.Addr]string // EIP → member
+	pins    map[string]string     // member → its --pin-path
 }
 
 func fleetConfig(lab *vpcsim.Lab) string {
@@ -81,7 +85,7 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 			Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 3},
 			OnUnhealthy: failover, OnDeregistration: failover},
 		PointPrivateRoutes: true, RegisterNATs: true}})
-	f := &fleetLab{lab: lab, nodes: map[string]*labNAT{}, publics: map[netip.Addr]string{}}
+	f := &fleetLab{lab: lab, nodes: map[string]*labNAT{}, publics: map[netip.Addr]string{}, pins: map[string]string{}}
 	bpffs := mountBPFFS(t)
 	cfg := fleetConfig(lab)
 	for _, name := range fleetMembers {
@@ -96,7 +100,8 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 		}
 		// Each member pins its programs in its own directory: bpffs is
 		// the host's, not the namespace's.
-		f.nodes[name] = startLabHanatd(t, lab, name, cfg, "--pin-path", filepath.Join(bpffs, name))
+		f.pins[name] = filepath.Join(bpffs, name)
+		f.nodes[name] = startLabHanatd(t, lab, name, cfg, "--pin-path", f.pins[name])
 		f.publics[lab.Instance(name).PublicIP] = name
 	}
 	for _, name := range fleetMembers {
@@ -405,6 +410,57 @@ func TestGWLBFleet(t *testing.T) {
 		took.Milliseconds(), crashedN, crashedOK, crashed)
 
 	t.Run("drain", func(t *testing.T) { f.drain(t, flows, owners) })
+	t.Run("cleanup detaches the GWLB programs", func(t *testing.T) { f.cleanup(t, "nat-a") })
+}
+
+// tcxPrograms counts the tcx ingress and egress programs on the eth0 of
+// instance, asked inside its namespace.
+func (f *fleetLab) tcxPrograms(t *testing.T, instance string) int {
+	t.Helper()
+	n := 0
+	err := f.lab.Instance(instance).NS.Do(func() error {
+		l, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		for _, hook := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: l.Index, Attach: hook})
+			if err != nil {
+				return fmt.Errorf("query %v of eth0: %w", hook, err)
+			}
+			n += len(r.Programs)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("tcx programs in %s: %v", instance, err)
+	}
+	return n
+}
+
+// cleanup stops member's hanatd, whose GWLB programs (and fast path)
+// stay attached through their pins, and runs hanatd --cleanup: no program
+// is left on eth0 and no pin under the pin path.
+func (f *fleetLab) cleanup(t *testing.T, member string) {
+	n := f.nodes[member]
+	n.proc.Kill()
+	<-n.proc.Done()
+	if got := f.tcxPrograms(t, member); got < 2 {
+		t.Fatalf("%d tcx programs on %s's eth0 after SIGKILL, want the pinned GWLB ingress and egress at least", got, member)
+	}
+	cfg := filepath.Join(filepath.Dir(n.socket), "hanat.yaml")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := f.lab.Instance(member).NS.Run(ctx, bins.hanatd, "--cleanup", "--config", cfg, "--pin-path", f.pins[member])
+	if err != nil {
+		t.Fatalf("hanatd --cleanup in %s: %v\n%s", member, err, out)
+	}
+	if got := f.tcxPrograms(t, member); got != 0 {
+		t.Errorf("%d tcx programs on %s's eth0 after hanatd --cleanup", got, member)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.pins[member], "*", "*")); len(left) != 0 {
+		t.Errorf("pins left after hanatd --cleanup: %v", left)
+	}
 }
 
 // badGeneve sends nat-a GENEVE from a host that is no GWLB, a truncated
