@@ -29,6 +29,10 @@ type FleetStatus struct {
 	// (vpce-…).
 	FlowsPerEndpoint map[string]int `json:"flows_per_endpoint"`
 	FlowsError       string         `json:"flows_error,omitempty"`
+	// Datapath counts what the GWLB datapath passed and refused, by reason
+	// (package gwlb's Reasons); empty before it is attached.
+	Datapath      map[string]uint64 `json:"datapath,omitempty"`
+	DatapathError string            `json:"datapath_error,omitempty"`
 }
 
 // FleetPeer is one GWLB address seen: by its health checks, its flows or

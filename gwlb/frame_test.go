@@ -11,9 +11,8 @@ import (
 )
 
 const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
+	protoTCP = 6
+	protoUDP = 17
 )
 
 var (

@@ -51,6 +51,8 @@ type Datapath struct {
 	links    []link.Link // ingress, egress
 	linkPins []string    // their pins ("" without PinDir)
 	pinDir   string
+	link     string // the ENI's interface
+	ifindex  int    // and its index at Attach
 }
 
 // Attach loads the programs, sets the local and GWLB addresses and
@@ -72,7 +74,7 @@ func Attach(ctx context.Context, cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gwlb: %w", err)
 	}
-	d := &Datapath{objs: objs, maps: tables{&objs.GwlbMaps}, pinDir: cfg.PinDir}
+	d := &Datapath{objs: objs, maps: tables{&objs.GwlbMaps}, pinDir: cfg.PinDir, link: cfg.Link, ifindex: ifindex}
 	if err := d.maps.setLocal(cfg.LocalAddr.Unmap()); err != nil {
 		d.Close()
 		return nil, err

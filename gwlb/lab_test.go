@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -312,28 +313,37 @@ func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
 	return id
 }
 
-// TestAttachAdoptsPins: Close leaves both programs attached through their
-// pinned links; the next Attach takes those links over (no second program
-// on a hook), points them at its programs and finds the flows remembered;
-// Detach removes programs and pins.
-func TestAttachAdoptsPins(t *testing.T) {
-	ns := natlab.NewNS(t, "hnt-gwp-")
+// pinnedENI is an ENI (eni0, a veth) in a new namespace and a Config
+// pinning under a bpffs directory of the test's; inNS runs f in the
+// namespace, failing the test on its error.
+func pinnedENI(t *testing.T, prefix string) (ifindex int, pins string, cfg Config, inNS func(func() error)) {
+	t.Helper()
+	ns := natlab.NewNS(t, prefix)
 	h := natlab.Handle(t, ns)
 	natlab.Veth(t, h, "eni0", ns, h, "eni0p")
-	ifindex := natlab.LinkByName(t, h, "eni0").Attrs().Index
-	pins := filepath.Join("/sys/fs/bpf", "hanat-test-"+ns.Name)
+	ifindex = natlab.LinkByName(t, h, "eni0").Attrs().Index
+	pins = filepath.Join("/sys/fs/bpf", "hanat-test-"+ns.Name)
 	t.Cleanup(func() { _ = os.RemoveAll(pins) })
-	cfg := Config{Link: "eni0", LocalAddr: addrENI, GWLBAddrs: []netip.Addr{addrGWLB}, PinDir: pins}
-	ctx := context.Background()
-	hooks := []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress}
-
-	var d1, d2 *Datapath
-	inNS := func(f func() error) {
+	cfg = Config{Link: "eni0", LocalAddr: addrENI, GWLBAddrs: []netip.Addr{addrGWLB}, PinDir: pins}
+	inNS = func(f func() error) {
 		t.Helper()
 		if err := ns.Do(f); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return ifindex, pins, cfg, inNS
+}
+
+// TestAttachAdoptsPins: Close leaves both programs attached through their
+// pinned links; the next Attach takes those links over (no second program
+// on a hook), points them at its programs and finds the flows remembered;
+// Detach removes programs and pins.
+func TestAttachAdoptsPins(t *testing.T) {
+	ifindex, pins, cfg, inNS := pinnedENI(t, "hnt-gwp-")
+	ctx := context.Background()
+	hooks := []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress}
+
+	var d1, d2 *Datapath
 	inNS(func() (err error) { d1, err = Attach(ctx, cfg); return err })
 	if v, _ := mustRun(t, "ingress", d1.objs.HanatGwlbIngress, encapFrame(addrGWLB, opts, udpPacket(hostUDP, srvUDP, nil))); v != tcNext {
 		t.Fatalf("decap verdict %d", v)
@@ -508,4 +518,62 @@ func TestMemberTCPInNamespaces(t *testing.T) {
 		t.Fatalf("flows %+v (%v), want the one TCP flow", fl, err)
 	}
 	sendGeneve(t, gw, labOpts, tcpSegment(host, server, iss+1+uint32(len(msg)), srvSeq+uint32(len(msg)), rst, nil))
+}
+
+// TestCheckAndCleanup: Check passes while both programs are on the ENI
+// and names the missing one once a program is detached behind the
+// datapath's back; Cleanup (hanatd --cleanup) detaches what a closed
+// datapath left pinned and removes every pin.
+func TestCheckAndCleanup(t *testing.T) {
+	ifindex, pins, cfg, inNS := pinnedENI(t, "hnt-gwc-")
+	ctx := context.Background()
+	var d *Datapath
+	inNS(func() (err error) { d, err = Attach(ctx, cfg); return err })
+	inNS(d.Check)
+	// Someone removes the ingress program: its pin and the last handle.
+	if err := os.Remove(filepath.Join(pins, pinIngress+"eni0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.links[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	inNS(func() error {
+		if err := d.Check(); err == nil || !strings.Contains(err.Error(), "no longer attached at") {
+			t.Fatalf("Check with ingress detached: %v", err)
+		}
+		return nil
+	})
+	d.links = d.links[1:]
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	inNS(func() (err error) { d, err = Attach(ctx, cfg); return err })
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inNS(func() error {
+		if n := len(attached(t, ifindex, ebpf.AttachTCXIngress)); n != 1 {
+			t.Fatalf("%d ingress programs after Close, want the pinned one", n)
+		}
+		return nil
+	})
+	if err := Cleanup(pins); err != nil {
+		t.Fatal(err)
+	}
+	inNS(func() error {
+		for _, hook := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			if p := attached(t, ifindex, hook); len(p) != 0 {
+				t.Fatalf("%v: %d programs after Cleanup", hook, len(p))
+			}
+		}
+		return nil
+	})
+	if _, err := os.Stat(pins); !os.IsNotExist(err) {
+		left, _ := filepath.Glob(filepath.Join(pins, "*"))
+		t.Fatalf("pin directory after Cleanup: %v, left %v", err, left)
+	}
+	if err := Cleanup(pins); err != nil {
+		t.Fatalf("a second Cleanup: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hanat/hanat/admin"
@@ -46,6 +47,12 @@ func writeFleetStatus(w io.Writer, f *admin.FleetStatus, now time.Time) error {
 	fmt.Fprintf(tw, "  GWLB addresses:\t%s\n", gwlb)
 	if f.FlowsError != "" {
 		fmt.Fprintf(tw, "  flows:\tunknown (%s)\n", clean(f.FlowsError))
+	}
+	if f.DatapathError != "" {
+		fmt.Fprintf(tw, "  datapath counters:\tunknown (%s)\n", clean(f.DatapathError))
+	}
+	if len(f.Datapath) > 0 {
+		fmt.Fprintf(tw, "  datapath counters:\t%s\n", counterText(f.Datapath))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -103,4 +110,23 @@ func drainText(d admin.FleetDrain, now time.Time) string {
 		s += " (flow count failed: " + clean(d.LastError) + ")"
 	}
 	return s
+}
+
+// counterText prints the non-zero counters, by name: "decap 12, bad_option 3".
+func counterText(c map[string]uint64) string {
+	names := make([]string, 0, len(c))
+	for n, v := range c {
+		if v > 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "all zero"
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", clean(n), c[n])
+	}
+	return strings.Join(parts, ", ")
 }

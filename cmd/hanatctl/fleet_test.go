@@ -33,6 +33,7 @@ func TestFleetStatus(t *testing.T) {
 		Drain: admin.FleetDrain{Draining: true, Since: now.Add(-50 * time.Second), Reason: "Auto Scaling target lifecycle state Terminated",
 			LeftMS: 250_000, Flows: 3},
 		FlowsPerEndpoint: map[string]int{"vpce-0123456789abcdef0": 2, "vpce-0fedcba987654321f": 1},
+		Datapath:         map[string]uint64{"decap": 12, "encap": 11, "foreign_source": 1, "truncated": 0},
 	}}
 	sock := startDaemon(t, b)
 	o := hanatctl(t, "--socket", sock, "status")
@@ -40,7 +41,7 @@ func TestFleetStatus(t *testing.T) {
 	for _, want := range []string{"Fleet (Gateway Load Balancer target)", "fleet member: UNHEALTHY: draining since",
 		"tcp 10.0.1.10:80, evaluated", "lifecycle:", "Terminated", "3 flows left, 4m10s left of the deregistration delay",
 		"GWLB addresses:", "none configured", "10.0.1.200", "41", "10.0.3.200", "never",
-		"vpce-0123456789abcdef0", "vpce-0fedcba987654321f", "total"} {
+		"vpce-0123456789abcdef0", "vpce-0fedcba987654321f", "total", "datapath counters:  decap 12, encap 11, foreign_source 1\n"} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, o.stdout)
 		}
@@ -50,10 +51,11 @@ func TestFleetStatus(t *testing.T) {
 	b.fleet.Drain.Ended, b.fleet.Drain.TookMS, b.fleet.Drain.FlowsLeft = "deregistration delay passed", 300_000, 2
 	b.fleet.FlowsPerEndpoint, b.fleet.Peers = nil, nil
 	b.fleet.Lifecycle = "" // read: no Auto Scaling group
+	b.fleet.Datapath, b.fleet.DatapathError = map[string]uint64{"decap": 0}, "map read failed"
 	o = hanatctl(t, "--socket", sock, "status")
 	o.want(t, 0)
 	for _, want := range []string{"DRAINED: deregistration delay passed after 5m0s with 2 flows left", "GWLB peers seen:", "none yet",
-		"flows per endpoint:", "none", "not in an Auto Scaling group"} {
+		"flows per endpoint:", "none", "not in an Auto Scaling group", "datapath counters:", "unknown (map read failed)", "all zero"} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, o.stdout)
 		}

@@ -34,6 +34,7 @@ type daemon struct {
 	log            *slog.Logger
 	configPath     string
 	configExplicit bool
+	pinPath        string // the fast path's pins; the GWLB datapath's under it
 	startedAt      time.Time
 
 	slow     *datapath.Slowpath
@@ -104,6 +105,7 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 		logLevel:       level,
 		configPath:     configPath,
 		configExplicit: explicit,
+		pinPath:        pinPath,
 		startedAt:      time.Now(),
 		slow:           datapath.NewSlowpath(log, -1),
 		sysctls:        datapath.HostSysctls(cfg.StateDir),
@@ -219,6 +221,11 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.loopBeat.Store(time.Now().UnixNano())
 	g.Go(func() error { d.loop(gctx, hup); return nil })
 	err := g.Wait()
+	if d.fleet.dp != nil {
+		if cerr := d.fleet.dp.close(); cerr != nil {
+			d.log.Warn("GWLB datapath: close", "err", cerr)
+		}
+	}
 	d.notify.stopping()
 	d.log.Info("hanatd stopped; the datapath stays in place (hanatd --cleanup removes it)")
 	if errors.Is(err, context.Canceled) {

@@ -7,12 +7,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/signal"
+	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/config"
+	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/fleet"
+	"github.com/hanat/hanat/gwlb"
 	"github.com/hanat/hanat/ha"
 )
 
@@ -27,7 +31,11 @@ type fleetNode struct {
 	log   *slog.Logger
 	m     *fleet.Member
 	delay time.Duration
+	dp    *gwlbDatapath
 }
+
+// gwlbPinDir is where the GWLB datapath pins, under the fast path's pins.
+func gwlbPinDir(pinPath string) string { return filepath.Join(pinPath, "gwlb") }
 
 // newFleet builds the fleet member of gwlb.enabled: its health check
 // responder on the instance's private IP (or gwlb.health_check.address),
@@ -53,10 +61,11 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 			lifecycle = d.ec2
 		}
 	}
+	dp := &gwlbDatapath{d: d, local: addr, addrs: g.Addresses, pinDir: gwlbPinDir(d.pinPath)}
 	upstream := &ha.HealthChecker{Targets: upstreamTargets(cfg.HA.Health, region), Timeout: cfg.HA.Health.Timeout.Duration}
 	m, err := fleet.New(fleet.Options{
 		Log:                 f.log,
-		Datapath:            fleetDatapath{d: d, gwlb: unwiredGWLB{}},
+		Datapath:            fleetDatapath{d: d, gwlb: dp},
 		Upstream:            upstreamCheck{upstream},
 		Lifecycle:           lifecycle,
 		GWLBAddrs:           g.Addresses,
@@ -67,29 +76,110 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gwlb: %w", err)
 	}
-	f.m, f.delay = m, g.DeregistrationDelay.Duration
+	f.m, f.delay, f.dp = m, g.DeregistrationDelay.Duration, dp
 	return f, nil
 }
 
-// SEAM (issue 16): the member's GWLB datapath, package gwlb (built on
-// another branch), is wired here once merged, replacing unwiredGWLB:
-//
-//	dp, err := gwlb.Attach(ctx, gwlb.Config{Link: outside, LocalAddr: addr, GWLBAddrs: g.Addresses, PinDir: pinPath})
-//	... fleetDatapath{d: d, gwlb: gwlbAdapter{dp}}
-//
-// where gwlbAdapter's Check reports a detached or failing program and
-// its Flows maps dp.Flows() (inner 5-tuple + geneve.Options) to
-// fleet.Flow{Options: …, GWLB: outer source}; dp.SetGWLBAddrs follows
-// discovery. Until then the member says its datapath is not attached, so
-// it fails every health check: a member that cannot decapsulate must never
-// draw GWLB's flows.
-type unwiredGWLB struct{}
+// gwlbDatapath is package gwlb's datapath on the outside ENI, attached at
+// the first check after the NAT has resolved the outside interface (the
+// programs and the flows' return paths are pinned under pinDir, so a
+// restart adopts them). Until then, or while its programs are off the
+// link, the member fails its health check: a member that cannot
+// decapsulate must never draw GWLB's flows.
+type gwlbDatapath struct {
+	d      *daemon
+	local  netip.Addr   // the instance's primary private IP: GENEVE's destination
+	addrs  []netip.Addr // gwlb.addresses
+	pinDir string
 
-func (unwiredGWLB) Check(context.Context) error {
-	return errors.New("GWLB datapath not attached: hanatd is built without the gwlb datapath yet")
+	mu    sync.Mutex
+	dp    *gwlb.Datapath   // nil until attached
+	table *conntrack.Table // nil until the first Flows
 }
 
-func (unwiredGWLB) Flows(context.Context) ([]fleet.Flow, error) { return nil, nil }
+func (g *gwlbDatapath) attached(ctx context.Context) (*gwlb.Datapath, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dp != nil {
+		return g.dp, nil
+	}
+	iface := g.d.snapshot().nat.OutsideIface
+	if iface == "" {
+		return nil, errors.New("GWLB datapath not attached: the outside interface is not resolved yet")
+	}
+	dp, err := gwlb.Attach(ctx, gwlb.Config{Link: iface, LocalAddr: g.local, GWLBAddrs: g.addrs, PinDir: g.pinDir})
+	if err != nil {
+		return nil, fmt.Errorf("GWLB datapath not attached: %w", err)
+	}
+	g.d.log.Info("GWLB datapath attached", "interface", iface, "local", g.local, "gwlb", g.addrs, "pins", g.pinDir)
+	g.dp = dp
+	return dp, nil
+}
+
+func (g *gwlbDatapath) Check(ctx context.Context) error {
+	if len(g.addrs) == 0 {
+		// The datapath would refuse every packet as foreign: a healthy
+		// member that drops all its flows.
+		return errors.New("GWLB datapath: no GWLB addresses to accept GENEVE from: set gwlb.addresses (their discovery from EC2 is not wired yet)")
+	}
+	dp, err := g.attached(ctx)
+	if err != nil {
+		return err
+	}
+	return dp.Check()
+}
+
+// Flows are the GWLB's flows that conntrack still has (the flow map
+// forgets a flow only under pressure, so a drain would never end on it).
+func (g *gwlbDatapath) Flows(ctx context.Context) ([]fleet.Flow, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dp == nil {
+		return nil, nil
+	}
+	if g.table == nil {
+		t, err := conntrack.Open(g.d.log, conntrack.NetNS{})
+		if err != nil {
+			return nil, err
+		}
+		g.table = t
+	}
+	live, err := g.dp.LiveFlows(ctx, g.table, conntrackFilter(g.d.snapshot().nat))
+	if err != nil {
+		return nil, err
+	}
+	flows := make([]fleet.Flow, len(live))
+	for i, f := range live {
+		flows[i] = fleet.Flow{GWLB: f.GWLB, Options: f.Options}
+	}
+	return flows, nil
+}
+
+// counters are the datapath's drop and pass counters (nil before attach).
+func (g *gwlbDatapath) counters() (map[string]uint64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dp == nil {
+		return nil, nil
+	}
+	return g.dp.Counters()
+}
+
+// close releases the process's handles; the pinned programs stay.
+func (g *gwlbDatapath) close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var errs []error
+	if g.dp != nil {
+		errs = append(errs, g.dp.Close())
+		g.dp = nil
+	}
+	if g.table != nil {
+		errs = append(errs, g.table.Close())
+		g.table = nil
+	}
+	return errors.Join(errs...)
+}
 
 // fleetDatapath is the member's datapath: the NAT's slow path applied
 // without error, and the GWLB decapsulation.
@@ -177,6 +267,13 @@ func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
 	st := &admin.FleetStatus{Role: s.Role, HealthCheck: s.HealthCheck, Healthy: s.Healthy, HealthNote: s.Reason,
 		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleAt: s.LifecycleAt, LifecycleError: s.LifecycleErr,
 		FlowsPerEndpoint: s.Flows, FlowsError: s.FlowsErr, GWLBAddrs: stringsOf(s.GWLBAddrs)}
+	if f.dp != nil {
+		c, err := f.dp.counters()
+		st.Datapath = c
+		if err != nil {
+			st.DatapathError = err.Error()
+		}
+	}
 	for _, p := range s.Peers {
 		st.Peers = append(st.Peers, admin.FleetPeer{Address: p.Addr.String(), LastCheck: p.LastCheck, Checks: p.Checks, Flows: p.Flows})
 	}

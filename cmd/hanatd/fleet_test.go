@@ -48,6 +48,7 @@ func fleetConfig(t *testing.T) *config.Config {
 	cfg.GWLB.Enabled = true
 	cfg.GWLB.HealthCheck = config.GWLBHealthCheck{Address: netip.MustParseAddr("127.0.0.1"), Port: port, Protocol: "http", Path: "/"}
 	cfg.GWLB.DeregistrationDelay = config.Duration{Duration: time.Hour}
+	cfg.GWLB.Addresses = []netip.Addr{netip.MustParseAddr("10.0.1.5")}
 	cfg.HA.Health.Targets = []string{up.Addr().String()}
 	cfg.HA.Health.Interval = config.Duration{Duration: 100 * time.Millisecond}
 	if err := cfg.Validate(); err != nil {
@@ -96,10 +97,11 @@ func TestFleetMemberOwnsNoRouteTables(t *testing.T) {
 	}
 }
 
-// TestFleetMemberUnhealthyUntilWired: the member's datapath is the NAT's
-// slow path and the GWLB seam; until the gwlb datapath is wired it fails
-// its health check, with the reason, even with the NAT up.
-func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
+// TestFleetMemberUnhealthyUntilAttached: the member's datapath is the
+// NAT's slow path and the GWLB datapath; until the latter is attached to
+// the outside interface (resolved by the NAT) it fails its health check,
+// with the reason, even with the NAT up.
+func TestFleetMemberUnhealthyUntilAttached(t *testing.T) {
 	cfg := fleetConfig(t)
 	d := fleetDaemon(t, cfg)
 	f := runFleet(t, d, cfg)
@@ -108,13 +110,13 @@ func TestFleetMemberUnhealthyUntilWired(t *testing.T) {
 	d.mu.Lock()
 	d.state.ready = true
 	d.mu.Unlock()
-	testtool.Eventually(t, 5*time.Second, "the GWLB seam", func() bool { return strings.Contains(reason(), "GWLB datapath not attached") })
+	testtool.Eventually(t, 5*time.Second, "GWLB datapath not attached", func() bool { return strings.Contains(reason(), "GWLB datapath not attached") })
 	st := f.status(t.Context())
 	if st.Healthy || st.Role != "fleet member" || !strings.HasPrefix(st.HealthCheck, "http 127.0.0.1:") || st.Drain.Draining {
 		t.Fatalf("status = %+v", st)
 	}
 
-	// A shutdown drain with no flow (the seam has none) ends at once.
+	// A shutdown drain with no flow (nothing attached) ends at once.
 	sctx, scancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer scancel()
 	if !f.drainUntil(sctx, sdNotify{log: d.log}) {
@@ -179,5 +181,28 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	st := f.status(t.Context())
 	if st.Lifecycle != ec2sim.LifecycleTerminated || !strings.Contains(st.Drain.Reason, "Terminated") || st.Drain.Ended != "last flow ended" || st.Healthy {
 		t.Fatalf("status = %+v", st)
+	}
+}
+
+// TestGWLBDatapathAttachFails: with the outside interface resolved, the
+// member's check is the attach's error until it succeeds, and no flows
+// are claimed.
+func TestGWLBDatapathAttachFails(t *testing.T) {
+	cfg := fleetConfig(t)
+	d := fleetDaemon(t, cfg)
+	d.state.nat.OutsideIface = "hnt-nosuch0"
+	g := &gwlbDatapath{d: d, local: netip.MustParseAddr("127.0.0.1"), pinDir: gwlbPinDir(t.TempDir())}
+	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "no GWLB addresses") {
+		t.Fatalf("Check without GWLB addresses: %v", err)
+	}
+	g.addrs = []netip.Addr{netip.MustParseAddr("10.0.1.5")}
+	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), `GWLB datapath not attached: gwlb: interface "hnt-nosuch0"`) {
+		t.Fatalf("Check on a missing interface: %v", err)
+	}
+	if fl, err := g.Flows(t.Context()); fl != nil || err != nil {
+		t.Fatalf("Flows before attach: %v %v", fl, err)
+	}
+	if c, err := g.counters(); c != nil || err != nil || g.close() != nil {
+		t.Fatalf("counters before attach: %v %v", c, err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/datapath"
 	"github.com/hanat/hanat/fastpath"
+	"github.com/hanat/hanat/gwlb"
 )
 
 const usage = `hanatd — the hanat NAT daemon
@@ -110,8 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *cleanup {
 		// The fast path first: it would keep forwarding offloaded flows
 		// without the table.
+		// The GWLB programs too (their pins are under the fast path's).
+		gerr := gwlb.Cleanup(gwlbPinDir(*pinPath))
 		ferr := fastpath.Cleanup(log, *pinPath)
-		if err := errors.Join(ferr, datapath.Cleanup(ctx, log, cfg.StateDir)); err != nil {
+		if err := errors.Join(gerr, ferr, datapath.Cleanup(ctx, log, cfg.StateDir)); err != nil {
 			log.Error("cleanup failed", "err", err)
 			return 1
 		}

@@ -31,7 +31,7 @@ type labNAT struct {
 
 // startLabHanatd runs hanatd in a lab instance with an otherwise empty
 // config: only the admin socket and state dir move into the test's temp dir.
-func startLabHanatd(t *testing.T, lab *vpcsim.Lab, instance, extra string) *labNAT {
+func startLabHanatd(t *testing.T, lab *vpcsim.Lab, instance, extra string, args ...string) *labNAT {
 	t.Helper()
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "admin.sock")
@@ -40,7 +40,7 @@ func startLabHanatd(t *testing.T, lab *vpcsim.Lab, instance, extra string) *labN
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := lab.Start(context.Background(), instance, bins.hanatd, "--config", cfg)
+	p, err := lab.Start(context.Background(), instance, append([]string{bins.hanatd, "--config", cfg}, args...)...)
 	if err != nil {
 		t.Fatalf("start hanatd in %s: %v", instance, err)
 	}
@@ -89,8 +89,15 @@ func srcDstCheck(t *testing.T, api *ec2.Client, eni string) bool {
 
 func upLab(t *testing.T) *vpcsim.Lab {
 	t.Helper()
+	return upLabWith(t, vpcsim.Options{PointPrivateRoutesAtNATs: true})
+}
+
+// upLabWith is a lab of opts (its prefix unique) closed when t ends.
+func upLabWith(t *testing.T, opts vpcsim.Options) *vpcsim.Lab {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	lab, err := vpcsim.Up(context.Background(), log, vpcsim.Options{Prefix: "e2" + netns.UniqueName("")[:4], PointPrivateRoutesAtNATs: true})
+	opts.Prefix = "e2" + netns.UniqueName("")[:4]
+	lab, err := vpcsim.Up(context.Background(), log, opts)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
