@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -62,6 +63,11 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 		}
 	}
 	dp := &gwlbDatapath{d: d, local: addr, addrs: g.Addresses, pinDir: gwlbPinDir(d.pinPath)}
+	if len(g.Addresses) == 0 && d.ec2.EC2() != nil {
+		// Zero-config: the GWLBs' ENIs in this VPC, as EC2 shows them.
+		c, vpc := d.ec2.EC2(), d.ec2.Instance().VPCID
+		dp.discover = func(ctx context.Context) ([]netip.Addr, error) { return c.GWLBAddrs(ctx, vpc) }
+	}
 	upstream := &ha.HealthChecker{Targets: upstreamTargets(cfg.HA.Health, region), Timeout: cfg.HA.Health.Timeout.Duration}
 	m, err := fleet.New(fleet.Options{
 		Log:                 f.log,
@@ -88,13 +94,55 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 // decapsulate must never draw GWLB's flows.
 type gwlbDatapath struct {
 	d      *daemon
-	local  netip.Addr   // the instance's primary private IP: GENEVE's destination
-	addrs  []netip.Addr // gwlb.addresses
+	local  netip.Addr // the instance's primary private IP: GENEVE's destination
 	pinDir string
+	// discover reads the GWLB addresses from EC2 (nil: gwlb.addresses
+	// are configured, or there is no EC2 client).
+	discover func(context.Context) ([]netip.Addr, error)
 
-	mu    sync.Mutex
-	dp    *gwlb.Datapath   // nil until attached
-	table *conntrack.Table // nil until the first Flows
+	mu           sync.Mutex
+	addrs        []netip.Addr     // gwlb.addresses, or the last discovered
+	nextDiscover time.Time        // when discover runs again
+	dp           *gwlb.Datapath   // nil until attached
+	table        *conntrack.Table // nil until the first Flows
+}
+
+// Discovery's pace: a GWLB gains an ENI only when an AZ is enabled, so a
+// minute is soon enough; a failed call is retried sooner.
+const (
+	gwlbRediscover = time.Minute
+	gwlbRetry      = 5 * time.Second
+)
+
+// refreshAddrs rediscovers the GWLB addresses when due and hands a change
+// to the attached datapath. It returns the addresses to check against.
+func (g *gwlbDatapath) refreshAddrs(ctx context.Context) ([]netip.Addr, error) {
+	g.mu.Lock()
+	due := g.discover != nil && !time.Now().Before(g.nextDiscover)
+	addrs := g.addrs
+	g.mu.Unlock()
+	if !due {
+		return addrs, nil
+	}
+	found, err := g.discover(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		g.nextDiscover = time.Now().Add(gwlbRetry)
+		return g.addrs, fmt.Errorf("GWLB addresses from EC2 (gwlb.addresses is empty): %w", err)
+	}
+	g.nextDiscover = time.Now().Add(gwlbRediscover)
+	if slices.Equal(found, g.addrs) {
+		return g.addrs, nil
+	}
+	if g.dp != nil {
+		if err := g.dp.SetGWLBAddrs(found); err != nil {
+			return g.addrs, fmt.Errorf("GWLB datapath: set the discovered addresses %v: %w", found, err)
+		}
+	}
+	g.d.log.Info("GWLB addresses discovered", "component", "fleet", "gwlb", found, "before", g.addrs)
+	g.addrs = found
+	return found, nil
 }
 
 func (g *gwlbDatapath) attached(ctx context.Context) (*gwlb.Datapath, error) {
@@ -117,10 +165,17 @@ func (g *gwlbDatapath) attached(ctx context.Context) (*gwlb.Datapath, error) {
 }
 
 func (g *gwlbDatapath) Check(ctx context.Context) error {
-	if len(g.addrs) == 0 {
+	addrs, err := g.refreshAddrs(ctx)
+	if len(addrs) == 0 {
 		// The datapath would refuse every packet as foreign: a healthy
 		// member that drops all its flows.
-		return errors.New("GWLB datapath: no GWLB addresses to accept GENEVE from: set gwlb.addresses (their discovery from EC2 is not wired yet)")
+		if err == nil {
+			err = errors.New("none configured (gwlb.addresses) and none found in EC2")
+		}
+		return fmt.Errorf("GWLB datapath: no GWLB addresses to accept GENEVE from: %w", err)
+	}
+	if err != nil {
+		g.d.log.Warn("GWLB addresses not rediscovered; keeping the last ones", "component", "fleet", "gwlb", addrs, "err", err)
 	}
 	dp, err := g.attached(ctx)
 	if err != nil {

@@ -46,6 +46,9 @@ const (
 
 var fleetMembers = []string{"nat-a", "nat-c", "nat-a2"}
 
+// fleetDiscovers is the member whose config names no GWLB address.
+const fleetDiscovers = "nat-a2"
+
 type fleetLab struct {
 	lab     *vpcsim.Lab
 	nodes   map[string]*labNAT
@@ -53,10 +56,14 @@ type fleetLab struct {
 	pins    map[string]string     // member → its --pin-path
 }
 
-func fleetConfig(lab *vpcsim.Lab) string {
+// fleetConfig is a member's config: with the lab GWLB's addresses, or
+// with none (discover), so hanatd finds them in EC2 (cloud.GWLBAddrs).
+func fleetConfig(lab *vpcsim.Lab, discover bool) string {
 	var addrs []string
 	for _, n := range lab.Status().GWLB.Nodes {
-		addrs = append(addrs, n.Addr.String())
+		if !discover {
+			addrs = append(addrs, n.Addr.String())
+		}
 	}
 	return fmt.Sprintf(`log:
   level: debug
@@ -87,8 +94,10 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 		PointPrivateRoutes: true, RegisterNATs: true}})
 	f := &fleetLab{lab: lab, nodes: map[string]*labNAT{}, publics: map[netip.Addr]string{}, pins: map[string]string{}}
 	bpffs := mountBPFFS(t)
-	cfg := fleetConfig(lab)
 	for _, name := range fleetMembers {
+		// nat-a2 is configured with no gwlb.addresses: it must find them in
+		// EC2 (the GWLB's ENIs) to become healthy and carry its share.
+		cfg := fleetConfig(lab, name == fleetDiscovers)
 		// The members' ENIs compute checksums in software, as an ENA does
 		// for an encapsulated packet (it offloads no inner checksum): a
 		// veth would pass the reply's inner UDP checksum on unfinished
