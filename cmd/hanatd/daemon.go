@@ -221,8 +221,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.loopBeat.Store(time.Now().UnixNano())
 	g.Go(func() error { d.loop(gctx, hup); return nil })
 	err := g.Wait()
-	if d.fleet.dp != nil {
-		if cerr := d.fleet.dp.close(); cerr != nil {
+	if d.fleet.dp.Member != nil {
+		if cerr := d.fleet.dp.Close(); cerr != nil {
 			d.log.Warn("GWLB datapath: close", "err", cerr)
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"sync"
 	"syscall"
 	"time"
 
@@ -32,7 +30,7 @@ type fleetNode struct {
 	log   *slog.Logger
 	m     *fleet.Member
 	delay time.Duration
-	dp    *gwlbDatapath
+	dp    gwlbDatapath
 }
 
 // gwlbPinDir is where the GWLB datapath pins, under the fast path's pins.
@@ -62,12 +60,15 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 			lifecycle = d.ec2
 		}
 	}
-	dp := &gwlbDatapath{d: d, local: addr, addrs: g.Addresses, pinDir: gwlbPinDir(d.pinPath)}
+	mc := gwlb.MemberConfig{Log: f.log, Local: addr, Addrs: g.Addresses, PinDir: gwlbPinDir(d.pinPath),
+		Link:   func() string { return d.snapshot().nat.OutsideIface },
+		Filter: func() conntrack.Filter { return conntrackFilter(d.snapshot().nat) }}
 	if len(g.Addresses) == 0 && d.ec2.EC2() != nil {
 		// Zero-config: the GWLBs' ENIs in this VPC, as EC2 shows them.
 		c, vpc := d.ec2.EC2(), d.ec2.Instance().VPCID
-		dp.discover = func(ctx context.Context) ([]netip.Addr, error) { return c.GWLBAddrs(ctx, vpc) }
+		mc.Discover = func(ctx context.Context) ([]netip.Addr, error) { return c.GWLBAddrs(ctx, vpc) }
 	}
+	dp := gwlbDatapath{gwlb.NewMember(mc)}
 	upstream := &ha.HealthChecker{Targets: upstreamTargets(cfg.HA.Health, region), Timeout: cfg.HA.Health.Timeout.Duration}
 	m, err := fleet.New(fleet.Options{
 		Log:                 f.log,
@@ -86,120 +87,11 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 	return f, nil
 }
 
-// gwlbDatapath is package gwlb's datapath on the outside ENI, attached at
-// the first check after the NAT has resolved the outside interface (the
-// programs and the flows' return paths are pinned under pinDir, so a
-// restart adopts them). Until then, or while its programs are off the
-// link, the member fails its health check: a member that cannot
-// decapsulate must never draw GWLB's flows.
-type gwlbDatapath struct {
-	d      *daemon
-	local  netip.Addr // the instance's primary private IP: GENEVE's destination
-	pinDir string
-	// discover reads the GWLB addresses from EC2 (nil: gwlb.addresses
-	// are configured, or there is no EC2 client).
-	discover func(context.Context) ([]netip.Addr, error)
+// gwlbDatapath is gwlb.Member as the fleet's Datapath.
+type gwlbDatapath struct{ *gwlb.Member }
 
-	mu           sync.Mutex
-	addrs        []netip.Addr     // gwlb.addresses, or the last discovered
-	nextDiscover time.Time        // when discover runs again
-	dp           *gwlb.Datapath   // nil until attached
-	table        *conntrack.Table // nil until the first Flows
-}
-
-// Discovery's pace: a GWLB gains an ENI only when an AZ is enabled, so a
-// minute is soon enough; a failed call is retried sooner.
-const (
-	gwlbRediscover = time.Minute
-	gwlbRetry      = 5 * time.Second
-)
-
-// refreshAddrs rediscovers the GWLB addresses when due and hands a change
-// to the attached datapath. It returns the addresses to check against.
-func (g *gwlbDatapath) refreshAddrs(ctx context.Context) ([]netip.Addr, error) {
-	g.mu.Lock()
-	due := g.discover != nil && !time.Now().Before(g.nextDiscover)
-	addrs := g.addrs
-	g.mu.Unlock()
-	if !due {
-		return addrs, nil
-	}
-	found, err := g.discover(ctx)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err != nil {
-		g.nextDiscover = time.Now().Add(gwlbRetry)
-		return g.addrs, fmt.Errorf("GWLB addresses from EC2 (gwlb.addresses is empty): %w", err)
-	}
-	g.nextDiscover = time.Now().Add(gwlbRediscover)
-	if slices.Equal(found, g.addrs) {
-		return g.addrs, nil
-	}
-	if g.dp != nil {
-		if err := g.dp.SetGWLBAddrs(found); err != nil {
-			return g.addrs, fmt.Errorf("GWLB datapath: set the discovered addresses %v: %w", found, err)
-		}
-	}
-	g.d.log.Info("GWLB addresses discovered", "component", "fleet", "gwlb", found, "before", g.addrs)
-	g.addrs = found
-	return found, nil
-}
-
-func (g *gwlbDatapath) attached(ctx context.Context) (*gwlb.Datapath, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dp != nil {
-		return g.dp, nil
-	}
-	iface := g.d.snapshot().nat.OutsideIface
-	if iface == "" {
-		return nil, errors.New("GWLB datapath not attached: the outside interface is not resolved yet")
-	}
-	dp, err := gwlb.Attach(ctx, gwlb.Config{Link: iface, LocalAddr: g.local, GWLBAddrs: g.addrs, PinDir: g.pinDir})
-	if err != nil {
-		return nil, fmt.Errorf("GWLB datapath not attached: %w", err)
-	}
-	g.d.log.Info("GWLB datapath attached", "interface", iface, "local", g.local, "gwlb", g.addrs, "pins", g.pinDir)
-	g.dp = dp
-	return dp, nil
-}
-
-func (g *gwlbDatapath) Check(ctx context.Context) error {
-	addrs, err := g.refreshAddrs(ctx)
-	if len(addrs) == 0 {
-		// The datapath would refuse every packet as foreign: a healthy
-		// member that drops all its flows.
-		if err == nil {
-			err = errors.New("none configured (gwlb.addresses) and none found in EC2")
-		}
-		return fmt.Errorf("GWLB datapath: no GWLB addresses to accept GENEVE from: %w", err)
-	}
-	if err != nil {
-		g.d.log.Warn("GWLB addresses not rediscovered; keeping the last ones", "component", "fleet", "gwlb", addrs, "err", err)
-	}
-	dp, err := g.attached(ctx)
-	if err != nil {
-		return err
-	}
-	return dp.Check()
-}
-
-// Flows are the GWLB's flows that conntrack still has (the flow map
-// forgets a flow only under pressure, so a drain would never end on it).
-func (g *gwlbDatapath) Flows(ctx context.Context) ([]fleet.Flow, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dp == nil {
-		return nil, nil
-	}
-	if g.table == nil {
-		t, err := conntrack.Open(g.d.log, conntrack.NetNS{})
-		if err != nil {
-			return nil, err
-		}
-		g.table = t
-	}
-	live, err := g.dp.LiveFlows(ctx, g.table, conntrackFilter(g.d.snapshot().nat))
+func (g gwlbDatapath) Flows(ctx context.Context) ([]fleet.Flow, error) {
+	live, err := g.LiveFlows(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -208,32 +100,6 @@ func (g *gwlbDatapath) Flows(ctx context.Context) ([]fleet.Flow, error) {
 		flows[i] = fleet.Flow{GWLB: f.GWLB, Options: f.Options}
 	}
 	return flows, nil
-}
-
-// counters are the datapath's drop and pass counters (nil before attach).
-func (g *gwlbDatapath) counters() (map[string]uint64, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.dp == nil {
-		return nil, nil
-	}
-	return g.dp.Counters()
-}
-
-// close releases the process's handles; the pinned programs stay.
-func (g *gwlbDatapath) close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var errs []error
-	if g.dp != nil {
-		errs = append(errs, g.dp.Close())
-		g.dp = nil
-	}
-	if g.table != nil {
-		errs = append(errs, g.table.Close())
-		g.table = nil
-	}
-	return errors.Join(errs...)
 }
 
 // fleetDatapath is the member's datapath: the NAT's slow path applied
@@ -322,8 +188,8 @@ func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
 	st := &admin.FleetStatus{Role: s.Role, HealthCheck: s.HealthCheck, Healthy: s.Healthy, HealthNote: s.Reason,
 		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleAt: s.LifecycleAt, LifecycleError: s.LifecycleErr,
 		FlowsPerEndpoint: s.Flows, FlowsError: s.FlowsErr, GWLBAddrs: stringsOf(s.GWLBAddrs)}
-	if f.dp != nil {
-		c, err := f.dp.counters()
+	if f.dp.Member != nil {
+		c, err := f.dp.Counters()
 		st.Datapath = c
 		if err != nil {
 			st.DatapathError = err.Error()

@@ -183,26 +183,3 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
-
-// TestGWLBDatapathAttachFails: with the outside interface resolved, the
-// member's check is the attach's error until it succeeds, and no flows
-// are claimed.
-func TestGWLBDatapathAttachFails(t *testing.T) {
-	cfg := fleetConfig(t)
-	d := fleetDaemon(t, cfg)
-	d.state.nat.OutsideIface = "hnt-nosuch0"
-	g := &gwlbDatapath{d: d, local: netip.MustParseAddr("127.0.0.1"), pinDir: gwlbPinDir(t.TempDir())}
-	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "no GWLB addresses") {
-		t.Fatalf("Check without GWLB addresses: %v", err)
-	}
-	g.addrs = []netip.Addr{netip.MustParseAddr("10.0.1.5")}
-	if err := g.Check(t.Context()); err == nil || !strings.Contains(err.Error(), `GWLB datapath not attached: gwlb: interface "hnt-nosuch0"`) {
-		t.Fatalf("Check on a missing interface: %v", err)
-	}
-	if fl, err := g.Flows(t.Context()); fl != nil || err != nil {
-		t.Fatalf("Flows before attach: %v %v", fl, err)
-	}
-	if c, err := g.counters(); c != nil || err != nil || g.close() != nil {
-		t.Fatalf("counters before attach: %v %v", c, err)
-	}
-}
