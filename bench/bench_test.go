@@ -65,8 +65,22 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v\nlog:\n%s", err, logBuf.String())
 	}
-	if len(rep.Notes) > 1 { // the memory note is expected
-		t.Errorf("notes: %q\nlog:\n%s", rep.Notes, logBuf.String())
+	// The memory note is expected; so is a scale run's warm-up shortfall
+	// on a loaded machine (CI runs the packages side by side: a few of the
+	// 40 k warm-up datagrams are lost, so those flows are never ASSURED;
+	// the run measures on and says so). Anything else is a failure.
+	var unexpected []string
+	for _, n := range rep.Notes {
+		switch {
+		case strings.HasPrefix(n, "flow map of "):
+		case strings.HasPrefix(n, "scale ") && strings.Contains(n, "warm-up:"):
+			t.Logf("scale shortfall (noted, not a failure here): %s", n)
+		default:
+			unexpected = append(unexpected, n)
+		}
+	}
+	if len(unexpected) > 0 {
+		t.Errorf("notes: %q\nlog:\n%s", unexpected, logBuf.String())
 	}
 	for _, m := range modes {
 		if v, ok := rep.Get(MUDPPPS, m); !ok || v <= 0 {
