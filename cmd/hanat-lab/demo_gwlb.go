@@ -170,11 +170,11 @@ func (g *gwlbDemo) run(ctx context.Context) error {
 	crashAt := time.Now()
 	crashed.proc.Kill()
 	<-crashed.proc.Done()
-	took, err := g.waitState(ctx, gwlbDemoCrashed, gwlbsim.StateUnhealthy)
+	unhealthyAt, err := g.waitState(ctx, gwlbDemoCrashed, gwlbsim.StateUnhealthy)
 	if err != nil {
 		return err
 	}
-	d.at(crashAt, crashAt.Add(took), "the GWLB marks %s unhealthy (3 failed checks %v apart)", gwlbDemoCrashed, gwlbDemoInterval)
+	d.at(crashAt, unhealthyAt, "the GWLB marks %s unhealthy (3 failed checks %v apart)", gwlbDemoCrashed, gwlbDemoInterval)
 	before, _ := lab.Status().GWLB.Target(gwlbDemoCrashed)
 	fresh, err := g.openFlows(gwlbDemoFresh)
 	if err != nil {
@@ -250,11 +250,11 @@ func (g *gwlbDemo) drain(ctx context.Context, flows []vpcsim.UDPFlow, owners []o
 	if err := syscall.Kill(p.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("SIGTERM %s's hanatd: %w", name, err)
 	}
-	took, err := g.waitState(ctx, name, gwlbsim.StateUnhealthy)
+	unhealthyAt, err := g.waitState(ctx, name, gwlbsim.StateUnhealthy)
 	if err != nil {
 		return err
 	}
-	d.at(start, start.Add(took), "%s fails its health check: the GWLB sends it no new flows", name)
+	d.at(start, unhealthyAt, "%s fails its health check: the GWLB sends it no new flows", name)
 	during := vpcsim.Answered(vpcsim.AskUDP(mine, time.Second))
 	d.at(start, time.Now(), "%d of its %d flows still echoed while it drains", during, len(mine))
 	if during != len(mine) {
@@ -322,19 +322,19 @@ func endpointOf(st *vpcsim.StatusGWLB, id string) string {
 }
 
 // waitState waits (bounded by demoWithin) for name's target to reach
-// want; it returns how long that took.
-func (g *gwlbDemo) waitState(ctx context.Context, name string, want gwlbsim.TargetState) (time.Duration, error) {
-	start := time.Now()
+// want; it returns when it saw it.
+func (g *gwlbDemo) waitState(ctx context.Context, name string, want gwlbsim.TargetState) (time.Time, error) {
 	var got gwlbsim.TargetState
+	var at time.Time
 	err := g.poll(ctx, fmt.Sprintf("target %s %s", name, want), func() (bool, error) {
 		tg, ok := g.lab.Status().GWLB.Target(name)
-		got = tg.State
+		got, at = tg.State, time.Now()
 		if !ok {
 			return false, fmt.Errorf("no target %s", name)
 		}
 		return got == want, fmt.Errorf("target %s is %s", name, got)
 	})
-	return time.Since(start), err
+	return at, err
 }
 
 // openFlows opens n UDP flows, alternately from app-a and app-c; the

@@ -139,8 +139,8 @@ func TestDemoGWLBStory(t *testing.T) {
 			t.Errorf("the demo's output has no line matching %q", want)
 		}
 	}
-	// Three times (shared, after the crash, after the drain's step shows
-	// states only): every member carries flows under its own EIP.
+	// Twice (the flows shared, after the crash): every member carries
+	// flows under its own EIP.
 	for _, m := range []string{"nat-a", "nat-c", "nat-a2"} {
 		re := regexp.MustCompile(`target ` + m + ` +\w+ +([1-9]\d*) flows \(its conntrack: +([1-9]\d*)\), NATed under (198\.51\.100\.\d+) \(the echo server saw ([1-9]\d*) sources`)
 		if n := len(re.FindAllString(out, -1)); n != 2 {
