@@ -255,10 +255,17 @@ func (g *gwlbDemo) drain(ctx context.Context, flows []vpcsim.UDPFlow, owners []o
 		return err
 	}
 	d.at(start, unhealthyAt, "%s fails its health check: the GWLB sends it no new flows", name)
-	during := vpcsim.Answered(vpcsim.AskUDP(mine, time.Second))
-	d.at(start, time.Now(), "%d of its %d flows still echoed while it drains", during, len(mine))
-	if during != len(mine) {
-		return fmt.Errorf("while %s drains: %d of its %d flows echoed", name, during, len(mine))
+	// Its flows are asked for at once and again halfway through the
+	// delay (each ask bounded by a second, done before the delay ends).
+	for _, at := range []time.Time{time.Now(), start.Add(gwlbDemoDelay / 2)} {
+		if err := sleep(ctx, time.Until(at)); err != nil {
+			return err
+		}
+		during := vpcsim.Answered(vpcsim.AskUDP(mine, time.Second))
+		d.at(start, time.Now(), "%d of its %d flows still echoed while it drains", during, len(mine))
+		if during != len(mine) {
+			return fmt.Errorf("while %s drains: %d of its %d flows echoed", name, during, len(mine))
+		}
 	}
 	select {
 	case <-p.Done():
