@@ -38,7 +38,8 @@ build:
 # HA pair and state sync; a download from app-a survives nat-a's crash and the
 # failback, each step timed, the digest checked; then torn down (~35 s).
 # DEMO_ARGS=--hold keeps it up until Ctrl-C; DEMO_ARGS=--sync=false shows the
-# download dying without the state sync (the demo then fails).
+# download dying without the state sync (the demo then fails); DEMO_ARGS=--gwlb
+# is the fleet's story: three hanatd behind the lab's GWLB, one crashed, one drained.
 demo: deps build
 	$(BIN)/hanat-lab demo --hanatd $(BIN)/hanatd --hanatctl $(BIN)/hanatctl $(DEMO_ARGS)
 

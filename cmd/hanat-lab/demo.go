@@ -52,6 +52,7 @@ func cmdDemo(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	prefix := fs.String("prefix", "demo", "lab prefix")
 	syncOn := fs.Bool("sync", true, "the pair's state sync (ha.sync); --sync=false shows the download dying without it")
 	holdDown := fs.Duration("hold-down", 5*time.Second, "ha.hold_down: how long nat-a must be back before it takes its table back")
+	gwlbOn := fs.Bool("gwlb", false, "the fleet's story instead: three hanatd behind the lab's GWLB, one crashed, one drained")
 	if err := fs.Parse(args); err != nil {
 		return usagef("demo: %v", err)
 	}
@@ -69,6 +70,9 @@ func cmdDemo(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return errors.New("demo: needs root (it creates network namespaces)")
 	}
 	d := &demo{out: stdout, start: time.Now(), hanatd: *hanatd, hanatctl: *hanatctl, sync: *syncOn, holdDown: *holdDown, nodes: map[string]*demoNode{}}
+	if *gwlbOn {
+		return cmdDemoGWLB(ctx, d, *prefix, *hold)
+	}
 
 	d.step("building the seed's VPC in network namespaces (prefix %q)", *prefix)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -78,24 +82,16 @@ func cmdDemo(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	d.lab = lab
 	defer func() {
-		d.step("tearing the lab down")
-		for _, n := range d.nodes {
-			n.proc.Kill()
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if cerr := lab.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("demo: lab close: %w", cerr))
-		} else {
-			d.say("done: no namespace, link or process of the lab is left")
-		}
+		err = errors.Join(err, d.teardown(func() {
+			for _, n := range d.nodes {
+				n.proc.Kill()
+			}
+		}, nil))
 	}()
-	dir, err := os.MkdirTemp("", "hanat-demo-")
-	if err != nil {
+	if d.dir, err = os.MkdirTemp("", "hanat-demo-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	d.dir = dir
+	defer os.RemoveAll(d.dir)
 	if err := d.run(ctx); err != nil {
 		d.say("FAILED: %v", err)
 		return fmt.Errorf("demo: %w", err)
@@ -133,6 +129,26 @@ type demo struct {
 type demoNode struct {
 	proc   *vpcsim.Process
 	socket string
+}
+
+// teardown stops what stop stops, closes the lab, then runs after (nil:
+// nothing) and says whether all is gone.
+func (d *demo) teardown(stop func(), after func() error) error {
+	d.step("tearing the lab down")
+	stop()
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := d.lab.Close(cctx)
+	if err != nil {
+		err = fmt.Errorf("demo: lab close: %w", err)
+	}
+	if after != nil {
+		err = errors.Join(err, after())
+	}
+	if err == nil {
+		d.say("done: no namespace, link or process of the lab is left")
+	}
+	return err
 }
 
 // step prints a step with its time since the demo started.

@@ -112,3 +112,56 @@ func TestDemoWithoutSyncFails(t *testing.T) {
 		t.Errorf("the demo without the state sync claims a complete download:\n%s", out)
 	}
 }
+
+// TestDemoGWLBStory runs `make demo DEMO_ARGS=--gwlb` and checks its
+// lines: three healthy targets share the flows, each under its own EIP;
+// nat-c's crash makes it unhealthy and new flows go to the two others
+// while the survivors' flows go on; nat-a2's drain fails its check, keeps
+// its flows and exits after the deregistration delay.
+func TestDemoGWLBStory(t *testing.T) {
+	needRoot(t)
+	testtool.Require(t, "ethtool")
+	out, code := runDemo(t, "--gwlb")
+	if code != 0 {
+		t.Fatalf("the demo exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		`route table private-a rtb-\w+: 0\.0\.0\.0/0 -> GWLB endpoint vpce-\w+`,
+		`all three targets healthy`,
+		`240 of 240 flows echoed`,
+		`\+\d\.\d{3}s  the GWLB marks nat-c unhealthy`,
+		`60 new flows, all echoed: nat-a [1-9]\d*, nat-a2 [1-9]\d*, nat-c 0 `,
+		`\+\d\.\d{3}s  nat-a2 fails its health check`,
+		`\+\d\.\d{3}s  hanatd on nat-a2 exits, after the 3s delay`,
+		`done: no namespace, link or process of the lab is left`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("the demo's output has no line matching %q", want)
+		}
+	}
+	// Twice (the flows shared, after the crash): every member carries
+	// flows under its own EIP.
+	for _, m := range []string{"nat-a", "nat-c", "nat-a2"} {
+		re := regexp.MustCompile(`target ` + m + ` +\w+ +([1-9]\d*) flows \(its conntrack: +([1-9]\d*)\), NATed under (198\.51\.100\.\d+) \(the echo server saw ([1-9]\d*) sources`)
+		if n := len(re.FindAllString(out, -1)); n != 2 {
+			t.Errorf("want 2 count lines (shared, after the crash) of target %s carrying flows, got %d", m, n)
+		}
+	}
+	if s := regexp.MustCompile(`the survivors' (\d+) flows: (\d+) still echoed`).FindStringSubmatch(out); s == nil || s[1] != s[2] || s[1] == "0" {
+		t.Errorf("the survivors' flows after the crash: %v", s)
+	}
+	// Twice while it drains (at once, halfway through the delay): all the
+	// drained member's flows are echoed.
+	drained := regexp.MustCompile(`(\d+) of its (\d+) flows still echoed while it drains`).FindAllStringSubmatch(out, -1)
+	if len(drained) != 2 {
+		t.Errorf("want 2 lines of the drained member's flows, got %v", drained)
+	}
+	for _, s := range drained {
+		if s[1] != s[2] || s[1] == "0" {
+			t.Errorf("the drained member's flows: %v", s)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the demo's output:\n%s", out)
+	}
+}

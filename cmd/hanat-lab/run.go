@@ -54,6 +54,10 @@ usage:
                                                   (make demo: the HA pair with state sync; a download
                                                    from app-a through nat-a's crash and the failback,
                                                    each step timed, then torn down)
+  hanat-lab demo --gwlb [--hanatd …] [--hanatctl …] [--hold]
+                                                  (make demo DEMO_ARGS=--gwlb: three hanatd behind the
+                                                   lab's GWLB sharing UDP flows; one crashed, one
+                                                   drained, per-target flow counts after each)
 
 Without --prefix, commands act on the only lab that is up. The background
 process, its log (serve.log) and control socket live in ` + runRoot + `/<prefix>/.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,28 +58,7 @@ type fleetLab struct {
 // fleetConfig is a member's config: with the lab GWLB's addresses, or
 // with none (discover), so hanatd finds them in EC2 (cloud.GWLBAddrs).
 func fleetConfig(lab *vpcsim.Lab, discover bool) string {
-	var addrs []string
-	for _, n := range lab.Status().GWLB.Nodes {
-		if !discover {
-			addrs = append(addrs, n.Addr.String())
-		}
-	}
-	return fmt.Sprintf(`log:
-  level: debug
-gwlb:
-  enabled: true
-  addresses: [%s]
-  health_check:
-    port: %d
-    protocol: tcp
-  deregistration_delay: %s
-  lifecycle_hook: false
-ha:
-  health:
-    targets: ["%s:%d"]
-    interval: 200ms
-    timeout: 500ms
-`, strings.Join(addrs, ", "), fleetCheckPort, fleetDrainDelay, lab.Internet().Addr, vpcsim.InternetHTTPPort)
+	return "log:\n  level: debug\n" + lab.FleetConfig(vpcsim.FleetMember{CheckPort: fleetCheckPort, DeregistrationDelay: fleetDrainDelay, Discover: discover})
 }
 
 // setupFleet is the fleet's lab with the target group's failover mode
@@ -98,14 +76,8 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 		// nat-a2 is configured with no gwlb.addresses: it must find them in
 		// EC2 (the GWLB's ENIs) to become healthy and carry its share.
 		cfg := fleetConfig(lab, name == fleetDiscovers)
-		// The members' ENIs compute checksums in software, as an ENA does
-		// for an encapsulated packet (it offloads no inner checksum): a
-		// veth would pass the reply's inner UDP checksum on unfinished
-		// (CHECKSUM_PARTIAL) inside the GENEVE, and the lab's GWLB would
-		// hand the private host a datagram its kernel drops
-		// (InCsumErrors).
-		if out, err := lab.Instance(name).NS.Run(context.Background(), "ethtool", "-K", "eth0", "tx", "off"); err != nil {
-			t.Fatalf("ethtool -K eth0 tx off in %s: %v\n%s", name, err, out)
+		if err := lab.PrepareFleetMember(context.Background(), name); err != nil {
+			t.Fatal(err)
 		}
 		// Each member pins its programs in its own directory: bpffs is
 		// the host's, not the namespace's.
@@ -121,19 +93,15 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 
 // targetFlows is the GWLB's flow count of target name.
 func (f *fleetLab) targetFlows(name string) int {
-	for _, tg := range f.lab.Status().GWLB.Targets {
-		if tg.Instance == name {
-			return tg.Flows
-		}
+	if tg, ok := f.lab.Status().GWLB.Target(name); ok {
+		return tg.Flows
 	}
 	return -1
 }
 
 func (f *fleetLab) state(name string) gwlbsim.TargetState {
-	for _, tg := range f.lab.Status().GWLB.Targets {
-		if tg.Instance == name {
-			return tg.State
-		}
+	if tg, ok := f.lab.Status().GWLB.Target(name); ok {
+		return tg.State
 	}
 	return "absent"
 }
@@ -155,56 +123,23 @@ func (f *fleetLab) waitState(t *testing.T, name string, want gwlbsim.TargetState
 }
 
 // fleetFlow is one private host's UDP flow to the echo server.
-type fleetFlow struct {
-	c   net.Conn
-	src string // private ip:port
-}
+type fleetFlow = vpcsim.UDPFlow
 
 func (f *fleetLab) openFlows(t *testing.T, n int) []fleetFlow {
 	t.Helper()
-	echo := f.lab.Internet().UDPEchoAddr.String()
-	out := make([]fleetFlow, 0, n)
-	for i := range n {
-		host := "app-a"
-		if i%2 == 1 {
-			host = "app-c"
+	out, err := f.lab.OpenUDPFlows(n, "app-a", "app-c")
+	t.Cleanup(func() {
+		for _, fl := range out {
+			fl.Conn.Close()
 		}
-		var c net.Conn
-		if err := f.lab.Instance(host).NS.Do(func() (err error) { c, err = net.Dial("udp4", echo); return err }); err != nil {
-			t.Fatalf("flow %d from %s: %v", i, host, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		out = append(out, fleetFlow{c: c, src: c.LocalAddr().String()})
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-// ask sends one datagram on each flow (up to 3 tries, wait in all) and
-// says which were echoed.
-func ask(flows []fleetFlow, wait time.Duration) []bool {
-	out := make([]bool, len(flows))
-	var wg sync.WaitGroup
-	for i, fl := range flows {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg := fmt.Sprintf("flow %s", fl.src)
-			buf := make([]byte, 256)
-			for range 3 {
-				if _, err := fl.c.Write([]byte(msg)); err != nil {
-					return
-				}
-				_ = fl.c.SetReadDeadline(time.Now().Add(wait / 3))
-				if n, err := fl.c.Read(buf); err == nil && string(buf[:n]) == msg {
-					out[i] = true
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return out
-}
+var ask = vpcsim.AskUDP
 
 // why says which hosts' flows went unanswered, what the GWLB counted
 // and what each member's datapath counted.
@@ -212,7 +147,7 @@ func (f *fleetLab) why(flows []fleetFlow, ok []bool) string {
 	lost := map[string]int{}
 	for i, fl := range flows {
 		if !ok[i] {
-			lost[netip.MustParseAddrPort(fl.src).Addr().String()]++
+			lost[netip.MustParseAddrPort(fl.Src).Addr().String()]++
 		}
 	}
 	g := f.lab.Status().GWLB
@@ -232,15 +167,7 @@ func (f *fleetLab) why(flows []fleetFlow, ok []bool) string {
 	return out
 }
 
-func answered(ok []bool) int {
-	n := 0
-	for _, b := range ok {
-		if b {
-			n++
-		}
-	}
-	return n
-}
+var answered = vpcsim.Answered
 
 // owner is where a flow is NATed: the member whose conntrack has it, and
 // its translated source.
@@ -272,9 +199,9 @@ func ownerOf(t *testing.T, flows []fleetFlow, all map[string][]owner) []owner {
 	t.Helper()
 	out := make([]owner, len(flows))
 	for i, fl := range flows {
-		o := all[fl.src]
+		o := all[fl.Src]
 		if len(o) != 1 {
-			t.Fatalf("flow %s is NATed by %d members (%+v), want exactly one", fl.src, len(o), o)
+			t.Fatalf("flow %s is NATed by %d members (%+v), want exactly one", fl.Src, len(o), o)
 		}
 		out[i] = o[0]
 	}
@@ -350,7 +277,7 @@ func TestGWLBFleet(t *testing.T) {
 	again := ownerOf(t, flows, f.owners(t, fleetMembers...))
 	for i := range flows {
 		if again[i] != owners[i] {
-			t.Fatalf("flow %s moved from %+v to %+v while the fleet was stable", flows[i].src, owners[i], again[i])
+			t.Fatalf("flow %s moved from %+v to %+v while the fleet was stable", flows[i].Src, owners[i], again[i])
 		}
 	}
 	seen := lab.ServerSources().UDPEcho
@@ -361,7 +288,7 @@ func TestGWLBFleet(t *testing.T) {
 		nat := netip.MustParseAddrPort(o.natSrc)
 		pub := lab.Instance(o.member).PublicIP
 		if seen[netip.AddrPortFrom(pub, nat.Port())] < 2 {
-			t.Fatalf("flow %s: the echo server did not see both datagrams from %s's EIP %s port %d: %v", flows[i].src, o.member, pub, nat.Port(), seen)
+			t.Fatalf("flow %s: the echo server did not see both datagrams from %s's EIP %s port %d: %v", flows[i].Src, o.member, pub, nat.Port(), seen)
 		}
 	}
 	for src := range seen {
@@ -411,8 +338,8 @@ func TestGWLBFleet(t *testing.T) {
 	}
 	now := f.owners(t, "nat-a", "nat-a2")
 	for i, o := range owners {
-		if o.member != crashed && (len(now[flows[i].src]) != 1 || now[flows[i].src][0] != o) {
-			t.Errorf("survivor flow %s moved from %+v to %+v after %s crashed", flows[i].src, o, now[flows[i].src], crashed)
+		if o.member != crashed && (len(now[flows[i].Src]) != 1 || now[flows[i].Src][0] != o) {
+			t.Errorf("survivor flow %s moved from %+v to %+v after %s crashed", flows[i].Src, o, now[flows[i].Src], crashed)
 		}
 	}
 	t.Logf("FLEET-CRASH unhealthy_ms=%d crashed_flows=%d answered=%d (no_rebalance: the GWLB keeps sending them to %s, whose pinned GWLB programs and kernel NAT outlive hanatd)",
@@ -597,8 +524,8 @@ func TestGWLBFleetRebalanceCrash(t *testing.T) {
 	crashedN, ok, moved := 0, 0, 0
 	for i, o := range owners {
 		if o.member != crashed {
-			if !after[i] || len(now[flows[i].src]) != 1 || now[flows[i].src][0] != o {
-				t.Errorf("survivor flow %s (%+v): echoed %v, now %+v", flows[i].src, o, after[i], now[flows[i].src])
+			if !after[i] || len(now[flows[i].Src]) != 1 || now[flows[i].Src][0] != o {
+				t.Errorf("survivor flow %s (%+v): echoed %v, now %+v", flows[i].Src, o, after[i], now[flows[i].Src])
 			}
 			continue
 		}
@@ -606,7 +533,7 @@ func TestGWLBFleetRebalanceCrash(t *testing.T) {
 		if after[i] {
 			ok++
 		}
-		if len(now[flows[i].src]) == 1 {
+		if len(now[flows[i].Src]) == 1 {
 			moved++
 		}
 	}
