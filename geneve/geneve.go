@@ -167,7 +167,13 @@ func parseOptions(opts []byte, o *Options) (seen uint, err error) {
 			return seen, refuse(ReasonDuplicate, "AWS option type %d twice", typ)
 		}
 		seen |= 1 << typ
-		want := map[uint8]int{OptEndpointID: lenEndpointID, OptAttachmentID: lenAttachmentID, OptFlowCookie: lenFlowCookie}[typ]
+		want := lenEndpointID
+		switch typ {
+		case OptAttachmentID:
+			want = lenAttachmentID
+		case OptFlowCookie:
+			want = lenFlowCookie
+		}
 		if n != want {
 			return seen, refuse(ReasonOptionLength, "AWS option type %d has %d bytes, want %d", typ, n, want)
 		}

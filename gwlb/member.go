@@ -135,20 +135,25 @@ func (m *Member) Check(ctx context.Context) error {
 // LiveFlows are the GWLB's flows that conntrack still has (the flow map
 // forgets a flow only under pressure, so a drain would never end on it);
 // none before the datapath is attached.
+// The conntrack dump runs without the member's lock, so a health check
+// never waits behind it (the Table runs its dumps one at a time).
 func (m *Member) LiveFlows(ctx context.Context) ([]Flow, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.dp == nil {
-		return nil, nil
-	}
-	if m.table == nil {
+	dp := m.dp
+	if dp != nil && m.table == nil {
 		t, err := conntrack.Open(m.cfg.Log, conntrack.NetNS{})
 		if err != nil {
+			m.mu.Unlock()
 			return nil, err
 		}
 		m.table = t
 	}
-	return m.dp.LiveFlows(ctx, m.table, m.cfg.Filter())
+	table := m.table
+	m.mu.Unlock()
+	if dp == nil {
+		return nil, nil
+	}
+	return dp.LiveFlows(ctx, table, m.cfg.Filter())
 }
 
 // Counters are the datapath's drop and pass counters (nil before attach).
