@@ -144,7 +144,6 @@ const (
 	MProgLookup   = "prog_cost_floor_plus_flow_lookup"
 	MProgDriver   = "prog_cost_driver_empty"
 	MProgAbove    = "prog_cost_nat_above_floor"
-	MProgOwnRatio = "prog_cost_nat_over_floor_own"
 	MScalePrefix  = "fastpath_cost_flows_"
 	MMemPerFlow   = "flow_map_bytes_per_flow"
 	MMemPerConn   = "flow_map_bytes_per_connection"
@@ -300,6 +299,7 @@ func runRounds(ctx context.Context, log *slog.Logger, singleENI bool, opts Optio
 	}
 	samples := map[Mode][]modeSample{}
 	var ceilings [fwdKinds][]float64 // bare forwarders, packets/s
+	var tcpCeilings []float64        // TCP bulk through a bare tc forwarder, Gbit/s
 	for r := 0; r < opts.Rounds; r++ {
 		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
@@ -337,6 +337,16 @@ func runRounds(ctx context.Context, log *slog.Logger, singleENI bool, opts Optio
 				log.Info("bench: udp, "+k.String(), "pps", int(pps), "round", r+1)
 				ceilings[k] = append(ceilings[k], pps)
 			}
+			if l.iperf == nil {
+				return modeSample{}, nil
+			}
+			gbps, err := tcpCeiling(ctx, l.t, opts.Iperf3, opts.TCPDuration)
+			if err != nil {
+				rep.note(fmt.Sprintf("%sTCP bulk through a bare tc forwarder round %d: %v", shape, r+1, err))
+				return modeSample{}, nil
+			}
+			log.Info("bench: iperf3 through a bare tc forwarder", "gbps", gbps, "round", r+1)
+			tcpCeilings = append(tcpCeilings, gbps)
 			return modeSample{}, nil
 		})
 		if err != nil {
@@ -345,6 +355,9 @@ func runRounds(ctx context.Context, log *slog.Logger, singleENI bool, opts Optio
 	}
 	for _, m := range opts.Modes {
 		summarize(rep, m, samples[m], names.pps, names.share)
+	}
+	if len(tcpCeilings) > 0 {
+		rep.set(MTCPBulkBareTC, ModeFastpathTC, medianOf(tcpCeilings))
 	}
 	for k, vs := range ceilings {
 		if len(vs) > 0 {
@@ -568,9 +581,6 @@ func runCosts(log *slog.Logger, opts Options, rep *Report) error {
 	rep.set(MProgLookup, ModeFastpath, ns(one.lookup))
 	rep.set(MProgDriver, ModeFastpath, ns(one.driver))
 	rep.set(MProgAbove, ModeFastpath, ns(one.net()))
-	if r := one.ownRatio(); r > 0 {
-		rep.set(MProgOwnRatio, ModeFastpath, r)
-	}
 	log.Info("bench: program cost", "nat_ns", ns(one.raw), "floor_ns", ns(one.floor), "floor_plus_lookup_ns", ns(one.lookup))
 
 	for _, n := range opts.ScaleFlows {

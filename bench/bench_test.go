@@ -96,6 +96,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no short connections (%v, %v)", m, v, ok)
 		}
 	}
+	if v, ok := rep.Get(MTCPBulkBareTC, ModeFastpathTC); !skipTCP && (!ok || v <= 0) {
+		t.Errorf("no TCP bulk through the bare tc forwarder (%v, %v)", v, ok)
+	}
 	if v, ok := rep.Get(MTCPBulkXDP, ModeFastpath); !skipTCP && (!ok || v <= 0) {
 		t.Errorf("the XDP program forwarded none of the TCP stream (%v, %v)", v, ok)
 	}
@@ -114,6 +117,9 @@ func TestSmoke(t *testing.T) {
 			if v, ok := rep.Get(scalePPSName(n), m); !ok || v <= 0 {
 				t.Errorf("%s %s not measured (%v, %v)", scalePPSName(n), m, v, ok)
 			}
+		}
+		if v, ok := rep.Get(scalePPSName(n)+scaleLookupXDPSuffix, ModeFastpath); !ok || v <= 0 {
+			t.Errorf("%d flows: bare XDP forwarder with the lookup not measured (%v, %v)", n, v, ok)
 		}
 		if v, ok := rep.Get(scalePPSName(n)+scaleShareInfix, ModeFastpath); !ok || v < 50 {
 			t.Errorf("%d flows: fast path carried %v%% (measured %v), want most", n, v, ok)
@@ -247,6 +253,14 @@ func TestBareForwarders(t *testing.T) {
 		pps, err := l.tr.ceiling(ctx, 200*time.Millisecond, k)
 		if err != nil || pps <= 0 {
 			t.Errorf("%s: %v pps, %v", k, pps, err)
+		}
+	}
+	// With the flow lookup (the scale test's bounds): only flows found in
+	// the map are forwarded, so nothing arrives unless every key matches.
+	for _, k := range []forwarder{fwdXDP, fwdTC} {
+		pps, err := l.tr.lookupCeiling(ctx, 200*time.Millisecond, k, 1024)
+		if err != nil || pps <= 0 {
+			t.Errorf("%s with the flow lookup: %v pps, %v", k, pps, err)
 		}
 	}
 	if err := l.tr.attachCounter(); err != nil {

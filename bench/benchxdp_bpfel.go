@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type benchXDPFwdHop struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	SrcMac  [6]uint8
+	DstMac  [6]uint8
+}
+
 type benchXDPLookupKey struct {
 	_            structs.HostLayout
 	Saddr        uint32
@@ -31,51 +38,55 @@ type benchXDPLookupValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchXDPMapCntPackets     = "cnt_packets"
-	benchXDPMapFlows          = "flows"
-	benchXDPMapFwdPort        = "fwd_port"
-	benchXDPMapTarget         = "target"
-	benchXDPMapWireTcPorts    = "wire_tc_ports"
-	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
-	benchXDPProgBenchCount    = "bench_count"
-	benchXDPProgBenchCountTc  = "bench_count_tc"
-	benchXDPProgBenchEmpty    = "bench_empty"
-	benchXDPProgBenchFwd      = "bench_fwd"
-	benchXDPProgBenchFwdTc    = "bench_fwd_tc"
-	benchXDPProgBenchGen      = "bench_gen"
-	benchXDPProgBenchLookup   = "bench_lookup"
-	benchXDPProgBenchSpray    = "bench_spray"
-	benchXDPProgWireTc        = "wire_tc"
-	benchXDPProgWireXdp       = "wire_xdp"
-	benchXDPVarCntDport       = "cnt_dport"
-	benchXDPVarCntDports      = "cnt_dports"
-	benchXDPVarCntSaddr       = "cnt_saddr"
-	benchXDPVarFwdDstMac      = "fwd_dst_mac"
-	benchXDPVarFwdIfindex     = "fwd_ifindex"
-	benchXDPVarFwdSrcMac      = "fwd_src_mac"
-	benchXDPVarGenDaddr       = "gen_daddr"
-	benchXDPVarGenDport       = "gen_dport"
-	benchXDPVarGenDstMac      = "gen_dst_mac"
-	benchXDPVarGenFlows       = "gen_flows"
-	benchXDPVarGenIpCheck     = "gen_ip_check"
-	benchXDPVarGenNext        = "gen_next"
-	benchXDPVarGenPorts       = "gen_ports"
-	benchXDPVarGenSaddr       = "gen_saddr"
-	benchXDPVarGenSportBase   = "gen_sport_base"
-	benchXDPVarGenSrcMac      = "gen_src_mac"
-	benchXDPVarGenTotLen      = "gen_tot_len"
-	benchXDPVarSprayBurst     = "spray_burst"
-	benchXDPVarSprayDaddr     = "spray_daddr"
-	benchXDPVarSprayDport     = "spray_dport"
-	benchXDPVarSprayDstMac    = "spray_dst_mac"
-	benchXDPVarSprayFlows     = "spray_flows"
-	benchXDPVarSprayNext      = "spray_next"
-	benchXDPVarSprayPorts     = "spray_ports"
-	benchXDPVarSpraySaddrBase = "spray_saddr_base"
-	benchXDPVarSpraySent      = "spray_sent"
-	benchXDPVarSpraySportBase = "spray_sport_base"
-	benchXDPVarSpraySrcMac    = "spray_src_mac"
-	benchXDPVarSprayStride    = "spray_stride"
+	benchXDPMapCntPackets        = "cnt_packets"
+	benchXDPMapFlows             = "flows"
+	benchXDPMapFwdHops           = "fwd_hops"
+	benchXDPMapFwdPort           = "fwd_port"
+	benchXDPMapTarget            = "target"
+	benchXDPMapWireTcPorts       = "wire_tc_ports"
+	benchXDPMapWireXdpPorts      = "wire_xdp_ports"
+	benchXDPProgBenchCount       = "bench_count"
+	benchXDPProgBenchCountTc     = "bench_count_tc"
+	benchXDPProgBenchEmpty       = "bench_empty"
+	benchXDPProgBenchFwd         = "bench_fwd"
+	benchXDPProgBenchFwd2Tc      = "bench_fwd2_tc"
+	benchXDPProgBenchFwdLookup   = "bench_fwd_lookup"
+	benchXDPProgBenchFwdLookupTc = "bench_fwd_lookup_tc"
+	benchXDPProgBenchFwdTc       = "bench_fwd_tc"
+	benchXDPProgBenchGen         = "bench_gen"
+	benchXDPProgBenchLookup      = "bench_lookup"
+	benchXDPProgBenchSpray       = "bench_spray"
+	benchXDPProgWireTc           = "wire_tc"
+	benchXDPProgWireXdp          = "wire_xdp"
+	benchXDPVarCntDport          = "cnt_dport"
+	benchXDPVarCntDports         = "cnt_dports"
+	benchXDPVarCntSaddr          = "cnt_saddr"
+	benchXDPVarFwdDstMac         = "fwd_dst_mac"
+	benchXDPVarFwdIfindex        = "fwd_ifindex"
+	benchXDPVarFwdSrcMac         = "fwd_src_mac"
+	benchXDPVarGenDaddr          = "gen_daddr"
+	benchXDPVarGenDport          = "gen_dport"
+	benchXDPVarGenDstMac         = "gen_dst_mac"
+	benchXDPVarGenFlows          = "gen_flows"
+	benchXDPVarGenIpCheck        = "gen_ip_check"
+	benchXDPVarGenNext           = "gen_next"
+	benchXDPVarGenPorts          = "gen_ports"
+	benchXDPVarGenSaddr          = "gen_saddr"
+	benchXDPVarGenSportBase      = "gen_sport_base"
+	benchXDPVarGenSrcMac         = "gen_src_mac"
+	benchXDPVarGenTotLen         = "gen_tot_len"
+	benchXDPVarSprayBurst        = "spray_burst"
+	benchXDPVarSprayDaddr        = "spray_daddr"
+	benchXDPVarSprayDport        = "spray_dport"
+	benchXDPVarSprayDstMac       = "spray_dst_mac"
+	benchXDPVarSprayFlows        = "spray_flows"
+	benchXDPVarSprayNext         = "spray_next"
+	benchXDPVarSprayPorts        = "spray_ports"
+	benchXDPVarSpraySaddrBase    = "spray_saddr_base"
+	benchXDPVarSpraySent         = "spray_sent"
+	benchXDPVarSpraySportBase    = "spray_sport_base"
+	benchXDPVarSpraySrcMac       = "spray_src_mac"
+	benchXDPVarSprayStride       = "spray_stride"
 )
 
 // loadBenchXDP returns the embedded CollectionSpec for benchXDP.
@@ -120,16 +131,19 @@ type benchXDPSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
-	BenchCount   *ebpf.ProgramSpec `ebpf:"bench_count"`
-	BenchCountTc *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
-	BenchEmpty   *ebpf.ProgramSpec `ebpf:"bench_empty"`
-	BenchFwd     *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchFwdTc   *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
-	BenchGen     *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchLookup  *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BenchSpray   *ebpf.ProgramSpec `ebpf:"bench_spray"`
-	WireTc       *ebpf.ProgramSpec `ebpf:"wire_tc"`
-	WireXdp      *ebpf.ProgramSpec `ebpf:"wire_xdp"`
+	BenchCount       *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchCountTc     *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
+	BenchEmpty       *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchFwd         *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchFwd2Tc      *ebpf.ProgramSpec `ebpf:"bench_fwd2_tc"`
+	BenchFwdLookup   *ebpf.ProgramSpec `ebpf:"bench_fwd_lookup"`
+	BenchFwdLookupTc *ebpf.ProgramSpec `ebpf:"bench_fwd_lookup_tc"`
+	BenchFwdTc       *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
+	BenchGen         *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchLookup      *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BenchSpray       *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	WireTc           *ebpf.ProgramSpec `ebpf:"wire_tc"`
+	WireXdp          *ebpf.ProgramSpec `ebpf:"wire_xdp"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
@@ -138,6 +152,7 @@ type benchXDPProgramSpecs struct {
 type benchXDPMapSpecs struct {
 	CntPackets   *ebpf.MapSpec `ebpf:"cnt_packets"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	FwdHops      *ebpf.MapSpec `ebpf:"fwd_hops"`
 	FwdPort      *ebpf.MapSpec `ebpf:"fwd_port"`
 	Target       *ebpf.MapSpec `ebpf:"target"`
 	WireTcPorts  *ebpf.MapSpec `ebpf:"wire_tc_ports"`
@@ -201,6 +216,7 @@ func (o *benchXDPObjects) Close() error {
 type benchXDPMaps struct {
 	CntPackets   *ebpf.Map `ebpf:"cnt_packets"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	FwdHops      *ebpf.Map `ebpf:"fwd_hops"`
 	FwdPort      *ebpf.Map `ebpf:"fwd_port"`
 	Target       *ebpf.Map `ebpf:"target"`
 	WireTcPorts  *ebpf.Map `ebpf:"wire_tc_ports"`
@@ -211,6 +227,7 @@ func (m *benchXDPMaps) Close() error {
 	return _BenchXDPClose(
 		m.CntPackets,
 		m.Flows,
+		m.FwdHops,
 		m.FwdPort,
 		m.Target,
 		m.WireTcPorts,
@@ -257,16 +274,19 @@ type benchXDPVariables struct {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
-	BenchCount   *ebpf.Program `ebpf:"bench_count"`
-	BenchCountTc *ebpf.Program `ebpf:"bench_count_tc"`
-	BenchEmpty   *ebpf.Program `ebpf:"bench_empty"`
-	BenchFwd     *ebpf.Program `ebpf:"bench_fwd"`
-	BenchFwdTc   *ebpf.Program `ebpf:"bench_fwd_tc"`
-	BenchGen     *ebpf.Program `ebpf:"bench_gen"`
-	BenchLookup  *ebpf.Program `ebpf:"bench_lookup"`
-	BenchSpray   *ebpf.Program `ebpf:"bench_spray"`
-	WireTc       *ebpf.Program `ebpf:"wire_tc"`
-	WireXdp      *ebpf.Program `ebpf:"wire_xdp"`
+	BenchCount       *ebpf.Program `ebpf:"bench_count"`
+	BenchCountTc     *ebpf.Program `ebpf:"bench_count_tc"`
+	BenchEmpty       *ebpf.Program `ebpf:"bench_empty"`
+	BenchFwd         *ebpf.Program `ebpf:"bench_fwd"`
+	BenchFwd2Tc      *ebpf.Program `ebpf:"bench_fwd2_tc"`
+	BenchFwdLookup   *ebpf.Program `ebpf:"bench_fwd_lookup"`
+	BenchFwdLookupTc *ebpf.Program `ebpf:"bench_fwd_lookup_tc"`
+	BenchFwdTc       *ebpf.Program `ebpf:"bench_fwd_tc"`
+	BenchGen         *ebpf.Program `ebpf:"bench_gen"`
+	BenchLookup      *ebpf.Program `ebpf:"bench_lookup"`
+	BenchSpray       *ebpf.Program `ebpf:"bench_spray"`
+	WireTc           *ebpf.Program `ebpf:"wire_tc"`
+	WireXdp          *ebpf.Program `ebpf:"wire_xdp"`
 }
 
 func (p *benchXDPPrograms) Close() error {
@@ -275,6 +295,9 @@ func (p *benchXDPPrograms) Close() error {
 		p.BenchCountTc,
 		p.BenchEmpty,
 		p.BenchFwd,
+		p.BenchFwd2Tc,
+		p.BenchFwdLookup,
+		p.BenchFwdLookupTc,
 		p.BenchFwdTc,
 		p.BenchGen,
 		p.BenchLookup,

@@ -47,16 +47,6 @@ type sprayCost struct {
 // net is the NAT program's own share: raw minus driver and floor.
 func (s sprayCost) net() time.Duration { return s.raw - s.floor }
 
-// ownRatio is the NAT program's cost over the floor program's, each
-// without the driver's time (raw and floor minus the empty program's
-// run); 0 when the floor is not above the driver.
-func (s sprayCost) ownRatio() float64 {
-	if s.floor <= s.driver {
-		return 0
-	}
-	return float64(s.raw-s.driver) / float64(s.floor-s.driver)
-}
-
 func (s sprayCost) bytesPerEntry() float64 { return float64(s.memlock) / float64(s.maxEntries) }
 
 // Spray flows: source 10.1.x.y (sprayPorts ports per address), to inet.
@@ -204,8 +194,14 @@ func measureSpray(n, burst, rounds int, floorProg *ebpf.Program) (sprayCost, err
 	return sc, nil
 }
 
-// fillFlows writes flows 0..n-1 with batched updates.
+// fillFlows writes the spray's flows 0..n-1 with batched updates.
 func fillFlows(m *ebpf.Map, n int) error {
+	return fillFlowMap(m, n, sprayKey, loIfindex)
+}
+
+// fillFlowMap writes flows key(0)..key(n-1), each SNATed to natOut and
+// sent out of egress, with batched updates.
+func fillFlowMap(m *ebpf.Map, n int, key func(int) bpf.FlowKey, egress uint32) error {
 	const chunk = 1 << 16
 	keys := make([]bpf.RawFlowKey, 0, chunk)
 	vals := make([]bpf.RawFlowValue, 0, chunk)
@@ -220,9 +216,9 @@ func fillFlows(m *ebpf.Map, n int) error {
 		return nil
 	}
 	for f := 0; f < n; f++ {
-		k := sprayKey(f)
+		k := key(f)
 		a := bpf.FlowAction{NewSrc: netip.AddrPortFrom(natOut, k.Src.Port()), NewDst: k.Dst,
-			EgressIfindex: loIfindex, SrcMAC: costMACa, DstMAC: costMACb, MTU: 1500, Outbound: true}
+			EgressIfindex: egress, SrcMAC: costMACa, DstMAC: costMACb, MTU: 1500, Outbound: true}
 		rk, rv, err := bpf.NewFlowEntry(k, a)
 		if err != nil {
 			return fmt.Errorf("flow %d: %w", f, err)

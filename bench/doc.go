@@ -70,8 +70,18 @@
 // back. The fast path gets a flow map with room for four entries per
 // flow and offloads after 4 packets instead of 16 (the warm-up of 1 M
 // flows; the steady state measured does not depend on it). The targets
-// want every fast-path backend at >= 3x the slow path at 1 M flows, with
-// the bare forwarders over the slow path at 1 M as the bound.
+// want every fast-path backend at >= 3x the slow path at 1 M flows. Two
+// bounds go with them, each in a lab of no mode: the bare forwarders over
+// the slow path at 1 M, and the bare forwarders plus the fast path's flow
+// lookup (bench_fwd_lookup, bench_fwd_lookup_tc) in a map of the same
+// size holding every generator flow: strictly less than the NAT program,
+// so what the kernel's hash lookup at that size leaves any fast path.
+//
+// TCP bulk has a bound too: iperf3 through a bare tc forwarder both ways
+// (bench_fwd2_tc on in0 and out0, the hosts' MACs, a route back to the
+// private subnet on the internet host, as nothing translates), in the
+// bare forwarders' lab of each round: the hosts' TCP stacks and the
+// wires alone.
 //
 // Last, the fast path is set up once per shape with fastpath.mode auto
 // (hanatd's default) to record the backend it picks on each interface;

@@ -65,6 +65,7 @@ var rows = []struct{ name, unit, help string }{
 	{MCeilingTC1, "pps", "the same, single ENI (redirect back out of the receiving interface)"},
 	{MTCPBulk, "Gbit/s", "iperf3, one stream, priv -> inet"},
 	{MTCPBulkXDP, "Gbit/s", "outbound IPv4 bytes the XDP program forwarded itself during the iperf3 run (incl. its omitted first second)"},
+	{MTCPBulkBareTC, "Gbit/s", "iperf3 through a bare tc forwarder both ways in place of the NAT (no NAT, no conntrack, no lookup): the TCP bulk bound of every mode"},
 	{MTCPRetrans, "segments", "iperf3 sender retransmits"},
 	{MConnRate, "conn/s", "short TCP connections (offload on with fastpath, off otherwise)"},
 	{MProgHit, "ns/pkt", "NAT program on a hit, one flow (BPF_PROG_TEST_RUN via the header-writing driver)"},
@@ -72,7 +73,6 @@ var rows = []struct{ name, unit, help string }{
 	{MProgLookup, "ns/pkt", "floor + the fast path's flow lookup alone (same key, same LRU hash map, same driver)"},
 	{MProgDriver, "ns/pkt", "the driver alone (it tail-calls an empty program), included in the three above"},
 	{MProgAbove, "ns/pkt", "NAT program minus floor: what the NAT adds to a packet"},
-	{MProgOwnRatio, "ratio", "(NAT program - driver) / (floor - driver): both terms the programs' own"},
 }
 
 // syncRows are the state sync's measurements (issue 14): declared on
@@ -143,6 +143,8 @@ func (r *Report) set(name string, mode Mode, v float64) {
 	switch {
 	case strings.HasPrefix(name, MScalePPSPrefix) && strings.HasSuffix(name, scaleShareInfix):
 		unit, help = "%", "arrivals forwarded as fast-path hits at that many flows"
+	case strings.HasPrefix(name, MScalePPSPrefix) && (strings.HasSuffix(name, scaleLookupXDPSuffix) || strings.HasSuffix(name, scaleLookupTCSuffix)):
+		unit, help = "pps", "the backend's bare forwarder plus the fast path's flow lookup in a map holding that many flows, in place of the NAT: the bound at that size"
 	case strings.HasPrefix(name, MScalePPSPrefix):
 		unit, help = "pps", "64-byte UDP frames/s arriving translated, two ENIs, with that many concurrent flows (all in conntrack and, with a fast path, in its map), one sample"
 	case name == MMemPerFlow:
@@ -198,11 +200,20 @@ func (r *Report) evalTargets() {
 		}
 		return nil
 	}
+	diff := func(an, bn string, m Mode) *float64 {
+		x, ok1 := r.Get(an, m)
+		y, ok2 := r.Get(bn, m)
+		if !ok1 || !ok2 {
+			return nil
+		}
+		v := x - y
+		return &v
+	}
 	ts := []target{
 		{"fastpath/nftables small-packet pps, two ENIs (redirect)", ">= 5", ratio(MUDPPPS, ModeFastpath, MUDPPPS, ModeNftables), true, 5},
 		{"fastpath/nftables small-packet pps, single ENI (XDP_TX)", ">= 5", ratio(MUDPPPS1, ModeFastpath, MUDPPPS1, ModeNftables), true, 5},
 		{"NAT program / XDP_TX floor", "<= 1.5", ratio(MProgHit, ModeFastpath, MProgFloor, ModeFastpath), false, 1.5},
-		{"NAT program / floor, driver subtracted", "<= 1.5", value(MProgOwnRatio, ModeFastpath), false, 1.5},
+		{"NAT program above floor + flow lookup, ns", "<= 10", diff(MProgHit, MProgLookup, ModeFastpath), false, 10},
 		{"fast path cost " + scaleHi + " / " + scaleLo + " flows", "<= 1.2", ratio(MScalePrefix+scaleHi, ModeFastpath, MScalePrefix+scaleLo, ModeFastpath), false, 1.2},
 		{"fastpath/nftables TCP bulk", ">= 1", ratio(MTCPBulk, ModeFastpath, MTCPBulk, ModeNftables), true, 1},
 		// Issue 15: the tc backend.
@@ -225,21 +236,30 @@ func (r *Report) evalTargets() {
 			"the lookup alone at " + scaleHi + " / the whole fast path at " + scaleLo},
 		{ts[6].name, ratio(MCeilingTC, ModeFastpathTC, MUDPPPS, ModeNftables), MCeilingTC + " / nftables " + MUDPPPS},
 		{ts[7].name, ratio(MCeilingTC1, ModeFastpathTC, MUDPPPS1, ModeNftables), MCeilingTC1 + " / nftables " + MUDPPPS1},
+		{ts[5].name, ratio(MTCPBulkBareTC, ModeFastpathTC, MTCPBulk, ModeNftables), MTCPBulkBareTC + " / nftables " + MTCPBulk},
+		{ts[8].name, ratio(MTCPBulkBareTC, ModeFastpathTC, MTCPBulk, ModeNftables), MTCPBulkBareTC + " / nftables " + MTCPBulk},
 	}
 	// Issue 15: every fast-path backend at the largest flow count.
 	if big := r.scalePPSHi(); big != "" {
 		fig := MScalePPSPrefix + big
 		for _, b := range []struct {
-			m       Mode
-			ceiling string
-		}{{ModeFastpath, MCeiling}, {ModeFastpathTC, MCeilingTC}} {
+			m               Mode
+			ceiling, lookup string
+		}{{ModeFastpath, MCeiling, fig + scaleLookupXDPSuffix}, {ModeFastpathTC, MCeilingTC, fig + scaleLookupTCSuffix}} {
 			name := fmt.Sprintf("%s/nftables small-packet pps at %s flows", b.m, big)
 			ts = append(ts, target{name, ">= 3", ratio(fig, b.m, fig, ModeNftables), true, 3})
-			bounds = append(bounds, Bound{name, ratio(b.ceiling, b.m, fig, ModeNftables), b.ceiling + " / nftables " + fig})
+			bounds = append(bounds,
+				Bound{name, ratio(b.ceiling, b.m, fig, ModeNftables), b.ceiling + " / nftables " + fig},
+				Bound{name, ratio(b.lookup, b.m, fig, ModeNftables), b.lookup + " / nftables " + fig})
 		}
 	}
 	autoTs := r.autoTargets(ratio)
 	ts = append(ts, autoTs...)
+	for _, t := range autoTs {
+		if strings.Contains(t.name, "TCP bulk") {
+			bounds = append(bounds, Bound{t.name, ratio(MTCPBulkBareTC, ModeFastpathTC, MTCPBulk, ModeNftables), MTCPBulkBareTC + " / nftables " + MTCPBulk})
+		}
+	}
 	// Issue 14: the state sync.
 	syncTs, syncBounds := r.syncTargets(value)
 	ts = append(ts, syncTs...)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -158,18 +159,54 @@ func TestCostArithmetic(t *testing.T) {
 	if got := s.net(); got != 15*time.Nanosecond {
 		t.Errorf("above floor %v, want 15ns", got)
 	}
-	if got := s.ownRatio(); got != 2.5 { // (45-20)/(30-20)
-		t.Errorf("own ratio %v, want 2.5", got)
-	}
-	if got := (sprayCost{driver: 30, floor: 30, raw: 45}).ownRatio(); got != 0 {
-		t.Errorf("own ratio with floor = driver %v, want 0", got)
-	}
 	r := newReport()
-	r.set(MProgOwnRatio, ModeFastpath, 1.4)
+	r.set(MProgHit, ModeFastpath, 58)
+	r.set(MProgLookup, ModeFastpath, 49)
 	r.evalTargets()
+	found := false
 	for _, tg := range r.Targets {
-		if tg.Name == "NAT program / floor, driver subtracted" && (tg.Met == nil || !*tg.Met || *tg.Ratio != 1.4) {
-			t.Errorf("target %+v, want 1.4 met", tg)
+		if tg.Name == "NAT program above floor + flow lookup, ns" {
+			found = true
+			if tg.Met == nil || !*tg.Met || *tg.Ratio != 9 {
+				t.Errorf("target %+v, want 9 ns met", tg)
+			}
+		}
+	}
+	if !found {
+		t.Error("no target for the NAT program above floor + lookup")
+	}
+}
+
+// TestReportBoundsOfScaleAndTCP: the 1M-flow targets get the bare
+// forwarders with the lookup as bounds, the TCP bulk targets the bare tc
+// forwarder's TCP rate.
+func TestReportBoundsOfScaleAndTCP(t *testing.T) {
+	r := newReport()
+	fig := MScalePPSPrefix + "1M"
+	r.set(fig, ModeNftables, 500_000)
+	r.set(fig, ModeFastpath, 1_000_000)
+	r.set(fig, ModeFastpathTC, 800_000)
+	r.set(fig+scaleLookupXDPSuffix, ModeFastpath, 1_100_000)
+	r.set(fig+scaleLookupTCSuffix, ModeFastpathTC, 900_000)
+	r.set(MTCPBulk, ModeNftables, 5)
+	r.set(MTCPBulk, ModeFastpathTC, 5)
+	r.set(MTCPBulkBareTC, ModeFastpathTC, 5.5)
+	r.evalTargets()
+	want := map[string]float64{
+		"fastpath/nftables small-packet pps at 1M flows":    2.2,
+		"fastpath_tc/nftables small-packet pps at 1M flows": 1.8,
+		"fastpath_tc/nftables TCP bulk":                     1.1,
+		"fastpath/nftables TCP bulk":                        1.1,
+	}
+	for name, w := range want {
+		ok := false
+		for _, b := range r.Bounds {
+			if b.Target == name && b.Ratio != nil && math.Abs(*b.Ratio-w) < 1e-9 {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("no bound %.2f for %q in %+v", w, name, r.Bounds)
 		}
 	}
 }

@@ -99,9 +99,45 @@ func runScalePPS(ctx context.Context, log *slog.Logger, opts Options, rep *Repor
 				rep.set(scalePPSName(n)+scaleShareInfix, m, s.fastShare)
 			}
 		}
+		if err := scaleLookupBounds(ctx, log, o, rep, modes, tw.maxFlows); err != nil {
+			fails = append(fails, fmt.Sprintf("bare forwarders with the lookup at %s flows: %v", humanCount(n), err))
+		}
 	}
 	if len(fails) > 0 {
 		return fmt.Errorf("%s", strings.Join(fails, "; "))
 	}
 	return nil
+}
+
+// scaleLookupBounds measures, at opts.Flows concurrent flows, each
+// fast-path backend's bound: its bare forwarder plus the flow lookup in a
+// map of maxEntries entries holding them all (lookupCeiling), in a lab of
+// no mode, in the backend's column.
+func scaleLookupBounds(ctx context.Context, log *slog.Logger, opts Options, rep *Report, modes []Mode, maxEntries uint32) error {
+	var ks []forwarder
+	if slices.Contains(modes, ModeFastpath) {
+		ks = append(ks, fwdXDP)
+	}
+	if slices.Contains(modes, ModeFastpathTC) {
+		ks = append(ks, fwdTC)
+	}
+	if len(ks) == 0 {
+		return nil
+	}
+	_, err := inLab(ctx, log, opts, false, func(l *lab) (modeSample, error) {
+		for _, k := range ks {
+			pps, err := l.tr.lookupCeiling(ctx, opts.PPSDuration, k, maxEntries)
+			if err != nil {
+				return modeSample{}, err
+			}
+			suffix := scaleLookupXDPSuffix
+			if k == fwdTC {
+				suffix = scaleLookupTCSuffix
+			}
+			log.Info("bench: scale, "+k.String()+" with the flow lookup", "flows", opts.Flows, "pps", int(pps))
+			rep.set(scalePPSName(opts.Flows)+suffix, k.mode(), pps)
+		}
+		return modeSample{}, nil
+	})
+	return err
 }

@@ -202,7 +202,14 @@ func (tr *traffic) ceiling(ctx context.Context, d time.Duration, k forwarder) (f
 		return 0, fmt.Errorf("ceiling: attach the %s: %w", k, err)
 	}
 	defer l.Close()
-	if err := tr.attachCounterOf(k == fwdXDPXC || k == fwdXDPSKBXC || tr.t.singleENI); err != nil {
+	return tr.measureUntranslated(ctx, d, k == fwdXDPXC || k == fwdXDPSKBXC || tr.t.singleENI)
+}
+
+// measureUntranslated is the rate of datagrams arriving untranslated (a
+// bare forwarder's) over d, counted by the tc counter or, with xdp, the
+// native XDP one.
+func (tr *traffic) measureUntranslated(ctx context.Context, d time.Duration, xdp bool) (float64, error) {
+	if err := tr.attachCounterOf(xdp); err != nil {
 		return 0, err
 	}
 	defer tr.detachCounter()

@@ -27,6 +27,16 @@
  *               lookup: the packet rate of the same chain with the least an
  *               XDP forwarder can do, which bounds any XDP NAT's rate here.
  *  bench_fwd_tc the tc bound: the same on tc ingress (MACs, bpf_redirect).
+ *  bench_fwd_lookup, bench_fwd_lookup_tc
+ *               the scale test's bounds: bench_fwd and bench_fwd_tc plus
+ *               the fast path's flow lookup in `flows` (the fast path's
+ *               map layout, filled with the generator's flows); a miss
+ *               goes on untouched. Strictly less than the NAT program (no
+ *               rewrite, no checks, no accounting): at 1 M flows, what the
+ *               kernel's hash lookup leaves any fast path of this shape.
+ *  bench_fwd2_tc the TCP bound: a bare tc forwarder both ways (fwd_hops:
+ *               ingress ifindex -> egress ifindex and MACs), IPv4 only
+ *               (ARP goes to the stack), no NAT, no lookup, no TTL.
  *  bench_lookup the floor plus the fast path's flow lookup: builds the same
  *               16-byte key from the frame, looks it up in `flows` (the
  *               fast path's own map, passed in at load), swaps the MACs and
@@ -294,6 +304,80 @@ int bench_lookup(struct xdp_md *ctx)
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
 	return XDP_TX;
+}
+
+/* fwd_lookup_hit: whether the frame's UDP flow, as the fast path keys
+ * it (bench_lookup's key), is in flows. */
+static __always_inline int fwd_lookup_hit(void *data, void *data_end, __u32 ifindex)
+{
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *uh = (void *)(ip + 1);
+	struct lookup_key key;
+
+	if ((void *)(uh + 1) > data_end)
+		return 0;
+	__builtin_memcpy(&key.saddr, &ip->saddr, 8);
+	__builtin_memcpy(&key.sport, uh, 4);
+	key.ifindex_proto = ifindex << 8 | ip->protocol;
+	return bpf_map_lookup_elem(&flows, &key) != NULL;
+}
+
+SEC("xdp")
+int bench_fwd_lookup(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (!fwd_lookup_hit(data, data_end, ctx->ingress_ifindex) || !fwd_write_macs(data, data_end))
+		return XDP_PASS;
+	if (!fwd_ifindex)
+		return XDP_TX;
+	return bpf_redirect_map(&fwd_port, fwd_ifindex, XDP_PASS);
+}
+
+SEC("tc")
+int bench_fwd_lookup_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (!fwd_lookup_hit(data, data_end, skb->ingress_ifindex) || !fwd_write_macs(data, data_end))
+		return TC_ACT_UNSPEC;
+	return bpf_redirect(fwd_ifindex ? fwd_ifindex : skb->ifindex, 0);
+}
+
+/* bench_fwd2_tc's next hop of each receiving interface. */
+struct fwd_hop {
+	__u32 ifindex;
+	__u8 src_mac[ETH_ALEN];
+	__u8 dst_mac[ETH_ALEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, struct fwd_hop);
+} fwd_hops SEC(".maps");
+
+SEC("tc")
+int bench_fwd2_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 in = skb->ingress_ifindex;
+	struct fwd_hop *hop;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_UNSPEC;
+	hop = bpf_map_lookup_elem(&fwd_hops, &in);
+	if (!hop)
+		return TC_ACT_UNSPEC;
+	__builtin_memcpy(eth->h_dest, hop->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, hop->src_mac, ETH_ALEN);
+	return bpf_redirect(hop->ifindex, 0);
 }
 
 /* key: ingress ifindex, value: where its frames go */
