@@ -14,10 +14,11 @@ type FleetStatus struct {
 	HealthNote     string    `json:"health_note,omitempty"` // why not healthy
 	CheckedAt      time.Time `json:"checked_at,omitzero"`
 	ResponderError string    `json:"responder_error,omitempty"`
-	// GWLBAddrs are the configured GWLB addresses (empty: discovered);
-	// Peers the GWLB addresses seen.
-	GWLBAddrs []string    `json:"gwlb_addrs"`
-	Peers     []FleetPeer `json:"peers"`
+	// GWLBAddrs are the GWLB addresses GENEVE is taken from, configured
+	// or (GWLBAddrsFrom "EC2") discovered; Peers the GWLB addresses seen.
+	GWLBAddrs     []string    `json:"gwlb_addrs"`
+	GWLBAddrsFrom string      `json:"gwlb_addrs_from,omitempty"` // "configured" or "EC2"
+	Peers         []FleetPeer `json:"peers"`
 	// Lifecycle is the Auto Scaling target lifecycle state last read at
 	// LifecycleAt ("" then: in no Auto Scaling group; LifecycleAt zero:
 	// never read, or not watched).

@@ -156,6 +156,14 @@ func (m *Member) LiveFlows(ctx context.Context) ([]Flow, error) {
 	return dp.LiveFlows(ctx, table, m.cfg.Filter())
 }
 
+// Addrs are the GWLB addresses the member takes GENEVE from now: the
+// configured ones, or (discovered true) the last found in EC2.
+func (m *Member) Addrs() (addrs []netip.Addr, discovered bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.addrs), m.cfg.Discover != nil
+}
+
 // Counters are the datapath's drop and pass counters (nil before attach).
 func (m *Member) Counters() (map[string]uint64, error) {
 	m.mu.Lock()

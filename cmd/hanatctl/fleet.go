@@ -41,8 +41,13 @@ func writeFleetStatus(w io.Writer, f *admin.FleetStatus, now time.Time) error {
 	fmt.Fprintf(tw, "  lifecycle:\t%s\n", lc)
 	fmt.Fprintf(tw, "  drain:\t%s\n", drainText(f.Drain, now))
 	gwlb := list(f.GWLBAddrs)
-	if len(f.GWLBAddrs) == 0 {
+	switch {
+	case len(f.GWLBAddrs) == 0 && f.GWLBAddrsFrom == "EC2":
+		gwlb = "none found in EC2 yet"
+	case len(f.GWLBAddrs) == 0:
 		gwlb = "none configured"
+	case f.GWLBAddrsFrom == "EC2":
+		gwlb += " (from EC2)"
 	}
 	fmt.Fprintf(tw, "  GWLB addresses:\t%s\n", gwlb)
 	if f.FlowsError != "" {

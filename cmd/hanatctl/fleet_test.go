@@ -65,9 +65,23 @@ func TestFleetStatus(t *testing.T) {
 	b.fleet = admin.FleetStatus{Role: "fleet member", HealthCheck: "http 10.0.1.10:80 /", Healthy: true, GWLBAddrs: []string{"10.0.1.200"}}
 	o = hanatctl(t, "--socket", sock, "status")
 	o.want(t, 0)
-	for _, want := range []string{"fleet member: healthy", "drain:", "no\n", "GWLB addresses:  10.0.1.200", "lifecycle:", "not read"} {
+	for _, want := range []string{"fleet member: healthy", "drain:", "no\n", "GWLB addresses:  10.0.1.200\n", "lifecycle:", "not read"} {
 		if !strings.Contains(o.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, o.stdout)
 		}
+	}
+
+	// Addresses found in EC2 say so; none found yet is not "none configured".
+	b.fleet.GWLBAddrsFrom = "EC2"
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	if !strings.Contains(o.stdout, "GWLB addresses:  10.0.1.200 (from EC2)") {
+		t.Errorf("status lacks the discovered addresses:\n%s", o.stdout)
+	}
+	b.fleet.GWLBAddrs = nil
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	if !strings.Contains(o.stdout, "none found in EC2 yet") {
+		t.Errorf("status lacks \"none found in EC2 yet\":\n%s", o.stdout)
 	}
 }

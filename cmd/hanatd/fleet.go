@@ -189,6 +189,11 @@ func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
 		CheckedAt: s.CheckedAt, ResponderError: s.ResponderErr, Lifecycle: s.Lifecycle, LifecycleAt: s.LifecycleAt, LifecycleError: s.LifecycleErr,
 		FlowsPerEndpoint: s.Flows, FlowsError: s.FlowsErr, GWLBAddrs: stringsOf(s.GWLBAddrs)}
 	if f.dp.Member != nil {
+		addrs, discovered := f.dp.Addrs()
+		st.GWLBAddrs, st.GWLBAddrsFrom = stringsOf(addrs), "configured"
+		if discovered {
+			st.GWLBAddrsFrom = "EC2"
+		}
 		c, err := f.dp.Counters()
 		st.Datapath = c
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -253,11 +254,23 @@ func TestGWLBFleet(t *testing.T) {
 	}
 	t.Log(line)
 	// Each member counts its live flows per GWLB endpoint (hanatctl
-	// status): the GWLB's remembered flows that conntrack still has.
+	// status): the GWLB's remembered flows that conntrack still has. And
+	// each shows the GWLB addresses it takes GENEVE from: the discovering
+	// member the ones it found in EC2, the same as the others' configured.
+	var configured []string
 	for _, name := range fleetMembers {
 		st, err := f.nodes[name].client.Status(context.Background())
 		if err != nil || st.Fleet == nil {
 			t.Fatalf("status of %s: %v", name, err)
+		}
+		from := "configured"
+		if name == fleetDiscovers {
+			from = "EC2"
+		} else if configured == nil {
+			configured = st.Fleet.GWLBAddrs
+		}
+		if st.Fleet.GWLBAddrsFrom != from || len(st.Fleet.GWLBAddrs) == 0 || (configured != nil && !slices.Equal(st.Fleet.GWLBAddrs, configured)) {
+			t.Errorf("%s shows GWLB addresses %v from %q, want %v from %q", name, st.Fleet.GWLBAddrs, st.Fleet.GWLBAddrsFrom, configured, from)
 		}
 		total := 0
 		for _, n := range st.Fleet.FlowsPerEndpoint {
