@@ -62,6 +62,11 @@ type Options struct {
 	StormDuration time.Duration // one storm sample; default 3s
 	StormRounds   int           // samples of each storm variant (median); default 5
 	StormWorkers  int           // concurrent storm clients; default 32
+
+	// Issue 16's GWLB shape (gwlb.go): a fleet member against plain NAT
+	// on one ENI.
+	SkipGWLB   bool // leave it out
+	GWLBRounds int  // rounds of its samples (medians); default 2
 }
 
 func (o *Options) defaults() {
@@ -118,6 +123,9 @@ func (o *Options) defaults() {
 	}
 	if o.StormWorkers <= 0 {
 		o.StormWorkers = 32
+	}
+	if o.GWLBRounds <= 0 {
+		o.GWLBRounds = 2
 	}
 }
 
@@ -195,6 +203,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			}
 			log.Error("bench single-ENI packet rate failed", "err", err)
 			rep.note(fmt.Sprintf("single-ENI packet rate: %v", err))
+		}
+	}
+	if !opts.SkipGWLB && ctx.Err() == nil {
+		if err := runGWLB(ctx, log.With("shape", "gwlb"), opts, rep, bpffs, dir); err != nil {
+			log.Error("bench GWLB shape failed", "err", err)
+			rep.note(fmt.Sprintf("GWLB shape: %v", err))
 		}
 	}
 	if ctx.Err() == nil {

@@ -31,51 +31,55 @@ type benchXDPLookupValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchXDPMapCntPackets     = "cnt_packets"
-	benchXDPMapFlows          = "flows"
-	benchXDPMapFwdPort        = "fwd_port"
-	benchXDPMapTarget         = "target"
-	benchXDPMapWireTcPorts    = "wire_tc_ports"
-	benchXDPMapWireXdpPorts   = "wire_xdp_ports"
-	benchXDPProgBenchCount    = "bench_count"
-	benchXDPProgBenchCountTc  = "bench_count_tc"
-	benchXDPProgBenchEmpty    = "bench_empty"
-	benchXDPProgBenchFwd      = "bench_fwd"
-	benchXDPProgBenchFwdTc    = "bench_fwd_tc"
-	benchXDPProgBenchGen      = "bench_gen"
-	benchXDPProgBenchLookup   = "bench_lookup"
-	benchXDPProgBenchSpray    = "bench_spray"
-	benchXDPProgWireTc        = "wire_tc"
-	benchXDPProgWireXdp       = "wire_xdp"
-	benchXDPVarCntDport       = "cnt_dport"
-	benchXDPVarCntDports      = "cnt_dports"
-	benchXDPVarCntSaddr       = "cnt_saddr"
-	benchXDPVarFwdDstMac      = "fwd_dst_mac"
-	benchXDPVarFwdIfindex     = "fwd_ifindex"
-	benchXDPVarFwdSrcMac      = "fwd_src_mac"
-	benchXDPVarGenDaddr       = "gen_daddr"
-	benchXDPVarGenDport       = "gen_dport"
-	benchXDPVarGenDstMac      = "gen_dst_mac"
-	benchXDPVarGenFlows       = "gen_flows"
-	benchXDPVarGenIpCheck     = "gen_ip_check"
-	benchXDPVarGenNext        = "gen_next"
-	benchXDPVarGenPorts       = "gen_ports"
-	benchXDPVarGenSaddr       = "gen_saddr"
-	benchXDPVarGenSportBase   = "gen_sport_base"
-	benchXDPVarGenSrcMac      = "gen_src_mac"
-	benchXDPVarGenTotLen      = "gen_tot_len"
-	benchXDPVarSprayBurst     = "spray_burst"
-	benchXDPVarSprayDaddr     = "spray_daddr"
-	benchXDPVarSprayDport     = "spray_dport"
-	benchXDPVarSprayDstMac    = "spray_dst_mac"
-	benchXDPVarSprayFlows     = "spray_flows"
-	benchXDPVarSprayNext      = "spray_next"
-	benchXDPVarSprayPorts     = "spray_ports"
-	benchXDPVarSpraySaddrBase = "spray_saddr_base"
-	benchXDPVarSpraySent      = "spray_sent"
-	benchXDPVarSpraySportBase = "spray_sport_base"
-	benchXDPVarSpraySrcMac    = "spray_src_mac"
-	benchXDPVarSprayStride    = "spray_stride"
+	benchXDPMapCntPackets       = "cnt_packets"
+	benchXDPMapFlows            = "flows"
+	benchXDPMapFwdPort          = "fwd_port"
+	benchXDPMapTarget           = "target"
+	benchXDPMapWireTcPorts      = "wire_tc_ports"
+	benchXDPMapWireXdpPorts     = "wire_xdp_ports"
+	benchXDPProgBenchCount      = "bench_count"
+	benchXDPProgBenchCountTc    = "bench_count_tc"
+	benchXDPProgBenchDecapFwdTc = "bench_decap_fwd_tc"
+	benchXDPProgBenchEmpty      = "bench_empty"
+	benchXDPProgBenchFwd        = "bench_fwd"
+	benchXDPProgBenchFwdTc      = "bench_fwd_tc"
+	benchXDPProgBenchGen        = "bench_gen"
+	benchXDPProgBenchGenGeneve  = "bench_gen_geneve"
+	benchXDPProgBenchLookup     = "bench_lookup"
+	benchXDPProgBenchSpray      = "bench_spray"
+	benchXDPProgWireTc          = "wire_tc"
+	benchXDPProgWireXdp         = "wire_xdp"
+	benchXDPVarCntDport         = "cnt_dport"
+	benchXDPVarCntDports        = "cnt_dports"
+	benchXDPVarCntSaddr         = "cnt_saddr"
+	benchXDPVarFwdDstMac        = "fwd_dst_mac"
+	benchXDPVarFwdIfindex       = "fwd_ifindex"
+	benchXDPVarFwdSrcMac        = "fwd_src_mac"
+	benchXDPVarGenDaddr         = "gen_daddr"
+	benchXDPVarGenDport         = "gen_dport"
+	benchXDPVarGenDstMac        = "gen_dst_mac"
+	benchXDPVarGenFlows         = "gen_flows"
+	benchXDPVarGenIpCheck       = "gen_ip_check"
+	benchXDPVarGenNext          = "gen_next"
+	benchXDPVarGenPorts         = "gen_ports"
+	benchXDPVarGenSaddr         = "gen_saddr"
+	benchXDPVarGenSportBase     = "gen_sport_base"
+	benchXDPVarGenSrcMac        = "gen_src_mac"
+	benchXDPVarGenTotLen        = "gen_tot_len"
+	benchXDPVarGgOuterSum       = "gg_outer_sum"
+	benchXDPVarGgTmpl           = "gg_tmpl"
+	benchXDPVarSprayBurst       = "spray_burst"
+	benchXDPVarSprayDaddr       = "spray_daddr"
+	benchXDPVarSprayDport       = "spray_dport"
+	benchXDPVarSprayDstMac      = "spray_dst_mac"
+	benchXDPVarSprayFlows       = "spray_flows"
+	benchXDPVarSprayNext        = "spray_next"
+	benchXDPVarSprayPorts       = "spray_ports"
+	benchXDPVarSpraySaddrBase   = "spray_saddr_base"
+	benchXDPVarSpraySent        = "spray_sent"
+	benchXDPVarSpraySportBase   = "spray_sport_base"
+	benchXDPVarSpraySrcMac      = "spray_src_mac"
+	benchXDPVarSprayStride      = "spray_stride"
 )
 
 // loadBenchXDP returns the embedded CollectionSpec for benchXDP.
@@ -120,16 +124,18 @@ type benchXDPSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchXDPProgramSpecs struct {
-	BenchCount   *ebpf.ProgramSpec `ebpf:"bench_count"`
-	BenchCountTc *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
-	BenchEmpty   *ebpf.ProgramSpec `ebpf:"bench_empty"`
-	BenchFwd     *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchFwdTc   *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
-	BenchGen     *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchLookup  *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BenchSpray   *ebpf.ProgramSpec `ebpf:"bench_spray"`
-	WireTc       *ebpf.ProgramSpec `ebpf:"wire_tc"`
-	WireXdp      *ebpf.ProgramSpec `ebpf:"wire_xdp"`
+	BenchCount      *ebpf.ProgramSpec `ebpf:"bench_count"`
+	BenchCountTc    *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
+	BenchDecapFwdTc *ebpf.ProgramSpec `ebpf:"bench_decap_fwd_tc"`
+	BenchEmpty      *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchFwd        *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchFwdTc      *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
+	BenchGen        *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchGenGeneve  *ebpf.ProgramSpec `ebpf:"bench_gen_geneve"`
+	BenchLookup     *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BenchSpray      *ebpf.ProgramSpec `ebpf:"bench_spray"`
+	WireTc          *ebpf.ProgramSpec `ebpf:"wire_tc"`
+	WireXdp         *ebpf.ProgramSpec `ebpf:"wire_xdp"`
 }
 
 // benchXDPMapSpecs contains maps before they are loaded into the kernel.
@@ -165,6 +171,8 @@ type benchXDPVariableSpecs struct {
 	GenSportBase   *ebpf.VariableSpec `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.VariableSpec `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.VariableSpec `ebpf:"gen_tot_len"`
+	GgOuterSum     *ebpf.VariableSpec `ebpf:"gg_outer_sum"`
+	GgTmpl         *ebpf.VariableSpec `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.VariableSpec `ebpf:"spray_burst"`
 	SprayDaddr     *ebpf.VariableSpec `ebpf:"spray_daddr"`
 	SprayDport     *ebpf.VariableSpec `ebpf:"spray_dport"`
@@ -239,6 +247,8 @@ type benchXDPVariables struct {
 	GenSportBase   *ebpf.Variable `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.Variable `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.Variable `ebpf:"gen_tot_len"`
+	GgOuterSum     *ebpf.Variable `ebpf:"gg_outer_sum"`
+	GgTmpl         *ebpf.Variable `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.Variable `ebpf:"spray_burst"`
 	SprayDaddr     *ebpf.Variable `ebpf:"spray_daddr"`
 	SprayDport     *ebpf.Variable `ebpf:"spray_dport"`
@@ -257,26 +267,30 @@ type benchXDPVariables struct {
 //
 // It can be passed to loadBenchXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchXDPPrograms struct {
-	BenchCount   *ebpf.Program `ebpf:"bench_count"`
-	BenchCountTc *ebpf.Program `ebpf:"bench_count_tc"`
-	BenchEmpty   *ebpf.Program `ebpf:"bench_empty"`
-	BenchFwd     *ebpf.Program `ebpf:"bench_fwd"`
-	BenchFwdTc   *ebpf.Program `ebpf:"bench_fwd_tc"`
-	BenchGen     *ebpf.Program `ebpf:"bench_gen"`
-	BenchLookup  *ebpf.Program `ebpf:"bench_lookup"`
-	BenchSpray   *ebpf.Program `ebpf:"bench_spray"`
-	WireTc       *ebpf.Program `ebpf:"wire_tc"`
-	WireXdp      *ebpf.Program `ebpf:"wire_xdp"`
+	BenchCount      *ebpf.Program `ebpf:"bench_count"`
+	BenchCountTc    *ebpf.Program `ebpf:"bench_count_tc"`
+	BenchDecapFwdTc *ebpf.Program `ebpf:"bench_decap_fwd_tc"`
+	BenchEmpty      *ebpf.Program `ebpf:"bench_empty"`
+	BenchFwd        *ebpf.Program `ebpf:"bench_fwd"`
+	BenchFwdTc      *ebpf.Program `ebpf:"bench_fwd_tc"`
+	BenchGen        *ebpf.Program `ebpf:"bench_gen"`
+	BenchGenGeneve  *ebpf.Program `ebpf:"bench_gen_geneve"`
+	BenchLookup     *ebpf.Program `ebpf:"bench_lookup"`
+	BenchSpray      *ebpf.Program `ebpf:"bench_spray"`
+	WireTc          *ebpf.Program `ebpf:"wire_tc"`
+	WireXdp         *ebpf.Program `ebpf:"wire_xdp"`
 }
 
 func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
 		p.BenchCountTc,
+		p.BenchDecapFwdTc,
 		p.BenchEmpty,
 		p.BenchFwd,
 		p.BenchFwdTc,
 		p.BenchGen,
+		p.BenchGenGeneve,
 		p.BenchLookup,
 		p.BenchSpray,
 		p.WireTc,

@@ -53,6 +53,8 @@ func run() error {
 	flag.DurationVar(&opts.StormDuration, "storm-duration", 3*time.Second, "one storm sample")
 	flag.IntVar(&opts.StormRounds, "storm-rounds", 5, "storm samples of each variant (sync off, bare subscriber, sync on; medians reported)")
 	flag.IntVar(&opts.StormWorkers, "storm-workers", 32, "concurrent storm clients")
+	flag.BoolVar(&opts.SkipGWLB, "skip-gwlb", false, "leave out the GWLB shape (a fleet member against plain NAT on one ENI)")
+	flag.IntVar(&opts.GWLBRounds, "gwlb-rounds", 2, "rounds of the GWLB shape's samples (medians reported)")
 	flag.StringVar(&opts.ProfileDir, "profile-dir", "", "profile every packet-rate sample at scale (BPF programs' run time, perf when installed) into this directory")
 	verbose := flag.Bool("v", false, "debug logging")
 	jsonPath := flag.String("json", os.Getenv("BENCH_JSON"), "write the figures as JSON here (default $BENCH_JSON)")
