@@ -33,6 +33,7 @@ type Options struct {
 
 	SkipTCP       bool          // skip iperf3 and the connection rate
 	SkipSingleENI bool          // skip the packet-rate test in the single-ENI shape
+	SkipTwoENI    bool          // skip the two-ENI rounds (packet rate, TCP, bare forwarders)
 	TCPDuration   time.Duration // one iperf3 sample (after a 1 s warm-up iperf3 omits when >= 2s); default 3s
 	ConnDuration  time.Duration // one short-connection sample; default 2s
 	ConnWorkers   int           // concurrent clients; default 4
@@ -191,8 +192,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 
 	// Every mode of every round measures in a namespace set of its own
 	// (lab): see newLab.
-	if err := runRounds(ctx, log, false, opts, rep, bpffs, dir, twoENINames); err != nil {
-		return rep, err
+	if !opts.SkipTwoENI {
+		if err := runRounds(ctx, log, false, opts, rep, bpffs, dir, twoENINames); err != nil {
+			return rep, err
+		}
 	}
 	if !opts.SkipSingleENI {
 		udpOnly := opts

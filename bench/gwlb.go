@@ -237,9 +237,7 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			modes = append(modes, m)
 		}
 	}
-	if slices.Contains(opts.Modes, ModeFastpath) {
-		rep.note(gwlbXDPNote)
-	}
+	rep.note(gwlbXDPNote)
 	samples := map[Mode][]gwlbSample{}
 	var bound []float64
 	for r := 0; r < opts.GWLBRounds; r++ {

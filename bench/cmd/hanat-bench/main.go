@@ -36,6 +36,7 @@ func run() error {
 	flag.DurationVar(&opts.ConnDuration, "conn-duration", 2*time.Second, "one short-connection sample")
 	flag.BoolVar(&opts.SkipTCP, "skip-tcp", false, "skip iperf3 and the connection rate")
 	flag.BoolVar(&opts.SkipSingleENI, "skip-single-eni", false, "skip the packet-rate test in the single-ENI shape")
+	flag.BoolVar(&opts.SkipTwoENI, "skip-two-eni", false, "skip the two-ENI rounds (packet rate, TCP, bare forwarders)")
 	scale := flag.String("scale-flows", "1000,100000,1000000", "flow-map sizes of the scale test")
 	scalePPS := flag.String("scale-pps-flows", "1000,100000,1000000", "concurrent flows of the packet rate at scale (slow path, XDP, tc); empty leaves it out")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up (and clean up) after this long")
