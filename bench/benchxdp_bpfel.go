@@ -41,6 +41,7 @@ const (
 	benchXDPProgBenchCountTc    = "bench_count_tc"
 	benchXDPProgBenchDecapFwdTc = "bench_decap_fwd_tc"
 	benchXDPProgBenchEmpty      = "bench_empty"
+	benchXDPProgBenchEncapFwdTc = "bench_encap_fwd_tc"
 	benchXDPProgBenchFwd        = "bench_fwd"
 	benchXDPProgBenchFwdTc      = "bench_fwd_tc"
 	benchXDPProgBenchGen        = "bench_gen"
@@ -66,6 +67,7 @@ const (
 	benchXDPVarGenSportBase     = "gen_sport_base"
 	benchXDPVarGenSrcMac        = "gen_src_mac"
 	benchXDPVarGenTotLen        = "gen_tot_len"
+	benchXDPVarGgEncap          = "gg_encap"
 	benchXDPVarGgOuterSum       = "gg_outer_sum"
 	benchXDPVarGgTmpl           = "gg_tmpl"
 	benchXDPVarSprayBurst       = "spray_burst"
@@ -128,6 +130,7 @@ type benchXDPProgramSpecs struct {
 	BenchCountTc    *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
 	BenchDecapFwdTc *ebpf.ProgramSpec `ebpf:"bench_decap_fwd_tc"`
 	BenchEmpty      *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchEncapFwdTc *ebpf.ProgramSpec `ebpf:"bench_encap_fwd_tc"`
 	BenchFwd        *ebpf.ProgramSpec `ebpf:"bench_fwd"`
 	BenchFwdTc      *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
 	BenchGen        *ebpf.ProgramSpec `ebpf:"bench_gen"`
@@ -171,6 +174,7 @@ type benchXDPVariableSpecs struct {
 	GenSportBase   *ebpf.VariableSpec `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.VariableSpec `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.VariableSpec `ebpf:"gen_tot_len"`
+	GgEncap        *ebpf.VariableSpec `ebpf:"gg_encap"`
 	GgOuterSum     *ebpf.VariableSpec `ebpf:"gg_outer_sum"`
 	GgTmpl         *ebpf.VariableSpec `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.VariableSpec `ebpf:"spray_burst"`
@@ -247,6 +251,7 @@ type benchXDPVariables struct {
 	GenSportBase   *ebpf.Variable `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.Variable `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.Variable `ebpf:"gen_tot_len"`
+	GgEncap        *ebpf.Variable `ebpf:"gg_encap"`
 	GgOuterSum     *ebpf.Variable `ebpf:"gg_outer_sum"`
 	GgTmpl         *ebpf.Variable `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.Variable `ebpf:"spray_burst"`
@@ -271,6 +276,7 @@ type benchXDPPrograms struct {
 	BenchCountTc    *ebpf.Program `ebpf:"bench_count_tc"`
 	BenchDecapFwdTc *ebpf.Program `ebpf:"bench_decap_fwd_tc"`
 	BenchEmpty      *ebpf.Program `ebpf:"bench_empty"`
+	BenchEncapFwdTc *ebpf.Program `ebpf:"bench_encap_fwd_tc"`
 	BenchFwd        *ebpf.Program `ebpf:"bench_fwd"`
 	BenchFwdTc      *ebpf.Program `ebpf:"bench_fwd_tc"`
 	BenchGen        *ebpf.Program `ebpf:"bench_gen"`
@@ -287,6 +293,7 @@ func (p *benchXDPPrograms) Close() error {
 		p.BenchCountTc,
 		p.BenchDecapFwdTc,
 		p.BenchEmpty,
+		p.BenchEncapFwdTc,
 		p.BenchFwd,
 		p.BenchFwdTc,
 		p.BenchGen,

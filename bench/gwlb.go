@@ -57,6 +57,7 @@ const (
 	MFastShareGWLB      = "udp_fastpath_hit_share_gwlb"
 	MFastShareGWLBReply = "udp_fastpath_hit_share_gwlb_reply"
 	MCeilingDecapTC     = "udp_64b_pps_bare_tc_decap_forwarder_gwlb"
+	MCeilingEncapTC     = "udp_64b_pps_bare_tc_encap_forwarder_gwlb_reply"
 	MGWLBOverBareTC     = "udp_64b_pps_gwlb_over_bare_tc_forwarder_single_eni"
 )
 
@@ -68,6 +69,7 @@ var gwlbRows = map[string]struct{ unit, help string }{
 	MFastShareGWLB:      {"%", "GWLB arrivals forwarded as tc fast-path hits (after gwlb's decap)"},
 	MFastShareGWLBReply: {"%", "GWLB reply arrivals forwarded as tc fast-path hits (then gwlb's encap)"},
 	MCeilingDecapTC:     {"pps", "the GWLB shape's bound: a bare tc forwarder that strips the outer headers (no GWLB check, no options, no flow memory, no NAT) in place of the member"},
+	MCeilingEncapTC:     {"pps", "the reply direction's bound: a bare tc forwarder that wraps the server's datagrams in fixed outer headers (no flow lookup, no de-NAT, no neighbour lookup) in place of the member"},
 	MGWLBOverBareTC:     {"ratio", "the member's pps over the bare tc forwarder's, one ENI (" + MCeilingTC1 + ")"},
 }
 
@@ -84,32 +86,36 @@ var gwlbModes = []Mode{ModeNftables, ModeFastpathTC}
 const gwlbXDPNote = "GWLB under the native XDP mode (fastpath) = the slow path: GENEVE reaches XDP before gwlb's tc ingress decapsulates it, so the XDP fast path sees no inner flow (not measured; its figures are the nftables column's)"
 
 // gwlbTargets are issue 16's targets (plain single-ENI pps over the GWLB
-// pps: the ratio of per-packet costs) and their bounds: plain NAT plus the
-// bare decap forwarder's own decap cost per packet.
+// pps: the ratio of per-packet costs) and their bounds: plain NAT plus only
+// the decap (outbound) or the encap (reply) as a bare tc forwarder pays it.
 func (r *Report) gwlbTargets(ratio func(string, Mode, string, Mode) *float64) ([]target, []Bound) {
 	var ts []target
 	var bounds []Bound
-	decap := r.gwlbDecapCost()
+	want := fmt.Sprintf("<= %g", gwlbTarget)
 	for _, m := range gwlbModes {
-		out := fmt.Sprintf("GWLB/plain NAT per-packet cost, one ENI (%s)", m)
-		back := fmt.Sprintf("GWLB reply/plain NAT per-packet cost (%s)", m)
-		want := fmt.Sprintf("<= %g", gwlbTarget)
-		ts = append(ts,
-			target{out, want, ratio(MUDPPPS1, m, MUDPPPSGWLB, m), false, gwlbTarget},
-			target{back, want, ratio(MUDPPPS1, m, MUDPPPSGWLBReply, m), false, gwlbTarget})
-		if plain, ok := r.Get(MUDPPPS1, m); ok && decap != nil {
-			b := 1 + plain**decap
-			bounds = append(bounds, Bound{out, &b, fmt.Sprintf("plain NAT + only the decap: 1 + %s x (1/%s - 1/%s)", MUDPPPS1, MCeilingDecapTC, MCeilingTC1)})
+		for _, d := range []struct {
+			name, figure, bare, what string
+		}{
+			{fmt.Sprintf("GWLB/plain NAT per-packet cost, one ENI (%s)", m), MUDPPPSGWLB, MCeilingDecapTC, "decap"},
+			{fmt.Sprintf("GWLB reply/plain NAT per-packet cost (%s)", m), MUDPPPSGWLBReply, MCeilingEncapTC, "encap"},
+		} {
+			ts = append(ts, target{d.name, want, ratio(MUDPPPS1, m, d.figure, m), false, gwlbTarget})
+			if plain, ok := r.Get(MUDPPPS1, m); ok {
+				if extra := r.gwlbExtraCost(d.bare); extra != nil {
+					b := 1 + plain**extra
+					bounds = append(bounds, Bound{d.name, &b, fmt.Sprintf("plain NAT + only the %s: 1 + %s x (1/%s - 1/%s)", d.what, MUDPPPS1, d.bare, MCeilingTC1)})
+				}
+			}
 		}
 	}
 	return ts, bounds
 }
 
-// gwlbDecapCost is the time per packet the bare decap forwarder takes
-// more than the bare tc forwarder (in the chain's lockstep, seconds); nil
-// unless both were measured.
-func (r *Report) gwlbDecapCost() *float64 {
-	d, ok1 := r.Get(MCeilingDecapTC, ModeFastpathTC)
+// gwlbExtraCost is the time per packet the bare forwarder bare (decap or
+// encap) takes more than the bare tc forwarder (in the chain's lockstep,
+// seconds); nil unless both were measured.
+func (r *Report) gwlbExtraCost(bare string) *float64 {
+	d, ok1 := r.Get(bare, ModeFastpathTC)
 	f, ok2 := r.Get(MCeilingTC1, ModeFastpathTC)
 	if !ok1 || !ok2 || d <= 0 || f <= 0 {
 		return nil
@@ -157,6 +163,7 @@ func newGWLBLab(ctx context.Context, log *slog.Logger, flows int) (_ *gwlbLab, e
 		"gen_ip_check":   be16(ipv4Checksum(inetAddr, natOut, genFrameLen-14, 64, unix.IPPROTO_UDP)),
 		"cnt_dport":      be16(geneve.Port),
 		"cnt_dports":     uint16(1),
+		"gg_encap":       gwlbEncap(),
 	})
 	if err != nil {
 		return nil, err
@@ -208,6 +215,20 @@ func gwlbTemplate(t *topo) ([gwlbTmplLen]byte, uint16) {
 	return tmpl, onesSum(ph)
 }
 
+// gwlbEncap is the outer headers bench_encap_fwd_tc puts on the reply
+// direction's frames: from the ENI to the GWLB, UDP 6081 (checksum 0, as
+// gwlb's egress sends), GENEVE with the bench's options.
+func gwlbEncap() [geneve.Overhead]byte {
+	var e [geneve.Overhead]byte
+	outerLen := uint16(geneve.Overhead + genFrameLen - 14)
+	putIPv4(e[:], natOut, gwlbAddr, outerLen)
+	binary.BigEndian.PutUint16(e[20:], geneve.Port)
+	binary.BigEndian.PutUint16(e[22:], geneve.Port)
+	binary.BigEndian.PutUint16(e[24:], outerLen-20)
+	copy(e[28:], geneve.Append(nil, geneve.Header{Protocol: geneve.ProtoIPv4, Options: gwlbBenchOptions}))
+	return e
+}
+
 // putIPv4 writes an option-less IPv4 header for UDP (TTL 64, id 0, not
 // fragmented) with its checksum.
 func putIPv4(b []byte, src, dst netip.Addr, totLen uint16) {
@@ -239,7 +260,7 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 	}
 	rep.note(gwlbXDPNote)
 	samples := map[Mode][]gwlbSample{}
-	var bound []float64
+	var decapBound, encapBound []float64
 	for r := 0; r < opts.GWLBRounds; r++ {
 		for _, m := range modes {
 			if ctx.Err() != nil {
@@ -263,15 +284,27 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			return ctx.Err()
 		}
 		_, err := inGWLBLab(ctx, log, opts.Flows, func(l *gwlbLab) (gwlbSample, error) {
-			pps, err := l.decapCeiling(ctx, opts.PPSDuration)
-			if err == nil {
-				log.Info("bench: gwlb, bare tc decap forwarder", "pps", int(pps), "round", r+1)
-				bound = append(bound, pps)
+			for _, b := range []struct {
+				what string
+				tr   *traffic
+				prog *ebpf.Program
+				to   *[]float64
+			}{
+				{"bare tc decap forwarder", l.out, l.out.objs.BenchDecapFwdTc, &decapBound},
+				{"bare tc encap forwarder", l.back, l.back.objs.BenchEncapFwdTc, &encapBound},
+			} {
+				pps, err := l.bound(ctx, opts.PPSDuration, b.tr, b.prog)
+				if err != nil {
+					rep.note(fmt.Sprintf("gwlb %s round %d: %v", b.what, r+1, err))
+					continue
+				}
+				log.Info("bench: gwlb, "+b.what, "pps", int(pps), "round", r+1)
+				*b.to = append(*b.to, pps)
 			}
-			return gwlbSample{}, err
+			return gwlbSample{}, nil
 		})
 		if err != nil {
-			rep.note(fmt.Sprintf("gwlb bare tc decap forwarder round %d: %v", r+1, err))
+			rep.note(fmt.Sprintf("gwlb bare forwarders round %d: %v", r+1, err))
 		}
 	}
 	for _, m := range modes {
@@ -293,6 +326,9 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			if len(vs) > 0 {
 				rep.set(f.name, m, medianOf(vs))
 			}
+			if len(vs) > 1 && (f.name == MUDPPPSGWLB || f.name == MUDPPPSGWLBReply) {
+				rep.note(fmt.Sprintf("%s %s: %d samples from %s to %s", m, f.name, len(vs), fmtVal(&vs[0]), fmtVal(&vs[len(vs)-1])))
+			}
 		}
 		if pps, ok := rep.Get(MUDPPPSGWLB, m); ok {
 			if bare, ok := rep.Get(MCeilingTC1, ModeFastpathTC); ok && bare > 0 {
@@ -300,8 +336,10 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			}
 		}
 	}
-	if len(bound) > 0 {
-		rep.set(MCeilingDecapTC, ModeFastpathTC, medianOf(bound))
+	for name, vs := range map[string][]float64{MCeilingDecapTC: decapBound, MCeilingEncapTC: encapBound} {
+		if len(vs) > 0 {
+			rep.set(name, ModeFastpathTC, medianOf(vs))
+		}
 	}
 	return nil
 }
@@ -429,28 +467,29 @@ func gwlbCounters(dp *gwlb.Datapath) map[string]uint64 {
 	return c
 }
 
-// decapCeiling measures the GWLB shape's chain with bench_decap_fwd_tc in
-// place of the member (no mode: nothing else on out0): the inner datagrams
-// arrive untranslated.
-func (l *gwlbLab) decapCeiling(ctx context.Context, d time.Duration) (float64, error) {
+// bound measures the GWLB shape's chain with prog, a bare forwarder, on
+// out0's tc ingress in place of the member (no mode: nothing else on
+// out0), tr's generator and counter: every generated datagram counted on
+// arrival, translated or not.
+func (l *gwlbLab) bound(ctx context.Context, d time.Duration, tr *traffic, prog *ebpf.Program) (float64, error) {
 	var lnk link.Link
 	if err := l.t.nat.Do(func() (err error) {
-		lnk, err = link.AttachTCX(link.TCXOptions{Program: l.out.objs.BenchDecapFwdTc, Interface: l.t.natOutIdx, Attach: ebpf.AttachTCXIngress})
+		lnk, err = link.AttachTCX(link.TCXOptions{Program: prog, Interface: l.t.natOutIdx, Attach: ebpf.AttachTCXIngress})
 		return err
 	}); err != nil {
-		return 0, fmt.Errorf("attach the bare tc decap forwarder to %s: %w", natOutX, err)
+		return 0, fmt.Errorf("attach %v to %s: %w", prog, natOutX, err)
 	}
 	defer lnk.Close()
-	if err := l.out.attachCounterOf(true); err != nil {
+	if err := tr.attachCounterOf(true); err != nil {
 		return 0, err
 	}
-	defer l.out.detachCounter()
-	ps, err := l.out.measure(ctx, d)
+	defer tr.detachCounter()
+	ps, err := tr.measure(ctx, d)
 	if err != nil {
 		return 0, err
 	}
-	if ps.untranslated == 0 {
-		return 0, fmt.Errorf("bare tc decap forwarder: nothing arrived of %d datagrams sent", ps.sent)
+	if n := ps.arrived + ps.untranslated; n > 0 {
+		return float64(n) / ps.took.Seconds(), nil
 	}
-	return float64(ps.untranslated) / ps.took.Seconds(), nil
+	return 0, fmt.Errorf("%v: nothing arrived of %d datagrams sent", prog, ps.sent)
 }

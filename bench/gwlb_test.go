@@ -85,6 +85,7 @@ func TestReportGWLB(t *testing.T) {
 	r.set(MUDPPPSGWLBReply, ModeNftables, 400_000)
 	r.set(MCeilingTC1, ModeFastpathTC, 1_000_000)
 	r.set(MCeilingDecapTC, ModeFastpathTC, 800_000)
+	r.set(MCeilingEncapTC, ModeFastpathTC, 500_000)
 	got := map[string]Target{}
 	for _, tg := range r.Targets {
 		got[tg.Name] = tg
@@ -111,12 +112,21 @@ func TestReportGWLB(t *testing.T) {
 			bounds[b.Target] = *b.Ratio
 		}
 	}
-	// decap: 1/800k - 1/1M = 0.25 us a packet.
-	if len(bounds) != 2 || math.Abs(bounds["GWLB/plain NAT per-packet cost, one ENI (nftables)"]-1.1) > 1e-9 ||
-		math.Abs(bounds["GWLB/plain NAT per-packet cost, one ENI (fastpath_tc)"]-1.2) > 1e-9 {
-		t.Errorf("GWLB bounds %v, want 1.1 (nftables) and 1.2 (fastpath_tc)", bounds)
+	// decap: 1/800k - 1/1M = 0.25 us a packet; encap 1/500k - 1/1M = 1 us.
+	for name, want := range map[string]float64{
+		"GWLB/plain NAT per-packet cost, one ENI (nftables)":    1.1,
+		"GWLB/plain NAT per-packet cost, one ENI (fastpath_tc)": 1.2,
+		"GWLB reply/plain NAT per-packet cost (nftables)":       1.4,
+		"GWLB reply/plain NAT per-packet cost (fastpath_tc)":    1.8,
+	} {
+		if math.Abs(bounds[name]-want) > 1e-9 {
+			t.Errorf("bound of %q: %v, want %v", name, bounds[name], want)
+		}
 	}
-	for _, name := range []string{MUDPPPSGWLB, MCeilingDecapTC} {
+	if len(bounds) != 4 {
+		t.Errorf("GWLB bounds %v, want 4", bounds)
+	}
+	for _, name := range []string{MUDPPPSGWLB, MCeilingDecapTC, MCeilingEncapTC} {
 		for _, m := range r.Measurements {
 			if m.Name == name && m.Unit != "pps" {
 				t.Errorf("%s: unit %q, want pps", name, m.Unit)
@@ -136,7 +146,7 @@ func TestReportGWLB(t *testing.T) {
 
 // TestGWLBFigures runs the GWLB shape briefly (one round, tiny samples):
 // both directions arrive through a member in each GWLB mode, the tc fast
-// path carries most of them, the bare decap forwarder is measured, and no
+// path carries most of them, the bare decap and encap forwarders are measured, and no
 // sample leaves a note (a drop counted by gwlb, an untranslated arrival):
 // the report's one note says the XDP mode is the slow path here.
 func TestGWLBFigures(t *testing.T) {
@@ -175,8 +185,10 @@ func TestGWLBFigures(t *testing.T) {
 			t.Errorf("%s: the tc fast path carried %v%% (measured %v), want most", name, v, ok)
 		}
 	}
-	if v, ok := rep.Get(MCeilingDecapTC, ModeFastpathTC); !ok || v <= 0 {
-		t.Errorf("%s not measured (%v, %v)", MCeilingDecapTC, v, ok)
+	for _, name := range []string{MCeilingDecapTC, MCeilingEncapTC} {
+		if v, ok := rep.Get(name, ModeFastpathTC); !ok || v <= 0 {
+			t.Errorf("%s not measured (%v, %v)", name, v, ok)
+		}
 	}
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {

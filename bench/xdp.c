@@ -22,6 +22,12 @@
  *               IPv4, UDP and GENEVE headers of a datagram to port 6081 (no
  *               parsing, no flow memory), writes the MACs and sends the inner
  *               packet back out (bpf_redirect): a bare forwarder plus decap.
+ *  bench_encap_fwd_tc the reply direction's bound: on tc ingress, wraps a
+ *               datagram to the NAT address (cnt_saddr) in fixed outer
+ *               headers (gg_encap, built by the loader for the frame's one
+ *               size), writes the MACs and sends it back out: a bare
+ *               forwarder plus encap (no flow lookup, no de-NAT, no
+ *               neighbour lookup).
  *  bench_count_tc on the internet host's veth, tc ingress (tcx, first):
  *               counts the generator's UDP datagrams (destination port
  *               cnt_dport) as they arrive after NAT, as translated (source
@@ -307,26 +313,64 @@ int bench_fwd_tc(struct __sk_buff *skb)
  * three options. */
 #define GWLB_OVERHEAD (20 + 8 + 40)
 
+/* udp_ip is the IPv4 header of an skb holding Ethernet, IPv4 and a UDP
+ * header, else NULL (the bounds checked for the UDP header after an
+ * option-less IPv4 header). */
+static __always_inline struct iphdr *udp_ip(struct __sk_buff *skb)
+{
+	struct ethhdr *eth = (void *)(long)skb->data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)ip + sizeof(*ip) + sizeof(struct udphdr) > (void *)(long)skb->data_end ||
+	    eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_UDP)
+		return NULL;
+	return ip;
+}
+
+/* fwd_back writes the bare forwarders' MACs and sends the skb back out of
+ * its interface. */
+static __always_inline int fwd_back(struct __sk_buff *skb)
+{
+	if (!fwd_write_macs((void *)(long)skb->data, (void *)(long)skb->data_end))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* The GWLB shape's bound: decap and a bare forwarder, nothing else (no
  * GWLB address check, no option parsing, no flow memory, no NAT). */
 SEC("tc")
 int bench_decap_fwd_tc(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *uh = (void *)(ip + 1);
+	struct iphdr *ip = udp_ip(skb);
 
-	if ((void *)(uh + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    ip->protocol != IPPROTO_UDP || uh->dest != bpf_htons(GENEVE_PORT))
+	if (!ip || ((struct udphdr *)(ip + 1))->dest != bpf_htons(GENEVE_PORT))
 		return TC_ACT_UNSPEC;
 	if (bpf_skb_adjust_room(skb, -GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4) &&
 	    bpf_skb_adjust_room(skb, -GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC, 0))
 		return TC_ACT_SHOT;
-	if (!fwd_write_macs((void *)(long)skb->data, (void *)(long)skb->data_end))
+	return fwd_back(skb);
+}
+
+#define BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 (1ULL << 1)
+#define BPF_F_ADJ_ROOM_ENCAP_L4_UDP (1ULL << 4)
+
+/* The outer IPv4, UDP and GENEVE headers of the reply direction's frames
+ * (all one size), checksums in. */
+volatile const __u8 gg_encap[GWLB_OVERHEAD];
+
+SEC("tc")
+int bench_encap_fwd_tc(struct __sk_buff *skb)
+{
+	struct iphdr *ip = udp_ip(skb);
+
+	if (!ip || ip->daddr != cnt_saddr)
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_adjust_room(skb, GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
 		return TC_ACT_SHOT;
-	return bpf_redirect(skb->ifindex, 0);
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), (const void *)gg_encap, GWLB_OVERHEAD, 0))
+		return TC_ACT_SHOT;
+	return fwd_back(skb);
 }
 
 /* The fast path's flow key and map (same layout as bpf/fastpath.c; the
