@@ -77,7 +77,9 @@
 // the member's flow memory. Its targets: plain single-ENI pps over GWLB
 // pps, the per-packet cost ratio, at most 1.3 in each mode; their bound is
 // plain NAT plus only the decap cost a bare tc forwarder pays for it
-// (bench_decap_fwd_tc: strip the outer headers, MACs, redirect). Under the
+// (bench_decap_fwd_tc: strip the outer headers, MACs, redirect), and for
+// the reply plus only the encap (bench_encap_fwd_tc: fixed outer headers,
+// MACs, redirect), both measured in the same run. Under the
 // native XDP mode GENEVE reaches XDP before gwlb's decap, so the XDP fast
 // path sees no inner flow: the member runs the slow path there (a note,
 // not measured).
