@@ -58,6 +58,7 @@ const (
 	MFastShareGWLBReply = "udp_fastpath_hit_share_gwlb_reply"
 	MCeilingDecapTC     = "udp_64b_pps_bare_tc_decap_forwarder_gwlb"
 	MCeilingEncapTC     = "udp_64b_pps_bare_tc_encap_forwarder_gwlb_reply"
+	MUDPPPSGWLBPlain    = "udp_64b_pps_gwlb_member_plain_frames"
 	MGWLBOverBareTC     = "udp_64b_pps_gwlb_over_bare_tc_forwarder_single_eni"
 )
 
@@ -69,6 +70,7 @@ var gwlbRows = map[string]struct{ unit, help string }{
 	MFastShareGWLB:      {"%", "GWLB arrivals forwarded as tc fast-path hits (after gwlb's decap)"},
 	MFastShareGWLBReply: {"%", "GWLB reply arrivals forwarded as tc fast-path hits (then gwlb's encap)"},
 	MCeilingDecapTC:     {"pps", "the GWLB shape's bound: a bare tc forwarder that strips the outer headers (no GWLB check, no options, no flow memory, no NAT) in place of the member"},
+	MUDPPPSGWLBPlain:    {"pps", "the same member (gwlb's programs attached, same flows, same lab) sent the inner frames unwrapped: plain NAT plus gwlb's early exits (ingress: not GENEVE; egress: a flow-map miss per packet)"},
 	MCeilingEncapTC:     {"pps", "the reply direction's bound: a bare tc forwarder that wraps the server's datagrams in fixed outer headers (no flow lookup, no de-NAT, no neighbour lookup) in place of the member"},
 	MGWLBOverBareTC:     {"ratio", "the member's pps over the bare tc forwarder's, one ENI (" + MCeilingTC1 + ")"},
 }
@@ -100,6 +102,12 @@ func (r *Report) gwlbTargets(ratio func(string, Mode, string, Mode) *float64) ([
 			{fmt.Sprintf("GWLB reply/plain NAT per-packet cost (%s)", m), MUDPPPSGWLBReply, MCeilingEncapTC, "encap"},
 		} {
 			ts = append(ts, target{d.name, want, ratio(MUDPPPS1, m, d.figure, m), false, gwlbTarget})
+			if d.figure == MUDPPPSGWLB {
+				// The member doing strictly less: no decap, no options.
+				if b := ratio(MUDPPPS1, m, MUDPPPSGWLBPlain, m); b != nil {
+					bounds = append(bounds, Bound{d.name, b, fmt.Sprintf("%s / %s: the member's programs attached, plain frames", MUDPPPS1, MUDPPPSGWLBPlain)})
+				}
+			}
 			if plain, ok := r.Get(MUDPPPS1, m); ok {
 				if extra := r.gwlbExtraCost(d.bare); extra != nil {
 					b := 1 + plain**extra
@@ -245,6 +253,7 @@ func putIPv4(b []byte, src, dst netip.Addr, totLen uint16) {
 // where not measured.
 type gwlbSample struct {
 	pps, replyPPS, share, replyShare float64
+	plainPPS                         float64 // the member's plain frames
 	notes                            []string
 }
 
@@ -266,7 +275,7 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			mlog := log.With("mode", m, "shape", "gwlb", "round", r+1)
+			mlog := log.With("mode", m, "round", r+1)
 			s, err := inGWLBLab(ctx, mlog, opts.Flows, func(l *gwlbLab) (gwlbSample, error) {
 				return runGWLBMode(ctx, mlog, l, m, opts, bpffs, dir)
 			})
@@ -316,6 +325,7 @@ func runGWLB(ctx context.Context, log *slog.Logger, opts Options, rep *Report, b
 			{MUDPPPSGWLBReply, func(s gwlbSample) float64 { return s.replyPPS }},
 			{MFastShareGWLB, func(s gwlbSample) float64 { return s.share }},
 			{MFastShareGWLBReply, func(s gwlbSample) float64 { return s.replyShare }},
+			{MUDPPPSGWLBPlain, func(s gwlbSample) float64 { return s.plainPPS }},
 		} {
 			var vs []float64
 			for _, s := range samples[m] {
@@ -363,7 +373,7 @@ func inGWLBLab(ctx context.Context, log *slog.Logger, flows int, fn func(*gwlbLa
 // through it, and measures both directions.
 func runGWLBMode(ctx context.Context, log *slog.Logger, l *gwlbLab, m Mode, opts Options, bpffs, dir string) (s gwlbSample, err error) {
 	nan := math.NaN()
-	s = gwlbSample{pps: nan, replyPPS: nan, share: nan, replyShare: nan}
+	s = gwlbSample{pps: nan, replyPPS: nan, share: nan, replyShare: nan, plainPPS: nan}
 	t := l.t
 	log.Info("bench: configuring")
 	nm, err := setupMode(ctx, log, t, m, bpffs, dir)
@@ -408,14 +418,20 @@ func runGWLBMode(ctx context.Context, log *slog.Logger, l *gwlbLab, m Mode, opts
 	if fl, err := dp.Flows(); err != nil || len(fl) < opts.Flows {
 		return s, fmt.Errorf("gwlb: the member remembers %d flows (%v), want the %d warmed up", len(fl), err, opts.Flows)
 	}
+	// The member's plain frames: l.out's generator and counter, bench_gen's
+	// frames (the inner ones, unwrapped) of the same flows.
+	plain := *l.out
+	plain.gen, plain.frame, plain.countLink = l.out.objs.BenchGen, make([]byte, genFrameLen), nil
+	var noShare float64
 	dirs := []struct {
 		tr         *traffic
 		pps, share *float64
 		what       string
-	}{{l.out, &s.pps, &s.share, "outbound"}, {l.back, &s.replyPPS, &s.replyShare, "reply"}}
+	}{{l.out, &s.pps, &s.share, "outbound"}, {l.back, &s.replyPPS, &s.replyShare, "reply"}, {&plain, &s.plainPPS, &noShare, "plain frames"}}
 	for _, d := range dirs {
-		l.out.detachCounter()
-		l.back.detachCounter()
+		for _, tr := range []*traffic{l.out, l.back, &plain} {
+			tr.detachCounter()
+		}
 		if err := d.tr.attachCounterOf(true); err != nil {
 			return s, err
 		}

@@ -86,6 +86,7 @@ func TestReportGWLB(t *testing.T) {
 	r.set(MCeilingTC1, ModeFastpathTC, 1_000_000)
 	r.set(MCeilingDecapTC, ModeFastpathTC, 800_000)
 	r.set(MCeilingEncapTC, ModeFastpathTC, 500_000)
+	r.set(MUDPPPSGWLBPlain, ModeNftables, 320_000)
 	got := map[string]Target{}
 	for _, tg := range r.Targets {
 		got[tg.Name] = tg
@@ -107,10 +108,20 @@ func TestReportGWLB(t *testing.T) {
 		t.Errorf("unmeasured reply target %+v", tg)
 	}
 	bounds := map[string]float64{}
+	var plainFrames []float64
 	for _, b := range r.Bounds {
-		if strings.HasPrefix(b.Target, "GWLB") {
+		switch {
+		case strings.Contains(b.From, MUDPPPSGWLBPlain):
+			if b.Target != "GWLB/plain NAT per-packet cost, one ENI (nftables)" {
+				t.Errorf("plain frames' bound %+v on another target", b)
+			}
+			plainFrames = append(plainFrames, *b.Ratio)
+		case strings.HasPrefix(b.Target, "GWLB"):
 			bounds[b.Target] = *b.Ratio
 		}
+	}
+	if len(plainFrames) != 1 || plainFrames[0] != 1.25 {
+		t.Errorf("plain frames' bounds %v, want 1.25 (400k / 320k)", plainFrames)
 	}
 	// decap: 1/800k - 1/1M = 0.25 us a packet; encap 1/500k - 1/1M = 1 us.
 	for name, want := range map[string]float64{
@@ -174,7 +185,7 @@ func TestGWLBFigures(t *testing.T) {
 		t.Errorf("notes: %q, want only the XDP mode's\nlog:\n%s", rep.Notes, logBuf.String())
 	}
 	for _, m := range opts.Modes {
-		for _, name := range []string{MUDPPPSGWLB, MUDPPPSGWLBReply} {
+		for _, name := range []string{MUDPPPSGWLB, MUDPPPSGWLBReply, MUDPPPSGWLBPlain} {
 			if v, ok := rep.Get(name, m); !ok || v <= 0 {
 				t.Errorf("%s %s not measured (%v, %v)", name, m, v, ok)
 			}
