@@ -79,7 +79,9 @@
 // plain NAT plus only the decap cost a bare tc forwarder pays for it
 // (bench_decap_fwd_tc: strip the outer headers, MACs, redirect), and for
 // the reply plus only the encap (bench_encap_fwd_tc: fixed outer headers,
-// MACs, redirect), both measured in the same run. Under the
+// MACs, redirect), both measured in the same run; and the member doing
+// strictly less: the same lab, flows and attached programs sent the inner
+// frames unwrapped (udp_64b_pps_gwlb_member_plain_frames). Under the
 // native XDP mode GENEVE reaches XDP before gwlb's decap, so the XDP fast
 // path sees no inner flow: the member runs the slow path there (a note,
 // not measured).
