@@ -33,6 +33,7 @@ type Options struct {
 
 	SkipTCP       bool          // skip iperf3 and the connection rate
 	SkipSingleENI bool          // skip the packet-rate test in the single-ENI shape
+	SkipTwoENI    bool          // skip the two-ENI rounds (packet rate, TCP, bare forwarders)
 	TCPDuration   time.Duration // one iperf3 sample (after a 1 s warm-up iperf3 omits when >= 2s); default 3s
 	ConnDuration  time.Duration // one short-connection sample; default 2s
 	ConnWorkers   int           // concurrent clients; default 4
@@ -62,6 +63,11 @@ type Options struct {
 	StormDuration time.Duration // one storm sample; default 3s
 	StormRounds   int           // samples of each storm variant (median); default 5
 	StormWorkers  int           // concurrent storm clients; default 32
+
+	// Issue 16's GWLB shape (gwlb.go): a fleet member against plain NAT
+	// on one ENI.
+	SkipGWLB   bool // leave it out
+	GWLBRounds int  // rounds of its samples (medians); default 2
 }
 
 func (o *Options) defaults() {
@@ -118,6 +124,9 @@ func (o *Options) defaults() {
 	}
 	if o.StormWorkers <= 0 {
 		o.StormWorkers = 32
+	}
+	if o.GWLBRounds <= 0 {
+		o.GWLBRounds = 2
 	}
 }
 
@@ -182,8 +191,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 
 	// Every mode of every round measures in a namespace set of its own
 	// (lab): see newLab.
-	if err := runRounds(ctx, log, false, opts, rep, bpffs, dir, twoENINames); err != nil {
-		return rep, err
+	if !opts.SkipTwoENI {
+		if err := runRounds(ctx, log, false, opts, rep, bpffs, dir, twoENINames); err != nil {
+			return rep, err
+		}
 	}
 	if !opts.SkipSingleENI {
 		udpOnly := opts
@@ -194,6 +205,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) (*Report, error) {
 			}
 			log.Error("bench single-ENI packet rate failed", "err", err)
 			rep.note(fmt.Sprintf("single-ENI packet rate: %v", err))
+		}
+	}
+	if !opts.SkipGWLB && ctx.Err() == nil {
+		if err := runGWLB(ctx, log.With("shape", "gwlb"), opts, rep, bpffs, dir); err != nil {
+			log.Error("bench GWLB shape failed", "err", err)
+			rep.note(fmt.Sprintf("GWLB shape: %v", err))
 		}
 	}
 	if ctx.Err() == nil {

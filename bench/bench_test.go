@@ -59,8 +59,10 @@ func TestSmoke(t *testing.T) {
 		Hanatd:         buildHanatd(t),
 		MetricsFlows:   []int{1000, 5000},
 		MetricsScrapes: 3,
-		// The state sync has its own smoke test (TestSyncFigures).
+		// The state sync has its own smoke test (TestSyncFigures), and so
+		// has the GWLB shape (TestGWLBFigures).
 		SkipSync: true,
+		SkipGWLB: true,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nlog:\n%s", err, logBuf.String())

@@ -47,13 +47,16 @@ const (
 	benchXDPMapWireXdpPorts      = "wire_xdp_ports"
 	benchXDPProgBenchCount       = "bench_count"
 	benchXDPProgBenchCountTc     = "bench_count_tc"
+	benchXDPProgBenchDecapFwdTc  = "bench_decap_fwd_tc"
 	benchXDPProgBenchEmpty       = "bench_empty"
+	benchXDPProgBenchEncapFwdTc  = "bench_encap_fwd_tc"
 	benchXDPProgBenchFwd         = "bench_fwd"
 	benchXDPProgBenchFwd2Tc      = "bench_fwd2_tc"
 	benchXDPProgBenchFwdLookup   = "bench_fwd_lookup"
 	benchXDPProgBenchFwdLookupTc = "bench_fwd_lookup_tc"
 	benchXDPProgBenchFwdTc       = "bench_fwd_tc"
 	benchXDPProgBenchGen         = "bench_gen"
+	benchXDPProgBenchGenGeneve   = "bench_gen_geneve"
 	benchXDPProgBenchLookup      = "bench_lookup"
 	benchXDPProgBenchSpray       = "bench_spray"
 	benchXDPProgWireTc           = "wire_tc"
@@ -75,6 +78,9 @@ const (
 	benchXDPVarGenSportBase      = "gen_sport_base"
 	benchXDPVarGenSrcMac         = "gen_src_mac"
 	benchXDPVarGenTotLen         = "gen_tot_len"
+	benchXDPVarGgEncap           = "gg_encap"
+	benchXDPVarGgOuterSum        = "gg_outer_sum"
+	benchXDPVarGgTmpl            = "gg_tmpl"
 	benchXDPVarSprayBurst        = "spray_burst"
 	benchXDPVarSprayDaddr        = "spray_daddr"
 	benchXDPVarSprayDport        = "spray_dport"
@@ -133,13 +139,16 @@ type benchXDPSpecs struct {
 type benchXDPProgramSpecs struct {
 	BenchCount       *ebpf.ProgramSpec `ebpf:"bench_count"`
 	BenchCountTc     *ebpf.ProgramSpec `ebpf:"bench_count_tc"`
+	BenchDecapFwdTc  *ebpf.ProgramSpec `ebpf:"bench_decap_fwd_tc"`
 	BenchEmpty       *ebpf.ProgramSpec `ebpf:"bench_empty"`
+	BenchEncapFwdTc  *ebpf.ProgramSpec `ebpf:"bench_encap_fwd_tc"`
 	BenchFwd         *ebpf.ProgramSpec `ebpf:"bench_fwd"`
 	BenchFwd2Tc      *ebpf.ProgramSpec `ebpf:"bench_fwd2_tc"`
 	BenchFwdLookup   *ebpf.ProgramSpec `ebpf:"bench_fwd_lookup"`
 	BenchFwdLookupTc *ebpf.ProgramSpec `ebpf:"bench_fwd_lookup_tc"`
 	BenchFwdTc       *ebpf.ProgramSpec `ebpf:"bench_fwd_tc"`
 	BenchGen         *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchGenGeneve   *ebpf.ProgramSpec `ebpf:"bench_gen_geneve"`
 	BenchLookup      *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	BenchSpray       *ebpf.ProgramSpec `ebpf:"bench_spray"`
 	WireTc           *ebpf.ProgramSpec `ebpf:"wire_tc"`
@@ -180,6 +189,9 @@ type benchXDPVariableSpecs struct {
 	GenSportBase   *ebpf.VariableSpec `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.VariableSpec `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.VariableSpec `ebpf:"gen_tot_len"`
+	GgEncap        *ebpf.VariableSpec `ebpf:"gg_encap"`
+	GgOuterSum     *ebpf.VariableSpec `ebpf:"gg_outer_sum"`
+	GgTmpl         *ebpf.VariableSpec `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.VariableSpec `ebpf:"spray_burst"`
 	SprayDaddr     *ebpf.VariableSpec `ebpf:"spray_daddr"`
 	SprayDport     *ebpf.VariableSpec `ebpf:"spray_dport"`
@@ -256,6 +268,9 @@ type benchXDPVariables struct {
 	GenSportBase   *ebpf.Variable `ebpf:"gen_sport_base"`
 	GenSrcMac      *ebpf.Variable `ebpf:"gen_src_mac"`
 	GenTotLen      *ebpf.Variable `ebpf:"gen_tot_len"`
+	GgEncap        *ebpf.Variable `ebpf:"gg_encap"`
+	GgOuterSum     *ebpf.Variable `ebpf:"gg_outer_sum"`
+	GgTmpl         *ebpf.Variable `ebpf:"gg_tmpl"`
 	SprayBurst     *ebpf.Variable `ebpf:"spray_burst"`
 	SprayDaddr     *ebpf.Variable `ebpf:"spray_daddr"`
 	SprayDport     *ebpf.Variable `ebpf:"spray_dport"`
@@ -276,13 +291,16 @@ type benchXDPVariables struct {
 type benchXDPPrograms struct {
 	BenchCount       *ebpf.Program `ebpf:"bench_count"`
 	BenchCountTc     *ebpf.Program `ebpf:"bench_count_tc"`
+	BenchDecapFwdTc  *ebpf.Program `ebpf:"bench_decap_fwd_tc"`
 	BenchEmpty       *ebpf.Program `ebpf:"bench_empty"`
+	BenchEncapFwdTc  *ebpf.Program `ebpf:"bench_encap_fwd_tc"`
 	BenchFwd         *ebpf.Program `ebpf:"bench_fwd"`
 	BenchFwd2Tc      *ebpf.Program `ebpf:"bench_fwd2_tc"`
 	BenchFwdLookup   *ebpf.Program `ebpf:"bench_fwd_lookup"`
 	BenchFwdLookupTc *ebpf.Program `ebpf:"bench_fwd_lookup_tc"`
 	BenchFwdTc       *ebpf.Program `ebpf:"bench_fwd_tc"`
 	BenchGen         *ebpf.Program `ebpf:"bench_gen"`
+	BenchGenGeneve   *ebpf.Program `ebpf:"bench_gen_geneve"`
 	BenchLookup      *ebpf.Program `ebpf:"bench_lookup"`
 	BenchSpray       *ebpf.Program `ebpf:"bench_spray"`
 	WireTc           *ebpf.Program `ebpf:"wire_tc"`
@@ -293,13 +311,16 @@ func (p *benchXDPPrograms) Close() error {
 	return _BenchXDPClose(
 		p.BenchCount,
 		p.BenchCountTc,
+		p.BenchDecapFwdTc,
 		p.BenchEmpty,
+		p.BenchEncapFwdTc,
 		p.BenchFwd,
 		p.BenchFwd2Tc,
 		p.BenchFwdLookup,
 		p.BenchFwdLookupTc,
 		p.BenchFwdTc,
 		p.BenchGen,
+		p.BenchGenGeneve,
 		p.BenchLookup,
 		p.BenchSpray,
 		p.WireTc,

@@ -58,6 +58,34 @@
 // keeps the XDP counter: frames sent back with XDP_TX to a veth with GRO
 // but no XDP program stall in its ring on this kernel.
 //
+// Issue 16's GWLB shape (gwlb.go; -skip-gwlb leaves it out, some 40 s):
+// a GWLB fleet member in two-arm mode, the single-ENI shape with the
+// GWLB's address on the peer too,
+//
+//	vpc: eth0 198.51.100.100 + 198.51.100.50/32 (GWLB) ──out0─ member 198.51.100.2
+//
+// bench_gen_geneve sends the single-ENI shape's 64-byte datagrams GENEVE-
+// wrapped with AWS's three options from the GWLB to the ENI (headers built
+// once by package geneve, ports and both UDP checksums written per
+// packet); gwlb's tc ingress (at the head of tcx) decapsulates, the slow
+// path or the tc fast path after it NATs, and the datagram leaves out0 to
+// the peer's native XDP counter, as in the single-ENI shape. The reply
+// direction: bench_gen sends the server's datagrams to the NAT address,
+// the member de-NATs and gwlb's egress wraps them again to the GWLB,
+// counted as GENEVE from the ENI. Each mode (nftables, fastpath_tc) gets a
+// lab of its own per round; the warm-up (the same as every mode's) primes
+// the member's flow memory. Its targets: plain single-ENI pps over GWLB
+// pps, the per-packet cost ratio, at most 1.3 in each mode; their bound is
+// plain NAT plus only the decap cost a bare tc forwarder pays for it
+// (bench_decap_fwd_tc: strip the outer headers, MACs, redirect), and for
+// the reply plus only the encap (bench_encap_fwd_tc: fixed outer headers,
+// MACs, redirect), both measured in the same run; and the member doing
+// strictly less: the same lab, flows and attached programs sent the inner
+// frames unwrapped (udp_64b_pps_gwlb_member_plain_frames). Under the
+// native XDP mode GENEVE reaches XDP before gwlb's decap, so the XDP fast
+// path sees no inner flow: the member runs the slow path there (a note,
+// not measured).
+//
 // The packet rate is measured again at scale (scale.go): 64-byte UDP
 // with 1 k, 100 k and 1 M concurrent flows (Options.ScalePPSFlows), two
 // ENIs, through the slow path, native XDP and tc, one sample each, each

@@ -140,6 +140,10 @@ func (r *Report) set(name string, mode Mode, v float64) {
 	if r, ok := syncRows[name]; ok {
 		unit, help = r.unit, r.help
 	}
+	// Issue 16: the GWLB shape's rows (gwlb.go).
+	if r, ok := gwlbRows[name]; ok {
+		unit, help = r.unit, r.help
+	}
 	switch {
 	case strings.HasPrefix(name, MScalePPSPrefix) && strings.HasSuffix(name, scaleShareInfix):
 		unit, help = "%", "arrivals forwarded as fast-path hits at that many flows"
@@ -264,6 +268,10 @@ func (r *Report) evalTargets() {
 	syncTs, syncBounds := r.syncTargets(value)
 	ts = append(ts, syncTs...)
 	bounds = append(bounds, syncBounds...)
+	// Issue 16: the GWLB shape (gwlb.go).
+	gwlbTs, gwlbBounds := r.gwlbTargets(ratio)
+	ts = append(ts, gwlbTs...)
+	bounds = append(bounds, gwlbBounds...)
 	r.Bounds = r.Bounds[:0]
 	for _, b := range bounds {
 		if b.Ratio != nil {
@@ -458,7 +466,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "targets (issues 5, 12, 14 and 15):")
+	fmt.Fprintln(w, "targets (issues 5, 12, 14, 15 and 16):")
 	for _, t := range r.Targets {
 		state := "not measured"
 		if t.Met != nil {

@@ -224,45 +224,48 @@ func (t *topo) link(local string, localAddr netip.Prefix, peerNS *netns.NS, peer
 // datagram to the discard port of each, then a bounded wait for the
 // neighbour entries), so the fast path's path lookups succeed at once.
 func (t *topo) resolveNeighbours(ctx context.Context) error {
+	hosts := []struct {
+		dev  string
+		addr netip.Addr
+	}{{natIn, privAddr}, {natOutX, inetAddr}}
+	if t.singleENI {
+		hosts = hosts[1:] // the private host is routed via the same neighbour
+	}
+	for _, h := range hosts {
+		if err := t.resolveNeighbour(ctx, h.dev, h.addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveNeighbour makes the NAT resolve addr's MAC address on dev: a
+// datagram to its discard port, then a bounded wait (2 s) for the entry.
+func (t *topo) resolveNeighbour(ctx context.Context, dev string, addr netip.Addr) error {
 	return t.nat.Do(func() error {
-		hosts := []struct {
-			dev  string
-			addr netip.Addr
-		}{{natIn, privAddr}, {natOutX, inetAddr}}
-		if t.singleENI {
-			hosts = hosts[1:] // the private host is routed via the same neighbour
+		c, err := net.Dial("udp4", netip.AddrPortFrom(addr, 9).String())
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", addr, err)
 		}
-		for _, h := range hosts {
-			c, err := net.Dial("udp4", netip.AddrPortFrom(h.addr, 9).String())
-			if err != nil {
-				return fmt.Errorf("resolve %s: %w", h.addr, err)
-			}
-			_, _ = c.Write([]byte{0})
-			_ = c.Close()
-			l, err := netlink.LinkByName(h.dev)
-			if err != nil {
-				return fmt.Errorf("link %s: %w", h.dev, err)
-			}
-			resolved := false
-			for i := 0; i < 100 && !resolved && ctx.Err() == nil; i++ {
-				neighs, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
-				if err != nil {
-					return fmt.Errorf("neighbours of %s: %w", h.dev, err)
-				}
-				for _, n := range neighs {
-					if n.IP.Equal(net.IP(h.addr.AsSlice())) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0 {
-						resolved = true
-					}
-				}
-				if !resolved {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-			if !resolved {
-				return fmt.Errorf("neighbour %s on %s not resolved after 2s", h.addr, h.dev)
-			}
+		_, _ = c.Write([]byte{0})
+		_ = c.Close()
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", dev, err)
 		}
-		return nil
+		for i := 0; i < 100 && ctx.Err() == nil; i++ {
+			neighs, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+			if err != nil {
+				return fmt.Errorf("neighbours of %s: %w", dev, err)
+			}
+			for _, n := range neighs {
+				if n.IP.Equal(net.IP(addr.AsSlice())) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0 {
+					return nil
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return fmt.Errorf("neighbour %s on %s not resolved after 2s", addr, dev)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -54,6 +55,7 @@ type traffic struct {
 	flows int
 
 	objs      benchXDPObjects
+	gen       *ebpf.Program // the generator send runs: objs.BenchGen unless set otherwise
 	countLink link.Link
 	reply     []*net.UDPConn // inet's sockets for the warm-up replies, one per destination port
 	frame     []byte
@@ -71,17 +73,43 @@ func genLayout(flows int) (ports, dports int) {
 	return ports, (flows + ports - 1) / ports
 }
 
-func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
+func newTraffic(log *slog.Logger, t *topo, flows int) (*traffic, error) {
+	return newTrafficWith(log, t, flows, nil)
+}
+
+// newTrafficWith is newTraffic with the programs' globals of override
+// (loadTraffic).
+func newTrafficWith(log *slog.Logger, t *topo, flows int, override map[string]any) (*traffic, error) {
+	tr, err := loadTraffic(log, t, flows, override)
+	if err != nil {
+		return nil, err
+	}
+	_, dports := genLayout(flows)
+	if err := t.inet.Do(func() error {
+		for d := range dports {
+			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(inetAddr, uint16(genDport+d))))
+			if err != nil {
+				return err
+			}
+			tr.reply = append(tr.reply, c)
+		}
+		return nil
+	}); err != nil {
+		tr.close()
+		return nil, fmt.Errorf("bench traffic: reply socket: %w", err)
+	}
+	return tr, nil
+}
+
+// loadTraffic loads the benchmark's programs for flows in t, the
+// read-only globals of the priv -> inet flows set, then those of
+// override (a traffic of another direction or frame); no reply sockets.
+func loadTraffic(log *slog.Logger, t *topo, flows int, override map[string]any) (*traffic, error) {
 	if flows < 1 || flows > maxFlows {
 		return nil, fmt.Errorf("bench traffic: %d flows: want 1..%d", flows, maxFlows)
 	}
 	tr := &traffic{log: log, t: t, flows: flows, frame: make([]byte, genFrameLen), minOffloaded: 1}
 	ports, dports := genLayout(flows)
-	defer func() {
-		if err != nil {
-			tr.close()
-		}
-	}()
 	spec, err := loadBenchXDP()
 	if err != nil {
 		return nil, fmt.Errorf("bench traffic: load spec: %w", err)
@@ -106,24 +134,14 @@ func newTraffic(log *slog.Logger, t *topo, flows int) (_ *traffic, err error) {
 		"fwd_ifindex":    fwdIfindex(t),
 		"cnt_dport":      be16(genDport),
 	}
+	maps.Copy(set, override)
 	if err := setVars(spec, set); err != nil {
 		return nil, fmt.Errorf("bench traffic: %w", err)
 	}
 	if err := spec.LoadAndAssign(&tr.objs, nil); err != nil {
 		return nil, fmt.Errorf("bench traffic: load programs: %w", err)
 	}
-	if err := t.inet.Do(func() error {
-		for d := range dports {
-			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(inetAddr, uint16(genDport+d))))
-			if err != nil {
-				return err
-			}
-			tr.reply = append(tr.reply, c)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("bench traffic: reply socket: %w", err)
-	}
+	tr.gen = tr.objs.BenchGen
 	return tr, nil
 }
 
@@ -308,7 +326,7 @@ func (tr *traffic) send(ctx context.Context, n uint64, d time.Duration, perCall 
 			}
 			opts.Repeat = r
 			callStart := time.Now()
-			if _, err := tr.objs.BenchGen.Run(opts); err != nil {
+			if _, err := tr.gen.Run(opts); err != nil {
 				return fmt.Errorf("generator BPF_PROG_RUN (live frames, %d frames): %w", r, err)
 			}
 			rate = float64(r) / time.Since(callStart).Seconds()

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/binary"
+	"maps"
 	"os"
 	"testing"
 
@@ -29,6 +30,39 @@ func udpSumOK(t *testing.T, f []byte) {
 	}
 }
 
+// The generator tests' flows: more than ports per destination, so the
+// generator moves on to the next destination port every 100 flows (as
+// genPorts in a run).
+const testGenFlows, testGenPorts = 300, 100
+
+// loadGenerator loads the benchmark's programs with the generator set for
+// the test flows priv -> inet and the globals of extra. Needs root.
+func loadGenerator(t *testing.T, extra map[string]any) *benchXDPObjects {
+	t.Helper()
+	spec, err := loadBenchXDP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]any{
+		"gen_saddr":      privAddr.As4(),
+		"gen_daddr":      inetAddr.As4(),
+		"gen_sport_base": uint16(genSportBase),
+		"gen_dport":      be16(genDport),
+		"gen_flows":      uint32(testGenFlows),
+		"gen_ports":      uint32(testGenPorts),
+	}
+	maps.Copy(vars, extra)
+	if err := setVars(spec, vars); err != nil {
+		t.Fatal(err)
+	}
+	objs := &benchXDPObjects{}
+	if err := spec.LoadAndAssign(objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return objs
+}
+
 // TestGenUDPChecksum runs the generator (bench_gen) with BPF_PROG_RUN on a
 // zeroed frame, as the packet-rate test does, and checks every flow's
 // datagram's UDP checksum from scratch. Needs root (CAP_BPF), no namespace.
@@ -36,29 +70,8 @@ func TestGenUDPChecksum(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to load BPF")
 	}
-	spec, err := loadBenchXDP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// More flows than ports per destination: the generator moves on to
-	// the next destination port every 100 flows (as genPorts in a run).
-	const flows, ports = 300, 100
-	if err := setVars(spec, map[string]any{
-		"gen_saddr":      privAddr.As4(),
-		"gen_daddr":      inetAddr.As4(),
-		"gen_sport_base": uint16(genSportBase),
-		"gen_dport":      be16(genDport),
-		"gen_flows":      uint32(flows),
-		"gen_ports":      uint32(ports),
-		"gen_tot_len":    be16(genFrameLen - 14),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var objs benchXDPObjects
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
+	const flows, ports = testGenFlows, testGenPorts
+	objs := loadGenerator(t, map[string]any{"gen_tot_len": be16(genFrameLen - 14)})
 	out := make([]byte, genFrameLen)
 	for i := 0; i < flows; i++ {
 		ret, err := objs.BenchGen.Run(&ebpf.RunOptions{Data: make([]byte, genFrameLen), DataOut: out})

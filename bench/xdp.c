@@ -11,6 +11,23 @@
  *               through the veth into the NAT. Live-frame pages are recycled
  *               after the receivers rewrote them in place (TTL, MACs, NAT),
  *               so every header byte is written on every run.
+ *  bench_gen_geneve the GWLB shape's generator (gwlb.go): the same flows as
+ *               bench_gen, each datagram GENEVE-wrapped as a GWLB sends it
+ *               (outer IPv4 from the GWLB's address to the member's ENI, UDP
+ *               6081, the base header and AWS's three options): the loader
+ *               builds the outer headers and the inner IPv4 header once
+ *               (gg_tmpl, with package geneve); every run copies them, writes
+ *               the flow's inner ports and both real UDP checksums.
+ *  bench_decap_fwd_tc the GWLB shape's bound: on tc ingress, strips the outer
+ *               IPv4, UDP and GENEVE headers of a datagram to port 6081 (no
+ *               parsing, no flow memory), writes the MACs and sends the inner
+ *               packet back out (bpf_redirect): a bare forwarder plus decap.
+ *  bench_encap_fwd_tc the reply direction's bound: on tc ingress, wraps a
+ *               datagram to the NAT address (cnt_saddr) in fixed outer
+ *               headers (gg_encap, built by the loader for the frame's one
+ *               size), writes the MACs and sends it back out: a bare
+ *               forwarder plus encap (no flow lookup, no de-NAT, no
+ *               neighbour lookup).
  *  bench_count_tc on the internet host's veth, tc ingress (tcx, first):
  *               counts the generator's UDP datagrams (destination port
  *               cnt_dport) as they arrive after NAT, as translated (source
@@ -152,6 +169,51 @@ int bench_gen(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+/* The GWLB generator's frame: Ethernet, outer IPv4 (checksum in), UDP
+ * (checksum 0), GENEVE with its options, inner IPv4 (checksum in), inner
+ * UDP (ports and checksum 0), two payload bytes: whole words. */
+#define GG_INNER_UDP (sizeof(struct ethhdr) + 20 + 8 + 40 + 20)
+#define GG_TMPL_WORDS ((GG_INNER_UDP + 8 + 2) / 4)
+#define GG_OUTER_CHECK (sizeof(struct ethhdr) + 20 + 6)
+
+volatile const __u32 gg_tmpl[GG_TMPL_WORDS];
+/* The one's-complement sum of the outer UDP checksum's constant part: the
+ * pseudo-header and the whole datagram with the inner ports and both UDP
+ * checksums 0 (as the words lie in the packet, like udp_check's). */
+volatile const __be16 gg_outer_sum;
+
+static __always_inline __u32 fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (sum & 0xffff) + (sum >> 16);
+}
+
+SEC("xdp")
+int bench_gen_geneve(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 f = gen_next, *w = data, sum;
+	struct udphdr *inner = data + GG_INNER_UDP;
+	__be16 *outer_check = data + GG_OUTER_CHECK;
+
+	if (data + GG_TMPL_WORDS * 4 > data_end)
+		return XDP_ABORTED;
+	gen_next = f + 1 >= gen_flows ? 0 : f + 1;
+#pragma unroll
+	for (int i = 0; i < GG_TMPL_WORDS; i++)
+		w[i] = gg_tmpl[i];
+	inner->source = bpf_htons((__u16)(gen_sport_base + f % gen_ports));
+	inner->dest = bpf_htons((__u16)(bpf_ntohs(gen_dport) + f / gen_ports));
+	inner->check = udp_check(gen_saddr, gen_daddr, inner->source, inner->dest, inner->len);
+	/* The outer checksum covers the inner header: its ports and checksum
+	 * are the only words that change. */
+	sum = fold((__u32)gg_outer_sum + inner->source + inner->dest + inner->check);
+	sum = ~sum & 0xffff;
+	*outer_check = sum ? (__be16)sum : 0xffff;
+	return XDP_TX;
+}
+
 volatile const __be32 cnt_saddr;
 volatile const __be16 cnt_dport;
 volatile const __u16 cnt_dports = 1; /* ports from cnt_dport on */
@@ -251,6 +313,74 @@ int bench_fwd_tc(struct __sk_buff *skb)
 	if (!fwd_write_macs((void *)(long)skb->data, (void *)(long)skb->data_end))
 		return TC_ACT_UNSPEC;
 	return bpf_redirect(fwd_ifindex ? fwd_ifindex : skb->ifindex, 0);
+}
+
+/* include/uapi/linux/bpf.h */
+#define BPF_ADJ_ROOM_MAC 1
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#define GENEVE_PORT 6081
+/* What GWLB's encapsulation adds: outer IPv4, UDP, GENEVE with AWS's
+ * three options. */
+#define GWLB_OVERHEAD (20 + 8 + 40)
+
+/* udp_ip is the IPv4 header of an skb holding Ethernet, IPv4 and a UDP
+ * header, else NULL (the bounds checked for the UDP header after an
+ * option-less IPv4 header). */
+static __always_inline struct iphdr *udp_ip(struct __sk_buff *skb)
+{
+	struct ethhdr *eth = (void *)(long)skb->data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)ip + sizeof(*ip) + sizeof(struct udphdr) > (void *)(long)skb->data_end ||
+	    eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_UDP)
+		return NULL;
+	return ip;
+}
+
+/* fwd_back writes the bare forwarders' MACs and sends the skb back out of
+ * its interface. */
+static __always_inline int fwd_back(struct __sk_buff *skb)
+{
+	if (!fwd_write_macs((void *)(long)skb->data, (void *)(long)skb->data_end))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The GWLB shape's bound: decap and a bare forwarder, nothing else (no
+ * GWLB address check, no option parsing, no flow memory, no NAT). */
+SEC("tc")
+int bench_decap_fwd_tc(struct __sk_buff *skb)
+{
+	struct iphdr *ip = udp_ip(skb);
+
+	if (!ip || ((struct udphdr *)(ip + 1))->dest != bpf_htons(GENEVE_PORT))
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_adjust_room(skb, -GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4) &&
+	    bpf_skb_adjust_room(skb, -GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC, 0))
+		return TC_ACT_SHOT;
+	return fwd_back(skb);
+}
+
+#define BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 (1ULL << 1)
+#define BPF_F_ADJ_ROOM_ENCAP_L4_UDP (1ULL << 4)
+
+/* The outer IPv4, UDP and GENEVE headers of the reply direction's frames
+ * (all one size), checksums in. */
+volatile const __u8 gg_encap[GWLB_OVERHEAD];
+
+SEC("tc")
+int bench_encap_fwd_tc(struct __sk_buff *skb)
+{
+	struct iphdr *ip = udp_ip(skb);
+
+	if (!ip || ip->daddr != cnt_saddr)
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_adjust_room(skb, GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), (const void *)gg_encap, GWLB_OVERHEAD, 0))
+		return TC_ACT_SHOT;
+	return fwd_back(skb);
 }
 
 /* The fast path's flow key and map (same layout as bpf/fastpath.c; the
