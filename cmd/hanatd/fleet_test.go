@@ -155,6 +155,37 @@ func TestStopContextEndsOnSIGTERM(t *testing.T) {
 // completes the hook's lifecycle action CONTINUE through the real SDK:
 // the group and the hook found by the Describe calls.
 func TestFleetLifecycleFromIMDS(t *testing.T) {
+	m, inst, f := drainOnTerminated(t, true)
+	st := f.status(t.Context())
+	done := m.CompletedLifecycleActions()
+	if len(done) != 1 || done[0].InstanceID != inst || done[0].Group != "hanat-fleet" || done[0].Hook != "hanat-drain" || done[0].Result != ec2sim.ResultContinue {
+		t.Fatalf("the lab saw completions %+v (status %+v)", done, st.LifecycleAction)
+	}
+	if s := m.AutoScalingState(inst); s != ec2sim.ASGTerminatingProceed {
+		t.Fatalf("the instance is %s after the completion", s)
+	}
+	if a := st.LifecycleAction; a == nil || a.Error != "" || !strings.Contains(a.Action, "hanat-fleet") {
+		t.Fatalf("status shows the lifecycle action as %+v", a)
+	}
+}
+
+// TestFleetLifecycleActionRefused: IMDS says Terminated but Auto Scaling
+// holds no action for the instance (completed by someone else): the
+// drain ends all the same and the status shows AWS's refusal.
+func TestFleetLifecycleActionRefused(t *testing.T) {
+	m, inst, f := drainOnTerminated(t, false)
+	a := f.status(t.Context()).LifecycleAction
+	if a == nil || !strings.Contains(a.Error, "No active Lifecycle Action found with instance ID "+inst) || len(m.CompletedLifecycleActions()) != 0 {
+		t.Fatalf("status shows the lifecycle action as %+v", a)
+	}
+}
+
+// drainOnTerminated runs a fleet member on the lab's IMDS and Auto
+// Scaling API, its instance in group hanat-fleet (hook hanat-drain) and
+// its target lifecycle state Terminated: by a scale-in (Terminating:Wait),
+// or set in IMDS alone; it returns once the drain has ended.
+func drainOnTerminated(t *testing.T, scaleIn bool) (*ec2sim.Model, string, *fleetNode) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := ec2sim.NewModel("us-sim-1", log, ec2sim.NopFabric{})
 	vpc := m.AddVPC(netip.MustParsePrefix("10.0.0.0/16"), nil)
@@ -178,7 +209,11 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	if err := m.CreateAutoScalingGroup("hanat-fleet", []string{inst}, []ec2sim.LifecycleHook{hook}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.ScaleIn(inst); err != nil {
+	if scaleIn {
+		if err := m.ScaleIn(inst); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := m.SetTargetLifecycleState(inst, ec2sim.LifecycleTerminated); err != nil {
 		t.Fatal(err)
 	}
 
@@ -198,14 +233,5 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	if st.Lifecycle != ec2sim.LifecycleTerminated || !strings.Contains(st.Drain.Reason, "Terminated") || st.Drain.Ended != "last flow ended" || st.Healthy {
 		t.Fatalf("status = %+v", st)
 	}
-	done := m.CompletedLifecycleActions()
-	if len(done) != 1 || done[0].InstanceID != inst || done[0].Group != "hanat-fleet" || done[0].Hook != "hanat-drain" || done[0].Result != ec2sim.ResultContinue {
-		t.Fatalf("the lab saw completions %+v (status %+v)", done, st.LifecycleAction)
-	}
-	if s := m.AutoScalingState(inst); s != ec2sim.ASGTerminatingProceed {
-		t.Fatalf("the instance is %s after the completion", s)
-	}
-	if a := st.LifecycleAction; a == nil || a.Error != "" || !strings.Contains(a.Action, "hanat-fleet") {
-		t.Fatalf("status shows the lifecycle action as %+v", a)
-	}
+	return m, inst, f
 }
