@@ -485,17 +485,23 @@ func (f *fleetLab) badGeneve(t *testing.T) {
 	}
 }
 
-// drain stops nat-a2 with SIGTERM: it fails its health check at once,
-// keeps its flows echoed for the deregistration delay and exits only after
-// it.
-func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
-	member := "nat-a2"
+// flowsOf are the flows whose owner is member.
+func flowsOf(member string, flows []fleetFlow, owners []owner) []fleetFlow {
 	var mine []fleetFlow
 	for i, o := range owners {
 		if o.member == member {
 			mine = append(mine, flows[i])
 		}
 	}
+	return mine
+}
+
+// drain stops nat-a2 with SIGTERM: it fails its health check at once,
+// keeps its flows echoed for the deregistration delay and exits only after
+// it.
+func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
+	member := "nat-a2"
+	mine := flowsOf(member, flows, owners)
 	p := f.nodes[member].proc
 	start := time.Now()
 	if err := syscall.Kill(p.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
@@ -538,12 +544,7 @@ func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
 // Terminating:Proceed) and keeps running until the instance goes.
 func (f *fleetLab) scaleIn(t *testing.T, flows []fleetFlow, owners []owner) {
 	member := "nat-a"
-	var mine []fleetFlow
-	for i, o := range owners {
-		if o.member == member {
-			mine = append(mine, flows[i])
-		}
-	}
+	mine := flowsOf(member, flows, owners)
 	start := time.Now()
 	if err := f.lab.ScaleIn(member); err != nil {
 		t.Fatal(err)
