@@ -21,6 +21,7 @@ FUZZ_TARGETS := \
 	./gwlb:FuzzIngress \
 	./internal/vpcsim/gwlbsim:FuzzReturnAndForward \
 	./internal/vpcsim/ec2sim:FuzzParseQuery \
+	./internal/vpcsim/ec2sim:FuzzAutoScalingQuery \
 	./ha:FuzzUnmarshal \
 	./flowsync:FuzzDecodeFrame
 

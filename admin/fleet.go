@@ -26,6 +26,9 @@ type FleetStatus struct {
 	LifecycleAt    time.Time  `json:"lifecycle_at,omitzero"`
 	LifecycleError string     `json:"lifecycle_error,omitempty"`
 	Drain          FleetDrain `json:"drain"`
+	// LifecycleAction is the completion of the scale-in's lifecycle
+	// action after a lifecycle drain (nil: not attempted).
+	LifecycleAction *FleetLifecycleAction `json:"lifecycle_action,omitempty"`
 	// FlowsPerEndpoint counts the datapath's flows by GWLB endpoint
 	// (vpce-…).
 	FlowsPerEndpoint map[string]int `json:"flows_per_endpoint"`
@@ -43,6 +46,15 @@ type FleetPeer struct {
 	LastCheck time.Time `json:"last_check,omitzero"`
 	Checks    uint64    `json:"checks"`
 	Flows     int       `json:"flows"`
+}
+
+// FleetLifecycleAction is the completion of the scale-in's lifecycle
+// action: what was completed (or tried: "i-… of group G, hook H:
+// CONTINUE"), when, and why it failed ("": it did not).
+type FleetLifecycleAction struct {
+	Action string    `json:"action"`
+	At     time.Time `json:"at"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // FleetDrain is the planned removal: not started, running or ended.

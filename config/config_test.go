@@ -635,7 +635,7 @@ func TestExampleFile(t *testing.T) {
 		"port_forwards:", "name:", "protocol:", "port:", "to:", "sources:", "sysctl:", "manage:", "conntrack_max:",
 		"tcp_established_timeout:", "udp_timeout:", "udp_stream_timeout:", "fastpath:", "enabled:", "mode:",
 		"admin:", "socket:", "group:", "log:", "level:", "format:", "state_dir:",
-		"gwlb:", "health_check:", "address:", "path:", "deregistration_delay:", "lifecycle_hook:"} {
+		"gwlb:", "health_check:", "address:", "path:", "deregistration_delay:", "lifecycle_hook:", "lifecycle_hook_name:"} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("example.yaml lacks %s", key)
 		}

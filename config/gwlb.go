@@ -42,6 +42,11 @@ type GWLB struct {
 	// LifecycleHook polls IMDS's Auto Scaling target lifecycle state and
 	// drains on a scale-in (default true).
 	LifecycleHook bool `yaml:"lifecycle_hook" json:"lifecycle_hook"`
+	// LifecycleHookName is the group's scale-in lifecycle hook whose
+	// action hanatd completes (CONTINUE) when the drain ends; "" (the
+	// default) is the group's one hook on EC2_INSTANCE_TERMINATING, as
+	// DescribeLifecycleHooks shows it.
+	LifecycleHookName string `yaml:"lifecycle_hook_name" json:"lifecycle_hook_name"`
 }
 
 // GWLBHealthCheck is what the target group's health check asks.
@@ -73,7 +78,8 @@ func (g GWLB) clone() GWLB {
 
 func (g GWLB) equal(o GWLB) bool {
 	return g.Enabled == o.Enabled && slices.Equal(g.Addresses, o.Addresses) && g.HealthCheck == o.HealthCheck &&
-		g.DeregistrationDelay == o.DeregistrationDelay && g.LifecycleHook == o.LifecycleHook
+		g.DeregistrationDelay == o.DeregistrationDelay && g.LifecycleHook == o.LifecycleHook &&
+		g.LifecycleHookName == o.LifecycleHookName
 }
 
 // decodeGWLB decodes the gwlb section.
@@ -92,6 +98,7 @@ func (d *decoder) decodeGWLB(g *GWLB, path string, v *yaml.Node) {
 		},
 		"deregistration_delay": d.duration(&g.DeregistrationDelay),
 		"lifecycle_hook":       d.boolean(&g.LifecycleHook),
+		"lifecycle_hook_name":  d.str(&g.LifecycleHookName),
 	})
 }
 
@@ -155,4 +162,16 @@ func validateGWLB(k checker, g *GWLB, ha *HA) {
 		k.report("gwlb.health_check.path", h.Path, "must be printable ASCII without spaces, '?' or '#'")
 	}
 	checkDuration(k, "gwlb.deregistration_delay", g.DeregistrationDelay, 0, maxGWLBDeregDelay, "0s-3600s (the target group's range)")
+	if n := g.LifecycleHookName; n != "" && (len(n) > maxLifecycleHookNameLen || strings.ContainsFunc(n, notHookNameRune)) {
+		k.report("gwlb.lifecycle_hook_name", n, "not a lifecycle hook name: 1-%d of A-Z a-z 0-9 - _ /", maxLifecycleHookNameLen)
+	}
+}
+
+// maxLifecycleHookNameLen is Auto Scaling's limit on a hook's name.
+const maxLifecycleHookNameLen = 255
+
+// notHookNameRune is a rune Auto Scaling refuses in a hook's name
+// ([A-Za-z0-9\-_\/]+).
+func notHookNameRune(r rune) bool {
+	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '/'
 }

@@ -63,6 +63,7 @@ func TestGWLBBad(t *testing.T) {
 		{"gwlb:\n  deregistration_delay: 2h\n", `g.yaml:2: gwlb.deregistration_delay: "2h": out of range 0s-3600s`},
 		{"gwlb:\n  deregistration_delay: 1500ms\n", `gwlb.deregistration_delay: "1500ms": must be a whole number of seconds`},
 		{"gwlb:\n  lifecycle_hooks: true\n", `g.yaml:2: gwlb.lifecycle_hooks: unknown key (did you mean "lifecycle_hook"?)`},
+		{"gwlb:\n  lifecycle_hook_name: \"hanat drain\"\n", `g.yaml:2: gwlb.lifecycle_hook_name: "hanat drain": not a lifecycle hook name`},
 	} {
 		_, err := Parse("g.yaml", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -70,7 +71,8 @@ func TestGWLBBad(t *testing.T) {
 		}
 	}
 	// A pair peer alone, or a fleet member alone, is fine.
-	for _, ok := range []string{"ha:\n  peer: 10.0.2.10\ngwlb:\n  enabled: false\n", "gwlb:\n  enabled: true\n  deregistration_delay: 0\n"} {
+	for _, ok := range []string{"ha:\n  peer: 10.0.2.10\ngwlb:\n  enabled: false\n", "gwlb:\n  enabled: true\n  deregistration_delay: 0\n",
+		"gwlb:\n  enabled: true\n  lifecycle_hook_name: hanat-fleet/drain_1\n"} {
 		if _, err := Parse("g.yaml", []byte(ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}

@@ -65,6 +65,18 @@ type Lifecycle interface {
 	TargetLifecycleState(ctx context.Context) (string, error)
 }
 
+// LifecycleAction completes the instance's scale-in lifecycle action
+// with result CONTINUE, so Auto Scaling terminates it without waiting for
+// the hook's heartbeat timeout. It returns what it completed or tried to
+// ("i-… of group G, hook H") also when it fails.
+type LifecycleAction interface {
+	CompleteTermination(ctx context.Context) (string, error)
+}
+
+// completeTimeout bounds the completion of the lifecycle action (its
+// calls and their retries): the drain's end waits for it.
+const completeTimeout = 30 * time.Second
+
 // Options configure a Member. Datapath, Upstream and HealthCheck.Listen
 // are required.
 type Options struct {
@@ -72,6 +84,10 @@ type Options struct {
 	Datapath  Datapath
 	Upstream  Upstream
 	Lifecycle Lifecycle // nil: no lifecycle watch
+	// LifecycleAction is completed once when a drain the lifecycle state
+	// started has ended (nil: never; the hook's heartbeat timeout ends
+	// it). A shutdown's drain never completes it.
+	LifecycleAction LifecycleAction
 	// GWLBAddrs are the configured GWLB addresses (shown in the status).
 	GWLBAddrs   []netip.Addr
 	HealthCheck HealthCheck
@@ -110,19 +126,22 @@ type Member struct {
 	drainStart chan struct{} // closed when the drain starts
 	drained    chan struct{} // closed when it ends
 
-	mu           sync.Mutex
-	checked      bool
-	checkedAt    time.Time
-	dpErr        error
-	upErr        error
-	healthy      bool          // the last verdict that woke the responder
-	wake         chan struct{} // closed (and replaced) when the verdict changes
-	draining     bool
-	drainSince   time.Time
-	drainReason  string
-	drainFlows   int // last count while draining (-1: none yet)
-	drainErr     error
-	drainResult  *DrainResult
+	mu          sync.Mutex
+	checked     bool
+	checkedAt   time.Time
+	dpErr       error
+	upErr       error
+	healthy     bool          // the last verdict that woke the responder
+	wake        chan struct{} // closed (and replaced) when the verdict changes
+	draining    bool
+	drainSince  time.Time
+	drainReason string
+	drainFlows  int // last count while draining (-1: none yet)
+	drainErr    error
+	drainResult *DrainResult
+	// byLifecycle: the lifecycle state started the drain.
+	byLifecycle  bool
+	completion   *Completion
 	lifecycle    string
 	lifecycleAt  time.Time // last successful read
 	lifecycleErr error
@@ -247,14 +266,17 @@ func (m *Member) evaluate(ctx context.Context) {
 }
 
 // StartDrain fails the health checks from now on and starts the drain;
-// it reports whether this call started it (a drain starts once).
-func (m *Member) StartDrain(reason string) bool {
+// it reports whether this call started it (a drain starts once). Its end
+// completes no lifecycle action.
+func (m *Member) StartDrain(reason string) bool { return m.startDrain(reason, false) }
+
+func (m *Member) startDrain(reason string, byLifecycle bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.draining {
 		return false
 	}
-	m.draining, m.drainSince, m.drainReason = true, m.clock.Now(), reason
+	m.draining, m.drainSince, m.drainReason, m.byLifecycle = true, m.clock.Now(), reason, byLifecycle
 	m.changedLocked()
 	close(m.drainStart)
 	m.log.Info("fleet member draining: failing GWLB health checks, forwarding existing flows",
@@ -300,9 +322,38 @@ func (m *Member) drain(ctx context.Context) {
 		})
 	m.mu.Lock()
 	m.drainResult = &res
+	complete := m.byLifecycle && res.End != DrainCutShort && m.o.LifecycleAction != nil
 	m.mu.Unlock()
 	m.log.Info("fleet member drained", "end", string(res.End), "flows_left", res.FlowsLeft, "took", res.Took, "last_err", res.LastErr)
+	if complete {
+		m.completeLifecycleAction(ctx)
+	}
 	close(m.drained)
+}
+
+// Completion is the completion of the scale-in's lifecycle action: what
+// was completed (or tried), when, and why it failed.
+type Completion struct {
+	Action string
+	At     time.Time
+	Err    error
+}
+
+// completeLifecycleAction completes the scale-in's lifecycle action once,
+// best effort: a failure is logged and shown, and the hook's heartbeat
+// timeout ends the wait instead.
+func (m *Member) completeLifecycleAction(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, completeTimeout)
+	defer cancel()
+	action, err := m.o.LifecycleAction.CompleteTermination(cctx)
+	m.mu.Lock()
+	m.completion = &Completion{Action: action, At: m.clock.Now(), Err: err}
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("could not complete the scale-in's lifecycle action: the hook's heartbeat timeout ends it", "action", action, "err", err)
+		return
+	}
+	m.log.Info("completed the scale-in's lifecycle action", "action", action)
 }
 
 func (m *Member) countFlows(ctx context.Context) (int, error) {
@@ -337,7 +388,7 @@ func (m *Member) watchLifecycle(ctx context.Context) {
 			m.log.Info("Auto Scaling target lifecycle state", "state", state, "previous", prev)
 		}
 		if drain {
-			m.StartDrain("Auto Scaling target lifecycle state " + state)
+			m.startDrain("Auto Scaling target lifecycle state "+state, true)
 		}
 		select {
 		case <-ctx.Done():

@@ -28,6 +28,9 @@ type Status struct {
 	LifecycleAt  time.Time
 	LifecycleErr string
 	Drain        DrainStatus
+	// LifecycleAction is the completion of the scale-in's lifecycle
+	// action (nil: not attempted).
+	LifecycleAction *Completion
 	// Flows per GWLB endpoint (vpce-…), from the datapath.
 	Flows    map[string]int
 	FlowsErr string
@@ -86,6 +89,10 @@ func (m *Member) Status(ctx context.Context) Status {
 	slices.SortFunc(st.Peers, func(a, b Peer) int { return a.Addr.Compare(b.Addr) })
 	d := &st.Drain
 	d.Draining, d.Since, d.Reason, d.Flows, d.LastErr = m.draining, m.drainSince, m.drainReason, m.drainFlows, errText(m.drainErr)
+	if m.completion != nil {
+		c := *m.completion
+		st.LifecycleAction = &c
+	}
 	if m.drainResult != nil {
 		r := *m.drainResult
 		d.Ended = &r

@@ -40,6 +40,13 @@ func writeFleetStatus(w io.Writer, f *admin.FleetStatus, now time.Time) error {
 	}
 	fmt.Fprintf(tw, "  lifecycle:\t%s\n", lc)
 	fmt.Fprintf(tw, "  drain:\t%s\n", drainText(f.Drain, now))
+	if a := f.LifecycleAction; a != nil {
+		text := "completed " + clean(a.Action) + ", " + when(a.At, now)
+		if a.Error != "" {
+			text = "FAILED " + when(a.At, now) + ": " + clean(a.Error) + " (the hook's heartbeat timeout ends it)"
+		}
+		fmt.Fprintf(tw, "  lifecycle action:\t%s\n", text)
+	}
 	gwlb := list(f.GWLBAddrs)
 	switch {
 	case len(f.GWLBAddrs) == 0 && f.GWLBAddrsFrom == "EC2":

@@ -84,4 +84,18 @@ func TestFleetStatus(t *testing.T) {
 	if !strings.Contains(o.stdout, "none found in EC2 yet") {
 		t.Errorf("status lacks \"none found in EC2 yet\":\n%s", o.stdout)
 	}
+
+	// The scale-in's lifecycle action: completed, or failed with why.
+	b.fleet.LifecycleAction = &admin.FleetLifecycleAction{Action: "i-0abc of group hanat-fleet, hook hanat-drain: CONTINUE", At: now.Add(-2 * time.Second)}
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	if !strings.Contains(o.stdout, "lifecycle action:  completed i-0abc of group hanat-fleet, hook hanat-drain: CONTINUE, ") {
+		t.Errorf("status lacks the completed lifecycle action:\n%s", o.stdout)
+	}
+	b.fleet.LifecycleAction.Error = "autoscaling CompleteLifecycleAction: AccessDenied"
+	o = hanatctl(t, "--socket", sock, "status")
+	o.want(t, 0)
+	if !strings.Contains(o.stdout, "lifecycle action:  FAILED ") || !strings.Contains(o.stdout, "AccessDenied (the hook's heartbeat timeout ends it)") {
+		t.Errorf("status lacks the failed lifecycle action:\n%s", o.stdout)
+	}
 }

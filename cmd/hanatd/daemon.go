@@ -132,7 +132,7 @@ func newDaemon(ctx context.Context, log *slog.Logger, level *slog.LevelVar, conf
 	d.bindOutside(ctx, cfg.Interfaces.Outside)
 	d.sync = d.newSync(ctx, cfg)
 	d.ha = d.newHA(ctx)
-	if d.fleet, err = d.newFleet(cfg); err != nil {
+	if d.fleet, err = d.newFleet(ctx, cfg); err != nil {
 		return nil, err
 	}
 	src := (&backend{d: d}).metricsSource

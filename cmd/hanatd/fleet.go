@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hanat/hanat/admin"
+	"github.com/hanat/hanat/cloud"
 	"github.com/hanat/hanat/config"
 	"github.com/hanat/hanat/conntrack"
 	"github.com/hanat/hanat/fleet"
@@ -39,7 +40,7 @@ func gwlbPinDir(pinPath string) string { return filepath.Join(pinPath, "gwlb") }
 // newFleet builds the fleet member of gwlb.enabled: its health check
 // responder on the instance's private IP (or gwlb.health_check.address),
 // the datapath and upstream checks, the lifecycle watch.
-func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
+func (d *daemon) newFleet(ctx context.Context, cfg *config.Config) (*fleetNode, error) {
 	f := &fleetNode{log: d.log.With("component", "fleet")}
 	g := cfg.GWLB
 	if !g.Enabled {
@@ -54,10 +55,12 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 	}
 	region := ""
 	var lifecycle fleet.Lifecycle
+	var action fleet.LifecycleAction
 	if d.ec2.OnEC2() {
 		region = d.ec2.Instance().Region
 		if g.LifecycleHook {
 			lifecycle = d.ec2
+			action = newLifecycleAction(ctx, f.log, d.ec2.Instance(), g.LifecycleHookName)
 		}
 	}
 	mc := gwlb.MemberConfig{Log: f.log, Local: addr, Addrs: g.Addresses, PinDir: gwlbPinDir(d.pinPath),
@@ -75,6 +78,7 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 		Datapath:            fleetDatapath{d: d, gwlb: dp},
 		Upstream:            upstreamCheck{upstream},
 		Lifecycle:           lifecycle,
+		LifecycleAction:     action,
 		GWLBAddrs:           g.Addresses,
 		HealthCheck:         fleet.HealthCheck{Listen: netip.AddrPortFrom(addr, g.HealthCheck.Port), Protocol: g.HealthCheck.Protocol, Path: g.HealthCheck.Path},
 		DeregistrationDelay: g.DeregistrationDelay.Duration,
@@ -85,6 +89,30 @@ func (d *daemon) newFleet(cfg *config.Config) (*fleetNode, error) {
 	}
 	f.m, f.delay, f.dp = m, g.DeregistrationDelay.Duration, dp
 	return f, nil
+}
+
+// lifecycleAction is cloud's Auto Scaling client as the fleet's
+// LifecycleAction: this instance's scale-in hook (named, or the group's
+// one terminating hook) completed CONTINUE. A client that could not be
+// built fails its one call, so the status shows why.
+type lifecycleAction struct {
+	as         *cloud.AutoScaling
+	err        error
+	instanceID string
+	hook       string
+}
+
+func newLifecycleAction(ctx context.Context, log *slog.Logger, inst *cloud.Instance, hook string) lifecycleAction {
+	as, err := cloud.NewAutoScaling(ctx, log.With("component", "autoscaling"), cloud.AutoScalingOptions{Region: inst.Region})
+	return lifecycleAction{as: as, err: err, instanceID: inst.ID, hook: hook}
+}
+
+func (a lifecycleAction) CompleteTermination(ctx context.Context) (string, error) {
+	if a.err != nil {
+		return a.instanceID, a.err
+	}
+	done, err := a.as.CompleteTermination(ctx, a.instanceID, a.hook, cloud.ResultContinue)
+	return done.String(), err
 }
 
 // gwlbDatapath is gwlb.Member as the fleet's Datapath.
@@ -202,6 +230,12 @@ func (f *fleetNode) status(ctx context.Context) *admin.FleetStatus {
 	}
 	for _, p := range s.Peers {
 		st.Peers = append(st.Peers, admin.FleetPeer{Address: p.Addr.String(), LastCheck: p.LastCheck, Checks: p.Checks, Flows: p.Flows})
+	}
+	if c := s.LifecycleAction; c != nil {
+		st.LifecycleAction = &admin.FleetLifecycleAction{Action: c.Action, At: c.At}
+		if c.Err != nil {
+			st.LifecycleAction.Error = c.Err.Error()
+		}
 	}
 	d := s.Drain
 	st.Drain = admin.FleetDrain{Draining: d.Draining, Since: d.Since, Reason: d.Reason, LeftMS: d.Left.Milliseconds(),

@@ -61,7 +61,7 @@ func fleetConfig(t *testing.T) *config.Config {
 // ends.
 func runFleet(t *testing.T, d *daemon, cfg *config.Config) *fleetNode {
 	t.Helper()
-	f, err := d.newFleet(cfg)
+	f, err := d.newFleet(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +74,13 @@ func runFleet(t *testing.T, d *daemon, cfg *config.Config) *fleetNode {
 
 func TestNewFleet(t *testing.T) {
 	off := config.Default()
-	f, err := fleetDaemon(t, off).newFleet(off)
+	f, err := fleetDaemon(t, off).newFleet(t.Context(), off)
 	if err != nil || f.m != nil || f.status(t.Context()) != nil {
 		t.Fatalf("gwlb off: member %v, %v", f, err)
 	}
 	noAddr := config.Default()
 	noAddr.GWLB.Enabled = true
-	if _, err := fleetDaemon(t, noAddr).newFleet(noAddr); err == nil || !strings.Contains(err.Error(), "set gwlb.health_check.address") {
+	if _, err := fleetDaemon(t, noAddr).newFleet(t.Context(), noAddr); err == nil || !strings.Contains(err.Error(), "set gwlb.health_check.address") {
 		t.Fatalf("off EC2 without an address: %v, want an error naming gwlb.health_check.address", err)
 	}
 }
@@ -148,10 +148,44 @@ func TestStopContextEndsOnSIGTERM(t *testing.T) {
 	}
 }
 
-// TestFleetLifecycleFromIMDS: on EC2 (the lab's IMDS), an instance whose
-// Auto Scaling target lifecycle state is Terminated — a scale-in — drains
-// at once, through cloud's IMDSv2 client and the fleet's watch.
+// TestFleetLifecycleFromIMDS: on EC2 (the lab's IMDS and Auto Scaling
+// API), an instance scaled in — its Auto Scaling target lifecycle state
+// Terminated, held in Terminating:Wait by the group's hook — drains at
+// once through cloud's IMDSv2 client and the fleet's watch, then
+// completes the hook's lifecycle action CONTINUE through the real SDK:
+// the group and the hook found by the Describe calls.
 func TestFleetLifecycleFromIMDS(t *testing.T) {
+	m, inst, f := drainOnTerminated(t, true)
+	st := f.status(t.Context())
+	done := m.CompletedLifecycleActions()
+	if len(done) != 1 || done[0].InstanceID != inst || done[0].Group != "hanat-fleet" || done[0].Hook != "hanat-drain" || done[0].Result != ec2sim.ResultContinue {
+		t.Fatalf("the lab saw completions %+v (status %+v)", done, st.LifecycleAction)
+	}
+	if s := m.AutoScalingState(inst); s != ec2sim.ASGTerminatingProceed {
+		t.Fatalf("the instance is %s after the completion", s)
+	}
+	if a := st.LifecycleAction; a == nil || a.Error != "" || !strings.Contains(a.Action, "hanat-fleet") {
+		t.Fatalf("status shows the lifecycle action as %+v", a)
+	}
+}
+
+// TestFleetLifecycleActionRefused: IMDS says Terminated but Auto Scaling
+// holds no action for the instance (completed by someone else): the
+// drain ends all the same and the status shows AWS's refusal.
+func TestFleetLifecycleActionRefused(t *testing.T) {
+	m, inst, f := drainOnTerminated(t, false)
+	a := f.status(t.Context()).LifecycleAction
+	if a == nil || !strings.Contains(a.Error, "No active Lifecycle Action found with instance ID "+inst) || len(m.CompletedLifecycleActions()) != 0 {
+		t.Fatalf("status shows the lifecycle action as %+v", a)
+	}
+}
+
+// drainOnTerminated runs a fleet member on the lab's IMDS and Auto
+// Scaling API, its instance in group hanat-fleet (hook hanat-drain) and
+// its target lifecycle state Terminated: by a scale-in (Terminating:Wait),
+// or set in IMDS alone; it returns once the drain has ended.
+func drainOnTerminated(t *testing.T, scaleIn bool) (*ec2sim.Model, string, *fleetNode) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := ec2sim.NewModel("us-sim-1", log, ec2sim.NopFabric{})
 	vpc := m.AddVPC(netip.MustParsePrefix("10.0.0.0/16"), nil)
@@ -162,7 +196,24 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	}
 	srv := httptest.NewServer(m.IMDSHandler(func(*http.Request) (string, bool) { return inst, true }))
 	defer srv.Close()
-	if err := m.SetTargetLifecycleState(inst, ec2sim.LifecycleTerminated); err != nil {
+	creds := ec2sim.Credentials{AccessKeyID: "AKIDHANATDFLEET", SecretAccessKey: "hanatd-fleet-test"}
+	as := httptest.NewServer(m.AutoScalingHandler(creds))
+	defer as.Close()
+	dir := t.TempDir()
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": creds.SecretAccessKey,
+		"AWS_ENDPOINT_URL_AUTO_SCALING": as.URL, "AWS_CONFIG_FILE": dir + "/none", "AWS_SHARED_CREDENTIALS_FILE": dir + "/none",
+		"AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""} {
+		t.Setenv(k, v)
+	}
+	hook := ec2sim.LifecycleHook{Name: "hanat-drain", Transition: ec2sim.TransitionTerminating, HeartbeatTimeout: time.Hour}
+	if err := m.CreateAutoScalingGroup("hanat-fleet", []string{inst}, []ec2sim.LifecycleHook{hook}); err != nil {
+		t.Fatal(err)
+	}
+	if scaleIn {
+		if err := m.ScaleIn(inst); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := m.SetTargetLifecycleState(inst, ec2sim.LifecycleTerminated); err != nil {
 		t.Fatal(err)
 	}
 
@@ -175,11 +226,12 @@ func TestFleetLifecycleFromIMDS(t *testing.T) {
 	f := runFleet(t, d, cfg)
 	select {
 	case <-f.m.Drained():
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatalf("Terminated did not drain the member: %+v", f.status(t.Context()))
 	}
 	st := f.status(t.Context())
 	if st.Lifecycle != ec2sim.LifecycleTerminated || !strings.Contains(st.Drain.Reason, "Terminated") || st.Drain.Ended != "last flow ended" || st.Healthy {
 		t.Fatalf("status = %+v", st)
 	}
+	return m, inst, f
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hanat/hanat/admin"
 	"github.com/hanat/hanat/geneve"
 	"github.com/hanat/hanat/internal/vpcsim"
+	"github.com/hanat/hanat/internal/vpcsim/ec2sim"
 	"github.com/hanat/hanat/internal/vpcsim/gwlbsim"
 )
 
@@ -36,12 +37,19 @@ import (
 //	FLEET-SPREAD nat-a=<n> nat-c=<n> nat-a2=<n>
 //	FLEET-CRASH unhealthy_ms=<n> crashed_flows=<n> answered=<n> (no_rebalance)
 //	FLEET-DRAIN unhealthy_ms=<n> exit_ms=<n> delay_ms=<n> flows=<n> answered_during=<n>
+//	FLEET-SCALEIN unhealthy_ms=<n> completed_ms=<n> delay_ms=<n> flows=<n> answered_during=<n>
+//
+// The members are the Auto Scaling group fleetGroup with the scale-in
+// hook fleetHook, and watch their target lifecycle state (IMDS, every
+// 5 s).
 
 const (
 	fleetCheckPort     = 8080
 	fleetCheckInterval = 250 * time.Millisecond
 	fleetDrainDelay    = 3 * time.Second
 	fleetFlows         = 300
+	fleetGroup         = "hanat-fleet"
+	fleetHook          = "hanat-drain"
 )
 
 var fleetMembers = []string{"nat-a", "nat-c", "nat-a2"}
@@ -59,7 +67,8 @@ type fleetLab struct {
 // fleetConfig is a member's config: with the lab GWLB's addresses, or
 // with none (discover), so hanatd finds them in EC2 (cloud.GWLBAddrs).
 func fleetConfig(lab *vpcsim.Lab, discover bool) string {
-	return "log:\n  level: debug\n" + lab.FleetConfig(vpcsim.FleetMember{CheckPort: fleetCheckPort, DeregistrationDelay: fleetDrainDelay, Discover: discover})
+	return "log:\n  level: debug\n" + lab.FleetConfig(vpcsim.FleetMember{CheckPort: fleetCheckPort, DeregistrationDelay: fleetDrainDelay, Discover: discover,
+		LifecycleHook: true})
 }
 
 // setupFleet is the fleet's lab with the target group's failover mode
@@ -71,6 +80,9 @@ func setupFleet(t *testing.T, failover gwlbsim.Failover) *fleetLab {
 			Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 3},
 			OnUnhealthy: failover, OnDeregistration: failover},
 		PointPrivateRoutes: true, RegisterNATs: true}})
+	if err := lab.FleetGroup(fleetGroup, fleetHook, time.Hour, fleetMembers...); err != nil {
+		t.Fatal(err)
+	}
 	f := &fleetLab{lab: lab, nodes: map[string]*labNAT{}, publics: map[netip.Addr]string{}, pins: map[string]string{}}
 	bpffs := mountBPFFS(t)
 	for _, name := range fleetMembers {
@@ -359,6 +371,7 @@ func TestGWLBFleet(t *testing.T) {
 		took.Milliseconds(), crashedN, crashedOK, crashed)
 
 	t.Run("drain", func(t *testing.T) { f.drain(t, flows, owners) })
+	t.Run("scale-in completes the lifecycle action", func(t *testing.T) { f.scaleIn(t, flows, owners) })
 	t.Run("cleanup detaches the GWLB programs", func(t *testing.T) { f.cleanup(t, "nat-a") })
 }
 
@@ -472,17 +485,23 @@ func (f *fleetLab) badGeneve(t *testing.T) {
 	}
 }
 
-// drain stops nat-a2 with SIGTERM: it fails its health check at once,
-// keeps its flows echoed for the deregistration delay and exits only after
-// it.
-func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
-	member := "nat-a2"
+// flowsOf are the flows whose owner is member.
+func flowsOf(member string, flows []fleetFlow, owners []owner) []fleetFlow {
 	var mine []fleetFlow
 	for i, o := range owners {
 		if o.member == member {
 			mine = append(mine, flows[i])
 		}
 	}
+	return mine
+}
+
+// drain stops nat-a2 with SIGTERM: it fails its health check at once,
+// keeps its flows echoed for the deregistration delay and exits only after
+// it.
+func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
+	member := "nat-a2"
+	mine := flowsOf(member, flows, owners)
 	p := f.nodes[member].proc
 	start := time.Now()
 	if err := syscall.Kill(p.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
@@ -510,8 +529,67 @@ func (f *fleetLab) drain(t *testing.T, flows []fleetFlow, owners []owner) {
 	if !strings.Contains(p.Output(), "drain") {
 		t.Errorf("hanatd in %s logged no drain:\n%s", member, p.Output())
 	}
+	// A shutdown is no scale-in: the lifecycle action is not hanatd's.
+	if acts, state := f.lab.LifecycleActions(member); len(acts) != 0 || state != ec2sim.ASGInService {
+		t.Errorf("a SIGTERM drain of %s completed lifecycle actions %+v (state %s)", member, acts, state)
+	}
 	t.Logf("FLEET-DRAIN unhealthy_ms=%d exit_ms=%d delay_ms=%d flows=%d answered_during=%d",
 		unhealthy.Milliseconds(), exit.Milliseconds(), fleetDrainDelay.Milliseconds(), len(mine), during)
+}
+
+// scaleIn has Auto Scaling terminate nat-a: its target lifecycle state
+// turns Terminated (Terminating:Wait on the group's hook), the member
+// fails its check, keeps its flows for the deregistration delay, then
+// completes the hook's lifecycle action CONTINUE (the lab moves it to
+// Terminating:Proceed) and keeps running until the instance goes.
+func (f *fleetLab) scaleIn(t *testing.T, flows []fleetFlow, owners []owner) {
+	member := "nat-a"
+	mine := flowsOf(member, flows, owners)
+	start := time.Now()
+	if err := f.lab.ScaleIn(member); err != nil {
+		t.Fatal(err)
+	}
+	// The lifecycle state is read every 5 s; then 3 failed checks.
+	unhealthy := f.waitState(t, member, gwlbsim.StateUnhealthy, 5*time.Second+4*fleetCheckInterval+time.Second)
+	during := answered(ask(mine, time.Second))
+	if during != len(mine) {
+		t.Errorf("while draining, %d of %s's %d flows echoed", during, member, len(mine))
+	}
+	var acts []ec2sim.CompletedAction
+	var state string
+	for i := 0; i < 1000 && time.Since(start) < 5*time.Second+fleetDrainDelay+5*time.Second; i++ {
+		if acts, state = f.lab.LifecycleActions(member); len(acts) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	completed := time.Since(start)
+	if len(acts) != 1 || acts[0].Group != fleetGroup || acts[0].Hook != fleetHook || acts[0].Result != ec2sim.ResultContinue {
+		st, _ := f.nodes[member].client.Status(context.Background())
+		t.Fatalf("%s: lifecycle actions completed %+v after %v, want one %s of %s/%s (status %+v)", member, acts, completed,
+			ec2sim.ResultContinue, fleetGroup, fleetHook, st.Fleet)
+	}
+	if state != ec2sim.ASGTerminatingProceed {
+		t.Errorf("%s is %s after its completion, want %s", member, state, ec2sim.ASGTerminatingProceed)
+	}
+	st, err := f.nodes[member].client.Status(context.Background())
+	if err != nil || st.Fleet == nil {
+		t.Fatalf("status of %s: %v", member, err)
+	}
+	d := st.Fleet.Drain
+	if d.Ended == "" || time.Duration(d.TookMS)*time.Millisecond < fleetDrainDelay-50*time.Millisecond && d.FlowsLeft > 0 {
+		t.Errorf("%s completed before its drain ended: %+v", member, d)
+	}
+	if a := st.Fleet.LifecycleAction; a == nil || a.Error != "" || !strings.Contains(a.Action, fleetHook) {
+		t.Errorf("%s's status shows the lifecycle action as %+v", member, a)
+	}
+	select {
+	case <-f.nodes[member].proc.Done():
+		t.Errorf("hanatd in %s exited after a scale-in drain (the instance's termination stops it)", member)
+	default:
+	}
+	t.Logf("FLEET-SCALEIN unhealthy_ms=%d completed_ms=%d delay_ms=%d flows=%d answered_during=%d drain=%q after %d ms",
+		unhealthy.Milliseconds(), completed.Milliseconds(), fleetDrainDelay.Milliseconds(), len(mine), during, d.Ended, d.TookMS)
 }
 
 // TestGWLBFleetRebalanceCrash: with rebalance, a crashed member's flows

@@ -57,6 +57,9 @@ const (
 	// VPCEC2Addr is where every instance reaches the EC2 API (on the router,
 	// like an interface VPC endpoint).
 	VPCEC2Addr = "169.254.169.253:8773"
+	// VPCAutoScalingAddr is where every instance reaches the Auto Scaling
+	// API (on the router beside EC2's).
+	VPCAutoScalingAddr = "169.254.169.253:8774"
 	// MaxNATInstances bounds Options.NATInstances.
 	MaxNATInstances = 8
 )
@@ -337,18 +340,23 @@ func (l *Lab) EC2Endpoint() string { return l.hostEC2URL }
 // VPCEndpoint is the EC2 API's URL for use inside instances.
 func (l *Lab) VPCEndpoint() string { return "http://" + VPCEC2Addr + "/" }
 
+// VPCAutoScalingEndpoint is the Auto Scaling API's URL for use inside
+// instances.
+func (l *Lab) VPCAutoScalingEndpoint() string { return "http://" + VPCAutoScalingAddr + "/" }
+
 // IMDSEndpoint is IMDS's URL for use inside instances.
 func (l *Lab) IMDSEndpoint() string { return "http://" + imdsIP.String() + "/" }
 
 // Env is the environment a process inside an instance needs to reach the
 // lab's EC2 API with the AWS SDK (standing in for an instance role):
-// credentials, region and the in-VPC EC2 endpoint.
+// credentials, region and the in-VPC EC2 and Auto Scaling endpoints.
 func (l *Lab) Env() []string {
 	return []string{
 		"AWS_ACCESS_KEY_ID=" + l.creds.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY=" + l.creds.SecretAccessKey,
 		"AWS_REGION=" + l.region,
 		"AWS_ENDPOINT_URL_EC2=" + l.VPCEndpoint(),
+		"AWS_ENDPOINT_URL_AUTO_SCALING=" + l.VPCAutoScalingEndpoint(),
 	}
 }
 

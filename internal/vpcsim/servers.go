@@ -77,6 +77,11 @@ func (l *Lab) startServers(ctx context.Context) error {
 		return err
 	}
 	l.serveHTTP("ec2-vpc", vpcLn, ec2)
+	asLn, err := listenIn(l.router, "tcp4", VPCAutoScalingAddr)
+	if err != nil {
+		return err
+	}
+	l.serveHTTP("autoscaling-vpc", asLn, l.model.AutoScalingHandler(l.creds))
 	hostLn, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen for the EC2 API on host loopback: %w", err)

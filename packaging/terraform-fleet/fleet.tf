@@ -139,8 +139,9 @@ resource "aws_autoscaling_group" "fleet" {
   }
 
   # Scale-in waits for the drain: the instance stays Terminating:Wait (IMDS
-  # says Terminated) until the heartbeat timeout, a little above the
-  # deregistration delay, then Auto Scaling continues.
+  # says Terminated) until hanatd's drain ends and it completes this hook's
+  # lifecycle action (CONTINUE); should that call fail, the heartbeat
+  # timeout, a little above the deregistration delay, ends the wait.
   initial_lifecycle_hook {
     name                 = "hanat-drain"
     lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"

@@ -3,8 +3,14 @@
 # least-privilege policy is the read-only part of packaging/iam-policy.json,
 # the source/dest check on its own tagged ENI, and CloudWatch in one
 # namespace. The GWLB's addresses are read with DescribeNetworkInterfaces
-# at boot (user-data-fleet.sh). No Auto Scaling permission: the drain ends
-# the lifecycle hook by its heartbeat timeout (default result CONTINUE).
+# at boot (user-data-fleet.sh). When a scale-in's drain ends, hanatd finds
+# its group and the group's terminating hook and completes the hook's
+# lifecycle action (CONTINUE) itself: the Describe calls cannot be scoped
+# (Auto Scaling's Describe* take no resource), CompleteLifecycleAction is
+# allowed on this group only, in a policy of its own so that the read
+# permissions above do not wait for the group to exist. Should the call
+# fail, the hook's heartbeat timeout still ends it (default result
+# CONTINUE).
 
 data "aws_iam_policy_document" "assume_ec2" {
   statement {
@@ -61,6 +67,28 @@ resource "aws_iam_role_policy" "member" {
   name   = "hanat-fleet"
   role   = aws_iam_role.member.id
   policy = data.aws_iam_policy_document.member.json
+}
+
+data "aws_iam_policy_document" "member_lifecycle" {
+  statement {
+    sid = "HanatFindItsScaleInHook"
+    actions = [
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLifecycleHooks",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "HanatCompleteItsScaleIn"
+    actions   = ["autoscaling:CompleteLifecycleAction"]
+    resources = [aws_autoscaling_group.fleet.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "member_lifecycle" {
+  name   = "hanat-fleet-lifecycle"
+  role   = aws_iam_role.member.id
+  policy = data.aws_iam_policy_document.member_lifecycle.json
 }
 
 resource "aws_iam_instance_profile" "member" {

@@ -38,6 +38,22 @@
 // target; the local route can be neither deleted nor re-pointed; presigned
 // (query-string) SigV4 is not accepted.
 //
+// # Auto Scaling Query API (AutoScalingHandler)
+//
+// Version=2011-01-01, SigV4 for service autoscaling, XML in the
+// http://autoscaling.amazonaws.com/doc/2011-01-01/ namespace
+// (<ActionResponse><ActionResult>…<ResponseMetadata>), errors as
+// <ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code>….
+// Actions: DescribeAutoScalingInstances (InstanceIds.member.N),
+// DescribeLifecycleHooks (AutoScalingGroupName, LifecycleHookNames.member.N)
+// and CompleteLifecycleAction by InstanceId ("No active Lifecycle Action
+// found with instance ID …" unless the instance waits on that hook; the
+// last hook completed moves it from Terminating:Wait to
+// Terminating:Proceed). Groups and scale-ins come from the model
+// (CreateAutoScalingGroup, ScaleIn, which also sets IMDS's target
+// lifecycle state to Terminated); no heartbeat timeout runs, nothing is
+// terminated, no notification or token is sent.
+//
 // # IMDSv2 (IMDSHandler)
 //
 // PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds (1..21600,

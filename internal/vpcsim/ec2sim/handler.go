@@ -91,36 +91,12 @@ func (h *ec2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, reqID, e)
 	}
 
-	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET, POST")
-		fail(apiErr(http.StatusMethodNotAllowed, "InvalidHttpRequest", "The HTTP method %s is not supported", r.Method))
+	p, body, aerr := readQueryRequest(w, r)
+	if aerr != nil {
+		fail(aerr)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		fail(apiErr(http.StatusBadRequest, "InvalidHttpRequest", "Reading the request body: %v", err))
-		return
-	}
-	if len(body) > maxBodyBytes {
-		fail(apiErr(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body is larger than %d bytes", maxBodyBytes))
-		return
-	}
-	form := body
-	if r.Method == http.MethodGet {
-		form = nil
-	} else if ct := r.Header.Get("Content-Type"); len(body) > 0 {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt != "application/x-www-form-urlencoded" {
-			fail(apiErr(http.StatusBadRequest, "InvalidHttpRequest", "Content-Type %q is not application/x-www-form-urlencoded", ct))
-			return
-		}
-	}
-	p, perr := parseParams(r.URL.RawQuery, form)
-	if perr != nil {
-		fail(apiErr(http.StatusBadRequest, "MalformedQueryString", "%v", perr))
-		return
-	}
-	if aerr := verifySigV4(r, body, h.creds, h.m.region, h.m.now()); aerr != nil {
+	if aerr := verifySigV4(r, body, h.creds, "ec2", h.m.region, h.m.now()); aerr != nil {
 		h.m.log.Warn("ec2sim request refused", "code", aerr.Code, "reason", aerr.Message, "remote", r.RemoteAddr)
 		fail(aerr)
 		return
@@ -176,4 +152,34 @@ func (h *ec2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.m.log.Error("ec2sim encode response", "action", action, "err", err)
 		fail(errInternal("encoding the response: %v", err))
 	}
+}
+
+// readQueryRequest reads a Query API request (form-encoded POST, or GET
+// with a query string) into its parameters and the body that was signed.
+func readQueryRequest(w http.ResponseWriter, r *http.Request) (params, []byte, *APIError) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, POST")
+		return nil, nil, apiErr(http.StatusMethodNotAllowed, "InvalidHttpRequest", "The HTTP method %s is not supported", r.Method)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, nil, apiErr(http.StatusBadRequest, "InvalidHttpRequest", "Reading the request body: %v", err)
+	}
+	if len(body) > maxBodyBytes {
+		return nil, nil, apiErr(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body is larger than %d bytes", maxBodyBytes)
+	}
+	form := body
+	if r.Method == http.MethodGet {
+		form = nil
+	} else if ct := r.Header.Get("Content-Type"); len(body) > 0 {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt != "application/x-www-form-urlencoded" {
+			return nil, nil, apiErr(http.StatusBadRequest, "InvalidHttpRequest", "Content-Type %q is not application/x-www-form-urlencoded", ct)
+		}
+	}
+	p, perr := parseParams(r.URL.RawQuery, form)
+	if perr != nil {
+		return nil, nil, apiErr(http.StatusBadRequest, "MalformedQueryString", "%v", perr)
+	}
+	return p, body, nil
 }

@@ -94,9 +94,10 @@ type Model struct {
 	vpces     map[string]*vpcEndpoint
 	vpceIDs   []string
 
-	faults faultState
-	tokens tokenStore
-	stats  statsState
+	faults  faultState
+	tokens  tokenStore
+	stats   statsState
+	scaling autoScalingState
 }
 
 type vpc struct {

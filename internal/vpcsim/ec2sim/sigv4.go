@@ -20,7 +20,6 @@ import (
 
 const (
 	sigV4Algorithm = "AWS4-HMAC-SHA256"
-	sigV4Service   = "ec2"
 	amzDateFormat  = "20060102T150405Z"
 	maxClockSkew   = 15 * time.Minute
 )
@@ -71,8 +70,9 @@ func parseAuthorization(h string) (sigV4Auth, *APIError) {
 	return a, nil
 }
 
-// verifySigV4 checks r (whose body was read into body) against creds.
-func verifySigV4(r *http.Request, body []byte, creds Credentials, region string, now time.Time) *APIError {
+// verifySigV4 checks r (whose body was read into body) against creds,
+// signed for service (ec2, autoscaling) in region.
+func verifySigV4(r *http.Request, body []byte, creds Credentials, service, region string, now time.Time) *APIError {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return authFailure("AWS was not able to validate the provided access credentials: the request is not signed")
@@ -84,8 +84,8 @@ func verifySigV4(r *http.Request, body []byte, creds Credentials, region string,
 	if subtle.ConstantTimeCompare([]byte(a.accessKeyID), []byte(creds.AccessKeyID)) != 1 {
 		return authFailure("AWS was not able to validate the provided access credentials")
 	}
-	if a.service != sigV4Service {
-		return authFailure("Credential should be scoped to correct service: '%s'.", sigV4Service)
+	if a.service != service {
+		return authFailure("Credential should be scoped to correct service: '%s'.", service)
 	}
 	if a.region != region {
 		return authFailure("Credential should be scoped to a valid region, not '%s'.", a.region)
