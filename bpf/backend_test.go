@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // tc verdicts (include/uapi/linux/pkt_cls.h) as BPF_PROG_TEST_RUN returns
@@ -36,6 +37,13 @@ var backends = []backend{
 	{"xdp", (*env).run, func(v uint32) uint32 { return v }, func(frame []byte) bool { return len(frame) < 14 }},
 	{"tc", func(e *env, frame []byte, ingress uint32) (uint32, []byte, error) {
 		return runTC(e.tcProgram(), frame, skbCtx{ingress: ingress})
+	}, tcVerdict, tcRefused},
+	// The tc program on an skb whose checksum state is CHECKSUM_COMPLETE
+	// (a NIC that sums every frame, skb->csum over the IP packet): the
+	// kernel checks skb->csum against the bytes after the run and fails
+	// it (EBADMSG) when a write left it stale.
+	{"tc-csum-complete", func(e *env, frame []byte, ingress uint32) (uint32, []byte, error) {
+		return runTC(e.tcProgram(), frame, skbCtx{ingress: ingress, csumComplete: true})
 	}, tcVerdict, tcRefused},
 }
 
@@ -77,6 +85,12 @@ func (e *env) tcProgram() *ebpf.Program {
 type skbCtx struct {
 	ingress          uint32 // ingress_ifindex and ifindex
 	gsoSegs, gsoSize uint32
+	// csumComplete runs on a CHECKSUM_COMPLETE skb
+	// (BPF_F_TEST_SKB_CHECKSUM_COMPLETE, Linux 6.11): the kernel sets
+	// skb->csum to the sum of the bytes from the network header on, and
+	// after the run fails with EBADMSG unless skb->csum still matches
+	// them.
+	csumComplete bool
 }
 
 // skbCtxWords are struct __sk_buff (192 bytes) as 32-bit words, and the
@@ -90,8 +104,8 @@ const (
 )
 
 // runTC runs a tc program once through BPF_PROG_TEST_RUN. The kernel
-// builds an skb of the frame (CHECKSUM_NONE, linear) on the device of
-// ifindex (lo when 1).
+// builds an skb of the frame (CHECKSUM_NONE unless c.csumComplete, linear)
+// on the device of ifindex (lo when 1).
 func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
 	var ctx [skbCtxWords]uint32
 	ctx[skbIngressIfindex] = c.ingress
@@ -104,6 +118,9 @@ func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
 		DataOut: make([]byte, len(frame)+256),
 		Context: ctx,
 		Repeat:  1,
+	}
+	if c.csumComplete {
+		opts.Flags |= unix.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
 	}
 	verdict, err := prog.Run(opts)
 	return verdict, opts.DataOut, err
