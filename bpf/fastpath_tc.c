@@ -127,9 +127,9 @@ int hanat_fastpath_tc(struct __sk_buff *skb)
 	if (!v)
 		return PASS(why);
 	/* tc_ports names the interfaces the fast path runs on; a flow to any
-	 * other (or one withdrawn) takes the slow path, as under XDP. */
-	if (v->egress_ifindex != in_ifindex &&
-	    !bpf_map_lookup_elem(&tc_ports, &v->egress_ifindex))
+	 * other (or one withdrawn) takes the slow path, as under XDP. Its
+	 * cache, tc_port_slots, answers without a call. */
+	if (v->egress_ifindex != in_ifindex && !fp_tc_port(v->egress_ifindex))
 		return PASS(COUNTER_PASS_REDIRECT);
 
 	/* The deltas, from the header before it changes: da over the
