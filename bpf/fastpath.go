@@ -93,7 +93,10 @@ type Counters struct {
 	PassParse     uint64 // truncated or malformed headers
 	PassRedirect  uint64 // egress ifindex not in tx_ports, or redirect failed
 	// PassUnwritable: the tc program could not make the skb's headers
-	// writable (no memory to unshare a cloned skb); never under XDP.
+	// writable; never under XDP, and no longer under tc either (its
+	// direct writes have the verifier's prologue unshare a cloned skb,
+	// which drops it when out of memory: bpf/fastpath_tc.c). Kept so the
+	// counter layout and the metrics' reasons stay as they were.
 	PassUnwritable uint64
 
 	// Hits split by direction (FlowAction.Outbound), packets and bytes

@@ -92,7 +92,7 @@ enum counter_id {
 	COUNTER_PASS_NOT_IPV4,
 	COUNTER_PASS_PARSE,
 	COUNTER_PASS_REDIRECT,
-	COUNTER_PASS_UNWRITABLE, /* tc: the skb could not be made writable */
+	COUNTER_PASS_UNWRITABLE, /* tc: the skb could not be made writable (no longer counted) */
 	COUNTER_MAX,
 };
 
