@@ -5,11 +5,13 @@ package bpf
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 	"reflect"
 	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // tc verdicts (include/uapi/linux/pkt_cls.h) as BPF_PROG_TEST_RUN returns
@@ -36,6 +38,13 @@ var backends = []backend{
 	{"xdp", (*env).run, func(v uint32) uint32 { return v }, func(frame []byte) bool { return len(frame) < 14 }},
 	{"tc", func(e *env, frame []byte, ingress uint32) (uint32, []byte, error) {
 		return runTC(e.tcProgram(), frame, skbCtx{ingress: ingress})
+	}, tcVerdict, tcRefused},
+	// The tc program on an skb whose checksum state is CHECKSUM_COMPLETE
+	// (a NIC that sums every frame, skb->csum over the IP packet): the
+	// kernel checks skb->csum against the bytes after the run and fails
+	// it (EBADMSG) when a write left it stale.
+	{"tc-csum-complete", func(e *env, frame []byte, ingress uint32) (uint32, []byte, error) {
+		return runTC(e.tcProgram(), frame, skbCtx{ingress: ingress, csumComplete: true})
 	}, tcVerdict, tcRefused},
 }
 
@@ -77,6 +86,12 @@ func (e *env) tcProgram() *ebpf.Program {
 type skbCtx struct {
 	ingress          uint32 // ingress_ifindex and ifindex
 	gsoSegs, gsoSize uint32
+	// csumComplete runs on a CHECKSUM_COMPLETE skb
+	// (BPF_F_TEST_SKB_CHECKSUM_COMPLETE, Linux 6.11): the kernel sets
+	// skb->csum to the sum of the bytes from the network header on, and
+	// after the run fails with EBADMSG unless skb->csum still matches
+	// them.
+	csumComplete bool
 }
 
 // skbCtxWords are struct __sk_buff (192 bytes) as 32-bit words, and the
@@ -90,8 +105,8 @@ const (
 )
 
 // runTC runs a tc program once through BPF_PROG_TEST_RUN. The kernel
-// builds an skb of the frame (CHECKSUM_NONE, linear) on the device of
-// ifindex (lo when 1).
+// builds an skb of the frame (CHECKSUM_NONE unless c.csumComplete, linear)
+// on the device of ifindex (lo when 1).
 func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
 	var ctx [skbCtxWords]uint32
 	ctx[skbIngressIfindex] = c.ingress
@@ -104,6 +119,9 @@ func runTC(prog *ebpf.Program, frame []byte, c skbCtx) (uint32, []byte, error) {
 		DataOut: make([]byte, len(frame)+256),
 		Context: ctx,
 		Repeat:  1,
+	}
+	if c.csumComplete {
+		opts.Flags |= unix.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
 	}
 	verdict, err := prog.Run(opts)
 	return verdict, opts.DataOut, err
@@ -135,9 +153,64 @@ func TestTCProgramLoads(t *testing.T) {
 			t.Fatalf("map %v (id %d): xdp program uses %v, tc program %v; want both", m, id(m), xdpMaps, tcMaps)
 		}
 	}
-	if !slices.Contains(tcMaps, id(e.objs.objs.TcPorts)) || len(tcMaps) != 3 {
-		t.Fatalf("tc program uses maps %v, want flows, counters and tc_ports (%d)", tcMaps, id(e.objs.objs.TcPorts))
+	if !slices.Contains(tcMaps, id(e.objs.objs.TcPorts)) || !slices.Contains(tcMaps, id(e.objs.objs.TcPortSlots)) || len(tcMaps) != 4 {
+		t.Fatalf("tc program uses maps %v, want flows, counters, tc_ports (%d) and tc_port_slots (%d)", tcMaps, id(e.objs.objs.TcPorts), id(e.objs.objs.TcPortSlots))
 	}
+}
+
+// TestTCPortCache: the tc program redirects to a port while tc_ports has it
+// and never after, whatever its cache slot holds: two ports sharing a slot
+// (the later one cached, the earlier found in tc_ports), either removed.
+func TestTCPortCache(t *testing.T) {
+	e := newEnv(t, noSuchPort)
+	// Interfaces that need not exist: a test run's bpf_redirect only
+	// returns TC_ACT_REDIRECT.
+	const a, b = 1000, 1000 + 64 // one slot
+	flowTo := map[uint32]FlowKey{}
+	for i, port := range []uint32{a, b} {
+		k := tcpRedir
+		k.Src = netip.AddrPortFrom(k.Src.Addr(), k.Src.Port()+uint16(i)+1)
+		act := tcpRedirAct
+		act.EgressIfindex = port
+		if err := e.objs.PutFlow(k, act); err != nil {
+			t.Fatal(err)
+		}
+		flowTo[port] = k
+	}
+	prog := e.tcProgram()
+	want := func(step string, port uint32, redirect bool) {
+		t.Helper()
+		for _, complete := range []bool{false, true} {
+			verdict, _, err := runTC(prog, packet(flowTo[port], tcpACK, nil).build(), skbCtx{ingress: loIfindex, csumComplete: complete})
+			if err != nil {
+				t.Fatalf("%s: flow to %d: %v", step, port, err)
+			}
+			if got := verdict == tcActRedirect; got != redirect || (!got && verdict != tcActUnspec) {
+				t.Fatalf("%s: flow to %d: verdict %d, want redirect %v", step, port, verdict, redirect)
+			}
+		}
+	}
+	do := func(step string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	want("no ports", a, false)
+	do("add a", e.objs.AddTCPort(a))
+	want("a added (cached)", a, true)
+	do("add b", e.objs.AddTCPort(b))
+	want("b added: a's slot holds b", a, true)
+	want("b added", b, true)
+	do("remove b", e.objs.RemoveTxPort(b))
+	want("b removed (its slot cleared)", b, false)
+	want("b removed", a, true)
+	do("add b again", e.objs.AddTCPort(b))
+	do("remove a", e.objs.RemoveTxPort(a))
+	want("a removed while its slot holds b", a, false)
+	want("a removed", b, true)
+	do("remove b", e.objs.RemoveTxPort(b))
+	want("both removed", b, false)
 }
 
 // TestFastpathTCGSO: a GSO packet (a GRO aggregate, which tc sees and

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -32,7 +33,7 @@ const DefaultMaxFlows = 65536
 const minMTU = 68
 
 // Names under LoadOptions.PinPath of the maps this package pins.
-var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapTcPorts, FastpathMapCounters}
+var pinnedMaps = []string{FastpathMapFlows, FastpathMapTxPorts, FastpathMapTcPorts, FastpathMapTcPortSlots, FastpathMapCounters}
 
 // ErrFlowNotFound is wrapped by LookupFlow and DeleteFlow when the flow is
 // not in the map (it may have been evicted by the LRU).
@@ -92,7 +93,10 @@ type Counters struct {
 	PassParse     uint64 // truncated or malformed headers
 	PassRedirect  uint64 // egress ifindex not in tx_ports, or redirect failed
 	// PassUnwritable: the tc program could not make the skb's headers
-	// writable (no memory to unshare a cloned skb); never under XDP.
+	// writable; never under XDP, and no longer under tc either (its
+	// direct writes have the verifier's prologue unshare a cloned skb,
+	// which drops it when out of memory: bpf/fastpath_tc.c). Kept so the
+	// counter layout and the metrics' reasons stay as they were.
 	PassUnwritable uint64
 
 	// Hits split by direction (FlowAction.Outbound), packets and bytes
@@ -326,6 +330,9 @@ type Objects struct {
 	tc       *ebpf.Program // nil when the kernel refused it (tcErr says why)
 	tcErr    error
 	maxFlows uint32
+	// portsMu serialises changes to tc_ports and its cache, whose order
+	// keeps the cache right.
+	portsMu sync.Mutex
 }
 
 // Load loads the fast-path program and its maps into the kernel. It does not
@@ -407,10 +414,11 @@ func (o *Objects) loadTC() (*ebpf.Program, error) {
 	}
 	var objs FastpathTcPrograms
 	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		FastpathMapFlows:    o.objs.Flows,
-		FastpathMapTxPorts:  o.objs.TxPorts,
-		FastpathMapTcPorts:  o.objs.TcPorts,
-		FastpathMapCounters: o.objs.Counters,
+		FastpathMapFlows:       o.objs.Flows,
+		FastpathMapTxPorts:     o.objs.TxPorts,
+		FastpathMapTcPorts:     o.objs.TcPorts,
+		FastpathMapTcPortSlots: o.objs.TcPortSlots,
+		FastpathMapCounters:    o.objs.Counters,
 	}})
 	if err != nil {
 		return nil, loadError("tc fast path", err)
@@ -633,10 +641,42 @@ func (o *Objects) AddTCPort(ifindex uint32) error {
 }
 
 func (o *Objects) addTCPort(ifindex uint32) error {
+	o.portsMu.Lock()
+	defer o.portsMu.Unlock()
 	if err := o.objs.TcPorts.Update(ifindex, ifindex, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bpf: add tc port ifindex %d: %w", ifindex, err)
 	}
+	// The cache after the port (include/fastpath.h, tc_port_slots).
+	if err := o.objs.TcPortSlots.Update(o.tcPortSlot(ifindex), ifindex, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: cache tc port ifindex %d: %w", ifindex, err)
+	}
 	return nil
+}
+
+// removeTCPort removes ifindex from the tc program's ports: from their
+// cache first, if its slot names it, then from tc_ports.
+func (o *Objects) removeTCPort(ifindex uint32) error {
+	o.portsMu.Lock()
+	defer o.portsMu.Unlock()
+	slot := o.tcPortSlot(ifindex)
+	var cached uint32
+	if err := o.objs.TcPortSlots.Lookup(slot, &cached); err != nil {
+		return fmt.Errorf("bpf: read tc port cache slot %d: %w", slot, err)
+	}
+	if cached == ifindex {
+		if err := o.objs.TcPortSlots.Update(slot, uint32(0), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("bpf: clear tc port cache slot %d (ifindex %d): %w", slot, ifindex, err)
+		}
+	}
+	if err := o.objs.TcPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: remove tc port ifindex %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// tcPortSlot is ifindex's slot in tc_port_slots.
+func (o *Objects) tcPortSlot(ifindex uint32) uint32 {
+	return ifindex % o.objs.TcPortSlots.MaxEntries()
 }
 
 // RemoveTxPort removes ifindex from both programs' redirect ports; flows
@@ -646,8 +686,8 @@ func (o *Objects) RemoveTxPort(ifindex uint32) error {
 	if err := o.objs.TxPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("bpf: remove tx port ifindex %d: %w", ifindex, err))
 	}
-	if err := o.objs.TcPorts.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, fmt.Errorf("bpf: remove tc port ifindex %d: %w", ifindex, err))
+	if err := o.removeTCPort(ifindex); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -76,6 +76,7 @@ type FastpathFlowValue struct {
 const (
 	FastpathMapCounters       = "counters"
 	FastpathMapFlows          = "flows"
+	FastpathMapTcPortSlots    = "tc_port_slots"
 	FastpathMapTcPorts        = "tc_ports"
 	FastpathMapTxPorts        = "tx_ports"
 	FastpathProgHanatFastpath = "hanat_fastpath"
@@ -130,10 +131,11 @@ type FastpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FastpathMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
-	TcPorts  *ebpf.MapSpec `ebpf:"tc_ports"`
-	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Flows       *ebpf.MapSpec `ebpf:"flows"`
+	TcPortSlots *ebpf.MapSpec `ebpf:"tc_port_slots"`
+	TcPorts     *ebpf.MapSpec `ebpf:"tc_ports"`
+	TxPorts     *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
 // FastpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,16 +164,18 @@ func (o *FastpathObjects) Close() error {
 //
 // It can be passed to LoadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FastpathMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Flows    *ebpf.Map `ebpf:"flows"`
-	TcPorts  *ebpf.Map `ebpf:"tc_ports"`
-	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Flows       *ebpf.Map `ebpf:"flows"`
+	TcPortSlots *ebpf.Map `ebpf:"tc_port_slots"`
+	TcPorts     *ebpf.Map `ebpf:"tc_ports"`
+	TxPorts     *ebpf.Map `ebpf:"tx_ports"`
 }
 
 func (m *FastpathMaps) Close() error {
 	return _FastpathClose(
 		m.Counters,
 		m.Flows,
+		m.TcPortSlots,
 		m.TcPorts,
 		m.TxPorts,
 	)

@@ -55,8 +55,9 @@ var (
 // The flows of one SNAT connection per protocol, both directions, on one
 // ENI (ingress == egress, XDP_TX), as conntrack/ would offload them: the
 // private host 10.0.11.5 talks to internet servers through the NAT's
-// address 10.0.1.10. Every flow rewrites ports as well as addresses (the
-// SNAT port differs from the host's), so the L4 checksum deltas cover both.
+// address 10.0.1.10. These first flows rewrite ports as well as addresses (the
+// SNAT port differs from the host's), so the L4 checksum deltas cover both
+// (udpKeep and tcpPortOnly below change only one of the two).
 var (
 	tcpOut    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.5:40000"), ap("203.0.113.10:443")}
 	tcpOutAct = FlowAction{ap("10.0.1.10:61000"), ap("203.0.113.10:443"), loIfindex, macNAT[:], macRouter[:], 1500, true}
@@ -73,6 +74,16 @@ var (
 	// port 53.
 	udpFwd    = FlowKey{loIfindex, ProtoUDP, ap("198.51.100.20:33000"), ap("10.0.1.10:5300")}
 	udpFwdAct = FlowAction{ap("198.51.100.20:33000"), ap("10.0.11.9:53"), loIfindex, macNAT[:], macHost[:], 1500, false}
+	// The masquerade's usual case: the private host's port was free on
+	// the NAT's address and kept, so only the addresses change (the tc
+	// program's port delta is 0).
+	udpKeep    = FlowKey{loIfindex, ProtoUDP, ap("10.0.11.8:5060"), ap("198.51.100.7:5060")}
+	udpKeepAct = FlowAction{ap("10.0.1.10:5060"), ap("198.51.100.7:5060"), loIfindex, macNAT[:], macRouter[:], 1500, true}
+	// A port-only rewrite (the NAT's port 8080 to a service on the same
+	// address's 80 behind another hop): the addresses, so the pseudo
+	// header, stay (the tc program's address delta is 0).
+	tcpPortOnly    = FlowKey{loIfindex, ProtoTCP, ap("198.51.100.20:33001"), ap("10.0.1.10:8080")}
+	tcpPortOnlyAct = FlowAction{ap("198.51.100.20:33001"), ap("10.0.1.10:80"), loIfindex, macNAT[:], macHost[:], 1500, false}
 	// A flow leaving through another interface (redirect via tx_ports).
 	tcpRedir    = FlowKey{loIfindex, ProtoTCP, ap("10.0.11.7:40001"), ap("203.0.113.10:80")}
 	tcpRedirAct = FlowAction{ap("10.0.1.10:61001"), ap("203.0.113.10:80"), noSuchPort, macNAT[:], macPeer[:], 1500, true}
@@ -92,6 +103,7 @@ func standardFlows(redirectIfindex uint32) []flowFixture {
 		{tcpOut, tcpOutAct}, {tcpIn, tcpInAct},
 		{udpOut, udpOutAct}, {udpIn, udpInAct},
 		{udpSmall, udpSmallAct}, {udpFwd, udpFwdAct}, {tcpRedir, redir},
+		{udpKeep, udpKeepAct}, {tcpPortOnly, tcpPortOnlyAct},
 	}
 }
 
@@ -219,6 +231,8 @@ func hitCases() []hitCase {
 	udpZero.udpNoCsum = true
 	padded := packet(udpIn, 0, []byte{1})
 	padded.pad = 17 // 60-byte minimum Ethernet frame
+	udpKeepZero := packet(udpKeep, 0, []byte("no checksum, port kept"))
+	udpKeepZero.udpNoCsum = true
 	ttl2 := packet(tcpIn, tcpACK, nil)
 	ttl2.ttl = 2
 	return []hitCase{
@@ -233,6 +247,9 @@ func hitCases() []hitCase {
 		{"padded short frame keeps its padding", udpIn, udpInAct, padded},
 		{"udp exactly at the egress mtu", udpSmall, udpSmallAct, packet(udpSmall, 0, make([]byte, 576-28))},
 		{"ttl 2 becomes 1", tcpIn, tcpInAct, ttl2},
+		{"udp outbound, port kept", udpKeep, udpKeepAct, packet(udpKeep, 0, []byte("invite"))},
+		{"udp checksum 0, port kept", udpKeep, udpKeepAct, udpKeepZero},
+		{"tcp port only, addresses kept", tcpPortOnly, tcpPortOnlyAct, packet(tcpPortOnly, tcpACK, []byte("GET /"))},
 	}
 }
 

@@ -56,6 +56,7 @@ type FastpathTcFlowValue struct {
 const (
 	FastpathTcMapCounters         = "counters"
 	FastpathTcMapFlows            = "flows"
+	FastpathTcMapTcPortSlots      = "tc_port_slots"
 	FastpathTcMapTcPorts          = "tc_ports"
 	FastpathTcMapTxPorts          = "tx_ports"
 	FastpathTcProgHanatFastpathTc = "hanat_fastpath_tc"
@@ -110,10 +111,11 @@ type FastpathTcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FastpathTcMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
-	TcPorts  *ebpf.MapSpec `ebpf:"tc_ports"`
-	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Flows       *ebpf.MapSpec `ebpf:"flows"`
+	TcPortSlots *ebpf.MapSpec `ebpf:"tc_port_slots"`
+	TcPorts     *ebpf.MapSpec `ebpf:"tc_ports"`
+	TxPorts     *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
 // FastpathTcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -142,16 +144,18 @@ func (o *FastpathTcObjects) Close() error {
 //
 // It can be passed to LoadFastpathTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FastpathTcMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Flows    *ebpf.Map `ebpf:"flows"`
-	TcPorts  *ebpf.Map `ebpf:"tc_ports"`
-	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Flows       *ebpf.Map `ebpf:"flows"`
+	TcPortSlots *ebpf.Map `ebpf:"tc_port_slots"`
+	TcPorts     *ebpf.Map `ebpf:"tc_ports"`
+	TxPorts     *ebpf.Map `ebpf:"tx_ports"`
 }
 
 func (m *FastpathTcMaps) Close() error {
 	return _FastpathTcClose(
 		m.Counters,
 		m.Flows,
+		m.TcPortSlots,
 		m.TcPorts,
 		m.TxPorts,
 	)

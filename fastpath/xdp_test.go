@@ -399,8 +399,13 @@ func TestFastpathPathResolver(t *testing.T) {
 // exactly as the slow path would.
 func TestFastpathForwardsVeth(t *testing.T) {
 	for _, mode := range []string{XDPModeAuto, XDPModeNative} {
-		t.Run(mode, func(t *testing.T) { testFastpathForwards(t, mode) })
+		t.Run(mode, func(t *testing.T) { testFastpathForwards(t, mode, false) })
 	}
+	// tc on veths as they come: the hosts' datagrams arrive
+	// CHECKSUM_PARTIAL (their checksum field the pseudo header's sum) and
+	// leave so, the NAT rewriting ports as well as addresses; packet
+	// sockets at both hosts check the field the NAT left.
+	t.Run("tc-partial", func(t *testing.T) { testFastpathForwards(t, XDPModeAuto, true) })
 }
 
 // udpPair is a UDP server on the internet host (203.0.113.100:5353) and a
@@ -439,7 +444,7 @@ func (ft *fastTopo) slowPath(t *testing.T, ctx context.Context) {
 	}
 }
 
-func testFastpathForwards(t *testing.T, mode string) {
+func testFastpathForwards(t *testing.T, mode string, partial bool) {
 	ft := newFastTopo(t)
 	ctx := testContext(t)
 	ft.slowPath(t, ctx)
@@ -450,6 +455,9 @@ func testFastpathForwards(t *testing.T, mode string) {
 		ns  *netns.NS
 		dev string
 	}{{ft.priv, ft.privIf}, {ft.inet, ft.inetIf}} {
+		if partial {
+			break
+		}
 		if out, err := c.ns.Run(ctx, "ethtool", "-K", c.dev, "tx", "off", "gro", "on"); err != nil {
 			t.Fatalf("ethtool: %v: %s", err, out)
 		}
@@ -457,8 +465,12 @@ func testFastpathForwards(t *testing.T, mode string) {
 	pin := filepath.Join(bpffsDir(t), "hanat")
 	f := openFast(t, ft, pin, mode)
 	defer f.Close()
-	if st := syncFast(t, ft, f, ft.in, ft.out); st.Mode == XDPOff {
+	st := syncFast(t, ft, f, ft.in, ft.out)
+	if st.Mode == XDPOff {
 		t.Fatalf("fast path off: %+v", st)
+	}
+	if partial && st.Mode != BackendTC {
+		t.Fatalf("fast path mode %s, want tc (%+v)", st.Mode, st)
 	}
 
 	srv, cl := ft.udpPair(t)
@@ -503,6 +515,14 @@ func testFastpathForwards(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	objs := f.Objects()
+	var capInet, capPriv *udpCapture
+	if partial {
+		// The flows are written by hand: give the fast path its own
+		// SNAT port, so that it rewrites the ports too (the slow path
+		// kept the host's), and watch both hosts' interfaces.
+		seen = netip.AddrPortFrom(seen.Addr(), seen.Port()^0x0400)
+		capInet, capPriv = captureUDP(t, ft.inet, ft.inetIf), captureUDP(t, ft.priv, ft.privIf)
+	}
 	kOut := bpf.FlowKey{Ifindex: po.InIfindex, Proto: bpf.ProtoUDP, Src: priv, Dst: inet}
 	kIn := bpf.FlowKey{Ifindex: pr.InIfindex, Proto: bpf.ProtoUDP, Src: inet, Dst: seen}
 	if err := objs.PutFlow(kOut, bpf.FlowAction{NewSrc: seen, NewDst: inet, EgressIfindex: po.OutIfindex, SrcMAC: po.SrcMAC, DstMAC: po.DstMAC, MTU: po.MTU}); err != nil {
@@ -532,6 +552,12 @@ func testFastpathForwards(t *testing.T, mode string) {
 	}
 	if hits := after.Hits - before.Hits; hits < 2*rounds {
 		t.Errorf("fast-path hits = %d, want >= %d (counters %+v)", hits, 2*rounds, after)
+	}
+	if partial {
+		out, in := capInet.checkUDP(t, inet.Port()), capPriv.checkUDP(t, priv.Port())
+		if out < rounds || in < rounds {
+			t.Errorf("CHECKSUM_PARTIAL datagrams checked: %d at the internet host, %d at the private host; want >= %d each", out, in, rounds)
+		}
 	}
 	_, sOut, err := objs.LookupFlow(kOut)
 	if err != nil || sOut.Packets < rounds {

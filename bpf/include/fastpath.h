@@ -92,7 +92,7 @@ enum counter_id {
 	COUNTER_PASS_NOT_IPV4,
 	COUNTER_PASS_PARSE,
 	COUNTER_PASS_REDIRECT,
-	COUNTER_PASS_UNWRITABLE, /* tc: the skb could not be made writable */
+	COUNTER_PASS_UNWRITABLE, /* tc: the skb could not be made writable (no longer counted) */
 	COUNTER_MAX,
 };
 
@@ -120,6 +120,34 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tc_ports SEC(".maps");
+
+/* A cache in front of tc_ports that costs no call (the verifier inlines an
+ * array lookup, a hash lookup is a call and a hash): slot ifindex %
+ * TC_PORT_SLOTS holds ifindex while tc_ports has it, or 0 or another
+ * port's ifindex. Package bpf sets a slot after adding the port to tc_ports
+ * and clears it before deleting the port (serialised), so a slot that names
+ * an interface is never wrong; any other value sends the program to
+ * tc_ports itself (two ports sharing a slot, a port added before the
+ * cache existed). */
+#define TC_PORT_SLOTS 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TC_PORT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tc_port_slots SEC(".maps");
+
+/* fp_tc_port: the tc program may redirect to ifindex (tc_ports has it). */
+static __always_inline int fp_tc_port(__u32 ifindex)
+{
+	__u32 slot = ifindex % TC_PORT_SLOTS;
+	__u32 *cached = bpf_map_lookup_elem(&tc_port_slots, &slot);
+
+	if (cached && *cached == ifindex)
+		return 1;
+	return bpf_map_lookup_elem(&tc_ports, &ifindex) != NULL;
+}
 
 /* Forwarded traffic of one direction. */
 struct dir_totals {

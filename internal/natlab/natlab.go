@@ -232,7 +232,11 @@ func ICMPEcho(t testing.TB, ns *netns.NS, to netip.Addr, id uint16) {
 	t.Fatalf("no ICMP echo reply from %s with id %d", to, id)
 }
 
-func inetChecksum(b []byte) uint16 {
+func inetChecksum(b []byte) uint16 { return ^OnesSum(b) }
+
+// OnesSum is the folded one's-complement sum of b's 16-bit words (an odd
+// length padded with a zero byte), not complemented: RFC 1071's sum.
+func OnesSum(b []byte) uint16 {
 	var sum uint32
 	for i := 0; i+1 < len(b); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(b[i:]))
@@ -243,7 +247,7 @@ func inetChecksum(b []byte) uint16 {
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff
 	}
-	return ^uint16(sum)
+	return uint16(sum)
 }
 
 // LogWriter sends a slog text handler's lines to the test log.
