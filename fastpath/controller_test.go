@@ -4,7 +4,6 @@ package fastpath
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -88,16 +87,7 @@ func TestControllerInNamespace(t *testing.T) {
 	orig := conntrack.Tuple{Proto: bpf.ProtoTCP, Src: conn.LocalAddr().(*net.TCPAddr).AddrPort(), Dst: netip.MustParseAddrPort("198.51.100.100:7")}
 	echo := func(n int) {
 		t.Helper()
-		msg := make([]byte, 100)
-		for range n {
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(conn, msg); err != nil {
-				t.Fatal(err)
-			}
-		}
+		roundTrips(t, conn, 100, n)
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()

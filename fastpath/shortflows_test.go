@@ -35,19 +35,6 @@ func TestShortFlowsNeverReachTheMap(t *testing.T) {
 	tupleOf := func(local netip.AddrPort) conntrack.Tuple {
 		return conntrack.Tuple{Proto: bpf.ProtoTCP, Src: local, Dst: netip.MustParseAddrPort(server)}
 	}
-	msg := make([]byte, 64)
-	roundTrips := func(conn net.Conn, n int) {
-		t.Helper()
-		for range n {
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(conn, msg); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	dial := func() net.Conn {
 		t.Helper()
 		var conn net.Conn
@@ -64,7 +51,7 @@ func TestShortFlowsNeverReachTheMap(t *testing.T) {
 	var short []conntrack.Tuple
 	for range shorts {
 		conn := dial()
-		roundTrips(conn, 1)
+		roundTrips(t, conn, 64, 1)
 		short = append(short, tupleOf(conn.LocalAddr().(*net.TCPAddr).AddrPort()))
 		conn.Close()
 	}
@@ -72,7 +59,7 @@ func TestShortFlowsNeverReachTheMap(t *testing.T) {
 	long := dial()
 	defer long.Close()
 	longTuple := tupleOf(long.LocalAddr().(*net.TCPAddr).AddrPort())
-	roundTrips(long, 10) // 3 handshake packets + 4 per round trip: past 16
+	roundTrips(t, long, 64, 10) // 3 handshake packets + 4 per round trip: past 16
 	passed := time.Now()
 	for !offloaded(c, longTuple) {
 		if time.Since(passed) > time.Second {
@@ -81,7 +68,7 @@ func TestShortFlowsNeverReachTheMap(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("long connection offloaded %v after passing the threshold", time.Since(passed).Round(time.Millisecond))
-	roundTrips(long, 5) // on the fast path now
+	roundTrips(t, long, 64, 5) // on the fast path now
 
 	// End every flow: the short ones' DESTROY events carry no offload
 	// mark and stop before the engine's queue; the long one's takes it
@@ -113,4 +100,19 @@ func TestShortFlowsNeverReachTheMap(t *testing.T) {
 func offloaded(c *Controller, orig conntrack.Tuple) bool {
 	fc, ok := c.Lookup(orig)
 	return ok && fc.Offloaded
+}
+
+// roundTrips sends n messages of size bytes on conn and reads each echo.
+func roundTrips(t *testing.T, conn net.Conn, size, n int) {
+	t.Helper()
+	msg := make([]byte, size)
+	for range n {
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
