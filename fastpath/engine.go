@@ -450,7 +450,9 @@ func (o *engine) enqueue(ev conntrack.Event) {
 // engine gets (the ruleset limits a new flow's events to DESTROY), and the
 // feed's goroutine drops it here instead of waking the engine for it. A
 // record left behind by a lost DESTROY whose tuple a new, unmarked flow
-// reuses is found gone by the sweep instead (sweep.go).
+// reuses (whose own DESTROY is dropped here) is forgotten by the resync
+// that every lost event brings, or when the sweep reads the kernel entry
+// and finds another connection's ID (sweep.go's verify).
 func (o *engine) unmarkedEnd(ev conntrack.Event) bool {
 	m := o.cfg.OffloadMark
 	return m != 0 && ev.Kind == conntrack.EventDestroy && ev.Flow.SNAT && ev.Flow.Mark&m == 0
