@@ -16,6 +16,7 @@ FUZZ_TARGETS := \
 	./admin:FuzzDecodeReloadRequest \
 	./conntrack:FuzzHandleDatagram \
 	./conntrack:FuzzDecodeEvent \
+	./conntrack:FuzzDecodeDatagram \
 	./bpf:FuzzFastpath \
 	./geneve:FuzzParse \
 	./gwlb:FuzzIngress \

@@ -123,7 +123,7 @@ type FastpathStatus struct {
 	Misses uint64            `json:"misses"`
 	Pass   map[string]uint64 `json:"pass,omitempty"`
 	// Offload counts what the offload engine did (events, events_dropped,
-	// overflows, resyncs, offloads, removals, refreshes, expired, evicted,
+	// events_skipped, overflows, resyncs, offloads, removals, refreshes, expired, evicted,
 	// full, path_errors, map_errors, stale_entries).
 	Offload map[string]uint64 `json:"offload,omitempty"`
 }

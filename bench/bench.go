@@ -16,6 +16,7 @@ import (
 
 	"github.com/hanat/hanat/bpf"
 	"github.com/hanat/hanat/datapath"
+	"github.com/hanat/hanat/fastpath"
 	"github.com/hanat/hanat/internal/netns"
 )
 
@@ -533,7 +534,17 @@ func runModeAs(ctx context.Context, log *slog.Logger, l *lab, m Mode, tw modeTwe
 				"gbps", s.bulkXDPGbps, "passed", after.Passed()-before.Passed())
 		}
 	}
+	var engineBefore fastpath.EngineStats
+	if nm.fast != nil && nm.fast.Status().Engine != nil {
+		engineBefore = *nm.fast.Status().Engine
+	}
 	cr, err := connRate(ctx, t, connLoad{workers: opts.ConnWorkers, d: opts.ConnDuration})
+	if st := nm.fast; st != nil && st.Status().Engine != nil {
+		// What the short connections cost the offload engine.
+		e := *st.Status().Engine
+		log.Info("bench: offload engine during the short connections", "events", e.Events-engineBefore.Events,
+			"skipped", e.EventsSkipped-engineBefore.EventsSkipped, "offloads", e.Offloads-engineBefore.Offloads)
+	}
 	if err != nil {
 		s.notes = append(s.notes, fmt.Sprintf("connection rate: %v", err))
 	} else {

@@ -4,7 +4,6 @@ package fastpath
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -64,45 +63,11 @@ func TestControllerInNamespace(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lab := natlab.New(t, ctx)
-	natlab.MustRun(t, ctx, lab.NAT, "nft", "flush", "ruleset")
-	for _, kv := range []string{"net.netfilter.nf_conntrack_events=1", "net.netfilter.nf_conntrack_tcp_be_liberal=1"} {
-		natlab.MustRun(t, ctx, lab.NAT, "sysctl", "-w", kv)
-	}
-	// The hosts' TCP leaves them with partial checksums (CHECKSUM_PARTIAL:
-	// the pseudo-header's sum only), and veth would hand them on as such,
-	// unverified. With checksum offload off on the NAT's veths the stack
-	// finishes them in software on the way out, so the receiving host
-	// verifies what the tc program wrote into a partial checksum.
-	for _, dev := range []string{"in0", "out0"} {
-		natlab.MustRun(t, ctx, lab.NAT, "ethtool", "-K", dev, "tx", "off")
-	}
-	log := slog.New(slog.NewTextHandler(natlab.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	nat := datapath.NAT{
-		PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")},
-		SNATAddrs:    []netip.Addr{natlab.NATOut},
-		OutsideIface: "out0",
-		Offload:      &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets},
-	}
-	if _, err := datapath.NewSlowpath(log, lab.NAT.FD()).Apply(ctx, nat); err != nil {
-		t.Fatal(err)
-	}
-	ns := conntrack.NetNSFD(lab.NAT.FD())
-	feed := runFeed(t, ctx, log, ns)
-	pins := filepath.Join("/sys/fs/bpf", "hanat-test-"+filepath.Base(lab.NAT.Name))
-	t.Cleanup(func() { _, _ = Remove(nil, pins) })
-	c, err := New(log, Options{PinPath: pins, MaxFlows: 1024, Feed: feed, Namespace: lab.NAT, SweepInterval: 250 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := c.Status(); st.Attached() || st.Reason == "" {
-		t.Errorf("before Apply: %+v", st)
-	}
-	runController(t, ctx, c)
-	cfg := Config{Enabled: true, Mode: XDPModeAuto, SysctlsManaged: true}
-	if err := c.Apply(ctx, cfg, nat); err != nil {
-		t.Fatal(err)
-	}
+	lab, c, cfg, nat := controllerLab(t, ctx, func(c *Controller) {
+		if st := c.Status(); st.Attached() || st.Reason == "" {
+			t.Errorf("before Apply: %+v", st)
+		}
+	})
 	st := c.Status()
 	// auto on veth: tc, whose checksum helpers finish the partial
 	// checksums of the lab's locally generated TCP.
@@ -122,16 +87,7 @@ func TestControllerInNamespace(t *testing.T) {
 	orig := conntrack.Tuple{Proto: bpf.ProtoTCP, Src: conn.LocalAddr().(*net.TCPAddr).AddrPort(), Dst: netip.MustParseAddrPort("198.51.100.100:7")}
 	echo := func(n int) {
 		t.Helper()
-		msg := make([]byte, 100)
-		for range n {
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(conn, msg); err != nil {
-				t.Fatal(err)
-			}
-		}
+		roundTrips(t, conn, 100, n)
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -175,11 +131,64 @@ func TestControllerInNamespace(t *testing.T) {
 	if st := c.Status(); st.Attached() || st.Reason != "disabled in the configuration (fastpath.enabled: false)" || st.Engine != nil {
 		t.Errorf("disabled: %+v", st)
 	}
-	if _, err := os.Stat(pins); !os.IsNotExist(err) {
+	if _, err := os.Stat(labPins(lab)); !os.IsNotExist(err) {
 		t.Errorf("pins after disabling: %v, want them removed", err)
 	}
 	if _, ok := c.Lookup(orig); ok {
 		t.Error("Lookup without an engine found the connection")
 	}
 	echo(5) // the slow path carries it on
+}
+
+// controllerLab is a real NAT in namespaces with the datapath's own table
+// (offload mark included) and a Controller as hanatd runs it, applied with
+// the fast path on in mode auto (tc on the lab's veths); beforeApply, when
+// set, sees the Controller before it runs.
+func controllerLab(t *testing.T, ctx context.Context, beforeApply func(*Controller)) (*natlab.Lab, *Controller, Config, datapath.NAT) {
+	t.Helper()
+	lab := natlab.New(t, ctx)
+	natlab.MustRun(t, ctx, lab.NAT, "nft", "flush", "ruleset")
+	for _, kv := range []string{"net.netfilter.nf_conntrack_events=1", "net.netfilter.nf_conntrack_tcp_be_liberal=1"} {
+		natlab.MustRun(t, ctx, lab.NAT, "sysctl", "-w", kv)
+	}
+	// The hosts' TCP leaves them with partial checksums (CHECKSUM_PARTIAL:
+	// the pseudo-header's sum only), and veth would hand them on as such,
+	// unverified. With checksum offload off on the NAT's veths the stack
+	// finishes them in software on the way out, so the receiving host
+	// verifies what the tc program wrote into a partial checksum.
+	for _, dev := range []string{"in0", "out0"} {
+		natlab.MustRun(t, ctx, lab.NAT, "ethtool", "-K", dev, "tx", "off")
+	}
+	log := slog.New(slog.NewTextHandler(natlab.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	nat := datapath.NAT{
+		PrivateCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.11.0/24")},
+		SNATAddrs:    []netip.Addr{natlab.NATOut},
+		OutsideIface: "out0",
+		Offload:      &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets},
+	}
+	if _, err := datapath.NewSlowpath(log, lab.NAT.FD()).Apply(ctx, nat); err != nil {
+		t.Fatal(err)
+	}
+	ns := conntrack.NetNSFD(lab.NAT.FD())
+	feed := runFeed(t, ctx, log, ns)
+	pins := labPins(lab)
+	t.Cleanup(func() { _, _ = Remove(nil, pins) })
+	c, err := New(log, Options{PinPath: pins, MaxFlows: 1024, Feed: feed, Namespace: lab.NAT, SweepInterval: 250 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if beforeApply != nil {
+		beforeApply(c)
+	}
+	runController(t, ctx, c)
+	cfg := Config{Enabled: true, Mode: XDPModeAuto, SysctlsManaged: true}
+	if err := c.Apply(ctx, cfg, nat); err != nil {
+		t.Fatal(err)
+	}
+	return lab, c, cfg, nat
+}
+
+// labPins is where controllerLab's Controller pins its programs and maps.
+func labPins(lab *natlab.Lab) string {
+	return filepath.Join("/sys/fs/bpf", "hanat-test-"+filepath.Base(lab.NAT.Name))
 }

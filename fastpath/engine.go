@@ -158,6 +158,10 @@ type EngineStats struct {
 	// lost each); Resyncs full dumps.
 	Events        uint64 `json:"events"`
 	EventsDropped uint64 `json:"events_dropped"`
+	// EventsSkipped of Events were DESTROY events of SNAT flows the kernel
+	// never marked for offloading (short flows): not queued, the engine
+	// never woke for them.
+	EventsSkipped uint64 `json:"events_skipped"`
 	Overflows     uint64 `json:"overflows"`
 	Resyncs       uint64 `json:"resyncs"`
 	// Offloads and Removals of connections; Refreshes of kernel
@@ -244,7 +248,7 @@ type engine struct {
 	nextFilter atomic.Pointer[conntrack.Filter] // set by SetFilter, taken by the engine
 
 	// counters updated by the feed's goroutine
-	nEvents, nDropped, nOverflows atomic.Uint64
+	nEvents, nDropped, nSkipped, nOverflows atomic.Uint64
 
 	// Owned by the engine's goroutine.
 	filter     conntrack.Filter
@@ -426,6 +430,10 @@ func (o *engine) Run(ctx context.Context) error {
 // full queue loses the event (counted) and schedules a resync.
 func (o *engine) enqueue(ev conntrack.Event) {
 	o.nEvents.Add(1)
+	if o.unmarkedEnd(ev) {
+		o.nSkipped.Add(1)
+		return
+	}
 	select {
 	case o.events <- ev:
 	default:
@@ -434,6 +442,20 @@ func (o *engine) enqueue(ev conntrack.Event) {
 		}
 		o.requestResync()
 	}
+}
+
+// unmarkedEnd reports whether ev is the DESTROY of an SNAT flow without
+// the offload mark: the engine never offloads such a flow (offloadable),
+// so it has no record of it. In a connection storm that is every event the
+// engine gets (the ruleset limits a new flow's events to DESTROY), and the
+// feed's goroutine drops it here instead of waking the engine for it. A
+// record left behind by a lost DESTROY whose tuple a new, unmarked flow
+// reuses (whose own DESTROY is dropped here) is forgotten by the resync
+// that every lost event brings, or when the sweep reads the kernel entry
+// and finds another connection's ID (sweep.go's verify).
+func (o *engine) unmarkedEnd(ev conntrack.Event) bool {
+	m := o.cfg.OffloadMark
+	return m != 0 && ev.Kind == conntrack.EventDestroy && ev.Flow.SNAT && ev.Flow.Mark&m == 0
 }
 
 func (o *engine) overflowed() {
@@ -486,6 +508,7 @@ func (o *engine) Stats() EngineStats {
 	o.viewMu.Unlock()
 	s.Events = o.nEvents.Load()
 	s.EventsDropped = o.nDropped.Load()
+	s.EventsSkipped = o.nSkipped.Load()
 	s.Overflows = o.nOverflows.Load()
 	return s
 }

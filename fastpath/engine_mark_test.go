@@ -2,7 +2,10 @@
 
 package fastpath
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 const testOffloadMark = 0x40000000
 
@@ -63,5 +66,42 @@ func TestOffloadMarkNotNeededForDNAT(t *testing.T) {
 	e.event(EventUpdate, f)
 	if e.fm.len() != 2 {
 		t.Errorf("established DNAT flow not offloaded without a mark: %v", e.fm.m)
+	}
+}
+
+// The DESTROY of an unmarked SNAT flow (a short flow of a connection
+// storm: its only event) never reaches the engine's queue; the DESTROYs of
+// a marked (offloaded) flow and of a port-forwarded one do, and the
+// offloaded flow leaves the map.
+func TestOffloadMarkSkipsUnmarkedEnds(t *testing.T) {
+	e := newEngineEnv(t, engineConfig{OffloadMark: testOffloadMark})
+	for i := range 100 {
+		short := snatTCP(uint32(100+i), uint16(41000+i), uint16(62000+i), "TIME_WAIT", true)
+		short.Mark = 0x80000000 // answered, never marked for offloading
+		e.o.enqueue(Event{Kind: EventDestroy, Flow: short, Plain: true})
+	}
+	if n := len(e.o.events); n != 0 {
+		t.Fatalf("%d unmarked DESTROY events queued", n)
+	}
+	if s := e.o.Stats(); s.Events != 100 || s.EventsSkipped != 100 {
+		t.Fatalf("stats %+v after 100 unmarked ends", s)
+	}
+
+	long := snatTCP(5, 40003, 61003, "", true)
+	long.Mark = testOffloadMark | 0x80000000
+	e.event(EventUpdate, long)
+	if e.fm.len() != 2 {
+		t.Fatalf("marked flow not offloaded: %v", e.fm.m)
+	}
+	fwd := snatTCP(6, 40004, 40004, "ESTABLISHED", true)
+	fwd.SNAT, fwd.DNAT = false, true
+	e.o.enqueue(Event{Kind: EventDestroy, Flow: long, Plain: true})
+	e.o.enqueue(Event{Kind: EventDestroy, Flow: fwd, Plain: true})
+	if n := len(e.o.events); n != 2 {
+		t.Fatalf("%d of the marked and the port-forwarded DESTROY queued, want 2", n)
+	}
+	e.o.apply(context.Background(), []Event{<-e.o.events, <-e.o.events})
+	if e.fm.len() != 0 || e.o.Stats().EventsSkipped != 100 {
+		t.Errorf("after the marked flow's DESTROY: map %v, stats %+v", e.fm.m, e.o.Stats())
 	}
 }

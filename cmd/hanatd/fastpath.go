@@ -30,7 +30,7 @@ func fastpathStatus(s fastpath.Status) admin.FastpathStatus {
 	if e := s.Engine; e != nil {
 		st.OffloadedFlows, st.PendingFlows = e.Offloaded, e.Pending
 		st.Offload = map[string]uint64{
-			"events": e.Events, "events_dropped": e.EventsDropped, "overflows": e.Overflows, "resyncs": e.Resyncs,
+			"events": e.Events, "events_dropped": e.EventsDropped, "events_skipped": e.EventsSkipped, "overflows": e.Overflows, "resyncs": e.Resyncs,
 			"offloads": e.Offloads, "removals": e.Removals, "refreshes": e.Refreshes, "expired": e.Expired,
 			"evicted": e.Evicted, "full": e.Full, "path_errors": e.PathErrors, "map_errors": e.MapErrors,
 			"stale_entries": e.StaleEntries, "idle_handbacks": e.IdleHandbacks,
