@@ -25,6 +25,7 @@ const (
 	ReasonDecapError     = "decap_error"     // the kernel refused to strip the headers
 	ReasonEncapError     = "encap_error"     // the kernel refused to add them
 	ReasonGWLBGone       = "gwlb_gone"       // a reply of a flow whose GWLB was removed
+	ReasonNeighMiss      = "neigh_miss"      // a reply sent with bpf_redirect_neigh: no fresh MACs for its GWLB
 )
 
 // reasonNames maps the program's enum gwlb_reason to counter names; the
@@ -48,6 +49,7 @@ var reasonNames = [bpf.GwlbGwlbReasonGWLB_REASON_MAX]string{
 	bpf.GwlbGwlbReasonGWLB_DECAP_ERROR:      ReasonDecapError,
 	bpf.GwlbGwlbReasonGWLB_ENCAP_ERROR:      ReasonEncapError,
 	bpf.GwlbGwlbReasonGWLB_GWLB_GONE:        ReasonGWLBGone,
+	bpf.GwlbGwlbReasonGWLB_NEIGH_MISS:       ReasonNeighMiss,
 }
 
 // Reasons lists every counter name Counters returns.
@@ -94,7 +96,13 @@ func (m tables) setLocal(a netip.Addr) error {
 	if !a.Is4() {
 		return fmt.Errorf("gwlb: local address %v is not IPv4", a)
 	}
-	v := bpf.GwlbGwlbMember{LocalAddr: bpf.AddrWord(a)}
+	// The programs' flags describe the flows remembered (pinned maps
+	// keep them across an Attach): kept, only the address is set.
+	var v bpf.GwlbGwlbMember
+	if err := m.m.GwlbConfig.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("gwlb: read the member's config: %w", err)
+	}
+	v.LocalAddr = bpf.AddrWord(a)
 	if err := m.m.GwlbConfig.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("gwlb: set local address %v: %w", a, err)
 	}
