@@ -128,20 +128,27 @@ func (m tables) setGWLBAddrs(addrs []netip.Addr) error {
 			return fmt.Errorf("gwlb: add GWLB address %v: %w", bpf.WordAddr(w), err)
 		}
 	}
+	return removeStale[uint32](m.m.GwlbAddrs, want, "GWLB address")
+}
+
+// removeStale deletes the entries of a map keyed by IPv4 address (V its
+// value type) that keep does not hold; what names an entry in errors.
+func removeStale[V any](em *ebpf.Map, keep map[uint32]bool, what string) error {
 	var stale []uint32
-	var k, v uint32
-	it := m.m.GwlbAddrs.Iterate()
+	var k uint32
+	var v V
+	it := em.Iterate()
 	for it.Next(&k, &v) {
-		if !want[k] {
+		if !keep[k] {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("gwlb: list GWLB addresses: %w", err)
+		return fmt.Errorf("gwlb: list every %s: %w", what, err)
 	}
 	for _, w := range stale {
-		if err := m.m.GwlbAddrs.Delete(w); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("gwlb: remove GWLB address %v: %w", bpf.WordAddr(w), err)
+		if err := em.Delete(w); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("gwlb: remove %s %v: %w", what, bpf.WordAddr(w), err)
 		}
 	}
 	return nil

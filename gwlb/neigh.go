@@ -154,22 +154,5 @@ func (m tables) setNeighbours(ns []Neighbour, now uint64) error {
 			return fmt.Errorf("gwlb: cache MAC %v of GWLB %v: %w", n.Dst, n.GWLB, err)
 		}
 	}
-	var stale []uint32
-	var k uint32
-	var v bpf.GwlbGwlbNeigh
-	it := m.m.GwlbNeighs.Iterate()
-	for it.Next(&k, &v) {
-		if !want[k] {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("gwlb: list cached MACs: %w", err)
-	}
-	for _, w := range stale {
-		if err := m.m.GwlbNeighs.Delete(w); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("gwlb: forget the MAC of GWLB %v: %w", bpf.WordAddr(w), err)
-		}
-	}
-	return nil
+	return removeStale[bpf.GwlbGwlbNeigh](m.m.GwlbNeighs, want, "GWLB MAC")
 }
