@@ -266,12 +266,42 @@ static __always_inline int same_flow(const struct gwlb_flow *a, const struct gwl
 /* parse_options walks the options area [off, off+len) of the skb like
  * geneve's parseOptions and fills f's option data; it returns the refusal
  * or GWLB_DECAP when all three AWS options are there exactly once. */
+/* The options as GWLB writes them: endpoint, attachment, cookie, in this
+ * order, each of its own length. */
+struct aws_options {
+	__be32 endpoint_hdr; /* struct geneve_opt as one word */
+	__u8 endpoint_id[8];
+	__be32 attachment_hdr;
+	__u8 attachment_id[8];
+	__be32 cookie_hdr;
+	__u8 flow_cookie[4];
+};
+
+_Static_assert(sizeof(struct aws_options) == GENEVE_OPTIONS_LEN, "aws_options must be GWLB's options");
+
+/* The option headers of struct aws_options as the words on the wire:
+ * class 0x0108, type, length in words (reserved bits clear). */
+#define AWS_OPT_WORD(type, words) bpf_htonl(GENEVE_CLASS_AWS << 16 | (type) << 8 | (words))
+
 static __always_inline enum gwlb_reason parse_options(struct __sk_buff *skb, __u32 off, __u32 len,
 						      struct gwlb_flow *f)
 {
 	__u32 pos = 0, seen = 0;
+	struct aws_options a;
 	struct geneve_opt o;
 	__u32 i, n, want;
+
+	/* GWLB's own layout in one load: what the walk below would accept,
+	 * with the same data. Anything else takes the walk. */
+	if (len == sizeof(a) && !bpf_skb_load_bytes(skb, off, &a, sizeof(a)) &&
+	    a.endpoint_hdr == AWS_OPT_WORD(AWS_OPT_ENDPOINT, 2) &&
+	    a.attachment_hdr == AWS_OPT_WORD(AWS_OPT_ATTACHMENT, 2) &&
+	    a.cookie_hdr == AWS_OPT_WORD(AWS_OPT_COOKIE, 1)) {
+		__builtin_memcpy(f->endpoint_id, a.endpoint_id, 8);
+		__builtin_memcpy(f->attachment_id, a.attachment_id, 8);
+		__builtin_memcpy(f->flow_cookie, a.flow_cookie, 4);
+		return GWLB_DECAP;
+	}
 
 	for (i = 0; i < GENEVE_WALK_OPTIONS; i++) {
 		if (pos >= len)

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/hanat/hanat/geneve"
 )
 
 var (
@@ -93,4 +95,32 @@ func TestEgressEarlyExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.encapVerdict(t, "the same after setLocal", answer, addrGWLB2, tcRedirect, miss)
+}
+
+// TestDecapOptionsAnyOrder: GWLB's options in another order, or with an
+// option's reserved length bits set, are still GENEVE's valid options (the
+// one-load path takes only GWLB's own layout; the walk takes these).
+func TestDecapOptionsAnyOrder(t *testing.T) {
+	e := newEnv(t)
+	inner := udpPacket(hostUDP, srvUDP, []byte("x"))
+	for _, tc := range []struct {
+		name string
+		gwlb netip.Addr // another one each case, so the flow is written anew
+		mut  func([]byte) []byte
+	}{
+		// endpoint at 8, attachment at 20, cookie at 32, 8 bytes.
+		{"cookie, attachment, endpoint", addrGWLB2, func(b []byte) []byte {
+			return append(append(append(append(b[:8:8], b[32:40]...), b[20:32]...), b[8:20]...), b[40:]...)
+		}},
+		{"reserved bits in the cookie's length", addrGWLB, func(b []byte) []byte { b[32+3] |= 0xe0; return b }},
+	} {
+		before := e.counters(t)
+		v, _ := e.ingress(t, outerUDP(tc.gwlb, addrENI, 40000, geneve.Port, genevePayload(inner, tc.mut)))
+		if d := delta(before, e.counters(t)); v != tcNext || !maps.Equal(d, map[string]uint64{ReasonDecap: 1}) {
+			t.Fatalf("%s: verdict %d counters %v, want decap +1", tc.name, v, d)
+		}
+		if f, ok := e.flow(t, protoUDP, hostUDP, srvUDP); !ok || f.GWLB != tc.gwlb || f.Options != opts {
+			t.Fatalf("%s: flow %+v (found %v), want options %+v", tc.name, f, ok, opts)
+		}
+	}
 }
