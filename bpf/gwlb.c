@@ -483,6 +483,13 @@ struct encap {
 
 _Static_assert(sizeof(struct encap) == GWLB_OVERHEAD, "encap must be GWLB's overhead");
 
+/* The encapsulated packet's headers from the start of the frame: written
+ * in one store. */
+struct encap_frame {
+	struct ethhdr eth;
+	struct encap e;
+} __attribute__((packed));
+
 /* quoted_key reads the packet an ICMP error quotes at off (its IPv4 header
  * and at least 8 bytes of L4, RFC 792) into k, as that packet's sender
  * (host, which the error goes back to) sent it; non-zero when the quote is
@@ -515,6 +522,7 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 	struct gwlb_flow_key key = {};
 	struct gwlb_member *c;
 	struct gwlb_neigh *n;
+	struct encap_frame fr;
 	struct encap e = {};
 	struct outer h;
 	struct gwlb_flow *f;
@@ -607,23 +615,27 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 	e.cookie_hdr.len = 1;
 	__builtin_memcpy(e.flow_cookie, f->flow_cookie, 4);
 
-	if (bpf_skb_adjust_room(skb, GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
-		return DROP(GWLB_ENCAP_ERROR);
-	if (bpf_skb_store_bytes(skb, sizeof(h.eth), &e, sizeof(e), 0))
-		return DROP(GWLB_ENCAP_ERROR);
-	count(GWLB_ENCAP);
 	/* The GWLB's next hop's MAC and the ENI's as the source, from the
 	 * cache: the packet is on the ENI's egress already, so it goes on.
 	 * An entry the Go side has not confirmed for GWLB_NEIGH_TTL_NS is
-	 * not used: a MAC that changed blackholes the replies for at most
-	 * the kernel's reachable time plus that. */
+	 * not used (gwlb/neigh.go says how long a changed MAC can last).
+	 * Without one the Ethernet header stays as it was and
+	 * bpf_redirect_neigh fills it in. */
+	__builtin_memcpy(&fr, &h.eth, sizeof(h.eth));
+	__builtin_memcpy((__u8 *)&fr + sizeof(h.eth), &e, sizeof(e));
 	n = bpf_map_lookup_elem(&gwlb_neighs, &gwlb);
-	if (n && bpf_ktime_get_ns() - n->confirmed_ns < GWLB_NEIGH_TTL_NS) {
-		if (bpf_skb_store_bytes(skb, 0, n->dst_mac, 12, 0))
-			return DROP(GWLB_ENCAP_ERROR);
+	if (n && bpf_ktime_get_ns() - n->confirmed_ns >= GWLB_NEIGH_TTL_NS)
+		n = NULL;
+	if (n)
+		__builtin_memcpy(&fr, n->dst_mac, 12);
+	if (bpf_skb_adjust_room(skb, GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
+		return DROP(GWLB_ENCAP_ERROR);
+	if (bpf_skb_store_bytes(skb, 0, &fr, sizeof(fr), 0))
+		return DROP(GWLB_ENCAP_ERROR);
+	count(GWLB_ENCAP);
+	if (n)
 		return TC_ACT_OK;
-	}
 	/* A route and neighbour lookup for the new destination (the
 	 * redirected packet passes this hook again and leaves by the early
 	 * exit). */
