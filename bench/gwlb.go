@@ -408,6 +408,21 @@ func runGWLBMode(ctx context.Context, log *slog.Logger, l *gwlbLab, m Mode, opts
 	if err := t.resolveNeighbour(ctx, natOutX, gwlbAddr); err != nil {
 		return s, err
 	}
+	// The replies' MAC cache, as the member's health check keeps it:
+	// filled now, and confirmed again before each sample (its entries
+	// expire in seconds).
+	refreshNeighbours := func() error {
+		return t.nat.Do(func() error {
+			n, err := dp.RefreshNeighbours(ctx)
+			if err == nil && len(n) == 0 {
+				err = fmt.Errorf("gwlb: no MAC cached for GWLB %v", gwlbAddr)
+			}
+			return err
+		})
+	}
+	if err := refreshNeighbours(); err != nil {
+		return s, err
+	}
 	var offloaded func() (int, error)
 	if nm.fast != nil {
 		offloaded = nm.offloaded
@@ -438,6 +453,9 @@ func runGWLBMode(ctx context.Context, log *slog.Logger, l *gwlbLab, m Mode, opts
 			tr.detachCounter()
 		}
 		if err := d.tr.attachCounterOf(true); err != nil {
+			return s, err
+		}
+		if err := refreshNeighbours(); err != nil {
 			return s, err
 		}
 		var before map[string]uint64

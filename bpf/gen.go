@@ -11,4 +11,4 @@ package bpf
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type flow_key -type flow_value -type counter_id -type fastpath_stats Fastpath fastpath.c -- -I./include
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel FastpathTc fastpath_tc.c -- -I./include
 //go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel Floor floor.c -- -I./include
-//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type gwlb_flow_key -type gwlb_flow -type gwlb_member -type gwlb_reason Gwlb gwlb.c -- -I./include
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type gwlb_flow_key -type gwlb_flow -type gwlb_member -type gwlb_neigh -type gwlb_reason Gwlb gwlb.c -- -I./include

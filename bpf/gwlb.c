@@ -19,8 +19,11 @@
  * hanat_gwlb_egress: a packet leaving the ENI whose reversed 5-tuple is a
  * remembered flow (a de-NATed reply towards a private host) is wrapped
  * again, outer source the ENI's address, outer destination the flow's
- * GWLB, UDP 6081, the flow's own options, and sent with bpf_redirect_neigh
- * (a route and neighbour lookup for the new destination fills in L2).
+ * GWLB, UDP 6081, the flow's own options. Its Ethernet header comes from
+ * gwlb_neighs (the GWLB's next hop's MAC and the ENI's, which the Go side
+ * copies from the kernel's route and neighbour tables) and the packet goes
+ * on out of the ENI; without a fresh entry it is sent with
+ * bpf_redirect_neigh (a route and neighbour lookup fills in L2), counted.
  * An ICMP error towards a private host about one of its remembered
  * flows goes back the same way. Everything else leaves untouched.
  *
@@ -39,6 +42,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #define BPF_ANY 0
 
@@ -95,15 +99,42 @@ enum gwlb_reason {
 	GWLB_DECAP_ERROR,	/* bpf_skb_adjust_room refused to shrink */
 	GWLB_ENCAP_ERROR,	/* bpf_skb_adjust_room or a store refused to grow */
 	GWLB_GWLB_GONE,		/* a reply of a flow whose GWLB is no longer one */
+	GWLB_NEIGH_MISS,	/* an encapsulated reply sent with bpf_redirect_neigh:
+				 * no fresh gwlb_neighs entry for its GWLB */
 	GWLB_REASON_MAX,
+};
+
+/* flags of struct gwlb_member. */
+enum gwlb_member_flag {
+	/* The ingress has remembered a flow whose inner destination is
+	 * local_addr (a private host talking to the member itself): the
+	 * egress early exit is off from then on. Sticky. */
+	GWLB_MEMBER_LOCAL_FLOWS = 1,
 };
 
 /* The member's own address: GENEVE is taken only to it, and replies leave
  * from it. */
 struct gwlb_member {
 	__be32 local_addr;
-	__u32 reserved;
+	__u32 flags; /* enum gwlb_member_flag; the ingress sets, the Go side keeps */
 };
+
+/* How long the egress trusts a gwlb_neighs entry after the Go side last
+ * found its MAC REACHABLE (or PERMANENT) in the kernel's neighbour table;
+ * keep in sync with gwlb/neigh.go. */
+#define GWLB_NEIGH_TTL_NS (15ULL * 1000 * 1000 * 1000)
+
+/* The Ethernet addresses of an encapsulated reply towards one GWLB: its
+ * next hop's MAC and the ENI's, and when the Go side last confirmed them
+ * (bpf_ktime_get_ns, CLOCK_MONOTONIC). */
+struct gwlb_neigh {
+	__u8 dst_mac[6];
+	__u8 src_mac[6];
+	__u32 pad;
+	__u64 confirmed_ns;
+};
+
+_Static_assert(sizeof(struct gwlb_neigh) == 24, "gwlb_neigh must be 24 bytes");
 
 /* An inner flow as the private host sent it (ICMP echo: the id is both
  * ports, so the reply's reversed tuple is the same key). */
@@ -150,6 +181,14 @@ struct {
 	__type(value, struct gwlb_flow);
 } gwlb_flows SEC(".maps");
 
+/* GWLB address -> the Ethernet header its encapsulated replies get. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __be32);
+	__type(value, struct gwlb_neigh);
+} gwlb_neighs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, GWLB_REASON_MAX);
@@ -168,12 +207,11 @@ static __always_inline void count(enum gwlb_reason r)
 
 #define DROP(r) (count(r), TC_ACT_SHOT)
 
-static __always_inline __be32 local_addr(void)
+static __always_inline struct gwlb_member *member(void)
 {
 	__u32 zero = 0;
-	struct gwlb_member *c = bpf_map_lookup_elem(&gwlb_config, &zero);
 
-	return c ? c->local_addr : 0;
+	return bpf_map_lookup_elem(&gwlb_config, &zero);
 }
 
 /* The outer headers up to GENEVE's base header, read in one copy when the
@@ -228,12 +266,42 @@ static __always_inline int same_flow(const struct gwlb_flow *a, const struct gwl
 /* parse_options walks the options area [off, off+len) of the skb like
  * geneve's parseOptions and fills f's option data; it returns the refusal
  * or GWLB_DECAP when all three AWS options are there exactly once. */
+/* The options as GWLB writes them: endpoint, attachment, cookie, in this
+ * order, each of its own length. */
+struct aws_options {
+	__be32 endpoint_hdr; /* struct geneve_opt as one word */
+	__u8 endpoint_id[8];
+	__be32 attachment_hdr;
+	__u8 attachment_id[8];
+	__be32 cookie_hdr;
+	__u8 flow_cookie[4];
+};
+
+_Static_assert(sizeof(struct aws_options) == GENEVE_OPTIONS_LEN, "aws_options must be GWLB's options");
+
+/* The option headers of struct aws_options as the words on the wire:
+ * class 0x0108, type, length in words (reserved bits clear). */
+#define AWS_OPT_WORD(type, words) bpf_htonl(GENEVE_CLASS_AWS << 16 | (type) << 8 | (words))
+
 static __always_inline enum gwlb_reason parse_options(struct __sk_buff *skb, __u32 off, __u32 len,
 						      struct gwlb_flow *f)
 {
 	__u32 pos = 0, seen = 0;
+	struct aws_options a;
 	struct geneve_opt o;
 	__u32 i, n, want;
+
+	/* GWLB's own layout in one load: what the walk below would accept,
+	 * with the same data. Anything else takes the walk. */
+	if (len == sizeof(a) && !bpf_skb_load_bytes(skb, off, &a, sizeof(a)) &&
+	    a.endpoint_hdr == AWS_OPT_WORD(AWS_OPT_ENDPOINT, 2) &&
+	    a.attachment_hdr == AWS_OPT_WORD(AWS_OPT_ATTACHMENT, 2) &&
+	    a.cookie_hdr == AWS_OPT_WORD(AWS_OPT_COOKIE, 1)) {
+		__builtin_memcpy(f->endpoint_id, a.endpoint_id, 8);
+		__builtin_memcpy(f->attachment_id, a.attachment_id, 8);
+		__builtin_memcpy(f->flow_cookie, a.flow_cookie, 4);
+		return GWLB_DECAP;
+	}
 
 	for (i = 0; i < GENEVE_WALK_OPTIONS; i++) {
 		if (pos >= len)
@@ -317,16 +385,16 @@ int hanat_gwlb_ingress(struct __sk_buff *skb)
 	struct udphdr udp;
 	struct outer h;
 	__u32 l4, ulen, payload, optlen, hdr;
+	struct gwlb_member *c;
 	enum gwlb_reason r;
-	__be32 local;
 
 	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 		return TC_ACT_UNSPEC;
 	if (h.eth.h_proto != bpf_htons(ETH_P_IP) || h.ip.version != 4 || h.ip.ihl < 5 ||
 	    h.ip.protocol != IPPROTO_UDP)
 		return TC_ACT_UNSPEC;
-	local = local_addr();
-	if (!local || h.ip.daddr != local)
+	c = member();
+	if (!c || !c->local_addr || h.ip.daddr != c->local_addr)
 		return TC_ACT_UNSPEC;
 	/* A later fragment has no UDP header; whatever it is, the stack's. */
 	if (h.ip.frag_off & bpf_htons(IP_OFFSET))
@@ -377,6 +445,13 @@ int hanat_gwlb_ingress(struct __sk_buff *skb)
 		return DROP(r);
 
 	f.gwlb_addr = h.ip.saddr;
+	/* The egress early exit's premise: set before such a flow is stored.
+	 * A plain store (no 32-bit atomics in BPF v1): the bit is the only
+	 * one the programs write, and every writer writes the same word. */
+	if (key.daddr == c->local_addr && !(c->flags & GWLB_MEMBER_LOCAL_FLOWS))
+		c->flags |= GWLB_MEMBER_LOCAL_FLOWS;
+	/* Written only when new or changed (options, GWLB): an LRU hash
+	 * update on every packet costs more than the lookup. */
 	old = bpf_map_lookup_elem(&gwlb_flows, &key);
 	if (!old || !same_flow(old, &f))
 		bpf_map_update_elem(&gwlb_flows, &key, &f, BPF_ANY);
@@ -408,6 +483,13 @@ struct encap {
 
 _Static_assert(sizeof(struct encap) == GWLB_OVERHEAD, "encap must be GWLB's overhead");
 
+/* The encapsulated packet's headers from the start of the frame: written
+ * in one store. */
+struct encap_frame {
+	struct ethhdr eth;
+	struct encap e;
+} __attribute__((packed));
+
 /* quoted_key reads the packet an ICMP error quotes at off (its IPv4 header
  * and at least 8 bytes of L4, RFC 792) into k, as that packet's sender
  * (host, which the error goes back to) sent it; non-zero when the quote is
@@ -438,17 +520,35 @@ SEC("tc")
 int hanat_gwlb_egress(struct __sk_buff *skb)
 {
 	struct gwlb_flow_key key = {};
+	struct gwlb_member *c;
+	struct gwlb_neigh *n;
+	struct encap_frame fr;
 	struct encap e = {};
 	struct outer h;
 	struct gwlb_flow *f;
 	__u32 l4, inner_len;
 	__be16 ports[2];
 	__u8 icmp[8];
-	__be32 local;
+	__be32 gwlb;
 
 	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 		return TC_ACT_UNSPEC;
 	if (h.eth.h_proto != bpf_htons(ETH_P_IP) || h.ip.version != 4 || h.ip.ihl < 5)
+		return TC_ACT_UNSPEC;
+	c = member();
+	/* Early exit, without the flow lookup: the member's own packets (the
+	 * SNATed outbound traffic, the encapsulated replies coming back
+	 * through the hook) have source local_addr. For every packet but
+	 * ICMP the key below takes its daddr from that source, and a
+	 * remembered flow's daddr is local_addr only after the ingress set
+	 * GWLB_MEMBER_LOCAL_FLOWS: until then the lookup would miss. ICMP is
+	 * always looked up: an error the member sends itself towards a
+	 * private host (source local_addr) is keyed by the packet it quotes,
+	 * and goes back through the GWLB like any reply. */
+	if (!c || !c->local_addr)
+		return TC_ACT_UNSPEC;
+	if (h.ip.saddr == c->local_addr && h.ip.protocol != IPPROTO_ICMP &&
+	    !(c->flags & GWLB_MEMBER_LOCAL_FLOWS))
 		return TC_ACT_UNSPEC;
 	/* The reply as the flow's reverse: its destination was the source. */
 	key.saddr = h.ip.daddr;
@@ -481,10 +581,8 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 	if (!f)
 		return TC_ACT_UNSPEC;
 	/* Never towards an address that is not (or no longer) a GWLB's. */
-	if (!bpf_map_lookup_elem(&gwlb_addrs, &f->gwlb_addr))
-		return DROP(GWLB_GWLB_GONE);
-	local = local_addr();
-	if (!local)
+	gwlb = f->gwlb_addr;
+	if (!bpf_map_lookup_elem(&gwlb_addrs, &gwlb))
 		return DROP(GWLB_GWLB_GONE);
 
 	inner_len = skb->len - sizeof(h.eth);
@@ -494,8 +592,8 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 	e.ip.frag_off = bpf_htons(0x4000); /* DF */
 	e.ip.ttl = 64;
 	e.ip.protocol = IPPROTO_UDP;
-	e.ip.saddr = local;
-	e.ip.daddr = f->gwlb_addr;
+	e.ip.saddr = c->local_addr;
+	e.ip.daddr = gwlb;
 	e.ip.check = ipv4_csum((__u8 *)&e);
 	/* Source port 6081 as well (one GENEVE socket's); checksum 0, which
 	 * UDP over IPv4 allows and GENEVE (RFC 8926 §3.3) too. */
@@ -517,14 +615,31 @@ int hanat_gwlb_egress(struct __sk_buff *skb)
 	e.cookie_hdr.len = 1;
 	__builtin_memcpy(e.flow_cookie, f->flow_cookie, 4);
 
+	/* The GWLB's next hop's MAC and the ENI's as the source, from the
+	 * cache: the packet is on the ENI's egress already, so it goes on.
+	 * An entry the Go side has not confirmed for GWLB_NEIGH_TTL_NS is
+	 * not used (gwlb/neigh.go says how long a changed MAC can last).
+	 * Without one the Ethernet header stays as it was and
+	 * bpf_redirect_neigh fills it in. */
+	__builtin_memcpy(&fr, &h.eth, sizeof(h.eth));
+	__builtin_memcpy((__u8 *)&fr + sizeof(h.eth), &e, sizeof(e));
+	n = bpf_map_lookup_elem(&gwlb_neighs, &gwlb);
+	if (n && bpf_ktime_get_ns() - n->confirmed_ns >= GWLB_NEIGH_TTL_NS)
+		n = NULL;
+	if (n)
+		__builtin_memcpy(&fr, n->dst_mac, 12);
 	if (bpf_skb_adjust_room(skb, GWLB_OVERHEAD, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
 		return DROP(GWLB_ENCAP_ERROR);
-	if (bpf_skb_store_bytes(skb, sizeof(h.eth), &e, sizeof(e), 0))
+	if (bpf_skb_store_bytes(skb, 0, &fr, sizeof(fr), 0))
 		return DROP(GWLB_ENCAP_ERROR);
 	count(GWLB_ENCAP);
-	/* A route and neighbour lookup for the new destination: the GWLB's
-	 * next hop's MAC and the ENI's as the source. */
+	if (n)
+		return TC_ACT_OK;
+	/* A route and neighbour lookup for the new destination (the
+	 * redirected packet passes this hook again and leaves by the early
+	 * exit). */
+	count(GWLB_NEIGH_MISS);
 	return bpf_redirect_neigh(skb->ifindex, 0, 0, 0);
 }
 

@@ -11,7 +11,7 @@ import (
 // GWLBPinnedMaps are the maps of the GWLB member's programs (gwlb.c) that
 // LoadGWLB pins; their names do not clash with the fast path's, so both
 // may share a pin directory.
-var GWLBPinnedMaps = []string{GwlbMapGwlbAddrs, GwlbMapGwlbConfig, GwlbMapGwlbCounters, GwlbMapGwlbFlows}
+var GWLBPinnedMaps = []string{GwlbMapGwlbAddrs, GwlbMapGwlbConfig, GwlbMapGwlbCounters, GwlbMapGwlbFlows, GwlbMapGwlbNeighs}
 
 // LoadGWLB loads the GWLB member's ingress and egress programs and their
 // maps, pinned under pinPath when it is set (reused when compatible,

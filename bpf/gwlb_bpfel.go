@@ -34,7 +34,15 @@ type GwlbGwlbFlowKey struct {
 type GwlbGwlbMember struct {
 	_         structs.HostLayout
 	LocalAddr uint32
-	Reserved  uint32
+	Flags     uint32
+}
+
+type GwlbGwlbNeigh struct {
+	_           structs.HostLayout
+	DstMac      [6]uint8
+	SrcMac      [6]uint8
+	Pad         uint32
+	ConfirmedNs uint64
 }
 
 type GwlbGwlbReason uint32
@@ -58,7 +66,8 @@ const (
 	GwlbGwlbReasonGWLB_DECAP_ERROR      GwlbGwlbReason = 15
 	GwlbGwlbReasonGWLB_ENCAP_ERROR      GwlbGwlbReason = 16
 	GwlbGwlbReasonGWLB_GWLB_GONE        GwlbGwlbReason = 17
-	GwlbGwlbReasonGWLB_REASON_MAX       GwlbGwlbReason = 18
+	GwlbGwlbReasonGWLB_NEIGH_MISS       GwlbGwlbReason = 18
+	GwlbGwlbReasonGWLB_REASON_MAX       GwlbGwlbReason = 19
 )
 
 // Names of all BPF objects in the ELF.
@@ -69,6 +78,7 @@ const (
 	GwlbMapGwlbConfig        = "gwlb_config"
 	GwlbMapGwlbCounters      = "gwlb_counters"
 	GwlbMapGwlbFlows         = "gwlb_flows"
+	GwlbMapGwlbNeighs        = "gwlb_neighs"
 	GwlbProgHanatGwlbEgress  = "hanat_gwlb_egress"
 	GwlbProgHanatGwlbIngress = "hanat_gwlb_ingress"
 )
@@ -127,6 +137,7 @@ type GwlbMapSpecs struct {
 	GwlbConfig   *ebpf.MapSpec `ebpf:"gwlb_config"`
 	GwlbCounters *ebpf.MapSpec `ebpf:"gwlb_counters"`
 	GwlbFlows    *ebpf.MapSpec `ebpf:"gwlb_flows"`
+	GwlbNeighs   *ebpf.MapSpec `ebpf:"gwlb_neighs"`
 }
 
 // GwlbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -159,6 +170,7 @@ type GwlbMaps struct {
 	GwlbConfig   *ebpf.Map `ebpf:"gwlb_config"`
 	GwlbCounters *ebpf.Map `ebpf:"gwlb_counters"`
 	GwlbFlows    *ebpf.Map `ebpf:"gwlb_flows"`
+	GwlbNeighs   *ebpf.Map `ebpf:"gwlb_neighs"`
 }
 
 func (m *GwlbMaps) Close() error {
@@ -167,6 +179,7 @@ func (m *GwlbMaps) Close() error {
 		m.GwlbConfig,
 		m.GwlbCounters,
 		m.GwlbFlows,
+		m.GwlbNeighs,
 	)
 }
 

@@ -17,5 +17,6 @@ func TestImports(t *testing.T) {
 		"github.com/cilium/ebpf",
 		"github.com/cilium/ebpf/",
 		"github.com/vishvananda/netlink",
+		"golang.org/x/sys/unix",
 	)
 }

@@ -274,6 +274,7 @@ func TestMemberInNamespaces(t *testing.T) {
 	if d := delta(before, l.counters(t)); d[ReasonEncap] != 0 {
 		t.Fatalf("counters changed %v, want no encap", d)
 	}
+	labMACCache(t, l, gw, query)
 }
 
 // sendRaw sends a whole IPv4 packet from ns (IP_HDRINCL).
@@ -575,5 +576,51 @@ func TestCheckAndCleanup(t *testing.T) {
 	}
 	if err := Cleanup(pins); err != nil {
 		t.Fatalf("a second Cleanup: %v", err)
+	}
+}
+
+// labMACCache: the replies so far went out with bpf_redirect_neigh (no MAC
+// cached); RefreshNeighbours caches the router's MAC (the GWLB's next hop)
+// and the ENI's, and the next reply leaves through the cache, no miss.
+func labMACCache(t *testing.T, l *lab, gw *net.UDPConn, query []byte) {
+	t.Helper()
+	if c := l.counters(t); c[ReasonNeighMiss] == 0 || c[ReasonNeighMiss] != c[ReasonEncap] {
+		t.Fatalf("before the MAC cache: counters %v, want every encap a neigh_miss", c)
+	}
+	var cached []Neighbour
+	var hop, eni net.HardwareAddr
+	if err := l.nat.Do(func() (err error) {
+		if cached, err = l.dp.RefreshNeighbours(context.Background()); err != nil {
+			return err
+		}
+		lnk, err := netlink.LinkByName("eni0")
+		if err != nil {
+			return err
+		}
+		eni = lnk.Attrs().HardwareAddr
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.router.Do(func() error {
+		lnk, err := netlink.LinkByName("r-nat")
+		if err == nil {
+			hop = lnk.Attrs().HardwareAddr
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cached) != 1 || cached[0].GWLB != labGWLB || cached[0].NextHop != netip.MustParseAddr("10.0.1.1") ||
+		cached[0].Dst.String() != hop.String() || cached[0].Src.String() != eni.String() {
+		t.Fatalf("cached %+v, want GWLB %v via 10.0.1.1 at %v from %v", cached, labGWLB, hop, eni)
+	}
+	before := l.counters(t)
+	sendGeneve(t, gw, labOpts, query)
+	if _, h, _, ok := recvGeneve(t, gw, 2*time.Second); !ok || h.Options != labOpts {
+		t.Fatalf("no encapsulated reply through the MAC cache (%+v); counters %v", h, l.counters(t))
+	}
+	if d := delta(before, l.counters(t)); d[ReasonEncap] != 1 || d[ReasonNeighMiss] != 0 {
+		t.Fatalf("through the MAC cache: counters changed %v, want encap +1 and no neigh_miss", d)
 	}
 }

@@ -25,6 +25,7 @@ const (
 	ReasonDecapError     = "decap_error"     // the kernel refused to strip the headers
 	ReasonEncapError     = "encap_error"     // the kernel refused to add them
 	ReasonGWLBGone       = "gwlb_gone"       // a reply of a flow whose GWLB was removed
+	ReasonNeighMiss      = "neigh_miss"      // a reply sent with bpf_redirect_neigh: no fresh MACs for its GWLB
 )
 
 // reasonNames maps the program's enum gwlb_reason to counter names; the
@@ -48,6 +49,7 @@ var reasonNames = [bpf.GwlbGwlbReasonGWLB_REASON_MAX]string{
 	bpf.GwlbGwlbReasonGWLB_DECAP_ERROR:      ReasonDecapError,
 	bpf.GwlbGwlbReasonGWLB_ENCAP_ERROR:      ReasonEncapError,
 	bpf.GwlbGwlbReasonGWLB_GWLB_GONE:        ReasonGWLBGone,
+	bpf.GwlbGwlbReasonGWLB_NEIGH_MISS:       ReasonNeighMiss,
 }
 
 // Reasons lists every counter name Counters returns.
@@ -94,7 +96,13 @@ func (m tables) setLocal(a netip.Addr) error {
 	if !a.Is4() {
 		return fmt.Errorf("gwlb: local address %v is not IPv4", a)
 	}
-	v := bpf.GwlbGwlbMember{LocalAddr: bpf.AddrWord(a)}
+	// The programs' flags describe the flows remembered (pinned maps
+	// keep them across an Attach): kept, only the address is set.
+	var v bpf.GwlbGwlbMember
+	if err := m.m.GwlbConfig.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("gwlb: read the member's config: %w", err)
+	}
+	v.LocalAddr = bpf.AddrWord(a)
 	if err := m.m.GwlbConfig.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("gwlb: set local address %v: %w", a, err)
 	}
@@ -120,20 +128,27 @@ func (m tables) setGWLBAddrs(addrs []netip.Addr) error {
 			return fmt.Errorf("gwlb: add GWLB address %v: %w", bpf.WordAddr(w), err)
 		}
 	}
+	return removeStale[uint32](m.m.GwlbAddrs, want, "GWLB address")
+}
+
+// removeStale deletes the entries of a map keyed by IPv4 address (V its
+// value type) that keep does not hold; what names an entry in errors.
+func removeStale[V any](em *ebpf.Map, keep map[uint32]bool, what string) error {
 	var stale []uint32
-	var k, v uint32
-	it := m.m.GwlbAddrs.Iterate()
+	var k uint32
+	var v V
+	it := em.Iterate()
 	for it.Next(&k, &v) {
-		if !want[k] {
+		if !keep[k] {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("gwlb: list GWLB addresses: %w", err)
+		return fmt.Errorf("gwlb: list every %s: %w", what, err)
 	}
 	for _, w := range stale {
-		if err := m.m.GwlbAddrs.Delete(w); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("gwlb: remove GWLB address %v: %w", bpf.WordAddr(w), err)
+		if err := em.Delete(w); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("gwlb: remove %s %v: %w", what, bpf.WordAddr(w), err)
 		}
 	}
 	return nil

@@ -49,6 +49,8 @@ type Member struct {
 	addrs        []netip.Addr     // configured, or the last discovered
 	nextDiscover time.Time        // when Discover runs again
 	dp           *Datapath        // nil until attached
+	nextNeigh    time.Time        // when the MAC cache is refreshed again
+	neighMisses  uint64           // the neigh_miss counter at the last refresh
 	table        *conntrack.Table // nil until the first LiveFlows
 }
 
@@ -129,7 +131,34 @@ func (m *Member) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return dp.Check()
+	if err := dp.Check(); err != nil {
+		return err
+	}
+	m.refreshNeighbours(ctx, dp)
+	return nil
+}
+
+// refreshNeighbours refreshes the replies' MAC cache every
+// neighRefreshEvery, and sooner when replies were sent without it
+// (neigh_miss grew). A failure only costs the fallback: it is logged.
+func (m *Member) refreshNeighbours(ctx context.Context, dp *Datapath) {
+	c, err := dp.Counters()
+	if err != nil {
+		m.cfg.Log.Warn("GWLB datapath: counters unreadable; refreshing the MAC cache anyway", "err", err)
+	}
+	m.mu.Lock()
+	misses := c[ReasonNeighMiss]
+	due := !time.Now().Before(m.nextNeigh) || misses != m.neighMisses
+	if due {
+		m.nextNeigh, m.neighMisses = time.Now().Add(neighRefreshEvery), misses
+	}
+	m.mu.Unlock()
+	if !due {
+		return
+	}
+	if _, err := dp.RefreshNeighbours(ctx); err != nil {
+		m.cfg.Log.Warn("GWLB datapath: MAC cache not refreshed; replies use bpf_redirect_neigh", "err", err)
+	}
 }
 
 // LiveFlows are the GWLB's flows that conntrack still has (the flow map

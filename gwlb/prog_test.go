@@ -21,6 +21,7 @@ import (
 // tc verdicts as BPF_PROG_TEST_RUN returns them.
 const (
 	tcNext     = ^uint32(0) // TC_ACT_UNSPEC, tcx's TCX_NEXT
+	tcOK       = 0          // TC_ACT_OK, tcx's TCX_PASS
 	tcShot     = 2
 	tcRedirect = 7
 )
@@ -342,10 +343,10 @@ func TestEncap(t *testing.T) {
 		before := e.counters(t)
 		v, out := e.egress(t, ether(0x0800, tc.reply))
 		if v != tcRedirect {
-			t.Fatalf("%s: verdict %d, want TC_ACT_REDIRECT (bpf_redirect_neigh)", tc.name, v)
+			t.Fatalf("%s: verdict %d, want TC_ACT_REDIRECT (bpf_redirect_neigh: no MAC cached)", tc.name, v)
 		}
-		if d := delta(before, e.counters(t)); !maps.Equal(d, map[string]uint64{ReasonEncap: 1}) {
-			t.Fatalf("%s: counters changed %v, want encap +1", tc.name, d)
+		if d := delta(before, e.counters(t)); !maps.Equal(d, map[string]uint64{ReasonEncap: 1, ReasonNeighMiss: 1}) {
+			t.Fatalf("%s: counters changed %v, want encap +1 neigh_miss +1", tc.name, d)
 		}
 		// The whole frame, built independently: Ethernet as it was, then
 		// IPv4 (DF, TTL 64, id 0) and UDP 6081 -> 6081 checksum 0.
