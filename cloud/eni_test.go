@@ -17,7 +17,7 @@ func TestDisableSourceDestCheck(t *testing.T) {
 		t.Fatalf("SourceDestCheck before = %v, %v; want true", on, err)
 	}
 	for i, want := range []bool{true, false, false} {
-		mods := l.calls("ModifyNetworkInterfaceAttribute")
+		mods := l.requests("ModifyNetworkInterfaceAttribute")
 		changed, err := c.DisableSourceDestCheck(ctx, l.natAENI)
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -29,7 +29,7 @@ func TestDisableSourceDestCheck(t *testing.T) {
 		if want {
 			wantMods = 1
 		}
-		if n := l.calls("ModifyNetworkInterfaceAttribute") - mods; n != wantMods {
+		if n := l.requests("ModifyNetworkInterfaceAttribute") - mods; n != wantMods {
 			t.Fatalf("call %d: %d ModifyNetworkInterfaceAttribute calls, want %d", i, n, wantMods)
 		}
 	}

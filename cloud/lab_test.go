@@ -1,13 +1,18 @@
 package cloud
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +37,9 @@ var labCreds = ec2sim.Credentials{AccessKeyID: "AKIDHANATCLOUDTEST", SecretAcces
 type lab struct {
 	m   *ec2sim.Model
 	srv *httptest.Server
+
+	mu     sync.Mutex
+	firsts map[string]int // first attempts per action (see countFirstAttempts)
 
 	vpc, igw                    string
 	pubA, pubC, privA, privC    string
@@ -103,9 +111,32 @@ func newLab(t *testing.T) *lab {
 			t.Fatal("building the lab failed (see the log)")
 		}
 	}
-	l.srv = httptest.NewServer(m.EC2Handler(labCreds))
+	l.firsts = map[string]int{}
+	l.srv = httptest.NewServer(l.countFirstAttempts(m.EC2Handler(labCreds)))
 	t.Cleanup(l.srv.Close)
 	return l
+}
+
+// countFirstAttempts counts, per action, the requests the SDK sent as the
+// first attempt of a call (its amz-sdk-request header): the number of
+// calls hanat made, whatever the transport retried.
+func (l *lab) countFirstAttempts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.HasPrefix(r.Header.Get("amz-sdk-request"), "attempt=1;") {
+			if form, err := url.ParseQuery(string(body)); err == nil {
+				l.mu.Lock()
+				l.firsts[form.Get("Action")]++
+				l.mu.Unlock()
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // testOptions: the lab's endpoint and keys, fast backoff.
@@ -155,8 +186,17 @@ func isolateEnv(t *testing.T) {
 	}
 }
 
-// calls returns how many requests of action the model has seen.
+// calls returns how many requests of action the model has seen, retries
+// included.
 func (l *lab) calls(action string) int { return l.m.Stats().ByAction[action] }
+
+// requests returns how many calls of action the client made: first
+// attempts only, so a transport retry does not count twice.
+func (l *lab) requests(action string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firsts[action]
+}
 
 // mutations returns the number of mutating requests the model has seen.
 func (l *lab) mutations() int {

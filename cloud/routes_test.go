@@ -97,7 +97,7 @@ func TestRouteTablesPagination(t *testing.T) {
 		want = append(want, l.m.AddRouteTable(l.vpc, false, map[string]string{"Name": fmt.Sprintf("extra-%d", i)}))
 	}
 	slices.Sort(want)
-	before := l.calls("DescribeRouteTables")
+	before := l.requests("DescribeRouteTables")
 	rts, err := c.RouteTables(context.Background(), RouteTableFilter{VPCID: l.vpc})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestRouteTablesPagination(t *testing.T) {
 	// 17 tables in pages of 5 take 4 pages; a transport-level retry of a
 	// page (seen under load: the SDK retries a response whose body it
 	// could not drain) may add a call, never remove one.
-	if pages := l.calls("DescribeRouteTables") - before; pages < 4 {
+	if pages := l.requests("DescribeRouteTables") - before; pages < 4 {
 		t.Fatalf("%d DescribeRouteTables calls for 17 tables in pages of 5, want at least 4", pages)
 	}
 
@@ -118,13 +118,13 @@ func TestRouteTablesPagination(t *testing.T) {
 			t.Fatal("AddSubnet failed")
 		}
 	}
-	before = l.calls("DescribeSubnets")
+	before = l.requests("DescribeSubnets")
 	subnets, err := c.Subnets(context.Background(), l.vpc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(subnets) != 11 || l.calls("DescribeSubnets")-before != 3 {
-		t.Fatalf("%d subnets in %d calls, want 11 in 3", len(subnets), l.calls("DescribeSubnets")-before)
+	if len(subnets) != 11 || l.requests("DescribeSubnets")-before != 3 {
+		t.Fatalf("%d subnets in %d calls, want 11 in 3", len(subnets), l.requests("DescribeSubnets")-before)
 	}
 }
 
@@ -377,7 +377,7 @@ func TestDefaultRoutes(t *testing.T) {
 		{"all known: one call", []string{l.rtbA, l.rtbC, l.rtbPub, l.rtbMain}, 1},
 		{"one unknown: one by one", []string{l.rtbA, bad, l.rtbC, l.rtbPub, l.rtbMain}, 6},
 	} {
-		before := l.calls("DescribeRouteTables")
+		before := l.requests("DescribeRouteTables")
 		got, err := c.DefaultRoutes(ctx, tc.ids)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -385,7 +385,7 @@ func TestDefaultRoutes(t *testing.T) {
 		if !maps.Equal(got, want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, want)
 		}
-		if n := l.calls("DescribeRouteTables") - before; n != tc.describes {
+		if n := l.requests("DescribeRouteTables") - before; n != tc.describes {
 			t.Errorf("%s: %d DescribeRouteTables calls, want %d", tc.name, n, tc.describes)
 		}
 	}
