@@ -120,8 +120,10 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s %s not measured (%v, %v)", scalePPSName(n), m, v, ok)
 			}
 		}
-		if v, ok := rep.Get(scalePPSName(n)+scaleLookupXDPSuffix, ModeFastpath); !ok || v <= 0 {
-			t.Errorf("%d flows: bare XDP forwarder with the lookup not measured (%v, %v)", n, v, ok)
+		for _, suffix := range []string{scaleLookupXDPSuffix, scaleLookupValueXDPSuffix} {
+			if v, ok := rep.Get(scalePPSName(n)+suffix, ModeFastpath); !ok || v <= 0 {
+				t.Errorf("%d flows: bare XDP forwarder%s not measured (%v, %v)", n, suffix, v, ok)
+			}
 		}
 		if v, ok := rep.Get(scalePPSName(n)+scaleShareInfix, ModeFastpath); !ok || v < 50 {
 			t.Errorf("%d flows: fast path carried %v%% (measured %v), want most", n, v, ok)
@@ -240,17 +242,7 @@ func TestLegacyNATCheck(t *testing.T) {
 // program on inet's eth0 (which would copy every socket buffer into a
 // page, and not the frames).
 func TestBareForwarders(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, attaches XDP and tc programs")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := newLab(ctx, log, Options{Flows: 16, SkipTCP: true}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
+	ctx, _, l := smallLab(t, "needs root: creates network namespaces, attaches XDP and tc programs")
 	for k := range forwarder(fwdKinds) {
 		pps, err := l.tr.ceiling(ctx, 200*time.Millisecond, k)
 		if err != nil || pps <= 0 {
@@ -260,9 +252,11 @@ func TestBareForwarders(t *testing.T) {
 	// With the flow lookup (the scale test's bounds): only flows found in
 	// the map are forwarded, so nothing arrives unless every key matches.
 	for _, k := range []forwarder{fwdXDP, fwdTC} {
-		pps, err := l.tr.lookupCeiling(ctx, 200*time.Millisecond, k, 1024)
-		if err != nil || pps <= 0 {
-			t.Errorf("%s with the flow lookup: %v pps, %v", k, pps, err)
+		for _, value := range []bool{false, true} {
+			pps, err := l.tr.lookupCeiling(ctx, 200*time.Millisecond, k, 1024, value)
+			if err != nil || pps <= 0 {
+				t.Errorf("%s with the flow lookup (value read and counted: %v): %v pps, %v", k, value, pps, err)
+			}
 		}
 	}
 	if err := l.tr.attachCounter(); err != nil {
@@ -276,4 +270,66 @@ func TestBareForwarders(t *testing.T) {
 	if a.Xdp != nil && a.Xdp.Attached {
 		t.Errorf("the receiver's counter is an XDP program (id %d) on %s: socket buffers would be copied, frames not", a.Xdp.ProgId, hostDev)
 	}
+}
+
+// TestSlowPathModeAsHanatd: the nftables mode runs hanatd's flow-end
+// watcher on a conntrack event feed, as hanatd does with the fast path
+// off, so the kernel builds and the watcher decodes the DESTROY of every
+// flow that ends there, as in the fast path's modes.
+func TestSlowPathModeAsHanatd(t *testing.T) {
+	ctx, log, l := smallLab(t, "needs root: creates network namespaces")
+	var err error
+	if l.conns, err = startConnServer(l.t, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	nm, err := setupMode(ctx, log, l.t, ModeNftables, dir, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := nm.teardown(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	if nm.ends == nil || nm.feed == nil {
+		t.Fatal("nftables mode without hanatd's flow-end watcher on an event feed")
+	}
+	time.Sleep(100 * time.Millisecond) // the feed joins its group
+	cr, err := connRate(ctx, l.t, connLoad{workers: 2, d: 200 * time.Millisecond})
+	if err != nil || cr.perSecond() <= 0 {
+		t.Fatalf("short connections: %+v, %v", cr, err)
+	}
+	if err := flushConntrack(ctx, l.t.nat); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for nm.ends.Stats().Destroyed == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := nm.ends.Stats(); s.Destroyed == 0 {
+		t.Errorf("flow-end watcher %+v after the connections' entries were flushed: want their DESTROYs", s)
+	}
+}
+
+// smallLab is a two-ENI lab of 16 flows without iperf3 and the connection
+// server, closed with the test; it skips (why) unless root.
+func smallLab(t *testing.T, why string) (context.Context, *slog.Logger, *lab) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := newLab(ctx, log, Options{Flows: 16, SkipTCP: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return ctx, log, l
 }

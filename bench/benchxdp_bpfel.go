@@ -66,6 +66,7 @@ const (
 	benchXDPVarCntSaddr          = "cnt_saddr"
 	benchXDPVarFwdDstMac         = "fwd_dst_mac"
 	benchXDPVarFwdIfindex        = "fwd_ifindex"
+	benchXDPVarFwdLookupTouch    = "fwd_lookup_touch"
 	benchXDPVarFwdSrcMac         = "fwd_src_mac"
 	benchXDPVarGenDaddr          = "gen_daddr"
 	benchXDPVarGenDport          = "gen_dport"
@@ -177,6 +178,7 @@ type benchXDPVariableSpecs struct {
 	CntSaddr       *ebpf.VariableSpec `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.VariableSpec `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.VariableSpec `ebpf:"fwd_ifindex"`
+	FwdLookupTouch *ebpf.VariableSpec `ebpf:"fwd_lookup_touch"`
 	FwdSrcMac      *ebpf.VariableSpec `ebpf:"fwd_src_mac"`
 	GenDaddr       *ebpf.VariableSpec `ebpf:"gen_daddr"`
 	GenDport       *ebpf.VariableSpec `ebpf:"gen_dport"`
@@ -256,6 +258,7 @@ type benchXDPVariables struct {
 	CntSaddr       *ebpf.Variable `ebpf:"cnt_saddr"`
 	FwdDstMac      *ebpf.Variable `ebpf:"fwd_dst_mac"`
 	FwdIfindex     *ebpf.Variable `ebpf:"fwd_ifindex"`
+	FwdLookupTouch *ebpf.Variable `ebpf:"fwd_lookup_touch"`
 	FwdSrcMac      *ebpf.Variable `ebpf:"fwd_src_mac"`
 	GenDaddr       *ebpf.Variable `ebpf:"gen_daddr"`
 	GenDport       *ebpf.Variable `ebpf:"gen_dport"`

@@ -21,6 +21,10 @@ import (
 const (
 	scaleLookupXDPSuffix = "_bare_xdp_forwarder_lookup"
 	scaleLookupTCSuffix  = "_bare_tc_forwarder_lookup"
+	// The same forwarders reading the value they found and adding to its
+	// counters (lookupValue): every per-flow memory access of a hit.
+	scaleLookupValueXDPSuffix = scaleLookupXDPSuffix + "_value"
+	scaleLookupValueTCSuffix  = scaleLookupTCSuffix + "_value"
 	// MTCPBulkBareTC is iperf3 through a bare tc forwarder both ways in
 	// place of the NAT: no NAT, no conntrack, no lookup, the hosts' TCP
 	// stacks and the wires alone.
@@ -41,9 +45,11 @@ func genFlowKey(t *topo, flows int) func(int) bpf.FlowKey {
 // lookupCeiling is ceiling with the forwarder doing the fast path's flow
 // lookup first (bench_fwd_lookup natively, or bench_fwd_lookup_tc for
 // k == fwdTC), in a map of maxEntries entries, the fast path's layout,
-// holding every generator flow. Frames arrive untranslated. Like
-// ceiling, it runs in a lab of no mode.
-func (tr *traffic) lookupCeiling(ctx context.Context, d time.Duration, k forwarder, maxEntries uint32) (float64, error) {
+// holding every generator flow. Frames arrive untranslated. With
+// lookupValue the forwarder also reads the value it found and adds the
+// packet to its counters, as a fast-path hit does (still no rewrite, no
+// checks). Like ceiling, it runs in a lab of no mode.
+func (tr *traffic) lookupCeiling(ctx context.Context, d time.Duration, k forwarder, maxEntries uint32, lookupValue bool) (float64, error) {
 	if k != fwdXDP && k != fwdTC {
 		return 0, fmt.Errorf("lookup ceiling: forwarder %s: want the native XDP or the tc one", k)
 	}
@@ -67,9 +73,10 @@ func (tr *traffic) lookupCeiling(ctx context.Context, d time.Duration, k forward
 		return 0, fmt.Errorf("lookup ceiling: %w", err)
 	}
 	if err := setVars(spec, map[string]any{
-		"fwd_src_mac": mac6(tr.t.natOutMAC),
-		"fwd_dst_mac": mac6(tr.t.inetMAC),
-		"fwd_ifindex": fwdIfindex(tr.t),
+		"fwd_src_mac":      mac6(tr.t.natOutMAC),
+		"fwd_dst_mac":      mac6(tr.t.inetMAC),
+		"fwd_ifindex":      fwdIfindex(tr.t),
+		"fwd_lookup_touch": boolU32(lookupValue),
 	}); err != nil {
 		return 0, fmt.Errorf("lookup ceiling: %w", err)
 	}
@@ -197,4 +204,11 @@ func (t *topo) neighbourMAC(dev string, addr netip.Addr) (mac net.HardwareAddr, 
 		return nil
 	})
 	return mac, err
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }

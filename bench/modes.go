@@ -54,10 +54,11 @@ type natMode struct {
 	slow    *datapath.Slowpath
 	sysctls *datapath.Sysctls
 	pinPath string
-	fast    *fastpath.Controller // hanatd's own fast path, in the nat namespace
-	feed    *conntrack.EventFeed // its event feed, which hanatd shares with the sync
-	stop    context.CancelFunc   // stops fast and its event feed
-	done    chan error           // one result each from fast and the feed
+	fast    *fastpath.Controller  // hanatd's own fast path, in the nat namespace
+	ends    *conntrack.EndWatcher // the flow-end watcher of the slow path's mode
+	feed    *conntrack.EventFeed  // hanatd's event feed (the fast path's and the flow-end watcher's), which it shares with the sync
+	stop    context.CancelFunc    // stops the event feed and its reader (fast, or the slow path's end watcher)
+	done    chan error            // one result each from the feed and its reader
 }
 
 // hanatNAT is the slow path's configuration: the private subnet behind in0,
@@ -166,16 +167,27 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	}); err != nil {
 		return fmt.Errorf("mode %s: sysctls: %w", nm.mode, err)
 	}
-	if !fast {
-		return nil
-	}
-
-	nm.pinPath = filepath.Join(bpffs, "hanat")
 	ns := conntrack.NetNSFD(nm.t.nat.FD())
 	feed, err := conntrack.NewEventFeed(nm.log.With("component", "conntrack-events"), ns)
 	if err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
+	if !fast {
+		// hanatd listens to conntrack's DESTROY events with the fast
+		// path off too (its flow-end watcher counts idle timeouts): the
+		// kernel builds one for every flow that ends (in a connection
+		// storm: every TIME_WAIT entry a reused source port replaces)
+		// and the watcher decodes it, as in the fast path's modes.
+		ends := conntrack.NewEndWatcher(nm.log.With("component", "flow-ends"), feed)
+		ends.SetFilter(conntrack.Filter{PrivateCIDRs: nat.PrivateCIDRs, NATAddrs: nat.AllSNATAddrs()})
+		runCtx, stop := context.WithCancel(context.Background())
+		nm.feed, nm.ends, nm.stop, nm.done = feed, ends, stop, make(chan error, 2)
+		go func() { nm.done <- feed.Run(runCtx) }()
+		go func() { nm.done <- ends.Run(runCtx) }()
+		return nil
+	}
+
+	nm.pinPath = filepath.Join(bpffs, "hanat")
 	// The daemon's own wiring: one Controller, driven by Apply.
 	fc, err := fastpath.New(nm.log.With("component", "fastpath"), fastpath.Options{PinPath: nm.pinPath, Feed: feed, Namespace: nm.t.nat, MaxFlows: nm.tweaks.maxFlows})
 	if err != nil {
@@ -232,10 +244,10 @@ func (nm *natMode) teardown(ctx context.Context) error {
 			select {
 			case err := <-nm.done:
 				if err != nil {
-					errs = append(errs, fmt.Errorf("fast path: %w", err))
+					errs = append(errs, fmt.Errorf("event feed or its reader: %w", err))
 				}
 			case <-time.After(10 * time.Second):
-				errs = append(errs, errors.New("fast path did not stop within 10s"))
+				errs = append(errs, errors.New("event feed or its reader (fast path, flow-end watcher) did not stop within 10s"))
 			}
 		}
 		nm.stop = nil

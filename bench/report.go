@@ -147,6 +147,8 @@ func (r *Report) set(name string, mode Mode, v float64) {
 	switch {
 	case strings.HasPrefix(name, MScalePPSPrefix) && strings.HasSuffix(name, scaleShareInfix):
 		unit, help = "%", "arrivals forwarded as fast-path hits at that many flows"
+	case strings.HasPrefix(name, MScalePPSPrefix) && (strings.HasSuffix(name, scaleLookupValueXDPSuffix) || strings.HasSuffix(name, scaleLookupValueTCSuffix)):
+		unit, help = "pps", "the same forwarder with the lookup also reading the value it found and adding to its counters, as a fast-path hit does: the bound of a fast path keeping its flows in the kernel's hash"
 	case strings.HasPrefix(name, MScalePPSPrefix) && (strings.HasSuffix(name, scaleLookupXDPSuffix) || strings.HasSuffix(name, scaleLookupTCSuffix)):
 		unit, help = "pps", "the backend's bare forwarder plus the fast path's flow lookup in a map holding that many flows, in place of the NAT: the bound at that size"
 	case strings.HasPrefix(name, MScalePPSPrefix):
@@ -247,14 +249,16 @@ func (r *Report) evalTargets() {
 	if big := r.scalePPSHi(); big != "" {
 		fig := MScalePPSPrefix + big
 		for _, b := range []struct {
-			m               Mode
-			ceiling, lookup string
-		}{{ModeFastpath, MCeiling, fig + scaleLookupXDPSuffix}, {ModeFastpathTC, MCeilingTC, fig + scaleLookupTCSuffix}} {
+			m                      Mode
+			ceiling, lookup, value string
+		}{{ModeFastpath, MCeiling, fig + scaleLookupXDPSuffix, fig + scaleLookupValueXDPSuffix},
+			{ModeFastpathTC, MCeilingTC, fig + scaleLookupTCSuffix, fig + scaleLookupValueTCSuffix}} {
 			name := fmt.Sprintf("%s/nftables small-packet pps at %s flows", b.m, big)
 			ts = append(ts, target{name, ">= 3", ratio(fig, b.m, fig, ModeNftables), true, 3})
 			bounds = append(bounds,
 				Bound{name, ratio(b.ceiling, b.m, fig, ModeNftables), b.ceiling + " / nftables " + fig},
-				Bound{name, ratio(b.lookup, b.m, fig, ModeNftables), b.lookup + " / nftables " + fig})
+				Bound{name, ratio(b.lookup, b.m, fig, ModeNftables), b.lookup + " / nftables " + fig},
+				Bound{name, ratio(b.value, b.m, fig, ModeNftables), b.value + " / nftables " + fig})
 		}
 	}
 	autoTs := r.autoTargets(ratio)

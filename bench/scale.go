@@ -110,9 +110,10 @@ func runScalePPS(ctx context.Context, log *slog.Logger, opts Options, rep *Repor
 }
 
 // scaleLookupBounds measures, at opts.Flows concurrent flows, each
-// fast-path backend's bound: its bare forwarder plus the flow lookup in a
-// map of maxEntries entries holding them all (lookupCeiling), in a lab of
-// no mode, in the backend's column.
+// fast-path backend's bounds: its bare forwarder plus the flow lookup in a
+// map of maxEntries entries holding them all (lookupCeiling), and the same
+// reading and counting the value found, in a lab of no mode, in the
+// backend's column.
 func scaleLookupBounds(ctx context.Context, log *slog.Logger, opts Options, rep *Report, modes []Mode, maxEntries uint32) error {
 	var ks []forwarder
 	if slices.Contains(modes, ModeFastpath) {
@@ -126,16 +127,21 @@ func scaleLookupBounds(ctx context.Context, log *slog.Logger, opts Options, rep 
 	}
 	_, err := inLab(ctx, log, opts, false, func(l *lab) (modeSample, error) {
 		for _, k := range ks {
-			pps, err := l.tr.lookupCeiling(ctx, opts.PPSDuration, k, maxEntries)
-			if err != nil {
-				return modeSample{}, err
+			for _, value := range []bool{false, true} {
+				pps, err := l.tr.lookupCeiling(ctx, opts.PPSDuration, k, maxEntries, value)
+				if err != nil {
+					return modeSample{}, err
+				}
+				suffix, what := scaleLookupXDPSuffix, " with the flow lookup"
+				if k == fwdTC {
+					suffix = scaleLookupTCSuffix
+				}
+				if value {
+					suffix, what = suffix+"_value", " with the flow lookup, the value read and counted"
+				}
+				log.Info("bench: scale, "+k.String()+what, "flows", opts.Flows, "pps", int(pps))
+				rep.set(scalePPSName(opts.Flows)+suffix, k.mode(), pps)
 			}
-			suffix := scaleLookupXDPSuffix
-			if k == fwdTC {
-				suffix = scaleLookupTCSuffix
-			}
-			log.Info("bench: scale, "+k.String()+" with the flow lookup", "flows", opts.Flows, "pps", int(pps))
-			rep.set(scalePPSName(opts.Flows)+suffix, k.mode(), pps)
 		}
 		return modeSample{}, nil
 	})

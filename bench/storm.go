@@ -27,8 +27,8 @@ import (
 // hanat mode (nftables; fastpath, hanatd's default, whose ruleset shapes
 // the conntrack events), in three variants taken in turn each round:
 //
-//   - sync off: the NAT alone (in the fastpath mode with its offload
-//     engine on its event feed, as hanatd runs it);
+//   - sync off: the NAT alone, as hanatd runs it: its flow-end watcher
+//     on its event feed (and in the fastpath mode its offload engine);
 //   - bare subscriber: a subscriber of the NAT's conntrack event feed
 //     that only counts the events (the bound: what any consumer of the
 //     events costs);
