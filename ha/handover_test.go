@@ -81,8 +81,10 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 // (rtb-a) while nat-a was down, its last describe showed rtb-a pointing at
 // nat-c, and nat-a then took rtb-a back by the preempt handshake and wrote
 // it (its heartbeats list it as owned) before nat-c's next describe. beat
-// sends nat-a's next heartbeat, 200 ms later.
-func preemptedBack(t *testing.T) (c *Engine, beat func(Message), now func() time.Time) {
+// sends nat-a's next heartbeat, 200 ms later. With describeBetween,
+// nat-c's describe runs after its release and before nat-a's write; with
+// unheard, nat-a's heartbeats claiming rtb-a never reach nat-c.
+func preemptedBack(t *testing.T, describeBetween, unheard bool) (c *Engine, beat func(Message), now func() time.Time) {
 	t.Helper()
 	at := time.Unix(1_800_000_000, 0)
 	c = NewEngine(slog.New(slog.NewTextHandler(testWriter{t}, nil)), EngineConfig{NodeID: "i-c", ENI: "eni-c", Peer: true, Home: []string{"rtb-c"}, Backup: []string{"rtb-a"},
@@ -108,8 +110,14 @@ func preemptedBack(t *testing.T) (c *Engine, beat func(Message), now func() time
 	if c.Claimed("rtb-a") {
 		t.Fatalf("nat-c did not release rtb-a to the preempt handshake: %+v", c.Status(at))
 	}
-	beat(Message{Owned: []string{"rtb-a"}}) // nat-a claims it and writes it back
-	beat(Message{Owned: []string{"rtb-a"}})
+	if describeBetween {
+		at = at.Add(10 * time.Millisecond)
+		c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, at, at.Add(100*time.Millisecond))
+	}
+	if !unheard {
+		beat(Message{Owned: []string{"rtb-a"}}) // nat-a claims it and writes it back
+		beat(Message{Owned: []string{"rtb-a"}})
+	}
 	return c, beat, func() time.Time { return at }
 }
 
@@ -143,27 +151,37 @@ func checkWrittenAtOnce(t *testing.T, c *Engine, now time.Time) {
 // TestHandoverAfterPreemptWritesAtOnce: nat-a goes into maintenance right
 // after its preempt write (CI's TestHAPair graceful stop, runs 2 and 5).
 func TestHandoverAfterPreemptWritesAtOnce(t *testing.T) {
-	c, beat, now := preemptedBack(t)
+	for _, between := range []bool{false, true} {
+		c, beat, now := preemptedBack(t, between, false)
+		beat(Message{Maintenance: true, Offered: []string{"rtb-a"}})
+		checkWrittenAtOnce(t, c, now())
+	}
+	// A describe in flight at the claim, started before nat-a's last
+	// heartbeat claiming rtb-a, does not confirm the claim either.
+	c, beat, now := preemptedBack(t, false, false)
 	beat(Message{Maintenance: true, Offered: []string{"rtb-a"}})
+	c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, now().Add(-300*time.Millisecond), now())
 	checkWrittenAtOnce(t, c, now())
 }
 
 // TestDeathAfterPreemptWritesAtOnce: nat-a dies right after its preempt
-// write. Believing the old describe, nat-c would not write rtb-a, and its
+// write (or right after nat-c's release, its claim never heard). Believing the old describe, nat-c would not write rtb-a, and its
 // next describe (rtb-a at nat-a) would read as "taken": released, left to
 // a dead node.
 func TestDeathAfterPreemptWritesAtOnce(t *testing.T) {
-	c, _, now := preemptedBack(t)
-	dead := now().Add(time.Second)
-	c.Tick(dead)
-	checkWrittenAtOnce(t, c, dead)
+	for _, unheard := range []bool{false, true} {
+		c, _, now := preemptedBack(t, false, unheard)
+		dead := now().Add(time.Second)
+		c.Tick(dead)
+		checkWrittenAtOnce(t, c, dead)
+	}
 }
 
 // TestDescribeAfterPeerLetGoIsBelieved: the other side — a describe that
 // started after the peer last claimed the table, showing it here, is
 // believed at the claim: held, nothing to write.
 func TestDescribeAfterPeerLetGoIsBelieved(t *testing.T) {
-	c, beat, now := preemptedBack(t)
+	c, beat, now := preemptedBack(t, false, false)
 	beat(Message{}) // nat-a let it go (its write never landed)
 	c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, now().Add(time.Millisecond), now().Add(100*time.Millisecond))
 	beat(Message{Maintenance: true})
