@@ -190,3 +190,21 @@ func TestDescribeAfterPeerLetGoIsBelieved(t *testing.T) {
 			c.Claimed("rtb-a"), c.Unwritten("rtb-a"), c.ToWrite())
 	}
 }
+
+// TestOldDescribeDoesNotAdoptTable: a table nobody claims is adopted as
+// "points here" only on a describe newer than the peer's last claim of
+// it: on an older one nat-c would write a table that the healthy peer
+// may have moved anywhere since (taking it back by itself).
+func TestOldDescribeDoesNotAdoptTable(t *testing.T) {
+	c, beat, now := preemptedBack(t, false, false)
+	for range 30 { // nat-a lets rtb-a go and stays healthy, past GiveTimeout
+		beat(Message{})
+	}
+	if c.Claimed("rtb-a") {
+		t.Fatalf("nat-c claims rtb-a (writes %v) on a describe from before nat-a's claim", c.ToWrite())
+	}
+	c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, now().Add(time.Millisecond), now().Add(100*time.Millisecond))
+	if !c.Claimed("rtb-a") || c.Unwritten("rtb-a") {
+		t.Errorf("a fresh describe shows rtb-a here: claimed %v, unwritten %v; want held", c.Claimed("rtb-a"), c.Unwritten("rtb-a"))
+	}
+}
