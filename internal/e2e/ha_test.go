@@ -440,8 +440,9 @@ func (p *haPair) watchRoute(rtb, eni string, within time.Duration) <-chan time.T
 
 // timeline logs where a failover's outage went, in ms from the stop
 // call: the lab stopping nat-a, the successful probes on either side of
-// the longest gap between two of them (the outage prober.outage
-// measures; a failed probe is recorded only at its timeout), and
+// the longest gap between two of them that ends after the stop (the
+// outage prober.outage measures, whose window also holds the second
+// before; a failed probe is recorded only at its timeout), and
 // nat-c's view (last heartbeat, peer declared dead, EC2 calls, its EIP
 // associated, route written) from its debug log.
 func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr *prober, natcLog string) {
@@ -457,7 +458,7 @@ func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr
 		if !r.ok || r.start.Before(at.Add(-time.Second)) {
 			continue
 		}
-		if !prev.start.IsZero() && r.start.Sub(prev.start) > firstOK.start.Sub(lastOK.start) {
+		if !prev.start.IsZero() && r.start.After(at) && r.start.Sub(prev.start) > firstOK.start.Sub(lastOK.start) {
 			lastOK, firstOK = prev, r
 		}
 		prev = r
