@@ -15,7 +15,7 @@ type round struct {
 
 // facts are what one round knows of one table.
 type facts struct {
-	selfObs          bool // last seen pointing at this node
+	selfObs          bool // last seen pointing at this node, since the peer last claimed it (seenHere)
 	peerOwns         bool // the live peer claims it
 	peerWants        bool // the live peer asks for it
 	recentlyReleased bool // this node released it less than GiveTimeout ago
@@ -51,7 +51,7 @@ func (e *Engine) evaluate(now time.Time) {
 
 func (e *Engine) factsOf(t *tableState, r round) facts {
 	return facts{
-		selfObs:          t.observed && e.isSelf(t.obs),
+		selfObs:          e.seenHere(t),
 		peerOwns:         r.alive && e.peerHas(owned, t.id),
 		peerWants:        r.alive && e.peerHas(wanted, t.id),
 		recentlyReleased: !t.releasedAt.IsZero() && r.now.Sub(t.releasedAt) < e.cfg.GiveTimeout,

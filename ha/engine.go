@@ -81,16 +81,22 @@ type tableState struct {
 	obs        Observation
 	observed   bool
 	observedAt time.Time
-	last       Change
-	changes    uint64
-	lostAt     time.Time // when it was seen taken from us
-	releaseSeq uint64    // first heartbeat after our last release
-	offerSeq   uint64    // first heartbeat carrying our offer
-	claimSeq   uint64    // first heartbeat carrying our last claim
-	holdFrom   time.Time // an operator failover restarts the hold-down
-	writing    bool      // a write of this table is in flight
-	writeDone  time.Time // when the last write finished (landed or not)
-	wroteAt    time.Time // when our last successful write finished
+	// observedFrom is when the describe behind obs started (or our
+	// write landed); peerClaimedAt the last heartbeat in which the peer
+	// claimed the table. An observation from before either may predate
+	// the peer's write (see seenHere).
+	observedFrom  time.Time
+	peerClaimedAt time.Time
+	last          Change
+	changes       uint64
+	lostAt        time.Time // when it was seen taken from us
+	releaseSeq    uint64    // first heartbeat after our last release
+	offerSeq      uint64    // first heartbeat carrying our offer
+	claimSeq      uint64    // first heartbeat carrying our last claim
+	holdFrom      time.Time // an operator failover restarts the hold-down
+	writing       bool      // a write of this table is in flight
+	writeDone     time.Time // when the last write finished (landed or not)
+	wroteAt       time.Time // when our last successful write finished
 }
 
 // writeSettle is how long after our own write a describe showing the
@@ -333,6 +339,11 @@ func (e *Engine) OnHeartbeat(m *Message, now time.Time) {
 	e.peer.msg, e.peer.at, e.peer.epoch = m, now, m.Epoch
 	// The peer's home tables are the ones we back up.
 	e.AddTables(nil, m.Home)
+	for _, id := range m.Owned {
+		if t, ok := e.tables[id]; ok {
+			t.peerClaimedAt = now
+		}
+	}
 	e.evaluate(now)
 }
 
@@ -380,10 +391,12 @@ func (e *Engine) ObserveSince(id string, o Observation, started, now time.Time) 
 		e.counters.ObservationsStaleAfterWrite++
 		return
 	}
-	t.obs, t.observed, t.observedAt = o, true, now
+	t.obs, t.observed, t.observedAt, t.observedFrom = o, true, now, started
 	self := e.isSelf(o)
 	switch {
-	case t.claim == claimTaking && self:
+	case t.claim == claimTaking && e.seenHere(t):
+		// (A describe that started before the peer's last claim may
+		// predate its write: the write goes ahead, StartWrites.)
 		e.setClaim(t, claimHeld)
 	case t.claim == claimHeld && !self && o.Target != "" && o.Target != e.cfg.ENI && e.handingToUs(t, o, now):
 		// We took it at the peer's handover while our last describe still
@@ -412,6 +425,18 @@ func (e *Engine) handingToUs(t *tableState, o Observation, now time.Time) bool {
 		t.last.Claim && now.Sub(t.last.At) < e.cfg.GiveTimeout
 }
 
+// seenHere reports that t's last observation shows it pointing here and
+// is news since anyone else could last have written it: its describe
+// started after this node's last release of t and after the last
+// heartbeat in which the peer claimed t. An older one may predate the
+// peer's write (a preempt's ReplaceRoute lands between two of our
+// describes): claimed on its word, the table would be held with nothing
+// written and its EIP would move here at once, while the route stays at
+// the peer until the next describe.
+func (e *Engine) seenHere(t *tableState) bool {
+	return t.observed && e.isSelf(t.obs) && t.observedFrom.After(t.releasedAt) && t.observedFrom.After(t.peerClaimedAt)
+}
+
 // isSelf reports an active default route to this node's ENI.
 func (e *Engine) isSelf(o Observation) bool {
 	return e.cfg.ENI != "" && o.Target == e.cfg.ENI && !o.Blackhole
@@ -433,7 +458,7 @@ func (e *Engine) WriteDone(id string, ok bool, now time.Time) {
 	}
 	if ok && t.claim == claimTaking {
 		e.setClaim(t, claimHeld)
-		t.obs, t.observed, t.observedAt = Observation{Target: e.cfg.ENI}, true, now
+		t.obs, t.observed, t.observedAt, t.observedFrom = Observation{Target: e.cfg.ENI}, true, now, now
 	}
 }
 
@@ -536,11 +561,13 @@ func (e *Engine) known(ids []string) error {
 }
 
 // claimObserved claims t as held when the last observation already
-// shows it pointing here: nothing to write, and if the peer changed it
-// since, the next observation releases it instead of rewriting it.
+// shows it pointing here and nobody else can have written it since
+// (seenHere): nothing to write, and if the peer changed it since, the
+// next observation releases it instead of rewriting it. Otherwise it is
+// written (StartWrites).
 func (e *Engine) claimObserved(t *tableState, now time.Time, reason Reason) {
 	e.claim(t, now, reason)
-	if t.claim == claimTaking && t.observed && e.isSelf(t.obs) {
+	if t.claim == claimTaking && e.seenHere(t) {
 		e.setClaim(t, claimHeld)
 	}
 }
@@ -653,7 +680,11 @@ func (e *Engine) StartWrites(now time.Time) []Write {
 		t := e.tables[id]
 		w := Write{Table: id, Reason: t.last.Reason}
 		switch {
-		case !t.observed || e.isSelf(t.obs):
+		case !t.observed || e.seenHere(t):
+		case e.isSelf(t.obs):
+			// Seen here before the peer could write it (seenHere): the
+			// peer's route replaced ours, most likely.
+			w.Op = WriteReplace
 		case t.obs.Target == "":
 			w.Op = WriteCreate
 		default:

@@ -529,3 +529,65 @@ func TestManagerDiscoveredEIPs(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerHandoverRightAfterPreempt: nat-a gets its table back by
+// the preempt handshake and goes into maintenance before nat-c describes
+// the table again (its resync is long here, 1 s in hanatd). nat-c must
+// point rtb-a at itself at once, its EIP immediately followed by the
+// route: not move the EIP and leave the route at nat-a until its next
+// describe (CI's TestHAPair graceful stop: outage up to 1.05 s).
+func TestManagerHandoverRightAfterPreempt(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	pa, pc := freeUDPPort(t), freeUDPPort(t)
+	fc := &fakeCloud{routes: map[string]string{"rtb-a": "eni-a", "rtb-c": "eni-c"}, eips: map[string]string{"eipalloc-a": "eni-a"}}
+	key := []byte("0123456789abcdef0123")
+	opts := func(id, eni string, self, peer uint16, home, backup string) Options {
+		return Options{NodeID: id, ENI: func() string { return eni }, Listen: netip.AddrPortFrom(lo, self),
+			Peer: netip.AddrPortFrom(lo, peer), Key: key, Interval: 50 * time.Millisecond, DeadAfter: 4,
+			Preempt: true, HoldDown: 300 * time.Millisecond, Home: []string{home}, Backup: []string{backup}, Resync: time.Hour,
+			EIPs: []EIPGroup{{AllocationID: "eipalloc-a", RouteTables: []string{"rtb-a"}}}}
+	}
+	start := func(o Options) (*Manager, func()) {
+		m, err := New(slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("node", o.NodeID), fc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		return m, func() { cancel(); <-done }
+	}
+	c, stopC := start(opts("i-c", "eni-c", pc, pa, "rtb-c", "rtb-a"))
+	defer stopC()
+	// nat-a is down: nat-c takes rtb-a, and its verifying describe shows
+	// rtb-a at nat-c.
+	waitFor(t, "rtb-a fails over to i-c", 10*time.Second, func() bool { return fc.get("rtb-a") == "eni-c" })
+	waitFor(t, "i-c holds rtb-a", 5*time.Second, func() bool {
+		for _, tb := range c.Status().Tables {
+			if tb.ID == "rtb-a" {
+				return tb.Claim == "held" && tb.Owner == "eni-c"
+			}
+		}
+		return false
+	})
+	a, stopA := start(opts("i-a", "eni-a", pa, pc, "rtb-a", "rtb-c"))
+	defer stopA()
+	waitFor(t, "rtb-a returns to i-a by preempt", 10*time.Second, func() bool { return fc.get("rtb-a") == "eni-a" })
+	fc.mu.Lock()
+	from := len(fc.calls)
+	fc.mu.Unlock()
+	at := time.Now()
+	a.SetMaintenance(true)
+	waitFor(t, "rtb-a back at i-c after nat-a's maintenance", 2*time.Second, func() bool { return fc.get("rtb-a") == "eni-c" })
+	took := time.Since(at)
+	fc.mu.Lock()
+	calls := strings.Join(fc.calls[from:], ", ")
+	fc.mu.Unlock()
+	if !strings.HasPrefix(calls, "eip eipalloc-a, route rtb-a") {
+		t.Errorf("calls after nat-a's maintenance: %q, want the EIP then at once the route", calls)
+	}
+	if n := c.Status().Counters.HandoverRewrites; n != 0 {
+		t.Errorf("handover_rewrites %d: rtb-a was written only after a describe caught up", n)
+	}
+	t.Logf("handover took %v, calls %q", took.Round(time.Millisecond), calls)
+}

@@ -439,9 +439,12 @@ func (p *haPair) watchRoute(rtb, eni string, within time.Duration) <-chan time.T
 }
 
 // timeline logs where a failover's outage went, in ms from the stop
-// call: the lab stopping nat-a, the last and first successful probes
-// around it, and nat-c's view (last heartbeat, peer declared dead, EC2
-// calls, route written) from its debug log.
+// call: the lab stopping nat-a, the successful probes on either side of
+// the longest gap between two of them that ends after the stop (the
+// outage prober.outage measures, whose window also holds the second
+// before; a failed probe is recorded only at its timeout), and
+// nat-c's view (last heartbeat, peer declared dead, EC2 calls, its EIP
+// associated, route written) from its debug log.
 func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr *prober, natcLog string) {
 	t.Helper()
 	ms := func(x time.Time) string {
@@ -450,15 +453,15 @@ func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr
 		}
 		return fmt.Sprintf("%+d", x.Sub(at).Milliseconds())
 	}
-	var lastOK, firstOK probe
+	var lastOK, firstOK, prev probe
 	for _, r := range pr.snapshot() {
-		switch {
-		case !r.ok:
-		case r.start.Before(at.Add(500 * time.Millisecond)):
-			lastOK = r
-		case firstOK.start.IsZero() && !flip.IsZero() && r.start.After(flip.Add(-200*time.Millisecond)):
-			firstOK = r
+		if !r.ok || r.start.Before(at.Add(-time.Second)) {
+			continue
 		}
+		if !prev.start.IsZero() && r.start.After(at) && r.start.Sub(prev.start) > firstOK.start.Sub(lastOK.start) {
+			lastOK, firstOK = prev, r
+		}
+		prev = r
 	}
 	parts := []string{fmt.Sprintf("HA-TIMELINE run=%d stop_returned=%s last_ok_probe=%s..%s", run, ms(stopped),
 		ms(lastOK.start), ms(lastOK.end))}
@@ -481,6 +484,8 @@ func (p *haPair) timeline(t *testing.T, run int, at, stopped, flip time.Time, pr
 				st = time.Date(y, mo, dd, st.Hour(), st.Minute(), st.Second(), st.Nanosecond(), at.Location())
 				what += "@" + ms(st) + " end"
 			}
+		case strings.Contains(line, `msg="EIP follows its route tables to this node"`):
+			what = "eip"
 		case strings.Contains(line, "route table now points at this node"):
 			what = "written"
 		default:
@@ -533,6 +538,7 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 		flip := p.watchRoute(p.rtbA, p.eniC, 25*time.Second)
 		logFrom := len(p.nodes["nat-c"].proc.Output())
 		natA := p.nodes["nat-a"].proc
+		rewrites := p.counter(t, "nat-c", "handover_rewrites")
 		at := p.stopNAT(t, "nat-a", crash, false)
 		stopped := time.Now()
 		if !crash {
@@ -543,6 +549,14 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 					run, got, p.eniC, lastLines(natA.Output(), 30))
 			}
 			t.Logf("run %d: graceful stop (handover + shutdown) took %v", run, stopped.Sub(at).Round(time.Millisecond))
+			// nat-c wrote private-a when nat-a handed it over, its EIP
+			// right before: not later, when a describe found the route
+			// still at nat-a (its EIP had moved at the claim, app-a's new
+			// flows through nat-a had no public address until then).
+			if n := p.counter(t, "nat-c", "handover_rewrites"); n != rewrites {
+				t.Errorf("run %d: nat-c's handover_rewrites %d -> %d: private-a was written only after a describe showed it still at nat-a",
+					run, rewrites, n)
+			}
 		}
 		p.waitRoutes(t, name, 10*time.Second, p.eniC, p.eniC)
 		appA.recovered(t, at, 10*time.Second)
@@ -578,6 +592,19 @@ func (p *haPair) stopRuns(t *testing.T, name string, crash bool) {
 	med, worst := median(outs), slices.Max(outs)
 	t.Logf("HA-OUTAGE scenario=%s-median ms=%d", name, med.Milliseconds())
 	t.Logf("HA-OUTAGE scenario=%s-max ms=%d runs=%v", name, worst.Milliseconds(), outs)
+}
+
+// counter is one of a node's HA counters (0 when not shown: the engine's
+// decision counters appear once non-zero).
+func (p *haPair) counter(t *testing.T, node, name string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := p.nodes[node].client.Status(ctx)
+	if err != nil || st.HA == nil {
+		t.Fatalf("status of %s: %v (ha %v)", node, err, st.HA != nil)
+	}
+	return st.HA.Counters[name]
 }
 
 func lastLines(s string, n int) string {
