@@ -501,6 +501,10 @@ func runModeAs(ctx context.Context, log *slog.Logger, l *lab, m Mode, tw modeTwe
 			return s, err
 		}
 		s.fastShare = 100 * float64(after.Hits-before.Hits) / float64(ps.arrived)
+		if e := nm.fast.Status().Engine; e != nil {
+			// What the offload engine's periodic sweep costs at this size.
+			log.Info("bench: offload engine sweep", "flows", tr.flows, "sweeps", e.Sweeps, "last_sweep", time.Duration(e.SweepMicros)*time.Microsecond)
+		}
 	}
 
 	if opts.SkipTCP {

@@ -271,12 +271,7 @@ func NewFlowEntry(k FlowKey, a FlowAction) (RawFlowKey, RawFlowValue, error) {
 
 // decodeFlow turns map entries back into the Go view.
 func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats) {
-	k := FlowKey{
-		Ifindex: rk.IfindexProto >> 8,
-		Proto:   uint8(rk.IfindexProto),
-		Src:     netip.AddrPortFrom(wordAddr(rk.Saddr), fromBE16(rk.Sport)),
-		Dst:     netip.AddrPortFrom(wordAddr(rk.Daddr), fromBE16(rk.Dport)),
-	}
+	k := decodeFlowKey(rk)
 	a := FlowAction{
 		NewSrc:        netip.AddrPortFrom(wordAddr(rv.NewSaddr), fromBE16(rv.NewSport)),
 		NewDst:        netip.AddrPortFrom(wordAddr(rv.NewDaddr), fromBE16(rv.NewDport)),
@@ -288,6 +283,16 @@ func decodeFlow(rk RawFlowKey, rv RawFlowValue) (FlowKey, FlowAction, FlowStats)
 	}
 	s := FlowStats{Packets: rv.Packets, Bytes: rv.Bytes}
 	return k, a, s
+}
+
+// decodeFlowKey is a raw key as a FlowKey.
+func decodeFlowKey(rk RawFlowKey) FlowKey {
+	return FlowKey{
+		Ifindex: rk.IfindexProto >> 8,
+		Proto:   uint8(rk.IfindexProto),
+		Src:     netip.AddrPortFrom(wordAddr(rk.Saddr), fromBE16(rk.Sport)),
+		Dst:     netip.AddrPortFrom(wordAddr(rk.Daddr), fromBE16(rk.Dport)),
+	}
 }
 
 // sameAction reports whether two values rewrite and send identically.
@@ -576,6 +581,24 @@ const iterateBatch = 1024
 // may not be seen; on kernels without batch lookups (before 5.6), where it
 // walks key by key, a concurrent delete can also make it see a flow twice.
 func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) error {
+	return o.iterateRaw(func(rk *RawFlowKey, rv *RawFlowValue) bool {
+		k, a, s := decodeFlow(*rk, *rv)
+		return fn(k, a, s)
+	})
+}
+
+// IterateFlowStats is IterateFlows without the actions: the key and the
+// counters of each direction, with nothing allocated per entry (the
+// offload engine's sweep reads millions).
+func (o *Objects) IterateFlowStats(fn func(FlowKey, FlowStats) bool) error {
+	return o.iterateRaw(func(rk *RawFlowKey, rv *RawFlowValue) bool {
+		return fn(decodeFlowKey(*rk), FlowStats{Packets: rv.Packets, Bytes: rv.Bytes})
+	})
+}
+
+// iterateRaw calls fn for every raw entry, in batches where the kernel
+// has them (see IterateFlows).
+func (o *Objects) iterateRaw(fn func(*RawFlowKey, *RawFlowValue) bool) error {
 	keys := make([]RawFlowKey, iterateBatch)
 	vals := make([]RawFlowValue, iterateBatch)
 	var cursor ebpf.MapBatchCursor
@@ -584,8 +607,7 @@ func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) err
 	for calls := uint64(0); calls <= 2*uint64(o.maxFlows)+1; calls++ {
 		n, err := o.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
 		for i := range n {
-			k, a, s := decodeFlow(keys[i], vals[i])
-			if !fn(k, a, s) {
+			if !fn(&keys[i], &vals[i]) {
 				return nil
 			}
 		}
@@ -593,7 +615,7 @@ func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) err
 		case errors.Is(err, ebpf.ErrKeyNotExist):
 			return nil
 		case errors.Is(err, ebpf.ErrNotSupported) && calls == 0 && n == 0:
-			return o.iterateFlowsOneByOne(fn)
+			return o.iterateRawOneByOne(fn)
 		case err != nil:
 			return fmt.Errorf("bpf: iterate flows: %w", err)
 		}
@@ -601,14 +623,13 @@ func (o *Objects) IterateFlows(fn func(FlowKey, FlowAction, FlowStats) bool) err
 	return fmt.Errorf("bpf: iterate flows: batch lookup did not finish")
 }
 
-// iterateFlowsOneByOne is IterateFlows for kernels without batch lookups.
-func (o *Objects) iterateFlowsOneByOne(fn func(FlowKey, FlowAction, FlowStats) bool) error {
+// iterateRawOneByOne is iterateRaw for kernels without batch lookups.
+func (o *Objects) iterateRawOneByOne(fn func(*RawFlowKey, *RawFlowValue) bool) error {
 	var rk RawFlowKey
 	var rv RawFlowValue
 	it := o.objs.Flows.Iterate()
 	for it.Next(&rk, &rv) {
-		k, a, s := decodeFlow(rk, rv)
-		if !fn(k, a, s) {
+		if !fn(&rk, &rv) {
 			return nil
 		}
 	}

@@ -728,11 +728,23 @@ func TestIterateManyFlows(t *testing.T) {
 			t.Fatalf("flow %v seen %d times", k, c)
 		}
 	}
+	// The sweep's iteration sees the same keys, each once.
+	for k := range seen {
+		seen[k] = 0
+	}
+	if err := objs.IterateFlowStats(func(k FlowKey, _ FlowStats) bool { seen[k]++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("IterateFlowStats: flow %v seen %d times", k, c)
+		}
+	}
 	calls := 0
 	if err := objs.IterateFlows(func(FlowKey, FlowAction, FlowStats) bool { calls++; return calls < 10 }); err != nil || calls != 10 {
 		t.Fatalf("early stop: %d calls, err %v", calls, err)
 	}
-	if err := objs.iterateFlowsOneByOne(func(FlowKey, FlowAction, FlowStats) bool { calls++; return true }); err != nil || calls != 10+n {
+	if err := objs.iterateRawOneByOne(func(*RawFlowKey, *RawFlowValue) bool { calls++; return true }); err != nil || calls != 10+n {
 		t.Fatalf("one-by-one iteration: %d calls, err %v", calls-10, err)
 	}
 }

@@ -55,7 +55,8 @@ type FlowMap interface {
 	PutFlow(bpf.FlowKey, bpf.FlowAction) error
 	DeleteFlow(bpf.FlowKey) error
 	LookupFlow(bpf.FlowKey) (bpf.FlowAction, bpf.FlowStats, error)
-	IterateFlows(func(bpf.FlowKey, bpf.FlowAction, bpf.FlowStats) bool) error
+	// IterateFlowStats reads every entry's key and counters (the sweep).
+	IterateFlowStats(func(bpf.FlowKey, bpf.FlowStats) bool) error
 }
 
 // engineConfig tunes the engine. Zero values mean the defaults.
@@ -181,6 +182,11 @@ type EngineStats struct {
 	MapErrors     uint64 `json:"map_errors"`
 	StaleEntries  uint64 `json:"stale_entries"`
 	IdleHandbacks uint64 `json:"idle_handbacks"`
+	// Sweeps done; SweepMicros the last one's duration (reading the map,
+	// refreshing the kernel's timeouts, retries), in µs: what the sweep
+	// costs a CPU every SweepInterval at this many flows.
+	Sweeps      uint64 `json:"sweeps"`
+	SweepMicros uint64 `json:"sweep_last_us"`
 }
 
 // FastCounters are the fast path's counters of one connection: packets and
@@ -219,6 +225,10 @@ type record struct {
 	idleHandback   bool // handed back to the slow path idle, before its kernel deadline
 	resolvedAt     time.Duration
 	seenGen        uint64
+	// sweepGen[i] is the sweep that last read direction i's map entry,
+	// whose counters it left in sweepStats[i].
+	sweepGen   [2]uint64
+	sweepStats [2]bpf.FlowStats
 }
 
 type pathKey struct{ src, dst netip.Addr }
@@ -254,6 +264,7 @@ type engine struct {
 	filter     conntrack.Filter
 	recs       map[conntrack.Tuple]*record
 	byKey      map[bpf.FlowKey]*record
+	sweeps     uint64 // sweeps started (the stamp of record.sweepGen)
 	offloaded  int
 	pending    int
 	cache      map[pathKey]cachedPath

@@ -84,13 +84,25 @@ func (o *engine) resync(ctx context.Context) error {
 // rechecks old paths.
 func (o *engine) sweep(ctx context.Context) {
 	o.takeFilter()
-	defer o.publishStats()
+	started := time.Now()
+	defer func() {
+		o.stats.Sweeps++
+		o.stats.SweepMicros = uint64(time.Since(started).Microseconds())
+		o.publishStats()
+	}()
 	now := o.now()
-	seen := make(map[bpf.FlowKey]bpf.FlowStats, len(o.byKey))
+	// Each entry's counters go to its record, stamped with this sweep:
+	// no map of millions of keys built per sweep.
+	o.sweeps++
+	gen := o.sweeps
 	var stale []bpf.FlowKey
-	err := o.fm.IterateFlows(func(k bpf.FlowKey, _ bpf.FlowAction, s bpf.FlowStats) bool {
-		if _, ok := o.byKey[k]; ok {
-			seen[k] = s
+	err := o.fm.IterateFlowStats(func(k bpf.FlowKey, s bpf.FlowStats) bool {
+		if rec, ok := o.byKey[k]; ok {
+			i := 0
+			if rec.keys[1] == k {
+				i = 1
+			}
+			rec.sweepGen[i], rec.sweepStats[i] = gen, s
 		} else if len(stale) < 1<<16 {
 			stale = append(stale, k)
 		}
@@ -113,8 +125,8 @@ func (o *engine) sweep(ctx context.Context) {
 		if rec.state != stOffloaded {
 			continue
 		}
-		s0, ok0 := seen[rec.keys[0]]
-		s1, ok1 := seen[rec.keys[1]]
+		s0, ok0 := rec.sweepStats[0], rec.sweepGen[0] == gen
+		s1, ok1 := rec.sweepStats[1], rec.sweepGen[1] == gen
 		if !ok0 || !ok1 {
 			// The LRU map evicted a direction (or someone deleted it):
 			// take out the other one too and offload again later.

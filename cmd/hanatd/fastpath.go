@@ -34,6 +34,7 @@ func fastpathStatus(s fastpath.Status) admin.FastpathStatus {
 			"offloads": e.Offloads, "removals": e.Removals, "refreshes": e.Refreshes, "expired": e.Expired,
 			"evicted": e.Evicted, "full": e.Full, "path_errors": e.PathErrors, "map_errors": e.MapErrors,
 			"stale_entries": e.StaleEntries, "idle_handbacks": e.IdleHandbacks,
+			"sweeps": e.Sweeps, "sweep_last_us": e.SweepMicros,
 		}
 	} else if s.EngineError != "" && st.Reason == "" {
 		st.Reason = "offload engine: " + s.EngineError
