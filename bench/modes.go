@@ -52,6 +52,7 @@ type natMode struct {
 	tweaks modeTweaks
 
 	slow    *datapath.Slowpath
+	nat     datapath.NAT // the table slow holds
 	sysctls *datapath.Sysctls
 	pinPath string
 	fast    *fastpath.Controller  // hanatd's own fast path, in the nat namespace
@@ -71,8 +72,8 @@ func hanatNAT() datapath.NAT {
 	}
 }
 
-// hanatFastNAT is hanatNAT with the fast path's flow selection, as hanatd
-// configures it with the fast path on.
+// hanatFastNAT is hanatNAT with the kernel's flow selection, as hanatd
+// configures it with the fast path or the state sync on.
 func hanatFastNAT() datapath.NAT {
 	n := hanatNAT()
 	n.Offload = &datapath.Offload{AfterPackets: datapath.DefaultOffloadAfterPackets}
@@ -144,7 +145,7 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 			nat.Offload.AfterPackets = uint64(nm.tweaks.offloadAfter)
 		}
 	}
-	nm.slow = datapath.NewSlowpath(nm.log, nm.t.nat.FD())
+	nm.slow, nm.nat = datapath.NewSlowpath(nm.log, nm.t.nat.FD()), nat
 	if _, err := nm.slow.Apply(ctx, nat); err != nil {
 		return fmt.Errorf("mode %s: %w", nm.mode, err)
 	}
@@ -213,6 +214,24 @@ func (nm *natMode) setupHanat(ctx context.Context, fast bool, bpffs, stateDir st
 	if st := fc.Status(); st.Mode != backend || len(st.Interfaces) != nm.t.interfaces() || st.Engine == nil {
 		return fmt.Errorf("mode %s: fast path is %q on %+v (%s), want %s on the NAT's %d interfaces with its engine", nm.mode, st.Mode, st.Interfaces, st.Reason+st.EngineError, backend, nm.t.interfaces())
 	}
+	return nil
+}
+
+// synced makes the slow path's table the one hanatd applies with the
+// state sync on (the offload mark, which the sync follows) or off; with
+// the fast path the table is that one either way.
+func (nm *natMode) synced(ctx context.Context, on bool) error {
+	if nm.slow == nil || nm.fast != nil || (nm.nat.Offload != nil) == on {
+		return nil
+	}
+	n := hanatNAT()
+	if on {
+		n = hanatFastNAT()
+	}
+	if _, err := nm.slow.Apply(ctx, n); err != nil {
+		return fmt.Errorf("mode %s: table with the state sync %v: %w", nm.mode, on, err)
+	}
+	nm.nat = n
 	return nil
 }
 

@@ -24,8 +24,11 @@ import (
 
 // The connection storm: short TCP connections (the conn-client helper,
 // paced to Options.StormRate) through the NAT of the bench topology in a
-// hanat mode (nftables; fastpath, hanatd's default, whose ruleset shapes
-// the conntrack events), in three variants taken in turn each round:
+// hanat mode (nftables; fastpath, hanatd's default), in three variants
+// taken in turn each round (with the sync, or the bare subscriber standing
+// in for it, the slow path's table is hanatd's with the sync on: the
+// offload mark shapes the conntrack events, as the fast path's always
+// does):
 //
 //   - sync off: the NAT alone, as hanatd runs it: its flow-end watcher
 //     on its event feed (and in the fastpath mode its offload engine);
@@ -43,8 +46,8 @@ import (
 // the sync) and held open for probeHold. A probe's lag is the time from
 // its connect returning to the receiver holding its flow (Receiver.Held,
 // polled every heldPoll): the NAT's event, the feed, the sender's queue
-// and frame, the sealing, the link and the receiver's apply (and, in the
-// fastpath mode, the probe's own echoes up to its 16th packet). In the
+// and frame, the sealing, the link and the receiver's apply (and the
+// probe's own echoes up to its 16th packet, when its mark announces it). In the
 // same samples a watcher subscribed to the feed ahead of the sender notes
 // when each probe's event arrives: the event lag, the bound of the sync
 // lag (what any consumer of the events sees). A probe not seen within
@@ -314,6 +317,11 @@ func (l *stormLab) mode(ctx context.Context, log *slog.Logger, m Mode, opts Opti
 
 // sample runs the storm once in variant v.
 func (l *stormLab) sample(ctx context.Context, log *slog.Logger, nm *natMode, v stormVariant, opts Options) (res stormResult, err error) {
+	// The slow path's table as hanatd has it with the sync on or off (the
+	// bare subscriber stands in for a sync).
+	if err := nm.synced(ctx, v != stormOff); err != nil {
+		return res, fmt.Errorf("bench storm: %w", err)
+	}
 	pr := newProbes()
 	var fns []func(context.Context) error
 	feed := nm.feed // the fast path's, which hanatd shares with the sync

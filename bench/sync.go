@@ -173,7 +173,7 @@ func runFullSync(ctx context.Context, log *slog.Logger, opts Options, rep *Repor
 	for _, x := range []struct {
 		ns  *netns.NS
 		nat datapath.NAT
-	}{{node, hanatNAT()}, {peer, takeoverNAT()}} {
+	}{{node, hanatFastNAT()}, {peer, takeoverNAT()}} { // the node's table as hanatd has it with the sync on
 		if _, err := x.ns.Run(ctx, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_max=%d", ctMax)); err != nil {
 			return fmt.Errorf("bench sync: %w", err)
 		}

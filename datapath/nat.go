@@ -43,9 +43,10 @@ type NAT struct {
 	// HostInput, when set, filters IPv4 traffic addressed to the NAT
 	// itself (chain input); nil leaves input traffic alone.
 	HostInput *HostInput
-	// Offload, when set, selects the flows the XDP fast path should carry
-	// and shapes the conntrack events the offload engine reads (see
-	// Offload). nil: no fast path, conntrack events untouched.
+	// Offload, when set, selects the flows the fast path should carry
+	// and the state sync stream, and shapes the conntrack events the
+	// offload engine and the sync read (see Offload). nil: neither runs,
+	// conntrack events untouched.
 	Offload *Offload
 }
 

@@ -19,9 +19,13 @@ func natOf(cfg *config.Config) datapath.NAT {
 	if cfg.HostInput.Filter {
 		nat.HostInput = &datapath.HostInput{TCPPorts: cfg.HostInput.TCPPorts, UDPPorts: cfg.HostInput.UDPPorts}
 	}
-	if cfg.Fastpath.Enabled {
-		// The kernel marks the flows worth offloading (datapath.Offload);
-		// the offload engine takes only those (package fastpath).
+	if cfg.Fastpath.Enabled || syncConfigured(cfg) {
+		// The kernel marks the flows worth offloading or streaming to
+		// the peer (datapath.Offload): the offload engine takes only
+		// those (package fastpath), the state sync learns of them from
+		// that mark's event (flowsync), and a storm of short flows costs
+		// either nothing but each flow's DESTROY event. Without the fast
+		// path the mark only serves the sync.
 		nat.Offload = &datapath.Offload{AfterPackets: uint64(cfg.Fastpath.OffloadAfterPackets)}
 	}
 	for _, pf := range cfg.PortForwards {

@@ -21,11 +21,18 @@ type syncNode struct {
 	why  string         // why it is off
 }
 
+// haPeered: the config names an HA peer.
+func haPeered(cfg *config.Config) bool { return cfg.HA.Enabled && cfg.HA.Peer.IsValid() }
+
+// syncConfigured: the config asks for the pair's state sync, which follows
+// conntrack's events.
+func syncConfigured(cfg *config.Config) bool { return haPeered(cfg) && cfg.HA.Sync }
+
 // newSync builds the sync of a pair, or a node that says why it is off.
 func (d *daemon) newSync(ctx context.Context, cfg *config.Config) *syncNode {
 	n := &syncNode{}
 	switch {
-	case !cfg.HA.Enabled || !cfg.HA.Peer.IsValid():
+	case !haPeered(cfg):
 		n.why = "no HA peer"
 		return n
 	case !cfg.HA.Sync:
