@@ -224,9 +224,10 @@ func (nm *natMode) synced(ctx context.Context, on bool) error {
 	if nm.slow == nil || nm.fast != nil || (nm.nat.Offload != nil) == on {
 		return nil
 	}
-	n := hanatNAT()
+	n := nm.nat
+	n.Offload = nil
 	if on {
-		n = hanatFastNAT()
+		n.Offload = hanatFastNAT().Offload
 	}
 	if _, err := nm.slow.Apply(ctx, n); err != nil {
 		return fmt.Errorf("mode %s: table with the state sync %v: %w", nm.mode, on, err)

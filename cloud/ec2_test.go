@@ -1,15 +1,12 @@
 package cloud
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -117,20 +114,18 @@ func TestCallTimeout(t *testing.T) {
 // actions and passes everything else to next.
 func denyHandler(next http.Handler, denied ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
+		action, err := peekAction(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		form, _ := url.ParseQuery(string(body))
-		if action := form.Get("Action"); slices.Contains(denied, action) {
+		if slices.Contains(denied, action) {
 			w.Header().Set("Content-Type", "text/xml")
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/nat/i-0 is not authorized to perform: ec2:%s on resource: arn:aws:ec2:us-sim-1:123456789012:network-interface/eni-0 because no identity-based policy allows the ec2:%s action.</Message></Error></Errors><RequestID>req-denied-1</RequestID></Response>`, action, action)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
 }

@@ -3,6 +3,7 @@ package cloud
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -122,21 +123,33 @@ func newLab(t *testing.T) *lab {
 // calls hanat made, whatever the transport retried.
 func (l *lab) countFirstAttempts(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		action, err := peekAction(r)
 		if err != nil {
 			http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		if strings.HasPrefix(r.Header.Get("amz-sdk-request"), "attempt=1;") {
-			if form, err := url.ParseQuery(string(body)); err == nil {
-				l.mu.Lock()
-				l.firsts[form.Get("Action")]++
-				l.mu.Unlock()
-			}
+			l.mu.Lock()
+			l.firsts[action]++
+			l.mu.Unlock()
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// peekAction reads the Query API action of r's form body and puts the body
+// back for the next handler.
+func peekAction(r *http.Request) (string, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "", fmt.Errorf("request body: %w", err)
+	}
+	return form.Get("Action"), nil
 }
 
 // testOptions: the lab's endpoint and keys, fast backoff.

@@ -14,30 +14,7 @@ import (
 // shows nat-a. That is not "taken by the peer": nat-c must write it, or
 // nobody would (nat-a released it, nat-c would release it too).
 func TestMaintenanceRightAfterPreempt(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	c := NewEngine(slog.New(slog.NewTextHandler(testWriter{t}, nil)), EngineConfig{NodeID: "i-c", ENI: "eni-c", Peer: true, Home: []string{"rtb-c"}, Backup: []string{"rtb-a"},
-		DeadAfter: time.Second, Preempt: true, HoldDown: 3 * time.Second, GiveTimeout: 5 * time.Second, OpTimeout: 5 * time.Second}, now)
-	c.SetHealth(true, "", now)
-	var seq uint64
-	beat := func(m Message) {
-		seq++
-		now = now.Add(200 * time.Millisecond)
-		m.NodeID, m.ENI, m.Epoch, m.Seq, m.Ack, m.Time, m.Home = "i-a", "eni-a", 1, seq, ^uint64(0), now, []string{"rtb-a"}
-		if !m.Maintenance {
-			m.Healthy = true
-		}
-		c.OnHeartbeat(&m, now)
-	}
-	beat(Message{})
-	c.Observe("rtb-a", Observation{Target: "eni-c"}, now) // nat-c holds private-a (nat-a was down)
-	c.Observe("rtb-c", Observation{Target: "eni-c"}, now)
-	if !c.Claimed("rtb-a") {
-		t.Fatal("nat-c does not hold rtb-a, which points at it")
-	}
-	beat(Message{Wanted: []string{"rtb-a"}}) // preempt after the hold-down
-	if c.Claimed("rtb-a") {
-		t.Fatalf("nat-c did not release rtb-a to the preempt handshake: %+v", c.Status(now))
-	}
+	c, beat, clock := preemptReleased(t)
 	beat(Message{Owned: []string{"rtb-a"}})                      // nat-a wrote it back
 	beat(Message{Maintenance: true, Offered: []string{"rtb-a"}}) // … and goes into maintenance
 	if !c.Claimed("rtb-a") {
@@ -46,7 +23,7 @@ func TestMaintenanceRightAfterPreempt(t *testing.T) {
 	// nat-a saw nat-c's claim and stops offering it; then nat-c's
 	// describe catches up.
 	beat(Message{Maintenance: true})
-	c.Observe("rtb-a", Observation{Target: "eni-a"}, now)
+	c.Observe("rtb-a", Observation{Target: "eni-a"}, clock())
 	if !c.Claimed("rtb-a") || !slices.Contains(c.ToWrite(), "rtb-a") {
 		t.Errorf("rtb-a points at nat-a in maintenance: nat-c claims it %v, writes %v; want it claimed and written", c.Claimed("rtb-a"), c.ToWrite())
 	}
@@ -77,14 +54,30 @@ type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
-// preemptedBack is the start of the two tests below: nat-c held private-a
-// (rtb-a) while nat-a was down, its last describe showed rtb-a pointing at
-// nat-c, and nat-a then took rtb-a back by the preempt handshake and wrote
-// it (its heartbeats list it as owned) before nat-c's next describe. beat
-// sends nat-a's next heartbeat, 200 ms later. With describeBetween,
+// preemptedBack is the start of the tests below: preemptReleased, then
+// nat-a wrote rtb-a back (its heartbeats list it as owned) before nat-c's
+// next describe. With describeBetween,
 // nat-c's describe runs after its release and before nat-a's write; with
 // unheard, nat-a's heartbeats claiming rtb-a never reach nat-c.
 func preemptedBack(t *testing.T, describeBetween, unheard bool) (c *Engine, beat func(Message), now func() time.Time) {
+	t.Helper()
+	c, beat, now = preemptReleased(t)
+	if describeBetween {
+		at := now().Add(10 * time.Millisecond)
+		c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, at, at.Add(100*time.Millisecond))
+	}
+	if !unheard {
+		beat(Message{Owned: []string{"rtb-a"}}) // nat-a claims it and writes it back
+		beat(Message{Owned: []string{"rtb-a"}})
+	}
+	return c, beat, now
+}
+
+// preemptReleased: nat-c held private-a (rtb-a) while nat-a was down, its
+// last describe showing rtb-a pointing at nat-c, and has just released it
+// to nat-a's preempt handshake. beat sends nat-a's next heartbeat, 200 ms
+// later; now is the test's clock.
+func preemptReleased(t *testing.T) (c *Engine, beat func(Message), now func() time.Time) {
 	t.Helper()
 	at := time.Unix(1_800_000_000, 0)
 	c = NewEngine(slog.New(slog.NewTextHandler(testWriter{t}, nil)), EngineConfig{NodeID: "i-c", ENI: "eni-c", Peer: true, Home: []string{"rtb-c"}, Backup: []string{"rtb-a"},
@@ -101,22 +94,14 @@ func preemptedBack(t *testing.T, describeBetween, unheard bool) (c *Engine, beat
 		c.OnHeartbeat(&m, at)
 	}
 	beat(Message{})
-	c.Observe("rtb-a", Observation{Target: "eni-c"}, at)
+	c.Observe("rtb-a", Observation{Target: "eni-c"}, at) // nat-c holds private-a (nat-a was down)
 	c.Observe("rtb-c", Observation{Target: "eni-c"}, at)
 	if !c.Claimed("rtb-a") {
 		t.Fatal("nat-c does not hold rtb-a, which points at it")
 	}
-	beat(Message{Wanted: []string{"rtb-a"}})
+	beat(Message{Wanted: []string{"rtb-a"}}) // preempt after the hold-down
 	if c.Claimed("rtb-a") {
 		t.Fatalf("nat-c did not release rtb-a to the preempt handshake: %+v", c.Status(at))
-	}
-	if describeBetween {
-		at = at.Add(10 * time.Millisecond)
-		c.ObserveSince("rtb-a", Observation{Target: "eni-c"}, at, at.Add(100*time.Millisecond))
-	}
-	if !unheard {
-		beat(Message{Owned: []string{"rtb-a"}}) // nat-a claims it and writes it back
-		beat(Message{Owned: []string{"rtb-a"}})
 	}
 	return c, beat, func() time.Time { return at }
 }
